@@ -1,0 +1,138 @@
+"""Reading an ONNX file: validation, static input shapes, shape inference.
+
+Every problem with the file itself (missing, truncated, malformed, dynamic shapes without
+``--input-shape``, shapes that cannot be inferred) becomes a one-line ``ShiftflowError``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import onnx
+from onnx import TensorProto, helper
+
+from ..errors import ImportError_, UnsupportedError, UsageError
+
+# Custom-domain quantizers (QONNX) that ONNX shape inference does not know; they keep shape.
+QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A validated model: ``model`` has static input shapes; ``shapes`` maps every tensor
+    name to ``(shape, onnx elem type)``; ``inputs`` lists the real (non-initializer) inputs."""
+
+    model: onnx.ModelProto
+    shapes: dict[str, tuple[tuple[int, ...], int]]
+    inputs: tuple[str, ...]
+    opsets: dict[str, int]
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """Parse ``--input-shape`` values: ``name=1,3,224,224`` or ``1,3,224,224`` (single input)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or []:
+        name, _, dims = spec.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise UsageError(f"bad --input-shape {spec!r}: expected NAME=D0,D1,... with positive integers") from None
+        if not shape or min(shape) <= 0:
+            raise UsageError(f"bad --input-shape {spec!r}: dimensions must be positive integers")
+        shapes[name] = shape
+    return shapes
+
+
+def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> LoadedModel:
+    """Read, check and shape-infer the ONNX model at ``path``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"cannot read {path!r}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ImportError_(f"{path!r} is empty, not an ONNX model")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish variants, ...
+        raise ImportError_(f"{path!r} is not a valid ONNX model (truncated or corrupt?): "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not model.graph.node:
+        raise ImportError_(f"{path!r} is not a valid ONNX model: its graph has no nodes (truncated or corrupt?)")
+    return prepare_model(model, input_shapes, source=path)
+
+
+def prepare_model(model: onnx.ModelProto, input_shapes=None, source: str = "model") -> LoadedModel:
+    """Validate ``model`` (already parsed), fix its input shapes and infer all shapes."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's copy
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    real_inputs = [i for i in g.input if i.name not in init_names]
+    given = dict(input_shapes or {})
+    if "" in given:
+        if len(real_inputs) != 1:
+            raise UsageError(f"--input-shape without a name needs a single-input model; inputs are "
+                             f"{[i.name for i in real_inputs]}")
+        given[real_inputs[0].name] = given.pop("")
+    for name in given:
+        if name not in {i.name for i in real_inputs}:
+            raise UsageError(f"--input-shape names {name!r}, but the model's inputs are {[i.name for i in real_inputs]}")
+    for inp in real_inputs:
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type") or tt.elem_type != TensorProto.FLOAT:
+            raise UnsupportedError(f"input {inp.name!r} must be a float32 tensor, got "
+                                   f"{helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else 'no type'}")
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+        if inp.name in given:
+            shape = given[inp.name]
+            if tt.HasField("shape") and len(shape) != len(dims):
+                raise UsageError(f"--input-shape for {inp.name!r} has rank {len(shape)}, the model's input has rank {len(dims)}")
+            tt.shape.Clear()
+            for d in shape:
+                tt.shape.dim.add().dim_value = d
+        elif not tt.HasField("shape") or None in dims:
+            shown = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]" if tt.HasField("shape") else "unknown"
+            raise ImportError_(f"input {inp.name!r} has a dynamic or unknown shape {shown}; give a static one with "
+                               f"--input-shape {inp.name}=1,3,224,224 (your sizes)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ImportError_(f"{source!r} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    shapes = _infer_shapes(model, real_inputs, source)
+    return LoadedModel(model, shapes, tuple(i.name for i in real_inputs), opsets)
+
+
+def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str, tuple[tuple[int, ...], int]]:
+    # Shape inference does not know QONNX quantizers: infer on a copy where each is an Identity.
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    nodes = []
+    for n in probe.graph.node:
+        if n.domain in QONNX_DOMAINS and n.op_type in ("Quant", "BipolarQuant", "Trunc"):
+            n = helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name)
+        nodes.append(n)
+    del probe.graph.node[:]
+    probe.graph.node.extend(nodes)
+    init_names = {i.name for i in probe.graph.initializer}
+    kept = [i for i in probe.graph.input if i.name not in init_names]
+    del probe.graph.input[:]
+    probe.graph.input.extend(kept)
+    del probe.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        raise ImportError_(f"shape inference failed on {source!r}: {str(exc).strip().splitlines()[0]}") from None
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = (tuple(d.dim_value for d in tt.shape.dim), tt.elem_type)
+    for init in model.graph.initializer:
+        shapes[init.name] = (tuple(init.dims), init.data_type)
+    for n in model.graph.node:
+        for out in n.output:
+            if out and out not in shapes:
+                raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
+                                   f"{n.op_type}); the model lacks static shape information")
+    return shapes

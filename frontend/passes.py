@@ -1,0 +1,116 @@
+"""Front-end passes over the Graph IR and the import pipeline.
+
+Passes are named functions ``Graph -> Graph`` run in a flat list; the verifier runs after
+each one and names it when something breaks. ``print_after`` / ``dump_dir`` show the IR
+between passes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..ir.graph import Graph
+from ..ir.ops import SPECS
+from ..ir.text import print_graph
+from ..ir.verify import verify
+from . import ranges
+
+
+def _compose_act(a1: tuple[str, int | None], a2: tuple[str, int | None]) -> tuple[str, int | None]:
+    """The activation equal to applying ``a1`` then ``a2`` (both monotone)."""
+    if a1[0] == "none":
+        return a2
+    if a2[0] == "none":
+        return a1
+    if "relu" in (a1[0], a2[0]):
+        return ("relu", None)
+    return ("leaky", a1[1] + a2[1])
+
+
+def fuse_requant(graph: Graph) -> Graph:
+    """Merge ``P → requant`` into ``P`` when P's output is exact and read only by the requant.
+
+    P computes its exact value, so rounding once at the requant's frac gives the same result
+    as the two ops (activations compose; an exact clip maps through the requant's rule).
+    """
+    producers = graph.producer()
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    replaced: dict[str, object] = {}  # producer op name -> fused op
+    for r in graph.ops:
+        if r.kind != "requant":
+            continue
+        p = producers.get(r.inputs[0])
+        if p is None or not SPECS[p.kind].post:
+            continue
+        mid = p.outputs[0]
+        if mid in outputs or len(consumers.get(mid, [])) != 1:
+            continue
+        in_types = [graph.types[t] for t in p.inputs]
+        consts = [graph.constants.get(t) for t in p.inputs]
+        if not ranges.is_exact(p.kind, p.attrs, in_types, consts, graph.types[mid]):
+            continue
+        act, exp = _compose_act((p.attrs.get("act", "none"), p.attrs.get("leaky_exp")),
+                                (r.attrs.get("act", "none"), r.attrs.get("leaky_exp")))
+        out_t = graph.types[r.outputs[0]]
+        clip = r.attrs.get("clip")
+        if "clip" in p.attrs:
+            lo, hi = ranges.map_bounds(*p.attrs["clip"], graph.types[mid].frac, out_t.frac,
+                                       r.attrs.get("act", "none"), r.attrs.get("leaky_exp"))
+            if clip is not None:
+                lo, hi = max(lo, clip[0]), min(hi, clip[1])
+            clip = (lo, max(lo, hi))
+        attrs = p.attrs.updated(act=act, leaky_exp=exp if act == "leaky" else None, clip=clip)
+        if act != "leaky" and "leaky_exp" in attrs:
+            attrs = attrs.updated(leaky_exp=None)
+        fused = type(p)(p.name, p.kind, p.inputs, r.outputs, attrs)
+        replaced[p.name] = fused
+        replaced[r.name] = None
+        producers[r.outputs[0]] = fused
+    ops = []
+    for op in graph.ops:
+        new = replaced.get(op.name, op)
+        if new is not None:
+            ops.append(new)
+    # The fused op sits where its producer was: its inputs are defined before it, and its
+    # output's readers all come after the requant it replaces.
+    return graph.with_ops(ops)
+
+
+def dead_code(graph: Graph) -> Graph:
+    """Drop ops whose results nobody reads (they are not graph outputs either)."""
+    live = set(graph.outputs)
+    kept = []
+    for op in reversed(graph.ops):
+        if any(t in live for t in op.outputs):
+            kept.append(op)
+            live.update(op.inputs)
+    return graph.with_ops(reversed(kept))
+
+
+FRONTEND_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
+    ("fuse_requant", fuse_requant),
+    ("dead_code", dead_code),
+]
+
+
+def run_passes(graph: Graph, passes, print_after: str | None = None, dump_dir: str | None = None,
+               start: str = "import") -> Graph:
+    """Run ``passes`` in order, verifying after each; print or dump the IR as asked."""
+    verify(graph, after=start)
+    _show(graph, start, print_after, dump_dir, 0)
+    for i, (name, fn) in enumerate(passes, 1):
+        graph = verify(fn(graph), after=name)
+        _show(graph, name, print_after, dump_dir, i)
+    return graph
+
+
+def _show(graph, name, print_after, dump_dir, index):
+    if print_after in (name, "all"):
+        print(f"// IR after {name}")
+        print(print_graph(graph, elide=True), end="")
+    if dump_dir:
+        os.makedirs(dump_dir, exist_ok=True)
+        with open(os.path.join(dump_dir, f"{index:02d}_{name}.ir"), "w") as f:
+            f.write(print_graph(graph))
