@@ -85,31 +85,41 @@ class QDQBuilder:
         return m
 
 
-def conv_layer_model(cin=3, cout=4, hw=(9, 7), k=3, stride=1, pad=1, dilation=1, groups=1, wbits=8, abits=8,
-                     act="relu", per_channel=False, pow2=False, bias=True, seed=0) -> onnx.ModelProto:
-    """One quantized conv layer (+ optional activation) in QDQ form."""
-    b = QDQBuilder((1, cin) + tuple(hw), in_frac=5, seed=seed)
-    rng = b.rng
+def _weights(rng, shape, wbits, pow2):
     wmax = (1 << (wbits - 1)) - 1
-    shape = (cout, cin // groups, k, k)
     if pow2:
-        e = rng.integers(0, wbits - 1, size=shape)
+        e = rng.integers(0, max(1, wbits - 1), size=shape)
         w = np.where(rng.random(shape) < 0.2, 0, rng.choice([-1, 1], size=shape) * (1 << e))
-        w = np.clip(w, -wmax - 1, wmax)
-    else:
-        w = rng.integers(-wmax - 1, wmax + 1, size=shape)
-    wf = rng.integers(4, 8, size=cout) if per_channel else 6
-    x = b.cur
-    inputs = [x, b.weight(w, wf)]
+        return np.clip(w, -wmax - 1, wmax)
+    return rng.integers(-wmax - 1, wmax + 1, size=shape)
+
+
+def conv_layer_model(cin=3, cout=4, hw=(9, 7), k=3, stride=1, pad=1, dilation=1, groups=1, wbits=8, abits=8,
+                     in_bits=8, act="relu", per_channel=False, pow2=False, bias=True, seed=0) -> onnx.ModelProto:
+    """One quantized conv layer (+ optional activation) in QDQ form.
+
+    The output scale is chosen from the expected spread of the result, so outputs use their
+    range instead of saturating everywhere.
+    """
+    in_frac = in_bits - 3  # N(0,1) inputs: about +-4 fills the range
+    b = QDQBuilder((1, cin) + tuple(hw), in_frac=in_frac, in_bits=in_bits, seed=seed)
+    rng = b.rng
+    shape = (cout, cin // groups, k, k)
+    w = _weights(rng, shape, wbits, pow2)
+    wf = rng.integers(wbits - 2, wbits + 2, size=cout) if per_channel else wbits - 1
+    inputs = [b.cur, b.weight(w, wf)]
+    w_real = w * 2.0 ** -np.reshape(wf, (-1, 1, 1, 1))
     if bias:
-        bfrac = 5 + np.asarray(wf)
-        inputs.append(b.bias(rng.integers(-2000, 2000, size=cout), bfrac))
-    y = b.op("Conv", inputs, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4,
-             dilations=[dilation, dilation], group=groups)
+        bfrac = in_frac + np.asarray(wf)
+        inputs.append(b.bias(rng.integers(-(1 << (in_frac + wbits)), 1 << (in_frac + wbits), size=cout), bfrac))
+    y = b.op("Conv", inputs, kernel_shape=[k, k], strides=[stride, stride], pads=list(pad) if isinstance(pad, tuple)
+             else [pad] * 4, dilations=[dilation, dilation], group=groups)
     signed = True
     if act == "relu":
         y, signed = b.op("Relu", [y]), False
     elif act == "leaky":
         y = b.op("LeakyRelu", [y], alpha=0.125)
-    out = b.quant(y, 4, abits, signed=signed)
-    return b.model(out)
+    spread = 3 * max(1e-3, float(np.sqrt((w_real ** 2).sum(axis=(1, 2, 3)).max())))
+    qmax = (1 << (abits - (1 if signed else 0))) - 1
+    out_frac = int(np.floor(np.log2(qmax / spread)))
+    return b.model(b.quant(y, out_frac, abits, signed=signed))

@@ -1,0 +1,163 @@
+"""The ``shiftflow`` command line: thin argument parsing, one library call per subcommand.
+
+User errors (``ShiftflowError``) print ``error: ...`` on one line and exit 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .errors import ShiftflowError, UsageError
+
+
+def _load_array(path: str) -> np.ndarray:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path!r}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot read {path!r} as a .npy/.npz array: {exc}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        if len(data.files) != 1:
+            raise UsageError(f"{path!r} holds {len(data.files)} arrays; give a .npy with the one input")
+        data = data[data.files[0]]
+    return data
+
+
+def cmd_inspect(args) -> int:
+    from .frontend.importer import import_onnx
+    from .frontend.onnx_load import parse_input_shapes
+    from .frontend.summary import format_summary, summarize
+    from .ir.text import print_graph
+
+    graph = import_onnx(args.model, parse_input_shapes(args.input_shape), args.print_after, args.dump_dir)
+    summary = summarize(graph)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    if not args.summary_only:
+        print(print_graph(graph, elide=True))
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .frontend.check import check_model
+    from .frontend.onnx_load import parse_input_shapes
+
+    given = _load_array(args.input) if args.input else None
+    report = check_model(args.model, given, args.seed, parse_input_shapes(args.input_shape))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        for o in report.outputs:
+            status = "bit-exact" if o["bit_exact"] else f"MISMATCH ({o['mismatches']} elements)"
+            print(f"{o['name']} {o['shape']}: max_abs_diff={o['max_abs_diff']:g} {status}")
+        print("L1 interpreter vs L0 onnxruntime: " + ("bit-exact" if report.bit_exact else "NOT bit-exact"))
+    return 0 if report.bit_exact else 1
+
+
+def cmd_quantize(args) -> int:
+    import onnx
+
+    from .frontend.quantize import load_calibration, quantize_model
+
+    if (args.calib is None) == (args.calib_random is None):
+        raise UsageError("give exactly one of --calib DATA.npz or --calib-random N")
+    calib = load_calibration(args.calib) if args.calib else None
+    model = quantize_model(args.model, calib=calib, calib_random=args.calib_random, wbits=args.wbits,
+                           abits=args.abits, weights=args.weights, per_channel=args.per_channel, seed=args.seed)
+    onnx.save(model, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from .zoo.build import build_zoo
+
+    build_zoo(args.out, names=args.only, variants=args.variants, forms=args.forms)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, ``error: ...``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="shiftflow", description="Shift-quantized CNNs from ONNX to an FPGA accelerator.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("model", help="ONNX file (QDQ/QCDQ or QONNX)")
+        sp.add_argument("--input-shape", action="append", metavar="[NAME=]D0,D1,..",
+                        help="static shape for a dynamic input (repeatable)")
+
+    sp = sub.add_parser("inspect", help="import a model and print its IR and a summary")
+    model_args(sp)
+    sp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    sp.add_argument("--summary-only", action="store_true", help="skip the IR listing")
+    sp.add_argument("--print-after", metavar="PASS", help="print the IR after this pass ('all' for every one)")
+    sp.add_argument("--dump-dir", metavar="DIR", help="write the IR after every pass into DIR")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("check", help="integer interpreter vs onnxruntime, bit for bit")
+    model_args(sp)
+    sp.add_argument("--input", metavar="X.npy", help="input array (default: seeded random)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("quantize", help="po2 post-training quantization of a float model to QDQ")
+    sp.add_argument("model", help="float ONNX model")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    sp.add_argument("--calib", metavar="DATA.npz", help="calibration inputs")
+    sp.add_argument("--calib-random", type=int, metavar="N", help="calibrate on N seeded random inputs")
+    sp.add_argument("--wbits", type=int, default=8, help="weight bits, 2..8")
+    sp.add_argument("--abits", type=int, default=8, help="activation bits, 4..8")
+    sp.add_argument("--weights", default="int", help="weight encoding: int or pow2")
+    sp.add_argument("--per-channel", action="store_true", help="one po2 scale per output channel")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("zoo", help="build the model zoo (Brevitas, QCDQ + QONNX)")
+    sp.add_argument("--out", default="zoo_models", metavar="DIR")
+    sp.add_argument("--only", nargs="+", metavar="NAME")
+    sp.add_argument("--variants", nargs="+", metavar="VARIANT")
+    sp.add_argument("--forms", nargs="+", metavar="FORM")
+    sp.set_defaults(func=cmd_zoo)
+
+    sp = sub.add_parser("demo", help="the main job on the bundled model: quantize, check, inspect")
+    sp.add_argument("--out", default="shiftflow_demo", metavar="DIR")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed "error: ..." and exits 2
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except ShiftflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
