@@ -119,6 +119,8 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
     del probe.graph.input[:]
     probe.graph.input.extend(kept)
     del probe.graph.value_info[:]
+    for out in probe.graph.output:  # declared output shapes may predate an --input-shape override
+        out.type.tensor_type.ClearField("shape")
     try:
         inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
     except Exception as exc:

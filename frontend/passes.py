@@ -28,6 +28,29 @@ def _compose_act(a1: tuple[str, int | None], a2: tuple[str, int | None]) -> tupl
     return ("leaky", a1[1] + a2[1])
 
 
+def hoist_requant(graph: Graph) -> Graph:
+    """Swap ``layout → requant`` into ``requant → layout`` (reshape/transpose only move
+    elements, a requant acts per element), so the requant can fuse into the op before."""
+    producers = graph.producer()
+    consumers = graph.consumers()
+    types = dict(graph.types)
+    ops = list(graph.ops)
+    index = {op.name: i for i, op in enumerate(ops)}
+    for r in graph.ops:
+        lay = producers.get(r.inputs[0])
+        if r.kind != "requant" or lay is None or lay.kind not in ("reshape", "transpose"):
+            continue
+        if len(consumers.get(lay.outputs[0], [])) != 1 or lay.outputs[0] in graph.outputs:
+            continue
+        src = lay.inputs[0]
+        mid = lay.outputs[0]  # now holds the requantized value, before the layout op
+        types[mid] = types[r.outputs[0]].with_shape(types[src].shape)
+        ops[index[lay.name]] = type(r)(r.name, "requant", (src,), (mid,), r.attrs)
+        ops[index[r.name]] = type(lay)(lay.name, lay.kind, (mid,), r.outputs, lay.attrs)
+        producers[r.outputs[0]] = ops[index[r.name]]
+    return graph.with_ops(ops, types=types)
+
+
 def fuse_requant(graph: Graph) -> Graph:
     """Merge ``P → requant`` into ``P`` when P's output is exact and read only by the requant.
 
@@ -90,6 +113,7 @@ def dead_code(graph: Graph) -> Graph:
 
 
 FRONTEND_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
+    ("hoist_requant", hoist_requant),
     ("fuse_requant", fuse_requant),
     ("dead_code", dead_code),
 ]
