@@ -45,9 +45,11 @@ def hoist_requant(graph: Graph) -> Graph:
         src = lay.inputs[0]
         mid = lay.outputs[0]  # now holds the requantized value, before the layout op
         types[mid] = types[r.outputs[0]].with_shape(types[src].shape)
-        ops[index[lay.name]] = type(r)(r.name, "requant", (src,), (mid,), r.attrs)
-        ops[index[r.name]] = type(lay)(lay.name, lay.kind, (mid,), r.outputs, lay.attrs)
-        producers[r.outputs[0]] = ops[index[r.name]]
+        at_lay, at_r = index[lay.name], index[r.name]
+        ops[at_lay] = type(r)(r.name, "requant", (src,), (mid,), r.attrs)
+        ops[at_r] = type(lay)(lay.name, lay.kind, (mid,), r.outputs, lay.attrs)
+        index[r.name], index[lay.name] = at_lay, at_r
+        producers[mid], producers[r.outputs[0]] = ops[at_lay], ops[at_r]
     return graph.with_ops(ops, types=types)
 
 

@@ -81,14 +81,17 @@ def test_concat_and_resize(tmp_path):
     assert "resize" in kinds(g) and "concat" in kinds(g)
 
 
-def test_gemm_after_flatten(tmp_path):
+@pytest.mark.parametrize("relu", [False, True])
+def test_gemm_after_flatten(tmp_path, relu):
     b = QDQBuilder((1, 2, 4, 4))
     y = _conv(b, b.cur, 2, 3)
     flat = b.op("Flatten", [y])
     w = b.weight(b.rng.integers(-100, 100, size=(5, 48)), 8)
     bias = b.bias(b.rng.integers(-500, 500, size=5), 11)
-    out = b.quant(b.op("Gemm", [flat, w, bias], transB=1), 2, 8)
+    y = b.op("Gemm", [flat, w, bias], transB=1)
+    out = b.quant(b.op("Relu", [y]) if relu else y, 2, 8, signed=not relu)
     g = _run(tmp_path, b, out)
+    # Gemm + Relu + quantizer become one conv: the requants move in front of the reshape.
     assert kinds(g) == ["quantize", "conv", "reshape", "reshape", "conv", "reshape"]
 
 
