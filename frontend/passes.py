@@ -103,6 +103,26 @@ def fuse_requant(graph: Graph) -> Graph:
     return graph.with_ops(ops)
 
 
+def fold_layout(graph: Graph) -> Graph:
+    """Collapse ``reshape → reshape`` into one reshape and drop reshapes that change nothing."""
+    producers = graph.producer()
+    rename: dict[str, str] = {}
+    ops = []
+    for op in graph.ops:
+        op = type(op)(op.name, op.kind, tuple(rename.get(t, t) for t in op.inputs), op.outputs, op.attrs)
+        if op.kind == "reshape":
+            src = producers.get(op.inputs[0])
+            if src is not None and src.kind == "reshape":
+                op = type(op)(op.name, op.kind, src.inputs, op.outputs, op.attrs)
+            if graph.types[op.inputs[0]].shape == graph.types[op.outputs[0]].shape and \
+                    op.outputs[0] not in graph.outputs:
+                rename[op.outputs[0]] = op.inputs[0]
+                continue
+        producers[op.outputs[0]] = op
+        ops.append(op)
+    return graph.with_ops(ops)
+
+
 def dead_code(graph: Graph) -> Graph:
     """Drop ops whose results nobody reads (they are not graph outputs either)."""
     live = set(graph.outputs)
@@ -117,6 +137,7 @@ def dead_code(graph: Graph) -> Graph:
 FRONTEND_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("hoist_requant", hoist_requant),
     ("fuse_requant", fuse_requant),
+    ("fold_layout", fold_layout),
     ("dead_code", dead_code),
 ]
 
