@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UnsupportedError
 from ..ir.graph import Graph
 from .lower import Lowerer
 from .onnx_load import load_model
@@ -19,4 +20,8 @@ def import_onnx(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]
     loaded = load_model(path, input_shapes)
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     graph = Lowerer(loaded, name).run()
+    if not any(op.kind in ("quantize", "requant") for op in graph.ops):
+        raise UnsupportedError(f"{os.fspath(path)!r} has no quantized tensors (no QuantizeLinear/Quant nodes): "
+                               f"quantize it first, e.g. `shiftflow quantize {os.path.basename(os.fspath(path))} "
+                               f"-o quantized.onnx --calib-random 32`")
     return run_passes(graph, FRONTEND_PASSES, print_after, dump_dir)
