@@ -19,7 +19,8 @@ from ..errors import UsageError
 from ..ir.graph import Graph
 from . import cpu_ops
 from .importer import import_onnx
-from .interpreter import Interpreter, dequantize
+from ..ir.semantics import dequantize
+from .interpreter import Interpreter
 from .onnx_load import load_model
 from .qonnx_to_qdq import has_qonnx_nodes, qonnx_to_qdq
 

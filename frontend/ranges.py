@@ -23,7 +23,7 @@ def act_frac(frac: int, act: str, leaky_exp: int | None) -> int:
 
 def map_bounds(lo: int, hi: int, frac: int, out_frac: int, act: str = "none", leaky_exp: int | None = None):
     """Bounds of ``round(act(x) * 2**out_frac)`` for integer codes ``x`` in [lo, hi] at ``frac``."""
-    from .intmath import round_shift
+    from ..ir.intmath import round_shift
 
     out = []
     for v in (lo, hi):

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shiftflow.frontend.intmath import conv2d, round_shift
+from shiftflow.ir.intmath import conv2d, round_shift
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,151 @@
+"""The target: one frozen, JSON-serialisable description of the accelerator.
+
+Every stage (compiler, simulator, RTL) takes an ``AcceleratorConfig`` explicitly. A few base
+knobs are fields; everything derived is a property. ``TARGETS`` holds the named targets;
+``load_target`` accepts a name or a path to a JSON file with the same fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    name: str
+    #: output channels computed in parallel (rows of the PE array)
+    tm: int
+    #: input channels (channel-parallel) or output pixels (pixel-parallel) in parallel;
+    #: also the channel-block width of activations in DRAM and in the line buffer
+    tn: int
+    #: clock frequency the figures are quoted at (MHz)
+    clock_mhz: float
+    #: line buffer (input activations, ring of rows), bytes
+    line_buffer_bytes: int
+    #: one bank of the double-buffered weight buffer, bytes
+    weight_bank_bytes: int
+    #: output buffer (two halves, each holding one tile of results), bytes
+    output_buffer_bytes: int
+    #: per-channel parameter entries (bias + shift) per weight bank
+    param_entries: int
+    #: DRAM bandwidth of the data port, bytes per cycle
+    dram_bytes_per_cycle: int
+    #: DRAM latency: cycles from a request to its first data
+    dram_latency: int
+    #: lanes of the post-processing unit (results retired per cycle)
+    ppu_lanes: int
+    #: fixed pipeline latency of a compute instruction (PE array + post-processing), cycles
+    pe_latency: int = 6
+    #: depth of each unit's instruction queue
+    queue_depth: int = 8
+    #: weight encodings the PE array implements
+    weight_encodings: tuple[str, ...] = ("int", "pow2")
+    #: accumulator width of the PE array and the post-processing unit
+    acc_bits: int = 32
+    #: bytes per instruction word (see ir/isa.py)
+    instr_bytes: int = 64
+    #: DRAM size the program may use, bytes
+    dram_bytes: int = 1 << 30
+    #: resource budget this target must fit (LUT, FF, DSP, BRAM36), for reports
+    budget: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight_encodings", tuple(self.weight_encodings))
+        object.__setattr__(self, "budget", dict(self.budget))
+        problems = []
+        for f in ("tm", "tn", "line_buffer_bytes", "weight_bank_bytes", "output_buffer_bytes", "param_entries",
+                  "dram_bytes_per_cycle", "ppu_lanes", "queue_depth"):
+            if int(getattr(self, f)) <= 0:
+                problems.append(f"{f} must be positive")
+        if self.tm % self.tn:
+            problems.append(f"tm ({self.tm}) must be a multiple of tn ({self.tn})")
+        if self.dram_latency < 0 or self.pe_latency < 1:
+            problems.append("dram_latency must be >= 0 and pe_latency >= 1")
+        if not set(self.weight_encodings) <= {"int", "pow2"}:
+            problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
+        if self.line_buffer_bytes % self.tn or self.output_buffer_bytes % (2 * self.tn):
+            problems.append("buffer sizes must be whole words (multiples of tn; the output buffer of 2*tn)")
+        if problems:
+            raise UsageError(f"target {self.name!r} is invalid: " + "; ".join(problems))
+
+    # -- derived values ------------------------------------------------------------------------
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.tm * self.tn
+
+    @property
+    def peak_gmacs(self) -> float:
+        return self.macs_per_cycle * self.clock_mhz / 1e3
+
+    @property
+    def line_buffer_words(self) -> int:
+        """Words of ``tn`` bytes (one pixel's channel block) in the line buffer."""
+        return self.line_buffer_bytes // self.tn
+
+    @property
+    def output_half_words(self) -> int:
+        """Words of ``tn`` bytes in one half of the output buffer."""
+        return self.output_buffer_bytes // (2 * self.tn)
+
+    @property
+    def weight_bank_words(self) -> int:
+        """Words of ``tm * tn`` weights in one weight bank."""
+        return self.weight_bank_bytes // (self.tm * self.tn)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> "AcceleratorConfig":
+        names = {f.name for f in dataclasses.fields(AcceleratorConfig)}
+        unknown = set(d) - names
+        if unknown:
+            raise UsageError(f"unknown target field(s) {sorted(unknown)}; valid fields: {sorted(names)}")
+        missing = [f.name for f in dataclasses.fields(AcceleratorConfig)
+                   if f.name not in d and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UsageError(f"target is missing field(s) {missing}")
+        try:
+            return AcceleratorConfig(**d)
+        except TypeError as exc:
+            raise UsageError(f"bad target description: {exc}") from None
+
+
+TINY = AcceleratorConfig(
+    name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
+    output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
+    pe_latency=6, queue_depth=4,
+)
+
+# Ultra96 / ZU3EG class: 16x16 MACs (one DSP48E2 each), buffers within the 216 BRAM36 budget.
+ZU3EG = AcceleratorConfig(
+    name="zu3eg", tm=16, tn=16, clock_mhz=250.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
+    output_buffer_bytes=64 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=64,
+    pe_latency=8, queue_depth=16,
+    budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
+)
+
+TARGETS = {t.name: t for t in (TINY, ZU3EG)}
+
+
+def load_target(spec: str | AcceleratorConfig) -> AcceleratorConfig:
+    """A named target (``tiny``, ``zu3eg``) or the path of a JSON file with the fields above."""
+    if isinstance(spec, AcceleratorConfig):
+        return spec
+    if spec in TARGETS:
+        return TARGETS[spec]
+    if not os.path.isfile(spec):
+        raise UsageError(f"unknown target {spec!r}: give one of {sorted(TARGETS)} or a JSON file")
+    try:
+        with open(spec) as f:
+            d = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read target {spec!r}: {exc}") from None
+    if not isinstance(d, dict):
+        raise UsageError(f"target {spec!r} must be a JSON object")
+    return AcceleratorConfig.from_json(d)

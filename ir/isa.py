@@ -1,0 +1,265 @@
+"""The instruction set, defined once.
+
+Every instruction is a 512-bit word: an 8-bit header (opcode + four dependency-token flags)
+and a body whose layout depends on the opcode. The layouts are ``amaranth.lib.data``
+layouts: the compiler encodes with ``INSTR.const(...).as_bits()``, the simulator decodes with
+``INSTR.from_bits(...)``, and the RTL uses ``INSTR`` as the shape of a ``Signal``. There are
+no hand-written shifts and masks anywhere else. Semantics: ``docs/isa.md``.
+
+Units and tokens (decoupled access/execute): LOAD_* run on the load unit, CONV/VEC/FINISH on
+the compute unit, STORE on the store unit. ``pop_prev``/``pop_next`` wait for a token from
+the unit before/after in the chain load → compute → store; ``push_prev``/``push_next`` send
+one when the instruction completes.
+"""
+
+from __future__ import annotations
+
+from amaranth import signed, unsigned
+from amaranth.lib import data, enum
+
+INSTR_BITS = 512
+INSTR_BYTES = INSTR_BITS // 8
+
+
+class Opcode(enum.Enum, shape=unsigned(4)):
+    NOP = 0
+    LOAD_ACT = 1  # DRAM box -> line buffer ring
+    LOAD_WGT = 2  # DRAM bytes -> weight bank or parameter bank
+    CONV = 3  # PE array: one output-channel block of a tile, post-processing, fused pool
+    VEC = 4  # vector unit: add / pool / resize / requant over line-buffer tiles
+    STORE = 5  # output buffer box -> DRAM
+    FINISH = 6  # end of an accelerator segment: waits for all units, raises done
+    NMS = 8  # reserved: PSRR-MaxpoolNMS core
+    SPCONV = 9  # reserved: SIMD-structured sparse convolution core
+
+
+class Unit(enum.Enum, shape=unsigned(2)):
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+
+UNIT_OF = {Opcode.NOP: Unit.COMPUTE, Opcode.LOAD_ACT: Unit.LOAD, Opcode.LOAD_WGT: Unit.LOAD,
+           Opcode.CONV: Unit.COMPUTE, Opcode.VEC: Unit.COMPUTE, Opcode.STORE: Unit.STORE,
+           Opcode.FINISH: Unit.COMPUTE, Opcode.NMS: Unit.COMPUTE, Opcode.SPCONV: Unit.COMPUTE}
+
+
+class Dataflow(enum.Enum, shape=unsigned(1)):
+    CHANNEL = 0  # Tn input channels x Tm output channels of one output pixel per cycle
+    PIXEL = 1  # Tn output pixels x Tm output channels, one input channel per cycle
+
+
+class Act(enum.Enum, shape=unsigned(2)):
+    NONE = 0
+    RELU = 1
+    LEAKY = 2  # negative values scaled by 2**leaky_exp (an extra shift)
+
+
+class WgtTarget(enum.Enum, shape=unsigned(1)):
+    WEIGHTS = 0
+    PARAMS = 1
+
+
+class VecOp(enum.Enum, shape=unsigned(3)):
+    ADD = 0
+    MAXPOOL = 1
+    AVGPOOL = 2
+    RESIZE = 3
+    REQUANT = 4
+
+
+Header = data.StructLayout({
+    "opcode": Opcode,
+    "pop_prev": unsigned(1),
+    "pop_next": unsigned(1),
+    "push_prev": unsigned(1),
+    "push_next": unsigned(1),
+})
+
+# A box of activation words in DRAM: nblk channel blocks x nrows rows x ncols pixels; each word
+# is one pixel's block of tn channel bytes. Address of (b, r, x): dram_addr + b*blk_stride +
+# r*row_stride + x*tn.
+DramBox = data.StructLayout({
+    "dram_addr": unsigned(32),
+    "row_stride": unsigned(24),
+    "blk_stride": unsigned(32),
+    "nblk": unsigned(12),
+    "nrows": unsigned(12),
+    "ncols": unsigned(16),
+})
+
+# A region of the line buffer used as a ring of slots (one image row per slot). Word address
+# of (block b, image row in slot s, column x): base + s*slot_words + b*cols + x.
+Ring = data.StructLayout({
+    "base": unsigned(20),
+    "slots": unsigned(12),
+    "slot_words": unsigned(20),
+    "cols": unsigned(16),
+})
+
+LoadAct = data.StructLayout({
+    "src": DramBox,
+    "ring": Ring,
+    "slot0": unsigned(12),  # slot of the first loaded row
+})
+
+LoadWgt = data.StructLayout({
+    "dram_addr": unsigned(32),
+    "nbytes": unsigned(24),
+    "target": WgtTarget,
+    "bank": unsigned(1),
+    "sram_addr": unsigned(24),  # byte address inside the bank
+})
+
+Store = data.StructLayout({
+    "dst": DramBox,
+    "obuf_addr": unsigned(20),  # word (tn bytes) address; (b, r, x) at obuf_addr + (r*ncols + x)*nblk + b
+    "half": unsigned(1),
+})
+
+# Where a tile's input rows are: image geometry for zero padding, the ring they sit in.
+InGeom = data.StructLayout({
+    "ring": Ring,
+    "x0": signed(16),  # image column held in ring column 0
+    "width": unsigned(16),  # image width and height: taps outside read zero (-inf for max)
+    "height": unsigned(16),
+    "y_first": signed(16),  # image row of (first output row, kernel row 0)
+    "slot_first": unsigned(12),  # its slot
+    "x_first": signed(16),  # image column of (first output column, kernel column 0)
+    "chans": unsigned(12),  # channels (conv: input channels; vec: channels of the tensor)
+    "signed_": unsigned(1),  # input bytes are two's complement (else unsigned)
+})
+
+Post = data.StructLayout({
+    "act": Act,
+    "leaky_exp": signed(6),
+    "lo": signed(16),  # final clamp: saturation range intersected with any clip
+    "hi": signed(16),
+    "pool": unsigned(3),  # fused max-pool window = stride (0: none)
+})
+
+Window = data.StructLayout({
+    "kh": unsigned(4),
+    "kw": unsigned(4),
+    "sh": unsigned(2),
+    "sw": unsigned(2),
+    "dh": unsigned(3),
+    "dw": unsigned(3),
+})
+
+Tile = data.StructLayout({
+    "rows": unsigned(12),  # output rows (before fused pooling)
+    "cols": unsigned(16),  # output columns (before fused pooling)
+    "obuf_addr": unsigned(20),
+    "obuf_cols": unsigned(16),  # columns per row in the output buffer (after pooling)
+    "obuf_blk": unsigned(4),  # output blocks per pixel in the output buffer (tm/tn for conv)
+    "half": unsigned(1),
+})
+
+Conv = data.StructLayout({
+    "dataflow": Dataflow,
+    "depthwise": unsigned(1),
+    "pow2": unsigned(1),
+    "win": Window,
+    "inp": InGeom,
+    "tile": Tile,
+    "post": Post,
+    "wbank": unsigned(1),
+    "w_addr": unsigned(20),  # word address of the block's first weight word in the bank
+    "p_addr": unsigned(12),  # first parameter entry (bias, shift) of the block
+    "cout": unsigned(12),  # output channels of this block that are real (<= tm)
+})
+
+Vec = data.StructLayout({
+    "op": VecOp,
+    "win": Window,
+    "inp": InGeom,
+    "inp_b": InGeom,  # second operand (ADD)
+    "tile": Tile,
+    "post": Post,
+    "shift_a": unsigned(5),  # ADD: left shifts aligning both operands to a common frac
+    "shift_b": unsigned(5),
+    "rshift": signed(8),  # right shift of the result (half-to-even); negative: left shift
+})
+
+Body = data.UnionLayout({
+    "load_act": LoadAct,
+    "load_wgt": LoadWgt,
+    "store": Store,
+    "conv": Conv,
+    "vec": Vec,
+})
+
+INSTR = data.StructLayout({
+    "header": Header,
+    "body": Body,
+    "pad": unsigned(INSTR_BITS - Header.size - Body.size),
+})
+
+assert INSTR.size == INSTR_BITS, INSTR.size
+
+BODY_OF = {Opcode.LOAD_ACT: "load_act", Opcode.LOAD_WGT: "load_wgt", Opcode.STORE: "store",
+           Opcode.CONV: "conv", Opcode.VEC: "vec"}
+
+
+def encode(opcode: Opcode, body: dict | None = None, *, pop_prev=0, pop_next=0, push_prev=0, push_next=0) -> bytes:
+    """One instruction as 64 little-endian bytes."""
+    fields = {"header": {"opcode": opcode, "pop_prev": pop_prev, "pop_next": pop_next,
+                         "push_prev": push_prev, "push_next": push_next}}
+    if body is not None:
+        fields["body"] = {BODY_OF[opcode]: body}
+    return INSTR.const(fields).as_bits().to_bytes(INSTR_BYTES, "little")
+
+
+def decode(word: bytes):
+    """The ``data.Const`` view of one 64-byte instruction (fields by attribute)."""
+    return INSTR.from_bits(int.from_bytes(word, "little"))
+
+
+def _fields(view, layout) -> dict:
+    out = {}
+    for name, fld in layout:
+        v = getattr(view, name)
+        if isinstance(fld.shape, data.Layout):
+            out[name] = _fields(v, fld.shape)
+        else:
+            out[name] = v.name.lower() if isinstance(v, enum.Enum) else int(v)
+    return out
+
+
+def opcode_of(word: bytes) -> Opcode | None:
+    """The opcode of an instruction word, or None when its opcode field is not a valid one."""
+    raw = int.from_bytes(word, "little") & ((1 << Opcode.as_shape().width) - 1)
+    try:
+        return Opcode(raw)
+    except ValueError:
+        return None
+
+
+def to_dict(word: bytes) -> dict:
+    """A plain dict of an instruction's header and its opcode's body (for disassembly, tests).
+    Raises ``ValueError`` for an invalid opcode."""
+    op = opcode_of(word)
+    if op is None:
+        raise ValueError(f"invalid opcode {int.from_bytes(word, 'little') & 15}")
+    view = decode(word)
+    out = {"opcode": op.name}
+    for k in ("pop_prev", "pop_next", "push_prev", "push_next"):
+        out[k] = int(getattr(view.header, k))
+    if op in BODY_OF:
+        out[BODY_OF[op]] = _fields(getattr(view.body, BODY_OF[op]), Body.members[BODY_OF[op]])
+    return out
+
+
+def layout_table(layout, prefix: str = "") -> list[tuple[str, int, int, str]]:
+    """(field, bit offset, width, shape) rows of a layout, for the generated ISA docs."""
+    rows = []
+    for name, fld in layout:
+        path = f"{prefix}{name}"
+        if isinstance(fld.shape, data.Layout):
+            rows += [(p, fld.offset + off, w, s) for p, off, w, s in layout_table(fld.shape, path + ".")]
+        else:
+            shape = fld.shape
+            desc = shape.__name__ if isinstance(shape, type) else str(shape)
+            rows.append((path, fld.offset, fld.width, desc))
+    return rows

@@ -1,0 +1,124 @@
+"""The program container: what ``shiftflow compile`` writes and every executor reads.
+
+A build directory holds
+
+- ``program.bin``: the instruction words (64 bytes each), all segments back to back;
+- ``weights.bin``: the constant DRAM image (weights and parameters), placed at
+  ``manifest["dram"]["const_base"]``;
+- ``graph.ir``: the Graph IR text of the compiled model (host ops run from it);
+- ``manifest.json``: format version, target, DRAM plan, I/O tensors with their addresses,
+  shapes, types and scales, the segments (accelerator instruction ranges and host ops, in
+  execution order), per-layer instruction ranges, and SHA-256 checksums of the other files.
+
+``load_program`` checks all of it and turns any problem into a one-line ``ProgramError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from ..errors import ShiftflowError
+from .config import AcceleratorConfig
+from .graph import Graph
+from .isa import INSTR_BYTES, Opcode, opcode_of
+from .text import parse_graph, print_graph
+
+FORMAT = "shiftflow-program"
+VERSION = 1
+FILES = ("program.bin", "weights.bin", "graph.ir")
+
+
+class ProgramError(ShiftflowError):
+    """A build directory that is missing, corrupted, or made for something else."""
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A compiled model. ``manifest`` is JSON-ready; see the module docstring."""
+
+    config: AcceleratorConfig
+    instructions: bytes
+    weights: bytes
+    graph: Graph
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def n_instructions(self) -> int:
+        return len(self.instructions) // INSTR_BYTES
+
+    def instruction(self, index: int) -> bytes:
+        return self.instructions[index * INSTR_BYTES:(index + 1) * INSTR_BYTES]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_program(program: Program, build_dir: str | os.PathLike) -> None:
+    """Write the build directory (files first, manifest last, so a partial write never loads)."""
+    os.makedirs(build_dir, exist_ok=True)
+    blobs = {"program.bin": program.instructions, "weights.bin": program.weights,
+             "graph.ir": print_graph(program.graph).encode()}
+    for name, data in blobs.items():
+        with open(os.path.join(build_dir, name), "wb") as f:
+            f.write(data)
+    manifest = dict(program.manifest)
+    manifest.update({"format": FORMAT, "version": VERSION, "target": program.config.to_json(),
+                     "checksums": {k: _sha(v) for k, v in blobs.items()},
+                     "n_instructions": program.n_instructions})
+    with open(os.path.join(build_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig | None = None) -> Program:
+    """Read and validate a build directory; raise ``ProgramError`` naming what is wrong."""
+    build_dir = os.fspath(build_dir)
+    if not os.path.isdir(build_dir):
+        raise ProgramError(f"{build_dir!r} is not a build directory (run `shiftflow compile MODEL -o {build_dir}`)")
+    mpath = os.path.join(build_dir, "manifest.json")
+    try:
+        with open(mpath) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ProgramError(f"{build_dir!r} has no manifest.json; is it a shiftflow build?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProgramError(f"manifest.json in {build_dir!r} is corrupted: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ProgramError(f"manifest.json in {build_dir!r} is not a shiftflow program manifest")
+    if manifest.get("version") != VERSION:
+        raise ProgramError(f"program format version {manifest.get('version')!r} is not supported "
+                           f"(this shiftflow reads version {VERSION}); recompile the model")
+    for key in ("target", "checksums", "dram", "inputs", "outputs", "segments", "layers", "tensors"):
+        if key not in manifest:
+            raise ProgramError(f"manifest.json in {build_dir!r} lacks {key!r}; recompile the model")
+    blobs = {}
+    for name in FILES:
+        try:
+            with open(os.path.join(build_dir, name), "rb") as f:
+                blobs[name] = f.read()
+        except FileNotFoundError:
+            raise ProgramError(f"{build_dir!r} lacks {name}; recompile the model") from None
+        if _sha(blobs[name]) != manifest["checksums"].get(name):
+            raise ProgramError(f"{name} in {build_dir!r} does not match its checksum in manifest.json "
+                               f"(corrupted or modified); recompile the model")
+    try:
+        config = AcceleratorConfig.from_json(manifest["target"])
+    except ShiftflowError as exc:
+        raise ProgramError(f"manifest.json target is invalid: {exc}") from None
+    if expect_target is not None and config != expect_target:
+        raise ProgramError(f"program was compiled for target {config.name!r}, not {expect_target.name!r}")
+    instructions = blobs["program.bin"]
+    if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != manifest.get("n_instructions"):
+        raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
+                           f"{manifest.get('n_instructions')} instructions of {INSTR_BYTES} bytes the manifest lists")
+    for i in range(len(instructions) // INSTR_BYTES):
+        op = opcode_of(instructions[i * INSTR_BYTES:(i + 1) * INSTR_BYTES])
+        if op is None:
+            raise ProgramError(f"program.bin instruction {i} has an invalid opcode")
+        if op in (Opcode.NMS, Opcode.SPCONV):
+            raise ProgramError(f"program.bin instruction {i} uses {op.name}, which target {config.name!r} lacks")
+    graph = parse_graph(blobs["graph.ir"].decode())
+    return Program(config, instructions, blobs["weights.bin"], graph, manifest)
