@@ -1,0 +1,111 @@
+"""The zoo's public API: cached model files for tests and tools, and the bulk build.
+
+Importing this module is cheap; torch and Brevitas are imported only when a model has to be
+built, so a warm cache answers :func:`zoo_model` without them.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .spec import FORMS, NETWORKS, VARIANTS, check_choice, resolve_hw
+
+__all__ = ["NETWORKS", "VARIANTS", "FORMS", "ZOO_VERSION", "default_cache_dir",
+           "model_filename", "zoo_model", "build_zoo", "count_macs"]
+
+# Part of every file name: bump it whenever a change alters any exported file (widths,
+# seeds, calibration, export settings), so stale cached files are never picked up.
+ZOO_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$SHIFTFLOW_ZOO_DIR`` if set, else ``~/.cache/shiftflow/zoo``."""
+    env = os.environ.get("SHIFTFLOW_ZOO_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "shiftflow" / "zoo"
+
+
+def model_filename(name: str, variant: str, form: str,
+                   input_hw: tuple[int, int] | None = None) -> str:
+    """``{name}-{variant}-{H}x{W}-v{ZOO_VERSION}.{form}.onnx``; validates every argument."""
+    h, w = resolve_hw(name, input_hw)
+    check_choice("variant", variant, VARIANTS)
+    check_choice("form", form, FORMS)
+    return f"{name}-{variant}-{h}x{w}-v{ZOO_VERSION}.{form}.onnx"
+
+
+def zoo_model(name: str, variant: str, form: str, *, input_hw: tuple[int, int] | None = None,
+              cache_dir: str | Path | None = None) -> Path:
+    """Path of the exported ONNX file for (name, variant, form, input size), built if absent.
+
+    The file lives in ``cache_dir`` (default :func:`default_cache_dir`) under
+    :func:`model_filename`, so the version and input size are part of the key. Files are
+    written to a temporary name and renamed, so concurrent callers (pytest workers) never see
+    a partial file; two racing builds write identical bytes. Raises ``UsageError`` for an
+    unknown name/variant/form or an input size the network cannot take.
+    """
+    path = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    path = path / model_filename(name, variant, form, input_hw)
+    if not path.exists():
+        from .export import build_calibrated, export
+
+        hw = resolve_hw(name, input_hw)
+        export(build_calibrated(name, variant, hw), name, form, hw, path)
+    return path
+
+
+def build_zoo(out_dir: str | Path | None = None, names: Iterable[str] | None = None,
+              variants: Iterable[str] | None = None, forms: Iterable[str] | None = None,
+              input_hw: tuple[int, int] | None = None,
+              log: Callable[[str], None] = print) -> list[Path]:
+    """(Re)build every requested model into ``out_dir`` and return the files' paths.
+
+    ``None`` selects everything (all networks, variants, forms; default input sizes; the
+    cache directory). Each (network, variant) is calibrated once and exported in every
+    requested form. Logs one line per file: path, MACs, packed weight bytes, and seconds
+    spent calibrating (shared by the forms) and exporting. Arguments are validated before
+    anything is built.
+    """
+    out = Path(out_dir if out_dir is not None else default_cache_dir())
+    names = _select(names, NETWORKS)
+    variants = _select(variants, VARIANTS)
+    forms = _select(forms, FORMS)
+    # Validate everything (and learn the file names) before the first slow build.
+    filenames = {(n, v, f): model_filename(n, v, f, input_hw)
+                 for n in names for v in variants for f in forms}
+    from .export import build_calibrated, export, weight_bytes
+
+    paths = []
+    for name in names:
+        hw = resolve_hw(name, input_hw)
+        macs = count_macs(name, hw)
+        for variant in variants:
+            start = time.perf_counter()
+            net = build_calibrated(name, variant, hw)
+            calib = time.perf_counter() - start
+            for form in forms:
+                filename = filenames[name, variant, form]
+                start = time.perf_counter()
+                export(net, name, form, hw, out / filename)
+                secs = time.perf_counter() - start
+                paths.append(out / filename)
+                log(f"{out / filename}  {macs / 1e6:.1f} MMAC  "
+                    f"{weight_bytes(net, variant)} weight bytes  "
+                    f"calibrate {calib:.1f} s  export {secs:.1f} s")
+    return paths
+
+
+def _select(chosen: Iterable[str] | None, every: tuple[str, ...]) -> tuple[str, ...]:
+    """``chosen`` without repeats, in order; everything if ``None``."""
+    return every if chosen is None else tuple(dict.fromkeys(chosen))
+
+
+def count_macs(name: str, input_hw: tuple[int, int] | None = None) -> int:
+    """Multiply-accumulates of one inference of ``name`` (batch 1), conv and linear layers.
+
+    Computed from a float forward pass of a fresh network; nothing is exported.
+    """
+    hw = resolve_hw(name, input_hw)
+    from . import nets
+
+    return nets.count_macs(nets.build_net(name, "w8a8", hw), hw, nets.in_channels(name))
