@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 from . import nets
-from .nets import quiet, torch
+from .nets import calibration_mode, quiet, torch
 from .spec import WEIGHT_STORAGE_BITS
 
 # Exported opset: Clip on int8 needs ≥ 13; onnxruntime here accepts ≤ 26, the frontend ≤ 21.
@@ -65,11 +65,12 @@ def calibration_inputs(name: str, hw, seed: int):
 
 
 def build_calibrated(name: str, variant: str, hw) -> "torch.nn.Module":
-    """The network ``name`` in ``variant``, initialised from its seed and calibrated."""
-    from brevitas.graph.calibrate import calibration_mode
+    """The network ``name`` in ``variant``, initialised from its seed and calibrated.
 
+    The caller's global torch RNG state is left as it was.
+    """
     seed = seed_for(name)
-    with quiet(), torch.no_grad():
+    with quiet(), torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = nets.build_net(name, variant, hw)
         if variant == "pow2":
