@@ -122,9 +122,10 @@ TINY = AcceleratorConfig(
     pe_latency=6, queue_depth=4,
 )
 
-# Ultra96 / ZU3EG class: 16x16 MACs (one DSP48E2 each), buffers within the 216 BRAM36 budget.
+# Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
+# broadcast activation per DSP) — and buffers within the 216 BRAM36 budget.
 ZU3EG = AcceleratorConfig(
-    name="zu3eg", tm=16, tn=16, clock_mhz=250.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
+    name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=160 * 1024,
     output_buffer_bytes=64 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=64,
     pe_latency=8, queue_depth=16,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
