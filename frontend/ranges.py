@@ -47,6 +47,15 @@ def exact_type(shape, lo: int, hi: int, frac: int, what: str) -> TensorType:
     return TensorType(tuple(shape), "int", bits, signed, frac)
 
 
+def _wide(w2: np.ndarray, x: TensorType) -> np.ndarray:
+    """Weights in a dtype whose sums of products with ``x`` cannot overflow: int64 when the
+    widths allow it (the common case, and fast), Python ints otherwise."""
+    w_bits = int(np.abs(w2).max(initial=0)).bit_length() + 1
+    if x.bits + w_bits + w2.shape[1].bit_length() < 62:
+        return w2.astype(np.int64)
+    return w2.astype(object)
+
+
 def conv_bounds(x: TensorType, w: np.ndarray, w_frac, bias: np.ndarray | None, b_frac) -> tuple[int, int, int]:
     """(lo, hi, frac) of the exact conv result ``x * w + b``, with per-channel fracs aligned to
     their maximum (a left shift of the coarser channels)."""
@@ -56,7 +65,7 @@ def conv_bounds(x: TensorType, w: np.ndarray, w_frac, bias: np.ndarray | None, b
     frac_m = acc_frac.copy()
     if bias is not None:
         frac_m = np.maximum(frac_m, np.broadcast_to(np.asarray(b_frac, dtype=np.int64), (m,)))
-    w2 = w.reshape(m, -1).astype(object)  # Python ints: no overflow in the bound itself
+    w2 = _wide(w.reshape(m, -1), x)
     hi_taps = np.maximum(w2 * x.qmin, w2 * x.qmax)
     lo_taps = np.minimum(w2 * x.qmin, w2 * x.qmax)
     hi_m = [int(h) << int(frac_m[i] - acc_frac[i]) for i, h in enumerate(hi_taps.sum(axis=1))]
@@ -74,7 +83,7 @@ def conv_bounds(x: TensorType, w: np.ndarray, w_frac, bias: np.ndarray | None, b
 
 def accumulator_bits(x: TensorType, w: np.ndarray, bias: np.ndarray | None) -> int:
     """Width of the accumulator a conv needs (before any frac alignment), from its weights."""
-    w2 = w.reshape(w.shape[0], -1).astype(object)
+    w2 = _wide(w.reshape(w.shape[0], -1), x)
     hi = np.maximum(w2 * x.qmin, w2 * x.qmax).sum(axis=1)
     lo = np.minimum(w2 * x.qmin, w2 * x.qmax).sum(axis=1)
     if bias is not None:

@@ -4,6 +4,7 @@ Importing this module is cheap; torch and Brevitas are imported only when a mode
 built, so a warm cache answers :func:`zoo_model` without them.
 """
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -15,8 +16,17 @@ __all__ = ["NETWORKS", "VARIANTS", "FORMS", "ZOO_VERSION", "default_cache_dir",
            "model_filename", "zoo_model", "build_zoo", "count_macs"]
 
 # Part of every file name: bump it whenever a change alters any exported file (widths,
-# seeds, calibration, export settings), so stale cached files are never picked up.
+# seeds, calibration, export settings). A digest of the zoo's own sources is part of the
+# name too, so an edit that forgets the bump still never picks up a stale cached file.
 ZOO_VERSION = 1
+_SOURCES = ("nets.py", "export.py", "spec.py")
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:8]
 
 
 def default_cache_dir() -> Path:
@@ -27,11 +37,11 @@ def default_cache_dir() -> Path:
 
 def model_filename(name: str, variant: str, form: str,
                    input_hw: tuple[int, int] | None = None) -> str:
-    """``{name}-{variant}-{H}x{W}-v{ZOO_VERSION}.{form}.onnx``; validates every argument."""
+    """``{name}-{variant}-{H}x{W}-v{ZOO_VERSION}-{digest}.{form}.onnx``; validates every argument."""
     h, w = resolve_hw(name, input_hw)
     check_choice("variant", variant, VARIANTS)
     check_choice("form", form, FORMS)
-    return f"{name}-{variant}-{h}x{w}-v{ZOO_VERSION}.{form}.onnx"
+    return f"{name}-{variant}-{h}x{w}-v{ZOO_VERSION}-{_source_digest()}.{form}.onnx"
 
 
 def zoo_model(name: str, variant: str, form: str, *, input_hw: tuple[int, int] | None = None,
