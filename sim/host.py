@@ -1,0 +1,115 @@
+"""The host side of a program: ops the accelerator does not run, and tensors in DRAM.
+
+A host op (``{"kind": "host", "ops": [...]}`` segment) reads each input from DRAM when the
+manifest lists it under ``"tensors"`` (channel-blocked, see docs/isa.md), else from host
+memory (graph inputs, constants, earlier host results); it runs with
+``ir.semantics.execute_op`` (``cpu`` ops in onnxruntime on their one-node model, exactly as the
+reference interpreter does); its outputs go to host memory and, when listed, into DRAM.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..ir.graph import Op
+from ..ir.program import Program, ProgramError
+from ..ir.semantics import dequantize, execute_op
+from .accelerator import Accelerator
+
+
+def _chw(name: str, spec: dict) -> tuple[int, int, int]:
+    shape = list(spec["shape"])
+    if len(shape) not in (2, 4) or shape[0] != 1:
+        raise ProgramError(f"DRAM tensor {name!r} has shape {shape}; DRAM tensors are [1, C, H, W] or [1, C]")
+    return (shape[1], 1, 1) if len(shape) == 2 else (shape[1], shape[2], shape[3])
+
+
+def _span(name: str, spec: dict, tn: int) -> tuple[int, tuple[int, int, int], int]:
+    """(start address, (C, H, W), bytes from start to the last byte) of a DRAM tensor."""
+    c, h, w = _chw(name, spec)
+    blocks = math.ceil(c / tn)
+    if spec.get("blocks", blocks) != blocks:
+        raise ProgramError(f"DRAM tensor {name!r} lists {spec['blocks']} channel blocks; {c} channels need {blocks}")
+    n = (blocks - 1) * spec["blk_stride"] + (h - 1) * spec["row_stride"] + w * tn
+    return spec["addr"], (c, h, w), n
+
+
+def read_tensor(acc: Accelerator, name: str, spec: dict, tn: int) -> np.ndarray:
+    """Integer codes (int64, the spec's shape) of a channel-blocked DRAM tensor."""
+    addr, (c, h, w), n = _span(name, spec, tn)
+    raw = np.frombuffer(acc.read_dram(addr, n), np.uint8)
+    blocks = math.ceil(c / tn)
+    box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1), writeable=False)
+    planes = box.transpose(0, 3, 1, 2).reshape(blocks * tn, h, w)[:c]
+    values = planes.view(np.int8) if spec["signed"] else planes
+    return values.astype(np.int64).reshape(spec["shape"])
+
+
+def write_tensor(acc: Accelerator, name: str, spec: dict, tn: int, values: np.ndarray) -> None:
+    """Store integer codes into a channel-blocked DRAM tensor (padded channels zero). Bytes
+    between rows/blocks that belong to other tensors are kept (read-modify-write)."""
+    addr, (c, h, w), n = _span(name, spec, tn)
+    raw = np.frombuffer(acc.read_dram(addr, n), np.uint8).copy()
+    blocks = math.ceil(c / tn)
+    planes = np.zeros((blocks * tn, h, w), np.uint8)
+    planes[:c] = (np.asarray(values, np.int64).reshape(c, h, w) & 0xFF).astype(np.uint8)
+    box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1))
+    box[...] = planes.reshape(blocks, tn, h, w).transpose(0, 2, 3, 1)
+    acc.write_dram(addr, raw.tobytes())
+
+
+class Host:
+    """Host memory of one run plus the ops it executes between accelerator segments."""
+
+    def __init__(self, program: Program, acc: Accelerator, feeds: dict[str, np.ndarray]):
+        self.program = program
+        self.acc = acc
+        self.graph = program.graph
+        self.tensors: dict = program.manifest["tensors"]
+        self.tn = program.config.tn
+        self.memory: dict[str, np.ndarray] = dict(feeds)
+        self._ops = {op.name: op for op in self.graph.ops}
+        self._sessions: dict[str, object] = {}
+
+    def value(self, name: str) -> np.ndarray:
+        """A tensor's current value: from DRAM when the manifest places it there."""
+        if name in self.tensors:
+            return read_tensor(self.acc, name, self.tensors[name], self.tn)
+        if name in self.memory:
+            return self.memory[name]
+        if name in self.graph.constants:
+            return self.graph.constants[name].astype(np.int64)
+        raise ProgramError(f"tensor {name!r} is neither in DRAM nor computed on the host before it is read")
+
+    def run(self, op_names: list[str]) -> None:
+        for name in op_names:
+            op = self._ops.get(name)
+            if op is None:
+                raise ProgramError(f"host segment names op {name!r}, which the program's graph lacks")
+            g = self.graph
+            args = [self.value(t) for t in op.inputs]
+            in_t = [g.types[t] for t in op.inputs]
+            outs = self._cpu(op, args, in_t) if op.kind == "cpu" else execute_op(op, args, in_t, g.types[op.outputs[0]])
+            for t, v in zip(op.outputs, outs):
+                self.memory[t] = v
+                if t in self.tensors:
+                    write_tensor(self.acc, t, self.tensors[t], self.tn, v)
+
+    def _cpu(self, op: Op, args: list[np.ndarray], in_t) -> list[np.ndarray]:
+        """onnxruntime on the op's one-node model, inputs dequantized (as the interpreter)."""
+        sess = self._sessions.get(op.name)
+        if sess is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.log_severity_level = 3
+            sess = self._sessions[op.name] = ort.InferenceSession(
+                base64.b64decode(op.attrs["model"]), opts, providers=["CPUExecutionProvider"])
+        names = {i.name for i in sess.get_inputs()}
+        feeds = {t: dequantize(v, ty).astype(np.float32) for t, v, ty in zip(op.inputs, args, in_t) if t in names}
+        return [np.asarray(o, dtype=np.float32) for o in sess.run(list(op.outputs), feeds)]

@@ -1,0 +1,75 @@
+"""Per-layer statistics of a simulated run, and the table that shows them.
+
+Attribution (docs/simulator.md, "Per-layer cycles"): inside a segment the *completion front*
+after instruction ``k`` is the latest end time of instructions ``0..k`` (program order). A
+layer owns the cycles by which the front advances up to its last instruction, from where the
+previous layer (ordered by last instruction) left it; the segment's last layer also owns the
+tail up to the end of FINISH. So the layers of a segment add up to its cycle count exactly,
+and overlap (a layer's loads hidden under the previous layer's compute) is credited to the
+layer whose completion it delays. Stall cycles and DRAM bytes are summed over the
+instructions in a layer's ``first..last`` range.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ..ir.config import AcceleratorConfig
+from .machine import dma_bytes
+from .timing import Timeline
+
+
+def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timeline]) -> list[dict]:
+    """One row per manifest layer (manifest order), plus an ``(unattributed)`` row for any
+    segment without layers; ``sum(row["cycles"]) == sum(t.cycles for t in timelines)``."""
+    rows = {i: _row(layer) for i, layer in enumerate(layers)}
+    extra = []
+    for tl in timelines:
+        first, last = tl.instrs[0].index, tl.instrs[-1].index
+        mine = sorted((i for i, layer in enumerate(layers) if first <= layer["first"] <= last),
+                      key=lambda i: layers[i]["last"])
+        if not mine:
+            extra.append(dict(_row({"name": "(unattributed)", "op": "-", "dataflow": "-", "macs": 0}),
+                              cycles=tl.cycles, stall_cycles=sum(tl.stall),
+                              dram_bytes=sum(dma_bytes(cfg, ins) for ins in tl.instrs)))
+            continue
+        front = list(itertools.accumulate(tl.end, max))
+        reached = 0
+        for n, i in enumerate(mine):
+            layer = layers[i]
+            lo, hi = layer["first"] - first, min(layer["last"], last) - first
+            upto = tl.cycles if n == len(mine) - 1 else front[hi]
+            rows[i]["cycles"] += max(0, upto - reached)
+            reached = max(reached, upto)
+            rows[i]["stall_cycles"] += sum(tl.stall[lo:hi + 1])
+            rows[i]["dram_bytes"] += sum(dma_bytes(cfg, ins) for ins in tl.instrs[lo:hi + 1])
+    out = [rows[i] for i in range(len(layers))] + extra
+    for row in out:
+        row["utilization"] = row["macs"] / (cfg.macs_per_cycle * row["cycles"]) if row["cycles"] else 0.0
+    return out
+
+
+def _row(layer: dict) -> dict:
+    return {"name": layer["name"], "op": layer.get("op", "-"), "dataflow": layer.get("dataflow", "-"),
+            "cycles": 0, "macs": int(layer.get("macs", 0)), "utilization": 0.0, "dram_bytes": 0,
+            "stall_cycles": 0}
+
+
+def format_layers(rows: list[dict], total_cycles: int, clock_mhz: float) -> str:
+    """A fixed-width text table of ``layer_rows`` with a total line."""
+    head = ("layer", "op", "dataflow", "cycles", "%", "MMAC", "util", "DRAM KiB", "stall")
+    width = max([len(head[0])] + [len(r["name"]) for r in rows])
+    fmt = f"{{:<{width}}}  {{:<8}} {{:<8}} {{:>10}} {{:>6}} {{:>8}} {{:>6}} {{:>9}} {{:>10}}"
+    lines = [fmt.format(*head)]
+    for r in rows:
+        share = 100.0 * r["cycles"] / total_cycles if total_cycles else 0.0
+        lines.append(fmt.format(r["name"], r["op"], r["dataflow"], r["cycles"], f"{share:.1f}",
+                                f"{r['macs'] / 1e6:.2f}", f"{r['utilization']:.2f}", f"{r['dram_bytes'] / 1024:.1f}",
+                                r["stall_cycles"]))
+    macs = sum(r["macs"] for r in rows)
+    ms = total_cycles / (clock_mhz * 1e3) if clock_mhz else 0.0
+    lines.append(fmt.format("total", "", "", total_cycles, "100.0", f"{macs / 1e6:.2f}", "",
+                            f"{sum(r['dram_bytes'] for r in rows) / 1024:.1f}",
+                            sum(r["stall_cycles"] for r in rows)))
+    lines.append(f"{total_cycles} cycles = {ms:.3f} ms at {clock_mhz:g} MHz")
+    return "\n".join(lines)

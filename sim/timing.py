@@ -1,0 +1,118 @@
+"""The cycle model (verification level L3): the fetch / dispatch / start / end timeline of
+``docs/isa.md`` for one accelerator segment, with instruction costs from ``ir/cost.py``.
+
+The timeline depends only on the instruction words, never on data, so it is computed in one
+pass in program order. Readings of the contract that the text leaves open are stated in
+``docs/simulator.md`` ("Cycle model"); the ones that matter here:
+
+- the token FIFOs start empty at each segment (FINISH drains the machine; tokens still queued
+  then are dropped), and they are unbounded;
+- a pop must be matched by an earlier push in program order (the compiler's promise); a pop
+  with none is a token deadlock and raises ``ProgramError`` naming the instruction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from ..ir import cost
+from ..ir.config import AcceleratorConfig
+from ..ir.isa import Opcode, Unit, VecOp
+from ..ir.program import ProgramError
+from .decode import Instr
+
+_PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
+_NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
+_POOLS = (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value)
+
+
+def instruction_cost(cfg: AcceleratorConfig, ins: Instr) -> int:
+    """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md)."""
+    f, op = ins.f, ins.opcode
+    if op == Opcode.LOAD_ACT:
+        return cost.dma_box_cycles(cfg, f["src.nblk"], f["src.nrows"], f["src.ncols"])
+    if op == Opcode.STORE:
+        return cost.dma_box_cycles(cfg, f["dst.nblk"], f["dst.nrows"], f["dst.ncols"])
+    if op == Opcode.LOAD_WGT:
+        return cost.dma_linear_cycles(cfg, f["nbytes"])
+    if op == Opcode.CONV:
+        return cost.conv_cycles(cfg, bool(f["dataflow"]), bool(f["depthwise"]), f["inp.chans"],
+                                f["win.kh"], f["win.kw"], f["tile.rows"], f["tile.cols"])
+    if op == Opcode.VEC:
+        taps = f["win.kh"] * f["win.kw"] if f["op"] in _POOLS else 1
+        return cost.vec_cycles(cfg, taps, cost.ceil_div(f["inp.chans"], cfg.tn), f["tile.rows"], f["tile.cols"])
+    return 1
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-instruction times of one segment (lists indexed by position in the segment).
+    ``stall[i] = start[i] - max(dispatch[i] + 1, end of the unit's previous instruction)``:
+    cycles the instruction waited for tokens (or, for FINISH, for the other units)."""
+
+    instrs: list[Instr]
+    fetch: list[int]
+    dispatch: list[int]
+    start: list[int]
+    end: list[int]
+    cost: list[int]
+    stall: list[int]
+
+    @property
+    def cycles(self) -> int:
+        """The segment's cycle count: the end of its FINISH."""
+        return self.end[-1]
+
+    def unit_totals(self) -> dict[str, dict[str, int]]:
+        """``{unit: {"busy": cycles, "stall": cycles}}`` over the segment."""
+        out = {u.name.lower(): {"busy": 0, "stall": 0} for u in Unit}
+        for ins, c, s in zip(self.instrs, self.cost, self.stall):
+            out[ins.unit.name.lower()]["busy"] += c
+            out[ins.unit.name.lower()]["stall"] += s
+        return out
+
+
+def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
+    """The timeline of one segment (``instrs`` ends with its only FINISH)."""
+    if not instrs or instrs[-1].opcode != Opcode.FINISH:
+        where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
+        raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
+    fifos: dict[tuple[Unit, Unit], deque] = {}
+    last_end = {u: 0 for u in Unit}
+    starts: dict[Unit, list[int]] = {u: [] for u in Unit}
+    fetch, dispatch, start, end, costs, stall = [], [], [], [], [], []
+    for k, ins in enumerate(instrs):
+        if ins.opcode == Opcode.FINISH and k != len(instrs) - 1:
+            raise ProgramError(f"{ins.where()} ends the segment before its last instruction {instrs[-1].index}")
+        u = ins.unit
+        f = cost.fetch_ready(cfg, k)
+        d = f if k == 0 else max(f, dispatch[-1] + 1)
+        queue = starts[u]
+        if len(queue) >= cfg.queue_depth:
+            d = max(d, queue[-cfg.queue_depth] + 1)
+        ready = max(d + 1, last_end[u])
+        s = ready
+        for flag, other in ((ins.pop_prev, _PREV.get(u)), (ins.pop_next, _NEXT.get(u))):
+            if flag:
+                fifo = fifos.get((other, u))
+                if not fifo:
+                    raise ProgramError(f"{ins.where()} pops a token from the {other.name.lower()} unit that no "
+                                       f"earlier instruction pushed: the program would deadlock")
+                s = max(s, fifo.popleft())
+        if ins.opcode == Opcode.FINISH:
+            s = max(s, *last_end.values())
+        c = instruction_cost(cfg, ins)
+        e = s + c
+        for flag, other in ((ins.push_prev, _PREV.get(u)), (ins.push_next, _NEXT.get(u))):
+            if flag:
+                fifos.setdefault((u, other), deque()).append(e)
+        queue.append(s)
+        last_end[u] = e
+        fetch.append(f)
+        dispatch.append(d)
+        start.append(s)
+        end.append(e)
+        costs.append(c)
+        stall.append(s - ready)
+    return Timeline(instrs, fetch, dispatch, start, end, costs, stall)

@@ -1,0 +1,79 @@
+"""The cycle model against hand-computed timelines (docs/isa.md, "Cycle model")."""
+
+import pytest
+
+from shiftflow.ir.config import TINY
+from shiftflow.ir.isa import Dataflow, Opcode, WgtTarget, encode
+from shiftflow.ir.program import ProgramError
+from shiftflow.sim.decode import decode_program
+from shiftflow.sim.timing import schedule
+
+# TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1).
+assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency) == (16, 8, 4, 6)
+
+
+def wgt(nbytes, **flags):
+    return encode(Opcode.LOAD_WGT, {"dram_addr": 0, "nbytes": nbytes, "target": WgtTarget.WEIGHTS}, **flags)
+
+
+def conv_1x4(**flags):
+    """Pixel-parallel 1x1 conv over one row of 4 columns, 1 channel: cost
+    rows*ceil(cols/tn)*max(steps=1, drain=ceil(tm*tn/ppu_lanes)=2) + pe_latency = 8."""
+    return encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": {"kh": 1, "kw": 1, "sh": 1, "sw": 1},
+                                "inp": {"chans": 1}, "tile": {"rows": 1, "cols": 4}}, **flags)
+
+
+def timeline(*words):
+    return schedule(TINY, decode_program(b"".join(words)))
+
+
+def test_three_instructions_with_a_token():
+    tl = timeline(wgt(64, push_next=1), conv_1x4(pop_prev=1), encode(Opcode.FINISH))
+    assert tl.fetch == [24, 32, 40]
+    assert tl.dispatch == [24, 32, 40]
+    # LOAD_WGT: 16 + 64/8 = 24 cycles from 25. CONV waits for its token (end of the load, 49).
+    assert tl.start == [25, 49, 57]
+    assert tl.end == [49, 57, 58]
+    assert tl.cost == [24, 8, 1]
+    assert tl.stall == [0, 49 - 33, 0]
+    assert tl.cycles == 58
+    assert tl.unit_totals() == {"load": {"busy": 24, "stall": 0}, "compute": {"busy": 9, "stall": 16},
+                                "store": {"busy": 0, "stall": 0}}
+
+
+def test_queue_depth_delays_dispatch():
+    # Six 116-cycle loads: with 4 queue entries, load 5 dispatches only once load 1 has
+    # started (141 + 1), and the FINISH behind it dispatches one cycle later.
+    tl = timeline(*[wgt(800)] * 6, encode(Opcode.FINISH))
+    assert tl.fetch == [24, 32, 40, 48, 56, 64, 72]
+    assert tl.dispatch == [24, 32, 40, 48, 56, 142, 143]
+    assert tl.start == [25, 141, 257, 373, 489, 605, 721]
+    assert tl.end == [141, 257, 373, 489, 605, 721, 722]
+    assert tl.stall == [0, 0, 0, 0, 0, 0, 721 - 144]
+
+
+def test_fetch_bound_program():
+    tl = timeline(*[encode(Opcode.NOP)] * 3, encode(Opcode.FINISH))
+    assert tl.start == [25, 33, 41, 49]
+    assert tl.cycles == 50
+
+
+def test_kth_pop_takes_kth_push():
+    tl = timeline(wgt(8, push_next=1), wgt(80, push_next=1), conv_1x4(pop_prev=1), conv_1x4(pop_prev=1),
+                  encode(Opcode.FINISH))
+    assert tl.end[:2] == [42, 42 + 26]
+    assert tl.start[2:4] == [42, 68]
+
+
+def test_pop_without_push_is_a_deadlock():
+    with pytest.raises(ProgramError, match=r"instruction 1 \(CONV\) pops a token from the load unit"):
+        timeline(wgt(8), conv_1x4(pop_prev=1), encode(Opcode.FINISH))
+    with pytest.raises(ProgramError, match="deadlock"):  # the push comes later in program order
+        timeline(conv_1x4(pop_prev=1), wgt(8, push_next=1), encode(Opcode.FINISH))
+
+
+def test_segment_must_end_with_its_only_finish():
+    with pytest.raises(ProgramError, match="must end with FINISH"):
+        timeline(wgt(8))
+    with pytest.raises(ProgramError, match="instruction 0 \\(FINISH\\) ends the segment before"):
+        timeline(encode(Opcode.FINISH), encode(Opcode.FINISH))
