@@ -1,0 +1,138 @@
+"""Loading and running damaged build directories: one-line ``ProgramError``s, never a hang."""
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import onnx
+import pytest
+
+from shiftflow.frontend.importer import import_onnx
+from shiftflow.ir.config import TINY, ZU3EG
+from shiftflow.ir.isa import INSTR_BYTES, Opcode, encode
+from shiftflow.ir.program import Program, ProgramError, load_program, save_program
+from shiftflow.sim.run import simulate
+from tests.modelgen import conv_layer_model
+from tests.sim.handbuilt import conv_program
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "layer.onnx"
+    onnx.save(conv_layer_model(cin=3, cout=5, hw=(6, 5)), path)
+    return conv_program(TINY, import_onnx(path))
+
+
+@pytest.fixture
+def build(program, tmp_path):
+    save_program(program, tmp_path)
+    return tmp_path
+
+
+def _rewrite(build, name, data: bytes):
+    """Replace a file and fix its checksum, so only the content is wrong."""
+    (build / name).write_bytes(data)
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["checksums"][name] = hashlib.sha256(data).hexdigest()
+    (build / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_manifest(build, **changes):
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest.update(changes)
+    (build / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _drop(build, key):
+    manifest = json.loads((build / "manifest.json").read_text())
+    del manifest[key]
+    (build / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _load_error(build, **kw) -> str:
+    with pytest.raises(ProgramError) as info:
+        load_program(build, **kw)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_round_trip_simulates_identically(program, build):
+    a, b = simulate(program, seed=1), simulate(load_program(build, TINY), seed=1)
+    assert all(np.array_equal(a.outputs[k], b.outputs[k]) for k in a.outputs)
+    assert a.total_cycles == b.total_cycles
+
+
+@pytest.mark.parametrize("bit", [3, 8 * INSTR_BYTES + 100, -1])
+def test_bit_flip_fails_the_checksum(build, bit):
+    data = bytearray((build / "program.bin").read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    (build / "program.bin").write_bytes(bytes(data))
+    assert "program.bin" in _load_error(build) and "checksum" in _load_error(build)
+
+
+def test_truncated_program(build):
+    _rewrite(build, "program.bin", (build / "program.bin").read_bytes()[:-10])
+    assert "not the" in _load_error(build) and "instructions of 64 bytes" in _load_error(build)
+
+
+def test_invalid_opcode_after_fixing_the_checksum(build):
+    data = bytearray((build / "program.bin").read_bytes())
+    data[2 * INSTR_BYTES] = 0x07  # opcode 7 is not assigned
+    _rewrite(build, "program.bin", bytes(data))
+    assert "instruction 2 has an invalid opcode" in _load_error(build)
+
+
+def test_reserved_opcode_is_rejected(build):
+    data = bytearray((build / "program.bin").read_bytes())
+    data[0:INSTR_BYTES] = encode(Opcode.NMS)
+    _rewrite(build, "program.bin", bytes(data))
+    assert "instruction 0 uses NMS" in _load_error(build)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: (b / "manifest.json").unlink(), "has no manifest.json"),
+    (lambda b: (b / "manifest.json").write_text("{\"format\": "), "manifest.json .* is corrupted"),
+    (lambda b: (b / "manifest.json").write_bytes((b / "manifest.json").read_bytes()[:200]), "is corrupted"),
+    (lambda b: (b / "manifest.json").write_bytes(b"\xff\xfe garbage"), "is corrupted"),
+    (lambda b: (b / "manifest.json").write_text("[1, 2]"), "not a shiftflow program manifest"),
+    (lambda b: _edit_manifest(b, version=99), "version 99 is not supported"),
+    (lambda b: _drop(b, "segments"), "lacks 'segments'"),
+    (lambda b: (b / "weights.bin").unlink(), "lacks weights.bin"),
+    (lambda b: (b / "graph.ir").write_text("graph x"), "graph.ir .* does not match its checksum"),
+])
+def test_damaged_manifest_or_files(build, damage, message):
+    damage(build)
+    assert re.search(message, _load_error(build))
+
+
+def test_mismatched_target(build):
+    assert _load_error(build, expect_target=ZU3EG) == "program was compiled for target 'tiny', not 'zu3eg'"
+
+
+def _with(program, **manifest_changes) -> Program:
+    return Program(program.config, program.instructions, program.weights, program.graph,
+                   dict(program.manifest, **manifest_changes))
+
+
+def test_bad_segments_are_named(program):
+    n = program.n_instructions
+    with pytest.raises(ProgramError, match=f"segment 0..{n} is outside the program's {n} instructions"):
+        simulate(_with(program, segments=[{"kind": "host", "ops": [program.graph.ops[0].name]},
+                                          {"kind": "accel", "start": 0, "count": n + 1}]))
+    with pytest.raises(ProgramError, match="neither 'host' nor 'accel'"):
+        simulate(_with(program, segments=[{"kind": "gpu"}]))
+    with pytest.raises(ProgramError, match="names op 'nope'"):
+        simulate(_with(program, segments=[{"kind": "host", "ops": ["nope"]}]))
+    with pytest.raises(ProgramError, match=r"must end with FINISH"):
+        simulate(_with(program, segments=[{"kind": "host", "ops": [program.graph.ops[0].name]},
+                                          {"kind": "accel", "start": 0, "count": n - 1}]))
+
+
+def test_deadlocking_program_is_rejected(program):
+    words = bytearray(program.instructions)
+    for i in (1, 2):  # the two loads that push the conv's token
+        words[i * INSTR_BYTES:(i + 1) * INSTR_BYTES] = encode(Opcode.NOP)
+    bad = Program(program.config, bytes(words), program.weights, program.graph, program.manifest)
+    with pytest.raises(ProgramError, match=r"instruction 3 \(CONV\) pops a token .* would deadlock"):
+        simulate(bad)
