@@ -132,11 +132,12 @@ class Machine:
         return as_strided(self.lb.reshape(-1)[base * tn:], (slots, nblk, cols, tn),
                           (slot_words * tn, cols * tn, tn, 1))
 
-    def _gather(self, ins: Instr, p: str, dy: np.ndarray, dx: np.ndarray, lanes: int, pad: int = 0) -> np.ndarray:
-        """Input values at image rows ``y_first + dy`` and columns ``x_first + dx`` of geometry
-        ``p*`` (``dy``: (rows, taps), ``dx``: (cols, taps)) as an int64 array
-        ``(rows, taps_y, cols, taps_x, ceil(lanes/tn)*tn)``; taps outside the image read ``pad``,
-        lanes of channels ``>= lanes`` read 0."""
+    def _gather(self, ins: Instr, p: str, dy: np.ndarray, dx: np.ndarray, lanes: int):
+        """Input bytes at image rows ``y_first + dy`` and columns ``x_first + dx`` of geometry
+        ``p*`` (``dy``: (rows, taps_y), ``dx``: (cols, taps_x)): ``(x, valid)`` with ``x`` of shape
+        ``(rows, cols, taps_y, taps_x, ceil(lanes/tn)*tn)`` (int8 if the input is signed, else
+        uint8; taps outside the image read 0; lanes past ``lanes`` hold whatever the ring
+        holds) and ``valid`` the in-image mask of the taps, or None when all are inside."""
         f, tn = ins.f, self.cfg.tn
         nblk = ceil_div(lanes, tn)
         ring = self._ring(ins, p + "ring.", nblk)
@@ -154,12 +155,24 @@ class Machine:
             _fail(ins, f"image column {bad} is not in the ring (columns {f[p + 'x0']}..{f[p + 'x0'] + cols - 1})")
         slot = (f[p + "slot_first"] + dy) % slots
         j = np.where(col_ok, j, 0)
-        raw = ring[slot[:, :, None, None], :, j[None, None], :]  # rows, ty, cols, tx, nblk, tn
-        raw = raw.reshape(raw.shape[:4] + (nblk * tn,))
-        x = (raw.view(np.int8) if f[p + "signed_"] else raw).astype(np.int64)
-        x[..., lanes:] = 0
-        valid = row_ok[:, :, None, None] & col_ok[None, None]
-        if not valid.all():
+        # Advanced indices broadcast to (rows, cols, taps_y, taps_x) and come first; the result
+        # is contiguous in the order the PE array reduces over, so no transpose follows.
+        x = ring[slot[:, None, :, None], :, j[None, :, None, :], :]
+        x = x.reshape(x.shape[:4] + (nblk * tn,))
+        valid = row_ok[:, None, :, None] & col_ok[None, :, None, :]
+        if valid.all():
+            valid = None
+        else:
+            x[~valid] = 0
+        return (x.view(np.int8) if f[p + "signed_"] else x), valid
+
+    def _values(self, ins: Instr, p: str, dy: np.ndarray, dx: np.ndarray, chans: int, pad: int = 0) -> np.ndarray:
+        """``_gather`` as int64 for the vector unit: lanes past ``chans`` read 0, taps outside
+        the image read ``pad``."""
+        x, valid = self._gather(ins, p, dy, dx, chans)
+        x = x.astype(np.int64)
+        x[..., chans:] = 0
+        if valid is not None and pad:
             x[~valid] = pad
         return x
 
@@ -178,26 +191,43 @@ class Machine:
         out = self._tile_target(ins, rows, cols, tm // tn)
         taps = kh * kw
         lanes = min(chans, tm) if depthwise else chans
-        if depthwise or pixel:
-            w = self._weight_steps(ins, taps if depthwise else chans * taps)
-        else:
-            nb = ceil_div(chans, tn)
-            words = self._weight_words(ins, nb * taps).reshape(nb, taps, tm, tn)
-            w = words.transpose(0, 3, 1, 2).reshape(nb * tn * taps, tm)[:chans * taps]
+        width = ceil_div(lanes, tn) * tn  # lanes of the gathered words
+        w = self._conv_weights(ins, taps, chans, width)  # (taps, width, tm), zero past the real channels
+        # float32 is exact while every partial sum stays below 2**24 (then any summation order
+        # gives the exact integer); else float64 (below 2**53 for any 8-bit operands).
+        xmax = 128 if f["inp.signed_"] else 255
+        exact32 = taps * width * xmax * float(np.abs(w).max(initial=0)) < 1 << 24
+        dtype = np.float32 if exact32 else np.float64
+        w = w.astype(dtype)
         bias, shift = self._params(ins)
         dx = (np.arange(cols) * sw)[:, None] + (np.arange(kw) * dw)[None, :]
-        for r0, r1 in self._chunks(ins, rows, cols * taps * ceil_div(lanes, tn) * tn):
+        for r0, r1 in self._chunks(ins, rows, cols * taps * width):
             dy = (np.arange(r0, r1) * sh)[:, None] + (np.arange(kh) * dh)[None, :]
-            x = self._gather(ins, "inp.", dy, dx, lanes).astype(np.float64)  # rows, kh, cols, kw, lanes
+            x, _ = self._gather(ins, "inp.", dy, dx, lanes)
             n = (r1 - r0) * cols
-            x = x.transpose(0, 2, 4, 1, 3).reshape(n, x.shape[-1], taps)
-            if depthwise:
-                x = np.pad(x, ((0, 0), (0, max(0, tm - x.shape[1])), (0, 0)))[:, :tm]
-                acc = np.einsum("pck,kc->pc", x, w)
-            else:
-                acc = x[:, :chans].reshape(n, chans * taps) @ w
+            acc = x.astype(dtype).reshape(n, taps * width) @ w.reshape(taps * width, tm)
             q = self._post(ins, acc.astype(np.int64) + bias, shift)
             self._put(ins, out, r0, q.reshape(r1 - r0, cols, tm))
+
+    def _conv_weights(self, ins: Instr, taps: int, chans: int, width: int) -> np.ndarray:
+        """The block's weights as real values ``W[tap, lane, i]`` (``tap = y*kw + x``) for
+        ``width`` input lanes, zero for lanes ``>= chans``. Depthwise (PE row i reads ring
+        channel i) is the dense product with diagonal weights ``W[tap, i, i]``."""
+        f, tm, tn = ins.f, self.cfg.tm, self.cfg.tn
+        w = np.zeros((taps, width, tm))
+        if f["depthwise"]:
+            steps = self._weight_steps(ins, taps)  # (taps, tm)
+            n = min(chans, width)
+            w[:, np.arange(n), np.arange(n)] = steps[:, :n]
+        elif f["dataflow"] == Dataflow.PIXEL.value:
+            steps = self._weight_steps(ins, chans * taps)  # step (c*kh + y)*kw + x
+            w[:, :chans] = steps.reshape(chans, taps, tm).transpose(1, 0, 2)
+        else:
+            nb = width // tn
+            words = self._weight_words(ins, nb * taps).reshape(nb, taps, tm, tn)
+            w[:] = words.transpose(1, 0, 3, 2).reshape(taps, width, tm)
+            w[:, chans:] = 0
+        return w
 
     def _weight_words(self, ins: Instr, n: int) -> np.ndarray:
         """Weight words ``w_addr .. w_addr+n-1`` of bank ``wbank`` as real values (n, tm, tn)."""
@@ -248,11 +278,11 @@ class Machine:
         for r0, r1 in self._chunks(ins, rows, cols * taps * nblk * tn):
             dy = row_offsets(np.arange(r0, r1))
             if op == VecOp.MAXPOOL.value:
-                v = self._gather(ins, "inp.", dy, dx, chans, pad=-(1 << (self.cfg.acc_bits - 1))).max(axis=(1, 3))
+                v = self._values(ins, "inp.", dy, dx, chans, pad=-(1 << (self.cfg.acc_bits - 1))).max(axis=(2, 3))
             else:
-                v = self._gather(ins, "inp.", dy, dx, chans).sum(axis=(1, 3))
+                v = self._values(ins, "inp.", dy, dx, chans).sum(axis=(2, 3))
             if op == VecOp.ADD.value:
-                v = (v << f["shift_a"]) + (self._gather(ins, "inp_b.", dy, dx, chans).sum(axis=(1, 3)) << f["shift_b"])
+                v = (v << f["shift_a"]) + (self._values(ins, "inp_b.", dy, dx, chans).sum(axis=(2, 3)) << f["shift_b"])
             self._put(ins, out, r0, self._post(ins, v, np.int64(f["rshift"])))
 
     def _post(self, ins: Instr, v: np.ndarray, shift) -> np.ndarray:
