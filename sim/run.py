@@ -52,6 +52,19 @@ class SimResult:
         return format_layers(self.layers, self.total_cycles, self.clock_mhz)
 
 
+def format_report(result: SimResult) -> str:
+    """The per-layer table, the frame summary, and the verification verdict when checked."""
+    fps = f"{result.fps:.1f} fps" if result.fps else "no accelerator cycles"
+    lines = [result.table(),
+             f"{fps}, MAC utilization {result.mac_utilization:.3f}, DRAM traffic {result.dram_bytes / 2**20:.2f} MiB, "
+             f"simulated in {result.seconds:.2f} s"]
+    for level, check in result.checks.items():
+        if level.startswith("L"):
+            verdict = "bit-exact" if check["bit_exact"] else f"MISMATCH (max abs diff {check['max_abs_diff']:g})"
+            lines.append(f"{level.replace('_vs_', ' vs ')}: {verdict}")
+    return "\n".join(lines)
+
+
 def make_feeds(program: Program, inputs: dict | np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """float32 arrays for every graph input: ``inputs`` (a dict by name, or one array for a
     single-input model), else seeded standard-normal data (the same as ``shiftflow check``)."""

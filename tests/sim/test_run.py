@@ -13,7 +13,7 @@ from shiftflow.errors import UsageError
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.sim.check import check_simulation
-from shiftflow.sim.run import simulate
+from shiftflow.sim.run import format_report, simulate
 from tests.modelgen import conv_layer_model
 from tests.sim.handbuilt import conv_program
 
@@ -57,6 +57,8 @@ def test_report(tmp_path):
     assert report["dram_bytes"] == layer["dram_bytes"] == result.counters["dram_bytes"] > 0
     table = result.table()
     assert program.graph.ops[1].name in table and f"{result.total_cycles} cycles" in table
+    text = format_report(check_simulation(program, seed=3))
+    assert table in text and text.endswith("L2 vs L1: bit-exact")
 
 
 def test_given_inputs_and_validation(tmp_path):
