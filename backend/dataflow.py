@@ -1,0 +1,60 @@
+"""Pass ``dataflow``: channel- or pixel-parallel for every convolution.
+
+Channel-parallel (``tn`` input channels of one pixel per cycle) suits deep layers and 1x1
+convolutions; pixel-parallel (``tn`` neighbouring output pixels, one input channel per
+cycle) suits shallow inputs and depthwise layers. ``auto`` tiles the layer both ways and
+keeps the one the shared cost model (``ir/cost.py``, via the tiler's estimate) finds
+faster; ``channel``/``pixel`` force one wherever it is legal. Pixel-parallel needs stride
+<= 2, and for depthwise ``tm == tn`` (PE row i reads ring channel i); a layer that cannot
+take the requested dataflow falls back and its note says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import ResourceError, UsageError
+from .plan import Layer, Plan
+from .tiling import choose_tiling
+
+DATAFLOWS = ("auto", "channel", "pixel")
+
+
+def pixel_illegal(layer: Layer, plan: Plan) -> str | None:
+    """Why pixel-parallel cannot run ``layer``, or None."""
+    if max(layer.op.attrs["strides"]) > 2:
+        return f"pixel-parallel needs stride <= 2, layer has {tuple(layer.op.attrs['strides'])}"
+    if layer.depthwise and plan.config.tm != plan.config.tn:
+        return f"depthwise pixel-parallel needs tm == tn (target has {plan.config.tm} and {plan.config.tn})"
+    return None
+
+
+def choose_dataflow(layer: Layer, plan: Plan) -> Layer:
+    why = pixel_illegal(layer, plan)
+    want = plan.dataflow_request
+    if want == "channel" or why is not None:
+        note = why if want == "pixel" else ""
+        return replace(layer, dataflow="channel", note=note)
+    costs, errors = {}, {}
+    for flow in ("channel", "pixel"):
+        try:
+            costs[flow] = choose_tiling(replace(layer, dataflow=flow), plan)[1]["cycles"]
+        except ResourceError as exc:
+            errors[flow] = exc
+    if not costs:
+        raise errors["channel"]
+    if want == "pixel":
+        if "pixel" in costs:
+            return replace(layer, dataflow="pixel")
+        return replace(layer, dataflow="channel", note=f"pixel-parallel does not fit: {errors['pixel']}")
+    pick = min(costs, key=lambda f: (costs[f], f != "channel"))
+    note = ", ".join(f"{f} ~{c} cycles" for f, c in sorted(costs.items()))
+    return replace(layer, dataflow=pick, note=note)
+
+
+def choose_dataflows(plan: Plan) -> Plan:
+    """The dataflow pass."""
+    if plan.dataflow_request not in DATAFLOWS:
+        raise UsageError(f"unknown dataflow {plan.dataflow_request!r}; choose from {', '.join(DATAFLOWS)}")
+    order = tuple(choose_dataflow(x, plan) if isinstance(x, Layer) and x.is_conv else x for x in plan.order)
+    return replace(plan, order=order)

@@ -1,0 +1,142 @@
+"""Passes ``buffers`` and ``dram``: on-chip placement and the DRAM plan.
+
+On chip, consecutive layers put their rings at opposite ends of the line buffer (so the
+next layer's first rows can load while the current layer finishes), and weight groups
+alternate between the two weight banks (and the matching parameter banks) across the whole
+program, so the next group's weights load while the current group computes. Output tiles
+rotate through the buffers of both output-buffer halves as they are emitted (``emit.py``).
+
+In DRAM the constants image (every weight group's words and parameter entries, 64-byte
+aligned) sits at ``const_base``; activation buffers follow, allocated first-fit with their
+liveness: a buffer is born when its first tensor is produced and dies after its last
+reader, and a dead buffer's bytes are reused by buffers born later. Concat slices share
+their concat's buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..ir.cost import ceil_div
+from .geometry import layer_shape
+from .plan import HostOp, Layer, Plan
+from .weights import pack_conv
+
+ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return ceil_div(n, ALIGN) * ALIGN
+
+
+def place_buffers(plan: Plan) -> Plan:
+    """The buffers pass: ring bases and weight banks per layer."""
+    cfg = plan.config
+    buffers = {}
+    bank = 0
+    for k, layer in enumerate(plan.layers):
+        t = layer.tiling
+        shape = layer_shape(layer, plan)
+        ring = t.slots * max(shape.ring_blocks(g) for g in t.groups) * t.ring_cols
+        base = 0 if k % 2 == 0 else cfg.line_buffer_words - ring * shape.rings
+        rings = [base + i * ring for i in range(shape.rings)]
+        banks = []
+        if layer.is_conv:
+            for _ in t.groups:
+                banks.append(bank)
+                bank ^= 1
+        buffers[layer.name] = {"rings": rings, "banks": banks}
+    return replace(plan, buffers=buffers)
+
+
+def plan_dram(plan: Plan) -> Plan:
+    """The dram pass: constants image, activation addresses, DRAM size."""
+    cfg = plan.config
+    image = bytearray()
+    buffers = {name: dict(v) for name, v in plan.buffers.items()}
+    for layer in plan.layers:
+        if not layer.is_conv:
+            continue
+        groups = []
+        for wbytes, pbytes in pack_conv(plan, layer):
+            w_off = len(image)
+            image += wbytes + bytes(_align(len(wbytes)) - len(wbytes))
+            p_off = len(image)
+            image += pbytes + bytes(_align(len(pbytes)) - len(pbytes))
+            groups.append((w_off, len(wbytes), p_off, len(pbytes)))
+        buffers[layer.name]["wgt"] = groups
+    const_base = 0
+    const_size = len(image)
+    live = _liveness(plan)
+    sizes = {}
+    for t in plan.tensors.values():
+        if t.buffer == t.name:
+            _, c, h, w = t.shape
+            sizes[t.name] = (t.blocks * h * w * cfg.tn, h, w)
+    addr, overlaps = _allocate(sizes, live, _align(const_base + const_size))
+    tensors = {}
+    for name, t in plan.tensors.items():
+        _, h, w = sizes[t.buffer]
+        row, blk = w * cfg.tn, h * w * cfg.tn
+        tensors[name] = replace(t, addr=addr[t.buffer] + t.block_offset * blk, row_stride=row, blk_stride=blk)
+    end = max([const_base + const_size] + [addr[b] + s for b, (s, _, _) in sizes.items()])
+    dram = {"size": _align(end), "const_base": const_base, "const_size": const_size, "live": live,
+            "overlaps": overlaps}
+    if dram["size"] > cfg.dram_bytes:
+        from ..errors import ResourceError
+
+        raise ResourceError(f"the program needs {dram['size']} bytes of DRAM, target {cfg.name} allows {cfg.dram_bytes}")
+    return replace(plan, tensors=tensors, buffers=buffers, dram=dram, weights=bytes(image))
+
+
+def _liveness(plan: Plan) -> dict[str, tuple[int, int]]:
+    """Per DRAM buffer: (position of its first producer, position of its last reader) in
+    ``plan.order``; graph inputs are born at -1, graph outputs live to the end."""
+    where = {}
+    end = len(plan.order)
+    for name, t in plan.tensors.items():
+        if name in plan.graph.inputs:
+            where[name] = [-1, -1]
+    for pos, item in enumerate(plan.order):
+        if isinstance(item, HostOp):
+            op = plan.graph.op(item.name)
+            reads, writes = op.inputs, op.outputs
+        else:
+            reads, writes = item.inputs, (item.output,) + ((item.op.outputs[0],) if item.kind == "copy" else ())
+        for t in writes:
+            if t in plan.tensors and t not in where:
+                where[t] = [pos, pos]
+        for t in reads:
+            if t in where:
+                where[t][1] = pos
+    for t in plan.graph.outputs:
+        if t in where:
+            where[t][1] = end
+    live: dict[str, tuple[int, int]] = {}
+    for name, (a, b) in where.items():
+        buf = plan.tensors[name].buffer
+        lo, hi = live.get(buf, (a, b))
+        live[buf] = (min(lo, a), max(hi, b))
+    return live
+
+
+def _allocate(sizes: dict, live: dict, base: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """First-fit addresses; ``overlaps[b]`` lists the earlier (dead) buffers sharing b's bytes."""
+    addr: dict[str, int] = {}
+    active: list[tuple[int, int, str]] = []
+    overlaps: dict[str, list[str]] = {}
+    placed: list[tuple[int, int, str]] = []
+    for name in sorted(sizes, key=lambda b: (live[b][0], b)):
+        born = live[name][0]
+        active = [(a, e, n) for a, e, n in active if live[n][1] >= born]
+        size = _align(sizes[name][0])
+        at = base
+        for a, e, _ in sorted(active):
+            if at + size <= a:
+                break
+            at = max(at, e)
+        addr[name] = at
+        overlaps[name] = [n for a, e, n in placed if a < at + size and at < e]
+        active.append((at, at + size, name))
+        placed.append((at, at + size, name))
+    return addr, overlaps

@@ -1,0 +1,254 @@
+"""The back end's plan: what every pass reads and refines, its verifier and its text form.
+
+A ``Plan`` is immutable; passes return a new one with ``dataclasses.replace``. It holds the
+execution order (host ops and accelerator layers), the DRAM tensors the accelerator touches,
+and, as passes run, each layer's dataflow, tiling, on-chip buffers and finally instructions.
+``verify_plan(plan, after=PASS)`` checks the invariants that hold after each pass and raises
+``VerifyError`` naming the pass; ``format_plan`` is what ``--print-after PASS`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import VerifyError
+from ..ir.config import AcceleratorConfig
+from ..ir.cost import ceil_div
+from ..ir.graph import Graph, Op
+
+VEC_KINDS = ("add", "maxpool", "avgpool", "resize", "requant", "copy")
+
+
+@dataclass(frozen=True)
+class DramTensor:
+    """An integer activation tensor in DRAM, channel-blocked (docs/isa.md "Activation layout").
+
+    ``buffer`` names the DRAM allocation holding it: itself, or a concat output when the tensor
+    is stored straight into its slice (starting at block ``block_offset``). ``blocks`` may
+    exceed ``ceil(C/tn)`` when a producer writes whole ``tm``-channel blocks.
+    """
+
+    name: str
+    shape: tuple[int, int, int, int]
+    bits: int
+    signed: bool
+    frac: int
+    blocks: int
+    buffer: str
+    block_offset: int = 0
+    addr: int = -1
+    row_stride: int = 0
+    blk_stride: int = 0
+
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        return self.shape[1], self.shape[2], self.shape[3]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Column-prior tiling of one layer (output coordinates before any fused pool).
+
+    The computed output region ``out_h x out_w`` is cut into strips of ``sc`` columns and each
+    strip into bands of ``br`` rows; every band is one compute instruction per output block.
+    Inputs sit in rings of ``slots`` row slots of ``ring_cols`` words per channel block.
+    ``groups`` lists, per weight group (conv) or channel chunk (vector ops), the output
+    blocks it computes, in units of the layer's output block (``tm`` channels for conv,
+    ``tn`` for vector ops).
+    """
+
+    out_h: int
+    out_w: int
+    sc: int
+    br: int
+    slots: int
+    ring_cols: int
+    groups: tuple[tuple[int, ...], ...]
+    obuf_bufs: int = 2
+
+    @property
+    def strips(self) -> int:
+        return ceil_div(self.out_w, self.sc)
+
+    @property
+    def bands(self) -> int:
+        return ceil_div(self.out_h, self.br)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One accelerator layer: an IR op (plus the ops fused into it) and how it runs.
+
+    ``kind`` is the IR op kind, or ``copy`` for the requantizing copies of a concat (``op`` is
+    then the concat and ``copies`` lists (source tensor, first destination block)).
+    """
+
+    name: str
+    kind: str
+    op: Op
+    inputs: tuple[str, ...]
+    output: str
+    fused: tuple[str, ...] = ()
+    depthwise: bool = False
+    pool: int = 0
+    dataflow: str | None = None
+    note: str = ""
+    copies: tuple[tuple[str, int], ...] = ()
+    tiling: Tiling | None = None
+    params: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind == "conv"
+
+
+@dataclass(frozen=True)
+class HostOp:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The back end's state between passes. ``order`` is the execution order of host ops and
+    accelerator layers; ``tensors`` the DRAM tensors; later passes fill ``buffers`` (on-chip
+    placement per layer), ``dram`` (sizes, constants image) and ``program`` (scheduled
+    instructions, segments)."""
+
+    graph: Graph
+    config: AcceleratorConfig
+    order: tuple[HostOp | Layer, ...]
+    tensors: dict
+    host_reasons: dict
+    dataflow_request: str = "auto"
+    fused: dict = field(default_factory=dict)
+    buffers: dict = field(default_factory=dict)
+    dram: dict = field(default_factory=dict)
+    weights: bytes = b""
+    program: object = None
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [x for x in self.order if isinstance(x, Layer)]
+
+
+def verify_plan(plan: Plan, after: str) -> Plan:
+    """Check the plan's invariants for the passes run so far; raise ``VerifyError`` naming ``after``."""
+
+    def fail(msg: str):
+        raise VerifyError(f"back-end plan invalid after {after}: {msg}")
+
+    cfg = plan.config
+    seen: set[str] = set(plan.graph.inputs) | set(plan.graph.constants)
+    names: set[str] = set()
+    for item in plan.order:
+        if item.name in names:
+            fail(f"{item.name!r} scheduled twice")
+        names.add(item.name)
+        if isinstance(item, HostOp):
+            op = plan.graph.op(item.name)
+            missing = [t for t in op.inputs if t not in seen]
+            if missing:
+                fail(f"host op {item.name!r} reads {missing} before they are produced")
+            seen.update(op.outputs)
+            continue
+        layer = item
+        for t in layer.inputs:
+            if t not in plan.tensors:
+                fail(f"layer {layer.name!r} reads {t!r}, which has no DRAM placement")
+            if t not in seen:
+                fail(f"layer {layer.name!r} reads {t!r} before it is produced")
+        if layer.output not in plan.tensors:
+            fail(f"layer {layer.name!r} writes {layer.output!r}, which has no DRAM placement")
+        seen.add(layer.output)
+        seen.update(plan.graph.op(layer.name).outputs if layer.kind != "copy" else ())
+        seen.update(o for f in layer.fused for o in plan.graph.op(f).outputs)
+        if layer.is_conv and layer.dataflow not in (None, "channel", "pixel"):
+            fail(f"layer {layer.name!r} has dataflow {layer.dataflow!r}")
+        if layer.tiling is not None:
+            _verify_tiling(layer, plan, fail)
+    for t in plan.tensors.values():
+        if t.blocks < ceil_div(t.shape[1], cfg.tn):
+            fail(f"tensor {t.name!r} has {t.blocks} blocks for {t.shape[1]} channels")
+    if plan.dram:
+        _verify_dram(plan, fail)
+    return plan
+
+
+def _verify_tiling(layer: Layer, plan: Plan, fail) -> None:
+    from .tiling import ring_words, tile_words
+
+    cfg = plan.config
+    t = layer.tiling
+    if t.sc < 1 or t.br < 1 or (layer.pool and (t.sc % layer.pool or t.br % layer.pool)):
+        fail(f"layer {layer.name!r}: tile {t.br}x{t.sc} does not suit pool {layer.pool}")
+    words = ring_words(layer, plan)
+    if words > cfg.line_buffer_words:
+        fail(f"layer {layer.name!r}: rings need {words} line-buffer words, the target has {cfg.line_buffer_words}")
+    if tile_words(layer, plan) * (t.obuf_bufs // 2) > cfg.output_half_words:
+        fail(f"layer {layer.name!r}: output tiles overflow an output-buffer half")
+    covered = sorted(b for g in t.groups for b in g)
+    if covered != list(range(len(covered))) or not covered:
+        fail(f"layer {layer.name!r}: output blocks {covered} are not each computed exactly once")
+
+
+def _verify_dram(plan: Plan, fail) -> None:
+    d = plan.dram
+    const_end = d["const_base"] + d["const_size"]
+    spans = []
+    for t in plan.tensors.values():
+        if t.addr < 0:
+            fail(f"tensor {t.name!r} has no DRAM address")
+        end = t.addr + (t.blocks - 1) * t.blk_stride + t.shape[2] * t.row_stride
+        if end > d["size"] or t.addr < const_end and end > d["const_base"]:
+            fail(f"tensor {t.name!r} at [{t.addr}, {end}) leaves the activation area")
+        spans.append((t, t.addr, end))
+    live = d.get("live", {})
+    for i, (a, a0, a1) in enumerate(spans):
+        for b, b0, b1 in spans[i + 1:]:
+            if a.buffer == b.buffer or a1 <= b0 or b1 <= a0:
+                continue
+            la, lb = live.get(a.buffer), live.get(b.buffer)
+            if la is None or lb is None or not (la[1] < lb[0] or lb[1] < la[0]):
+                fail(f"tensors {a.name!r} and {b.name!r} overlap in DRAM while both live")
+
+
+def format_plan(plan: Plan) -> str:
+    """Human-readable plan: one line per host op / layer, with what the passes decided."""
+    lines = [f"// plan for target {plan.config.name}"]
+    for item in plan.order:
+        if isinstance(item, HostOp):
+            lines.append(f"host  {item.name}  ({item.reason})")
+            continue
+        layer = item
+        bits = [f"accel {layer.kind:<8} {layer.name}"]
+        if layer.fused:
+            bits.append(f"fused={list(layer.fused)}")
+        if layer.depthwise:
+            bits.append("depthwise")
+        if layer.pool:
+            bits.append(f"pool={layer.pool}")
+        if layer.dataflow:
+            bits.append(f"dataflow={layer.dataflow}")
+        if layer.copies:
+            bits.append(f"copies={[c for c in layer.copies]}")
+        t = layer.tiling
+        if t is not None:
+            bits.append(f"tile={t.br}x{t.sc} strips={t.strips} bands={t.bands} slots={t.slots} "
+                        f"ring_cols={t.ring_cols} groups={[len(g) for g in t.groups]}")
+        buf = plan.buffers.get(layer.name)
+        if buf:
+            bits.append(" ".join(f"{k}={v}" for k, v in buf.items()))
+        if layer.note:
+            bits.append(f"note: {layer.note}")
+        lines.append("  ".join(bits))
+    for t in plan.tensors.values():
+        where = f"@{t.addr:#x}" if t.addr >= 0 else ""
+        alias = f" in {t.buffer}+{t.block_offset}blk" if t.buffer != t.name else ""
+        lines.append(f"dram  {t.name}  {list(t.shape)} blocks={t.blocks}{alias} {where}")
+    if plan.dram:
+        lines.append(f"dram  size={plan.dram['size']} const_base={plan.dram['const_base']} "
+                     f"const_size={plan.dram['const_size']}")
+    if plan.program is not None:
+        lines.append(f"program  {plan.program.summary()}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,225 @@
+"""Pass ``tiling``: column-prior tiling of every accelerator layer.
+
+The output region is cut into vertical strips of ``sc`` columns; a strip is swept top to
+bottom in bands of ``br`` rows, one compute instruction per band and output block. A strip's
+input columns (with the ``K-1`` halo) sit in a ring of row slots in the line buffer; each
+band loads only the rows it does not share with the band before, into the slots after
+them (modulo the ring), so the next band loads while the current one computes. The ring
+needs ``span + max(advance, span)`` slots for that (``span`` rows read by one band,
+``advance`` rows between bands), which also covers the jump to the next strip; if that does
+not fit, a single-buffered ring of ``span`` slots is used. On-chip memory therefore depends on
+``sc``, ``br``, the kernel and the channel count, never on H or W.
+
+Output blocks are grouped so that a group's weights fit one weight bank (the other bank
+loads the next group meanwhile); vector ops group channel blocks into chunks. The tiler
+enumerates strip widths and group sizes, takes the deepest band that fits, and keeps the
+candidate with the fewest estimated cycles (a load/compute/store pipeline bound from
+``ir/cost.py``). A layer whose smallest tile does not fit raises ``ResourceError`` naming
+the layer and the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import ResourceError
+from ..ir.config import AcceleratorConfig
+from ..ir.cost import ceil_div, dma_box_cycles, dma_linear_cycles
+from .geometry import LayerShape, layer_shape
+from .plan import Layer, Plan, Tiling
+
+MAX_STRIPS = 64
+PARAM_BYTES = 8
+
+
+def _kib(nbytes: int) -> str:
+    return f"{nbytes / 1024:.3g} KiB"
+
+
+def split_units(units: int, size: int, splits: tuple[int, ...] = ()) -> tuple[tuple[int, ...], ...]:
+    """Consecutive groups of at most ``size`` units, balanced, never crossing a split."""
+    bounds = [0, *splits, units]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        n = ceil_div(b - a, size)
+        step = ceil_div(b - a, n)
+        out += [tuple(range(i, min(b, i + step))) for i in range(a, b, step)]
+    return tuple(out)
+
+
+def slots_for(shape: LayerShape, br: int, double: bool) -> int:
+    g = shape.geom
+    span = g.span_rows(br)
+    if not double:
+        return span
+    return min(span + max(g.advance_rows(br), span), 2 * g.in_h)
+
+
+def _weight_groups(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> int:
+    """Most output blocks one weight bank (and parameter bank) holds; raises if not one."""
+    unit_bytes = shape.unit_weight_words * cfg.tm * cfg.tn
+    if unit_bytes > cfg.weight_bank_bytes:
+        raise ResourceError(f"layer {layer.name!r}: one output block needs {_kib(unit_bytes)} of weights, "
+                            f"the weight bank holds {_kib(cfg.weight_bank_bytes)} (target {cfg.name})")
+    if cfg.tm > cfg.param_entries:
+        raise ResourceError(f"layer {layer.name!r}: one output block needs {cfg.tm} parameter entries, "
+                            f"the parameter bank holds {cfg.param_entries} (target {cfg.name})")
+    return min(cfg.weight_bank_words // shape.unit_weight_words, cfg.param_entries // cfg.tm)
+
+
+def _group_sizes(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> list[int]:
+    if shape.unit_weight_words:
+        most = min(_weight_groups(layer, shape, cfg), shape.units)
+        if shape.dense_in_blocks:
+            return [most]
+    else:
+        most = min(shape.max_group, shape.units)
+    sizes, s = [], most
+    while s >= 1:
+        sizes.append(s)
+        s = s // 2 if s > 1 else 0
+    return sizes
+
+
+def _strip_widths(shape: LayerShape) -> list[int]:
+    a = shape.align_c
+    top = max(shape.out_w, a)
+    widths = {min(top, ceil_div(ceil_div(shape.out_w, n), a) * a) for n in range(1, MAX_STRIPS + 1)}
+    return sorted(w for w in widths if w >= a)
+
+
+def _deepest_band(shape: LayerShape, cfg: AcceleratorConfig, sc: int, ring_blocks: int, obuf_blk: int,
+                  double: bool) -> int:
+    """Most output rows per band (a multiple of the row alignment) that fit both buffers; 0 if none."""
+    a = shape.align_r
+    p = shape.pool or 1
+    per_row = (sc // p) * obuf_blk
+    top = min(ceil_div(shape.out_h, a) * a, (cfg.output_half_words // max(1, per_row)) * p // a * a)
+    slot_words = ring_blocks * shape.geom.span_cols(sc)
+    lb = cfg.line_buffer_words
+
+    def fits(br: int) -> bool:
+        return shape.rings * slots_for(shape, br, double) * slot_words <= lb
+
+    lo, hi = 0, top // a
+    while lo < hi:  # largest k with fits(k * a)
+        mid = (lo + hi + 1) // 2
+        if fits(mid * a):
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return 0
+    n = ceil_div(shape.out_h, lo * a)  # balance the bands: same count, smaller last-band waste
+    return ceil_div(ceil_div(shape.out_h, n), a) * a
+
+
+def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
+    """Analytic cycle estimate of a tiled layer: the load, compute and store units each run
+    their total, overlapped, plus one step to fill the pipeline; fetch bounds it too."""
+    g = shape.geom
+    bw, lat, tn = cfg.dram_bytes_per_cycle, cfg.dram_latency, cfg.tn
+    p = shape.pool or 1
+    n_bands = t.bands
+    last_br = shape.out_h - (n_bands - 1) * t.br
+    lo, hi = g.rows(0, shape.out_h)
+    rows = min(g.in_h - 1, hi) - max(0, lo) + 1
+    rows -= max(0, g.advance_rows(t.br) - g.span_rows(t.br)) * (n_bands - 1)
+    load = comp = store = n_instr = 0
+    for group in t.groups:
+        if shape.unit_weight_words:
+            load += dma_linear_cycles(cfg, len(group) * shape.unit_weight_words * cfg.tm * cfg.tn)
+            load += dma_linear_cycles(cfg, len(group) * cfg.tm * PARAM_BYTES)
+            n_instr += 2
+        blocks = shape.ring_blocks(group)
+        obuf_blk = shape.obuf_blk(group)
+        per_band = len(group) if shape.unit_weight_words else 1
+        for q0 in range(0, shape.out_w, t.sc):
+            q1 = min(shape.out_w, q0 + t.sc)
+            x0, x1 = g.clip_cols(q0, q1)
+            load += shape.rings * (n_bands * lat + blocks * rows * ceil_div((x1 - x0) * tn, bw))
+            cols = q1 - q0
+            if shape.unit_weight_words:
+                for u in group:
+                    comp += (n_bands - 1) * shape.compute(t.br, cols, u) + shape.compute(last_br, cols, u)
+            else:
+                comp += (n_bands - 1) * shape.compute(t.br, cols, obuf_blk) + shape.compute(last_br, cols, obuf_blk)
+            store += per_band * (n_bands * lat + obuf_blk * (shape.out_h // p) * ceil_div(cols // p * tn, bw))
+            n_instr += n_bands * (shape.rings + 2 * per_band)
+    steps = max(1, len(t.groups) * t.strips * n_bands)
+    fetch = n_instr * ceil_div(cfg.instr_bytes, bw)
+    cycles = max(load, comp, store, fetch) + (load + store) // steps
+    return {"cycles": cycles, "load": load, "compute": comp, "store": store, "instructions": n_instr}
+
+
+def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
+    """The cheapest tiling of ``layer`` (for its current dataflow) and its estimate."""
+    cfg = plan.config
+    shape = layer_shape(layer, plan)
+    best = None
+    smallest = None
+    for size in _group_sizes(layer, shape, cfg):
+        groups = split_units(shape.units, size, shape.unit_splits)
+        ring_blocks = max(shape.ring_blocks(gr) for gr in groups)
+        obuf_blk = max(shape.obuf_blk(gr) for gr in groups)
+        for sc in _strip_widths(shape):
+            for double in (True, False):
+                br = _deepest_band(shape, cfg, sc, ring_blocks, obuf_blk, double)
+                if not br:
+                    smallest = smallest or (sc, ring_blocks, double)
+                    continue
+                p = shape.pool or 1
+                tile = (br // p) * (sc // p) * obuf_blk
+                bufs = 2 * max(1, min(4, cfg.output_half_words // tile))
+                t = Tiling(shape.out_h, shape.out_w, sc, br, slots_for(shape, br, double), shape.geom.span_cols(sc),
+                           groups, bufs)
+                est = estimate(shape, t, cfg)
+                key = (est["cycles"], est["instructions"])
+                if best is None or key < best[0]:
+                    best = (key, t, est)
+                break
+    if best is None:
+        raise _no_fit(layer, shape, cfg)
+    return best[1], best[2]
+
+
+def _no_fit(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> ResourceError:
+    sc = shape.align_c
+    p = shape.pool or 1
+    blocks = shape.dense_in_blocks or shape.unit_blocks
+    obuf = (sc // p) * shape.obuf_blk((0,))
+    if obuf > cfg.output_half_words:
+        return ResourceError(f"layer {layer.name!r}: one output row of the narrowest strip needs "
+                             f"{_kib(obuf * cfg.tn)} of output buffer, a half holds "
+                             f"{_kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
+    need = shape.rings * slots_for(shape, shape.align_r, False) * blocks * shape.geom.span_cols(sc) * cfg.tn
+    return ResourceError(f"layer {layer.name!r}: one band of the narrowest strip ({sc} columns, {blocks} channel "
+                         f"blocks) needs {_kib(need)} of line buffer, the line buffer holds "
+                         f"{_kib(cfg.line_buffer_bytes)} (target {cfg.name})")
+
+
+def ring_words(layer: Layer, plan: Plan) -> int:
+    """Line-buffer words the layer's rings take."""
+    shape = layer_shape(layer, plan)
+    t = layer.tiling
+    blocks = max(shape.ring_blocks(g) for g in t.groups)
+    return shape.rings * t.slots * blocks * t.ring_cols
+
+
+def tile_words(layer: Layer, plan: Plan) -> int:
+    """Output-buffer words of one tile (after pooling)."""
+    shape = layer_shape(layer, plan)
+    t = layer.tiling
+    p = layer.pool or 1
+    return (t.br // p) * (t.sc // p) * max(shape.obuf_blk(g) for g in t.groups)
+
+
+def tile_layers(plan: Plan) -> Plan:
+    """The tiling pass: a ``Tiling`` for every layer (estimate kept in ``layer.params``)."""
+    order = []
+    for item in plan.order:
+        if isinstance(item, Layer):
+            t, est = choose_tiling(item, plan)
+            item = replace(item, tiling=t, params={**item.params, "estimate": est})
+        order.append(item)
+    return replace(plan, order=tuple(order))
