@@ -28,21 +28,23 @@ def _chw(name: str, spec: dict) -> tuple[int, int, int]:
     return (shape[1], 1, 1) if len(shape) == 2 else (shape[1], shape[2], shape[3])
 
 
-def _span(name: str, spec: dict, tn: int) -> tuple[int, tuple[int, int, int], int]:
-    """(start address, (C, H, W), bytes from start to the last byte) of a DRAM tensor."""
+def _span(name: str, spec: dict, tn: int) -> tuple[int, tuple[int, int, int], int, int]:
+    """(start address, (C, H, W), allocated channel blocks, bytes from start to the last byte)
+    of a DRAM tensor. ``blocks`` may exceed ``ceil(C/tn)`` (a producer storing whole
+    ``tm``-channel groups); the extra blocks are padding."""
     c, h, w = _chw(name, spec)
-    blocks = math.ceil(c / tn)
-    if spec.get("blocks", blocks) != blocks:
-        raise ProgramError(f"DRAM tensor {name!r} lists {spec['blocks']} channel blocks; {c} channels need {blocks}")
+    blocks = spec.get("blocks", math.ceil(c / tn))
+    if blocks < math.ceil(c / tn):
+        raise ProgramError(f"DRAM tensor {name!r} lists {blocks} channel blocks; {c} channels need "
+                           f"{math.ceil(c / tn)}")
     n = (blocks - 1) * spec["blk_stride"] + (h - 1) * spec["row_stride"] + w * tn
-    return spec["addr"], (c, h, w), n
+    return spec["addr"], (c, h, w), blocks, n
 
 
 def read_tensor(acc: Accelerator, name: str, spec: dict, tn: int) -> np.ndarray:
     """Integer codes (int64, the spec's shape) of a channel-blocked DRAM tensor."""
-    addr, (c, h, w), n = _span(name, spec, tn)
+    addr, (c, h, w), blocks, n = _span(name, spec, tn)
     raw = np.frombuffer(acc.read_dram(addr, n), np.uint8)
-    blocks = math.ceil(c / tn)
     box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1), writeable=False)
     planes = box.transpose(0, 3, 1, 2).reshape(blocks * tn, h, w)[:c]
     values = planes.view(np.int8) if spec["signed"] else planes
@@ -50,11 +52,10 @@ def read_tensor(acc: Accelerator, name: str, spec: dict, tn: int) -> np.ndarray:
 
 
 def write_tensor(acc: Accelerator, name: str, spec: dict, tn: int, values: np.ndarray) -> None:
-    """Store integer codes into a channel-blocked DRAM tensor (padded channels zero). Bytes
-    between rows/blocks that belong to other tensors are kept (read-modify-write)."""
-    addr, (c, h, w), n = _span(name, spec, tn)
+    """Store integer codes into a channel-blocked DRAM tensor (padding channels and blocks
+    zero). Bytes between rows/blocks that belong to other tensors are kept (read-modify-write)."""
+    addr, (c, h, w), blocks, n = _span(name, spec, tn)
     raw = np.frombuffer(acc.read_dram(addr, n), np.uint8).copy()
-    blocks = math.ceil(c / tn)
     planes = np.zeros((blocks * tn, h, w), np.uint8)
     planes[:c] = (np.asarray(values, np.int64).reshape(c, h, w) & 0xFF).astype(np.uint8)
     box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1))

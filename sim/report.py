@@ -7,7 +7,8 @@ previous layer (ordered by last instruction) left it; the segment's last layer a
 tail up to the end of FINISH. So the layers of a segment add up to its cycle count exactly,
 and overlap (a layer's loads hidden under the previous layer's compute) is credited to the
 layer whose completion it delays. Stall cycles and DRAM bytes are summed over the
-instructions in a layer's ``first..last`` range.
+instructions a layer owns: those in its ``first..last`` range, and where ranges overlap,
+those of the containing layer that starts last.
 """
 
 from __future__ import annotations
@@ -36,13 +37,19 @@ def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timel
         front = list(itertools.accumulate(tl.end, max))
         reached = 0
         for n, i in enumerate(mine):
-            layer = layers[i]
-            lo, hi = layer["first"] - first, min(layer["last"], last) - first
-            upto = tl.cycles if n == len(mine) - 1 else front[hi]
+            upto = tl.cycles if n == len(mine) - 1 else front[min(layers[i]["last"], last) - first]
             rows[i]["cycles"] += max(0, upto - reached)
             reached = max(reached, upto)
-            rows[i]["stall_cycles"] += sum(tl.stall[lo:hi + 1])
-            rows[i]["dram_bytes"] += sum(dma_bytes(cfg, ins) for ins in tl.instrs[lo:hi + 1])
+        # Ranges may overlap (a layer's weight loads are hoisted into the previous layer's
+        # range): an instruction belongs to the containing layer that starts last.
+        owner = [None] * len(tl.instrs)
+        for i in sorted(mine, key=lambda i: layers[i]["first"]):
+            lo, hi = layers[i]["first"] - first, min(layers[i]["last"], last) - first
+            owner[lo:hi + 1] = [i] * (hi + 1 - lo)
+        for i, ins, stall in zip(owner, tl.instrs, tl.stall):
+            if i is not None:
+                rows[i]["stall_cycles"] += stall
+                rows[i]["dram_bytes"] += dma_bytes(cfg, ins)
     out = [rows[i] for i in range(len(layers))] + extra
     for row in out:
         row["utilization"] = row["macs"] / (cfg.macs_per_cycle * row["cycles"]) if row["cycles"] else 0.0
@@ -50,7 +57,7 @@ def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timel
 
 
 def _row(layer: dict) -> dict:
-    return {"name": layer["name"], "op": layer.get("op", "-"), "dataflow": layer.get("dataflow", "-"),
+    return {"name": layer["name"], "op": layer.get("op") or "-", "dataflow": layer.get("dataflow") or "-",
             "cycles": 0, "macs": int(layer.get("macs", 0)), "utilization": 0.0, "dram_bytes": 0,
             "stall_cycles": 0}
 
