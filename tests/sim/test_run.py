@@ -1,7 +1,9 @@
 """The runner on hand-built whole programs: host ops + accelerator segments, outputs equal to
 the interpreter (L1) and onnxruntime (L0), the report, input validation."""
 
+import io
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -77,3 +79,18 @@ def test_given_inputs_and_validation(tmp_path):
         simulate(program, {name: x, "y": x})
     with pytest.raises(UsageError, match="missing input"):
         simulate(program, {})
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    program, _ = _program(tmp_path, TINY, cin=2, cout=3, hw=(5, 4))
+    simulate(program, progress=True)
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    simulate(program, progress=True)
+    assert f"simulate:   0%|          | 0/{program.n_instructions}" in terminal.getvalue()
