@@ -77,6 +77,60 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .backend.compile import compile_model
+    from .frontend.onnx_load import parse_input_shapes
+    from .ir.program import save_program
+
+    program = compile_model(args.model, args.target, dataflow=args.dataflow,
+                            input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
+    save_program(program, args.output)
+    m = program.manifest
+    summary = {"build": args.output, "target": program.config.name, "instructions": program.n_instructions,
+               "weights_bytes": len(program.weights), "dram_bytes": m["dram"]["size"],
+               "accelerator_layers": len(m["layers"]),
+               "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host")}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"compiled {args.model} for {summary['target']}: {summary['instructions']} instructions, "
+              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops -> {args.output}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .ir.program import load_program
+    from .sim.run import format_report, simulate
+
+    program = load_program(args.build)
+    given = _load_array(args.input) if args.input else None
+    if args.check:
+        from .sim.check import check_simulation
+
+        result = check_simulation(program, inputs=given, seed=args.seed)
+    else:
+        result = simulate(program, given, seed=args.seed, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(format_report(result))
+    return 1 if args.check and not result.bit_exact else 0
+
+
+def cmd_disasm(args) -> int:
+    from .ir.disasm import disassemble
+    from .ir.program import load_program
+
+    program = load_program(args.build)
+    layer_of = {}
+    for layer in program.manifest["layers"]:
+        for i in range(layer["first"], layer["last"] + 1):
+            layer_of.setdefault(i, layer["name"])
+    for line in disassemble(program.instructions, 0, layer_of):
+        print(line)
+    return 0
+
+
 def cmd_zoo(args) -> int:
     from .zoo.build import build_zoo
 
@@ -132,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--per-channel", action="store_true", help="one po2 scale per output channel")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("compile", help="compile a quantized model into an accelerator program")
+    model_args(sp)
+    sp.add_argument("-o", "--output", required=True, metavar="BUILD", help="build directory to write")
+    sp.add_argument("--target", default="tiny", help="tiny, zu3eg, or a target JSON file")
+    sp.add_argument("--dataflow", default="auto", choices=("auto", "channel", "pixel"))
+    sp.add_argument("--print-after", metavar="PASS", help="print the plan after this back-end pass")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_compile)
+
+    sp = sub.add_parser("simulate", help="run a build on the bit-exact cycle-level simulator")
+    sp.add_argument("build", metavar="BUILD")
+    sp.add_argument("--input", metavar="X.npy", help="input array (default: seeded random)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--check", action="store_true", help="also compare with the interpreter and onnxruntime")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("disasm", help="disassemble a build's program")
+    sp.add_argument("build", metavar="BUILD")
+    sp.set_defaults(func=cmd_disasm)
 
     sp = sub.add_parser("zoo", help="build the model zoo (Brevitas, QCDQ + QONNX)")
     sp.add_argument("--out", default="zoo_models", metavar="DIR")
