@@ -16,6 +16,7 @@ from ..ir.isa import Unit
 from ..ir.program import Program, ProgramError
 from .decode import decode_program
 from .machine import Machine, dma_bytes
+from .races import find_race
 from .timing import Timeline, schedule
 
 
@@ -54,10 +55,13 @@ class SimAccelerator(Accelerator):
     """The simulator: bit-exact functional model (L2) + cycle model (L3).
 
     ``progress`` (optional) is called with the number of instructions executed, as they run.
+    ``check_races`` rejects segments whose tokens leave conflicting memory accesses of
+    different units unordered (``sim/races.py``; costs about half a simulation).
     """
 
-    def __init__(self, progress: Callable[[int], object] | None = None):
+    def __init__(self, progress: Callable[[int], object] | None = None, check_races: bool = False):
         self._progress = progress
+        self._check_races = check_races
         self._program: Program | None = None
         self._machine: Machine | None = None
         self._instrs: list = []
@@ -108,6 +112,10 @@ class SimAccelerator(Accelerator):
             moved += dma_bytes(machine.cfg, ins)
             if self._progress is not None:
                 self._progress(1)
+        # After execution, which has validated every address the footprints are built from.
+        race = find_race(machine.cfg, timeline) if self._check_races else None
+        if race:
+            raise ProgramError(race)
         self._timeline = timeline
         c = self._counters
         c["cycles"] += timeline.cycles

@@ -40,14 +40,15 @@ def compare_outputs(program: Program, ours: dict[str, np.ndarray], ref: dict[str
 
 def check_simulation(program: Program, model_path: str | os.PathLike | None = None, inputs=None, seed: int = 0,
                      progress: bool = False) -> SimResult:
-    """``simulate`` plus the ladder: ``result.checks["L2_vs_L1"]`` always,
-    ``result.checks["L1_vs_L0"]`` when ``model_path`` is given; ``result.bit_exact`` is
-    the conjunction."""
+    """``simulate`` (with the race check: a segment whose tokens leave conflicting accesses
+    unordered raises ``ProgramError``) plus the ladder: ``result.checks["L2_vs_L1"]``
+    always, ``result.checks["L1_vs_L0"]`` when ``model_path`` is given; ``result.bit_exact``
+    is the conjunction."""
     from ..frontend.check import check_model
     from ..frontend.interpreter import Interpreter
 
     feeds = make_feeds(program, inputs, seed)
-    result = simulate(program, feeds, seed, progress=progress)
+    result = simulate(program, feeds, seed, progress=progress, check_races=True)
     l1 = Interpreter(program.graph).run(feeds)
     result.checks["L2_vs_L1"] = compare_outputs(program, result.outputs, l1)
     if model_path is not None:

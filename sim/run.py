@@ -97,9 +97,10 @@ def make_feeds(program: Program, inputs: dict | np.ndarray | None = None, seed: 
 
 
 def simulate(program: Program, inputs: dict | np.ndarray | None = None, seed: int = 0, progress: bool = False,
-             accelerator: Accelerator | None = None) -> SimResult:
+             accelerator: Accelerator | None = None, check_races: bool = False) -> SimResult:
     """Run every segment of ``program`` on ``accelerator`` (a fresh ``SimAccelerator`` by
-    default) with ``inputs`` (see ``make_feeds``). ``progress`` shows a bar on a terminal."""
+    default, rejecting racy segments with ``check_races``) with ``inputs`` (see
+    ``make_feeds``). ``progress`` shows a bar on a terminal."""
     t0 = time.perf_counter()
     feeds = make_feeds(program, inputs, seed)
     manifest = program.manifest
@@ -109,7 +110,7 @@ def simulate(program: Program, inputs: dict | np.ndarray | None = None, seed: in
         from tqdm import tqdm
 
         bar = tqdm(total=sum(s["count"] for s in accel_segments), unit="instr", desc="simulate", leave=False)
-    acc = accelerator if accelerator is not None else SimAccelerator(progress=bar.update if bar else None)
+    acc = accelerator if accelerator is not None else SimAccelerator(bar.update if bar else None, check_races)
     try:
         acc.load_program(program)
         dram = manifest["dram"]

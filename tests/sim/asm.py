@@ -158,7 +158,7 @@ def conv_asm(cfg, x, w, bias, shift, *, dataflow="channel", depthwise=False, pow
     out = 0x80000
     asm.emit(Opcode.LOAD_WGT, {"dram_addr": wa, "nbytes": len(wbytes), "target": WgtTarget.WEIGHTS, "sram_addr": 0})
     asm.emit(Opcode.LOAD_WGT, {"dram_addr": pa, "nbytes": math.ceil(m / tm) * tm * 8, "target": WgtTarget.PARAMS,
-                               "sram_addr": 0}, push_next=int(not depthwise))
+                               "sram_addr": 0})  # the image load after it pushes the token
     blk = tm // tn
     nblocks = math.ceil(m / tm)
     ring_words = cfg.line_buffer_words // max(1, nblocks) if depthwise else 0

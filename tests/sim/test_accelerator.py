@@ -139,7 +139,7 @@ def mutated_programs(draw):
 @given(words=mutated_programs())
 def test_hostile_programs_fail_cleanly(words):
     t0 = time.perf_counter()
-    acc = SimAccelerator()
+    acc = SimAccelerator(check_races=True)
     acc.load_program(Program(TINY, b"".join(words), b"", Graph("t", (), (), (), {}), {"dram": {"size": DRAM_SIZE}}))
     acc.write_dram(0, VALID_DRAM.tobytes())
     try:
