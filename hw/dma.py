@@ -63,6 +63,16 @@ DmaCmd = data.StructLayout({
 MemReq = data.StructLayout({"addr": unsigned(ADDR_BITS), "beats": unsigned(9)})
 
 
+def sram_write_layout(beat_bytes: int) -> data.StructLayout:
+    """Payload of ``sram_wr``: bytes ``data`` (with ``strb``) for on-chip byte ``addr`` on."""
+    return data.StructLayout({"sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS),
+                              "data": unsigned(8 * beat_bytes), "strb": unsigned(beat_bytes)})
+
+
+#: Payload of ``sram_rd``: word ``i`` of the beat comes from ``addr + i*stride``.
+SramRead = data.StructLayout({"sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS), "stride": unsigned(16)})
+
+
 def mem_signature(beat_bytes: int) -> wiring.Signature:
     """The DRAM port, seen from the initiator (the DMA)."""
     return wiring.Signature({
@@ -134,11 +144,8 @@ class DMA(wiring.Component):
             "cmd": In(stream.Signature(DmaCmd)),
             "done": Out(1),
             "mem": Out(mem_signature(bb)),
-            "sram_wr": Out(stream.Signature(data.StructLayout({
-                "sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS),
-                "data": unsigned(8 * bb), "strb": unsigned(bb)}))),
-            "sram_rd": Out(stream.Signature(data.StructLayout({
-                "sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS), "stride": unsigned(16)}))),
+            "sram_wr": Out(stream.Signature(sram_write_layout(bb))),
+            "sram_rd": Out(stream.Signature(SramRead)),
             "sram_rdata": In(stream.Signature(unsigned(8 * bb))),
         })
 

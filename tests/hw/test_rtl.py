@@ -2,10 +2,12 @@
 
 import pytest
 
+from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.ppu import PPU
 from shiftflow.hw.tb.runner import CocotbFailure, build_model, run_cocotb
 from shiftflow.hw.verilog import write_verilog
-from tests.hw import cocotb_ppu
+from tests.hw import cocotb_dma, cocotb_ppu
+from tests.hw.test_dma import BB, TN
 
 pytestmark = pytest.mark.slow
 
@@ -20,3 +22,8 @@ def test_failures_surface_as_assertions(tmp_path):
     model = build_model(write_verilog(PPU(lanes=3), "ppu3", tmp_path))
     with pytest.raises(CocotbFailure, match="random_beats_with_stalls"):
         run_cocotb(model, cocotb_ppu.__name__, env={"PPU_LANES": "2"}, test_dir=tmp_path / "run")
+
+
+def test_axi_dma_under_cocotb(tmp_path):
+    model = build_model(write_verilog(AxiDma(beat_bytes=BB, word_bytes=TN), "axi_dma", tmp_path))
+    run_cocotb(model, cocotb_dma.__name__, test_dir=tmp_path / "run")
