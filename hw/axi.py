@@ -56,7 +56,7 @@ class AXI4Master(wiring.Component):
             mem.rd_req.ready.eq(axi.arready),
             mem.rd_resp.payload.eq(axi.rdata), mem.rd_resp.valid.eq(axi.rvalid), axi.rready.eq(mem.rd_resp.ready),
             axi.awsize.eq(size), axi.awburst.eq(1),
-            mem.wr_resp.valid.eq(axi.bvalid), axi.bready.eq(mem.wr_resp.ready),
+            mem.wr_resp.payload.eq(axi.bresp), mem.wr_resp.valid.eq(axi.bvalid), axi.bready.eq(mem.wr_resp.ready),
         ]
         # AW is accepted only with room to remember its length for WLAST.
         m.submodules.lens = lens = SyncFIFO(width=9, depth=self.wlast_depth)

@@ -31,7 +31,7 @@ the last data beat. Requests run ahead of data, so the latency is paid once per 
 """
 
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -81,7 +81,7 @@ def mem_signature(beat_bytes: int) -> wiring.Signature:
         "wr_req": Out(stream.Signature(MemReq)),
         "wr_data": Out(stream.Signature(data.StructLayout(
             {"data": unsigned(8 * beat_bytes), "strb": unsigned(beat_bytes)}))),
-        "wr_resp": In(stream.Signature(unsigned(0))),
+        "wr_resp": In(stream.Signature(unsigned(2))),  # AXI BRESP (0 = OKAY); the DMA ignores it
     })
 
 
@@ -203,12 +203,14 @@ class DMA(wiring.Component):
         rem_bytes = Signal(25)
         lo = Signal(range(bb + 1))
         strb = Signal(bb)
+        ones = (1 << bb) - 1
         m.d.comb += [
             sram.eq(Mux(d_in_seg, d_sram,
                         walk_data.sram - words_back * cmd.stride - (d_off % self.word_bytes if lg else 0))),
             rem_bytes.eq(Mux(d_in_seg, d_rem, d_off + cmd.seg_bytes)),
             lo.eq(Mux(d_in_seg, 0, d_off)),
-            strb.eq(sum(((j >= lo) & (j < rem_bytes)) << j for j in range(bb))),
+            # Bytes lo .. rem_bytes-1 of the beat: ones from lo up, cut at rem_bytes.
+            strb.eq((Const(ones, bb) << lo)[:bb] & Mux(rem_bytes >= bb, ones, (Const(1, bb + 1) << rem_bytes[:lg + 1]) - 1)),
         ]
         with m.If(start):
             m.d.sync += [in_seg.eq(0), d_in_seg.eq(0)]

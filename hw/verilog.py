@@ -28,6 +28,11 @@ LINT_WAIVERS = {
                    "(the FPGA power-up value) and also assigns it in a clocked process",
     "UNUSEDSIGNAL": "Amaranth emits named debug wires for every field of a data.View and keeps "
                     "port bits a component ignores (e.g. the unused lanes of a payload)",
+    "WIDTHEXPAND": "Amaranth's Verilog backend writes operands at their own widths and relies on "
+                   "Verilog's context-determined extension; Amaranth's shape rules already fix "
+                   "every width, so these are by design",
+    "WIDTHTRUNC": "same cause as WIDTHEXPAND: assignments to narrower wires where Amaranth "
+                  "truncates by definition",
     "DECLFILENAME": "one generated file holds the top and all its submodules, so module and "
                     "file names differ",
 }
