@@ -22,8 +22,10 @@ from ..ir.isa import Opcode, Unit, VecOp
 from ..ir.program import ProgramError
 from .decode import Instr
 
-_PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
-_NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
+# Units by value: hashing amaranth enums costs more than the rest of the timeline.
+_PREV = {Unit.COMPUTE.value: Unit.LOAD.value, Unit.STORE.value: Unit.COMPUTE.value}
+_NEXT = {Unit.LOAD.value: Unit.COMPUTE.value, Unit.COMPUTE.value: Unit.STORE.value}
+_UNIT_NAMES = {u.value: u.name.lower() for u in Unit}
 _POOLS = (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value)
 
 
@@ -78,14 +80,14 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
     if not instrs or instrs[-1].opcode != Opcode.FINISH:
         where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
         raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
-    fifos: dict[tuple[Unit, Unit], deque] = {}
-    last_end = {u: 0 for u in Unit}
-    starts: dict[Unit, list[int]] = {u: [] for u in Unit}
+    fifos: dict[tuple[int, int], deque] = {}
+    last_end = {u: 0 for u in _UNIT_NAMES}
+    starts: dict[int, list[int]] = {u: [] for u in _UNIT_NAMES}
     fetch, dispatch, start, end, costs, stall = [], [], [], [], [], []
     for k, ins in enumerate(instrs):
         if ins.opcode == Opcode.FINISH and k != len(instrs) - 1:
             raise ProgramError(f"{ins.where()} ends the segment before its last instruction {instrs[-1].index}")
-        u = ins.unit
+        u = ins.unit.value
         f = cost.fetch_ready(cfg, k)
         d = f if k == 0 else max(f, dispatch[-1] + 1)
         queue = starts[u]
@@ -97,7 +99,7 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
             if flag:
                 fifo = fifos.get((other, u))
                 if not fifo:
-                    raise ProgramError(f"{ins.where()} pops a token from the {other.name.lower()} unit that no "
+                    raise ProgramError(f"{ins.where()} pops a token from the {_UNIT_NAMES[other]} unit that no "
                                        f"earlier instruction pushed: the program would deadlock")
                 s = max(s, fifo.popleft())
         if ins.opcode == Opcode.FINISH:
