@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 
 import numpy as np
@@ -80,11 +82,12 @@ def cmd_quantize(args) -> int:
 def cmd_compile(args) -> int:
     from .backend.compile import compile_model
     from .frontend.onnx_load import parse_input_shapes
-    from .ir.program import save_program
+    from .ir.program import SOURCE_MODEL, save_program
 
     program = compile_model(args.model, args.target, dataflow=args.dataflow,
                             input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
+    shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
     m = program.manifest
     summary = {"build": args.output, "target": program.config.name, "instructions": program.n_instructions,
                "weights_bytes": len(program.weights), "dram_bytes": m["dram"]["size"],
@@ -105,9 +108,11 @@ def cmd_simulate(args) -> int:
     program = load_program(args.build)
     given = _load_array(args.input) if args.input else None
     if args.check:
+        from .ir.program import SOURCE_MODEL
         from .sim.check import check_simulation
 
-        result = check_simulation(program, inputs=given, seed=args.seed)
+        source = os.path.join(args.build, SOURCE_MODEL)
+        result = check_simulation(program, source if os.path.isfile(source) else None, inputs=given, seed=args.seed)
     else:
         result = simulate(program, given, seed=args.seed, progress=not args.json and sys.stderr.isatty())
     if args.json:

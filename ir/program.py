@@ -29,6 +29,7 @@ from .text import parse_graph, print_graph
 FORMAT = "shiftflow-program"
 VERSION = 1
 FILES = ("program.bin", "weights.bin", "graph.ir")
+SOURCE_MODEL = "source.onnx"  # a copy of the compiled ONNX file, for the L0 check
 
 
 class ProgramError(ShiftflowError):
