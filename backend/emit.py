@@ -116,7 +116,7 @@ class Emitter:
                     if vbase is None:
                         vbase = vnext - new0
                     loads = []
-                    if new0 <= yhi:
+                    if new0 <= yhi and x0 < x1:
                         for ri, (src, b0, nblk) in enumerate(sources(group)):
                             loads.append(self._load_act(li, src, b0, nblk, new0, yhi - new0 + 1, x0, x1 - x0,
                                                         buf["rings"][ri], t.slots, slot_words, t.ring_cols,

@@ -45,11 +45,16 @@ class Geom:
             return q0 // self.kw, (q1 - 1) // self.kw
         return q0 * self.sw - self.pl, (q1 - 1) * self.sw - self.pl + (self.kw - 1) * self.dw
 
+    def window_rows(self, br: int) -> int:
+        """Input rows one band of ``br`` output rows spans, padding included: every row it reads
+        lies less than this many rows below its first (the slot offsets a CONV/VEC uses)."""
+        if self.resize:
+            return ceil_div(br, self.kh)
+        return (br - 1) * self.sh + (self.kh - 1) * self.dh + 1
+
     def span_rows(self, br: int) -> int:
         """Most input rows one band of ``br`` output rows reads (never more than the image)."""
-        if self.resize:
-            return min(ceil_div(br, self.kh), self.in_h)
-        return min((br - 1) * self.sh + (self.kh - 1) * self.dh + 1, self.in_h)
+        return min(self.window_rows(br), self.in_h)
 
     def advance_rows(self, br: int) -> int:
         return br // self.kh if self.resize else br * self.sh

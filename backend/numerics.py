@@ -47,16 +47,17 @@ def _check_acc(op: Op, lo: int, hi: int, acc_bits: int) -> None:
         raise UnsupportedError(f"layer {op.name!r}: accumulator needs {bits} bits, the accelerator has {acc_bits}")
 
 
-def conv_params(graph: Graph, op: Op, acc_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bias, shift) per output channel of a conv: the bias aligned to the accumulator frac
-    ``frac(x) + frac(w)[m]`` (shifted left when coarser) and the requant shift
-    ``acc_frac[m] - out_frac``. Raises ``UnsupportedError`` for a bias finer than the
-    accumulator, a bias beyond int32, a shift beyond int8, or an accumulator wider than
-    ``acc_bits`` (bounded from the actual weights and the input type)."""
-    x, wt, out = (graph.types[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    w = np.asarray(graph.constants[op.inputs[1]], dtype=np.int64)
-    m = w.shape[0]
-    acc_frac = x.frac + np.broadcast_to(np.asarray(wt.frac, dtype=np.int64), (m,))
+def _acc_frac(graph: Graph, op: Op) -> np.ndarray:
+    x, wt = graph.types[op.inputs[0]], graph.types[op.inputs[1]]
+    return x.frac + np.broadcast_to(np.asarray(wt.frac, dtype=np.int64), (wt.shape[0],))
+
+
+def aligned_bias(graph: Graph, op: Op) -> np.ndarray:
+    """The conv's bias per output channel at the accumulator frac ``frac(x) + frac(w)[m]``
+    (shifted left when coarser). A bias finer than the accumulator, or one beyond int32 once
+    aligned, is refused (``UnsupportedError``): the PE array cannot represent it."""
+    acc_frac = _acc_frac(graph, op)
+    m = acc_frac.shape[0]
     bias = np.zeros(m, dtype=np.int64)
     if len(op.inputs) > 2:
         bt = graph.types[op.inputs[2]]
@@ -70,7 +71,18 @@ def conv_params(graph: Graph, op: Op, acc_bits: int) -> tuple[np.ndarray, np.nda
         bias = b << (acc_frac - bf)
         if bias.min() < -(1 << 31) or bias.max() >= 1 << 31:
             raise UnsupportedError(f"layer {op.name!r}: bias aligned to the accumulator frac exceeds int32")
-    shift = acc_frac - out.frac
+    return bias
+
+
+def conv_params(graph: Graph, op: Op, acc_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bias, shift) per output channel of a conv: ``aligned_bias`` and the requant shift
+    ``acc_frac[m] - out_frac``. Raises ``UnsupportedError`` for a shift beyond int8 or an
+    accumulator wider than ``acc_bits`` (bounded from the actual weights and the input type)."""
+    x, out = graph.types[op.inputs[0]], graph.types[op.outputs[0]]
+    w = np.asarray(graph.constants[op.inputs[1]], dtype=np.int64)
+    m = w.shape[0]
+    bias = aligned_bias(graph, op)
+    shift = _acc_frac(graph, op) - out.frac
     _check_shift(op, shift, "requant")
     taps = w.reshape(m, -1)
     hi = np.maximum(taps * x.qmin, taps * x.qmax).sum(axis=1) + bias

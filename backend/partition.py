@@ -63,6 +63,8 @@ def host_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
         return HOST_KINDS[op.kind]
     if op.kind == "concat":
         return _concat_reason(graph, op, cfg)
+    if op.kind == "conv":
+        numerics.aligned_bias(graph, op)  # refused outright, not sent to the host
     acts = [op.inputs[0]] if op.kind == "conv" else list(op.inputs)
     for i, t in enumerate(acts):
         why = _activation_ok(graph.types[t], f"input {i}")

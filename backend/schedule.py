@@ -60,7 +60,8 @@ def program_order(steps: list[Step], producer_last: dict[str, int]) -> list[Ins]
         loads(0)
     for t in range(n):
         nxt = t + 1
-        early = nxt < n and all(producer_last.get(b, -1) < t - 1 for b in steps[nxt].sources)
+        early = nxt < n and all(producer_last.get(b, -1) < t - 1 for b in steps[nxt].sources) \
+            and not _clobbers(steps[nxt], steps[t], nxt in done_w)
         if early:
             loads(nxt)
         out.extend(steps[t].work)
@@ -69,6 +70,14 @@ def program_order(steps: list[Step], producer_last: dict[str, int]) -> list[Ins]
         if nxt < n and not early:
             loads(nxt)
     return out
+
+
+def _clobbers(nxt: Step, cur: Step, weights_done: bool) -> bool:
+    """Whether the loads of ``nxt`` overwrite on-chip words the work of ``cur`` still reads
+    (a single-buffered ring): they must then follow that work in program order."""
+    writes = [r for ins in nxt.loads + ([] if weights_done else nxt.wloads) for r in ins.onchip]
+    reads = [r for ins in cur.work for r in ins.onchip if not r[4]]
+    return any(w[0] == r[0] and w[1] == r[1] and w[2] < r[3] and r[2] < w[3] for w in writes for r in reads)
 
 
 class Tracker:

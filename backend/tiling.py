@@ -42,17 +42,18 @@ def split_units(units: int, size: int, splits: tuple[int, ...] = ()) -> tuple[tu
     out = []
     for a, b in zip(bounds, bounds[1:]):
         n = ceil_div(b - a, size)
-        step = ceil_div(b - a, n)
-        out += [tuple(range(i, min(b, i + step))) for i in range(a, b, step)]
+        for k in range(n):
+            lo, hi = a + (b - a) * k // n, a + (b - a) * (k + 1) // n
+            out.append(tuple(range(lo, hi)))
     return tuple(out)
 
 
 def slots_for(shape: LayerShape, br: int, double: bool) -> int:
     g = shape.geom
-    span = g.span_rows(br)
+    window, span = g.window_rows(br), g.span_rows(br)
     if not double:
-        return span
-    return min(span + max(g.advance_rows(br), span), 2 * g.in_h)
+        return window
+    return max(window, min(span + max(g.advance_rows(br), span), 2 * g.in_h))
 
 
 def _weight_groups(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> int:
@@ -85,6 +86,7 @@ def _strip_widths(shape: LayerShape) -> list[int]:
     a = shape.align_c
     top = max(shape.out_w, a)
     widths = {min(top, ceil_div(ceil_div(shape.out_w, n), a) * a) for n in range(1, MAX_STRIPS + 1)}
+    widths |= {min(top, a << i) for i in range(8)}  # narrow strips for wide maps with deep rings
     return sorted(w for w in widths if w >= a)
 
 
@@ -154,8 +156,11 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
 
 def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
     """The cheapest tiling of ``layer`` (for its current dataflow) and its estimate."""
-    cfg = plan.config
-    shape = layer_shape(layer, plan)
+    return tile_shape(layer, layer_shape(layer, plan), plan.config)
+
+
+def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> tuple[Tiling, dict]:
+    """The cheapest tiling of a layer described by ``shape``; raises ``ResourceError``."""
     best = None
     smallest = None
     for size in _group_sizes(layer, shape, cfg):
@@ -187,9 +192,9 @@ def _no_fit(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> Resource
     sc = shape.align_c
     p = shape.pool or 1
     blocks = shape.dense_in_blocks or shape.unit_blocks
-    obuf = (sc // p) * shape.obuf_blk((0,))
+    obuf = (sc // p) * shape.obuf_blk((0,)) * shape.align_r // p
     if obuf > cfg.output_half_words:
-        return ResourceError(f"layer {layer.name!r}: one output row of the narrowest strip needs "
+        return ResourceError(f"layer {layer.name!r}: one band of the narrowest strip needs "
                              f"{_kib(obuf * cfg.tn)} of output buffer, a half holds "
                              f"{_kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
     need = shape.rings * slots_for(shape, shape.align_r, False) * blocks * shape.geom.span_cols(sc) * cfg.tn
