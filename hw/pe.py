@@ -3,8 +3,9 @@
 Operands: an activation byte (two's complement when ``a_signed``, else plain unsigned) and a
 weight byte that is either an ``int`` two's-complement value or, with ``pow2``, a code:
 ``0`` = zero, else bit 7 = sign, bit 6 = 1 (nonzero), bits 3..0 = exponent ``e``, value
-``±2**e`` — the multiply becomes a shift. A code with bit 6 clear is zero (as in the
-simulator). Products are exact (at most 25 bits); accumulators wrap at ``acc_bits`` like the
+``±2**e``, decoded into the multiplier operand ``±2**e`` (one DSP datapath for both
+encodings; a per-PE barrel shifter costs more LUTs than the DSP saves). A code with bit 6
+clear is zero (as in the simulator). Products are exact; accumulators wrap at ``acc_bits`` like the
 simulator's post-processing input.
 
 :class:`MACArray` serves both dataflows of the hybrid PE array with the same multipliers:
@@ -25,26 +26,32 @@ buffer of the cost model), so the next group accumulates while the PPU drains th
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.isa import Dataflow
 
-#: Width of one product: a 9-bit (sign-extended) activation times 8-bit int weight needs 17
-#: bits; shifted by up to 15 for pow2 it needs 24, and the negation one more.
-PRODUCT_BITS = 25
+#: Width of one product: a 9-bit (sign-extended) activation times a 17-bit weight operand
+#: (int8, or a pow2 code's ±2**15 at most); the values need 25 bits, the type is 9 + 17.
+PRODUCT_BITS = 26
 
 Mode = data.StructLayout({"a_signed": unsigned(1), "pow2": unsigned(1), "dataflow": Dataflow})
 
 
+def weight_value(w: Value, pow2: Value) -> Value:
+    """The signed value of weight byte ``w``: two's complement, or the pow2 code's ``±2**e``
+    (signed, 17 bits). Decoding pow2 to a multiplier operand keeps one datapath (a DSP
+    multiply) for both encodings instead of a barrel shifter per PE."""
+    mag = (Const(1, 16) << w[0:4])[:16]
+    return Mux(pow2, Mux(w[6], Mux(w[7], -mag, mag), 0), w.as_signed())
+
+
 def product(a: Value, w: Value, a_signed: Value, pow2: Value) -> Value:
-    """The exact product of activation byte ``a`` and weight byte ``w`` (signed, 25 bits)."""
+    """The exact product of activation byte ``a`` and weight byte ``w`` (signed, 26 bits)."""
     a9 = Mux(a_signed, a.as_signed(), a.as_unsigned())
-    shifted = a9 << w[0:4]
-    pow2_val = Mux(w[6], Mux(w[7], -shifted, shifted), 0)
-    return Mux(pow2, pow2_val, a9 * w.as_signed())[:PRODUCT_BITS].as_signed()
+    return (a9 * weight_value(w, pow2)).as_signed()
 
 
 def tree_sum(values: list[Value]) -> Value:

@@ -58,7 +58,7 @@ class _Family:
 
 FAMILIES = {
     "xilinx": _Family(
-        script=("synth_xilinx -family xcup -noiopad -noclkbuf -top {top} -run :map_luts",
+        script=("synth_xilinx -family xcup -flatten -noiopad -noclkbuf -top {top} -run :map_luts",
                 "opt_expr -mux_undef -noclkinv",
                 "abc -luts 2:2,3,6:5,10,20",
                 "clean",
