@@ -60,7 +60,7 @@ def program_order(steps: list[Step], producer_last: dict[str, int]) -> list[Ins]
         loads(0)
     for t in range(n):
         nxt = t + 1
-        early = nxt < n and all(producer_last.get(b, -1) < t - 1 for b in steps[nxt].sources) \
+        early = nxt < n and all(producer_last.get(b, -2) < t - 1 for b in steps[nxt].sources) \
             and not _clobbers(steps[nxt], steps[t], nxt in done_w)
         if early:
             loads(nxt)
