@@ -64,6 +64,9 @@ class AcceleratorConfig:
                 problems.append(f"{f} must be positive")
         if self.tm % self.tn:
             problems.append(f"tm ({self.tm}) must be a multiple of tn ({self.tn})")
+        bw = self.dram_bytes_per_cycle
+        if bw & (bw - 1) or bw % self.tn:
+            problems.append(f"dram_bytes_per_cycle ({bw}) must be a power of two and a multiple of tn ({self.tn})")
         if self.dram_latency < 0 or self.pe_latency < 1:
             problems.append("dram_latency must be >= 0 and pe_latency >= 1")
         if not set(self.weight_encodings) <= {"int", "pow2"}:
