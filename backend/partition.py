@@ -171,7 +171,7 @@ def _in_place(graph: Graph, op: Op, i: int, tensors: dict, taken: set[str], offs
     return t is None or t.buffer == name and offsets[i] + t.blocks <= offsets[i + 1]
 
 
-def partition(graph: Graph, cfg: AcceleratorConfig, dataflow: str = "auto") -> Plan:
+def partition(graph: Graph, cfg: AcceleratorConfig, dataflow: str = "auto", wide_depthwise: bool = False) -> Plan:
     """The partition pass: a plan with the execution order, host reasons and DRAM tensors."""
     reasons = {op.name: host_reason(graph, op, cfg) for op in graph.ops}
     on_accel = {k: v is None for k, v in reasons.items()}
@@ -206,7 +206,7 @@ def partition(graph: Graph, cfg: AcceleratorConfig, dataflow: str = "auto") -> P
                 if t in accel_out:
                     tensors.setdefault(t, _dram_tensor(graph, t, cfg))
     host = {x.name: x.reason for x in items if isinstance(x, HostOp)}
-    return Plan(graph, cfg, tuple(items), tensors, host, dataflow, fused)
+    return Plan(graph, cfg, tuple(items), tensors, host, dataflow, wide_depthwise, fused)
 
 
 def _plan_concat(graph: Graph, op: Op, cfg: AcceleratorConfig, tensors: dict, taken: set, fused: dict):

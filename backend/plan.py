@@ -121,6 +121,7 @@ class Plan:
     tensors: dict
     host_reasons: dict
     dataflow_request: str = "auto"
+    wide_depthwise: bool = False
     fused: dict = field(default_factory=dict)
     buffers: dict = field(default_factory=dict)
     dram: dict = field(default_factory=dict)

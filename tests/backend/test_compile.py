@@ -50,6 +50,13 @@ def test_vector_ops(kind, kw, cfg, tmp_path):
             assert program.manifest["host_reasons"]
 
 
+def test_wide_depthwise_is_bit_exact():
+    program = compile_model(zoo_model("detector", "w8a8", "qcdq", input_hw=(64, 64)), "zu3eg", wide_depthwise=True)
+    layers = program.manifest["layers"]
+    assert any(x["dataflow"] == "pixel" and "c3.0.0.0" in x["name"] for x in layers)
+    assert_exact(program)
+
+
 def test_fused_maxpool_and_in_place_concat(tmp_path):
     onnx.save(vec_model("maxpool", k=2, s=2, p=0), tmp_path / "m.onnx")
     program = compile_model(tmp_path / "m.onnx", "tiny")

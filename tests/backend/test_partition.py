@@ -60,6 +60,7 @@ def test_depthwise_pixel_parallel_needs_square_pe_array(tmp_path):
     wide = replace(TINY, name="wide", tm=8)
     layer = run_backend(graph, wide, dataflow="pixel").layers[0]
     assert layer.dataflow == "channel" and "tm == tn" in layer.note
+    assert run_backend(graph, wide, dataflow="pixel", wide_depthwise=True).layers[0].dataflow == "pixel"
 
 
 @pytest.mark.parametrize("kw, fused", [({"k": 2, "s": 2, "p": 0}, True), ({"k": 3, "s": 2, "p": 1}, False),
