@@ -16,7 +16,7 @@ from ..ir.ops import conv_macs
 from .emit import Emitter, Ins
 from .encode import Encoder, encode_all
 from .plan import HostOp, Layer, Plan
-from .schedule import Tracker, assign_tokens, program_order
+from .schedule import Tracker, assign_tokens, program_order, step_needs
 
 
 @dataclass
@@ -61,13 +61,7 @@ def schedule_plan(plan: Plan) -> Plan:
         steps = []
         for li, layer in enumerate(run):
             steps += emitter.layer_steps(layer, li)
-        producer_last = {}
-        for t, st in enumerate(steps):
-            for ins in st.work:
-                for buf, _, write in ins.dram:
-                    if write:
-                        producer_last[buf] = t
-        ordered = program_order(steps, producer_last)
+        ordered = program_order(steps, step_needs(steps, grids))
         code = assign_tokens(ordered, Tracker(cfg, grids, overlaps))
         start = len(sched.instructions)
         seg = len(sched.segments)

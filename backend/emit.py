@@ -52,7 +52,6 @@ class Step:
     work: list[Ins]
     wloads: list[Ins] = field(default_factory=list)
     bank: int | None = None
-    sources: frozenset = frozenset()  # DRAM buffers its loads read
 
 
 class Emitter:
@@ -130,7 +129,7 @@ class Emitter:
                            "r0": r0, "q0": q0, "reads": reads, "tile_words": tile_words}
                     work = (self._conv_work(layer, li, shape, group, bank, geo, buf)
                             if layer.is_conv else self._vec_work(layer, li, shape, group, geo, buf, sources))
-                    steps.append(Step(li, loads, work, wloads, bank, frozenset(x[0] for ld in loads for x in ld.dram)))
+                    steps.append(Step(li, loads, work, wloads, bank))
                     wloads = []
         return steps
 

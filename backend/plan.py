@@ -65,6 +65,7 @@ class Tiling:
     ring_cols: int
     groups: tuple[tuple[int, ...], ...]
     obuf_bufs: int = 2
+    double: bool = True  # the ring holds the next band's rows too (loads overlap compute)
 
     @property
     def strips(self) -> int:

@@ -1,10 +1,9 @@
 """Pass ``schedule``: program order, dependencies and dependency tokens.
 
-Program order software-pipelines the steps of a segment: the loads of step t+1 are issued
-before the compute of step t (unless they read what the previous two steps store, which is
-the hand-over between layers), and a weight group's LOAD_WGTs are issued as soon as the bank
-they overwrite has been released, so weights and the next band load while the PE array
-works.
+Program order software-pipelines the steps of a segment: the loads of step t+1 are issued before the compute of step t (unless they read what
+steps t-1 or t store, or overwrite ring rows step t still reads), and a weight group's
+LOAD_WGTs are issued as soon as the bank they overwrite has been released, so weights and the
+next band load while the PE array works.
 
 Dependencies come from the regions each instruction touches (``emit.Ins``): read after
 write, write after read and write after write, on the line buffer, weight and parameter
@@ -29,9 +28,28 @@ from .emit import Ins, Step
 LOAD, COMPUTE, STORE = Unit.LOAD.value, Unit.COMPUTE.value, Unit.STORE.value
 
 
-def program_order(steps: list[Step], producer_last: dict[str, int]) -> list[Ins]:
-    """Interleave a segment's steps (see module docstring). ``producer_last`` maps a DRAM
-    buffer to the last step that stores into it."""
+def step_needs(steps: list[Step], grids: dict[str, tuple[int, int, int]]) -> list[int]:
+    """Per step, the last earlier step whose stores its loads read, or -1."""
+    marks = {name: np.full(shape, -1, dtype=np.int64) for name, shape in grids.items()}
+    need = []
+    for i, st in enumerate(steps):
+        n = -1
+        for ins in st.loads:
+            for buf, (b0, b1, y0, y1, x0, x1), _ in ins.dram:
+                region = marks[buf][b0:b1, y0:y1, x0:x1]
+                if region.size:
+                    n = max(n, int(region.max()))
+        need.append(n)
+        for ins in st.work:
+            for buf, (b0, b1, y0, y1, x0, x1), write in ins.dram:
+                if write:
+                    marks[buf][b0:b1, y0:y1, x0:x1] = i
+    return need
+
+
+def program_order(steps: list[Step], need: list[int]) -> list[Ins]:
+    """The instructions of a segment's steps, software-pipelined (see module docstring).
+    ``need[t]`` is the last step whose stores step t loads (-1: none, see ``step_needs``)."""
     n = len(steps)
     last_bank_use: dict[int, int] = {}
     early_w: dict[int, list[int]] = {}
@@ -60,8 +78,7 @@ def program_order(steps: list[Step], producer_last: dict[str, int]) -> list[Ins]
         loads(0)
     for t in range(n):
         nxt = t + 1
-        early = nxt < n and all(producer_last.get(b, -2) < t - 1 for b in steps[nxt].sources) \
-            and not _clobbers(steps[nxt], steps[t], nxt in done_w)
+        early = nxt < n and need[nxt] < max(0, t - 1) and not _clobbers(steps[nxt], steps[t], nxt in done_w)
         if early:
             loads(nxt)
         out.extend(steps[t].work)

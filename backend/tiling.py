@@ -150,7 +150,9 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
             n_instr += n_bands * (shape.rings + 2 * per_band)
     steps = max(1, len(t.groups) * t.strips * n_bands)
     fetch = n_instr * ceil_div(cfg.instr_bytes, bw)
-    cycles = max(load, comp, store, fetch) + (load + store) // steps
+    # A single-buffered ring loads a band only after the previous band has computed.
+    busy = max(load, comp) if t.double else load + comp
+    cycles = max(busy, store, fetch) + (load + store) // steps
     return {"cycles": cycles, "load": load, "compute": comp, "store": store, "instructions": n_instr}
 
 
@@ -161,8 +163,7 @@ def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
 
 def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> tuple[Tiling, dict]:
     """The cheapest tiling of a layer described by ``shape``; raises ``ResourceError``."""
-    best = None
-    smallest = None
+    candidates = []
     for size in _group_sizes(layer, shape, cfg):
         groups = split_units(shape.units, size, shape.unit_splits)
         ring_blocks = max(shape.ring_blocks(gr) for gr in groups)
@@ -171,21 +172,17 @@ def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> tuple
             for double in (True, False):
                 br = _deepest_band(shape, cfg, sc, ring_blocks, obuf_blk, double)
                 if not br:
-                    smallest = smallest or (sc, ring_blocks, double)
                     continue
                 p = shape.pool or 1
                 tile = (br // p) * (sc // p) * obuf_blk
                 bufs = 2 * max(1, min(4, cfg.output_half_words // tile))
                 t = Tiling(shape.out_h, shape.out_w, sc, br, slots_for(shape, br, double), shape.geom.span_cols(sc),
-                           groups, bufs)
-                est = estimate(shape, t, cfg)
-                key = (est["cycles"], est["instructions"])
-                if best is None or key < best[0]:
-                    best = (key, t, est)
+                           groups, bufs, double)
+                candidates.append((t, estimate(shape, t, cfg)))
                 break
-    if best is None:
+    if not candidates:
         raise _no_fit(layer, shape, cfg)
-    return best[1], best[2]
+    return min(candidates, key=lambda c: (c[1]["cycles"], c[1]["instructions"]))
 
 
 def _no_fit(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> ResourceError:
