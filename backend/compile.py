@@ -23,6 +23,7 @@ from .plan import Plan, format_plan, verify_plan
 from .tiling import tile_layers
 
 PASSES = [
+    ("partition", partition),
     ("fusion", fuse),
     ("dataflow", choose_dataflows),
     ("tiling", tile_layers),
@@ -31,7 +32,7 @@ PASSES = [
     ("schedule", schedule_plan),
     ("encode", encode_plan),
 ]
-PASS_NAMES = ["partition"] + [name for name, _ in PASSES]
+PASS_NAMES = [name for name, _ in PASSES]
 
 
 def run_backend(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
@@ -39,8 +40,7 @@ def run_backend(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
     """All passes; returns the final plan (``plan.program`` holds the scheduled code)."""
     if print_after is not None and print_after not in PASS_NAMES + ["all"]:
         raise UsageError(f"unknown pass {print_after!r} for --print-after; passes: {', '.join(PASS_NAMES)}")
-    plan = verify_plan(partition(graph, config, dataflow, wide_depthwise), after="partition")
-    _show(plan, "partition", print_after)
+    plan = Plan(graph, config, dataflow, wide_depthwise)
     for name, fn in PASSES:
         plan = verify_plan(fn(plan), after=name)
         _show(plan, name, print_after)

@@ -11,6 +11,8 @@ misfit inputs are copied by requantizing vector ops.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import UnsupportedError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
@@ -171,8 +173,10 @@ def _in_place(graph: Graph, op: Op, i: int, tensors: dict, taken: set[str], offs
     return t is None or t.buffer == name and offsets[i] + t.blocks <= offsets[i + 1]
 
 
-def partition(graph: Graph, cfg: AcceleratorConfig, dataflow: str = "auto", wide_depthwise: bool = False) -> Plan:
-    """The partition pass: a plan with the execution order, host reasons and DRAM tensors."""
+def partition(plan: Plan) -> Plan:
+    """The partition pass: fills in the execution order, host reasons and DRAM tensors of a
+    fresh plan (``Plan.start``)."""
+    graph, cfg = plan.graph, plan.config
     reasons = {op.name: host_reason(graph, op, cfg) for op in graph.ops}
     on_accel = {k: v is None for k, v in reasons.items()}
     order = execution_order(graph, on_accel)
@@ -206,7 +210,7 @@ def partition(graph: Graph, cfg: AcceleratorConfig, dataflow: str = "auto", wide
                 if t in accel_out:
                     tensors.setdefault(t, _dram_tensor(graph, t, cfg))
     host = {x.name: x.reason for x in items if isinstance(x, HostOp)}
-    return Plan(graph, cfg, tuple(items), tensors, host, dataflow, wide_depthwise, fused)
+    return replace(plan, order=tuple(items), tensors=tensors, host_reasons=host, fused=fused)
 
 
 def _plan_concat(graph: Graph, op: Op, cfg: AcceleratorConfig, tensors: dict, taken: set, fused: dict):

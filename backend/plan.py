@@ -118,11 +118,11 @@ class Plan:
 
     graph: Graph
     config: AcceleratorConfig
-    order: tuple[HostOp | Layer, ...]
-    tensors: dict
-    host_reasons: dict
     dataflow_request: str = "auto"
     wide_depthwise: bool = False
+    order: tuple[HostOp | Layer, ...] = ()
+    tensors: dict = field(default_factory=dict)
+    host_reasons: dict = field(default_factory=dict)
     fused: dict = field(default_factory=dict)
     buffers: dict = field(default_factory=dict)
     dram: dict = field(default_factory=dict)

@@ -13,6 +13,7 @@ from shiftflow.zoo import zoo_model
 from tests.backend.conftest import SMALL
 from tests.backend.hazards import check_program, stored_pixels
 from tests.backend.models import vec_model
+from tests.modelgen import conv_layer_model
 
 CONFIGS = [TARGETS["tiny"], TARGETS["zu3eg"], SMALL]
 ZOO = [("mnist", None), ("resnet", None), ("mobilenet", None), ("detector", (64, 64))]
@@ -48,6 +49,15 @@ def test_vector_ops(kind, kw, cfg, tmp_path):
             assert (stored_pixels(program, words, out) == 1).all()
         else:
             assert program.manifest["host_reasons"]
+
+
+@pytest.mark.parametrize("cfg", [TARGETS["tiny"], SMALL], ids=lambda c: c.name)
+@pytest.mark.parametrize("cin, cout, groups", [(6, 4, 2), (5, 10, 5), (8, 8, 8)])
+def test_grouped_and_depthwise_multiplier(cin, cout, groups, cfg, tmp_path):
+    onnx.save(conv_layer_model(cin=cin, cout=cout, groups=groups, hw=(7, 9), seed=cin), tmp_path / "g.onnx")
+    program = compile_model(tmp_path / "g.onnx", cfg)
+    assert_exact(program, seed=groups)
+    check_program(program)
 
 
 def test_wide_depthwise_is_bit_exact():

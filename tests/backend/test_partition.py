@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from shiftflow.backend.compile import compile_graph, run_backend
 from shiftflow.backend.partition import partition
+from shiftflow.backend.plan import Plan
 from shiftflow.errors import UnsupportedError
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.ir.config import TARGETS
@@ -40,7 +41,7 @@ def test_bias_finer_than_the_accumulator_is_refused():
 
 def test_wide_outputs_and_layout_ops_go_to_the_host():
     g = _conv_graph(out=TensorType((1, 4, 5, 5), "int", 20, True, 11))
-    plan = partition(g, TINY)
+    plan = partition(Plan(g, TINY))
     assert plan.host_reasons == {"q": "graph input quantization runs on the host",
                                  "conv": "output is 20-bit (the accelerator stores at most 8 bits)"}
     program = compile_graph(g, TINY)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shiftflow.backend.compile import compile_model
 from shiftflow.backend.geometry import Geom
 from shiftflow.backend.partition import partition
+from shiftflow.backend.plan import Plan
 from shiftflow.backend.geometry import layer_shape
 from shiftflow.backend.tiling import slots_for, split_units, tile_shape
 from shiftflow.errors import ResourceError
@@ -67,7 +68,7 @@ def test_on_chip_memory_does_not_grow_with_the_map(h, w, k, s, d, chans, pixel, 
     span = d * (k - 1) + 1
     onnx.save(conv_layer_model(cin=chans, cout=chans, hw=(span + 4, span + 4), k=k, stride=s, dilation=d, pad=k // 2),
               path)
-    plan = partition(import_onnx(path), cfg)
+    plan = partition(Plan(import_onnx(path), cfg))
     layer = replace(plan.layers[0], dataflow="pixel" if pixel else "channel", pool=2 if pool else 0)
     shape = layer_shape(layer, plan)
     hi, wi = h * s + span, w * s + span  # an input that gives an h x w output (before the pool)
