@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..ir.cost import ceil_div
 from ..ir.isa import Opcode
 from ..ir.ops import conv_macs
 from .emit import Emitter, Ins
@@ -29,10 +28,7 @@ class Scheduled:
     code: bytes = b""
 
     def summary(self) -> str:
-        counts: dict[str, int] = {}
-        for ins in self.instructions:
-            counts[ins.opcode.name] = counts.get(ins.opcode.name, 0) + 1
-        return f"{len(self.instructions)} instructions {counts}, {len(self.segments)} segments"
+        return f"{len(self.instructions)} instructions {_counts(self.instructions)}, {len(self.segments)} segments"
 
 
 def _runs(plan: Plan):
@@ -124,11 +120,9 @@ def manifest(plan: Plan, passes: list[str]) -> dict:
         "fused": dict(plan.fused),
         "passes": passes,
         "dataflow": plan.dataflow_request,
-        "instruction_counts": {k: v for k, v in _counts(plan.program.instructions).items()},
-        "channel_block": plan.config.tn,
+        "instruction_counts": _counts(plan.program.instructions),
         "weight_groups": {name: [list(x) for x in b.get("wgt", [])] for name, b in plan.buffers.items()
                           if b.get("wgt")},
-        "lb_words": ceil_div(plan.config.line_buffer_bytes, plan.config.tn),
     }
 
 
