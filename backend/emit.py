@@ -47,6 +47,9 @@ class Ins:
 
 @dataclass(eq=False)
 class Step:
+    """One band of one strip of one group: its LOAD_ACTs, its compute/STORE pairs, and the
+    group's LOAD_WGTs when it is the group's first step (``bank`` is the group's bank)."""
+
     layer: int
     loads: list[Ins]
     work: list[Ins]
@@ -146,13 +149,8 @@ class Emitter:
             return lambda group: [(x, group[0] * ub, min(len(group) * ub, nb - group[0] * ub))]
         if layer.kind == "copy":
             def copy_src(group):
-                start = 0
-                for src, _ in layer.copies:
-                    n = ceil_div(tensors[src].shape[1], cfg.tn)
-                    if group[0] < start + n:
-                        return [(tensors[src], group[0] - start, len(group))]
-                    start += n
-                raise AssertionError("copy group outside its sources")
+                src, src_block, _ = self._copy_part(layer, group)
+                return [(tensors[src], src_block, len(group))]
             return copy_src
         return lambda group: [(tensors[name], group[0], len(group)) for name in layer.inputs]
 
@@ -259,18 +257,17 @@ class Emitter:
         out_words = geo["rows"] * geo["cols"] * nblk
         vec.onchip = [("lb", 0, base + a, base + b, False) for base in buf["rings"] for a, b in geo["reads"]]
         vec.onchip.append(("ob", half, addr, addr + out_words, True))
-        if layer.kind == "copy":
-            dst, b0 = plan.tensors[layer.output], self._copy_dst(layer, group)
-        else:
-            dst, b0 = plan.tensors[layer.output], group[0]
-        return [vec, self._store(li, dst, b0, nblk, geo, 1, half, addr)]
+        b0 = self._copy_part(layer, group)[2] if layer.kind == "copy" else group[0]
+        return [vec, self._store(li, plan.tensors[layer.output], b0, nblk, geo, 1, half, addr)]
 
-    def _copy_dst(self, layer: Layer, group) -> int:
+    def _copy_part(self, layer: Layer, group) -> tuple[str, int, int]:
+        """For a chunk of a concat copy (units numbered across its sources): the source
+        tensor, the chunk's first block in it, and its first block in the concat."""
         start = 0
         for src, dst_block in layer.copies:
             n = ceil_div(self.plan.tensors[src].shape[1], self.cfg.tn)
             if group[0] < start + n:
-                return dst_block + group[0] - start
+                return src, group[0] - start, dst_block + group[0] - start
             start += n
         raise AssertionError("copy group outside its sources")
 
