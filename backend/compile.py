@@ -36,11 +36,11 @@ PASS_NAMES = [name for name, _ in PASSES]
 
 
 def run_backend(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                print_after: str | None = None, wide_depthwise: bool = False) -> Plan:
+                print_after: str | None = None) -> Plan:
     """All passes; returns the final plan (``plan.program`` holds the scheduled code)."""
     if print_after is not None and print_after not in PASS_NAMES + ["all"]:
         raise UsageError(f"unknown pass {print_after!r} for --print-after; passes: {', '.join(PASS_NAMES)}")
-    plan = Plan(graph, config, dataflow, wide_depthwise)
+    plan = Plan(graph, config, dataflow)
     for name, fn in PASSES:
         plan = verify_plan(fn(plan), after=name)
         _show(plan, name, print_after)
@@ -54,23 +54,20 @@ def _show(plan: Plan, name: str, print_after: str | None) -> None:
 
 
 def compile_graph(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                  print_after: str | None = None, *, wide_depthwise: bool = False) -> Program:
+                  print_after: str | None = None) -> Program:
     """Compile a verified Graph IR for ``config``. ``dataflow`` is ``auto`` (per layer, by the
-    cost model) or ``channel``/``pixel`` (forced wherever legal); ``wide_depthwise`` lets
-    depthwise layers run pixel-parallel when ``tm`` is a multiple of ``tn`` (see
-    ``dataflow.py``). Raises ``ResourceError`` for a layer that cannot fit the target,
+    cost model) or ``channel``/``pixel`` (forced wherever legal). Raises ``ResourceError`` for a layer that cannot fit the target,
     ``UnsupportedError`` for a model the back end refuses."""
-    plan = run_backend(graph, config, dataflow, print_after, wide_depthwise)
+    plan = run_backend(graph, config, dataflow, print_after)
     return Program(config, plan.program.code, plan.weights, graph, manifest(plan, PASS_NAMES))
 
 
 def compile_model(path: str | os.PathLike, target: str | AcceleratorConfig = "tiny", dataflow: str = "auto",
-                  input_shapes: dict | None = None, print_after: str | None = None, *,
-                  wide_depthwise: bool = False) -> Program:
+                  input_shapes: dict | None = None, print_after: str | None = None) -> Program:
     """Import the ONNX model at ``path`` (front end) and compile it for ``target`` (a name,
     a JSON file, or an ``AcceleratorConfig``)."""
     from ..frontend.importer import import_onnx  # the one place the back end calls the front end
 
     config = load_target(target)
     graph = import_onnx(path, input_shapes)
-    return compile_graph(graph, config, dataflow, print_after, wide_depthwise=wide_depthwise)
+    return compile_graph(graph, config, dataflow, print_after)

@@ -5,11 +5,9 @@ convolutions; pixel-parallel (``tn`` neighbouring output pixels, one input chann
 cycle) suits shallow inputs and depthwise layers. ``auto`` tiles the layer both ways and
 keeps the one the shared cost model (``ir/cost.py``, via the tiler's estimate) finds
 faster; ``channel``/``pixel`` force one wherever it is legal. Pixel-parallel needs stride
-<= 2, and for depthwise ``tm == tn`` (PE row i reads ring channel i); a layer that cannot
-take the requested dataflow falls back and its note says why. ``wide_depthwise`` lifts the
-depthwise rule to ``tm`` a multiple of ``tn``, which docs/isa.md defines and the simulator
-runs (PE row i reads ring block i // tn, lane i % tn), for targets whose PE array can feed
-``tm/tn`` words per pixel and cycle.
+<= 2; depthwise pixel-parallel has PE row i read ring channel i (block i // tn, lane
+i % tn, docs/isa.md), so a ``tm = k*tn`` array reads k words per pixel and cycle. A layer
+that cannot take the requested dataflow falls back and its note says why.
 """
 
 from __future__ import annotations
@@ -27,8 +25,6 @@ def pixel_illegal(layer: Layer, plan: Plan) -> str | None:
     """Why pixel-parallel cannot run ``layer``, or None."""
     if max(layer.op.attrs["strides"]) > 2:
         return f"pixel-parallel needs stride <= 2, layer has {tuple(layer.op.attrs['strides'])}"
-    if layer.depthwise and plan.config.tm != plan.config.tn and not plan.wide_depthwise:
-        return f"depthwise pixel-parallel needs tm == tn (target has {plan.config.tm} and {plan.config.tn})"
     return None
 
 

@@ -119,7 +119,6 @@ class Plan:
     graph: Graph
     config: AcceleratorConfig
     dataflow_request: str = "auto"
-    wide_depthwise: bool = False
     order: tuple[HostOp | Layer, ...] = ()
     tensors: dict = field(default_factory=dict)
     host_reasons: dict = field(default_factory=dict)

@@ -60,8 +60,8 @@ def test_grouped_and_depthwise_multiplier(cin, cout, groups, cfg, tmp_path):
     check_program(program)
 
 
-def test_wide_depthwise_is_bit_exact():
-    program = compile_model(zoo_model("detector", "w8a8", "qcdq", input_hw=(64, 64)), "zu3eg", wide_depthwise=True)
+def test_depthwise_on_a_wide_pe_array_is_pixel_parallel_and_bit_exact():
+    program = compile_model(zoo_model("detector", "w8a8", "qcdq", input_hw=(64, 64)), "zu3eg")
     layers = program.manifest["layers"]
     assert any(x["dataflow"] == "pixel" and "c3.0.0.0" in x["name"] for x in layers)
     assert_exact(program)

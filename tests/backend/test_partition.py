@@ -54,14 +54,12 @@ def test_stride_three_cannot_be_pixel_parallel():
     assert layer.dataflow == "channel" and "stride <= 2" in layer.note
 
 
-def test_depthwise_pixel_parallel_needs_square_pe_array(tmp_path):
+def test_depthwise_pixel_parallel_on_square_and_wide_pe_arrays(tmp_path):
     onnx.save(conv_layer_model(cin=8, cout=8, groups=8, hw=(6, 6)), tmp_path / "dw.onnx")
     graph = import_onnx(tmp_path / "dw.onnx")
     assert run_backend(graph, TINY, dataflow="pixel").layers[0].dataflow == "pixel"
-    wide = replace(TINY, name="wide", tm=8)
-    layer = run_backend(graph, wide, dataflow="pixel").layers[0]
-    assert layer.dataflow == "channel" and "tm == tn" in layer.note
-    assert run_backend(graph, wide, dataflow="pixel", wide_depthwise=True).layers[0].dataflow == "pixel"
+    wide = replace(TINY, name="wide", tm=8)  # PE row i reads ring block i // tn, lane i % tn
+    assert run_backend(graph, wide, dataflow="pixel").layers[0].dataflow == "pixel"
 
 
 @pytest.mark.parametrize("kw, fused", [({"k": 2, "s": 2, "p": 0}, True), ({"k": 3, "s": 2, "p": 1}, False),
