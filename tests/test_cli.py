@@ -59,3 +59,52 @@ def test_quantize_needs_one_calibration_source(tmp_path, capsys):
 def test_main_job(tmp_path, capsys):
     assert run_demo(str(tmp_path)) == 0
     assert "demo: all checks bit-exact" in capsys.readouterr().out
+
+
+def _compiled(tmp_path, capsys, *extra):
+    path = tmp_path / "m.onnx"
+    onnx.save(conv_layer_model(cin=5, cout=6, hw=(11, 13)), path)
+    build = tmp_path / "build"
+    assert main(["compile", str(path), "-o", str(build), "--json", *extra]) == 0
+    return build, json.loads(capsys.readouterr().out)
+
+
+def test_compile_simulate_disasm(tmp_path, capsys):
+    build, summary = _compiled(tmp_path, capsys, "--target", "zu3eg")
+    assert summary["target"] == "zu3eg" and summary["instructions"] > 0
+    assert main(["simulate", str(build), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bit_exact"] is None and out["total_cycles"] > 0 and out["clock_mhz"] == 200.0
+    assert {"name", "op", "dataflow", "cycles", "macs", "utilization", "dram_bytes", "stall_cycles"} <= set(out["layers"][0])
+    assert main(["simulate", str(build), "--check", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bit_exact"] is True and set(out["checks"]) == {"L2_vs_L1", "L1_vs_L0"}
+    assert main(["disasm", str(build)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == summary["instructions"]
+
+
+def test_simulate_user_errors(tmp_path, capsys):
+    build, _ = _compiled(tmp_path, capsys)
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 11, 12), np.float32))
+    assert main(["simulate", str(build), "--input", str(tmp_path / "x.npy")]) == 2
+    assert capsys.readouterr().err.startswith("error: input 'input' must have shape [1, 5, 11, 13]")
+    data = bytearray((build / "program.bin").read_bytes())
+    data[3] ^= 0x10
+    (build / "program.bin").write_bytes(bytes(data))
+    assert main(["simulate", str(build)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: program.bin in ") and "does not match its checksum" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_compile_layer_that_cannot_fit(tmp_path, capsys):
+    from shiftflow.ir.config import TINY
+
+    target = tmp_path / "cramped.json"
+    cramped = {**TINY.to_json(), "name": "cramped", "weight_bank_bytes": 64}
+    target.write_text(json.dumps(cramped))
+    path = tmp_path / "m.onnx"
+    onnx.save(conv_layer_model(cin=5, cout=6, hw=(11, 13)), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "b"), "--target", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: layer '") and "weight" in err and len(err.splitlines()) == 1
