@@ -20,10 +20,12 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import ShiftflowError
 from .config import AcceleratorConfig
 from .graph import Graph
-from .isa import INSTR_BYTES, Opcode, opcode_of
+from .isa import INSTR_BYTES, Opcode
 from .text import parse_graph, print_graph
 
 FORMAT = "shiftflow-program"
@@ -111,15 +113,25 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
         raise ProgramError(f"manifest.json target is invalid: {exc}") from None
     if expect_target is not None and config != expect_target:
         raise ProgramError(f"program was compiled for target {config.name!r}, not {expect_target.name!r}")
-    instructions = blobs["program.bin"]
-    if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != manifest.get("n_instructions"):
-        raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
-                           f"{manifest.get('n_instructions')} instructions of {INSTR_BYTES} bytes the manifest lists")
-    for i in range(len(instructions) // INSTR_BYTES):
-        op = opcode_of(instructions[i * INSTR_BYTES:(i + 1) * INSTR_BYTES])
-        if op is None:
-            raise ProgramError(f"program.bin instruction {i} has an invalid opcode")
-        if op in (Opcode.NMS, Opcode.SPCONV):
-            raise ProgramError(f"program.bin instruction {i} uses {op.name}, which target {config.name!r} lacks")
+    _check_instructions(blobs["program.bin"], manifest.get("n_instructions"), config)
     graph = parse_graph(blobs["graph.ir"].decode())
-    return Program(config, instructions, blobs["weights.bin"], graph, manifest)
+    return Program(config, blobs["program.bin"], blobs["weights.bin"], graph, manifest)
+
+
+def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) -> None:
+    """``program.bin`` holds the ``listed`` number of valid instructions (``ir/decode.py``),
+    none of them for a core the target lacks."""
+    if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != listed:
+        raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
+                           f"{listed} instructions of {INSTR_BYTES} bytes the manifest lists")
+    # ir.decode imports ProgramError from this module, so it cannot be imported at the top.
+    from .decode import opcodes, scan
+
+    problems = scan(instructions)
+    if problems:
+        raise ProgramError(f"program.bin {problems[min(problems)]}")
+    codes = opcodes(instructions)
+    uses = np.flatnonzero(np.isin(codes, [Opcode.NMS.value, Opcode.SPCONV.value]))
+    if uses.size:
+        op = Opcode(int(codes[uses[0]]))
+        raise ProgramError(f"program.bin instruction {uses[0]} uses {op.name}, which target {config.name!r} lacks")

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from threadpoolctl import threadpool_limits
 
+from ..ir.decode import decode_program
 from ..ir.isa import Unit
 from ..ir.program import Program, ProgramError
-from .decode import decode_program
 from .machine import Machine, dma_bytes
 from .races import find_race
 from .timing import Timeline, schedule

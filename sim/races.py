@@ -19,8 +19,8 @@ import numpy as np
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
+from ..ir.decode import Instr
 from ..ir.isa import Opcode, Unit, VecOp, WgtTarget
-from .decode import Instr
 from .machine import PARAM_BYTES
 from .timing import Timeline
 

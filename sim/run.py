@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
+from ..ir.decode import decode_program
 from ..ir.program import Program, ProgramError
 from .accelerator import Accelerator, SimAccelerator
-from .decode import decode_program
 from .host import Host, read_tensor
 from .report import format_layers, layer_rows
 from .timing import schedule

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from ..ir import cost
 from ..ir.config import AcceleratorConfig
+from ..ir.decode import Instr
 from ..ir.isa import Opcode, Unit, VecOp
 from ..ir.program import ProgramError
-from .decode import Instr
 
 # Units by value: hashing amaranth enums costs more than the rest of the timeline.
 _PREV = {Unit.COMPUTE.value: Unit.LOAD.value, Unit.STORE.value: Unit.COMPUTE.value}

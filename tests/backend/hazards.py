@@ -13,7 +13,7 @@ import numpy as np
 from shiftflow.ir.cost import ceil_div
 from shiftflow.ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget
 from shiftflow.ir.program import Program
-from shiftflow.sim.decode import decode_program
+from shiftflow.ir.decode import decode_program
 
 UNIT = {"LOAD_ACT": 0, "LOAD_WGT": 0, "CONV": 1, "VEC": 1, "NOP": 1, "FINISH": 1, "STORE": 2}
 

@@ -80,7 +80,7 @@ def test_invalid_opcode_after_fixing_the_checksum(build):
     data = bytearray((build / "program.bin").read_bytes())
     data[2 * INSTR_BYTES] = 0x07  # opcode 7 is not assigned
     _rewrite(build, "program.bin", bytes(data))
-    assert "instruction 2 has an invalid opcode" in _load_error(build)
+    assert "instruction 2: invalid opcode 7" in _load_error(build)
 
 
 def test_reserved_opcode_is_rejected(build):

@@ -2,7 +2,7 @@
 
 from shiftflow.ir.config import TINY
 from shiftflow.ir.isa import Opcode, WgtTarget, encode
-from shiftflow.sim.decode import decode_program
+from shiftflow.ir.decode import decode_program
 from shiftflow.sim.report import format_layers, layer_rows
 from shiftflow.sim.timing import schedule
 

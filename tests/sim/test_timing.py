@@ -5,7 +5,7 @@ import pytest
 from shiftflow.ir.config import TINY
 from shiftflow.ir.isa import Dataflow, Opcode, WgtTarget, encode
 from shiftflow.ir.program import ProgramError
-from shiftflow.sim.decode import decode_program
+from shiftflow.ir.decode import decode_program
 from shiftflow.sim.timing import schedule
 
 # TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1).
