@@ -79,15 +79,6 @@ class Encoder:
             w |= (v % 2 ** width) * unit
         return w
 
-    def fields(self, op: Opcode, word: int) -> tuple[dict, tuple[int, int, int, int]]:
-        """The inverse of ``word``: body fields by dotted name, and the token flags."""
-        base, flags, fields = self._tables(op)
-        out = {}
-        for path, width, signed, unit in fields:
-            v = (word // unit) % 2 ** width
-            out[".".join(path)] = v - 2 ** width if signed and v >= 2 ** (width - 1) else v
-        return out, tuple(int(word & flags[f] != 0) for f in FLAGS)
-
     def encode(self, ins: Ins) -> bytes:
         return self.word(ins).to_bytes(INSTR_BYTES, "little")
 

@@ -17,9 +17,9 @@ from threadpoolctl import threadpool_limits
 from ..ir.decode import decode_program
 from ..ir.isa import Unit
 from ..ir.program import Program, ProgramError
+from ..ir.timeline import Timeline, schedule
 from .machine import Machine, dma_bytes
 from .races import find_race
-from .timing import Timeline, schedule
 
 
 class Accelerator(abc.ABC):

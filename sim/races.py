@@ -21,8 +21,8 @@ from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.decode import Instr
 from ..ir.isa import Opcode, Unit, VecOp, WgtTarget
+from ..ir.timeline import Timeline
 from .machine import PARAM_BYTES
-from .timing import Timeline
 
 
 @dataclass(frozen=True)

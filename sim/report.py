@@ -1,10 +1,7 @@
 """Per-layer statistics of a simulated run, and the table that shows them.
 
-Attribution (docs/simulator.md, "Per-layer cycles"): inside a segment the *completion front*
-after instruction ``k`` is the latest end time of instructions ``0..k`` (program order). A
-layer owns the cycles by which the front advances up to its last instruction, from where the
-previous layer (ordered by last instruction) left it; the segment's last layer also owns the
-tail up to the end of FINISH. So the layers of a segment add up to its cycle count exactly,
+Cycles are attributed by the completion-front rule (docs/simulator.md, "Per-layer cycles";
+``ir.timeline.layer_cycles``), so the layers of a segment add up to its cycle count exactly,
 and overlap (a layer's loads hidden under the previous layer's compute) is credited to the
 layer whose completion it delays. Stall cycles and DRAM bytes are summed over the
 instructions a layer owns: those in its ``first..last`` range, and where ranges overlap,
@@ -13,11 +10,9 @@ those of the containing layer that starts last.
 
 from __future__ import annotations
 
-import itertools
-
 from ..ir.config import AcceleratorConfig
+from ..ir.timeline import Timeline, layer_cycles
 from .machine import dma_bytes
-from .timing import Timeline
 
 
 def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timeline]) -> list[dict]:
@@ -27,23 +22,18 @@ def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timel
     extra = []
     for tl in timelines:
         first, last = tl.instrs[0].index, tl.instrs[-1].index
-        mine = sorted((i for i, layer in enumerate(layers) if first <= layer["first"] <= last),
-                      key=lambda i: layers[i]["last"])
-        if not mine:
+        cycles = layer_cycles(layers, tl)
+        if not cycles:
             extra.append(dict(_row({"name": "(unattributed)", "op": "-", "dataflow": "-", "macs": 0}),
                               cycles=tl.cycles, stall_cycles=sum(tl.stall),
                               dram_bytes=sum(dma_bytes(cfg, ins) for ins in tl.instrs)))
             continue
-        front = list(itertools.accumulate(tl.end, max))
-        reached = 0
-        for n, i in enumerate(mine):
-            upto = tl.cycles if n == len(mine) - 1 else front[min(layers[i]["last"], last) - first]
-            rows[i]["cycles"] += max(0, upto - reached)
-            reached = max(reached, upto)
+        for i, c in cycles.items():
+            rows[i]["cycles"] += c
         # Ranges may overlap (a layer's weight loads are hoisted into the previous layer's
         # range): an instruction belongs to the containing layer that starts last.
         owner = [None] * len(tl.instrs)
-        for i in sorted(mine, key=lambda i: layers[i]["first"]):
+        for i in sorted(cycles, key=lambda i: layers[i]["first"]):
             lo, hi = layers[i]["first"] - first, min(layers[i]["last"], last) - first
             owner[lo:hi + 1] = [i] * (hi + 1 - lo)
         for i, ins, stall in zip(owner, tl.instrs, tl.stall):

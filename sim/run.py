@@ -15,10 +15,10 @@ import numpy as np
 from ..errors import UsageError
 from ..ir.decode import decode_program
 from ..ir.program import Program, ProgramError
+from ..ir.timeline import schedule
 from .accelerator import Accelerator, SimAccelerator
 from .host import Host, read_tensor
 from .report import format_layers, layer_rows
-from .timing import schedule
 
 
 @dataclass

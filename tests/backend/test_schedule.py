@@ -6,9 +6,8 @@ import onnx
 import pytest
 
 from shiftflow.backend.compile import compile_model
-from shiftflow.backend.estimate import estimate_program, timeline
-from shiftflow.ir.config import TARGETS
-from shiftflow.ir.isa import Opcode, to_dict
+from shiftflow.backend.estimate import estimate_program
+from shiftflow.ir.isa import to_dict
 from shiftflow.sim.run import simulate
 from shiftflow.zoo import zoo_model
 from tests.backend.hazards import clocks, decode, segments
@@ -46,16 +45,6 @@ def test_dma_overlaps_compute(tmp_path):
     busy = sum(conv_cycles(program.config, w["conv"]["dataflow"] == "pixel", False, w["conv"]["inp"]["chans"], 3, 3,
                            w["conv"]["tile"]["rows"], w["conv"]["tile"]["cols"]) for w in words if w["opcode"] == "CONV")
     assert busy <= est["total_cycles"] <= 1.05 * busy
-
-
-def test_timeline_worked_example():
-    """docs/simulator.md's example on tiny: LOAD_WGT 64 B pushing to a 1x1 pixel CONV, FINISH."""
-    cfg = TARGETS["tiny"]
-    seg = [(Opcode.LOAD_WGT, {"nbytes": 64}, (0, 0, 0, 1)),
-           (Opcode.CONV, {"dataflow": 1, "depthwise": 0, "inp.chans": 1, "win.kh": 1, "win.kw": 1, "tile.rows": 1,
-                          "tile.cols": 4}, (1, 0, 0, 0)),
-           (Opcode.FINISH, {}, (0, 0, 0, 0))]
-    assert timeline(cfg, seg) == [49, 57, 58]
 
 
 def test_relay_nops_only_hand_over_between_load_and_store():

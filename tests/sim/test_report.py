@@ -1,10 +1,10 @@
 """Per-layer attribution: layers add up to the segment, overlapping ranges count once."""
 
 from shiftflow.ir.config import TINY
-from shiftflow.ir.isa import Opcode, WgtTarget, encode
 from shiftflow.ir.decode import decode_program
+from shiftflow.ir.isa import Opcode, WgtTarget, encode
+from shiftflow.ir.timeline import schedule
 from shiftflow.sim.report import format_layers, layer_rows
-from shiftflow.sim.timing import schedule
 
 
 def _load(nbytes, **flags):

@@ -1,5 +1,7 @@
-"""The cycle model (verification level L3): the fetch / dispatch / start / end timeline of
-``docs/isa.md`` for one accelerator segment, with instruction costs from ``ir/cost.py``.
+"""The cycle model (verification level L3), defined once: the fetch / dispatch / start / end
+timeline of ``docs/isa.md`` for one accelerator segment, with instruction costs from
+``ir/cost.py``. The simulator reports it, the compiler estimates with it, and the RTL must
+reproduce it exactly.
 
 The timeline depends only on the instruction words, never on data, so it is computed in one
 pass in program order. Readings of the contract that the text leaves open are stated in
@@ -13,14 +15,15 @@ pass in program order. Readings of the contract that the text leaves open are st
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
-from ..ir import cost
-from ..ir.config import AcceleratorConfig
-from ..ir.decode import Instr
-from ..ir.isa import Opcode, Unit, VecOp
-from ..ir.program import ProgramError
+from . import cost
+from .config import AcceleratorConfig
+from .decode import Instr
+from .isa import Opcode, Unit, VecOp
+from .program import ProgramError
 
 # Units by value: hashing amaranth enums costs more than the rest of the timeline.
 _PREV = {Unit.COMPUTE.value: Unit.LOAD.value, Unit.STORE.value: Unit.COMPUTE.value}
@@ -29,7 +32,7 @@ _UNIT_NAMES = {u.value: u.name.lower() for u in Unit}
 _POOLS = (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value)
 
 
-def instruction_cost(cfg: AcceleratorConfig, ins: Instr) -> int:
+def instruction_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
     """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md)."""
     f, op = ins.f, ins.opcode
     if op == Opcode.LOAD_ACT:
@@ -68,15 +71,17 @@ class Timeline:
 
     def unit_totals(self) -> dict[str, dict[str, int]]:
         """``{unit: {"busy": cycles, "stall": cycles}}`` over the segment."""
-        out = {u.name.lower(): {"busy": 0, "stall": 0} for u in Unit}
+        out = {name: {"busy": 0, "stall": 0} for name in _UNIT_NAMES.values()}
         for ins, c, s in zip(self.instrs, self.cost, self.stall):
-            out[ins.unit.name.lower()]["busy"] += c
-            out[ins.unit.name.lower()]["stall"] += s
+            totals = out[_UNIT_NAMES[ins.unit.value]]
+            totals["busy"] += c
+            totals["stall"] += s
         return out
 
 
 def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
-    """The timeline of one segment (``instrs`` ends with its only FINISH)."""
+    """The timeline of one segment (``instrs`` ends with its only FINISH). Raises
+    ``ProgramError`` for a segment without that FINISH and for a token deadlock."""
     if not instrs or instrs[-1].opcode != Opcode.FINISH:
         where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
         raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
@@ -104,7 +109,7 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
                 s = max(s, fifo.popleft())
         if ins.opcode == Opcode.FINISH:
             s = max(s, *last_end.values())
-        c = instruction_cost(cfg, ins)
+        c = instruction_cycles(cfg, ins)
         e = s + c
         for flag, other in ((ins.push_prev, _PREV.get(u)), (ins.push_next, _NEXT.get(u))):
             if flag:
@@ -118,3 +123,22 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
         costs.append(c)
         stall.append(s - ready)
     return Timeline(instrs, fetch, dispatch, start, end, costs, stall)
+
+
+def layer_cycles(layers: list[dict], tl: Timeline) -> dict[int, int]:
+    """Cycles of one segment per manifest layer (by index into ``layers``; only layers whose
+    ``first`` instruction lies in the segment), by the completion-front rule of
+    docs/simulator.md: the front after instruction ``k`` is the latest end of instructions
+    ``0..k``; layers, ordered by ``last``, own the cycles by which the front advances up to
+    their last instruction, and the final one owns the tail to the end of FINISH. The values
+    add up to ``tl.cycles`` (an empty dict when no layer starts in the segment)."""
+    first, last = tl.instrs[0].index, tl.instrs[-1].index
+    mine = sorted((i for i, layer in enumerate(layers) if first <= layer["first"] <= last),
+                  key=lambda i: layers[i]["last"])
+    front = list(itertools.accumulate(tl.end, max))
+    out, reached = {}, 0
+    for n, i in enumerate(mine):
+        upto = tl.cycles if n == len(mine) - 1 else front[min(layers[i]["last"], last) - first]
+        out[i] = max(0, upto - reached)
+        reached = max(reached, upto)
+    return out

@@ -3,10 +3,10 @@
 import pytest
 
 from shiftflow.ir.config import TINY
+from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import Dataflow, Opcode, WgtTarget, encode
 from shiftflow.ir.program import ProgramError
-from shiftflow.ir.decode import decode_program
-from shiftflow.sim.timing import schedule
+from shiftflow.ir.timeline import schedule
 
 # TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1).
 assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency) == (16, 8, 4, 6)
