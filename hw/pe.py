@@ -10,18 +10,24 @@ simulator's post-processing input.
 
 :class:`MACArray` serves both dataflows of the hybrid PE array with the same multipliers:
 
-- ``Dataflow.PIXEL``: ``acc[i][l] += act[l] * wgt[i][l]`` (each PE its own accumulator; the
-  operand router broadcasts one weight per row across the ``tn`` pixels);
-- ``Dataflow.CHANNEL``: ``acc[i][0] += Σ_l act[l] * wgt[i][l]`` (a row's products reduced by an
-  adder tree; columns 1.. stay zero).
+- ``Dataflow.PIXEL``: ``acc[i][l] += act[i][l] * wgt[i][l]`` (each PE its own accumulator; the
+  operand router broadcasts one weight per row across the ``tn`` pixels, and one activation
+  per column across the rows — or, depthwise, gives row ``i`` its own channel);
+- ``Dataflow.CHANNEL``: ``acc[i][0] += Σ_l act[i][l] * wgt[i][l]`` (a row's products reduced by
+  an adder tree; columns 1.. stay zero; the router broadcasts one input word to every row).
+
+Every PE has its own activation operand: the broadcast is wiring in the router, and depthwise
+pixel-parallel (row ``i`` reads ring channel ``i``) needs no other datapath.
 
 Timing (both): beats enter on a stream whose ``ready`` is constantly 1, one per cycle (the
 array never stalls; its sequencer runs in lockstep), and results leave on a stream whose
 ``ready`` is ignored: the consumer (the PPU drain buffer) must take them when valid. (Not
 ``always_ready`` streams: Amaranth 0.5 cannot make a constant a Verilog port.) A beat with ``first`` starts new sums; when the beat with
-``last`` has been accumulated the sums appear on ``o`` for one cycle, ``LATENCY`` = 3 cycles
-after that beat was presented. ``o`` is held in its own register (the second accumulator
-buffer of the cost model), so the next group accumulates while the PPU drains this one.
+``last`` has been accumulated the sums appear on ``o`` (valid for one cycle), ``LATENCY`` = 3
+cycles after that beat was presented. ``o.payload`` is its own register (the second
+accumulator buffer of the cost model) and holds the sums until the next group's last beat
+has been accumulated, so the PPU drains it over several cycles while the next group
+accumulates.
 """
 
 from __future__ import annotations
@@ -99,8 +105,9 @@ class MAC(wiring.Component):
 class MACArray(wiring.Component):
     """``rows × cols`` MACs (``tm × tn``) with the channel- and pixel-parallel routings.
 
-    ``i``: stream (ready constantly 1) of ``act`` (``cols`` bytes), ``wgt`` (``rows × cols`` bytes, row
-    ``i`` lane ``l`` = byte ``i*cols + l`` of a weight word), ``first``, ``last``. ``mode``
+    ``i``: stream (ready constantly 1) of ``act`` and ``wgt`` (``rows × cols`` bytes each; PE
+    ``(i, l)`` multiplies ``act[i][l]`` by ``wgt[i][l]``; a weight word's byte ``i*cols + l`` is
+    row ``i`` lane ``l``), ``first``, ``last``. ``mode``
     (``a_signed``, ``pow2``, ``dataflow``) is sampled with each beat. ``o``: stream (its ready
     is ignored) of the ``rows × cols`` sums, valid for one cycle per group.
     """
@@ -113,7 +120,7 @@ class MACArray(wiring.Component):
         _check("MACArray acc_bits", acc_bits, PRODUCT_BITS + (cols - 1).bit_length(), 64)
         self.rows, self.cols, self.acc_bits = rows, cols, acc_bits
         beat = data.StructLayout({
-            "act": data.ArrayLayout(unsigned(8), cols),
+            "act": data.ArrayLayout(data.ArrayLayout(unsigned(8), cols), rows),
             "wgt": data.ArrayLayout(data.ArrayLayout(unsigned(8), cols), rows),
             "first": unsigned(1),
             "last": unsigned(1),
@@ -133,7 +140,7 @@ class MACArray(wiring.Component):
                      chan1.eq(self.mode.dataflow == Dataflow.CHANNEL)]
         for i in range(self.rows):
             for l in range(self.cols):
-                m.d.sync += prod[i][l].eq(product(p.act[l], p.wgt[i][l], self.mode.a_signed, self.mode.pow2))
+                m.d.sync += prod[i][l].eq(product(p.act[i][l], p.wgt[i][l], self.mode.a_signed, self.mode.pow2))
 
         # Stage 2: the term each accumulator adds — its own product, or (channel) the row sum.
         term_bits = PRODUCT_BITS + (self.cols - 1).bit_length()

@@ -67,7 +67,7 @@ def run_array(rows, cols, dataflow, pow2, a_signed, groups):
         ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2, "dataflow": dataflow})
         for beats in groups:
             for k, (act, wgt) in enumerate(beats):
-                ctx.set(dut.i.payload, {"act": [int(x) for x in act], "wgt": [[int(x) for x in r] for r in wgt],
+                ctx.set(dut.i.payload, {"act": [[int(x) for x in act]] * rows, "wgt": [[int(x) for x in r] for r in wgt],
                                         "first": k == 0, "last": k == len(beats) - 1})
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick()

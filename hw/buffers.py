@@ -1,0 +1,236 @@
+"""On-chip memories of the compute unit besides the line buffer (``hw/linebuf.py``).
+
+- :class:`WeightBuffer`: two banks of ``weight_bank_words`` PE-array words (``tm*tn`` bytes;
+  byte ``i*tn + l`` is row ``i`` lane ``l``), one word read per cycle.
+- :class:`ParamBuffer`: two banks of ``param_entries`` entries (bias int32, shift int8; the
+  DRAM image's 8-byte entry keeps its 3 zero bytes off chip); one read gives the ``tm``
+  entries from any entry address on.
+- :class:`OutputBuffer`: two halves of ``output_half_words`` words of ``tn`` bytes; the
+  compute side writes up to ``ppu_lanes/tn`` consecutive words per cycle, the store side reads
+  ``dram_bytes_per_cycle/tn`` words at any word stride per cycle.
+
+Write ports from the load unit take one DRAM beat per cycle (``hw.linebuf.beat_write_layout``
+with ``bank``) at a byte address that is a multiple of the beat size — the load unit's
+LOAD_WGT copies start beat-aligned on chip — and are always ready.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.config import AcceleratorConfig
+from .linebuf import beat_write_layout, words_to_ints
+
+#: One parameter entry as the PPU takes it.
+ParamEntry = data.StructLayout({"bias": signed(32), "shift": signed(8)})
+PARAM_KEPT = 5  # bytes of an 8-byte DRAM entry kept on chip (bias LE, shift)
+#: Output-buffer word addresses (``Tile.obuf_addr`` is 20 bits).
+OBUF_ADDR_BITS = 20
+
+
+def _log2(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+class WeightBuffer(wiring.Component):
+    """Both weight banks: row ``bank * weight_bank_words + word``. ``rd_addr`` is sampled every
+    cycle; ``rd_data[i][l]`` (row ``i`` lane ``l``) follows one cycle later."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.tm, self.tn, self.beat = cfg.tm, cfg.tn, cfg.dram_bytes_per_cycle
+        self.word_bytes, self.bank_words = cfg.tm * cfg.tn, cfg.weight_bank_words
+        self.row_bits = max(1, _log2(2 * self.bank_words))
+        super().__init__({
+            "w": In(stream.Signature(beat_write_layout(self.beat, banked=True))),
+            "rd_addr": In(self.row_bits),
+            "rd_data": Out(data.ArrayLayout(data.ArrayLayout(unsigned(8), cfg.tn), cfg.tm)),
+        })
+        self.mem = memory.Memory(shape=unsigned(8 * self.word_bytes), depth=2 * self.bank_words, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = self.mem
+        w = self.w.payload
+        m.d.comb += self.w.ready.eq(1)
+        rp = self.mem.read_port(transparent_for=())
+        m.d.comb += [rp.addr.eq(self.rd_addr), self.rd_data.eq(rp.data)]
+        wp = self.mem.write_port(granularity=8)
+        group = Signal(range(self.word_bytes // self.beat))  # which beat-sized slice of the word
+        m.d.comb += [group.eq((w.addr % self.word_bytes) // self.beat),
+                     wp.addr.eq(Mux(w.bank, self.bank_words, 0) + w.addr // self.word_bytes),
+                     wp.data.eq(Cat(*[w.data] * (self.word_bytes // self.beat)))]
+        for z in range(self.word_bytes):
+            m.d.comb += wp.en[z].eq(self.w.valid & (group == z // self.beat) & w.strb[z % self.beat])
+        return m
+
+    def sim_load(self, ctx, banks: np.ndarray) -> None:
+        """Testbench helper: both banks' bytes (``2 × weight_bank_bytes``) in zero cycles."""
+        words = banks[:, :self.bank_words * self.word_bytes].reshape(2 * self.bank_words, self.word_bytes)
+        for row, v in enumerate(words_to_ints(words)):
+            ctx.set(self.mem.data[row], v)
+
+
+class ParamBuffer(wiring.Component):
+    """Both parameter banks as rows of ``tm`` entries, even and odd rows in two memories, so
+    that entries ``e .. e+tm-1`` (two neighbouring rows) come out of one read for any ``e``.
+    ``rd_en`` (with ``rd_bank``, ``rd_entry``) reads; ``rd_data`` follows one cycle later."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.tm, self.beat, self.entries = cfg.tm, cfg.dram_bytes_per_cycle, cfg.param_entries
+        self.rows_per_bank = -(-cfg.param_entries // cfg.tm)
+        super().__init__({
+            "w": In(stream.Signature(beat_write_layout(self.beat, banked=True))),
+            "rd_en": In(1),
+            "rd_bank": In(1),
+            "rd_entry": In(12),
+            "rd_data": Out(data.ArrayLayout(ParamEntry, cfg.tm)),
+        })
+        self.mems = [memory.Memory(shape=unsigned(8 * PARAM_KEPT * cfg.tm), depth=self.rows_per_bank, init=[])
+                     for _ in range(2)]
+
+    def elaborate(self, platform):
+        m = Module()
+        tm, beat, row_bytes = self.tm, self.beat, 8 * self.tm
+        w = self.w.payload
+        m.d.comb += self.w.ready.eq(1)
+        wrow, group = Signal(range(2 * self.rows_per_bank + 1)), Signal(range(row_bytes // beat))
+        m.d.comb += [wrow.eq(Mux(w.bank, self.rows_per_bank, 0) + w.addr // row_bytes),
+                     group.eq((w.addr % row_bytes) // beat)]
+        r0 = Signal(range(2 * self.rows_per_bank + 1))
+        off = Signal(range(tm))
+        m.d.comb += r0.eq(Mux(self.rd_bank, self.rows_per_bank, 0) + self.rd_entry // tm)
+        with m.If(self.rd_en):
+            m.d.sync += off.eq(self.rd_entry % tm)
+        odd_first = Signal()
+        outs = []
+        for parity, mem in enumerate(self.mems):
+            m.submodules[f"rows{parity}"] = mem
+            wp = mem.write_port(granularity=8)
+            m.d.comb += [wp.addr.eq(wrow >> 1), wp.data.eq(Cat(*[w.data.word_select(z % beat, 8)
+                                                                for e in range(tm) for z in range(8 * e, 8 * e + 5)]))]
+            for e in range(tm):
+                for f in range(PARAM_KEPT):
+                    z = 8 * e + f
+                    m.d.comb += wp.en[e * PARAM_KEPT + f].eq(
+                        self.w.valid & (wrow[0] == parity) & (group == z // beat) & w.strb[z % beat])
+            rp = mem.read_port(transparent_for=())
+            # Rows r0 and r0+1: the even one is (r0 + 1) >> 1, the odd one r0 >> 1.
+            m.d.comb += [rp.addr.eq((r0 + (1 - parity)) >> 1), rp.en.eq(self.rd_en)]
+            outs.append(rp.data)
+        with m.If(self.rd_en):
+            m.d.sync += odd_first.eq(r0[0])
+        both = Mux(odd_first, Cat(outs[1], outs[0]), Cat(outs[0], outs[1]))
+        entries = Signal(8 * PARAM_KEPT * tm)
+        m.d.comb += entries.eq(both >> (off * 8 * PARAM_KEPT))
+        for i in range(tm):
+            raw = entries.word_select(i, 8 * PARAM_KEPT)
+            m.d.comb += [self.rd_data[i].bias.eq(raw[:32]), self.rd_data[i].shift.eq(raw[32:40])]
+        return m
+
+    def sim_load(self, ctx, banks: np.ndarray) -> None:
+        """Testbench helper: both banks' DRAM-image bytes (``2 × 8*param_entries``)."""
+        for bank in range(2):
+            entries = banks[bank].reshape(self.entries, 8)[:, :PARAM_KEPT]
+            padded = np.zeros((self.rows_per_bank * self.tm, PARAM_KEPT), np.uint8)
+            padded[:self.entries] = entries
+            for k, v in enumerate(words_to_ints(padded.reshape(self.rows_per_bank, -1))):
+                row = bank * self.rows_per_bank + k
+                ctx.set(self.mems[row % 2].data[row // 2], v)
+
+
+#: A store-side read: ``beat_bytes/tn`` words at ``addr, addr + stride, ...`` of ``half``.
+ObufRead = data.StructLayout({"half": unsigned(1), "addr": unsigned(OBUF_ADDR_BITS), "stride": unsigned(16)})
+
+
+def word_write_layout(tn: int) -> data.StructLayout:
+    """One word written by the compute side."""
+    return data.StructLayout({"en": unsigned(1), "addr": unsigned(OBUF_ADDR_BITS), "data": unsigned(8 * tn)})
+
+
+class OutputBuffer(wiring.Component):
+    """``beat/tn`` identical copies (one per word of a store beat) of ``ppu_lanes/tn`` banks
+    (word ``a`` of half ``h`` in bank ``a % banks``, row ``h*half_words/banks + a // banks``).
+
+    ``wr[s]`` (``en``, ``addr``, ``data``) of ``wr_half``: the enabled slots must address
+    distinct banks (the retire stage writes consecutive words). ``rd``: stream of
+    :data:`ObufRead`; ``rd_data``: stream of the words read (word ``i`` at bytes
+    ``i*tn ..``), one cycle after the request, held while not taken.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.tn, self.half_words = cfg.tn, cfg.output_half_words
+        self.banks = cfg.ppu_lanes // cfg.tn
+        self.copies = cfg.dram_bytes_per_cycle // cfg.tn
+        self.depth = 2 * self.half_words // self.banks
+        super().__init__({
+            "wr": In(data.ArrayLayout(word_write_layout(cfg.tn), self.banks)),
+            "wr_half": In(1),
+            "rd": In(stream.Signature(ObufRead)),
+            "rd_data": Out(stream.Signature(unsigned(8 * cfg.dram_bytes_per_cycle))),
+        })
+        self.mems = [[memory.Memory(shape=unsigned(8 * cfg.tn), depth=self.depth, init=[])
+                      for _ in range(self.banks)] for _ in range(self.copies)]
+
+    def _row(self, half, addr):
+        return Cat(addr[_log2(self.banks):_log2(self.half_words)], half)
+
+    def elaborate(self, platform):
+        m = Module()
+        nb, lg = self.banks, _log2(self.banks)
+        fire = Signal()
+        m.d.comb += [self.rd.ready.eq(~self.rd_data.valid | self.rd_data.ready),
+                     fire.eq(self.rd.valid & self.rd.ready)]
+        with m.If(fire):
+            m.d.sync += self.rd_data.valid.eq(1)
+        with m.Elif(self.rd_data.ready):
+            m.d.sync += self.rd_data.valid.eq(0)
+        words = []
+        for c, banks in enumerate(self.mems):
+            addr = Signal(OBUF_ADDR_BITS, name=f"raddr{c}")
+            bank_d = Signal(max(1, lg), name=f"rbank{c}")
+            m.d.comb += addr.eq(self.rd.payload.addr + c * self.rd.payload.stride)
+            with m.If(fire):
+                m.d.sync += bank_d.eq(addr % nb)
+            outs = []
+            for b, mem in enumerate(banks):
+                m.submodules[f"c{c}_b{b}"] = mem
+                rp = mem.read_port(transparent_for=())
+                m.d.comb += [rp.addr.eq(self._row(self.rd.payload.half, addr)), rp.en.eq(fire)]
+                outs.append(rp.data)
+                wp = mem.write_port()
+                # The one enabled slot whose address falls in this bank (later slots win ties,
+                # which never happen).
+                for s in range(nb):
+                    slot = self.wr[s]
+                    with m.If(slot.en & (slot.addr % nb == b)):
+                        m.d.comb += [wp.en.eq(1), wp.addr.eq(self._row(self.wr_half, slot.addr)),
+                                     wp.data.eq(slot.data)]
+            word = Signal(8 * self.tn, name=f"rword{c}")
+            m.d.comb += word.eq(outs[0])
+            for b in range(1, nb):
+                with m.If(bank_d == b):
+                    m.d.comb += word.eq(outs[b])
+            words.append(word)
+        m.d.comb += self.rd_data.payload.eq(Cat(*words))
+        return m
+
+    def sim_load(self, ctx, halves: np.ndarray) -> None:
+        """Testbench helper: both halves (``2 × half_words × tn`` uint8) in zero cycles."""
+        for h in range(2):
+            for a, v in enumerate(words_to_ints(halves[h])):
+                row = h * self.half_words // self.banks + a // self.banks
+                for banks in self.mems:
+                    ctx.set(banks[a % self.banks].data[row], v)
+
+    def sim_dump(self, ctx) -> np.ndarray:
+        """Testbench helper: both halves as ``2 × half_words × tn`` uint8 (from copy 0)."""
+        out = np.zeros((2, self.half_words, self.tn), np.uint8)
+        for h in range(2):
+            for a in range(self.half_words):
+                row = h * self.half_words // self.banks + a // self.banks
+                v = ctx.get(self.mems[0][a % self.banks].data[row])
+                out[h, a] = np.frombuffer(int(v).to_bytes(self.tn, "little"), np.uint8)
+        return out

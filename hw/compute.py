@@ -1,0 +1,196 @@
+"""The compute unit: CONV, VEC and NOP instructions on the on-chip memories it owns.
+
+::
+
+    instr ──▶ decode (hw/job.py) ──▶ job ──▶ Sequencer (hw/seq.py) ──▶ descriptor
+                                                │  (pe_latency - 6 delay stages)
+                 load unit ─▶ lb_w ─▶ LineBuffer ◀┤ addresses ─▶ WeightBuffer ◀─ wb_w
+                 load unit ─▶ pb_w ─▶ ParamBuffer │ (read: 1 cycle)
+                                 │ (at accept)   ▼
+                              params      operand router ──▶ MACArray (3) ─┐
+                                 │                        └─▶ VecALU   (3) ─┤ sums + meta
+                                 └──────────────────────────▶ Retire: drain ─▶ PPU (3) ─▶
+                                        fused pool ─▶ OutputBuffer ─▶ ob_r/ob_rdata ─▶ store unit
+
+Semantics are docs/isa.md's and sim/machine.py's, bit for bit. Timing: an instruction
+accepted on ``instr`` in cycle 0 pulses ``done`` in cycle ``C`` and the next instruction can
+be accepted in that same cycle (``instr.ready`` is ``~busy | done``), where, with ``S =
+max(steps, drain)`` slots per group (:func:`conv_unit_cycles`, :func:`vec_unit_cycles`):
+
+    C = rows * groups * S + min(steps, drain) + pe_latency        (CONV)
+    C = rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1)
+    C = 1                                                          (NOP)
+
+That is ``ir.cost`` plus the last group's drain, ``min(steps, drain)``, which the cost model
+leaves out: the group's sums reach the PPU ``drain`` cycles apart from the previous group's
+but the last group's drain cannot overlap anything. The fixed part is the sequencer slot to
+the line-buffer read (1), the MAC array (3), the PPU (3) and the write in the ``done`` cycle,
+6 cycles; ``pe_latency - 6`` register stages after the sequencer make it ``pe_latency``.
+
+Ports: ``instr`` (stream of ``ir.isa.INSTR``), ``done``, ``lb_w``/``wb_w``/``pb_w`` (load unit
+writes, :mod:`hw.buffers`), ``ob_r``/``ob_rdata`` (store unit reads).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ShiftflowError
+from ..ir.config import AcceleratorConfig
+from ..ir.cost import conv_cycles, conv_inner_steps, vec_cycles
+from ..ir.isa import INSTR, Dataflow
+from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
+from .job import Kind, decode_job, job_layout
+from .linebuf import LineBuffer, beat_write_layout
+from .pe import MACArray
+from .ppu import PPU
+from .retire import Retire
+from .seq import Sequencer, desc_layout
+from .vecalu import VecALU
+
+#: Cycles from a beat's sequencer slot to its results' write, without drain and extra stages.
+BASE_LATENCY = 1 + MACArray.LATENCY + PPU.LATENCY - 1
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def check_config(cfg: AcceleratorConfig) -> None:
+    """Raise ``ShiftflowError`` (one line) unless the compute unit can be built for ``cfg``."""
+    tm, tn, lanes, beat = cfg.tm, cfg.tn, cfg.ppu_lanes, cfg.dram_bytes_per_cycle
+    # Checked in order, each assuming the ones before it.
+    rules = [
+        (lambda: all(_pow2(v) for v in (tm, tn, lanes)),
+         f"tm ({tm}), tn ({tn}) and ppu_lanes ({lanes}) must be powers of two"),
+        (lambda: tm % tn == 0, f"tm ({tm}) must be a multiple of tn ({tn})"),
+        (lambda: lanes % tm == 0 and lanes <= tm * tn,
+         f"ppu_lanes ({lanes}) must be a multiple of tm ({tm}) and at most tm*tn"),
+        (lambda: beat <= 2 * tn * tn, f"a DRAM beat ({beat} bytes) must be at most 2*tn words"),
+        (lambda: (tm * tn) % beat == 0 and (8 * tm) % beat == 0,
+         f"weight words ({tm * tn} bytes) and parameter rows ({8 * tm} bytes) must hold whole DRAM beats ({beat})"),
+        (lambda: _pow2(cfg.output_half_words) and cfg.output_half_words % (lanes // tn) == 0,
+         f"output_half_words ({cfg.output_half_words}) must be a power of two of at least ppu_lanes/tn"),
+        (lambda: cfg.pe_latency >= BASE_LATENCY,
+         f"pe_latency ({cfg.pe_latency}) must be at least {BASE_LATENCY}, the compute pipeline's depth"),
+    ]
+    for ok, message in rules:
+        if not ok():
+            raise ShiftflowError(f"compute unit for target {cfg.name!r}: {message}")
+
+
+def conv_unit_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
+                     rows: int, cols: int) -> int:
+    """Cycles of a CONV on the compute unit (accept to ``done``): ``ir.cost.conv_cycles`` plus
+    the last group's drain."""
+    steps = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
+    drain = -(-cfg.tm * cfg.tn // cfg.ppu_lanes) if pixel else -(-cfg.tm // cfg.ppu_lanes)
+    return conv_cycles(cfg, pixel, depthwise, chans, kh, kw, rows, cols) + min(steps, drain)
+
+
+def vec_unit_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
+    """Cycles of a VEC on the compute unit: ``ir.cost.vec_cycles`` plus one drain cycle."""
+    return vec_cycles(cfg, taps, nblk, rows, cols) + 1
+
+
+class ComputeUnit(wiring.Component):
+    """The compute unit for ``cfg`` (see the module docstring). The memories are attributes
+    (``lb``, ``wb``, ``pb``, ``ob``) with ``sim_load``/``sim_dump`` helpers for testbenches."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        check_config(cfg)
+        self.cfg = cfg
+        self.lb, self.wb, self.pb, self.ob = LineBuffer(cfg), WeightBuffer(cfg), ParamBuffer(cfg), OutputBuffer(cfg)
+        self.job_shape = job_layout(cfg, self.lb.addr_bits, self.wb.row_bits)
+        self.desc_shape = desc_layout(cfg.tn, self.lb.copies, self.lb.addr_bits, self.wb.row_bits)
+        beat = cfg.dram_bytes_per_cycle
+        super().__init__({
+            "instr": In(stream.Signature(INSTR)),
+            "done": Out(1),
+            "lb_w": In(stream.Signature(beat_write_layout(beat))),
+            "wb_w": In(stream.Signature(beat_write_layout(beat, banked=True))),
+            "pb_w": In(stream.Signature(beat_write_layout(beat, banked=True))),
+            "ob_r": In(stream.Signature(ObufRead)),
+            "ob_rdata": Out(stream.Signature(unsigned(8 * beat))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, tm, tn = self.cfg, self.cfg.tm, self.cfg.tn
+        lb, wb, pb, ob = self.lb, self.wb, self.pb, self.ob
+        m.submodules.lb, m.submodules.wb, m.submodules.pb, m.submodules.ob = lb, wb, pb, ob
+        wiring.connect(m, wiring.flipped(self.lb_w), lb.w)
+        wiring.connect(m, wiring.flipped(self.wb_w), wb.w)
+        wiring.connect(m, wiring.flipped(self.pb_w), pb.w)
+        wiring.connect(m, wiring.flipped(self.ob_r), ob.rd)
+        wiring.connect(m, ob.rd_data, wiring.flipped(self.ob_rdata))
+        m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape)
+        m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits)
+        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits)
+        m.submodules.retire = retire = Retire(cfg, self.job_shape)
+
+        # -- accept, decode, done ------------------------------------------------------------------
+        busy, accept = Signal(), Signal()
+        m.d.comb += [self.instr.ready.eq(~busy | self.done), accept.eq(self.instr.valid & self.instr.ready)]
+        job_next, job = Signal(self.job_shape), Signal(self.job_shape)
+        decode_job(m, cfg, self.instr.payload, job_next)
+        nop_done = Signal()
+        m.d.sync += nop_done.eq(accept & (job_next.kind == Kind.NOP))
+        m.d.comb += self.done.eq(nop_done | retire.done)
+        with m.If(accept):
+            m.d.sync += [job.eq(job_next), busy.eq(1)]
+        with m.Elif(self.done):
+            m.d.sync += busy.eq(0)
+        m.d.comb += [seq.start.eq(accept & (job_next.kind != Kind.NOP)), seq.job.eq(job)]
+
+        # The block's parameters, read in the accept cycle and held for the instruction.
+        conv = self.instr.payload.body.conv
+        params, p_load = Signal(data.ArrayLayout(ParamEntry, tm)), Signal()
+        m.d.comb += [pb.rd_en.eq(accept & (job_next.kind == Kind.CONV)), pb.rd_bank.eq(conv.wbank),
+                     pb.rd_entry.eq(conv.p_addr)]
+        m.d.sync += p_load.eq(pb.rd_en)
+        with m.If(p_load):
+            m.d.sync += params.eq(pb.rd_data)
+
+        # -- descriptor: pe_latency - BASE_LATENCY stages, then the memory read ----------------
+        desc = seq.desc
+        for k in range(cfg.pe_latency - BASE_LATENCY):
+            staged = Signal(self.desc_shape, name=f"desc_stage{k}")
+            m.d.sync += staged.eq(desc)
+            desc = staged
+        m.d.comb += [lb.rd_addr.eq(desc.addr), lb.rd_stride.eq(desc.stride), wb.rd_addr.eq(desc.w_row)]
+        rd = Signal(self.desc_shape)
+        m.d.sync += rd.eq(desc)
+
+        # -- operand router ------------------------------------------------------------------------
+        words, wgt = lb.rd_data, wb.rd_data
+        beat = mac.i.payload
+        for i in range(tm):
+            for lane in range(tn):
+                dense = Mux(job.pixel, words[0][lane][rd.cl], words[0][0][lane])
+                act = Mux(job.depthwise, words[i // tn][lane][i % tn], dense)
+                ok = rd.lane_ok[lane] & (~job.depthwise | (job.chans > i))
+                m.d.comb += [beat.act[i][lane].eq(Mux(ok, act, 0)),
+                             beat.wgt[i][lane].eq(Mux(job.pixel, wgt[i][rd.wl], wgt[i][lane]))]
+        m.d.comb += [mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)), beat.first.eq(rd.first),
+                     beat.last.eq(rd.last), mac.mode.a_signed.eq(job.a.signed_), mac.mode.pow2.eq(job.pow2),
+                     mac.mode.dataflow.eq(Mux(job.pixel, Dataflow.PIXEL, Dataflow.CHANNEL))]
+        vb = vec.i.payload
+        m.d.comb += [vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)), vb.a.eq(words[0][0]), vb.b.eq(words[1][0]),
+                     vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok), vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first),
+                     vb.last.eq(rd.last), vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_),
+                     vec.mode.b_signed.eq(job.b.signed_), vec.mode.shift_a.eq(job.shift_a),
+                     vec.mode.shift_b.eq(job.shift_b)]
+
+        # -- group metadata alongside the MAC array / vector ALU, then retire ---------------------
+        meta, meta_valid = rd.meta, rd.valid & rd.last
+        for k in range(MACArray.LATENCY):
+            staged, staged_valid = Signal.like(rd.meta, name=f"meta{k}"), Signal(name=f"meta_valid{k}")
+            m.d.sync += [staged.eq(meta), staged_valid.eq(meta_valid)]
+            meta, meta_valid = staged, staged_valid
+        m.d.comb += [retire.job.eq(job), retire.params.eq(params), retire.sums.eq(mac.o.payload),
+                     retire.vsums.eq(vec.o.payload), retire.meta.eq(meta), retire.meta_valid.eq(meta_valid),
+                     ob.wr.eq(retire.wr), ob.wr_half.eq(job.half)]
+        return m

@@ -1,0 +1,117 @@
+"""The line buffer: input activations, read as strided groups of words by the compute unit.
+
+``config.line_buffer_words`` words of ``tn`` bytes (docs/isa.md: one pixel's block of ``tn``
+channels), stored in ``copies`` identical copies of ``2*tn`` banks: word ``a`` lives in bank
+``a % (2*tn)``, row ``a // (2*tn)``, of every copy. Every copy has its own read port, and
+within a copy the ``tn`` words ``a, a + s, ..., a + (tn-1)*s`` of a read are in ``tn``
+distinct banks for any ``a`` when the stride ``s`` is 1 or 2 — so a copy delivers one word
+(channel-parallel, vector ops) or ``tn`` pixels at column stride 1 or 2 (pixel-parallel) per
+cycle without conflicts. Bank ``b`` reads row ``a // (2*tn) + (b < a % (2*tn))``, whatever
+the stride: the bank address needs no multiplier.
+
+Why copies: reads at unrelated addresses in one cycle (VEC ADD's two operands; the ``tm/tn``
+channel blocks of a depthwise pixel group, ``cols`` words apart for any ring width) cannot be
+made conflict-free by any banking of the flat address space the ISA defines, so each gets a
+copy. ``copies = max(2, tm // tn)``.
+
+Ports: ``w`` (stream of :func:`beat_write_layout`, always ready): a DRAM beat of ``beat_bytes``
+bytes for word address ``addr // tn`` on (``addr`` a multiple of ``tn``, as the load unit gives
+for activations), byte strobes honoured, written to every copy. ``rd_addr[c]`` / ``rd_stride``
+are sampled every cycle; ``rd_data[c][l]`` is word ``rd_addr[c] + l*rd_stride`` one cycle later.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.config import AcceleratorConfig
+
+#: Width of on-chip byte addresses on the write ports (as the DMA's ``SRAM_ADDR_BITS``).
+SRAM_ADDR_BITS = 24
+
+
+def beat_write_layout(beat_bytes: int, banked: bool = False) -> data.StructLayout:
+    """One DRAM beat written to on-chip memory: ``data`` bytes with ``strb`` at byte ``addr``
+    (and, for the double-buffered weight and parameter memories, of ``bank``)."""
+    fields = {"addr": unsigned(SRAM_ADDR_BITS), "data": unsigned(8 * beat_bytes), "strb": unsigned(beat_bytes)}
+    if banked:
+        fields = {"bank": unsigned(1), **fields}
+    return data.StructLayout(fields)
+
+
+def words_to_ints(words: np.ndarray) -> list[int]:
+    """Rows of bytes (``n × width`` uint8) as little-endian integers (memory row values)."""
+    return [int.from_bytes(row.tobytes(), "little") for row in np.ascontiguousarray(words, np.uint8)]
+
+
+class LineBuffer(wiring.Component):
+    """``copies × 2*tn`` banks of ``tn``-byte words (see the module docstring)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.tn, self.words = cfg.tn, cfg.line_buffer_words
+        self.banks = 2 * cfg.tn
+        self.copies = max(2, cfg.tm // cfg.tn)
+        self.beat_words = cfg.dram_bytes_per_cycle // cfg.tn
+        self.addr_bits = max(1, (self.words - 1).bit_length())
+        self.depth = -(-self.words // self.banks)
+        word = data.ArrayLayout(unsigned(8), cfg.tn)
+        super().__init__({
+            "w": In(stream.Signature(beat_write_layout(cfg.dram_bytes_per_cycle))),
+            "rd_addr": In(data.ArrayLayout(unsigned(self.addr_bits), self.copies)),
+            "rd_stride": In(2),
+            "rd_data": Out(data.ArrayLayout(data.ArrayLayout(word, cfg.tn), self.copies)),
+        })
+        self.mems = [[memory.Memory(shape=unsigned(8 * cfg.tn), depth=self.depth, init=[])
+                      for _ in range(self.banks)] for _ in range(self.copies)]
+
+    def elaborate(self, platform):
+        m = Module()
+        nb, lg = self.banks, (self.banks - 1).bit_length()
+        w = self.w.payload
+        m.d.comb += self.w.ready.eq(1)
+        wa0 = Signal(self.addr_bits)
+        m.d.comb += wa0.eq(w.addr >> (self.tn - 1).bit_length())
+        beat = w.data
+        for c, banks in enumerate(self.mems):
+            a = self.rd_addr[c]
+            off, off_d, stride_d = Signal(lg), Signal(lg), Signal(2)
+            m.d.comb += off.eq(a[:lg])
+            m.d.sync += [off_d.eq(off), stride_d.eq(self.rd_stride)]
+            outs = []
+            for b, mem in enumerate(banks):
+                m.submodules[f"c{c}_b{b}"] = mem
+                rp = mem.read_port(transparent_for=())
+                m.d.comb += rp.addr.eq((a >> lg) + (b < off))
+                outs.append(rp.data)
+                wp = mem.write_port(granularity=8)
+                # The beat word that lands in this bank: j = (b - wa0) mod nb, if j < beat_words.
+                j = Signal(lg, name=f"wj_c{c}_b{b}")
+                m.d.comb += j.eq(b - wa0[:lg])
+                word = Signal(8 * self.tn, name=f"wword_c{c}_b{b}")
+                strb = Signal(self.tn, name=f"wstrb_c{c}_b{b}")
+                with m.Switch(j):
+                    for k in range(self.beat_words):
+                        with m.Case(k):
+                            m.d.comb += [word.eq(beat.word_select(k, 8 * self.tn)),
+                                         strb.eq(w.strb.word_select(k, self.tn))]
+                m.d.comb += [wp.addr.eq((wa0 + j) >> lg), wp.data.eq(word),
+                             wp.en.eq(Mux(self.w.valid & (j < self.beat_words), strb, 0))]
+            for lane in range(self.tn):
+                bank = Signal(lg, name=f"rbank_c{c}_l{lane}")
+                m.d.comb += bank.eq(off_d + lane * stride_d)
+                with m.Switch(bank):
+                    for b in range(nb):
+                        with m.Case(b):
+                            m.d.comb += self.rd_data[c][lane].eq(outs[b])
+        return m
+
+    def sim_load(self, ctx, words: np.ndarray) -> None:
+        """Testbench helper: set the whole contents (``words × tn`` uint8) in zero cycles."""
+        values = words_to_ints(words)
+        for a, v in enumerate(values):
+            bank, row = a % self.banks, a // self.banks
+            for copy in self.mems:
+                ctx.set(copy[bank].data[row], v)

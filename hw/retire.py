@@ -1,0 +1,186 @@
+"""Retire: drain finished groups through the PPU, fused max-pool, output-buffer writes.
+
+A group's sums (the MAC array's ``tm × tn``, or the vector ALU's ``tn`` lanes) arrive with
+their :data:`hw.seq.Meta` and are drained in ``drain`` chunks of ``ppu_lanes`` values, one
+chunk per cycle, straight from the (held) sums register:
+
+- pixel-parallel: pixel-major, chunk ``k`` lane ``λ`` = output channel ``λ % tm`` of pixel
+  ``k*npc + λ // tm`` (``npc = ppu_lanes/tm`` pixels per chunk, ``drain = tn/npc``);
+- channel-parallel: one chunk, lane ``λ < tm`` = channel ``λ``;
+- VEC: one chunk, lane ``λ < tn`` = lane ``λ`` of the word.
+
+So a chunk is ``ppu_lanes/tn`` consecutive output words (pixel ``j``, block ``kb``), and lane
+``λ`` always takes parameter entry ``λ % tm`` (VEC: bias 0, shift ``rshift``).
+
+After the PPU (3 cycles) each word goes to pooled position ``(r // p, q // p)`` (``p =
+post.pool``, 1 without pooling). Pixels of a chunk that share a pooling window are merged
+first (max), so the remaining words address distinct, consecutive positions; each then
+reads-modifies-writes a scratch row of 16-bit partial maxima (banked like the chunk, read one
+cycle ahead, transparent for the write of the same cycle) — or, for the window's first pixel,
+just writes it — and the window's last pixel writes the result's low bytes to the output
+buffer. Without pooling every word is first and last: a plain write.
+
+``done`` pulses in the cycle the instruction's last chunk is written.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.config import AcceleratorConfig
+from .buffers import OBUF_ADDR_BITS, ParamEntry, word_write_layout
+from .job import Kind
+from .ppu import OUT_BITS, PPU
+from .seq import Meta
+
+
+def _max(a, b):
+    return Mux(a > b, a, b)
+
+
+class Retire(wiring.Component):
+    """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block); ``sums`` (the MAC array's
+    held output), ``vsums`` (the vector ALU's), ``meta`` with ``meta_valid`` (in the cycle the
+    group's sums first appear); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
+
+    def __init__(self, cfg: AcceleratorConfig, job_shape):
+        self.cfg = cfg
+        self.tm, self.tn, self.lanes = cfg.tm, cfg.tn, cfg.ppu_lanes
+        self.words = cfg.ppu_lanes // cfg.tn  # words per chunk
+        self.npc = cfg.ppu_lanes // cfg.tm  # pixels per chunk (pixel-parallel)
+        self.bpp = cfg.tm // cfg.tn  # words per pixel (CONV)
+        acc = signed(cfg.acc_bits)
+        super().__init__({
+            "job": In(job_shape),
+            "params": In(data.ArrayLayout(ParamEntry, cfg.tm)),
+            "sums": In(data.ArrayLayout(data.ArrayLayout(acc, cfg.tn), cfg.tm)),
+            "vsums": In(data.ArrayLayout(acc, cfg.tn)),
+            "meta": In(Meta), "meta_valid": In(1),
+            "wr": Out(data.ArrayLayout(word_write_layout(cfg.tn), self.words)),
+            "done": Out(1),
+        })
+        self.scratch = [memory.Memory(shape=unsigned(OUT_BITS * cfg.tn), depth=cfg.output_half_words // self.words,
+                                      init=[]) for _ in range(self.words)]
+
+    def elaborate(self, platform):
+        m = Module()
+        j, tm, tn, nw, npc, bpp = self.job, self.tm, self.tn, self.words, self.npc, self.bpp
+        m.submodules.ppu = ppu = PPU(self.lanes, self.cfg.acc_bits)
+        is_vec = j.kind == Kind.VEC
+
+        # -- drain: chunk k of the latched group -------------------------------------------------
+        dmax = tm * tn // self.lanes
+        k, draining = Signal(range(dmax + 1)), Signal()
+        held = Signal(Meta)
+        cqd, cqm = Signal(16), Signal(3)  # (q // p, q % p) of the chunk's first pixel
+        meta = Signal(Meta)
+        kk = Signal(range(dmax + 1))
+        qd0, qm0 = Signal(16), Signal(3)
+        m.d.comb += [meta.eq(Mux(self.meta_valid, self.meta, held)), kk.eq(Mux(self.meta_valid, 0, k)),
+                     qd0.eq(Mux(self.meta_valid, self.meta.qd, cqd)), qm0.eq(Mux(self.meta_valid, self.meta.qm, cqm))]
+        valid = self.meta_valid | draining
+        mod = qm0 + j.npc_mod
+        carry = mod >= j.pool
+        with m.If(valid):
+            m.d.sync += [k.eq(kk + 1), draining.eq(kk + 1 < j.drain), cqm.eq(Mux(carry, mod - j.pool, mod)),
+                         cqd.eq(qd0 + j.npc_div + carry)]
+        with m.If(self.meta_valid):
+            m.d.sync += held.eq(self.meta)
+
+        beat = ppu.i.payload
+        m.d.comb += [ppu.i.valid.eq(valid), ppu.o.ready.eq(1), ppu.post.eq(j.post)]
+        for lane in range(self.lanes):
+            i, pix = lane % tm, lane // tm
+            sources = [self.sums[i][kc * npc + pix] for kc in range(dmax)]
+            acc = Mux(j.pixel, sources[0], self.sums[lane][0] if lane < tm else 0)
+            for kc in range(1, dmax):
+                acc = Mux(j.pixel & (kk == kc), sources[kc], acc)
+            m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, acc)),
+                         beat.bias[lane].eq(Mux(is_vec, 0, self.params[i].bias)),
+                         beat.shift[lane].eq(Mux(is_vec, j.rshift, self.params[i].shift))]
+
+        # -- where each word of the chunk goes (computed at drain, used 2-3 cycles later) -------
+        info = data.StructLayout({
+            "valid": unsigned(1), "done": unsigned(1), "prow": unsigned(OBUF_ADDR_BITS),
+            "words": data.ArrayLayout(data.StructLayout({
+                "en": unsigned(1), "first": unsigned(1), "last": unsigned(1),
+                "pidx": unsigned(OBUF_ADDR_BITS), "merge": unsigned(npc)}), nw),
+        })
+        now = Signal(info)
+        qd, qm, exists, starts = [], [], [], []
+        left = Signal(signed(17))
+        m.d.comb += left.eq(j.cols - meta.q0 - kk * npc)
+        for p in range(npc):
+            if p == 0:
+                qd.append(qd0), qm.append(qm0)
+            else:
+                nxt = qm[-1] + 1
+                wrap = nxt == j.pool
+                qd.append(qd[-1] + wrap), qm.append(Mux(wrap, 0, nxt))
+            exists.append(Mux(j.pixel, left > p, p == 0))
+            starts.append(1 if p == 0 else qm[p] == 0)
+        for w in range(nw):
+            p, kb = w // bpp, w % bpp
+            cont, end_qm, merge = 1, qm[p], []
+            for t in range(p + 1, npc):  # pixels that continue p's window inside this chunk
+                cont = cont & ~starts[t] & exists[t]
+                end_qm = Mux(cont, qm[t], end_qm)
+                merge.append(cont)
+            ww = now.words[w]
+            m.d.comb += [
+                ww.en.eq(starts[p] & exists[p] & ~j.nowrite & (~is_vec | (w == 0))),
+                ww.first.eq(meta.rfirst & (qm[p] == 0)),
+                ww.last.eq(meta.rlast & (end_qm == j.pool - 1)),
+                ww.pidx.eq(Mux(is_vec, meta.pcol + meta.kb, qd[p] * bpp + kb)),
+                ww.merge.eq(Cat(*[merge[t - p - 1] if t > p else Const(0, 1) for t in range(npc)])),
+            ]
+        m.d.comb += [now.valid.eq(valid), now.done.eq(valid & meta.final & (kk + 1 >= j.drain)),
+                     now.prow.eq(j.obuf_addr + meta.prow)]
+        s1, s2, s3 = Signal(info), Signal(info), Signal(info)
+        m.d.sync += [s1.eq(now), s2.eq(s1), s3.eq(s2)]
+
+        # -- scratch read (stage 2) and read-modify-write (stage 3, with the PPU's output) -------
+        lg = (nw - 1).bit_length()
+        ports = []
+        for b, mem in enumerate(self.scratch):
+            m.submodules[f"scratch{b}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(transparent_for=(wp,))
+            for w in range(nw):
+                with m.If(s2.words[w].en & (s2.words[w].pidx % nw == b)):
+                    m.d.comb += rp.addr.eq(s2.words[w].pidx >> lg)
+            ports.append((rp, wp))
+        results = [self._pool(m, w, ppu.o.payload, s3.words, [rp.data for rp, _ in ports]) for w in range(nw)]
+        for b, (_, wp) in enumerate(ports):
+            for w in range(nw):
+                ww = s3.words[w]
+                with m.If(s3.valid & ww.en & ~ww.last & (ww.pidx % nw == b)):
+                    m.d.comb += [wp.en.eq(1), wp.addr.eq(ww.pidx >> lg), wp.data.eq(Cat(*results[w]))]
+        for w in range(nw):
+            ww = s3.words[w]
+            m.d.comb += [self.wr[w].en.eq(s3.valid & ww.en & ww.last), self.wr[w].addr.eq(s3.prow + ww.pidx),
+                         self.wr[w].data.eq(Cat(*[v[:8] for v in results[w]]))]
+        m.d.comb += self.done.eq(s3.done)
+        return m
+
+    def _pool(self, m, w, values, words, partials):
+        """Word ``w``'s 16-bit lanes: the PPU's results, merged (max) with the chunk's other
+        pixels in the same window, then with the window's partial maximum unless first."""
+        tn, nw, bpp = self.tn, self.words, self.bpp
+        p, kb = w // bpp, w % bpp
+        ww = words[w]
+        old = Signal(OUT_BITS * tn, name=f"partial{w}")
+        for b, d in enumerate(partials):
+            with m.If(ww.pidx % nw == b):
+                m.d.comb += old.eq(d)
+        res = []
+        for lane in range(tn):
+            v = values[w * tn + lane]
+            for t in range(p + 1, self.npc):
+                v = Mux(ww.merge[t], _max(v, values[(t * bpp + kb) * tn + lane]), v)
+            r = Signal(signed(OUT_BITS), name=f"res{w}_{lane}")
+            m.d.comb += r.eq(Mux(ww.first, v, _max(v, old.word_select(lane, OUT_BITS).as_signed())))
+            res.append(r)
+        return res

@@ -1,0 +1,189 @@
+"""The compute sequencer: walks a job's loop nest (``hw/job.py``), one slot per cycle.
+
+Each cycle it presents a :func:`desc_layout` descriptor: whether the slot carries a beat
+(the PE array or the vector ALU takes one), the beat's line-buffer word addresses (per
+line-buffer copy), weight row and lane, which lanes read real data (the others read zero:
+padding by position, lanes past ``chans``), and, with a group's last beat, the group's
+output position (:data:`Meta`) for the retire stage.
+
+A group of ``steps`` beats occupies ``slot = max(steps, drain)`` slots: after its last beat
+the sequencer idles until the slot ends, so that groups reach the retire stage at least
+``drain`` cycles apart (the accumulators are double-buffered: the next group accumulates
+while this one drains). ``start`` (the cycle the instruction is accepted) resets everything
+to zero; the first slot is the next cycle, and ``busy`` falls after the last slot.
+
+Everything is kept incrementally — row and column offsets, ring row addresses, block
+offsets, weight rows, pooled output positions — so no multiplier sits in the per-cycle path.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .buffers import OBUF_ADDR_BITS
+from .job import OFF_BITS, STEP_BITS, Kind
+
+#: Output position of a group, for pooling and output-buffer addresses.
+Meta = data.StructLayout({
+    "final": unsigned(1),  # the instruction's last group
+    "rfirst": unsigned(1), "rlast": unsigned(1),  # first / last row of a pooling window
+    "prow": unsigned(OBUF_ADDR_BITS),  # (r // p) * obuf_cols * blk
+    "q0": unsigned(16),  # first output column of the group
+    "qd": unsigned(16), "qm": unsigned(3),  # q0 // p, q0 % p
+    "pcol": unsigned(OBUF_ADDR_BITS),  # VEC: (q0 // p) * blk
+    "kb": unsigned(12),  # VEC: output channel block
+})
+
+
+def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.StructLayout:
+    lane = unsigned(max(1, (tn - 1).bit_length()))
+    return data.StructLayout({
+        "valid": unsigned(1), "first": unsigned(1), "last": unsigned(1),
+        "addr": data.ArrayLayout(unsigned(addr_bits), copies), "stride": unsigned(2),
+        "w_row": unsigned(wrow_bits), "wl": lane, "cl": lane,
+        "lane_ok": unsigned(tn),  # operand a: lanes (pixels or channels) that read real data
+        "tap_ok": unsigned(1),  # operand a's tap (lane 0's pixel) is inside the image
+        "b_ok": unsigned(tn),  # operand b (VEC ADD)
+        "meta": Meta,
+    })
+
+
+class Sequencer(wiring.Component):
+    """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``busy``,
+    ``desc`` (the current slot's descriptor, combinational from the state registers)."""
+
+    def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape):
+        self.tn, self.copies, self.addr_bits = tn, copies, addr_bits
+        super().__init__({"start": In(1), "job": In(job_shape), "busy": Out(1),
+                          "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        j, d, tn = self.job, self.desc, self.tn
+        aw = self.addr_bits
+        lane_bits = max(1, (tn - 1).bit_length())
+        active = Signal()
+        r, q, bo, bi = Signal(12), Signal(16), Signal(12), Signal(12)
+        rsub, qsub, y, x = Signal(4), Signal(4), Signal(4), Signal(4)
+        cl, wl = Signal(lane_bits), Signal(lane_bits)
+        gs = Signal(STEP_BITS)
+        ro_r, ro, co_q, co = (Signal(OFF_BITS, name=n) for n in ("ro_r", "ro", "co_q", "co"))
+        ra_r = [Signal(aw, name=f"ra_r{o}") for o in "ab"]
+        ra = [Signal(aw, name=f"ra{o}") for o in "ab"]
+        bof = [Signal(aw, name=f"bof{o}") for o in "ab"]
+        cbase = Signal(13)  # first channel of the current block (lanes past chans read zero)
+        wrow = Signal(STEP_BITS)
+        rpm, qm = Signal(3), Signal(3)
+        prow, pcol = Signal(OBUF_ADDR_BITS), Signal(OBUF_ADDR_BITS)
+        q0, qd = Signal(16), Signal(16)
+        ops = (j.a, j.b)
+
+        x_last, y_last, bi_last = x == j.n_x - 1, y == j.n_y - 1, bi == j.n_bi - 1
+        bo_last, q_last, r_last = bo == j.n_bo - 1, q == j.n_q - 1, r == j.n_r - 1
+        inner_last = x_last & y_last & bi_last
+        beat = Signal()
+        group_end = Signal()
+        m.d.comb += [beat.eq(active & (gs < j.steps)), group_end.eq(active & (gs == j.slot - 1)),
+                     self.busy.eq(active)]
+
+        # -- descriptor --------------------------------------------------------------------------
+        addr, row_ok = [], []
+        for o, op in enumerate(ops):
+            a = Signal(aw, name=f"addr{'ab'[o]}")
+            m.d.comb += a.eq(op.k + ra[o] - Mux(ro >= op.wrap_at, op.ss, 0) + bof[o] + co)
+            addr.append(a)
+            row_ok.append((ro >= op.row_lo) & (ro < op.row_hi))
+        col_ok = []
+        for lane in range(tn):
+            c = Signal(OFF_BITS + 2, name=f"col{lane}")
+            m.d.comb += c.eq(co + lane * j.lsw)
+            col_ok.append((c >= j.a.col_lo) & (c < j.a.col_hi))
+        b_tap = row_ok[1] & (co >= j.b.col_lo) & (co < j.b.col_hi)
+        cleft = Signal(signed(14))
+        m.d.comb += cleft.eq(j.chans - cbase)
+        tap_ok = row_ok[0] & col_ok[0]
+        for lane in range(tn):
+            chan_ok = cleft > lane
+            m.d.comb += [d.lane_ok[lane].eq(~j.empty & Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
+                         d.b_ok[lane].eq(b_tap & chan_ok)]
+        m.d.comb += [d.valid.eq(beat), d.first.eq(gs == 0), d.last.eq(beat & inner_last), d.tap_ok.eq(tap_ok),
+                     d.stride.eq(j.lsw), d.w_row.eq(j.w_row + wrow), d.wl.eq(wl), d.cl.eq(cl)]
+        # Copy 0: operand a; copy 1: VEC's operand b, else (depthwise) a's next block; copy c:
+        # a's block c.
+        m.d.comb += d.addr[0].eq(addr[0])
+        for c in range(1, self.copies):
+            m.d.comb += d.addr[c].eq(addr[0] + c * j.a.cols)
+        with m.If(j.kind == Kind.VEC):
+            m.d.comb += d.addr[1].eq(addr[1])
+        mt = d.meta
+        m.d.comb += [mt.final.eq(bo_last & q_last & r_last), mt.rfirst.eq(rpm == 0), mt.rlast.eq(rpm == j.pool - 1),
+                     mt.prow.eq(prow), mt.q0.eq(q0), mt.qd.eq(qd), mt.qm.eq(qm), mt.pcol.eq(pcol), mt.kb.eq(bo)]
+
+        # -- next state ----------------------------------------------------------------------------
+        def restart_inner(new_co, new_ro, new_ra):
+            m.d.sync += [x.eq(0), y.eq(0), bi.eq(0), cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
+            m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
+
+        with m.If(self.start):
+            m.d.sync += active.eq(1)
+            for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
+                      rpm, qm, prow, pcol, q0, qd):
+                m.d.sync += s.eq(0)
+        with m.Elif(active):
+            m.d.sync += gs.eq(Mux(group_end, 0, gs + 1))
+            with m.If(group_end):
+                with m.If(~bo_last):  # VEC: next channel block of the same pixel
+                    m.d.sync += [bo.eq(bo + 1), cbase.eq(cbase + tn)]
+                    m.d.sync += [bof[o].eq(bof[o] + ops[o].cols) for o in range(2)]
+                    restart_inner(co_q, ro_r, ra_r)
+                with m.Elif(~q_last):  # next column (VEC) or pixel group (CONV)
+                    m.d.sync += [q.eq(q + 1), bo.eq(0), cbase.eq(0), *[bof[o].eq(0) for o in range(2)],
+                                 q0.eq(q0 + j.qstep)]
+                    mod = qm + j.qstep_mod
+                    carry = mod >= j.pool
+                    m.d.sync += [qm.eq(Mux(carry, mod - j.pool, mod)), qd.eq(qd + j.qstep_div + carry),
+                                 pcol.eq(pcol + Mux((j.qstep_div + carry) != 0, j.blk, 0))]
+                    with m.If(qsub == j.rep_q - 1):
+                        m.d.sync += [qsub.eq(0), co_q.eq(co_q + j.csw)]
+                        restart_inner(co_q + j.csw, ro_r, ra_r)
+                    with m.Else():
+                        m.d.sync += qsub.eq(qsub + 1)
+                        restart_inner(co_q, ro_r, ra_r)
+                with m.Elif(~r_last):  # next output row
+                    m.d.sync += [r.eq(r + 1), q.eq(0), qsub.eq(0), bo.eq(0), cbase.eq(0), co_q.eq(0), q0.eq(0),
+                                 qm.eq(0), qd.eq(0), pcol.eq(0), *[bof[o].eq(0) for o in range(2)]]
+                    with m.If(rpm == j.pool - 1):
+                        m.d.sync += [rpm.eq(0), prow.eq(prow + j.d_prow)]
+                    with m.Else():
+                        m.d.sync += rpm.eq(rpm + 1)
+                    with m.If(rsub == j.rep_r - 1):
+                        new_ra = [ra_r[o] + ops[o].dra_r for o in range(2)]
+                        m.d.sync += [rsub.eq(0), ro_r.eq(ro_r + j.sh), *[ra_r[o].eq(new_ra[o]) for o in range(2)]]
+                        restart_inner(0, ro_r + j.sh, new_ra)
+                    with m.Else():
+                        m.d.sync += rsub.eq(rsub + 1)
+                        restart_inner(0, ro_r, ra_r)
+                with m.Else():
+                    m.d.sync += active.eq(0)
+            with m.Elif(beat & ~inner_last):
+                with m.If(wl == j.wl_wrap):  # pixel-parallel: tn steps per weight word
+                    m.d.sync += [wl.eq(0), wrow.eq(wrow + 1)]
+                with m.Else():
+                    m.d.sync += wl.eq(wl + 1)
+                with m.If(~x_last):
+                    m.d.sync += [x.eq(x + 1), co.eq(co + j.dcol)]
+                with m.Elif(~y_last):
+                    m.d.sync += [x.eq(0), y.eq(y + 1), co.eq(co_q), ro.eq(ro + j.dh),
+                                 *[ra[o].eq(ra[o] + ops[o].dra_y) for o in range(2)]]
+                with m.Else():  # next input block (channel-parallel) or channel (pixel-parallel)
+                    m.d.sync += [x.eq(0), y.eq(0), bi.eq(bi + 1), co.eq(co_q), ro.eq(ro_r),
+                                 *[ra[o].eq(ra_r[o]) for o in range(2)]]
+                    with m.If(~j.pixel):
+                        m.d.sync += [bof[0].eq(bof[0] + j.a.cols), cbase.eq(cbase + tn)]
+                    with m.Elif(cl == tn - 1):
+                        m.d.sync += [cl.eq(0), bof[0].eq(bof[0] + j.a.cols)]
+                    with m.Else():
+                        m.d.sync += cl.eq(cl + 1)
+        return m

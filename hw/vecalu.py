@@ -1,0 +1,83 @@
+"""The vector ALU: VEC ADD / MAXPOOL / AVGPOOL / RESIZE / REQUANT on ``tn`` lanes (docs/isa.md).
+
+Per beat (one line-buffer word of operand ``a``, and of ``b`` for ADD, per window tap) each
+lane forms a value at ``acc_bits`` (wrapping, like the simulator's ``v``):
+
+- ``a`` (and ``b``) sign- or zero-extended per operand; lanes the sequencer marks as not
+  real (past ``chans``, or a tap outside the image) read zero;
+- ADD: ``(a << shift_a) + (b << shift_b)``;
+- MAXPOOL: a tap outside the image is ``-2**(acc_bits-1)`` on every lane (padding never
+  wins; docs/simulator.md), a lane past ``chans`` inside the image is zero;
+- AVGPOOL, RESIZE, REQUANT: ``a``.
+
+The beats of one output word (its taps; ``first`` … ``last``) are reduced: sum (AVGPOOL; a
+single tap for the others) or max (MAXPOOL). Timing is the MAC array's, so both feed the
+retire stage alike: ``LATENCY`` = 3 cycles from the last beat to the word on ``o`` (valid one
+cycle; the payload holds until the next word). Stage 1 extends and shifts, stage 2 combines
+the operands, stage 3 reduces over taps.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.isa import VecOp
+
+Mode = data.StructLayout({"op": VecOp, "a_signed": unsigned(1), "b_signed": unsigned(1),
+                          "shift_a": unsigned(5), "shift_b": unsigned(5)})
+
+
+class VecALU(wiring.Component):
+    """``lanes`` vector lanes. ``i``: stream (ready constantly 1) of ``a``, ``b`` (bytes),
+    ``a_ok``, ``b_ok`` (lane masks), ``tap_ok``, ``first``, ``last``; ``mode`` is constant during
+    an instruction; ``o``: stream (ready ignored) of ``lanes`` signed ``acc_bits`` values."""
+
+    LATENCY = 3
+
+    def __init__(self, lanes: int, acc_bits: int = 32):
+        self.lanes, self.acc_bits = lanes, acc_bits
+        beat = data.StructLayout({
+            "a": data.ArrayLayout(unsigned(8), lanes), "b": data.ArrayLayout(unsigned(8), lanes),
+            "a_ok": unsigned(lanes), "b_ok": unsigned(lanes), "tap_ok": unsigned(1),
+            "first": unsigned(1), "last": unsigned(1),
+        })
+        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat)),
+                          "o": Out(stream.Signature(data.ArrayLayout(signed(acc_bits), lanes)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        acc_bits, p, md = self.acc_bits, self.i.payload, self.mode
+        pad = -(1 << (acc_bits - 1))
+        m.d.comb += self.i.ready.eq(1)
+        v1, v2 = Signal(), Signal()
+        first1, last1, first2, last2, tap1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [v1.eq(self.i.valid), first1.eq(p.first), last1.eq(p.last), tap1.eq(p.tap_ok),
+                     v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+        m.d.sync += self.o.valid.eq(v2 & last2)
+        for lane in range(self.lanes):
+            a = Mux(md.a_signed, p.a[lane].as_signed(), p.a[lane].as_unsigned())
+            b = Mux(md.b_signed, p.b[lane].as_signed(), p.b[lane].as_unsigned())
+            # Stage 1: masked operands, shifted for ADD.
+            a1, b1 = Signal(signed(acc_bits), name=f"a1_{lane}"), Signal(signed(acc_bits), name=f"b1_{lane}")
+            m.d.sync += [a1.eq(Mux(p.a_ok[lane], a, 0) << Mux(md.op == VecOp.ADD, md.shift_a, 0)),
+                         b1.eq(Mux(p.b_ok[lane], b, 0) << md.shift_b)]
+            # Stage 2: the lane's value for this tap.
+            v = Signal(signed(acc_bits), name=f"v2_{lane}")
+            with m.Switch(md.op):
+                with m.Case(VecOp.ADD):
+                    m.d.sync += v.eq(a1 + b1)
+                with m.Case(VecOp.MAXPOOL):
+                    m.d.sync += v.eq(Mux(tap1, a1, pad))
+                with m.Default():
+                    m.d.sync += v.eq(a1)
+            # Stage 3: reduce over the word's taps; the last tap also loads the output.
+            acc = Signal(signed(acc_bits), name=f"acc_{lane}")
+            nxt = Signal(signed(acc_bits), name=f"next_{lane}")
+            m.d.comb += nxt.eq(Mux(first2, v, Mux(md.op == VecOp.MAXPOOL, Mux(v > acc, v, acc), acc + v)))
+            with m.If(v2):
+                m.d.sync += acc.eq(nxt)
+                with m.If(last2):
+                    m.d.sync += self.o.payload[lane].eq(nxt)
+        return m

@@ -1,0 +1,159 @@
+# amaranth: UnusedElaboratable=no
+"""hw/compute.py in amaranth.sim on the ``tiny`` target: single CONV/VEC instructions of real
+compiled programs, replayed from the simulator's machine state, must leave the output buffer
+bit for bit as ``sim.machine`` does and take exactly the documented cycles
+(``hw.compute.conv_unit_cycles`` / ``vec_unit_cycles``: ``ir.cost`` plus the last drain)."""
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from shiftflow.backend.compile import compile_model
+from shiftflow.errors import ShiftflowError
+from shiftflow.hw.compute import ComputeUnit, check_config, conv_unit_cycles
+from shiftflow.ir.config import TINY, ZU3EG
+from shiftflow.ir.cost import conv_cycles
+from shiftflow.ir.isa import INSTR, Opcode, encode
+from shiftflow.zoo import zoo_model
+from tests.backend.models import vec_model
+from tests.hw.replay import expected_cycles, replay
+from tests.hw.streams import simulate
+from tests.hw.trace import trace
+from tests.modelgen import conv_layer_model
+
+
+def first_of_each(kinds: dict):
+    """A trace selector taking the first ``kinds[opcode]`` instructions of each opcode."""
+    seen = {}
+
+    def select(ins):
+        seen[ins.opcode] = seen.get(ins.opcode, 0) + 1
+        return seen[ins.opcode] <= kinds.get(ins.opcode, 0)
+    return select
+
+
+def check_replay(program, kinds, expect=None):
+    """Trace ``program``, replay the selected instructions, compare; returns the snapshots."""
+    snaps = trace(program, first_of_each(kinds))
+    assert snaps, "nothing selected"
+    for snap, got in zip(snaps, replay(TINY, snaps)):
+        f = snap.ins.f
+        where = f"{snap.ins.where()} {f}"
+        assert got.cycles == expected_cycles(TINY, snap.ins), where
+        bad = np.argwhere(got.obuf != snap.obuf_after)
+        assert not len(bad), f"{where}: {len(bad)} bytes differ, first (half, word, lane) {bad[0].tolist()}"
+        if expect:
+            expect(f)
+    return snaps
+
+
+def compiled(tmp_path, model, dataflow="auto"):
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    return compile_model(path, "tiny", dataflow=dataflow)
+
+
+CONVS = {
+    "channel-3x3": (dict(cin=6, cout=5, hw=(6, 7)), "channel", {"dataflow": 0}),
+    "pixel-partial-group": (dict(cin=3, cout=4, hw=(6, 7)), "pixel", {"dataflow": 1}),
+    "depthwise": (dict(cin=4, cout=4, groups=4, hw=(7, 9)), "pixel", {"depthwise": 1}),
+    "stride2-leaky": (dict(cin=5, cout=6, hw=(9, 11), stride=2, act="leaky"), "channel", {"win.sh": 2}),
+    "stride2-pixel-none": (dict(cin=2, cout=4, hw=(9, 11), stride=2, act="none"), "pixel", {"win.sw": 2}),
+    "dilation-pow2": (dict(cin=3, cout=4, hw=(9, 9), dilation=2, pad=2, pow2=True), "pixel", {"pow2": 1}),
+    "asym-pad-clamp": (dict(cin=6, cout=5, hw=(8, 9), dilation=2, pad=(1, 2, 0, 1), pow2=True, abits=4,
+                            in_bits=5), "channel", {"win.dh": 2}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVS))
+def test_conv(case, tmp_path):
+    kw, dataflow, fields = CONVS[case]
+
+    def expect(f):
+        assert all(f[k] == v for k, v in fields.items()), (case, f)
+    check_replay(compiled(tmp_path, conv_layer_model(**kw), dataflow), {Opcode.CONV: 3}, expect)
+
+
+@pytest.mark.parametrize("model,dataflow,pool", [
+    (dict(kind="maxpool", k=2, s=2, p=0), "channel", 2),
+    (dict(kind="maxpool", k=3, s=3, p=0, hw=(9, 15)), "pixel", 3),  # windows straddle pixel groups
+])
+def test_fused_pool(model, dataflow, pool, tmp_path):
+    check_replay(compiled(tmp_path, vec_model(**model), dataflow), {Opcode.CONV: 3},
+                 lambda f: f["post.pool"] == pool or pytest.fail(f"post.pool is {f['post.pool']}"))
+
+
+@pytest.mark.parametrize("kind,kw", [("maxpool", {}), ("avgpool", {}), ("add", {}), ("resize", {"f": 3}),
+                                     ("requant", {})])
+def test_vec(kind, kw, tmp_path):
+    snaps = check_replay(compiled(tmp_path, vec_model(kind, **kw)), {Opcode.VEC: 4})
+    assert {s.ins.opcode for s in snaps} == {Opcode.VEC}
+
+
+def test_mnist_zoo_model():
+    """Pixel- and channel-parallel convs with a fused 2x2 pool from a zoo model."""
+    program = compile_model(zoo_model("mnist", "w8a8", "qcdq"), "tiny")
+    snaps = check_replay(program, {Opcode.CONV: 4})
+    assert {s.ins.f["post.pool"] for s in snaps} == {2}
+
+
+def test_back_to_back_and_nop(tmp_path):
+    """A CONV accepted in the cycle the previous instruction's done pulses (NOP: 1 cycle)."""
+    program = compiled(tmp_path, conv_layer_model(cin=6, cout=8, hw=(4, 5)), "channel")
+    a, b = trace(program, first_of_each({Opcode.CONV: 2}))
+    assert all(np.array_equal(x, y) for x, y in ((a.lb, b.lb), (a.wbuf, b.wbuf), (a.pbuf, b.pbuf)))
+    words = [a.word, encode(Opcode.NOP), b.word]
+    dut = ComputeUnit(TINY)
+    dones = []
+
+    async def bench(ctx):
+        dut.lb.sim_load(ctx, a.lb)
+        dut.wb.sim_load(ctx, a.wbuf)
+        dut.pb.sim_load(ctx, a.pbuf)
+        dut.ob.sim_load(ctx, a.obuf_before)
+        for word in words:
+            ctx.set(dut.instr.payload, INSTR.from_bits(int.from_bytes(word, "little")))
+            ctx.set(dut.instr.valid, 1)
+            await ctx.tick().until(dut.instr.ready)
+        ctx.set(dut.instr.valid, 0)
+        while len(dones) < len(words):
+            await ctx.tick()
+        await ctx.tick()
+        np.testing.assert_array_equal(dut.ob.sim_dump(ctx), b.obuf_after)
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _clk, _rst, done in ctx.tick().sample(dut.done):
+            if done:
+                dones.append(cycle)
+            cycle += 1
+
+    simulate(dut, bench, background=[monitor], deadline=5000)
+    ca, cb = expected_cycles(TINY, a.ins), expected_cycles(TINY, b.ins)
+    assert dones == [ca, ca + 1, ca + 1 + cb]
+
+
+def test_cycles_are_the_cost_model_plus_the_last_drain():
+    # tiny: drain = ceil(16/8) = 2 pixel-parallel, 1 channel-parallel
+    assert conv_unit_cycles(TINY, True, False, 3, 3, 3, 2, 8) == conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) + 2
+    assert conv_unit_cycles(TINY, True, True, 4, 1, 1, 2, 8) == conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) + 1
+    assert conv_unit_cycles(TINY, False, False, 3, 3, 3, 2, 8) == conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) + 1
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"tm": 12}, "powers of two"),
+    ({"ppu_lanes": 2}, "ppu_lanes"),
+    ({"pe_latency": 5}, "pe_latency"),
+])
+def test_config_errors(change, match):
+    cfg = dataclasses.replace(TINY, **change)
+    with pytest.raises(ShiftflowError, match=match) as err:
+        ComputeUnit(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_named_targets_are_buildable():
+    for cfg in (TINY, ZU3EG):
+        check_config(cfg)
