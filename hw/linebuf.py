@@ -84,21 +84,18 @@ class LineBuffer(wiring.Component):
             for b, mem in enumerate(banks):
                 m.submodules[f"c{c}_b{b}"] = mem
                 rp = mem.read_port(transparent_for=())
-                m.d.comb += rp.addr.eq((a >> lg) + (b < off))
+                # (b < off) is constant 0 for the last bank.
+                m.d.comb += rp.addr.eq((a >> lg) + (b < off) if b < nb - 1 else a >> lg)
                 outs.append(rp.data)
                 wp = mem.write_port(granularity=8)
-                # The beat word that lands in this bank: j = (b - wa0) mod nb, if j < beat_words.
-                j = Signal(lg, name=f"wj_c{c}_b{b}")
-                m.d.comb += j.eq(b - wa0[:lg])
-                word = Signal(8 * self.tn, name=f"wword_c{c}_b{b}")
-                strb = Signal(self.tn, name=f"wstrb_c{c}_b{b}")
-                with m.Switch(j):
-                    for k in range(self.beat_words):
-                        with m.Case(k):
-                            m.d.comb += [word.eq(beat.word_select(k, 8 * self.tn)),
-                                         strb.eq(w.strb.word_select(k, self.tn))]
-                m.d.comb += [wp.addr.eq((wa0 + j) >> lg), wp.data.eq(word),
-                             wp.en.eq(Mux(self.w.valid & (j < self.beat_words), strb, 0))]
+                # The beat word that lands in this bank: k = (b - wa0) mod nb, if k < beat_words.
+                k = Signal(lg, name=f"wk_c{c}_b{b}")
+                m.d.comb += k.eq(b - wa0[:lg])
+                kb = (self.beat_words - 1).bit_length()
+                hit = self.w.valid & (k[kb:] == 0) if kb < lg else self.w.valid
+                m.d.comb += [wp.addr.eq((wa0 + k) >> lg),
+                             wp.data.eq(beat.word_select(k[:kb], 8 * self.tn) if kb else beat),
+                             wp.en.eq(Mux(hit, w.strb.word_select(k[:kb], self.tn) if kb else w.strb, 0))]
             for lane in range(self.tn):
                 bank = Signal(lg, name=f"rbank_c{c}_l{lane}")
                 m.d.comb += bank.eq(off_d + lane * stride_d)
