@@ -21,6 +21,18 @@ def value(sig) -> int:
     return int(sig.value)
 
 
+async def wait_high(clk, sig) -> int:
+    """Called just after a falling edge: returns (in ``ReadOnly``) in the first cycle in which
+    ``sig`` is 1, and how many cycles later than the calling one that is."""
+    waited = 0
+    await ReadOnly()
+    while not value(sig):
+        await FallingEdge(clk)
+        await ReadOnly()
+        waited += 1
+    return waited
+
+
 async def send(dut, name: str, payloads, *, clk=None, stall: float = 0.0, rng: random.Random | None = None):
     """Send integer ``payloads`` on stream ``name``; idle before each beat with probability
     ``stall``."""
@@ -34,10 +46,7 @@ async def send(dut, name: str, payloads, *, clk=None, stall: float = 0.0, rng: r
             await FallingEdge(clk)
         valid.value = 1
         payload.value = p
-        await ReadOnly()
-        while not value(ready):
-            await FallingEdge(clk)
-            await ReadOnly()
+        await wait_high(clk, ready)
     await FallingEdge(clk)
     valid.value = 0
 
@@ -57,3 +66,17 @@ async def recv(dut, name: str, n: int, *, clk=None, stall: float = 0.0, rng: ran
     await FallingEdge(clk)
     ready.value = 0
     return out
+
+
+async def issue(dut, name: str, payload: int, *, done: str = "done", clk=None) -> int:
+    """Send one beat on stream ``name`` and wait for the one-cycle ``done`` output: returns the
+    cycle in which ``done`` is seen, counted from the cycle the beat was accepted (0)."""
+    clk = clk or dut.clk
+    valid, ready = getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__ready")
+    await FallingEdge(clk)
+    valid.value = 1
+    getattr(dut, f"{name}__payload").value = payload
+    await wait_high(clk, ready)
+    await FallingEdge(clk)
+    valid.value = 0
+    return 1 + await wait_high(clk, getattr(dut, done))

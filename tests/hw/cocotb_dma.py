@@ -10,7 +10,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from shiftflow.hw.dma import SRAM_ADDR_BITS, DmaCmd, SramRead, sram_write_layout
 from shiftflow.hw.tb.dram import AxiDram
-from shiftflow.hw.tb.streams import value
+from shiftflow.hw.tb.streams import issue, value
 from tests.hw.test_dma import BB, TN, box_cmd, linear_cmd
 
 ADDR_MASK = (1 << SRAM_ADDR_BITS) - 1  # on-chip addresses wrap (masked lanes may point below 0)
@@ -60,23 +60,9 @@ async def setup(dut, *, latency, stall, rate=None):
 
 
 async def run_cmd(dut, cmd) -> int:
-    """Issue one command; cycles from its acceptance to the cycle done is seen (as test_dma)."""
-    await FallingEdge(dut.clk)
-    dut.cmd__valid.value = 1
-    dut.cmd__payload.value = DmaCmd.const(cmd).as_bits()
-    await ReadOnly()
-    while not value(dut.cmd__ready):
-        await FallingEdge(dut.clk)
-        await ReadOnly()
-    await FallingEdge(dut.clk)
-    dut.cmd__valid.value = 0
-    cycles = 0
-    await ReadOnly()
-    while not value(dut.done):
-        await FallingEdge(dut.clk)
-        await ReadOnly()
-        cycles += 1
-    return cycles
+    """Issue one command; cycles from the cycle after its acceptance to the cycle done is seen
+    (as test_dma)."""
+    return await issue(dut, "cmd", DmaCmd.const(cmd).as_bits()) - 1
 
 
 @cocotb.test()
