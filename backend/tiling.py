@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div, dma_box_cycles, dma_linear_cycles
+from ..ir.cost import ceil_div, dma_box_beats, dma_linear_cycles
 from .geometry import LayerShape, layer_shape
 from .plan import Layer, Plan, Tiling
 
@@ -127,26 +127,36 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
     lo, hi = g.rows(0, shape.out_h)
     rows = min(g.in_h - 1, hi) - max(0, lo) + 1
     rows -= max(0, g.advance_rows(t.br) - g.span_rows(t.br)) * (n_bands - 1)
+    # DRAM boxes as the emitter will address them (buffers are ALIGN-aligned, a multiple of the
+    # beat, so offsets inside the tensors decide the beats): input rows from max(0, lo), output
+    # tensor of (out_h/p) x (out_w/p) pixels.
+    in_row, out_row = g.in_w * tn, shape.out_w // p * tn
+    in_blk, out_blk = g.in_h * in_row, shape.out_h // p * out_row
     load = comp = store = n_instr = 0
     for group in t.groups:
         if shape.unit_weight_words:
-            load += dma_linear_cycles(cfg, len(group) * shape.unit_weight_words * cfg.tm * cfg.tn)
-            load += dma_linear_cycles(cfg, len(group) * cfg.tm * PARAM_BYTES)
+            load += dma_linear_cycles(cfg, 0, len(group) * shape.unit_weight_words * cfg.tm * cfg.tn)
+            load += dma_linear_cycles(cfg, 0, len(group) * cfg.tm * PARAM_BYTES)
             n_instr += 2
         blocks = shape.ring_blocks(group)
+        in_b0 = 0 if shape.dense_in_blocks else group[0] * shape.unit_blocks
         obuf_blk = shape.obuf_blk(group)
         per_band = len(group) if shape.unit_weight_words else 1
         for q0 in range(0, shape.out_w, t.sc):
             q1 = min(shape.out_w, q0 + t.sc)
             x0, x1 = g.clip_cols(q0, q1)
-            load += shape.rings * (n_bands * lat + blocks * rows * ceil_div((x1 - x0) * tn, bw))
+            addr = in_b0 * in_blk + max(0, lo) * in_row + x0 * tn
+            beats = dma_box_beats(cfg, addr, in_blk, in_row, blocks, rows, (x1 - x0) * tn)
+            load += shape.rings * (n_bands * lat + beats)
             cols = q1 - q0
             if shape.unit_weight_words:
                 for u in group:
                     comp += (n_bands - 1) * shape.compute(t.br, cols, u) + shape.compute(last_br, cols, u)
             else:
                 comp += (n_bands - 1) * shape.compute(t.br, cols, obuf_blk) + shape.compute(last_br, cols, obuf_blk)
-            store += per_band * (n_bands * lat + obuf_blk * (shape.out_h // p) * ceil_div(cols // p * tn, bw))
+            addr = group[0] * shape.unit_blocks * out_blk + q0 // p * tn
+            store += per_band * n_bands * lat + dma_box_beats(cfg, addr, out_blk, out_row, per_band * obuf_blk,
+                                                              shape.out_h // p, cols // p * tn)
             n_instr += n_bands * (shape.rings + 2 * per_band)
     steps = max(1, len(t.groups) * t.strips * n_bands)
     fetch = n_instr * ceil_div(cfg.instr_bytes, bw)

@@ -6,6 +6,8 @@ words. Functions take plain numbers so the compiler can cost an instruction befo
 
 from __future__ import annotations
 
+import math
+
 from .config import AcceleratorConfig
 
 
@@ -13,16 +15,44 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def dma_box_cycles(cfg: AcceleratorConfig, nblk: int, nrows: int, ncols: int) -> int:
+def dma_segment_beats(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
+    """Beats of one contiguous transfer of ``nbytes`` from DRAM byte ``addr``: the port moves
+    aligned ``dram_bytes_per_cycle``-byte beats, so a transfer that does not start on a beat
+    boundary pays for the whole first beat. An empty transfer moves none."""
+    bw = cfg.dram_bytes_per_cycle
+    return ceil_div(addr % bw + nbytes, bw) if nbytes else 0
+
+
+def _residues(n: int, stride: int, bw: int) -> list[tuple[int, int]]:
+    """``(k*stride mod bw, count)`` for ``k < n``, grouped by one period of the residue."""
+    period = bw // math.gcd(stride, bw)
+    full, rest = divmod(n, period)
+    return [(k * stride % bw, full + (k < rest)) for k in range(min(n, period))]
+
+
+def dma_box_beats(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
+                  nbytes: int) -> int:
+    """Beats of a DRAM box: ``nblk x nrows`` segments of ``nbytes``, segment ``(b, r)`` at
+    ``addr + b*blk_stride + r*row_stride``, each costed by ``dma_segment_beats``. Only the
+    offsets modulo the beat matter, and they repeat, so this sums over one period of each
+    stride (at most ``dram_bytes_per_cycle`` terms each) however large the box."""
+    bw = cfg.dram_bytes_per_cycle
+    if blk_stride % bw == 0 and row_stride % bw == 0:  # the usual case: one offset for all (the tiler's hot path)
+        return nblk * nrows * dma_segment_beats(cfg, addr, nbytes)
+    return sum(nb * nr * dma_segment_beats(cfg, addr + ob + orow, nbytes)
+               for ob, nb in _residues(nblk, blk_stride, bw) for orow, nr in _residues(nrows, row_stride, bw))
+
+
+def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
+                   ncols: int) -> int:
     """LOAD_ACT / STORE: requests are pipelined, so the latency is paid once; each row
-    segment (one channel block of one row: ncols*tn contiguous bytes) streams at the port
-    bandwidth and starts on a fresh beat."""
-    return cfg.dram_latency + nblk * nrows * ceil_div(ncols * cfg.tn, cfg.dram_bytes_per_cycle)
+    segment (one channel block of one row: ``ncols*tn`` contiguous bytes) streams its beats."""
+    return cfg.dram_latency + dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn)
 
 
-def dma_linear_cycles(cfg: AcceleratorConfig, nbytes: int) -> int:
-    """LOAD_WGT: one contiguous burst."""
-    return cfg.dram_latency + ceil_div(nbytes, cfg.dram_bytes_per_cycle)
+def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
+    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``."""
+    return cfg.dram_latency + dma_segment_beats(cfg, addr, nbytes)
 
 
 def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int) -> int:

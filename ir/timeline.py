@@ -35,12 +35,12 @@ _POOLS = (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value)
 def instruction_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
     """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md)."""
     f, op = ins.f, ins.opcode
-    if op == Opcode.LOAD_ACT:
-        return cost.dma_box_cycles(cfg, f["src.nblk"], f["src.nrows"], f["src.ncols"])
-    if op == Opcode.STORE:
-        return cost.dma_box_cycles(cfg, f["dst.nblk"], f["dst.nrows"], f["dst.ncols"])
+    if op in (Opcode.LOAD_ACT, Opcode.STORE):
+        p = "src." if op == Opcode.LOAD_ACT else "dst."
+        return cost.dma_box_cycles(cfg, f[p + "dram_addr"], f[p + "blk_stride"], f[p + "row_stride"],
+                                   f[p + "nblk"], f[p + "nrows"], f[p + "ncols"])
     if op == Opcode.LOAD_WGT:
-        return cost.dma_linear_cycles(cfg, f["nbytes"])
+        return cost.dma_linear_cycles(cfg, f["dram_addr"], f["nbytes"])
     if op == Opcode.CONV:
         return cost.conv_cycles(cfg, bool(f["dataflow"]), bool(f["depthwise"]), f["inp.chans"],
                                 f["win.kh"], f["win.kw"], f["tile.rows"], f["tile.cols"])
