@@ -33,9 +33,10 @@ class AcceleratorConfig:
     output_buffer_bytes: int
     #: per-channel parameter entries (bias + shift) per weight bank
     param_entries: int
-    #: DRAM bandwidth of the data port, bytes per cycle
+    #: DRAM bandwidth, bytes per cycle, of the data (DMA) port and of the separate
+    #: instruction-fetch port each
     dram_bytes_per_cycle: int
-    #: DRAM latency: cycles from a request to its first data
+    #: DRAM latency: cycles from a request to its first data (both ports)
     dram_latency: int
     #: lanes of the post-processing unit (results retired per cycle)
     ppu_lanes: int

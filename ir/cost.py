@@ -82,6 +82,7 @@ def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: in
 
 
 def fetch_ready(cfg: AcceleratorConfig, index: int) -> int:
-    """Cycle at which instruction ``index`` of a segment is in the fetch buffer: the fetch port
-    streams instruction words back to back after one DRAM latency."""
+    """Cycle at which instruction ``index`` of a segment is in the fetch buffer: instruction
+    fetch has its own DRAM read port (not the DMA port), with the DMA port's latency and
+    bandwidth, and streams the segment's words back to back after one latency."""
     return cfg.dram_latency + ceil_div((index + 1) * cfg.instr_bytes, cfg.dram_bytes_per_cycle)
