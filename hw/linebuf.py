@@ -28,9 +28,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
-
-#: Width of on-chip byte addresses on the write ports (as the DMA's ``SRAM_ADDR_BITS``).
-SRAM_ADDR_BITS = 24
+from .dma import SRAM_ADDR_BITS
 
 
 def beat_write_layout(beat_bytes: int, banked: bool = False) -> data.StructLayout:

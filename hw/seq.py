@@ -10,7 +10,7 @@ A group of ``steps`` beats occupies ``slot = max(steps, drain)`` slots: after it
 the sequencer idles until the slot ends, so that groups reach the retire stage at least
 ``drain`` cycles apart (the accumulators are double-buffered: the next group accumulates
 while this one drains). ``start`` (the cycle the instruction is accepted) resets everything
-to zero; the first slot is the next cycle, and ``busy`` falls after the last slot.
+to zero; the first slot is the next cycle.
 
 Everything is kept incrementally — row and column offsets, ring row addresses, block
 offsets, weight rows, pooled output positions — so no multiplier sits in the per-cycle path.
@@ -51,12 +51,12 @@ def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.St
 
 
 class Sequencer(wiring.Component):
-    """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``busy``,
-    ``desc`` (the current slot's descriptor, combinational from the state registers)."""
+    """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``desc``
+    (the current slot's descriptor, combinational from the state registers)."""
 
     def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape):
         self.tn, self.copies, self.addr_bits = tn, copies, addr_bits
-        super().__init__({"start": In(1), "job": In(job_shape), "busy": Out(1),
+        super().__init__({"start": In(1), "job": In(job_shape),
                           "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits))})
 
     def elaborate(self, platform):
@@ -85,8 +85,7 @@ class Sequencer(wiring.Component):
         inner_last = x_last & y_last & bi_last
         beat = Signal()
         group_end = Signal()
-        m.d.comb += [beat.eq(active & (gs < j.steps)), group_end.eq(active & (gs == j.slot - 1)),
-                     self.busy.eq(active)]
+        m.d.comb += [beat.eq(active & (gs < j.steps)), group_end.eq(active & (gs == j.slot - 1))]
 
         # -- descriptor --------------------------------------------------------------------------
         addr, row_ok = [], []
