@@ -50,7 +50,8 @@ from .retire import Retire
 from .seq import Sequencer, desc_layout
 from .vecalu import VecALU
 
-#: Cycles from a beat's sequencer slot to its results' write, without drain and extra stages.
+#: The fixed part of an instruction's cycles: the line-buffer read, the MAC array and the PPU
+#: after the last beat's slot, less one cycle that the drain term already counts.
 BASE_LATENCY = 1 + MACArray.LATENCY + PPU.LATENCY - 1
 
 

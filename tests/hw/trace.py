@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from shiftflow.ir.decode import Instr, decode_program
-from shiftflow.ir.isa import INSTR_BYTES, Opcode
+from shiftflow.ir.config import AcceleratorConfig
+from shiftflow.ir.isa import BODY_OF, INSTR, INSTR_BYTES, Opcode, layout_table
 from shiftflow.ir.program import Program
 from shiftflow.ir.timeline import schedule
 from shiftflow.sim.accelerator import Accelerator
@@ -74,3 +75,21 @@ def trace(program: Program, select: Callable[[Instr], bool] = lambda ins: True, 
     tracer = _Tracer(select, limit)
     simulate(program, seed=seed, accelerator=tracer)
     return tracer.snapshots
+
+
+def variant(cfg: AcceleratorConfig, snap: Snapshot, **fields) -> Snapshot:
+    """``snap`` with body fields changed (dotted names below the opcode's body, ``__`` for
+    dots: ``post__pool=2``) and the output buffer the simulator's machine computes for it."""
+    body = BODY_OF[snap.ins.opcode]
+    where = {path: (offset, width) for path, offset, width, _ in layout_table(INSTR)}
+    value = int.from_bytes(snap.word, "little")
+    for name, v in fields.items():
+        offset, width = where[f"body.{body}.{name.replace('__', '.')}"]
+        mask = (1 << width) - 1
+        value = value & ~(mask << offset) | (v & mask) << offset
+    word = value.to_bytes(INSTR_BYTES, "little")
+    ins = decode_program(word)[0]
+    mach = Machine(cfg, 1)
+    mach.lb[:], mach.wbuf[:], mach.pbuf[:], mach.obuf[:] = snap.lb, snap.wbuf, snap.pbuf, snap.obuf_before
+    mach.execute(ins)
+    return Snapshot(ins, word, snap.lb, snap.wbuf, snap.pbuf, snap.obuf_before, mach.obuf.copy())
