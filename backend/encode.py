@@ -13,25 +13,19 @@ layout in ``ir/isa.py`` stays the only definition, and ``check`` compares agains
 from __future__ import annotations
 
 from amaranth.hdl import Shape
-from amaranth.lib import data, enum
+from amaranth.lib import enum
 
-from ..ir.isa import BODY_OF, Body, INSTR_BYTES, Opcode, encode
+from ..ir.isa import BODY_OF, Body, INSTR_BYTES, Opcode, encode, layout_table
 from .emit import Ins
 
 FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 
-def _leaves(layout, path=()):
-    """(path, width, signed, enum class or None) of every leaf field of a layout."""
-    for name, fld in layout:
-        shape = fld.shape
-        if isinstance(shape, data.Layout):
-            yield from _leaves(shape, path + (name,))
-        elif isinstance(shape, enum.EnumType):
-            yield path + (name,), Shape.cast(shape).width, False, shape
-        else:
-            s = Shape.cast(shape)
-            yield path + (name,), s.width, s.signed, None
+def _leaves(layout):
+    """(path as a tuple of names, width, signed, enum class or None) of every leaf field."""
+    for path, _, width, shape in layout_table(layout):
+        en = shape if isinstance(shape, enum.EnumType) else None
+        yield tuple(path.split(".")), width, Shape.cast(shape).signed, en
 
 
 def _nest(path: tuple[str, ...], value) -> dict:

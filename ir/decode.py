@@ -22,7 +22,7 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
-from .isa import BODY_OF, INSTR, INSTR_BYTES, UNIT_OF, Opcode, Unit
+from .isa import BODY_OF, INSTR, INSTR_BYTES, UNIT_OF, Opcode, Unit, layout_table
 from .program import ProgramError
 
 
@@ -35,23 +35,17 @@ class _Field:
     enum: enum.EnumType | None  # the field's enum, whose members are its only valid values
 
 
-def _leaves(layout: data.Layout, offset: int, prefix: str) -> list[_Field]:
-    out = []
-    for name, fld in layout:
-        if isinstance(fld.shape, data.Layout):
-            out += _leaves(fld.shape, offset + fld.offset, f"{prefix}{name}.")
-        else:
-            en = fld.shape if isinstance(fld.shape, enum.EnumType) else None
-            out.append(_Field(prefix + name, offset + fld.offset, fld.width, Shape.cast(fld.shape).signed, en))
-    return out
+def _leaves(layout: data.Layout, offset: int) -> list[_Field]:
+    return [_Field(path, offset + off, width, Shape.cast(shape).signed,
+                   shape if isinstance(shape, enum.EnumType) else None)
+            for path, off, width, shape in layout_table(layout)]
 
 
 def _layout_fields() -> tuple[dict[str, _Field], dict[Opcode, list[_Field]]]:
     members = dict(INSTR)
-    header = {f.name: f for f in _leaves(members["header"].shape, members["header"].offset, "")}
+    header = {f.name: f for f in _leaves(members["header"].shape, members["header"].offset)}
     body_offset = members["body"].offset
-    bodies = {op: _leaves(members["body"].shape.members[key], body_offset, "")
-              for op, key in BODY_OF.items()}
+    bodies = {op: _leaves(members["body"].shape.members[key], body_offset) for op, key in BODY_OF.items()}
     return header, bodies
 
 

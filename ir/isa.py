@@ -251,15 +251,16 @@ def to_dict(word: bytes) -> dict:
     return out
 
 
-def layout_table(layout, prefix: str = "") -> list[tuple[str, int, int, str]]:
-    """(field, bit offset, width, shape) rows of a layout, for the generated ISA docs."""
+def layout_table(layout, prefix: str = "") -> list[tuple[str, int, int, object]]:
+    """``(path, bit offset, width, shape)`` of every leaf field of a layout, in layout order:
+    ``path`` dotted (``"inp.ring.base"``), the offset from the layout's bit 0, ``shape`` the
+    field's amaranth shape or enum. The one walk over the layouts that the decoder, the
+    encoder and the generated field tables (``ir/isa_doc.py``) build on."""
     rows = []
     for name, fld in layout:
         path = f"{prefix}{name}"
         if isinstance(fld.shape, data.Layout):
             rows += [(p, fld.offset + off, w, s) for p, off, w, s in layout_table(fld.shape, path + ".")]
         else:
-            shape = fld.shape
-            desc = shape.__name__ if isinstance(shape, type) else str(shape)
-            rows.append((path, fld.offset, fld.width, desc))
+            rows.append((path, fld.offset, fld.width, fld.shape))
     return rows
