@@ -85,8 +85,8 @@ def test_every_enum_field_is_checked():
 
 
 def _build(tmp_path, instructions: bytes):
-    program = Program(TINY, instructions, b"", Graph("g", (), (), (), {}), {"dram": {}, "inputs": {}, "outputs": {}, "segments": [],
-                                                           "layers": [], "tensors": {}})
+    manifest = {"dram": {}, "inputs": {}, "outputs": {}, "segments": [], "layers": [], "tensors": {}}
+    program = Program(TINY, instructions, b"", Graph("g", (), (), (), {}), manifest)
     save_program(program, tmp_path)
     return tmp_path
 
