@@ -15,36 +15,12 @@ from shiftflow.backend.compile import compile_model
 from shiftflow.ir.config import TARGETS
 from shiftflow.sim.check import check_simulation
 from tests.modelgen import conv_layer_model
-
-
-@st.composite
-def layers(draw):
-    k = draw(st.integers(1, 7))
-    dilation = draw(st.integers(1, 2))
-    span = dilation * (k - 1) + 1
-    pads = draw(st.tuples(*[st.integers(0, k - 1)] * 4))
-    # From a single pixel up to maps several strips wide; the padded map must hold one window.
-    h = draw(st.integers(max(1, span - pads[0] - pads[2]), 40))
-    w = draw(st.integers(max(1, span - pads[1] - pads[3]), 40))
-    kind = draw(st.sampled_from(["dense", "depthwise", "grouped"]))
-    if kind == "dense":
-        cin, cout, groups = draw(st.integers(1, 37)), draw(st.integers(1, 37)), 1
-    elif kind == "depthwise":
-        cin = draw(st.integers(1, 37))
-        groups, cout = cin, cin
-    else:
-        groups = draw(st.integers(2, 4))
-        cin, cout = groups * draw(st.integers(1, 5)), groups * draw(st.integers(1, 5))
-    return dict(cin=cin, cout=cout, hw=(h, w), k=k, stride=draw(st.integers(1, 2)), pad=pads, dilation=dilation,
-                groups=groups, wbits=draw(st.integers(2, 8)), abits=draw(st.integers(2, 8)),
-                in_bits=draw(st.integers(2, 8)), act=draw(st.sampled_from(["none", "relu", "leaky"])),
-                per_channel=draw(st.booleans()), pow2=draw(st.booleans()), bias=draw(st.booleans()),
-                seed=draw(st.integers(0, 2**16)))
+from tests.strategies import conv_layers
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=layers(), dataflow=st.sampled_from(["auto", "channel", "pixel"]))
+@given(case=conv_layers(max_hw=40, max_ch=37), dataflow=st.sampled_from(["auto", "channel", "pixel"]))
 def test_single_layer_simulates_bit_exactly(target, case, dataflow, tmp_path):
     path = tmp_path / "layer.onnx"
     onnx.save(conv_layer_model(**case), path)
