@@ -12,7 +12,7 @@ Loop nest (outer to inner; docs/isa.md): output rows ``r`` (``n_r``; each row re
 channel blocks ``bo`` (VEC), input blocks or channels ``bi`` (CONV), kernel rows ``y``,
 kernel columns ``x``. A CONV group is ``(r, q)``: its ``steps = n_bi*n_y*n_x`` beats
 accumulate into one set of sums; a VEC group is ``(r, q, bo)`` with ``n_y*n_x`` taps.
-Each group occupies ``slot`` cycles (``max(steps, drain)`` for CONV). Counts of zero (only
+Each group occupies ``max(steps, drain)`` cycles. Counts of zero (only
 in hostile programs) run once: a zero reduction count masks every activation (``empty``),
 a zero output count writes nothing (``nowrite``).
 """
@@ -56,7 +56,7 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
         "kind": unsigned(2), "pixel": unsigned(1), "depthwise": unsigned(1), "pow2": unsigned(1), "op": VecOp,
         "n_r": unsigned(12), "n_q": unsigned(16), "n_bo": unsigned(12), "n_bi": unsigned(12),
         "n_y": unsigned(4), "n_x": unsigned(4), "rep_r": unsigned(4), "rep_q": unsigned(4),
-        "steps": unsigned(STEP_BITS), "slot": unsigned(STEP_BITS), "empty": unsigned(1), "nowrite": unsigned(1),
+        "empty": unsigned(1), "nowrite": unsigned(1),
         "dh": unsigned(3), "sh": unsigned(2), "dcol": unsigned(3), "csw": unsigned(12), "lsw": unsigned(2),
         "a": operand_layout(addr_bits), "b": operand_layout(addr_bits),
         "w_row": unsigned(wrow_bits), "wl_wrap": lane,
@@ -121,7 +121,6 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     sh = Mux(resize, 1, win.sh)
     sw = Mux(resize, 1, win.sw)
     n_bi1, n_y1, n_x1 = _at_least_one(n_bi), _at_least_one(n_y), _at_least_one(n_x)
-    steps = n_bi1 * n_y1 * n_x1
     drain = Mux(pixel, tm * tn // lanes, 1)
     pool = _at_least_one(post.pool)
     qstep = Mux(pixel, tn, 1)
@@ -133,7 +132,6 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "n_r": _at_least_one(tile.rows), "n_q": _at_least_one(n_q), "n_bo": _at_least_one(n_bo), "n_bi": n_bi1,
         "n_y": n_y1, "n_x": n_x1,
         "rep_r": Mux(resize, _at_least_one(win.kh), 1), "rep_q": Mux(resize, _at_least_one(win.kw), 1),
-        "steps": steps, "slot": Mux(steps > drain, steps, drain),
         "empty": (n_bi == 0) | (n_y == 0) | (n_x == 0),
         "nowrite": (tile.rows == 0) | (n_q == 0) | (n_bo == 0),
         "dh": win.dh, "sh": sh, "dcol": win.dw, "csw": Mux(pixel, sw << lg_tn, sw), "lsw": Mux(pixel, sw, 0),

@@ -6,10 +6,12 @@ line-buffer copy), weight row and lane, which lanes read real data (the others r
 padding by position, lanes past ``chans``), and, with a group's last beat, the group's
 output position (:data:`Meta`) for the retire stage.
 
-A group of ``steps`` beats occupies ``slot = max(steps, drain)`` slots: after its last beat
-the sequencer idles until the slot ends, so that groups reach the retire stage at least
-``drain`` cycles apart (the accumulators are double-buffered: the next group accumulates
-while this one drains). ``start`` (the cycle the instruction is accepted) resets everything
+A group of ``steps`` beats occupies ``max(steps, drain)`` slots: after its last beat the
+sequencer pads until the group has had ``drain`` slots, so that groups reach the retire stage
+at least ``drain`` cycles apart (the accumulators are double-buffered: the next group
+accumulates while this one drains). No product of loop counts is needed: the group ends when
+its inner loops are done and its slot counter has reached ``drain - 1``. ``start`` (the
+cycle the instruction is accepted) resets everything
 to zero; the first slot is the next cycle.
 
 Everything is kept incrementally — row and column offsets, ring row addresses, block
@@ -68,7 +70,9 @@ class Sequencer(wiring.Component):
         r, q, bo, bi = Signal(12), Signal(16), Signal(12), Signal(12)
         rsub, qsub, y, x = Signal(4), Signal(4), Signal(4), Signal(4)
         cl, wl = Signal(lane_bits), Signal(lane_bits)
-        gs = Signal(STEP_BITS)
+        gs = Signal(range(tn + 1))  # slots into the group, saturating at drain - 1 (<= tn - 1)
+        padding = Signal()  # the group's beats are done, its drain slots are not
+        fresh = Signal()  # no beat of the group yet
         ro_r, ro, co_q, co = (Signal(OFF_BITS, name=n) for n in ("ro_r", "ro", "co_q", "co"))
         ra_r = [Signal(aw, name=f"ra_r{o}") for o in "ab"]
         ra = [Signal(aw, name=f"ra{o}") for o in "ab"]
@@ -85,7 +89,8 @@ class Sequencer(wiring.Component):
         inner_last = x_last & y_last & bi_last
         beat = Signal()
         group_end = Signal()
-        m.d.comb += [beat.eq(active & (gs < j.steps)), group_end.eq(active & (gs == j.slot - 1))]
+        m.d.comb += [beat.eq(active & ~padding),
+                     group_end.eq(active & (padding | inner_last) & (gs >= j.drain - 1))]
 
         # -- descriptor --------------------------------------------------------------------------
         addr, row_ok = [], []
@@ -107,7 +112,7 @@ class Sequencer(wiring.Component):
             chan_ok = cleft > lane
             m.d.comb += [d.lane_ok[lane].eq(~j.empty & Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
                          d.b_ok[lane].eq(b_tap & chan_ok)]
-        m.d.comb += [d.valid.eq(beat), d.first.eq(gs == 0), d.last.eq(beat & inner_last), d.tap_ok.eq(tap_ok),
+        m.d.comb += [d.valid.eq(beat), d.first.eq(fresh), d.last.eq(beat & inner_last), d.tap_ok.eq(tap_ok),
                      d.stride.eq(j.lsw), d.w_row.eq(j.w_row + wrow), d.wl.eq(wl), d.cl.eq(cl)]
         # Copy 0: operand a; copy 1: VEC's operand b, else (depthwise) a's next block; copy c:
         # a's block c.
@@ -126,12 +131,13 @@ class Sequencer(wiring.Component):
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
 
         with m.If(self.start):
-            m.d.sync += active.eq(1)
-            for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
+            m.d.sync += [active.eq(1), fresh.eq(1)]
+            for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
                       rpm, qm, prow, pcol, q0, qd):
                 m.d.sync += s.eq(0)
         with m.Elif(active):
-            m.d.sync += gs.eq(Mux(group_end, 0, gs + 1))
+            m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.drain - 1, gs, gs + 1))),
+                         padding.eq(~group_end & (padding | inner_last)), fresh.eq(group_end)]
             with m.If(group_end):
                 with m.If(~bo_last):  # VEC: next channel block of the same pixel
                     m.d.sync += [bo.eq(bo + 1), cbase.eq(cbase + tn)]

@@ -24,7 +24,7 @@ from tests.hw.replay import expected_cycles, replay
 from tests.hw.streams import simulate
 from tests.hw.trace import trace, variant
 from tests.modelgen import conv_layer_model
-from tests.sim.test_single_layers import layers as single_layers
+from tests.strategies import conv_layers
 
 
 def first_of_each(kinds: dict):
@@ -189,20 +189,8 @@ def test_named_targets_are_buildable():
         check_config(cfg)
 
 
-def small(case: dict) -> dict:
-    """A layer of the simulator's hypothesis strategy scaled down for amaranth.sim: at most
-    12x12 (still holding one window) and 8 channels per group."""
-    k, pads = case["k"], case["pad"]
-    span = case["dilation"] * (k - 1) + 1
-    hw = tuple(max(span - pads[i] - pads[i + 2], min(case["hw"][i], 12)) for i in range(2))
-    g = case["groups"]
-    cin, cout = case["cin"] // g, case["cout"] // g
-    g = min(g, 8)
-    return case | {"hw": hw, "groups": g, "cin": g * min(cin, max(1, 8 // g)), "cout": g * min(cout, max(1, 8 // g))}
-
-
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=single_layers().map(small), dataflow=st.sampled_from(["channel", "pixel"]))
+@given(case=conv_layers(max_hw=10), dataflow=st.sampled_from(["channel", "pixel"]))
 def test_random_conv_layers(case, dataflow, tmp_path):
     check_replay(compiled(tmp_path, conv_layer_model(**case), dataflow), {Opcode.CONV: 2})
