@@ -49,9 +49,13 @@ Mode = data.StructLayout({"a_signed": unsigned(1), "pow2": unsigned(1), "dataflo
 def weight_value(w: Value, pow2: Value) -> Value:
     """The signed value of weight byte ``w``: two's complement, or the pow2 code's ``±2**e``
     (signed, 17 bits). Decoding pow2 to a multiplier operand keeps one datapath (a DSP
-    multiply) for both encodings instead of a barrel shifter per PE."""
-    mag = (Const(1, 16) << w[0:4])[:16]
-    return Mux(pow2, Mux(w[6], Mux(w[7], -mag, mag), 0), w.as_signed())
+    multiply) for both encodings instead of a barrel shifter per PE. ``-2**e`` is formed as
+    ones from bit ``e`` up, not by negating ``2**e``: no carry chain sits between the weight
+    memory and the multiplier (it was the compute unit's critical path)."""
+    e = w[0:4]
+    mag = (Const(1, 17) << e)[:17]
+    neg = (Const((1 << 17) - 1, 17) << e)[:17]
+    return Mux(pow2, Mux(w[6], Mux(w[7], neg, mag), 0).as_signed(), w.as_signed())
 
 
 def product(a: Value, w: Value, a_signed: Value, pow2: Value) -> Value:
