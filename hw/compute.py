@@ -22,10 +22,11 @@ max(steps, drain)`` slots per group (:func:`conv_unit_cycles`, :func:`vec_unit_c
     C = 1                                                          (NOP)
 
 That is ``ir.cost`` plus the last group's drain, ``min(steps, drain)``, which the cost model
-leaves out: the group's sums reach the PPU ``drain`` cycles apart from the previous group's
-but the last group's drain cannot overlap anything. The fixed part is the sequencer slot to
-the line-buffer read (1), the MAC array (3), the PPU (3) and the write in the ``done`` cycle,
-6 cycles; ``pe_latency - 6`` register stages after the sequencer make it ``pe_latency``.
+leaves out: every group's drain overlaps the next group's beats, but the last group's has
+nothing to overlap. The fixed part, 6 cycles, is the line-buffer read (1), the MAC array (3)
+and the PPU (3) after the last beat's slot, less the first drain cycle that the drain term
+counts; ``pe_latency - 6`` extra register stages (block-RAM output registers, then the
+operand router's output, then the descriptor) make it ``pe_latency``.
 
 Ports: ``instr`` (stream of ``ir.isa.INSTR``), ``done``, ``lb_w``/``wb_w``/``pb_w`` (load unit
 writes, :mod:`hw.buffers`), ``ob_r``/``ob_rdata`` (store unit reads).
@@ -96,6 +97,13 @@ def vec_unit_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, col
     return vec_cycles(cfg, taps, nblk, rows, cols) + 1
 
 
+def _stage(m: Module, value, name: str):
+    """``value`` one cycle later (a register of the same shape)."""
+    reg = Signal.like(value, name=name)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
 class ComputeUnit(wiring.Component):
     """The compute unit for ``cfg`` (see the module docstring). The memories are attributes
     (``lb``, ``wb``, ``pb``, ``ob``) with ``sim_load``/``sim_dump`` helpers for testbenches."""
@@ -155,19 +163,19 @@ class ComputeUnit(wiring.Component):
         with m.If(p_load):
             m.d.sync += params.eq(pb.rd_data)
 
-        # -- descriptor: pe_latency - BASE_LATENCY stages, then the memory read ----------------
+        # -- descriptor, memory read, operand router, with pe_latency - BASE_LATENCY extra
+        # register stages where they cut the longest paths: first the memories' outputs (block
+        # RAM output registers), then the router's output, then before the memories.
+        extra = cfg.pe_latency - BASE_LATENCY
         desc = seq.desc
-        for k in range(cfg.pe_latency - BASE_LATENCY):
-            staged = Signal(self.desc_shape, name=f"desc_stage{k}")
-            m.d.sync += staged.eq(desc)
-            desc = staged
+        for k in range(max(0, extra - 2)):
+            desc = _stage(m, desc, f"desc_stage{k}")
         m.d.comb += [lb.rd_addr.eq(desc.addr), lb.rd_stride.eq(desc.stride), wb.rd_addr.eq(desc.w_row)]
-        rd = Signal(self.desc_shape)
-        m.d.sync += rd.eq(desc)
-
-        # -- operand router ------------------------------------------------------------------------
+        rd = _stage(m, desc, "rd")
         words, wgt = lb.rd_data, wb.rd_data
-        beat = mac.i.payload
+        if extra >= 1:
+            rd, words, wgt = _stage(m, rd, "rd_reg"), _stage(m, words, "words_reg"), _stage(m, wgt, "wgt_reg")
+        beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")
         for i in range(tm):
             for lane in range(tn):
                 dense = Mux(job.pixel, words[0][lane][rd.cl], words[0][0][lane])
@@ -175,15 +183,17 @@ class ComputeUnit(wiring.Component):
                 ok = rd.lane_ok[lane] & (~job.depthwise | (job.chans > i))
                 m.d.comb += [beat.act[i][lane].eq(Mux(ok, act, 0)),
                              beat.wgt[i][lane].eq(Mux(job.pixel, wgt[i][rd.wl], wgt[i][lane]))]
-        m.d.comb += [mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)), beat.first.eq(rd.first),
-                     beat.last.eq(rd.last), mac.mode.a_signed.eq(job.a.signed_), mac.mode.pow2.eq(job.pow2),
-                     mac.mode.dataflow.eq(Mux(job.pixel, Dataflow.PIXEL, Dataflow.CHANNEL))]
-        vb = vec.i.payload
-        m.d.comb += [vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)), vb.a.eq(words[0][0]), vb.b.eq(words[1][0]),
-                     vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok), vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first),
-                     vb.last.eq(rd.last), vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_),
-                     vec.mode.b_signed.eq(job.b.signed_), vec.mode.shift_a.eq(job.shift_a),
-                     vec.mode.shift_b.eq(job.shift_b)]
+        m.d.comb += [beat.first.eq(rd.first), beat.last.eq(rd.last),
+                     vb.a.eq(words[0][0]), vb.b.eq(words[1][0]), vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
+                     vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first), vb.last.eq(rd.last)]
+        if extra >= 2:
+            rd, beat, vb = _stage(m, rd, "beat_desc"), _stage(m, beat, "beat_reg"), _stage(m, vb, "vec_beat_reg")
+        m.d.comb += [mac.i.payload.eq(beat), mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)),
+                     mac.mode.a_signed.eq(job.a.signed_), mac.mode.pow2.eq(job.pow2),
+                     mac.mode.dataflow.eq(Mux(job.pixel, Dataflow.PIXEL, Dataflow.CHANNEL)),
+                     vec.i.payload.eq(vb), vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)),
+                     vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_), vec.mode.b_signed.eq(job.b.signed_),
+                     vec.mode.shift_a.eq(job.shift_a), vec.mode.shift_b.eq(job.shift_b)]
 
         # -- group metadata alongside the MAC array / vector ALU, then retire ---------------------
         meta, meta_valid = rd.meta, rd.valid & rd.last

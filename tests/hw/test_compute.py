@@ -88,8 +88,8 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
-#: drain 4), pe_latency 7 (one register stage after the sequencer).
-WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=7)
+#: drain 4), pe_latency 9 (every kind of extra register stage).
+WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=9)
 
 
 @pytest.mark.parametrize("model,dataflow,feature", [
