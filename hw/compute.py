@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import conv_cycles, conv_inner_steps, vec_cycles
+from ..ir.cost import conv_cycles, conv_drain, conv_inner_steps, vec_cycles
 from ..ir.isa import INSTR, Dataflow
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
 from .job import Kind, decode_job, job_layout
@@ -88,8 +88,7 @@ def conv_unit_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans
     """Cycles of a CONV on the compute unit (accept to ``done``): ``ir.cost.conv_cycles`` plus
     the last group's drain."""
     steps = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
-    drain = -(-cfg.tm * cfg.tn // cfg.ppu_lanes) if pixel else -(-cfg.tm // cfg.ppu_lanes)
-    return conv_cycles(cfg, pixel, depthwise, chans, kh, kw, rows, cols) + min(steps, drain)
+    return conv_cycles(cfg, pixel, depthwise, chans, kh, kw, rows, cols) + min(steps, conv_drain(cfg, pixel))
 
 
 def vec_unit_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:

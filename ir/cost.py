@@ -62,6 +62,11 @@ def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans
     return ceil_div(chans, cfg.tn) * kh * kw
 
 
+def conv_drain(cfg: AcceleratorConfig, pixel: bool) -> int:
+    """Cycles the post-processing unit needs to retire one pixel group's results."""
+    return ceil_div(cfg.tm * cfg.tn if pixel else cfg.tm, cfg.ppu_lanes)
+
+
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
                 rows: int, cols: int) -> int:
     """CONV: per output row, pixel groups (one pixel for channel-parallel, tn pixels for
@@ -70,10 +75,10 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     pipeline latency once per instruction."""
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
     if pixel:
-        groups, drain = ceil_div(cols, cfg.tn), ceil_div(cfg.tm * cfg.tn, cfg.ppu_lanes)
+        groups = ceil_div(cols, cfg.tn)
     else:
-        groups, drain = cols, ceil_div(cfg.tm, cfg.ppu_lanes)
-    return rows * groups * max(inner, drain) + cfg.pe_latency
+        groups = cols
+    return rows * groups * max(inner, conv_drain(cfg, pixel)) + cfg.pe_latency
 
 
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
