@@ -15,15 +15,14 @@
 Semantics are docs/isa.md's and sim/machine.py's, bit for bit. Timing: an instruction
 accepted on ``instr`` in cycle 0 pulses ``done`` in cycle ``C`` and the next instruction can
 be accepted in that same cycle (``instr.ready`` is ``~busy | done``), where, with ``S =
-max(steps, drain)`` slots per group (:func:`conv_unit_cycles`, :func:`vec_unit_cycles`):
+max(steps, drain)`` slots per group (exactly ``ir.cost.conv_cycles`` / ``vec_cycles``):
 
     C = rows * groups * S + min(steps, drain) + pe_latency        (CONV)
     C = rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1)
     C = 1                                                          (NOP)
 
-That is ``ir.cost`` plus the last group's drain, ``min(steps, drain)``, which the cost model
-leaves out: every group's drain overlaps the next group's beats, but the last group's has
-nothing to overlap. The fixed part, 6 cycles, is the line-buffer read (1), the MAC array (3)
+Every group's drain overlaps the next group's beats; the last group's, ``min(steps, drain)``,
+has nothing to overlap. The fixed part, 6 cycles, is the line-buffer read (1), the MAC array (3)
 and the PPU (3) after the last beat's slot, less the first drain cycle that the drain term
 counts; ``pe_latency - 6`` extra register stages (block-RAM output registers, then the
 operand router's output, then the descriptor) make it ``pe_latency``.
@@ -40,7 +39,6 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import conv_cycles, conv_drain, conv_inner_steps, vec_cycles
 from ..ir.isa import INSTR, Dataflow
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
 from .job import Kind, decode_job, job_layout
@@ -81,19 +79,6 @@ def check_config(cfg: AcceleratorConfig) -> None:
     for ok, message in rules:
         if not ok():
             raise ShiftflowError(f"compute unit for target {cfg.name!r}: {message}")
-
-
-def conv_unit_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
-                     rows: int, cols: int) -> int:
-    """Cycles of a CONV on the compute unit (accept to ``done``): ``ir.cost.conv_cycles`` plus
-    the last group's drain."""
-    steps = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
-    return conv_cycles(cfg, pixel, depthwise, chans, kh, kw, rows, cols) + min(steps, conv_drain(cfg, pixel))
-
-
-def vec_unit_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
-    """Cycles of a VEC on the compute unit: ``ir.cost.vec_cycles`` plus one drain cycle."""
-    return vec_cycles(cfg, taps, nblk, rows, cols) + 1
 
 
 def _stage(m: Module, value, name: str):

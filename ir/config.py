@@ -44,6 +44,11 @@ class AcceleratorConfig:
     pe_latency: int = 6
     #: depth of each unit's instruction queue
     queue_depth: int = 8
+    #: instruction-fetch buffer, instructions: fetched or in flight but not yet dispatched
+    fetch_depth: int = 32
+    #: depth of each dependency-token FIFO (a counter in hardware); a program whose tokens
+    #: would ever exceed it is rejected by the cycle model
+    token_depth: int = 15
     #: weight encodings the PE array implements
     weight_encodings: tuple[str, ...] = ("int", "pow2")
     #: accumulator width of the PE array and the post-processing unit
@@ -60,7 +65,7 @@ class AcceleratorConfig:
         object.__setattr__(self, "budget", dict(self.budget))
         problems = []
         for f in ("tm", "tn", "line_buffer_bytes", "weight_bank_bytes", "output_buffer_bytes", "param_entries",
-                  "dram_bytes_per_cycle", "ppu_lanes", "queue_depth"):
+                  "dram_bytes_per_cycle", "ppu_lanes", "queue_depth", "fetch_depth", "token_depth"):
             if int(getattr(self, f)) <= 0:
                 problems.append(f"{f} must be positive")
         if self.tm % self.tn:
@@ -68,6 +73,8 @@ class AcceleratorConfig:
         bw = self.dram_bytes_per_cycle
         if bw & (bw - 1) or bw % self.tn:
             problems.append(f"dram_bytes_per_cycle ({bw}) must be a power of two and a multiple of tn ({self.tn})")
+        elif self.instr_bytes % bw:
+            problems.append(f"instr_bytes ({self.instr_bytes}) must be whole DRAM beats ({bw} bytes)")
         if self.dram_latency < 0 or self.pe_latency < 1:
             problems.append("dram_latency must be >= 0 and pe_latency >= 1")
         if not set(self.weight_encodings) <= {"int", "pow2"}:

@@ -71,23 +71,37 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
                 rows: int, cols: int) -> int:
     """CONV: per output row, pixel groups (one pixel for channel-parallel, tn pixels for
     pixel-parallel) each take max(accumulation steps, post-processing drain) cycles — the
-    accumulators are double-buffered so draining overlaps the next group — plus the fixed
-    pipeline latency once per instruction."""
+    accumulators are double-buffered so a group's drain overlaps the next group's steps —
+    then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
+    first chunk retires with its last step), and the fixed pipeline latency."""
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
-    if pixel:
-        groups = ceil_div(cols, cfg.tn)
-    else:
-        groups = cols
-    return rows * groups * max(inner, conv_drain(cfg, pixel)) + cfg.pe_latency
+    drain = conv_drain(cfg, pixel)
+    groups = ceil_div(cols, cfg.tn) if pixel else cols
+    return rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 
 
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
-    """VEC: one word (tn lanes) per cycle per window tap (ADD reads both operands at once)."""
-    return rows * cols * nblk * max(1, taps) + cfg.pe_latency
+    """VEC: one word (tn lanes) per cycle per window tap (ADD reads both operands at once),
+    then the last word's one-cycle drain and the fixed pipeline latency."""
+    return rows * cols * nblk * max(1, taps) + 1 + cfg.pe_latency
 
 
-def fetch_ready(cfg: AcceleratorConfig, index: int) -> int:
-    """Cycle at which instruction ``index`` of a segment is in the fetch buffer: instruction
-    fetch has its own DRAM read port (not the DMA port), with the DMA port's latency and
-    bandwidth, and streams the segment's words back to back after one latency."""
-    return cfg.dram_latency + ceil_div((index + 1) * cfg.instr_bytes, cfg.dram_bytes_per_cycle)
+def fetch_beats(cfg: AcceleratorConfig) -> int:
+    """DRAM beats of one instruction word (``instr_bytes`` is whole beats, see the config)."""
+    return cfg.instr_bytes // cfg.dram_bytes_per_cycle
+
+
+def fetch_ready(cfg: AcceleratorConfig, index: int, prev_ready: int | None = None,
+                freed: int | None = None) -> int:
+    """Cycle at which instruction ``index`` of a segment is in the fetch buffer. Fetch has its
+    own DRAM read port (not the DMA port) with the DMA port's latency and bandwidth: one burst
+    per instruction, requested while the buffer (``fetch_depth`` instructions, counting those
+    in flight) has room, answered in order at one beat a cycle. ``prev_ready`` is instruction
+    ``index - 1``'s ready cycle; ``freed`` the dispatch cycle of instruction
+    ``index - fetch_depth``, whose slot this one reuses (its request goes out the cycle
+    after)."""
+    nb = fetch_beats(cfg)
+    ready = cfg.dram_latency + nb if prev_ready is None else prev_ready + nb
+    if freed is not None:
+        ready = max(ready, freed + 1 + cfg.dram_latency + nb)
+    return ready

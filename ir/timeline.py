@@ -8,7 +8,8 @@ pass in program order. Readings of the contract that the text leaves open are st
 ``docs/simulator.md`` ("Cycle model"); the ones that matter here:
 
 - the token FIFOs start empty at each segment (FINISH drains the machine; tokens still queued
-  then are dropped), and they are unbounded;
+  then are dropped) and hold ``token_depth`` tokens; a program that would ever hold more in
+  one FIFO is rejected (``ProgramError``), so the hardware's counters never overflow;
 - a pop must be matched by an earlier push in program order (the compiler's promise); a pop
   with none is a token deadlock and raises ``ProgramError`` naming the instruction.
 """
@@ -93,7 +94,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
         if ins.opcode == Opcode.FINISH and k != len(instrs) - 1:
             raise ProgramError(f"{ins.where()} ends the segment before its last instruction {instrs[-1].index}")
         u = ins.unit.value
-        f = cost.fetch_ready(cfg, k)
+        f = cost.fetch_ready(cfg, k, fetch[-1] if k else None,
+                             dispatch[k - cfg.fetch_depth] if k >= cfg.fetch_depth else None)
         d = f if k == 0 else max(f, dispatch[-1] + 1)
         queue = starts[u]
         if len(queue) >= cfg.queue_depth:
@@ -122,7 +124,31 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
         end.append(e)
         costs.append(c)
         stall.append(s - ready)
+    for src, dst in fifos:
+        _check_token_depth(cfg, instrs, start, end, src, dst)
     return Timeline(instrs, fetch, dispatch, start, end, costs, stall)
+
+
+def _check_token_depth(cfg: AcceleratorConfig, instrs: list[Instr], start: list[int], end: list[int],
+                       src: int, dst: int) -> None:
+    """Raise ``ProgramError`` if the FIFO of tokens from unit ``src`` to ``dst`` ever holds more
+    than ``token_depth``: a token is in it from its push (the end of the pushing instruction)
+    to its pop (the start of the popping one; a pop in the push's cycle never counts it)."""
+    def pushes(ins):
+        return ins.push_next if _NEXT.get(src) == dst else ins.push_prev
+
+    def pops(ins):
+        return ins.pop_prev if _PREV.get(dst) == src else ins.pop_next
+
+    events = sorted([(end[k], 1, k) for k, ins in enumerate(instrs) if ins.unit.value == src and pushes(ins)]
+                    + [(start[k], -1, k) for k, ins in enumerate(instrs) if ins.unit.value == dst and pops(ins)])
+    level = 0
+    for _, delta, k in events:  # a pop sorts before a push of the same cycle, which it may take
+        level += delta
+        if level > cfg.token_depth:
+            raise ProgramError(f"{instrs[k].where()} pushes a token that would be number {level} waiting in the "
+                               f"{_UNIT_NAMES[src]}->{_UNIT_NAMES[dst]} FIFO, deeper than token_depth "
+                               f"({cfg.token_depth})")
 
 
 def layer_cycles(layers: list[dict], tl: Timeline) -> dict[int, int]:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shiftflow.hw.compute import ComputeUnit, conv_unit_cycles, vec_unit_cycles
+from shiftflow.hw.compute import ComputeUnit
 from shiftflow.ir.config import AcceleratorConfig
-from shiftflow.ir.cost import ceil_div
 from shiftflow.ir.decode import Instr
-from shiftflow.ir.isa import INSTR, Dataflow, Opcode, VecOp
+from shiftflow.ir.isa import INSTR
+from shiftflow.ir.timeline import instruction_cycles
 from tests.hw.streams import simulate
 from tests.hw.trace import Snapshot
 
@@ -24,15 +24,9 @@ class Outcome:
 
 
 def expected_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
-    """The compute unit's documented cycle count for ``ins`` (``hw.compute``)."""
-    f = ins.f
-    if ins.opcode == Opcode.CONV:
-        return conv_unit_cycles(cfg, f["dataflow"] == Dataflow.PIXEL.value, bool(f["depthwise"]), f["inp.chans"],
-                                f["win.kh"], f["win.kw"], f["tile.rows"], f["tile.cols"])
-    if ins.opcode == Opcode.VEC:
-        taps = f["win.kh"] * f["win.kw"] if f["op"] in (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value) else 1
-        return vec_unit_cycles(cfg, taps, ceil_div(f["inp.chans"], cfg.tn), f["tile.rows"], f["tile.cols"])
-    return 1
+    """The cycle model's count for ``ins`` (``ir.timeline.instruction_cycles``), which the
+    compute unit must take from acceptance to ``done``."""
+    return instruction_cycles(cfg, ins)
 
 
 def replay(cfg: AcceleratorConfig, snapshots: list[Snapshot], dut: ComputeUnit | None = None) -> list[Outcome]:

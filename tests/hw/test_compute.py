@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from shiftflow.backend.compile import compile_model
 from shiftflow.errors import ShiftflowError
-from shiftflow.hw.compute import ComputeUnit, check_config, conv_unit_cycles
+from shiftflow.hw.compute import ComputeUnit, check_config
 from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.ir.cost import conv_cycles
 from shiftflow.ir.isa import INSTR, Opcode, encode
@@ -165,11 +165,11 @@ def test_back_to_back_and_nop(tmp_path):
     assert dones == [ca, ca + 1, ca + 1 + cb]
 
 
-def test_cycles_are_the_cost_model_plus_the_last_drain():
-    # tiny: drain = ceil(16/8) = 2 pixel-parallel, 1 channel-parallel
-    assert conv_unit_cycles(TINY, True, False, 3, 3, 3, 2, 8) == conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) + 2
-    assert conv_unit_cycles(TINY, True, True, 4, 1, 1, 2, 8) == conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) + 1
-    assert conv_unit_cycles(TINY, False, False, 3, 3, 3, 2, 8) == conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) + 1
+def test_cycle_model_counts_the_last_drain():
+    # tiny: drain = ceil(16/8) = 2 pixel-parallel, 1 channel-parallel; pe_latency 6
+    assert conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) == 2 * 2 * 27 + 2 + 6
+    assert conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) == 2 * 2 * 2 + 1 + 6
+    assert conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) == 2 * 8 * 9 + 1 + 6
 
 
 @pytest.mark.parametrize("change,match", [

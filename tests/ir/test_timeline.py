@@ -1,5 +1,7 @@
 """The cycle model against hand-computed timelines (docs/isa.md, "Cycle model")."""
 
+import dataclasses
+
 import pytest
 
 from shiftflow.ir.config import TINY
@@ -18,7 +20,8 @@ def wgt(nbytes, **flags):
 
 def conv_1x4(**flags):
     """Pixel-parallel 1x1 conv over one row of 4 columns, 1 channel: cost
-    rows*ceil(cols/tn)*max(steps=1, drain=ceil(tm*tn/ppu_lanes)=2) + pe_latency = 8."""
+    rows*ceil(cols/tn)*max(steps=1, drain=ceil(tm*tn/ppu_lanes)=2) + min(steps, drain) + pe_latency
+    = 9."""
     return encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": {"kh": 1, "kw": 1, "sh": 1, "sw": 1},
                                 "inp": {"chans": 1}, "tile": {"rows": 1, "cols": 4}}, **flags)
 
@@ -32,12 +35,12 @@ def test_three_instructions_with_a_token():
     assert tl.fetch == [24, 32, 40]
     assert tl.dispatch == [24, 32, 40]
     # LOAD_WGT: 16 + 64/8 = 24 cycles from 25. CONV waits for its token (end of the load, 49).
-    assert tl.start == [25, 49, 57]
-    assert tl.end == [49, 57, 58]
-    assert tl.cost == [24, 8, 1]
+    assert tl.start == [25, 49, 58]
+    assert tl.end == [49, 58, 59]
+    assert tl.cost == [24, 9, 1]
     assert tl.stall == [0, 49 - 33, 0]
-    assert tl.cycles == 58
-    assert tl.unit_totals() == {"load": {"busy": 24, "stall": 0}, "compute": {"busy": 9, "stall": 16},
+    assert tl.cycles == 59
+    assert tl.unit_totals() == {"load": {"busy": 24, "stall": 0}, "compute": {"busy": 10, "stall": 16},
                                 "store": {"busy": 0, "stall": 0}}
 
 
@@ -56,6 +59,28 @@ def test_fetch_bound_program():
     tl = timeline(*[encode(Opcode.NOP)] * 3, encode(Opcode.FINISH))
     assert tl.start == [25, 33, 41, 49]
     assert tl.cycles == 50
+
+
+def test_fetch_buffer_bound():
+    # fetch_depth 2: instruction k's request waits for instruction k-2's dispatch, and its word
+    # arrives 1 + latency 16 + 8 beats after it; the queue (depth 4) holds dispatch 5 to 142,
+    # so the FINISH's word is requested only then.
+    tl = schedule(dataclasses.replace(TINY, fetch_depth=2),
+                  decode_program(b"".join([wgt(800)] * 7 + [encode(Opcode.FINISH)])))
+    assert tl.fetch == [24, 32, 49, 57, 74, 82, 99, 142 + 25]
+    assert tl.dispatch[:6] == [24, 32, 49, 57, 74, 142]
+    assert all(tl.fetch[k] == max(tl.fetch[k - 1] + 8, tl.dispatch[k - 2] + 25) for k in range(2, 8))
+
+
+def test_token_fifo_depth_is_enforced():
+    long_conv = encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": {"kh": 1, "kw": 1, "sh": 1, "sw": 1},
+                                     "inp": {"chans": 1}, "tile": {"rows": 1, "cols": 400}})
+    # Three loads end (and push) while the long conv runs: three tokens wait at once.
+    words = [wgt(8, push_next=1)] * 3 + [long_conv] + [conv_1x4(pop_prev=1)] * 3 + [encode(Opcode.FINISH)]
+    assert schedule(dataclasses.replace(TINY, token_depth=3), decode_program(b"".join(words))).cycles > 0
+    with pytest.raises(ProgramError, match=r"instruction 2 \(LOAD_WGT\) pushes a token that would be number 3 "
+                                           r"waiting in the load->compute FIFO, deeper than token_depth \(2\)"):
+        schedule(dataclasses.replace(TINY, token_depth=2), decode_program(b"".join(words)))
 
 
 def test_kth_pop_takes_kth_push():
