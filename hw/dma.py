@@ -22,12 +22,21 @@ start is not beat-aligned has leading bytes masked in its first beat and ``addr`
 accordingly, so the on-chip memory needs no realignment logic beyond its word banking.
 
 Timing with a memory that never stalls, accepts a request per cycle and presents the first
-beat of a request ``L`` cycles after accepting it (later beats back to back): a load command
-accepted in cycle 0 issues its first request in cycle 1 (one request per cycle afterwards),
-writes its last beat in cycle ``L + B`` and pulses ``done`` in cycle ``1 + L + B``, where
-``B = Σ_segments ceil((dram_addr % beat_bytes + seg_bytes) / beat_bytes)``. Stores are the
-same with the on-chip read latency added and ``L`` meaning the write-response latency after
-the last data beat. Requests run ahead of data, so the latency is paid once per command.
+beat of a request ``L >= 1`` cycles after accepting it (later beats back to back), with
+``B = Σ_segments ceil((dram_addr % beat_bytes + seg_bytes) / beat_bytes)``:
+
+- a load command accepted in cycle 0 issues its first request in that same cycle (the
+  command's first segment is decoded combinationally from the incoming payload; one request
+  per cycle afterwards), writes its beats on chip in cycles ``L .. L+B-1`` and pulses
+  ``done`` in cycle ``L + B``;
+- a store command issues its first write request and its first on-chip read in cycle 0; with
+  an on-chip read latency of 1 its write beats go out in cycles ``1 .. B``, the memory
+  answers the last burst ``L`` cycles after its last beat (cycle ``B + L``) and ``done``
+  pulses in cycle ``1 + L + B``;
+- an empty command (no segment, or empty segments) pulses ``done`` in cycle 1.
+
+Requests run ahead of data, so the latency is paid once per command. ``ir.cost``'s
+``dma_box_cycles`` / ``dma_linear_cycles`` / ``dma_store_cycles`` are these numbers.
 """
 
 
@@ -86,8 +95,11 @@ def mem_signature(beat_bytes: int) -> wiring.Signature:
 
 
 class _Walker(wiring.Component):
-    """Steps through a command's segments: ``start`` loads the command, ``next`` moves on.
-    ``dram``/``sram`` are the current segment's start addresses, ``last`` marks the final one."""
+    """Steps through a command's segments. ``cmd`` is the command in force — in the cycle
+    ``start`` is high, the incoming one. ``dram``/``sram``/``last`` describe the current
+    segment: in the ``start`` cycle segment ``(0, 0)`` of the incoming command (so the DMA can
+    act on it in its accept cycle), afterwards the registered position. ``next`` (allowed in
+    the ``start`` cycle too) moves on to the following segment."""
     cmd: In(DmaCmd)
     start: In(1)
     next: In(1)
@@ -98,26 +110,33 @@ class _Walker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self.cmd
-        b, r, slot = Signal(12), Signal(12), Signal(12)
-        blk_dram, blk_sram, row_off = Signal(ADDR_BITS), Signal(SRAM_ADDR_BITS), Signal(SRAM_ADDR_BITS)
         first_off = Signal(SRAM_ADDR_BITS)
-        m.d.comb += [first_off.eq(c.slot0 * c.sram_row_step),
-                     self.sram.eq(blk_sram + row_off),
-                     self.last.eq((b == c.nblk - 1) & (r == c.nrows - 1))]
-        with m.If(self.start):
-            m.d.sync += [b.eq(0), r.eq(0), slot.eq(c.slot0), row_off.eq(first_off),
-                         blk_dram.eq(c.dram_addr), blk_sram.eq(c.sram_addr), self.dram.eq(c.dram_addr)]
-        with m.Elif(self.next):
-            with m.If(r == c.nrows - 1):  # next block: back to the first row and slot
-                m.d.sync += [b.eq(b + 1), r.eq(0), slot.eq(c.slot0), row_off.eq(first_off),
-                             blk_dram.eq(blk_dram + c.blk_stride), self.dram.eq(blk_dram + c.blk_stride),
-                             blk_sram.eq(blk_sram + c.sram_blk_step)]
+        m.d.comb += first_off.eq(c.slot0 * c.sram_row_step)
+        # Registered position and the current one (the first segment's in the start cycle).
+        shapes = {"b": 12, "r": 12, "slot": 12, "blk_dram": ADDR_BITS, "dram": ADDR_BITS,
+                  "blk_sram": SRAM_ADDR_BITS, "row_off": SRAM_ADDR_BITS}
+        init = {"b": 0, "r": 0, "slot": c.slot0, "blk_dram": c.dram_addr, "dram": c.dram_addr,
+                "blk_sram": c.sram_addr, "row_off": first_off}
+        reg = {k: Signal(w, name=k) for k, w in shapes.items()}
+        cur = {k: Signal(w, name=f"cur_{k}") for k, w in shapes.items()}
+        for k in shapes:
+            m.d.comb += cur[k].eq(Mux(self.start, init[k], reg[k]))
+            m.d.sync += reg[k].eq(cur[k])  # hold, or take the first segment; stepping overrides
+        m.d.comb += [self.dram.eq(cur["dram"]), self.sram.eq(cur["blk_sram"] + cur["row_off"]),
+                     self.last.eq((cur["b"] == c.nblk - 1) & (cur["r"] == c.nrows - 1))]
+        with m.If(self.next):
+            with m.If(cur["r"] == c.nrows - 1):  # next block: back to the first row and slot
+                blk_dram = cur["blk_dram"] + c.blk_stride
+                m.d.sync += [reg["b"].eq(cur["b"] + 1), reg["r"].eq(0), reg["slot"].eq(c.slot0),
+                             reg["row_off"].eq(first_off), reg["blk_dram"].eq(blk_dram), reg["dram"].eq(blk_dram),
+                             reg["blk_sram"].eq(cur["blk_sram"] + c.sram_blk_step)]
             with m.Else():  # next row: the ring wraps after its last slot
-                m.d.sync += [r.eq(r + 1), self.dram.eq(self.dram + c.row_stride)]
-                with m.If(slot == c.slots - 1):
-                    m.d.sync += [slot.eq(0), row_off.eq(0)]
+                m.d.sync += [reg["r"].eq(cur["r"] + 1), reg["dram"].eq(cur["dram"] + c.row_stride)]
+                with m.If(cur["slot"] == c.slots - 1):
+                    m.d.sync += [reg["slot"].eq(0), reg["row_off"].eq(0)]
                 with m.Else():
-                    m.d.sync += [slot.eq(slot + 1), row_off.eq(row_off + c.sram_row_step)]
+                    m.d.sync += [reg["slot"].eq(cur["slot"] + 1),
+                                 reg["row_off"].eq(cur["row_off"] + c.sram_row_step)]
         return m
 
 
@@ -152,24 +171,32 @@ class DMA(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bb, lg = self.beat_bytes, (self.beat_bytes - 1).bit_length()
-        cmd = Signal(DmaCmd)
+        cmd_reg, cmd = Signal(DmaCmd), Signal(DmaCmd)
         busy, req_done, data_done = Signal(), Signal(), Signal()
-        start = Signal()
-        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy)]
-        empty = (self.cmd.payload.nblk == 0) | (self.cmd.payload.nrows == 0) | (self.cmd.payload.seg_bytes == 0)
+        start, req_left, data_left = Signal(), Signal(), Signal()
+        p = self.cmd.payload
+        empty = (p.nblk == 0) | (p.nrows == 0) | (p.seg_bytes == 0)
+        # The command acts from its accept cycle on (the first request goes out then), so in
+        # that cycle ``cmd`` is the incoming one and nothing counts as done yet.
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy),
+                     cmd.eq(Mux(start, p.as_value(), cmd_reg.as_value())),
+                     req_left.eq(Mux(busy, ~req_done, start & ~empty)),
+                     data_left.eq(Mux(busy, ~data_done, start & ~empty))]
         m.d.sync += self.done.eq(0)
         with m.If(start):
-            m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(~empty), req_done.eq(0), data_done.eq(0),
-                         self.done.eq(empty)]
+            m.d.sync += [cmd_reg.eq(p), busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
 
         walk_req, walk_data = _Walker(), _Walker()
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
         for w in (walk_req, walk_data):
-            # The walkers load the incoming command on start and step with the registered one.
-            m.d.comb += [w.cmd.eq(Mux(start, self.cmd.payload.as_value(), cmd.as_value())), w.start.eq(start)]
+            m.d.comb += [w.cmd.eq(cmd), w.start.eq(start)]
 
         # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
-        in_seg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(24)
+        # ``in_seg``: inside a segment split into several bursts (never at a command's start).
+        in_seg_reg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(24)
+        in_seg = Signal()
+        m.d.comb += in_seg.eq(in_seg_reg & busy)
+        m.d.sync += in_seg_reg.eq(in_seg)
         offset = walk_req.dram[:lg] if lg else 0
         addr = Signal(ADDR_BITS)
         rem = Signal(24)
@@ -183,20 +210,23 @@ class DMA(wiring.Component):
         ]
         burst_len = Mux(burst < to_boundary, burst, to_boundary)
         for port, is_store in ((self.mem.rd_req, 0), (self.mem.wr_req, 1)):
-            m.d.comb += [port.valid.eq(busy & ~req_done & (cmd.store == is_store)),
+            m.d.comb += [port.valid.eq(req_left & (cmd.store == is_store)),
                          port.payload.addr.eq(addr), port.payload.beats.eq(burst_len)]
         req_fire = (self.mem.rd_req.valid & self.mem.rd_req.ready) | (self.mem.wr_req.valid & self.mem.wr_req.ready)
         with m.If(req_fire):
             with m.If(rem == burst_len):
-                m.d.sync += in_seg.eq(0)
+                m.d.sync += in_seg_reg.eq(0)
                 m.d.comb += walk_req.next.eq(1)
                 with m.If(walk_req.last):
                     m.d.sync += req_done.eq(1)
             with m.Else():
-                m.d.sync += [in_seg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len)]
+                m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len)]
 
         # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
-        d_in_seg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(25)
+        d_in_seg_reg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(25)
+        d_in_seg = Signal()
+        m.d.comb += d_in_seg.eq(d_in_seg_reg & busy)
+        m.d.sync += d_in_seg_reg.eq(d_in_seg)
         d_off = walk_data.dram[:lg] if lg else 0
         words_back = (d_off // self.word_bytes) if lg else 0
         sram = Signal(SRAM_ADDR_BITS)
@@ -212,25 +242,23 @@ class DMA(wiring.Component):
             # Bytes lo .. rem_bytes-1 of the beat: ones from lo up, cut at rem_bytes.
             strb.eq((Const(ones, bb) << lo)[:bb] & Mux(rem_bytes >= bb, ones, (Const(1, bb + 1) << rem_bytes[:lg + 1]) - 1)),
         ]
-        with m.If(start):
-            m.d.sync += [in_seg.eq(0), d_in_seg.eq(0)]
-        beat_fire = Signal()
+        beat_fire, last_beat = Signal(), Signal()
+        m.d.comb += last_beat.eq(beat_fire & (rem_bytes <= bb) & walk_data.last)
         with m.If(beat_fire):
             with m.If(rem_bytes <= bb):
-                m.d.sync += d_in_seg.eq(0)
+                m.d.sync += d_in_seg_reg.eq(0)
                 m.d.comb += walk_data.next.eq(1)
                 with m.If(walk_data.last):
                     m.d.sync += data_done.eq(1)
             with m.Else():
                 words_per_beat = bb // self.word_bytes
-                m.d.sync += [d_in_seg.eq(1), d_sram.eq(sram + words_per_beat * cmd.stride), d_rem.eq(rem_bytes - bb)]
+                m.d.sync += [d_in_seg_reg.eq(1), d_sram.eq(sram + words_per_beat * cmd.stride), d_rem.eq(rem_bytes - bb)]
 
-        data_active = busy & ~data_done
         # Loads: response beats go straight to the on-chip write port.
         rd, wr = self.mem.rd_resp, self.sram_wr
         m.d.comb += [
-            wr.valid.eq(data_active & ~cmd.store & rd.valid),
-            rd.ready.eq(data_active & ~cmd.store & wr.ready),
+            wr.valid.eq(data_left & ~cmd.store & rd.valid),
+            rd.ready.eq(data_left & ~cmd.store & wr.ready),
             wr.payload.sel.eq(cmd.sel), wr.payload.addr.eq(sram),
             wr.payload.data.eq(rd.payload), wr.payload.strb.eq(strb),
         ]
@@ -238,7 +266,7 @@ class DMA(wiring.Component):
         m.submodules.strobes = strobes = SyncFIFO(width=bb, depth=self.read_depth)
         srd, sdat, wd = self.sram_rd, self.sram_rdata, self.mem.wr_data
         m.d.comb += [
-            srd.valid.eq(data_active & cmd.store & strobes.w_rdy),
+            srd.valid.eq(data_left & cmd.store & strobes.w_rdy),
             srd.payload.sel.eq(cmd.sel), srd.payload.addr.eq(sram), srd.payload.stride.eq(cmd.stride),
             strobes.w_en.eq(srd.valid & srd.ready), strobes.w_data.eq(strb),
             wd.valid.eq(sdat.valid & strobes.r_rdy),
@@ -248,15 +276,16 @@ class DMA(wiring.Component):
             beat_fire.eq(Mux(cmd.store, srd.valid & srd.ready, rd.valid & rd.ready)),
         ]
 
-        # Completion: loads when the last beat is written; stores when every write burst has
-        # its response and every strobe has been used.
+        # Completion, registered: a load with its last on-chip write; a store with the response
+        # to its last burst (responses come in order, each after its burst's last data beat,
+        # so that one is the last write of the command to complete).
         pending = Signal(16)
         issued = self.mem.wr_req.valid & self.mem.wr_req.ready
         answered = self.mem.wr_resp.valid & self.mem.wr_resp.ready
         m.d.comb += self.mem.wr_resp.ready.eq(1)
         m.d.sync += pending.eq(pending + issued - answered)
-        load_done = ~cmd.store & data_done
-        store_done = cmd.store & data_done & req_done & (pending == 0) & ~strobes.r_rdy & ~issued
+        load_done = ~cmd.store & last_beat
+        store_done = cmd.store & req_done & answered & (pending == 1)
         with m.If(busy & (load_done | store_done)):
             m.d.sync += [busy.eq(0), self.done.eq(1)]
         return m

@@ -43,16 +43,33 @@ def dma_box_beats(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride
                for ob, nb in _residues(nblk, blk_stride, bw) for orow, nr in _residues(nrows, row_stride, bw))
 
 
+def _dma_cycles(cfg: AcceleratorConfig, beats: int, extra: int) -> int:
+    """Accept to done of a DMA transfer of ``beats`` beats (``hw/dma.py``): the first request
+    goes out in the accept cycle and later ones run ahead of the data, so the latency is paid
+    once and the beats stream back to back; ``extra`` cycles on top (a store's on-chip read).
+    A transfer without beats completes in the cycle after its acceptance."""
+    return cfg.dram_latency + beats + extra if beats else 1
+
+
 def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                    ncols: int) -> int:
-    """LOAD_ACT / STORE: requests are pipelined, so the latency is paid once; each row
-    segment (one channel block of one row: ``ncols*tn`` contiguous bytes) streams its beats."""
-    return cfg.dram_latency + dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn)
+    """LOAD_ACT: ``dram_latency + beats`` (read channel: the last beat is written on chip in
+    cycle ``latency + beats - 1``, done follows); each row segment (one channel block of one
+    row: ``ncols*tn`` contiguous bytes) streams its beats."""
+    return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 0)
+
+
+def dma_store_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
+                     ncols: int) -> int:
+    """STORE: ``1 + dram_latency + beats`` (write channel: the output buffer's one-cycle read
+    before the first beat, then the beats, then the write response ``dram_latency`` cycles
+    after the last beat; done follows it)."""
+    return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 1)
 
 
 def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
-    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``."""
-    return cfg.dram_latency + dma_segment_beats(cfg, addr, nbytes)
+    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``, ``dram_latency + beats``."""
+    return _dma_cycles(cfg, dma_segment_beats(cfg, addr, nbytes), 0)
 
 
 def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int) -> int:

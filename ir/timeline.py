@@ -37,9 +37,9 @@ def instruction_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
     """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md)."""
     f, op = ins.f, ins.opcode
     if op in (Opcode.LOAD_ACT, Opcode.STORE):
-        p = "src." if op == Opcode.LOAD_ACT else "dst."
-        return cost.dma_box_cycles(cfg, f[p + "dram_addr"], f[p + "blk_stride"], f[p + "row_stride"],
-                                   f[p + "nblk"], f[p + "nrows"], f[p + "ncols"])
+        p, box = ("src.", cost.dma_box_cycles) if op == Opcode.LOAD_ACT else ("dst.", cost.dma_store_cycles)
+        return box(cfg, f[p + "dram_addr"], f[p + "blk_stride"], f[p + "row_stride"], f[p + "nblk"], f[p + "nrows"],
+                   f[p + "ncols"])
     if op == Opcode.LOAD_WGT:
         return cost.dma_linear_cycles(cfg, f["dram_addr"], f["nbytes"])
     if op == Opcode.CONV:

@@ -30,8 +30,8 @@ def linear_cmd(*, dram_addr, nbytes, sram_addr, sel=1):
 
 
 def run(cmds, *, dram_bytes=None, sram_bytes=None, stall=0.0, latency=5, sram_latency=1, max_burst=16, seed=0):
-    """Run ``cmds`` one after another; returns (dram, sram, done cycles relative to each
-    command's acceptance)."""
+    """Run ``cmds`` one after another; returns (dram, sram, the cycle of each command's
+    ``done`` counted from its acceptance, 0)."""
     dut = DMA(beat_bytes=BB, word_bytes=TN, max_burst=max_burst)
     dram = Dram(dut.mem, BB, latency=latency, stall=stall, seed=seed)
     sram = Sram(dut, TN, latency=sram_latency, stall=stall, seed=seed + 1)
@@ -43,7 +43,7 @@ def run(cmds, *, dram_bytes=None, sram_bytes=None, stall=0.0, latency=5, sram_la
     async def driver(ctx):
         for c in cmds:
             await put(ctx, dut.cmd, [c], stall=stall, rng=random.Random(seed))
-            cycles = 0
+            cycles = 1  # put returns in the cycle after the acceptance
             while not ctx.get(dut.done):
                 await ctx.tick()
                 cycles += 1
@@ -111,21 +111,28 @@ def test_load_wgt_linear_bursts(stall):
 
 
 def test_cycles_without_stalls():
-    """done comes 1 + latency + Σ beats after acceptance, Σ over segments of their beats."""
+    """Loads: done comes latency + Σ beats after acceptance (the first request goes out in the
+    accept cycle); stores: 1 + latency + Σ beats (the on-chip read's cycle, the write
+    response latency after the last beat). Σ is over segments of their beats."""
     L = 7
     cmds = [box_cmd(dram_addr=64, ncols=6, nblk=2, nrows=3, row_stride=80, blk_stride=400,
                     sram_addr=0, row_step=24, blk_step=200),  # aligned: 3 beats a segment
             box_cmd(dram_addr=68, ncols=6, nblk=1, nrows=4, row_stride=80, blk_stride=0,
                     sram_addr=0, row_step=24, blk_step=0),  # unaligned: 4 beats a segment
-            linear_cmd(dram_addr=0, nbytes=300, sram_addr=0)]
+            linear_cmd(dram_addr=0, nbytes=300, sram_addr=0),
+            linear_cmd(dram_addr=5, nbytes=1, sram_addr=5),  # one beat
+            box_cmd(store=True, sel=2, dram_addr=68, ncols=5, nblk=2, nrows=3, row_stride=80, blk_stride=400,
+                    sram_addr=0, row_step=40, blk_step=TN, stride=2 * TN),  # unaligned: 3 beats a segment
+            box_cmd(store=True, sel=2, dram_addr=64, ncols=1, nblk=1, nrows=1, row_stride=0, blk_stride=0,
+                    sram_addr=0, row_step=0, blk_step=0)]  # one beat
     _, _, took = run(cmds, dram_bytes=dram_pattern(2048), latency=L)
-    assert took == [1 + L + 6 * 3, 1 + L + 4 * 4, 1 + L + 38]
+    assert took == [L + 6 * 3, L + 4 * 4, L + 38, L + 1, 1 + L + 6 * 3, 1 + L + 1]
 
 
 def test_empty_command_completes():
     _, sram, took = run([box_cmd(dram_addr=0, ncols=0, nblk=1, nrows=1, row_stride=0, blk_stride=0,
                                  sram_addr=0, row_step=0, blk_step=0)])
-    assert took == [0] and sram.mem == {}
+    assert took == [1] and sram.mem == {}
 
 
 def test_command_layout_fits_the_isa():
