@@ -8,6 +8,9 @@ FIFO's depth), B → write responses. The DMA already keeps bursts within 256 be
 A non-OKAY ``RRESP``/``BRESP`` sets the sticky ``error`` output (the data still flows, so the
 DMA never hangs on an error). Verilog port names are ``axi__<awaddr|...>`` — the usual AXI
 names under one prefix. All IDs are 0: responses arrive in order, which the DMA relies on.
+
+:class:`MemJoin` makes one such port of two DMAs' halves: the load unit's reads and the store
+unit's writes (AXI4's read and write channels are independent, so neither waits for the other).
 """
 
 from amaranth import Module, Signal
@@ -102,4 +105,31 @@ class AxiDma(wiring.Component):
         wiring.connect(m, self.dma.sram_wr, flipped(self.sram_wr))
         wiring.connect(m, self.dma.sram_rd, flipped(self.sram_rd))
         m.d.comb += [self.done.eq(self.dma.done), self.error.eq(self.master.error)]
+        return m
+
+
+class MemJoin(wiring.Component):
+    """One :func:`hw.dma.mem_signature` port (``mem``) from the read channels of ``rd`` (the
+    load unit's port) and the write channels of ``wr`` (the store unit's), wired straight
+    through: no cycles, no arbitration (AXI4 read and write channels are independent). The
+    unused halves are left alone: ``rd``'s write requests and ``wr``'s read requests are never
+    accepted, and no responses are presented on them."""
+
+    def __init__(self, data_bytes: int = 8):
+        if data_bytes < 1 or data_bytes & (data_bytes - 1):
+            raise ShiftflowError(f"MemJoin data width must be a power of two of bytes, got {data_bytes}")
+        super().__init__({"rd": In(mem_signature(data_bytes)), "wr": In(mem_signature(data_bytes)),
+                          "mem": Out(mem_signature(data_bytes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, src in (("rd_req", self.rd), ("rd_resp", self.rd), ("wr_req", self.wr), ("wr_data", self.wr),
+                          ("wr_resp", self.wr)):
+            ours, theirs = getattr(flipped(src), name), getattr(self.mem, name)
+            if name in ("rd_resp", "wr_resp"):
+                wiring.connect(m, flipped(theirs), ours)
+            else:
+                wiring.connect(m, ours, flipped(theirs))
+        m.d.comb += [self.rd.wr_req.ready.eq(0), self.rd.wr_data.ready.eq(0), self.rd.wr_resp.valid.eq(0),
+                     self.wr.rd_req.ready.eq(0), self.wr.rd_resp.valid.eq(0)]
         return m

@@ -95,13 +95,14 @@ def mem_signature(beat_bytes: int) -> wiring.Signature:
 
 
 class _Walker(wiring.Component):
-    """Steps through a command's segments. ``cmd`` is the command in force — in the cycle
-    ``start`` is high, the incoming one. ``dram``/``sram``/``last`` describe the current
-    segment: in the ``start`` cycle segment ``(0, 0)`` of the incoming command (so the DMA can
-    act on it in its accept cycle), afterwards the registered position. ``next`` (allowed in
-    the ``start`` cycle too) moves on to the following segment."""
+    """Steps through a command's segments. ``start`` loads the command ``cmd`` (the incoming
+    one in that cycle); ``dram``/``sram``/``last`` describe the current segment, registered
+    from the cycle after ``start`` on. With ``early`` they describe segment ``(0, 0)`` already
+    in the ``start`` cycle (combinationally from ``cmd``), so the DMA can act on it in its
+    accept cycle, and ``next`` may come then too. ``next`` moves on to the following segment."""
     cmd: In(DmaCmd)
     start: In(1)
+    early: In(1)
     next: In(1)
     dram: Out(ADDR_BITS)
     sram: Out(SRAM_ADDR_BITS)
@@ -112,7 +113,8 @@ class _Walker(wiring.Component):
         c = self.cmd
         first_off = Signal(SRAM_ADDR_BITS)
         m.d.comb += first_off.eq(c.slot0 * c.sram_row_step)
-        # Registered position and the current one (the first segment's in the start cycle).
+        # Registered position and the current one (with ``early``, the first segment's in the
+        # start cycle; without, the first segment's product slot0*row_step only feeds a register).
         shapes = {"b": 12, "r": 12, "slot": 12, "blk_dram": ADDR_BITS, "dram": ADDR_BITS,
                   "blk_sram": SRAM_ADDR_BITS, "row_off": SRAM_ADDR_BITS}
         init = {"b": 0, "r": 0, "slot": c.slot0, "blk_dram": c.dram_addr, "dram": c.dram_addr,
@@ -120,8 +122,8 @@ class _Walker(wiring.Component):
         reg = {k: Signal(w, name=k) for k, w in shapes.items()}
         cur = {k: Signal(w, name=f"cur_{k}") for k, w in shapes.items()}
         for k in shapes:
-            m.d.comb += cur[k].eq(Mux(self.start, init[k], reg[k]))
-            m.d.sync += reg[k].eq(cur[k])  # hold, or take the first segment; stepping overrides
+            m.d.comb += cur[k].eq(Mux(self.start & self.early, init[k], reg[k]))
+            m.d.sync += reg[k].eq(Mux(self.start, init[k], reg[k]))  # stepping overrides
         m.d.comb += [self.dram.eq(cur["dram"]), self.sram.eq(cur["blk_sram"] + cur["row_off"]),
                      self.last.eq((cur["b"] == c.nblk - 1) & (cur["r"] == c.nrows - 1))]
         with m.If(self.next):
@@ -176,20 +178,26 @@ class DMA(wiring.Component):
         start, req_left, data_left = Signal(), Signal(), Signal()
         p = self.cmd.payload
         empty = (p.nblk == 0) | (p.nrows == 0) | (p.seg_bytes == 0)
-        # The command acts from its accept cycle on (the first request goes out then), so in
-        # that cycle ``cmd`` is the incoming one and nothing counts as done yet.
-        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy),
+        # The request side acts from the accept cycle on (the first request goes out then), so
+        # in that cycle ``cmd`` is the incoming command. So does a store's data side (the first
+        # on-chip read, ``dcmd``); a load's data side waits for data, which comes at least a
+        # cycle later, and works from the registered command (no path from the incoming
+        # command to the on-chip write port).
+        early = Signal()
+        dcmd = Signal(DmaCmd)
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy), early.eq(start & p.store),
                      cmd.eq(Mux(start, p.as_value(), cmd_reg.as_value())),
+                     dcmd.eq(Mux(early, p.as_value(), cmd_reg.as_value())),
                      req_left.eq(Mux(busy, ~req_done, start & ~empty)),
-                     data_left.eq(Mux(busy, ~data_done, start & ~empty))]
+                     data_left.eq(Mux(busy, ~data_done, early & ~empty))]
         m.d.sync += self.done.eq(0)
         with m.If(start):
             m.d.sync += [cmd_reg.eq(p), busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
 
         walk_req, walk_data = _Walker(), _Walker()
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
-        for w in (walk_req, walk_data):
-            m.d.comb += [w.cmd.eq(cmd), w.start.eq(start)]
+        for w, w_early in ((walk_req, 1), (walk_data, p.store)):
+            m.d.comb += [w.cmd.eq(cmd), w.start.eq(start), w.early.eq(w_early)]
 
         # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
         # ``in_seg``: inside a segment split into several bursts (never at a command's start).
@@ -236,8 +244,8 @@ class DMA(wiring.Component):
         ones = (1 << bb) - 1
         m.d.comb += [
             sram.eq(Mux(d_in_seg, d_sram,
-                        walk_data.sram - words_back * cmd.stride - (d_off % self.word_bytes if lg else 0))),
-            rem_bytes.eq(Mux(d_in_seg, d_rem, d_off + cmd.seg_bytes)),
+                        walk_data.sram - words_back * dcmd.stride - (d_off % self.word_bytes if lg else 0))),
+            rem_bytes.eq(Mux(d_in_seg, d_rem, d_off + dcmd.seg_bytes)),
             lo.eq(Mux(d_in_seg, 0, d_off)),
             # Bytes lo .. rem_bytes-1 of the beat: ones from lo up, cut at rem_bytes.
             strb.eq((Const(ones, bb) << lo)[:bb] & Mux(rem_bytes >= bb, ones, (Const(1, bb + 1) << rem_bytes[:lg + 1]) - 1)),
@@ -252,28 +260,28 @@ class DMA(wiring.Component):
                     m.d.sync += data_done.eq(1)
             with m.Else():
                 words_per_beat = bb // self.word_bytes
-                m.d.sync += [d_in_seg_reg.eq(1), d_sram.eq(sram + words_per_beat * cmd.stride), d_rem.eq(rem_bytes - bb)]
+                m.d.sync += [d_in_seg_reg.eq(1), d_sram.eq(sram + words_per_beat * dcmd.stride), d_rem.eq(rem_bytes - bb)]
 
         # Loads: response beats go straight to the on-chip write port.
         rd, wr = self.mem.rd_resp, self.sram_wr
         m.d.comb += [
-            wr.valid.eq(data_left & ~cmd.store & rd.valid),
-            rd.ready.eq(data_left & ~cmd.store & wr.ready),
-            wr.payload.sel.eq(cmd.sel), wr.payload.addr.eq(sram),
+            wr.valid.eq(data_left & ~dcmd.store & rd.valid),
+            rd.ready.eq(data_left & ~dcmd.store & wr.ready),
+            wr.payload.sel.eq(dcmd.sel), wr.payload.addr.eq(sram),
             wr.payload.data.eq(rd.payload), wr.payload.strb.eq(strb),
         ]
         # Stores: on-chip reads run ahead; their strobes wait in a FIFO for the data.
         m.submodules.strobes = strobes = SyncFIFO(width=bb, depth=self.read_depth)
         srd, sdat, wd = self.sram_rd, self.sram_rdata, self.mem.wr_data
         m.d.comb += [
-            srd.valid.eq(data_left & cmd.store & strobes.w_rdy),
-            srd.payload.sel.eq(cmd.sel), srd.payload.addr.eq(sram), srd.payload.stride.eq(cmd.stride),
+            srd.valid.eq(data_left & dcmd.store & strobes.w_rdy),
+            srd.payload.sel.eq(dcmd.sel), srd.payload.addr.eq(sram), srd.payload.stride.eq(dcmd.stride),
             strobes.w_en.eq(srd.valid & srd.ready), strobes.w_data.eq(strb),
             wd.valid.eq(sdat.valid & strobes.r_rdy),
             wd.payload.data.eq(sdat.payload), wd.payload.strb.eq(strobes.r_data),
             sdat.ready.eq(wd.ready & strobes.r_rdy),
             strobes.r_en.eq(wd.valid & wd.ready),
-            beat_fire.eq(Mux(cmd.store, srd.valid & srd.ready, rd.valid & rd.ready)),
+            beat_fire.eq(Mux(dcmd.store, srd.valid & srd.ready, rd.valid & rd.ready)),
         ]
 
         # Completion, registered: a load with its last on-chip write; a store with the response
@@ -284,7 +292,7 @@ class DMA(wiring.Component):
         answered = self.mem.wr_resp.valid & self.mem.wr_resp.ready
         m.d.comb += self.mem.wr_resp.ready.eq(1)
         m.d.sync += pending.eq(pending + issued - answered)
-        load_done = ~cmd.store & last_beat
+        load_done = ~dcmd.store & last_beat
         store_done = cmd.store & req_done & answered & (pending == 1)
         with m.If(busy & (load_done | store_done)):
             m.d.sync += [busy.eq(0), self.done.eq(1)]
