@@ -12,6 +12,7 @@ instruction's cycles from acceptance to ``done``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from shiftflow.hw.buffers import PARAM_KEPT
 from shiftflow.hw.compute import ComputeUnit
 from shiftflow.hw.loadstore import LoadUnit, StoreUnit
 from shiftflow.ir.config import AcceleratorConfig
-from shiftflow.ir.decode import Instr
+from shiftflow.ir.decode import Instr, decode_program
 from shiftflow.ir.isa import INSTR, INSTR_BYTES, Opcode, Unit
 from shiftflow.ir.program import Program
 from shiftflow.ir.timeline import instruction_cycles
@@ -31,7 +32,7 @@ from shiftflow.sim.machine import Machine
 from shiftflow.sim.run import simulate as run_program
 from tests.hw.memmodel import Dram
 from tests.hw.streams import simulate
-from tests.hw.trace import _Tracer
+from tests.hw.trace import _Tracer, patch
 
 
 class Trio(Elaboratable):
@@ -88,6 +89,13 @@ def segments(program: Program, seed: int = 0) -> list[Segment]:
     rec = _Recorder()
     run_program(program, seed=seed, accelerator=rec)
     return rec.segments
+
+
+def pick(seg: Segment, picks: list[tuple[int, dict]]) -> Segment:
+    """A segment of ``seg``'s instructions at the given positions, in the given order, each
+    with body fields changed (``tests/hw/trace.patch``), on ``seg``'s starting state."""
+    words = [patch(seg.words[k], seg.instrs[k].opcode, **fields) for k, fields in picks]
+    return dataclasses.replace(seg, instrs=decode_program(b"".join(words)), words=words)
 
 
 def _words(ctx, banks, nwords: int, nbanks: int, tn: int) -> np.ndarray:

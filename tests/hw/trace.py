@@ -77,17 +77,23 @@ def trace(program: Program, select: Callable[[Instr], bool] = lambda ins: True, 
     return tracer.snapshots
 
 
-def variant(cfg: AcceleratorConfig, snap: Snapshot, **fields) -> Snapshot:
-    """``snap`` with body fields changed (dotted names below the opcode's body, ``__`` for
-    dots: ``post__pool=2``) and the output buffer the simulator's machine computes for it."""
-    body = BODY_OF[snap.ins.opcode]
+def patch(word: bytes, opcode: Opcode, **fields) -> bytes:
+    """Instruction ``word`` (of ``opcode``) with body fields changed (dotted names below the
+    opcode's body, ``__`` for dots: ``post__pool=2``)."""
+    body = BODY_OF[opcode]
     where = {path: (offset, width) for path, offset, width, _ in layout_table(INSTR)}
-    value = int.from_bytes(snap.word, "little")
+    value = int.from_bytes(word, "little")
     for name, v in fields.items():
         offset, width = where[f"body.{body}.{name.replace('__', '.')}"]
         mask = (1 << width) - 1
         value = value & ~(mask << offset) | (v & mask) << offset
-    word = value.to_bytes(INSTR_BYTES, "little")
+    return value.to_bytes(INSTR_BYTES, "little")
+
+
+def variant(cfg: AcceleratorConfig, snap: Snapshot, **fields) -> Snapshot:
+    """``snap`` with body fields changed (dotted names below the opcode's body, ``__`` for
+    dots: ``post__pool=2``) and the output buffer the simulator's machine computes for it."""
+    word = patch(snap.word, snap.ins.opcode, **fields)
     ins = decode_program(word)[0]
     mach = Machine(cfg, 1)
     mach.lb[:], mach.wbuf[:], mach.pbuf[:], mach.obuf[:] = snap.lb, snap.wbuf, snap.pbuf, snap.obuf_before
