@@ -110,11 +110,12 @@ class LoadUnit(_DmaExecutor):
         dma, lg_tn = self._start(m), self.lg_tn
         ins, cmd = self.instr.payload, dma.cmd.payload
         act, wgt = ins.body.load_act, ins.body.load_wgt
-        m.d.comb += [cmd.store.eq(0), cmd.stride.eq(self.cfg.tn)]
+        # Constant fields are set in both branches: a process of constants alone becomes Verilog
+        # that never runs (Verilator's lint: ALWNEVER, UNDRIVEN).
         with m.If(ins.header.opcode == Opcode.LOAD_ACT):
             slots = act.ring.slots
             m.d.comb += [
-                cmd.sel.eq(SEL_LINE),
+                cmd.store.eq(0), cmd.sel.eq(SEL_LINE), cmd.stride.eq(self.cfg.tn),
                 cmd.dram_addr.eq(act.src.dram_addr), cmd.row_stride.eq(act.src.row_stride),
                 cmd.blk_stride.eq(act.src.blk_stride), cmd.nblk.eq(act.src.nblk), cmd.nrows.eq(act.src.nrows),
                 cmd.seg_bytes.eq(act.src.ncols << lg_tn),
@@ -126,7 +127,8 @@ class LoadUnit(_DmaExecutor):
             ]
         with m.Else():  # LOAD_WGT: one segment into a bank
             target = Mux(wgt.target == WgtTarget.PARAMS, SEL_PARAMS, SEL_WEIGHTS)
-            m.d.comb += [cmd.sel.eq(target | (wgt.bank << 2)), cmd.dram_addr.eq(wgt.dram_addr),
+            m.d.comb += [cmd.store.eq(0), cmd.sel.eq(target | (wgt.bank << 2)), cmd.stride.eq(self.cfg.tn),
+                         cmd.dram_addr.eq(wgt.dram_addr),
                          cmd.nblk.eq(1), cmd.nrows.eq(1), cmd.seg_bytes.eq(wgt.nbytes),
                          cmd.sram_addr.eq(wgt.sram_addr), cmd.slots.eq(1)]
 

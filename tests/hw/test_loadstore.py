@@ -76,7 +76,7 @@ def test_fields_the_compiler_leaves_alone(tmp_path):
     rows that wrap past the last slot, a first slot beyond the ring (slot0 >= slots), a ring
     at word 1; weights and parameters into bank 1 at nonzero on-chip addresses from
     unaligned DRAM; a STORE of two blocks (output-buffer stride 2) with row and block strides
-    that are not multiples of the beat."""
+    that are not multiples of the beat; empty transfers."""
     seg = segments(compiled(tmp_path, conv_layer_model(cin=3, cout=4, hw=(6, 7)), "pixel"))[0]
     ops = [ins.opcode for ins in seg.instrs]
     assert ops[:6] == [Opcode.LOAD_WGT, Opcode.LOAD_WGT, Opcode.LOAD_ACT, Opcode.LOAD_ACT, Opcode.CONV,
@@ -94,6 +94,7 @@ def test_fields_the_compiler_leaves_alone(tmp_path):
         (3, {}), (4, {}), (5, {}),
         (5, {"dst__nblk": 2, "dst__ncols": 3, "dst__nrows": 2, "dst__row_stride": 36, "dst__blk_stride": 100,
              "dst__dram_addr": f5["dst.dram_addr"] + 4, "obuf_addr": 1}),
+        (2, {"src__ncols": 0}), (0, {"nbytes": 0}), (5, {"dst__nrows": 0}),  # empty: one cycle each
     ])
     check_exact(run(TINY, variant))
 
@@ -123,3 +124,14 @@ def test_config_errors(unit):
 def test_join_width_error():
     with pytest.raises(ShiftflowError, match="power of two"):
         MemJoin(6)
+
+
+@pytest.mark.slow
+def test_verilator_lint(tmp_path):
+    """Both units for both targets and the joiner are lint-clean Verilog."""
+    from shiftflow.hw.verilog import lint, write_verilog
+    from shiftflow.ir.config import ZU3EG
+    for cfg in (TINY, ZU3EG):
+        for unit in (LoadUnit, StoreUnit):
+            lint(write_verilog(unit(cfg), f"{unit.__name__.lower()}_{cfg.name}", tmp_path))
+    lint(write_verilog(MemJoin(TINY.dram_bytes_per_cycle), "mem_join", tmp_path))
