@@ -1,0 +1,265 @@
+"""The controller: fetch, dispatch, per-unit issue, dependency tokens, FINISH, CSRs.
+
+::
+
+                 ┌──────────── CSRs (hw/csr.py): CTRL STATUS SEG_ADDR SEG_LEN ERROR CYCLES
+                 │ start        busy/stall counters per unit
+                 ▼
+    fetch port ◀─ Fetch (hw/fetch.py): one nb-beat burst per word, fetch_depth words held
+                 │ word (fetch buffer head)
+                 ▼
+              dispatch: decode opcode (ir.isa INSTR view), in order, one a cycle
+                 │ to UNIT_OF[opcode]'s queue (FINISH: the compute queue)
+        ┌────────┼─────────────────┐
+        ▼        ▼                 ▼
+    load queue  compute queue    store queue        SyncFIFO(queue_depth) each, keeping only
+        │        │                 │                the bits its opcodes use (hw.fetch.used_bits)
+      issue    issue / FINISH    issue       ◀──── token counters (token_depth):
+        │        │                 │                load→compute, compute→load,
+        ▼        ▼                 ▼                compute→store, store→compute
+      load     compute           store  ──done──▶  push (the done cycle), bypassed to pops
+    (executors: instr stream, done pulse)
+
+Timing contract (cycle 0 = the cycle after the CSR write of CTRL.start; ``F, D, S, E`` as in
+``ir.timeline.schedule``, which this reproduces exactly when the fetch port's memory never
+stalls and has latency ``dram_latency``, and every executor obeys its contract):
+
+- fetch: see hw/fetch.py; word ``k`` is in the fetch buffer (valid at its head or behind
+  it) from cycle ``F_k``.
+- dispatch: the buffer's head goes to its unit's queue in the first cycle in which it is
+  valid and that queue has room; a queue entry is freed by its instruction's start, visible
+  the next cycle (``D_k = max(F_k, D_{k-1} + 1, S_j + 1)``).
+- start: a queue's head is visible the cycle after its dispatch; it starts (is offered to
+  the executor with ``valid``, accepted with ``ready = ~busy | done``) when every token it
+  pops is available. An executor pulses ``done`` in cycle ``E = S + C``; its pushes count
+  in that cycle and a pop in the same cycle sees them. FINISH is never sent to the compute
+  unit: it starts when it heads the compute queue, its pops are available and every unit is
+  idle (its queue empty and no instruction in flight, or its ``done`` this cycle); it costs
+  one cycle.
+- STATUS.done (and the ``done`` port) rises in cycle ``E_FINISH``, busy falls then, and
+  CYCLES reads ``E_FINISH`` = ``Timeline.cycles`` from then on (during a segment it reads
+  the current cycle number). ``UNIT_BUSY`` counts the cycles in which the unit runs an
+  instruction (FINISH counts for compute), ``UNIT_STALL`` the cycles in which the unit is
+  free and its queue's head is present but does not start — ``Timeline.unit_totals()``.
+- errors (ERROR, STATUS.error, the ``error`` port from the next cycle on): an illegal
+  opcode at the fetch buffer's head, a push into a token counter already holding
+  ``token_depth`` (without a pop in that cycle), SEG_LEN words without a FINISH (code 3, an
+  addition to the spec: it would otherwise hang). The controller stops issuing, fetching
+  and dispatching; STATUS.busy stays up until owed fetch beats have arrived and the
+  executors' instructions in flight are done, and a start is ignored while busy.
+
+Token flags naming a neighbour the unit does not have (load's ``*_prev``, store's ``*_next``)
+are ignored: ``ir.decode`` rejects them at load time, and there is no counter to act on.
+Tokens left at FINISH are dropped (the counters are cleared at start).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.hdl import ResetInserter
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..ir.config import AcceleratorConfig
+from ..ir.cost import fetch_beats
+from ..ir.isa import INSTR, UNIT_OF, Opcode, Unit
+from .csr import DATA_BITS, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg, csr_signature
+from .dma import mem_signature
+from .fetch import Fetch, check_fetch_config, used_bits
+
+__all__ = ["Controller", "csr_signature", "LEGAL"]
+
+#: Opcodes this controller executes; the rest (NMS, SPCONV, unassigned codes) are errors.
+LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH)
+UNITS = tuple(Unit)
+_PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
+_NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
+
+
+def _channels(unit: Unit) -> list[tuple[str, tuple[Unit, Unit]]]:
+    """``(header flag, (from, to))`` of every token FIFO the unit pops from or pushes to."""
+    out = []
+    for side, other in (("prev", _PREV.get(unit)), ("next", _NEXT.get(unit))):
+        if other is not None:
+            out += [(f"pop_{side}", (other, unit)), (f"push_{side}", (unit, other))]
+    return out
+
+
+class Controller(wiring.Component):
+    """Runs one segment per CTRL start; ports and timing in the module docstring.
+
+    ``fetcher`` (the :class:`hw.fetch.Fetch` instance) is exposed so that tests can observe
+    dispatch (its ``word`` handshake)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        check_fetch_config(cfg)
+        self.cfg = cfg
+        self.fetcher = Fetch(cfg)
+        super().__init__({
+            "fetch": Out(mem_signature(cfg.dram_bytes_per_cycle)),
+            "load": Out(stream.Signature(INSTR)),
+            "compute": Out(stream.Signature(INSTR)),
+            "store": Out(stream.Signature(INSTR)),
+            "load_done": In(1),
+            "compute_done": In(1),
+            "store_done": In(1),
+            "csr": In(csr_signature()),
+            "done": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, csr = self.cfg, self.csr
+        m.submodules.fetch = fetch = self.fetcher
+        wiring.connect(m, wiring.flipped(self.fetch), fetch.mem)
+
+        running, finishing, done, error = Signal(), Signal(), Signal(), Signal()
+        code = Signal(2)
+        seg_addr, seg_len, dleft = Signal(32), Signal(32), Signal(32)
+        cycles = Signal(32)
+        start, busy = Signal(), Signal()
+
+        # -- token counters -------------------------------------------------------------------
+        fifos = list(dict.fromkeys(ch for u in UNITS for _, ch in _channels(u)))  # ordered: deterministic Verilog
+        count = {ch: Signal(range(cfg.token_depth + 1), name=f"tok_{ch[0].name}_{ch[1].name}".lower())
+                 for ch in fifos}
+        push = {ch: Signal(name=f"push_{ch[0].name}_{ch[1].name}".lower()) for ch in fifos}
+        pop = {ch: Signal(name=f"pop_{ch[0].name}_{ch[1].name}".lower()) for ch in fifos}
+        overflow = Signal()
+        # A push lands in its producer's done cycle; a pop in that cycle takes it (bypass).
+        avail = {ch: (count[ch] != 0) | push[ch] for ch in fifos}
+        overflows = []
+        for ch in fifos:
+            full = count[ch] == cfg.token_depth
+            overflows.append(push[ch] & ~pop[ch] & full)
+            with m.If(start):
+                m.d.sync += count[ch].eq(0)
+            with m.Elif(push[ch] & ~pop[ch] & ~full):
+                m.d.sync += count[ch].eq(count[ch] + 1)
+            with m.Elif(pop[ch] & ~push[ch]):
+                m.d.sync += count[ch].eq(count[ch] - 1)
+
+        m.d.comb += overflow.eq(Cat(overflows).any())
+
+        # -- per-unit queues, issue, in-flight tracking -------------------------------------
+        ports = {Unit.LOAD: (self.load, self.load_done), Unit.COMPUTE: (self.compute, self.compute_done),
+                 Unit.STORE: (self.store, self.store_done)}
+        queue, started, free, idle, inflight = {}, {}, {}, {}, {}
+        for u in UNITS:
+            ops = [op for op in LEGAL if UNIT_OF[op] == u]
+            q = queue[u] = SyncFIFO(width=used_bits(ops), depth=cfg.queue_depth)
+            m.submodules[f"{u.name.lower()}_queue"] = ResetInserter(start)(q)
+            port, unit_done = ports[u]
+            head = Signal(INSTR, name=f"{u.name.lower()}_head")
+            m.d.comb += head.as_value().eq(q.r_data)
+            flags = Signal(4, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
+            inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
+            started[u] = Signal(name=f"{u.name.lower()}_start")
+            free[u] = ~inflight[u] | unit_done
+            idle[u] = ~q.r_rdy & free[u]
+            tokens_ok = 1
+            for flag, ch in _channels(u):
+                if flag.startswith("pop"):
+                    tokens_ok = tokens_ok & (~getattr(head.header, flag) | avail[ch])
+                    m.d.comb += pop[ch].eq(started[u] & getattr(head.header, flag))
+                else:
+                    bit = ["push_prev", "push_next"].index(flag)
+                    m.d.comb += push[ch].eq(unit_done & inflight[u] & flags[bit])
+            go = running & q.r_rdy & tokens_ok
+            m.d.comb += [port.payload.eq(head), q.r_en.eq(started[u])]
+            if u == Unit.COMPUTE:
+                finish = head.header.opcode == Opcode.FINISH
+                m.d.comb += port.valid.eq(go & ~finish)
+                finish_start = Signal()
+                compute_go, compute_finish = go, finish
+            else:
+                m.d.comb += port.valid.eq(go)
+            accept = port.valid & port.ready
+            if u != Unit.COMPUTE:  # the compute unit's also counts FINISH (below)
+                m.d.comb += started[u].eq(accept)
+            with m.If(accept):
+                m.d.sync += [inflight[u].eq(1), flags.eq(Cat(head.header.push_prev, head.header.push_next))]
+            with m.Elif(unit_done):
+                m.d.sync += inflight[u].eq(0)
+            with m.If(start):  # an instruction still in flight after an error pushes nothing
+                m.d.sync += flags.eq(0)
+        # FINISH: when every unit is idle (the compute unit: free, its queue holding the FINISH).
+        m.d.comb += [
+            finish_start.eq(compute_go & compute_finish & free[Unit.COMPUTE] & idle[Unit.LOAD] & idle[Unit.STORE]),
+            started[Unit.COMPUTE].eq(self.compute.valid & self.compute.ready | finish_start),
+        ]
+
+        # -- dispatch ---------------------------------------------------------------------------
+        word = Signal(INSTR)
+        m.d.comb += word.as_value().eq(fetch.word.payload)
+        op = word.header.opcode
+        to = {u: Signal(name=f"to_{u.name.lower()}") for u in UNITS}
+        for u in UNITS:
+            m.d.comb += to[u].eq(Cat(op == o for o in LEGAL if UNIT_OF[o] == u).any())
+        legal = Cat(to.values()).any()
+        room = Cat(to[u] & queue[u].w_rdy for u in UNITS).any()
+        misplaced = (dleft == 1) & (op != Opcode.FINISH)  # the segment's last word must be FINISH
+        offered = running & ~finishing & fetch.word.valid
+        dispatch = offered & legal & room & ~misplaced
+        m.d.comb += [fetch.word.ready.eq(dispatch), fetch.start.eq(start), fetch.seg_addr.eq(seg_addr),
+                     fetch.seg_len.eq(seg_len), fetch.run.eq(running & ~finishing)]
+        for u in UNITS:
+            m.d.comb += [queue[u].w_en.eq(dispatch & to[u]), queue[u].w_data.eq(fetch.word.payload)]
+
+        # -- segment state, errors --------------------------------------------------------------
+        fault = Signal(2)
+        with m.If(offered & ~legal):
+            m.d.comb += fault.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif(running & overflow):
+            m.d.comb += fault.eq(ErrorCode.TOKEN_OVERFLOW)
+        with m.Elif(offered & legal & misplaced | running & ~finishing & (dleft == 0)):
+            m.d.comb += fault.eq(ErrorCode.NO_FINISH)
+
+        m.d.comb += [
+            start.eq(csr.we & (csr.addr == Reg.CTRL) & csr.wdata[0] & ~busy),
+            busy.eq(running | ~fetch.idle | Cat(inflight.values()).any()),
+            self.busy.eq(busy), self.done.eq(done), self.error.eq(error),
+        ]
+        with m.If(start):
+            m.d.sync += [running.eq(1), finishing.eq(0), done.eq(0), error.eq(0), code.eq(0), cycles.eq(0),
+                         dleft.eq(seg_len)]
+        with m.Elif(running):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(dispatch):
+                m.d.sync += dleft.eq(dleft - 1)
+                with m.If(op == Opcode.FINISH):
+                    m.d.sync += finishing.eq(1)
+            with m.If(fault != 0):
+                m.d.sync += [running.eq(0), error.eq(1), code.eq(fault)]
+            with m.Elif(finish_start):
+                m.d.sync += [running.eq(0), done.eq(1)]
+        with m.If(csr.we & ~busy):
+            with m.If(csr.addr == Reg.SEG_ADDR):
+                m.d.sync += seg_addr.eq(csr.wdata)
+            with m.If(csr.addr == Reg.SEG_LEN):
+                m.d.sync += seg_len.eq(csr.wdata)
+
+        # -- per-unit counters, register read ---------------------------------------------------
+        regs = {Reg.STATUS: Cat(busy, done, error), Reg.SEG_ADDR: seg_addr, Reg.SEG_LEN: seg_len,
+                Reg.ERROR: code, Reg.CYCLES: cycles}
+        for u, (busy_reg, stall_reg) in zip(UNITS, UNIT_COUNTERS):
+            busy_n = Signal(DATA_BITS, name=f"{u.name.lower()}_busy_cycles")
+            stall_n = Signal(DATA_BITS, name=f"{u.name.lower()}_stall_cycles")
+            unit_done = ports[u][1]
+            with m.If(start):
+                m.d.sync += [busy_n.eq(0), stall_n.eq(0)]
+            with m.Elif(running):
+                with m.If(started[u] | inflight[u] & ~unit_done):
+                    m.d.sync += busy_n.eq(busy_n + 1)
+                with m.If(queue[u].r_rdy & free[u] & ~started[u]):
+                    m.d.sync += stall_n.eq(stall_n + 1)
+            regs[busy_reg], regs[stall_reg] = busy_n, stall_n
+        assert STATUS_BUSY == 1 and STATUS_DONE == 2 and STATUS_ERROR == 4  # the Cat above
+        with m.Switch(csr.addr):
+            for reg, value in regs.items():
+                with m.Case(reg):
+                    m.d.comb += csr.rdata.eq(value)
+        return m

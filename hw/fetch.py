@@ -1,0 +1,136 @@
+"""Instruction fetch: the segment's words from DRAM into a bounded fetch buffer.
+
+::
+
+    start ─▶ addr, left ──▶ rd_req {addr, nb beats}  (while run, left > 0, held < fetch_depth)
+                                   │ DRAM (own read port)
+    rd_resp beats ──▶ assemble nb beats ──▶ SyncFIFO(fetch_depth) ──▶ word (to dispatch)
+
+``held`` counts the words requested and not yet dispatched (in flight or in the buffer), so
+the buffer never overflows and ``rd_resp`` is always ready. Timing (the reading of
+``ir.cost.fetch_ready``), cycle 0 being the cycle after ``start``: request ``k`` is presented
+in the first cycle in which ``run`` holds, the segment has words left and ``held <
+fetch_depth`` — request 0 in cycle 0, later ones one a cycle, and request ``k`` no earlier
+than the cycle after word ``k - fetch_depth`` is taken from ``word`` (``held`` is a
+register). A word whose last beat arrives in cycle ``t`` is valid on ``word`` from cycle
+``t + 1``. With a memory that accepts every request and presents the first beat ``L`` cycles
+after accepting it, beats in order one a cycle, word ``k`` is therefore valid from
+``max(F_{k-1} + nb, D_{k-B} + 1 + L + nb)`` (``F_0 = L + nb``) — ``fetch_ready``.
+
+``idle`` is low while beats are owed by the memory; a new ``start`` must wait for it (the
+controller's STATUS.busy includes it), so a segment never sees an earlier one's beats.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import ResetInserter
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ShiftflowError
+from ..ir.config import AcceleratorConfig
+from ..ir.cost import fetch_beats
+from ..ir.isa import BODY_OF, INSTR, INSTR_BYTES, Body
+from .dma import ADDR_BITS, mem_signature
+
+
+def used_bits(opcodes) -> int:
+    """Low bits of an ``INSTR`` word that instructions with these opcodes use: the header and
+    their bodies (the body union starts right after the header; what lies above the largest
+    of them is other opcodes' fields or padding, which a buffer need not keep)."""
+    bodies = [Body.members[BODY_OF[op]].size for op in opcodes if op in BODY_OF]
+    return INSTR["body"].offset + max(bodies, default=0)
+
+
+#: Bits of a word the fetch buffer keeps (every opcode's body; not the padding).
+WORD_BITS = used_bits(BODY_OF)
+
+
+def check_fetch_config(cfg: AcceleratorConfig) -> None:
+    if not isinstance(cfg, AcceleratorConfig):
+        raise ShiftflowError(f"expected an AcceleratorConfig, got {type(cfg).__name__}")
+    if cfg.instr_bytes != INSTR_BYTES:
+        raise ShiftflowError(f"instr_bytes must be the ISA's {INSTR_BYTES}-byte word, got {cfg.instr_bytes}")
+
+
+class Fetch(wiring.Component):
+    """Fetches ``seg_len`` instruction words from byte ``seg_addr`` on (its low bits below
+    ``instr_bytes`` are ignored: words are aligned), latched at ``start``; see the module
+    docstring for the timing. ``word`` carries the low :data:`WORD_BITS` of each word."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        check_fetch_config(cfg)
+        self.cfg = cfg
+        super().__init__({
+            "mem": Out(mem_signature(cfg.dram_bytes_per_cycle)),
+            "start": In(1),
+            "seg_addr": In(ADDR_BITS),
+            "seg_len": In(32),
+            "run": In(1),
+            "word": Out(stream.Signature(unsigned(WORD_BITS))),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mem = self.cfg, self.mem
+        nb, depth, beat_bits = fetch_beats(cfg), cfg.fetch_depth, 8 * cfg.dram_bytes_per_cycle
+        align = (INSTR_BYTES - 1).bit_length()
+
+        # The buffer starts empty at every segment (a stopped segment may leave words in it).
+        buf = SyncFIFO(width=WORD_BITS, depth=depth)
+        m.submodules.buf = ResetInserter(self.start)(buf)
+
+        addr = Signal(ADDR_BITS - align)  # in words
+        left = Signal(32)
+        held = Signal(range(depth + 1))
+        owed = Signal(range(depth * nb + 1))  # beats requested and not yet received
+        request = mem.rd_req.valid & mem.rd_req.ready
+        beat_in = mem.rd_resp.valid  # always ready
+        taken = self.word.valid & self.word.ready
+
+        m.d.comb += [
+            mem.rd_req.valid.eq(self.run & (left != 0) & (held != depth)),
+            mem.rd_req.payload.addr.eq(Cat(Const(0, align), addr)),
+            mem.rd_req.payload.beats.eq(nb),
+            mem.rd_resp.ready.eq(1),
+            mem.wr_req.valid.eq(0),
+            mem.wr_data.valid.eq(0),
+            mem.wr_resp.ready.eq(1),
+            self.idle.eq(owed == 0),
+        ]
+        with m.If(self.start):
+            m.d.sync += [addr.eq(self.seg_addr[align:]), left.eq(self.seg_len), held.eq(0)]
+        with m.Else():
+            with m.If(request):
+                m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            with m.If(request & ~taken):
+                m.d.sync += held.eq(held + 1)
+            with m.Elif(taken & ~request):
+                m.d.sync += held.eq(held - 1)
+        # ``owed`` survives a start: beats of a stopped segment still arrive (and are dropped,
+        # since start resets the buffer and waits for idle).
+        m.d.sync += owed.eq(owed + Mux(request, nb, 0) - beat_in)
+
+        # Beats arrive low bytes first; the first nb-1 of a word shift into ``acc`` from the top.
+        beat = Signal(range(nb))
+        last = beat == nb - 1
+        if nb > 1:
+            acc = Signal((nb - 1) * beat_bits)
+            whole = Cat(acc, mem.rd_resp.payload)
+            with m.If(beat_in):
+                m.d.sync += acc.eq(Cat(acc[beat_bits:], mem.rd_resp.payload))
+        else:
+            whole = mem.rd_resp.payload
+        with m.If(beat_in):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        m.d.comb += [
+            buf.w_en.eq(beat_in & last),
+            buf.w_data.eq(whole[:WORD_BITS]),
+            self.word.valid.eq(buf.r_rdy),
+            self.word.payload.eq(buf.r_data),
+            buf.r_en.eq(self.word.ready),
+        ]
+        return m
