@@ -62,7 +62,6 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import fetch_beats
 from ..ir.isa import INSTR, UNIT_OF, Opcode, Unit
 from .csr import DATA_BITS, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg, csr_signature
 from .dma import mem_signature
@@ -262,4 +261,6 @@ class Controller(wiring.Component):
             for reg, value in regs.items():
                 with m.Case(reg):
                     m.d.comb += csr.rdata.eq(value)
+            with m.Default():  # CTRL and unused words read 0
+                m.d.comb += csr.rdata.eq(0)
         return m

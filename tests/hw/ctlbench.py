@@ -35,6 +35,7 @@ class Observed:
     words: dict = field(default_factory=lambda: {u: [] for u in Unit})  # accepted payloads (ints)
     done: int | None = None  # first cycle with the done output high
     error: int | None = None  # first cycle with the error output high
+    busy_at_done: bool | None = None  # the busy output in the done cycle
     regs: dict = field(default_factory=dict)  # every CSR after the segment
 
 
@@ -125,7 +126,7 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
             obs = Observed()
             while obs.done is None and obs.error is None:
                 if ctx.get(dut.done):
-                    obs.done = cycle - zero
+                    obs.done, obs.busy_at_done = cycle - zero, bool(ctx.get(dut.busy))
                 if ctx.get(dut.error):
                     obs.error = cycle - zero
                 await ctx.tick()
