@@ -7,7 +7,8 @@ within a copy the ``tn`` words ``a, a + s, ..., a + (tn-1)*s`` of a read are in 
 distinct banks for any ``a`` when the stride ``s`` is 1 or 2 — so a copy delivers one word
 (channel-parallel, vector ops) or ``tn`` pixels at column stride 1 or 2 (pixel-parallel) per
 cycle without conflicts. Bank ``b`` reads row ``a // (2*tn) + (b < a % (2*tn))``, whatever
-the stride: the bank address needs no multiplier.
+the stride: the bank address needs no multiplier. The banks' words reach the lanes through a
+log-depth rotator (:func:`rotate_select`), not a ``2*tn``:1 mux per lane.
 
 Why copies: reads at unrelated addresses in one cycle (VEC ADD's two operands; the ``tm/tn``
 channel blocks of a depthwise pixel group, ``cols`` words apart for any ring width) cannot be
@@ -17,13 +18,15 @@ copy. ``copies = max(2, tm // tn)``.
 Ports: ``w`` (stream of :func:`beat_write_layout`, always ready): a DRAM beat of ``beat_bytes``
 bytes for word address ``addr // tn`` on (``addr`` a multiple of ``tn``, as the load unit gives
 for activations), byte strobes honoured, written to every copy. ``rd_addr[c]`` / ``rd_stride``
-are sampled every cycle; ``rd_data[c][l]`` is word ``rd_addr[c] + l*rd_stride`` one cycle later.
+are sampled every cycle; ``rd_data[c][l]`` is word ``rd_addr[c] + l*rd_stride`` one cycle later
+(``rd_stride`` 1 or 2; its bit 1 decides, so 0 reads as 1 and 3 as 2 — lane 0, all that
+channel-parallel and vector reads use, is word ``rd_addr[c]`` whatever the stride).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +46,37 @@ def beat_write_layout(beat_bytes: int, banked: bool = False) -> data.StructLayou
 def words_to_ints(words: np.ndarray) -> list[int]:
     """Rows of bytes (``n × width`` uint8) as little-endian integers (memory row values)."""
     return [int.from_bytes(row.tobytes(), "little") for row in np.ascontiguousarray(words, np.uint8)]
+
+
+def rotate_select(m: Module, words: list, off, double, lanes: int, name: str) -> list:
+    """Lanes ``l < lanes`` of ``words[(off + l*s) % n]`` (``s`` = 2 when ``double``, else 1;
+    ``n = len(words)`` a power of two of at least ``2*lanes``) as a log-depth rotator: a
+    rotation by ``off`` in stages of 4:1 muxes (one LUT6 per bit) except its last stage, which
+    shares a 4:1 mux with the stride choice. ``n*lanes`` word-muxes per 32:1 crossbar shrink to
+    about ``n*log4(n) + lanes``."""
+    n = len(words)
+    lg = (n - 1).bit_length()
+    cur, pos = list(words), 0
+    while lg - pos > 1:  # rotate by (off >> pos) % 4 << pos
+        sel, step = off[pos:pos + 2], 1 << pos
+        nxt = [Signal.like(words[0], name=f"rot_{name}_s{pos}_{k}") for k in range(n)]
+        for k in range(n):
+            with m.Switch(sel):
+                for v in range(4):
+                    with m.Case(v):
+                        m.d.comb += nxt[k].eq(cur[(k + v * step) % n])
+        cur, pos = nxt, pos + 2
+    out = []
+    for lane in range(lanes):
+        w = Signal.like(words[0], name=f"rot_{name}_l{lane}")
+        half = off[pos] if pos < lg else Const(0, 1)  # the last rotation bit, when lg is odd
+        cands = [cur[(lane * s + h * (n >> 1)) % n] for s in (1, 2) for h in (0, 1)]
+        with m.Switch(Cat(half, double)):
+            for v in range(4):
+                with m.Case(v):
+                    m.d.comb += w.eq(cands[v])
+        out.append(w)
+    return out
 
 
 class LineBuffer(wiring.Component):
@@ -94,13 +128,9 @@ class LineBuffer(wiring.Component):
                 m.d.comb += [wp.addr.eq((wa0 + k) >> lg),
                              wp.data.eq(beat.word_select(k[:kb], 8 * self.tn) if kb else beat),
                              wp.en.eq(Mux(hit, w.strb.word_select(k[:kb], self.tn) if kb else w.strb, 0))]
+            lanes = rotate_select(m, outs, off_d, stride_d[1], self.tn, f"c{c}")
             for lane in range(self.tn):
-                bank = Signal(lg, name=f"rbank_c{c}_l{lane}")
-                m.d.comb += bank.eq(off_d + lane * stride_d)
-                with m.Switch(bank):
-                    for b in range(nb):
-                        with m.Case(b):
-                            m.d.comb += self.rd_data[c][lane].eq(outs[b])
+                m.d.comb += self.rd_data[c][lane].eq(lanes[lane])
         return m
 
     def sim_load(self, ctx, words: np.ndarray) -> None:
