@@ -175,6 +175,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [mac.i.payload.eq(beat), mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)),
                      mac.mode.a_signed.eq(job.a.signed_), mac.mode.pow2.eq(job.pow2),
                      mac.mode.dataflow.eq(Mux(job.pixel, Dataflow.PIXEL, Dataflow.CHANNEL)),
+                     mac.mode.depthwise.eq(job.depthwise),
                      vec.i.payload.eq(vb), vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)),
                      vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_), vec.mode.b_signed.eq(job.b.signed_),
                      vec.mode.shift_a.eq(job.shift_a), vec.mode.shift_b.eq(job.shift_b)]

@@ -5,8 +5,9 @@ weight byte that is either an ``int`` two's-complement value or, with ``pow2``, 
 ``0`` = zero, else bit 7 = sign, bit 6 = 1 (nonzero), bits 3..0 = exponent ``e``, value
 ``±2**e``, decoded into the multiplier operand ``±2**e`` (one DSP datapath for both
 encodings; a per-PE barrel shifter costs more LUTs than the DSP saves). A code with bit 6
-clear is zero (as in the simulator). Products are exact; accumulators wrap at ``acc_bits`` like the
-simulator's post-processing input.
+clear is zero (as in the simulator). Products are exact (:class:`MACArray`: for ``e <= 7``,
+see its limitation); accumulators wrap at ``acc_bits`` like the simulator's post-processing
+input.
 
 :class:`MACArray` serves both dataflows of the hybrid PE array with the same multipliers:
 
@@ -16,14 +17,14 @@ simulator's post-processing input.
 - ``Dataflow.CHANNEL``: ``acc[i][0] += Σ_l act[i][l] * wgt[i][l]`` (a row's products reduced by
   an adder tree; columns 1.. stay zero; the router broadcasts one input word to every row).
 
-Every PE has its own activation operand: the broadcast is wiring in the router, and depthwise
-pixel-parallel (row ``i`` reads ring channel ``i``) needs no other datapath.
+Every PE has its own activation and weight operand ports; the broadcasts are wiring in the
+router, and the array relies on them to pack two MACs into one DSP (see :class:`MACArray`).
 
 Timing (both): beats enter on a stream whose ``ready`` is constantly 1, one per cycle (the
 array never stalls; its sequencer runs in lockstep), and results leave on a stream whose
 ``ready`` is ignored: the consumer (the PPU drain buffer) must take them when valid. (Not
-``always_ready`` streams: Amaranth 0.5 cannot make a constant a Verilog port.) A beat with ``first`` starts new sums; when the beat with
-``last`` has been accumulated the sums appear on ``o`` (valid for one cycle), ``LATENCY`` = 3
+``always_ready`` streams: Amaranth 0.5 cannot make a constant a Verilog port.) A beat with
+``first`` starts new sums; when the beat with ``last`` has been accumulated the sums appear on ``o`` (valid for one cycle), ``LATENCY`` = 3
 cycles after that beat was presented. ``o.payload`` is its own register (the second
 accumulator buffer of the cost model) and holds the sums until the next group's last beat
 has been accumulated, so the PPU drains it over several cycles while the next group
@@ -32,7 +33,7 @@ accumulates.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +45,9 @@ from ..ir.isa import Dataflow
 PRODUCT_BITS = 26
 
 Mode = data.StructLayout({"a_signed": unsigned(1), "pow2": unsigned(1), "dataflow": Dataflow})
+#: The MAC array's mode: ``Mode`` and whether the beat is depthwise (decides the DSP pairing).
+ArrayMode = data.StructLayout({"a_signed": unsigned(1), "pow2": unsigned(1), "dataflow": Dataflow,
+                               "depthwise": unsigned(1)})
 
 
 def weight_value(w: Value, pow2: Value) -> Value:
@@ -106,22 +110,66 @@ class MAC(wiring.Component):
         return m
 
 
+def weight_operand(w: Value, pow2: Value) -> tuple[Value, Value]:
+    """Weight byte ``w`` as a 9-bit signed multiplier operand and a flag: int8 as itself; a
+    pow2 code as ``±2**(e % 8)`` (``-2**e`` as ones from bit ``e`` up, no negation carry
+    chain), with ``big`` = ``e >= 8``. :class:`MACArray` packs two of these per DSP and does not
+    apply ``big`` (see its docstring)."""
+    e = w[0:3]
+    mag = (Const(1, 9) << e)[:9]
+    neg = (Const(0x1FF, 9) << e)[:9]
+    value = Mux(pow2, Mux(w[6], Mux(w[7], neg, mag), 0), w.as_signed()).as_signed()
+    return value, pow2 & w[6] & w[3]
+
+
+def act_operand(a: Value, a_signed: Value) -> Value:
+    """Activation byte ``a`` as a 9-bit signed operand (int8 or uint8)."""
+    return Mux(a_signed, a.as_signed(), a.as_unsigned()).as_signed()
+
+
+#: Bit offset of the high product in a packed DSP: a 9 x 9-bit product needs 16 bits
+#: (|a*w| <= 255 * 128), so the low one fits below it with room for the rounding offset.
+PACK_SHIFT = 18
+
+
 class MACArray(wiring.Component):
-    """``rows × cols`` MACs (``tm × tn``) with the channel- and pixel-parallel routings.
+    """``rows × cols`` MACs (``tm × tn``) with the channel- and pixel-parallel routings, two
+    MACs per DSP multiplier.
 
     ``i``: stream (ready constantly 1) of ``act`` and ``wgt`` (``rows × cols`` bytes each; PE
     ``(i, l)`` multiplies ``act[i][l]`` by ``wgt[i][l]``; a weight word's byte ``i*cols + l`` is
-    row ``i`` lane ``l``), ``first``, ``last``. ``mode``
-    (``a_signed``, ``pow2``, ``dataflow``) is sampled with each beat. ``o``: stream (its ready
-    is ignored) of the ``rows × cols`` sums, valid for one cycle per group.
+    row ``i`` lane ``l``), ``first``, ``last``. ``mode`` (``a_signed``, ``pow2``, ``dataflow``,
+    ``depthwise``) is sampled with each beat. ``o``: stream (its ready is ignored) of the
+    ``rows × cols`` sums, valid for one cycle per group.
+
+    Operand sharing (what the operand router guarantees, and what the packing relies on):
+    without ``depthwise`` rows ``2p`` and ``2p+1`` carry the same activations (one activation
+    per column, broadcast); with ``depthwise`` (pixel-parallel only) lanes ``2q`` and ``2q+1``
+    carry the same weight (one weight per row, broadcast). DSP ``(p, l)`` multiplies the shared
+    operand by two packed ones, ``(hi << 18) + lo``, and adds ``2**17``: the low product is
+    bits 0..17 (bit 17 inverted), the high one bits 18.. — exact, no correction of the low
+    product's sign. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
+    depthwise, for even ``l`` row ``2p``'s lanes ``l, l+1`` and for odd ``l`` row ``2p+1``'s
+    lanes ``l-1, l``; half the accumulators take their product from the neighbouring DSP then
+    (a mux folded into the accumulator's adder). Channel-parallel reduces each row's dense
+    products with an adder tree into column 0; the other columns add zero.
+
+    Limitation: a pow2 code with ``e >= 8`` (bit 3 set; the compiler's pow2 weights have
+    ``e <= 7``, docs/quantize.md) is multiplied as ``±2**(e - 8)``: a 9-bit operand is what
+    packs two products into one DSP48E2, and the ×256 would cost a shifter per PE.
+
+    Accumulators restart after each group's ``last`` beat (a synchronous clear, no ``first``
+    mux in front of the adder), so ``first`` is implied by the previous group's ``last``.
     """
 
     LATENCY = 3
 
     def __init__(self, rows: int, cols: int, acc_bits: int = 32):
-        _check("MACArray rows", rows, 1, 256)
-        _check("MACArray cols", cols, 1, 256)
-        _check("MACArray acc_bits", acc_bits, PRODUCT_BITS + (cols - 1).bit_length(), 64)
+        _check("MACArray rows", rows, 2, 256)
+        _check("MACArray cols", cols, 2, 256)
+        if rows % 2 or cols % 2:
+            raise ShiftflowError(f"MACArray rows ({rows}) and cols ({cols}) must be even (two MACs per DSP)")
+        _check("MACArray acc_bits", acc_bits, 2 * 9 + (cols - 1).bit_length(), 64)
         self.rows, self.cols, self.acc_bits = rows, cols, acc_bits
         beat = data.StructLayout({
             "act": data.ArrayLayout(data.ArrayLayout(unsigned(8), cols), rows),
@@ -130,43 +178,72 @@ class MACArray(wiring.Component):
             "last": unsigned(1),
         })
         sums = data.ArrayLayout(data.ArrayLayout(signed(acc_bits), cols), rows)
-        super().__init__({"mode": In(Mode), "i": In(stream.Signature(beat)), "o": Out(stream.Signature(sums))})
+        super().__init__({"mode": In(ArrayMode), "i": In(stream.Signature(beat)),
+                          "o": Out(stream.Signature(sums))})
 
     def elaborate(self, platform):
         m = Module()
-        p = self.i.payload
+        p, md = self.i.payload, self.mode
+        rows, cols, half = self.rows, self.cols, self.rows // 2
         m.d.comb += self.i.ready.eq(1)
-        # Stage 1: products, and the beat's flags and dataflow travelling alongside.
-        prod = [[Signal(signed(PRODUCT_BITS), name=f"prod_{i}_{l}") for l in range(self.cols)]
-                for i in range(self.rows)]
-        valid1, first1, last1, chan1 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [valid1.eq(self.i.valid), first1.eq(p.first), last1.eq(p.last),
-                     chan1.eq(self.mode.dataflow == Dataflow.CHANNEL)]
-        for i in range(self.rows):
-            for l in range(self.cols):
-                m.d.sync += prod[i][l].eq(product(p.act[i][l], p.wgt[i][l], self.mode.a_signed, self.mode.pow2))
+        dw = md.depthwise
 
-        # Stage 2: the term each accumulator adds — its own product, or (channel) the row sum.
-        term_bits = PRODUCT_BITS + (self.cols - 1).bit_length()
-        term = [[Signal(signed(term_bits), name=f"term_{i}_{l}") for l in range(self.cols)]
-                for i in range(self.rows)]
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1)]
-        for i in range(self.rows):
-            row_sum = tree_sum(prod[i])
-            m.d.sync += term[i][0].eq(Mux(chan1, row_sum, prod[i][0]))
-            for l in range(1, self.cols):
-                m.d.sync += term[i][l].eq(Mux(chan1, 0, prod[i][l]))
+        def act(i, l):
+            return act_operand(p.act[i][l], md.a_signed)
 
-        # Stage 3: accumulate; a group's last beat also loads the output buffer.
+        def wgt(i, l):
+            return weight_operand(p.wgt[i][l], md.pow2)[0]
+
+        # Stage 1: one DSP per PE pair: (shared) * ((hi << 18) + lo) + 2**17.
+        valid1, last1, chan1, dw1 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [valid1.eq(self.i.valid), last1.eq(p.last),
+                     chan1.eq(md.dataflow == Dataflow.CHANNEL), dw1.eq(dw)]
+        prod = [[Signal(signed(2 * PACK_SHIFT), name=f"dsp_{q}_{l}") for l in range(cols)] for q in range(half)]
+        for q in range(half):
+            for l in range(cols):
+                c = 2 * q + l % 2  # depthwise: the channel (row) this DSP serves
+                l0 = l - l % 2
+                shared = Signal(signed(9), name=f"b_{q}_{l}")
+                lo, hi = Signal(signed(9), name=f"lo_{q}_{l}"), Signal(signed(9), name=f"hi_{q}_{l}")
+                m.d.comb += [shared.eq(Mux(dw, wgt(c, l), act(2 * q, l))),
+                             lo.eq(Mux(dw, act(c, l0), wgt(2 * q, l))),
+                             hi.eq(Mux(dw, act(c, l0 + 1), wgt(2 * q + 1, l)))]
+                packed = Signal(signed(27), name=f"a_{q}_{l}")  # the DSP48E2's A port
+                m.d.comb += packed.eq((hi << PACK_SHIFT) + lo)
+                m.d.sync += prod[q][l].eq(packed * shared + (1 << (PACK_SHIFT - 1)))
+
+        def low(v):
+            return Cat(v[:PACK_SHIFT - 1], ~v[PACK_SHIFT - 1]).as_signed()
+
+        def high(v):
+            return v[PACK_SHIFT:].as_signed()
+
+        # Stage 2: products delayed; channel-parallel row sums of the dense products.
+        valid2, last2, chan2, dw2 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [valid2.eq(valid1), last2.eq(last1), chan2.eq(chan1), dw2.eq(dw1)]
+        prod2 = [[Signal.like(prod[q][l], name=f"dsp2_{q}_{l}") for l in range(cols)] for q in range(half)]
+        row_sum = [Signal(signed(PACK_SHIFT + (cols - 1).bit_length()), name=f"row_sum_{i}") for i in range(rows)]
+        for q in range(half):
+            m.d.sync += [prod2[q][l].eq(prod[q][l]) for l in range(cols)]
+            m.d.sync += [row_sum[2 * q].eq(tree_sum([low(v) for v in prod[q]])),
+                         row_sum[2 * q + 1].eq(tree_sum([high(v) for v in prod[q]]))]
+
+        # Stage 3: accumulate (cleared after a group's last beat, which also loads the output).
         m.d.sync += self.o.valid.eq(valid2 & last2)
-        for i in range(self.rows):
-            for l in range(self.cols):
+        for i in range(rows):
+            q = i // 2
+            for l in range(cols):
+                own = low(prod2[q][l]) if i % 2 == 0 else high(prod2[q][l])
+                if i % 2 == 0 and l % 2 == 1:
+                    own = Mux(dw2, high(prod2[q][l - 1]), own)
+                elif i % 2 == 1 and l % 2 == 0:
+                    own = Mux(dw2, low(prod2[q][l + 1]), own)
+                term = Mux(chan2, row_sum[i] if l == 0 else 0, own)
                 acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{l}")
                 nxt = Signal(signed(self.acc_bits), name=f"next_{i}_{l}")
-                m.d.comb += nxt.eq(Mux(first2, 0, acc) + term[i][l])
+                m.d.comb += nxt.eq(acc + term)
                 with m.If(valid2):
-                    m.d.sync += acc.eq(nxt)
+                    m.d.sync += acc.eq(Mux(last2, 0, nxt))
                     with m.If(last2):
                         m.d.sync += self.o.payload[i][l].eq(nxt)
         return m

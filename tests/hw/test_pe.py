@@ -26,10 +26,10 @@ def act_values(acts: np.ndarray, a_signed: bool) -> np.ndarray:
     return acts.astype(np.uint8).view(np.int8).astype(np.int64) if a_signed else acts.astype(np.int64)
 
 
-def random_weights(rng: np.random.Generator, shape, pow2: bool) -> np.ndarray:
+def random_weights(rng: np.random.Generator, shape, pow2: bool, max_exp: int = 15) -> np.ndarray:
     if not pow2:
         return rng.integers(0, 256, shape)
-    codes = 0x40 | rng.integers(0, 16, shape) | (rng.integers(0, 2, shape) << 7)
+    codes = 0x40 | rng.integers(0, max_exp + 1, shape) | (rng.integers(0, 2, shape) << 7)
     return np.where(rng.random(shape) < 0.2, 0, codes)
 
 
@@ -58,16 +58,18 @@ def test_mac(pow2, a_signed):
     assert got == want
 
 
-def run_array(rows, cols, dataflow, pow2, a_signed, groups):
-    """Feed ``groups`` (lists of (act[cols], wgt[rows, cols]) beats) back to back; the sums."""
+def run_array(rows, cols, dataflow, pow2, a_signed, groups, depthwise=False):
+    """Feed ``groups`` (lists of (act, wgt) beats; ``act`` one row broadcast to every row, or
+    depthwise ``rows × cols``; ``wgt`` ``rows × cols``) back to back; the sums."""
     dut = MACArray(rows, cols)
     got = []
 
     async def drive(ctx):
-        ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2, "dataflow": dataflow})
+        ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2, "dataflow": dataflow, "depthwise": depthwise})
         for beats in groups:
             for k, (act, wgt) in enumerate(beats):
-                ctx.set(dut.i.payload, {"act": [[int(x) for x in act]] * rows, "wgt": [[int(x) for x in r] for r in wgt],
+                acts = [[int(x) for x in r] for r in act] if depthwise else [[int(x) for x in act]] * rows
+                ctx.set(dut.i.payload, {"act": acts, "wgt": [[int(x) for x in r] for r in wgt],
                                         "first": k == 0, "last": k == len(beats) - 1})
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick()
@@ -89,7 +91,7 @@ def run_array(rows, cols, dataflow, pow2, a_signed, groups):
 def test_array(dataflow, pow2, a_signed):
     rows, cols = 4, 4
     rng = np.random.default_rng(7)
-    groups = [[(rng.integers(0, 256, cols), random_weights(rng, (rows, cols), pow2)) for _ in range(n)]
+    groups = [[(rng.integers(0, 256, cols), random_weights(rng, (rows, cols), pow2, 7)) for _ in range(n)]
               for n in (1, 3, 9, 2, 1)]
     got = run_array(rows, cols, dataflow, pow2, a_signed, groups)
     want = []
@@ -103,15 +105,38 @@ def test_array(dataflow, pow2, a_signed):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("pow2,a_signed", [(False, True), (True, False)])
+def test_array_depthwise(pow2, a_signed):
+    """Depthwise pixel-parallel: every PE its own activation, one weight per row (the DSPs pair
+    lanes instead of rows); a dense group follows to check the pairing switches back."""
+    rows, cols = 4, 6
+    rng = np.random.default_rng(11)
+    groups = [[(rng.integers(0, 256, (rows, cols)), np.repeat(random_weights(rng, (rows, 1), pow2, 7), cols, 1))
+               for _ in range(n)] for n in (1, 9, 4)]
+    got = run_array(rows, cols, Dataflow.PIXEL, pow2, a_signed, groups, depthwise=True)
+    want = [sum(weight_values(w, pow2) * act_values(a, a_signed) for a, w in beats) for beats in groups]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_array_extremes():
-    """Largest magnitudes: -128 * -128 summed, and unsigned 255 << 15, in both dataflows."""
+    """Largest magnitudes: -128 * -128 summed, and unsigned 255 * -2**7, in both dataflows."""
     big = [(np.full(4, 0x80), np.full((2, 4), 0x80))] * 5
     assert run_array(2, 4, Dataflow.CHANNEL, False, True, [big])[0][:, 0].tolist() == [5 * 4 * 16384] * 2
-    top = [(np.full(4, 255), np.full((2, 4), 0xCF))] * 3  # -2**15
-    assert run_array(2, 4, Dataflow.PIXEL, True, False, [top])[0].tolist() == [[-3 * 255 << 15] * 4] * 2
+    top = [(np.full(4, 255), np.full((2, 4), 0xC7))] * 3  # -2**7
+    assert run_array(2, 4, Dataflow.PIXEL, True, False, [top])[0].tolist() == [[-3 * 255 << 7] * 4] * 2
+    low = [(np.full(4, 0x7F), np.full((2, 4), 0x80))] * 2  # 127 * -128 twice: the low product's sign
+    assert run_array(2, 4, Dataflow.PIXEL, False, True, [low])[0].tolist() == [[-2 * 127 * 128] * 4] * 2
 
 
-@pytest.mark.parametrize("kw", [{"rows": 0, "cols": 4}, {"rows": 4, "cols": 4, "acc_bits": 16}])
+def test_array_pow2_exponent_limit():
+    """The documented limitation: a pow2 code with e >= 8 counts as 2**(e - 8)."""
+    beats = [(np.full(2, 3), np.full((2, 2), 0x4A))]  # +2**10
+    assert run_array(2, 2, Dataflow.PIXEL, True, False, [beats])[0].tolist() == [[12, 12], [12, 12]]
+
+
+@pytest.mark.parametrize("kw", [{"rows": 0, "cols": 4}, {"rows": 3, "cols": 4}, {"rows": 4, "cols": 4, "acc_bits": 16}])
 def test_bad_parameters(kw):
     with pytest.raises(ShiftflowError, match="MACArray"):
         MACArray(**kw)
