@@ -53,9 +53,12 @@ def _costs(cfg: AcceleratorConfig, program: bytes) -> dict[int, int]:
 
 
 def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[int, int]], *, base: int = 0,
-                 stall: float = 0.0, seed: int = 0, deadline: int = 50_000) -> list[Observed]:
+                 stall: float = 0.0, seed: int = 0, deadline: int = 50_000,
+                 meddle: int | None = None) -> list[Observed]:
     """Place ``program`` at DRAM byte ``base`` and run ``segments`` (``(first word, count)``)
-    one after another, each until ``done`` or ``error`` rises (then until ``busy`` falls)."""
+    one after another, each until ``done`` or ``error`` rises (then until ``busy`` falls).
+    ``meddle``: in that cycle of every segment, write SEG_ADDR, SEG_LEN and CTRL.start again
+    (they must be ignored while busy)."""
     dut = Controller(cfg)
     dram = Dram(dut.fetch, cfg.dram_bytes_per_cycle, latency=cfg.dram_latency, stall=stall, seed=seed)
     dram.write(base, program)
@@ -125,6 +128,10 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
             zero = cycle  # the segment's cycle 0
             obs = Observed()
             while obs.done is None and obs.error is None:
+                if cycle - zero == meddle:
+                    for reg in (Reg.SEG_ADDR, Reg.SEG_LEN, Reg.CTRL):
+                        await write(reg, 1)
+                    continue
                 if ctx.get(dut.done):
                     obs.done, obs.busy_at_done = cycle - zero, bool(ctx.get(dut.busy))
                 if ctx.get(dut.error):

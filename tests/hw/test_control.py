@@ -109,6 +109,15 @@ def test_token_programs_exact(cfg):
     check_exact(cfg, program, segs, run_segments(cfg, program, segs))
 
 
+def test_writes_while_busy_are_ignored():
+    """A start and new SEG_ADDR / SEG_LEN written during a segment change nothing."""
+    program = b"".join(TOKEN_SEGMENTS[0])
+    segs = [(0, len(TOKEN_SEGMENTS[0]))]
+    (obs,) = run_segments(TINY, program, segs, base=0x40, meddle=10)
+    check_exact(TINY, program, segs, [obs])
+    assert (obs.regs[Reg.SEG_ADDR], obs.regs[Reg.SEG_LEN]) == (0x40, len(TOKEN_SEGMENTS[0]))
+
+
 @pytest.mark.parametrize("cfg,stall", [(NARROW, 0.3), (NARROW, 0.7), (TIGHT, 0.5)],
                          ids=["narrow-0.3", "narrow-0.7", "tight-0.5"])
 def test_fetch_stalls_keep_order(cfg, stall, tmp_path):
