@@ -154,7 +154,7 @@ class Controller(wiring.Component):
             port, unit_done = ports[u]
             head = Signal(INSTR, name=f"{u.name.lower()}_head")
             m.d.comb += head.as_value().eq(q.r_data)
-            flags = Signal(4, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
+            flags = Signal(2, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
             inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
             started[u] = Signal(name=f"{u.name.lower()}_start")
             free[u] = ~inflight[u] | unit_done
@@ -183,8 +183,6 @@ class Controller(wiring.Component):
                 m.d.sync += [inflight[u].eq(1), flags.eq(Cat(head.header.push_prev, head.header.push_next))]
             with m.Elif(unit_done):
                 m.d.sync += inflight[u].eq(0)
-            with m.If(start):  # an instruction still in flight after an error pushes nothing
-                m.d.sync += flags.eq(0)
         # FINISH: when every unit is idle (the compute unit: free, its queue holding the FINISH).
         m.d.comb += [
             finish_start.eq(compute_go & compute_finish & free[Unit.COMPUTE] & idle[Unit.LOAD] & idle[Unit.STORE]),
