@@ -10,8 +10,14 @@ instruction's ``post`` fields (``ir.isa.Post``):
     q = clamp(q, post.lo, post.hi)
 
 Right shifts of ``acc_bits`` or more give 0 for every ``v`` and left shifts of 16 or more
-saturate every nonzero ``v`` (``lo``/``hi`` are 16-bit), so the shifters are clamped to those
+saturate every nonzero ``v`` (``lo``/``hi`` are 16-bit), so the shift is clamped to those
 amounts without changing any result; this matches ``ir.intmath.round_shift`` for any shift.
+
+One shifter serves both directions: ``v * 2**-s`` is ``(v << 16) >> t`` with ``t = s + 16``
+in ``0 .. acc_bits + 16``, and only an 18-bit window of the floor is computed, with its guard
+bit and a sticky bit collected by the shifter's stages; a floor outside the window (its
+value's bits from ``t + 1`` up are not all sign bits) is saturated to ``±2**17``, which every
+16-bit clamp bound maps to ``lo`` or ``hi`` exactly as the true value.
 
 Timing: a three-stage pipeline (add/activation, shift, round/clamp) with ``LATENCY`` = 3: a
 beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + 3`` when ``o`` never stalls.
@@ -22,7 +28,7 @@ each input beat, so it may change between instructions while older beats drain.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,6 +37,9 @@ from ..ir.isa import Act, Post
 
 #: Width of the clamp bounds ``post.lo``/``post.hi`` and so of the results.
 OUT_BITS = 16
+#: The shifted value is computed in a window of this many bits (then saturated): wide enough
+#: that a saturated value (±2**17) lies outside every 16-bit clamp bound.
+WINDOW_BITS = OUT_BITS + 2
 
 
 def beat_layout(lanes: int, acc_bits: int) -> data.StructLayout:
@@ -65,7 +74,7 @@ class PPU(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        a = self.acc_bits
+        a, g, w = self.acc_bits, OUT_BITS, WINDOW_BITS
         advance = Signal()
         v1, v2 = Signal(), Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
@@ -78,7 +87,7 @@ class PPU(wiring.Component):
             m.d.sync += [lo1.eq(self.post.lo), hi1.eq(self.post.hi), lo2.eq(lo1), hi2.eq(hi1)]
 
         for lane in range(self.lanes):
-            # Stage 1: add, activation, effective shift split into a right or a left amount.
+            # Stage 1: add, activation; the effective shift s as t = s + 16 clamped to 0..a+16.
             v = Signal(signed(a))
             s = Signal(signed(10))
             m.d.comb += v.eq(self.i.payload.acc[lane] + self.i.payload.bias[lane])
@@ -86,38 +95,48 @@ class PPU(wiring.Component):
             leaky_neg = (act == Act.LEAKY) & (v < 0)
             m.d.comb += s.eq(self.i.payload.shift[lane] - Mux(leaky_neg, self.post.leaky_exp, 0))
             val1 = Signal(signed(a))
-            left1 = Signal()
-            amt1 = Signal(unsigned(6))
-            # 6 bits hold both clamps: acc_bits <= 48 and OUT_BITS = 16.
+            t1 = Signal(range(a + g + 1))
             with m.If(advance):
-                m.d.sync += [
-                    val1.eq(Mux((act == Act.RELU) & (v < 0), 0, v)),
-                    left1.eq(s < 0),
-                    amt1.eq(Mux(s < 0, Mux(-s > OUT_BITS, OUT_BITS, -s), Mux(s > a, a, s))),
-                ]
+                m.d.sync += [val1.eq(Mux((act == Act.RELU) & (v < 0), 0, v)),
+                             t1.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))]
 
-            # Stage 2: floor shift right (arithmetic) with guard/sticky bits, or shift left.
-            half = Signal(unsigned(a + 1))
-            m.d.comb += half.eq((Const(1, a + 1) << amt1) >> 1)  # 2**(s-1), 0 when s = 0
-            bits = val1.as_unsigned()
-            floor2 = Signal(signed(a))
+            # Stage 2: floor(val * 2**(16 - t)) in a w-bit window with guard and sticky bits,
+            # saturated to the window's range when it does not fit.
+            sign = val1[-1]
+            window, guard, sticky = _shift_window(m, Cat(Const(0, 1 + g), val1, sign.replicate(w + 1)), t1, w + 1)
+            # The floor fits the window iff val's bits from t + 1 up (t + 1 = t - 16 + w - 1) are
+            # all sign bits.
+            diff = Signal(a - 1)
+            m.d.comb += diff.eq(val1[:a - 1] ^ sign.replicate(a - 1))
+            fits = (diff >> (t1 + 1)) == 0
+            floor2 = Signal(signed(w))
             up2 = Signal()
-            wide2 = Signal(signed(a + OUT_BITS))
-            left2 = Signal()
             with m.If(advance):
-                floor = val1 >> amt1
-                guard = (bits & half) != 0
-                sticky = (bits & (half - 1)) != 0
-                m.d.sync += [
-                    floor2.eq(floor),
-                    up2.eq(guard & (sticky | floor[0])),
-                    wide2.eq(val1 << amt1),
-                    left2.eq(left1),
-                ]
+                m.d.sync += [floor2.eq(Mux(fits, window[1:], Mux(sign, -(1 << (w - 1)), (1 << (w - 1)) - 1))),
+                             up2.eq(guard & (sticky | window[1]))]
 
-            # Stage 3: round up on a tie-to-odd or past half; clamp.
-            q = Signal(signed(a + OUT_BITS + 1))
-            m.d.comb += q.eq(Mux(left2, wide2, floor2 + up2))
+            # Stage 3: round up on a tie-to-odd or past half; clamp (a saturated floor is
+            # beyond every 16-bit bound, so the clamp picks lo or hi as for the exact value).
+            q = Signal(signed(w + 1))
+            m.d.comb += q.eq(floor2 + up2)
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(Mux(q < lo2, lo2, Mux(q > hi2, hi2, q)))
         return m
+
+
+def _shift_window(m: Module, bits, amount, width: int):
+    """``(bits >> amount)[:width]``, its bit 0 (the guard bit) and the OR of every bit shifted
+    out below it (sticky), as a log shifter that trims each stage to the bits still needed."""
+    sticky = Const(0, 1)
+    cur = bits
+    for k in reversed(range(len(amount))):
+        step = 1 << k
+        need = width + step - 1  # bits still reachable by the remaining (lower) stages
+        dropped = cur[:step].any()
+        sticky = sticky | (amount[k] & dropped)
+        nxt = Signal(min(len(cur), need), name=f"win_s{k}")
+        m.d.comb += nxt.eq(Mux(amount[k], cur[step:], cur))
+        cur = nxt
+    out = Signal(width)
+    m.d.comb += out.eq(cur)
+    return out, out[0], sticky
