@@ -134,10 +134,13 @@ TINY = AcceleratorConfig(
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
-# broadcast activation per DSP) — and buffers within the 216 BRAM36 budget.
+# broadcast activation per DSP) — and buffers within the 216 BRAM36 budget: the line buffer's
+# two copies 128, the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
+# scratch 8 each (docs/hardware.md, "Synthesis figures"). 32 PPU lanes (the fewest a 32-row
+# array drains whole pixels with) cost 0.1 fps against 64 on the detector.
 ZU3EG = AcceleratorConfig(
-    name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=160 * 1024,
-    output_buffer_bytes=64 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=64,
+    name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
+    output_buffer_bytes=32 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
     pe_latency=8, queue_depth=16,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
