@@ -4,7 +4,7 @@
   byte ``i*tn + l`` is row ``i`` lane ``l``), one word read per cycle.
 - :class:`ParamBuffer`: two banks of ``param_entries`` entries (bias int32, shift int8; the
   DRAM image's 8-byte entry keeps its 3 zero bytes off chip); one read gives the ``tm``
-  entries from any entry address on.
+  entries from any entry address on (two rows and a log shifter, :func:`shift_words`).
 - :class:`OutputBuffer`: two halves of ``output_half_words`` words of ``tn`` bytes; the
   compute side writes up to ``ppu_lanes/tn`` consecutive words per cycle, the store side reads
   ``dram_bytes_per_cycle/tn`` words at any word stride per cycle.
@@ -33,6 +33,25 @@ OBUF_ADDR_BITS = 20
 
 def _log2(n: int) -> int:
     return (n - 1).bit_length()
+
+
+def shift_words(m: Module, words: list, amount, count: int, name: str) -> list:
+    """``words[amount + k]`` for ``k < count`` (``amount + count <= len(words)``) as a log
+    shifter of 4:1 stages (one LUT6 a bit), each trimmed to the words the later stages can
+    still reach — not a ``len(words)``:1 mux per output word."""
+    cur, bits = list(words), len(amount)
+    for lo in reversed(range(0, bits, 2)):
+        width = min(2, bits - lo)
+        sel, step = amount[lo:lo + width], 1 << lo
+        keep = min(len(cur), count + step - 1)  # words reachable by the stages below this one
+        nxt = [Signal.like(words[0], name=f"{name}_s{lo}_{k}") for k in range(keep)]
+        for k in range(keep):
+            with m.Switch(sel):
+                for v in range(1 << width):
+                    with m.Case(v):
+                        m.d.comb += nxt[k].eq(cur[k + v * step] if k + v * step < len(cur) else 0)
+        cur = nxt
+    return cur[:count]
 
 
 class WeightBuffer(wiring.Component):
@@ -123,11 +142,10 @@ class ParamBuffer(wiring.Component):
         with m.If(self.rd_en):
             m.d.sync += odd_first.eq(r0[0])
         both = Mux(odd_first, Cat(outs[1], outs[0]), Cat(outs[0], outs[1]))
-        entries = Signal(8 * PARAM_KEPT * tm)
-        m.d.comb += entries.eq(both >> (off * 8 * PARAM_KEPT))
+        entry_bits = 8 * PARAM_KEPT
+        entries = shift_words(m, [both.word_select(k, entry_bits) for k in range(2 * tm)], off, tm, "param")
         for i in range(tm):
-            raw = entries.word_select(i, 8 * PARAM_KEPT)
-            m.d.comb += [self.rd_data[i].bias.eq(raw[:32]), self.rd_data[i].shift.eq(raw[32:40])]
+            m.d.comb += [self.rd_data[i].bias.eq(entries[i][:32]), self.rd_data[i].shift.eq(entries[i][32:40])]
         return m
 
     def sim_load(self, ctx, banks: np.ndarray) -> None:

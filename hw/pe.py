@@ -33,7 +33,7 @@ accumulates.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -130,6 +130,7 @@ def act_operand(a: Value, a_signed: Value) -> Value:
 #: Bit offset of the high product in a packed DSP: a 9 x 9-bit product needs 16 bits
 #: (|a*w| <= 255 * 128), so the low one fits below it with room for the rounding offset.
 PACK_SHIFT = 18
+PRODUCT16 = 16
 
 
 class MACArray(wiring.Component):
@@ -147,8 +148,7 @@ class MACArray(wiring.Component):
     per column, broadcast); with ``depthwise`` (pixel-parallel only) lanes ``2q`` and ``2q+1``
     carry the same weight (one weight per row, broadcast). DSP ``(p, l)`` multiplies the shared
     operand by two packed ones, ``(hi << 18) + lo``, and adds ``2**17``: the low product is
-    bits 0..17 (bit 17 inverted), the high one bits 18.. — exact, no correction of the low
-    product's sign. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
+    bits 0..15, the high one bits 18..33 — exact, no correction of the low product's sign. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
     depthwise, for even ``l`` row ``2p``'s lanes ``l, l+1`` and for odd ``l`` row ``2p+1``'s
     lanes ``l-1, l``; half the accumulators take their product from the neighbouring DSP then
     (a mux folded into the accumulator's adder). Channel-parallel reduces each row's dense
@@ -212,17 +212,20 @@ class MACArray(wiring.Component):
                 m.d.comb += packed.eq((hi << PACK_SHIFT) + lo)
                 m.d.sync += prod[q][l].eq(packed * shared + (1 << (PACK_SHIFT - 1)))
 
+        # Both products fit 16 bits (|a*w| <= 255 * 128): the low one is P's bits 0..15 (the
+        # 2**17 offset lies above them), the high one bits 18..33 (the offset's carry out of
+        # bit 17 is exactly the low product's borrow).
         def low(v):
-            return Cat(v[:PACK_SHIFT - 1], ~v[PACK_SHIFT - 1]).as_signed()
+            return v[:PRODUCT16].as_signed()
 
         def high(v):
-            return v[PACK_SHIFT:].as_signed()
+            return v[PACK_SHIFT:PACK_SHIFT + PRODUCT16].as_signed()
 
         # Stage 2: products delayed; channel-parallel row sums of the dense products.
         valid2, last2, chan2, dw2 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [valid2.eq(valid1), last2.eq(last1), chan2.eq(chan1), dw2.eq(dw1)]
         prod2 = [[Signal.like(prod[q][l], name=f"dsp2_{q}_{l}") for l in range(cols)] for q in range(half)]
-        row_sum = [Signal(signed(PACK_SHIFT + (cols - 1).bit_length()), name=f"row_sum_{i}") for i in range(rows)]
+        row_sum = [Signal(signed(PRODUCT16 + (cols - 1).bit_length()), name=f"row_sum_{i}") for i in range(rows)]
         for q in range(half):
             m.d.sync += [prod2[q][l].eq(prod[q][l]) for l in range(cols)]
             m.d.sync += [row_sum[2 * q].eq(tree_sum([low(v) for v in prod[q]])),
