@@ -122,6 +122,31 @@ def cmd_simulate(args) -> int:
     return 1 if args.check and not result.bit_exact else 0
 
 
+def cmd_rtlsim(args) -> int:
+    from .hw.cli_rtl import format_rtlsim, rtlsim
+    from .ir.program import load_program
+
+    program = load_program(args.build)
+    given = _load_array(args.input) if args.input else None
+    report = rtlsim(program, given, seed=args.seed, stalls=args.stalls)
+    print(json.dumps(report) if args.json else format_rtlsim(report))
+    return 0 if report["passed"] else 1
+
+
+def cmd_verilog(args) -> int:
+    from .hw.cli_rtl import write_rtl
+
+    out = write_rtl(args.target, args.output, args.synth)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"wrote {out['files'][0]} (top {out['top']}) and {out['file_list']}")
+        if "synth" in out:
+            s = out["synth"]
+            print(f"{s['family']}: {s['lut']:g} LUT, {s['ff']} FF, {s['dsp']} DSP, {s['bram']:g} BRAM")
+    return 0
+
+
 def cmd_disasm(args) -> int:
     from .ir.disasm import disassemble
     from .ir.program import load_program
@@ -208,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true", help="also compare with the interpreter and onnxruntime")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("rtlsim", help="run a build on the RTL (Verilator) and compare with the simulator")
+    sp.add_argument("build", metavar="BUILD")
+    sp.add_argument("--input", metavar="X.npy", help="input array (default: seeded random)")
+    sp.add_argument("--seed", type=int, default=0, help="input and DRAM-stall seed")
+    sp.add_argument("--stalls", action="store_true",
+                    help="random AXI stalls in the DRAM model (cycles are then not compared)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_rtlsim)
+
+    sp = sub.add_parser("verilog", help="write the accelerator's Verilog (and optionally synthesize it)")
+    sp.add_argument("--target", default="tiny", help="tiny, zu3eg, or a target JSON file")
+    sp.add_argument("-o", "--output", required=True, metavar="RTLDIR", help="directory to write")
+    sp.add_argument("--synth", choices=("xilinx", "ecp5", "ice40"), help="also synthesize for this family")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_verilog)
 
     sp = sub.add_parser("disasm", help="disassemble a build's program")
     sp.add_argument("build", metavar="BUILD")
