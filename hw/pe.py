@@ -15,7 +15,8 @@ input.
   operand router broadcasts one weight per row across the ``tn`` pixels, and one activation
   per column across the rows — or, depthwise, gives row ``i`` its own channel);
 - ``Dataflow.CHANNEL``: ``acc[i][0] += Σ_l act[i][l] * wgt[i][l]`` (a row's products reduced by
-  an adder tree; columns 1.. stay zero; the router broadcasts one input word to every row).
+  an adder tree; columns 1.. are unspecified; the router broadcasts one input word to every
+  row).
 
 Every PE has its own activation and weight operand ports; the broadcasts are wiring in the
 router, and the array relies on them to pack two MACs into one DSP (see :class:`MACArray`).
@@ -151,8 +152,10 @@ class MACArray(wiring.Component):
     bits 0..15, the high one bits 18..33 — exact, no correction of the low product's sign. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
     depthwise, for even ``l`` row ``2p``'s lanes ``l, l+1`` and for odd ``l`` row ``2p+1``'s
     lanes ``l-1, l``; half the accumulators take their product from the neighbouring DSP then
-    (a mux folded into the accumulator's adder). Channel-parallel reduces each row's dense
-    products with an adder tree into column 0; the other columns add zero.
+    (a mux in front of the accumulator's adder). Channel-parallel reduces each row's dense
+    products with an adder tree into column 0; the other columns keep accumulating their own
+    products, so their sums are unspecified in channel mode (nothing reads them; zeroing them
+    cost a mux per accumulator bit).
 
     Limitation: a pow2 code with ``e >= 8`` (bit 3 set; the compiler's pow2 weights have
     ``e <= 7``, docs/quantize.md) is multiplied as ``±2**(e - 8)``: a 9-bit operand is what
@@ -245,7 +248,7 @@ class MACArray(wiring.Component):
                     own = Mux(dw2, high(prod2[q][l - 1]), own)
                 elif i % 2 == 1 and l % 2 == 0:
                     own = Mux(dw2, low(prod2[q][l + 1]), own)
-                term = Mux(chan2, row_sum[i] if l == 0 else 0, own)
+                term = Mux(chan2, row_sum[i], own) if l == 0 else own
                 acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{l}")
                 nxt = Signal(signed(self.acc_bits), name=f"next_{i}_{l}")
                 m.d.comb += nxt.eq(acc + term)
