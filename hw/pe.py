@@ -34,7 +34,7 @@ accumulates.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,14 +67,6 @@ def product(a: Value, w: Value, a_signed: Value, pow2: Value) -> Value:
     """The exact product of activation byte ``a`` and weight byte ``w`` (signed, 26 bits)."""
     a9 = Mux(a_signed, a.as_signed(), a.as_unsigned())
     return (a9 * weight_value(w, pow2)).as_signed()
-
-
-def tree_sum(values: list[Value]) -> Value:
-    """Sum as a balanced adder tree (depth log2 n instead of an n-long carry chain)."""
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
 
 
 def _check(what: str, value: int, lo: int, hi: int) -> None:
@@ -148,8 +140,9 @@ class MACArray(wiring.Component):
     without ``depthwise`` rows ``2p`` and ``2p+1`` carry the same activations (one activation
     per column, broadcast); with ``depthwise`` (pixel-parallel only) lanes ``2q`` and ``2q+1``
     carry the same weight (one weight per row, broadcast). DSP ``(p, l)`` multiplies the shared
-    operand by two packed ones, ``(hi << 18) + lo``, and adds ``2**17``: the low product is
-    bits 0..15, the high one bits 18..33 — exact, no correction of the low product's sign. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
+    operand by two packed ones, ``(hi << 18) + lo``: the low product is bits 0..15, the high one
+    bits 18..33 plus bit 17 (the low product's borrow), added as the carry-in of the adder
+    that takes it — exact, and no correction logic. Dense, DSP ``(p, l)`` computes PEs ``(2p, l)`` and ``(2p+1, l)``;
     depthwise, for even ``l`` row ``2p``'s lanes ``l, l+1`` and for odd ``l`` row ``2p+1``'s
     lanes ``l-1, l``; half the accumulators take their product from the neighbouring DSP then
     (a mux in front of the accumulator's adder). Channel-parallel reduces each row's dense
@@ -191,13 +184,19 @@ class MACArray(wiring.Component):
         m.d.comb += self.i.ready.eq(1)
         dw = md.depthwise
 
-        def act(i, l):
-            return act_operand(p.act[i][l], md.a_signed)
+        def operand(value, name):
+            # A named, kept 9-bit operand: abc then maps each decode once instead of merging
+            # it into every mux it feeds (91 -> 69 LUTs for one DSP's operands).
+            sig = Signal(signed(9), name=name, attrs={"keep": 1})
+            m.d.comb += sig.eq(value)
+            return sig
 
-        def wgt(i, l):
-            return weight_operand(p.wgt[i][l], md.pow2)[0]
+        acts = [[operand(act_operand(p.act[i][l], md.a_signed), f"a9_{i}_{l}") for l in range(cols)]
+                for i in range(rows)]
+        wgts = [[operand(weight_operand(p.wgt[i][l], md.pow2)[0], f"w9_{i}_{l}") for l in range(cols)]
+                for i in range(rows)]
 
-        # Stage 1: one DSP per PE pair: (shared) * ((hi << 18) + lo) + 2**17.
+        # Stage 1: one DSP per PE pair: (shared) * ((hi << 18) + lo), registered.
         valid1, last1, chan1, dw1 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [valid1.eq(self.i.valid), last1.eq(p.last),
                      chan1.eq(md.dataflow == Dataflow.CHANNEL), dw1.eq(dw)]
@@ -206,33 +205,33 @@ class MACArray(wiring.Component):
             for l in range(cols):
                 c = 2 * q + l % 2  # depthwise: the channel (row) this DSP serves
                 l0 = l - l % 2
-                shared = Signal(signed(9), name=f"b_{q}_{l}")
-                lo, hi = Signal(signed(9), name=f"lo_{q}_{l}"), Signal(signed(9), name=f"hi_{q}_{l}")
-                m.d.comb += [shared.eq(Mux(dw, wgt(c, l), act(2 * q, l))),
-                             lo.eq(Mux(dw, act(c, l0), wgt(2 * q, l))),
-                             hi.eq(Mux(dw, act(c, l0 + 1), wgt(2 * q + 1, l)))]
+                # Depthwise, a row's weight is the same in every lane: lane 0's decode serves all.
+                shared = Mux(dw, wgts[c][0], acts[2 * q][l])
+                lo, hi = Mux(dw, acts[c][l0], wgts[2 * q][l]), Mux(dw, acts[c][l0 + 1], wgts[2 * q + 1][l])
                 packed = Signal(signed(27), name=f"a_{q}_{l}")  # the DSP48E2's A port
                 m.d.comb += packed.eq((hi << PACK_SHIFT) + lo)
-                m.d.sync += prod[q][l].eq(packed * shared + (1 << (PACK_SHIFT - 1)))
+                m.d.sync += prod[q][l].eq(packed * shared)
 
-        # Both products fit 16 bits (|a*w| <= 255 * 128): the low one is P's bits 0..15 (the
-        # 2**17 offset lies above them), the high one bits 18..33 (the offset's carry out of
-        # bit 17 is exactly the low product's borrow).
+        # Both products fit 16 bits (|a*w| <= 255 * 128). P = hi_p * 2**18 + lo_p: the low
+        # product is P's bits 0..15; the high one is bits 18..33 plus bit 17 (the low product's
+        # sign, i.e. its borrow), which the adders take as their carry-in.
         def low(v):
-            return v[:PRODUCT16].as_signed()
+            return v[:PRODUCT16].as_signed(), Const(0, 1)
 
         def high(v):
-            return v[PACK_SHIFT:PACK_SHIFT + PRODUCT16].as_signed()
+            return v[PACK_SHIFT:PACK_SHIFT + PRODUCT16].as_signed(), v[PACK_SHIFT - 1]
 
         # Stage 2: products delayed; channel-parallel row sums of the dense products.
         valid2, last2, chan2, dw2 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [valid2.eq(valid1), last2.eq(last1), chan2.eq(chan1), dw2.eq(dw1)]
         prod2 = [[Signal.like(prod[q][l], name=f"dsp2_{q}_{l}") for l in range(cols)] for q in range(half)]
         row_sum = [Signal(signed(PRODUCT16 + (cols - 1).bit_length()), name=f"row_sum_{i}") for i in range(rows)]
+        row_carry = [Signal(name=f"row_carry_{i}") for i in range(rows)]
         for q in range(half):
             m.d.sync += [prod2[q][l].eq(prod[q][l]) for l in range(cols)]
-            m.d.sync += [row_sum[2 * q].eq(tree_sum([low(v) for v in prod[q]])),
-                         row_sum[2 * q + 1].eq(tree_sum([high(v) for v in prod[q]]))]
+            for i, field in ((2 * q, low), (2 * q + 1, high)):
+                total, carry = carry_tree([field(v) for v in prod[q]])
+                m.d.sync += [row_sum[i].eq(total), row_carry[i].eq(carry)]
 
         # Stage 3: accumulate (cleared after a group's last beat, which also loads the output).
         # The clear is its own branch, not a mux after the adder: yosys then maps it to the
@@ -243,17 +242,35 @@ class MACArray(wiring.Component):
         for i in range(rows):
             q = i // 2
             for l in range(cols):
-                own = low(prod2[q][l]) if i % 2 == 0 else high(prod2[q][l])
+                own, own_c = low(prod2[q][l]) if i % 2 == 0 else high(prod2[q][l])
                 if i % 2 == 0 and l % 2 == 1:
-                    own = Mux(dw2, high(prod2[q][l - 1]), own)
+                    other, other_c = high(prod2[q][l - 1])
+                    own, own_c = Mux(dw2, other, own), Mux(dw2, other_c, own_c)
                 elif i % 2 == 1 and l % 2 == 0:
-                    own = Mux(dw2, low(prod2[q][l + 1]), own)
-                term = Mux(chan2, row_sum[i], own) if l == 0 else own
+                    other, other_c = low(prod2[q][l + 1])
+                    own, own_c = Mux(dw2, other, own), Mux(dw2, other_c, own_c)
+                if l == 0:
+                    own, own_c = Mux(chan2, row_sum[i], own), Mux(chan2, row_carry[i], own_c)
                 acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{l}")
                 nxt = Signal(signed(self.acc_bits), name=f"next_{i}_{l}")
-                m.d.comb += nxt.eq(acc + term)
+                m.d.comb += nxt.eq(add_carry(acc, own, own_c))
                 with m.If(clear):
                     m.d.sync += [acc.eq(0), self.o.payload[i][l].eq(nxt)]
                 with m.Elif(valid2):
                     m.d.sync += acc.eq(nxt)
         return m
+
+
+def add_carry(x: Value, y: Value, carry: Value) -> Value:
+    """``x + y + carry`` (``carry`` one bit) as one adder: ``carry`` enters below both LSBs,
+    so their sum's bit 0 is dropped and its carry is ``carry`` (a carry chain's carry-in)."""
+    return (Cat(carry, x).as_signed() + Cat(carry, y).as_signed())[1:].as_signed()
+
+
+def carry_tree(terms: list[tuple[Value, Value]]) -> tuple[Value, Value]:
+    """``Σ value + Σ carry`` of ``(value, one-bit carry)`` terms as a balanced adder tree whose
+    adders take one carry each as carry-in; the last carry is returned for the next adder."""
+    while len(terms) > 1:
+        terms = [(add_carry(terms[k][0], terms[k + 1][0], terms[k][1]), terms[k + 1][1]) if k + 1 < len(terms)
+                 else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0]
