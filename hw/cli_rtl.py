@@ -17,10 +17,12 @@ import numpy as np
 STALL_PROBABILITY = 0.1
 
 
-def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: bool = False) -> dict:
+def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: bool = False, accelerator=None) -> dict:
     """Run ``program`` on the simulator and on the RTL with the same feeds; the report
     (``passed`` is the verdict: outputs bit-exact, the RTL completed, and — without
-    stalls — cycles equal in every segment)."""
+    stalls — cycles equal in every segment). ``accelerator``: an open
+    :class:`hw.rtl_accel.RtlAccelerator` to reuse (its simulator process stays up; its
+    ``stall`` and ``seed`` are set here), else one is started and stopped."""
     from ..sim.check import compare_outputs
     from ..sim.run import make_feeds, simulate
     from .rtl_accel import RtlAccelerator, RtlError
@@ -34,13 +36,17 @@ def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: boo
               "rtl_cycles": None, "sim_cycles": ref.total_cycles, "segments": [],
               "seconds": {"sim": round(sim_seconds, 3)}}
     t0 = time.perf_counter()
-    with RtlAccelerator(stall=STALL_PROBABILITY if stalls else 0.0, seed=seed) as rtl:
-        try:
-            got = simulate(program, feeds, seed, accelerator=rtl)
-        except RtlError as exc:
-            report["error"] = str(exc)
-            got = None
-        segments = rtl.segments
+    rtl = accelerator if accelerator is not None else RtlAccelerator()
+    rtl.stall, rtl.seed = (STALL_PROBABILITY if stalls else 0.0), seed
+    try:
+        got = simulate(program, feeds, seed, accelerator=rtl)
+    except RtlError as exc:
+        report["error"] = str(exc)
+        got = None
+    finally:
+        if accelerator is None:
+            rtl.close()
+    segments = rtl.segments
     report["seconds"]["rtl"] = round(time.perf_counter() - t0, 3)
     report["segments"] = [{"start": s["start"], "count": s["count"], "rtl_cycles": s["cycles"],
                            "sim_cycles": s["model_cycles"], "seconds": round(s["seconds"], 3)} for s in segments]

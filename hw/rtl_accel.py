@@ -48,10 +48,17 @@ class RtlError(ProgramError):
     """The RTL failed a segment (error code, timeout, DRAM-model fault) or the bench died."""
 
 
+_MODELS: dict[str, Model] = {}
+
+
 def bench_model(cfg: AcceleratorConfig, dram_bytes: int = 1 << 24) -> Model:
-    """The Verilator model of the bench for ``cfg`` (built once, then from the cache)."""
-    out = cache_root() / "verilog" / f"bench-{cfg.name}-{dram_bytes}"
-    return build_model(bench_design(cfg, out, dram_bytes))
+    """The Verilator model of the bench for ``cfg`` (built once, then from the cache; the
+    Verilog is generated once per process)."""
+    key = repr((cfg, dram_bytes))
+    if key not in _MODELS:
+        out = cache_root() / "verilog" / f"bench-{cfg.name}-{dram_bytes}"
+        _MODELS[key] = build_model(bench_design(cfg, out, dram_bytes))
+    return _MODELS[key]
 
 
 class RtlSession:
@@ -115,12 +122,16 @@ class RtlSession:
 class RtlAccelerator(Accelerator):
     """Runs segments on the RTL. ``stall`` is the DRAM model's probability of withholding
     each AXI handshake each cycle (0: the reference memory, cycles comparable with the
-    model); ``timeout`` bounds a segment at ``timeout * model cycles + 10000``."""
+    model); ``timeout`` bounds a segment at ``timeout * model cycles + 10000``. ``fresh``
+    starts a new simulator process for every program (on-chip memories and registers at
+    their power-on state, as the simulator's fresh ``Machine``; ~5 s each) instead of
+    reusing one process (only DRAM is cleared between programs)."""
 
-    def __init__(self, stall: float = 0.0, seed: int = 0, dram_bytes: int = 1 << 24, timeout: float = 4.0):
+    def __init__(self, stall: float = 0.0, seed: int = 0, dram_bytes: int = 1 << 24, timeout: float = 4.0,
+                 fresh: bool = False):
         if not 0.0 <= stall < 1.0:
             raise ProgramError(f"stall probability must be in [0, 1), got {stall}")
-        self.stall, self.seed, self.dram_bytes, self.timeout = stall, seed, dram_bytes, timeout
+        self.stall, self.seed, self.dram_bytes, self.timeout, self.fresh = stall, seed, dram_bytes, timeout, fresh
         self._session: RtlSession | None = None
         self._program: Program | None = None
         self._used = 0
@@ -162,6 +173,8 @@ class RtlAccelerator(Accelerator):
         if end > self.dram_bytes:
             raise ProgramError(f"program needs {end} bytes of DRAM with its instructions; the RTL bench has "
                                f"{self.dram_bytes}")
+        if self.fresh:
+            self.close()
         session = self._open(cfg)
         session.call("zero", max(self._used, end))
         session.call("write", base, bytes(program.instructions))

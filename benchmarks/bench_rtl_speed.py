@@ -1,0 +1,79 @@
+"""Benchmark: RTL simulation speed (AcceleratorTop under Verilator, the in-design DRAM model)
+next to the cycle-level simulator's, on the same Program, in one run.
+
+    python benchmarks/bench_rtl_speed.py [--network mnist] [--hw 28x28] [--repeats 3]
+
+Per repeat: ``sim.run.simulate`` (functional + cycle model) and ``simulate`` on an
+``RtlAccelerator`` (one Verilator process, started before timing; a warm-up run first).
+Reported: median wall seconds of the whole program (host ops included), simulated cycles,
+cycles/s for both, and for the RTL also the cycles/s of the segments alone (Verilator time
+between the CTRL write and done, no host ops or DRAM backdoor). Whether the RTL run was
+bit-exact and cycle-exact is recorded too. Writes ``benchmarks/results/rtl_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from shiftflow.backend.compile import compile_model
+from shiftflow.hw.rtl_accel import RtlAccelerator
+from shiftflow.sim.check import compare_outputs
+from shiftflow.sim.run import make_feeds, simulate
+from shiftflow.zoo import zoo_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--network", default="mnist")
+    ap.add_argument("--hw", default=None, help="input HxW (default: the network's)")
+    ap.add_argument("--target", default="tiny")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    hw = tuple(int(v) for v in args.hw.split("x")) if args.hw else None
+    program = compile_model(zoo_model(args.network, "w8a8", "qcdq", input_hw=hw), args.target)
+    feeds = make_feeds(program, None, 0)
+
+    sim_s, rtl_s, seg_s = [], [], []
+    with RtlAccelerator() as rtl:
+        t0 = time.perf_counter()
+        simulate(program, feeds, accelerator=rtl)  # warm-up: model load, process start
+        startup = time.perf_counter() - t0
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            ref = simulate(program, feeds)
+            sim_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            got = simulate(program, feeds, accelerator=rtl)
+            rtl_s.append(time.perf_counter() - t0)
+            seg_s.append(sum(s["seconds"] for s in rtl.segments))
+    cycles = ref.total_cycles
+    sim_med, rtl_med, seg_med = (statistics.median(v) for v in (sim_s, rtl_s, seg_s))
+    result = {
+        "network": args.network, "input_hw": list(hw) if hw else None, "target": program.config.name,
+        "repeats": args.repeats, "cycles": cycles, "rtl_cycles": got.total_cycles,
+        "bit_exact": compare_outputs(program, got.outputs, ref.outputs)["bit_exact"],
+        "cycles_equal": got.total_cycles == cycles,
+        "sim": {"seconds_median": round(sim_med, 4), "cycles_per_second": round(cycles / sim_med)},
+        "rtl": {"seconds_median": round(rtl_med, 3), "cycles_per_second": round(cycles / rtl_med),
+                "segments_seconds_median": round(seg_med, 3), "segment_cycles_per_second": round(cycles / seg_med),
+                "first_run_seconds": round(startup, 2)},
+        "sim_over_rtl_speed": round(rtl_med / sim_med, 1),
+    }
+    print(f"{args.network} on {result['target']}: {cycles} cycles; simulator {sim_med:.3f} s "
+          f"({result['sim']['cycles_per_second']:,} cycles/s), RTL {rtl_med:.2f} s "
+          f"({result['rtl']['cycles_per_second']:,} cycles/s; segments alone "
+          f"{result['rtl']['segment_cycles_per_second']:,}); bit-exact {result['bit_exact']}, "
+          f"cycles equal {result['cycles_equal']}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "rtl_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
