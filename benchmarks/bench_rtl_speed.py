@@ -1,7 +1,7 @@
 """Benchmark: RTL simulation speed (AcceleratorTop under Verilator, the in-design DRAM model)
 next to the cycle-level simulator's, on the same Program, in one run.
 
-    python benchmarks/bench_rtl_speed.py [--network mnist] [--hw 28x28] [--repeats 3]
+    python benchmarks/bench_rtl_speed.py [--network resnet] [--hw 16x16] [--repeats 3]
 
 Per repeat: ``sim.run.simulate`` (functional + cycle model) and ``simulate`` on an
 ``RtlAccelerator`` (one Verilator process, started before timing; a warm-up run first).
@@ -30,12 +30,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--network", default="mnist")
-    ap.add_argument("--hw", default=None, help="input HxW (default: the network's)")
+    ap.add_argument("--network", default="resnet")
+    ap.add_argument("--hw", default="16x16", help="input HxW, or 'default' for the network's own")
     ap.add_argument("--target", default="tiny")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    hw = tuple(int(v) for v in args.hw.split("x")) if args.hw else None
+    hw = tuple(int(v) for v in args.hw.split("x")) if args.hw != "default" else None
     program = compile_model(zoo_model(args.network, "w8a8", "qcdq", input_hw=hw), args.target)
     feeds = make_feeds(program, None, 0)
 

@@ -60,7 +60,7 @@ module {STORE_MODULE} #(parameter AW = 20, parameter BB = 8) (
 endmodule
 """
 
-FIFO_DEPTH = 64
+FIFO_DEPTH = 1024  # deeper than any transfer's outstanding bursts (the reference memory is unbounded)
 FAULT_FULL, FAULT_WLAST, FAULT_RANGE, FAULT_WRITE = 1, 2, 4, 8
 
 

@@ -1,0 +1,161 @@
+"""Slow tier: whole programs on the RTL (``AcceleratorTop`` under Verilator, the in-design
+DRAM model with the target's latency and bandwidth) against the simulator: outputs bit for
+bit and, without stalls, every segment's cycles exactly. One simulator process serves all
+programs of the module (``RtlAccelerator``)."""
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from shiftflow.backend.compile import compile_model
+from shiftflow.hw.cli_rtl import rtlsim
+from shiftflow.hw.rtl_accel import RtlAccelerator
+from shiftflow.ir.decode import decode_program
+from shiftflow.ir.isa import Opcode
+from shiftflow.zoo import zoo_model
+from tests.backend.models import vec_model
+from tests.modelgen import conv_layer_model
+from tests.strategies import conv_layers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rtl():
+    with RtlAccelerator() as acc:
+        yield acc
+
+
+@pytest.fixture(scope="module")
+def fresh_rtl():
+    """A new simulator process per program: on-chip state at power-on, like the simulator's
+    fresh Machine (see test_onchip_state_of_a_previous_program_leaks for why)."""
+    with RtlAccelerator(fresh=True) as acc:
+        yield acc
+
+
+def assert_exact(report: dict) -> None:
+    """Outputs bit-exact (max |diff| 0) and every segment's RTL cycles == the model's."""
+    assert report["completed"], report["error"]
+    assert report["bit_exact"] and report["max_abs_diff"] == 0, report["outputs"]
+    assert report["segments"], "no accelerator segment ran"
+    mismatched = [s for s in report["segments"] if s["rtl_cycles"] != s["sim_cycles"]]
+    assert not mismatched, mismatched
+    assert report["cycles_equal"] and report["rtl_cycles"] == report["sim_cycles"]
+
+
+ZOO = [("mnist", None), ("mobilenet", (16, 16)), ("resnet", (16, 16))]
+ZOO_BUG = ("open RTL bug: every segment's cycles equal the model's, but outputs differ (mnist: the first "
+           "segment is exact, the FC segment is not; mobilenet in one segment) - see test_zoo_network_cycles_exact")
+
+
+@pytest.mark.parametrize("name,hw", ZOO, ids=[n for n, _ in ZOO])
+def test_zoo_network_cycles_exact(fresh_rtl, name, hw):
+    """Every segment's RTL cycles equal the cycle model's, and the run completes."""
+    program = compile_model(zoo_model(name, "w8a8", "qcdq", input_hw=hw), "tiny")
+    report = rtlsim(program, seed=1, accelerator=fresh_rtl)
+    assert report["completed"], report["error"]
+    assert report["segments"] and report["cycles_equal"], report["segments"]
+    assert report["rtl_cycles"] == report["sim_cycles"]
+    if not report["bit_exact"]:
+        pytest.xfail(ZOO_BUG)
+
+
+@pytest.mark.xfail(strict=True, reason=ZOO_BUG)
+def test_zoo_mobilenet_bit_exact(fresh_rtl):
+    program = compile_model(zoo_model("mobilenet", "w8a8", "qcdq", input_hw=(16, 16)), "tiny")
+    assert_exact(rtlsim(program, seed=1, accelerator=fresh_rtl))
+
+
+def features(program) -> set[str]:
+    """What a single-layer program exercises (for the coverage assertion)."""
+    out = set()
+    for ins in decode_program(program.instructions):
+        if ins.opcode != Opcode.CONV:
+            continue
+        f = ins.f
+        out.add("pixel" if f["dataflow"] else "channel")
+        out |= {name for name, on in (("depthwise", f["depthwise"]), ("stride2", f["win.sh"] == 2),
+                                      ("pow2", f["pow2"]), ("pool", f["post.pool"] > 1)) if on}
+        rows = f["tile.rows"]
+        if rows < program.graph.types[program.graph.outputs[0]].shape[2] and rows > 0:
+            out.add("strips")
+    return out
+
+
+SEEN: set[str] = set()
+COUNT = [0]
+
+
+@seed(20240611)
+@settings(max_examples=30, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(layer=conv_layers(max_hw=12, max_ch=6), dataflow=st.sampled_from(["channel", "pixel"]))
+def test_random_conv_layers_exact(fresh_rtl, tmp_path_factory, layer, dataflow):
+    path = tmp_path_factory.mktemp("layer") / "m.onnx"
+    onnx.save(conv_layer_model(**layer), path)
+    program = compile_model(path, "tiny", dataflow=dataflow)
+    SEEN.update(features(program))
+    COUNT[0] += 1
+    assert_exact(rtlsim(program, seed=layer["seed"], accelerator=fresh_rtl))
+
+
+POOLED = [vec_model("maxpool", k=2, s=2, p=0, hw=(8, 10)), vec_model("maxpool", k=3, s=3, p=0, hw=(9, 15)),
+          conv_layer_model(cin=16, cout=8, hw=(40, 40), act="relu"),  # row strips on tiny
+          vec_model("add"), vec_model("avgpool"), vec_model("maxpool")]
+
+
+@pytest.mark.parametrize("k", range(len(POOLED)))
+def test_pooling_and_vector_layers_exact(fresh_rtl, tmp_path, k):
+    """Fused pooling (the pool windows in the CONV's retire), a layer in row strips, the VEC
+    ops."""
+    onnx.save(POOLED[k], tmp_path / "m.onnx")
+    program = compile_model(tmp_path / "m.onnx", "tiny", dataflow="pixel" if k < 3 else "auto")
+    if k < 3:
+        SEEN.update(features(program))
+    assert_exact(rtlsim(program, seed=k, accelerator=fresh_rtl))
+
+
+def test_random_layers_covered():
+    """The generated layers (with the pooled ones) covered every feature the RTL must get
+    right; runs after them (file order)."""
+    assert COUNT[0] >= 30
+    want = {"channel", "pixel", "depthwise", "stride2", "pow2", "pool", "strips"}
+    assert want <= SEEN, f"not exercised: {sorted(want - SEEN)}"
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_random_stalls_stay_bit_exact(fresh_rtl, tmp_path, seed):
+    """Random AXI stalls on both ports: the run completes, outputs stay bit-exact, and the
+    stalls did cost cycles (so they happened)."""
+    onnx.save(conv_layer_model(cin=6, cout=5, hw=(9, 11), stride=1), tmp_path / "m.onnx")
+    program = compile_model(tmp_path / "m.onnx", "tiny", dataflow="pixel" if seed % 2 else "channel")
+    report = rtlsim(program, seed=seed, stalls=True, accelerator=fresh_rtl)
+    assert report["completed"], report["error"]
+    assert report["bit_exact"] and report["max_abs_diff"] == 0
+    assert report["rtl_cycles"] > report["sim_cycles"]
+
+
+def test_mnist_with_stalls_completes(fresh_rtl):
+    """Both segments complete under stalls, each slower than the model (its outputs are not
+    asserted: the zoo bug above makes them differ without stalls too)."""
+    program = compile_model(zoo_model("mnist", "w8a8", "qcdq"), "tiny")
+    report = rtlsim(program, seed=5, stalls=True, accelerator=fresh_rtl)
+    assert report["completed"], report["error"]
+    assert len(report["segments"]) == 2
+    assert np.all([s["rtl_cycles"] > s["sim_cycles"] for s in report["segments"]])
+
+
+@pytest.mark.xfail(strict=True, reason="open RTL bug: a program's result depends on on-chip state left by the "
+                   "previous program (the 1x1 layer is exact alone and when repeated, wrong right after another)")
+def test_onchip_state_of_a_previous_program_leaks(rtl, tmp_path):
+    def program(**kw):
+        onnx.save(conv_layer_model(**kw), tmp_path / "m.onnx")
+        return compile_model(tmp_path / "m.onnx", "tiny", dataflow="channel")
+
+    small = program(cin=1, cout=1, hw=(1, 1), k=1, pad=0, wbits=2, abits=2, in_bits=2, act="none", bias=False)
+    big = program(cin=6, cout=5, hw=(6, 7), act="leaky")
+    for p in (small, big, small):
+        assert_exact(rtlsim(p, seed=0, accelerator=rtl))
