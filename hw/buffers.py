@@ -215,10 +215,13 @@ class OutputBuffer(wiring.Component):
             outs = []
             for b, mem in enumerate(banks):
                 m.submodules[f"c{c}_b{b}"] = mem
-                rp = mem.read_port(transparent_for=())
+                # The read is transparent for the write of the same cycle: the compute unit's
+                # done pulses in the cycle its last words are written, and a STORE started then
+                # (token bypass) reads its first words in that same cycle.
+                wp = mem.write_port()
+                rp = mem.read_port(transparent_for=(wp,))
                 m.d.comb += [rp.addr.eq(self._row(self.rd.payload.half, addr)), rp.en.eq(fire)]
                 outs.append(rp.data)
-                wp = mem.write_port()
                 # The one enabled slot whose address falls in this bank (later slots win ties,
                 # which never happen).
                 for s in range(nb):

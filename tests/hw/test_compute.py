@@ -18,6 +18,7 @@ from shiftflow.hw.compute import ComputeUnit, check_config
 from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.ir.cost import conv_cycles
 from shiftflow.ir.isa import INSTR, Opcode, encode
+from shiftflow.sim.machine import Machine
 from shiftflow.zoo import zoo_model
 from tests.backend.models import vec_model
 from tests.hw.replay import expected_cycles, replay
@@ -129,6 +130,14 @@ def test_mnist_zoo_model():
     check_replay(program, {Opcode.CONV: 4}, feature=lambda f: f["post.pool"] == 2)
 
 
+def sim_load_state(ctx, dut: ComputeUnit, snap, obuf: np.ndarray) -> None:
+    """Testbench: ``snap``'s line buffer, weight and parameter banks and ``obuf`` into ``dut``."""
+    dut.lb.sim_load(ctx, snap.lb)
+    dut.wb.sim_load(ctx, snap.wbuf)
+    dut.pb.sim_load(ctx, snap.pbuf)
+    dut.ob.sim_load(ctx, obuf)
+
+
 def test_back_to_back_and_nop(tmp_path):
     """A CONV accepted in the cycle the previous instruction's done pulses (NOP: 1 cycle)."""
     program = compiled(tmp_path, conv_layer_model(cin=6, cout=8, hw=(4, 5)), "channel")
@@ -139,10 +148,7 @@ def test_back_to_back_and_nop(tmp_path):
     dones = []
 
     async def bench(ctx):
-        dut.lb.sim_load(ctx, a.lb)
-        dut.wb.sim_load(ctx, a.wbuf)
-        dut.pb.sim_load(ctx, a.pbuf)
-        dut.ob.sim_load(ctx, a.obuf_before)
+        sim_load_state(ctx, dut, a, a.obuf_before)
         for word in words:
             ctx.set(dut.instr.payload, INSTR.from_bits(int.from_bytes(word, "little")))
             ctx.set(dut.instr.valid, 1)
@@ -163,6 +169,48 @@ def test_back_to_back_and_nop(tmp_path):
     simulate(dut, bench, background=[monitor], deadline=5000)
     ca, cb = expected_cycles(TINY, a.ins), expected_cycles(TINY, b.ins)
     assert dones == [ca, ca + 1, ca + 1 + cb]
+
+
+def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
+    """A STORE started in the compute unit's done cycle (the controller's token bypass) reads
+    its first output-buffer words in that cycle, the cycle the CONV's last words are written:
+    the read must see them, not the buffer's old contents (a 1x1 layer stored the previous
+    program's word: tests/hw/test_top.py test_onchip_state_of_a_previous_program_leaks)."""
+    model = conv_layer_model(cin=1, cout=1, hw=(1, 1), k=1, pad=0, wbits=2, abits=2, in_bits=2, act="none",
+                             bias=False)
+    snap = trace(compiled(tmp_path, model, "channel"), first_of_each({Opcode.CONV: 1}))[0]
+    f = snap.ins.f
+    stale = np.full_like(snap.obuf_before, 0xA5)  # what a previous program left
+    mach = Machine(TINY, 1)
+    mach.lb[:], mach.wbuf[:], mach.pbuf[:], mach.obuf[:] = snap.lb, snap.wbuf, snap.pbuf, stale
+    mach.execute(snap.ins)
+    half, addr = f["tile.half"], f["tile.obuf_addr"]
+    per_beat = TINY.dram_bytes_per_cycle // TINY.tn
+    want = mach.obuf[half, addr:addr + per_beat]
+    assert not np.array_equal(want[0], stale[half, addr]), "the CONV must change the word"
+    dut = ComputeUnit(TINY)
+    got = []
+
+    async def bench(ctx):
+        sim_load_state(ctx, dut, snap, stale)
+        ctx.set(dut.instr.payload, INSTR.from_bits(int.from_bytes(snap.word, "little")))
+        ctx.set(dut.instr.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.instr.valid, 0)
+        while not ctx.get(dut.done):
+            await ctx.tick()
+        # The done cycle: the STORE's first read.
+        ctx.set(dut.ob_r.payload, {"half": half, "addr": addr, "stride": 1})
+        ctx.set(dut.ob_r.valid, 1)
+        ctx.set(dut.ob_rdata.ready, 1)
+        assert ctx.get(dut.ob_r.ready)
+        await ctx.tick()
+        ctx.set(dut.ob_r.valid, 0)
+        assert ctx.get(dut.ob_rdata.valid)
+        got.append(int(ctx.get(dut.ob_rdata.payload)))
+
+    simulate(dut, bench, deadline=1000)
+    assert got[0].to_bytes(TINY.dram_bytes_per_cycle, "little") == want.tobytes()
 
 
 def test_cycle_model_counts_the_last_drain():
