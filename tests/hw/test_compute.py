@@ -175,7 +175,7 @@ def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
     """A STORE started in the compute unit's done cycle (the controller's token bypass) reads
     its first output-buffer words in that cycle, the cycle the CONV's last words are written:
     the read must see them, not the buffer's old contents (a 1x1 layer stored the previous
-    program's word: tests/hw/test_top.py test_onchip_state_of_a_previous_program_leaks)."""
+    program's word: tests/hw/test_top.py test_onchip_state_of_a_previous_program_does_not_leak)."""
     model = conv_layer_model(cin=1, cout=1, hw=(1, 1), k=1, pad=0, wbits=2, abits=2, in_bits=2, act="none",
                              bias=False)
     snap = trace(compiled(tmp_path, model, "channel"), first_of_each({Opcode.CONV: 1}))[0]

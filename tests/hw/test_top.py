@@ -47,25 +47,13 @@ def assert_exact(report: dict) -> None:
 
 
 ZOO = [("mnist", None), ("mobilenet", (16, 16)), ("resnet", (16, 16))]
-ZOO_BUG = ("open RTL bug: every segment's cycles equal the model's, but outputs differ (mnist: the first "
-           "segment is exact, the FC segment is not; mobilenet in one segment) - see test_zoo_network_cycles_exact")
 
 
 @pytest.mark.parametrize("name,hw", ZOO, ids=[n for n, _ in ZOO])
-def test_zoo_network_cycles_exact(fresh_rtl, name, hw):
-    """Every segment's RTL cycles equal the cycle model's, and the run completes."""
+def test_zoo_network_exact(fresh_rtl, name, hw):
+    """Every segment's RTL cycles equal the cycle model's and the outputs are bit-exact (they
+    differed while a STORE started in a CONV's done cycle read the output buffer's old words)."""
     program = compile_model(zoo_model(name, "w8a8", "qcdq", input_hw=hw), "tiny")
-    report = rtlsim(program, seed=1, accelerator=fresh_rtl)
-    assert report["completed"], report["error"]
-    assert report["segments"] and report["cycles_equal"], report["segments"]
-    assert report["rtl_cycles"] == report["sim_cycles"]
-    if not report["bit_exact"]:
-        pytest.xfail(ZOO_BUG)
-
-
-@pytest.mark.xfail(strict=True, reason=ZOO_BUG)
-def test_zoo_mobilenet_bit_exact(fresh_rtl):
-    program = compile_model(zoo_model("mobilenet", "w8a8", "qcdq", input_hw=(16, 16)), "tiny")
     assert_exact(rtlsim(program, seed=1, accelerator=fresh_rtl))
 
 
@@ -139,11 +127,11 @@ def test_random_stalls_stay_bit_exact(fresh_rtl, tmp_path, seed):
 
 
 def test_mnist_with_stalls_completes(fresh_rtl):
-    """Both segments complete under stalls, each slower than the model (its outputs are not
-    asserted: the zoo bug above makes them differ without stalls too)."""
+    """Both segments complete under stalls, each slower than the model, outputs bit-exact."""
     program = compile_model(zoo_model("mnist", "w8a8", "qcdq"), "tiny")
     report = rtlsim(program, seed=5, stalls=True, accelerator=fresh_rtl)
     assert report["completed"], report["error"]
+    assert report["bit_exact"] and report["max_abs_diff"] == 0
     assert len(report["segments"]) == 2
     assert np.all([s["rtl_cycles"] > s["sim_cycles"] for s in report["segments"]])
 
