@@ -54,9 +54,33 @@ def shift_words(m: Module, words: list, amount, count: int, name: str) -> list:
     return cur[:count]
 
 
+class BeatSlice(wiring.Component):
+    """One DRAM beat's worth of bytes of every weight-buffer row: ``depth`` rows of ``beat``
+    bytes, a byte-masked write port (``w_en``, ``w_addr``, ``w_data``, ``w_strb``) and a read
+    port (``rd_addr``; ``rd_data`` one cycle later). The weight buffer is ``tm*tn/beat`` of
+    these side by side: identical modules, which hierarchical synthesis maps once."""
+
+    def __init__(self, depth: int, beat: int):
+        self.mem = memory.Memory(shape=unsigned(8 * beat), depth=depth, init=[])
+        addr = range(depth)
+        super().__init__({"w_en": In(1), "w_addr": In(addr), "w_data": In(8 * beat), "w_strb": In(beat),
+                          "rd_addr": In(addr), "rd_data": Out(8 * beat)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = self.mem
+        rp = self.mem.read_port(transparent_for=())
+        wp = self.mem.write_port(granularity=8)
+        m.d.comb += [rp.addr.eq(self.rd_addr), self.rd_data.eq(rp.data), wp.addr.eq(self.w_addr),
+                     wp.data.eq(self.w_data), wp.en.eq(Mux(self.w_en, self.w_strb, 0))]
+        return m
+
+
 class WeightBuffer(wiring.Component):
-    """Both weight banks: row ``bank * weight_bank_words + word``. ``rd_addr`` is sampled every
-    cycle; ``rd_data[i][l]`` (row ``i`` lane ``l``) follows one cycle later."""
+    """Both weight banks: row ``bank * weight_bank_words + word``, stored as ``tm*tn/beat``
+    :class:`BeatSlice` memories (slice ``s`` holds bytes ``s*beat ..`` of every row, the bytes
+    one DRAM beat writes). ``rd_addr`` is sampled every cycle; ``rd_data[i][l]`` (row ``i``
+    lane ``l``) follows one cycle later."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.tm, self.tn, self.beat = cfg.tm, cfg.tn, cfg.dram_bytes_per_cycle
@@ -67,29 +91,35 @@ class WeightBuffer(wiring.Component):
             "rd_addr": In(self.row_bits),
             "rd_data": Out(data.ArrayLayout(data.ArrayLayout(unsigned(8), cfg.tn), cfg.tm)),
         })
-        self.mem = memory.Memory(shape=unsigned(8 * self.word_bytes), depth=2 * self.bank_words, init=[])
+        self.slices = [BeatSlice(2 * self.bank_words, self.beat) for _ in range(self.word_bytes // self.beat)]
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = self.mem
         w = self.w.payload
         m.d.comb += self.w.ready.eq(1)
-        rp = self.mem.read_port(transparent_for=())
-        m.d.comb += [rp.addr.eq(self.rd_addr), self.rd_data.eq(rp.data)]
-        wp = self.mem.write_port(granularity=8)
-        group = Signal(range(self.word_bytes // self.beat))  # which beat-sized slice of the word
+        group = Signal(range(len(self.slices)))  # which beat-sized slice of the word
+        row = Signal(range(2 * self.bank_words))
         m.d.comb += [group.eq((w.addr % self.word_bytes) // self.beat),
-                     wp.addr.eq(Mux(w.bank, self.bank_words, 0) + w.addr // self.word_bytes),
-                     wp.data.eq(Cat(*[w.data] * (self.word_bytes // self.beat)))]
-        for z in range(self.word_bytes):
-            m.d.comb += wp.en[z].eq(self.w.valid & (group == z // self.beat) & w.strb[z % self.beat])
+                     row.eq(Mux(w.bank, self.bank_words, 0) + w.addr // self.word_bytes)]
+        for k, sl in enumerate(self.slices):
+            m.submodules[f"slice{k}"] = sl
+            m.d.comb += [sl.w_en.eq(self.w.valid & (group == k)), sl.w_addr.eq(row), sl.w_data.eq(w.data),
+                         sl.w_strb.eq(w.strb), sl.rd_addr.eq(self.rd_addr)]
+        m.d.comb += self.rd_data.eq(Cat(*[sl.rd_data for sl in self.slices]))
         return m
 
     def sim_load(self, ctx, banks: np.ndarray) -> None:
         """Testbench helper: both banks' bytes (``2 × weight_bank_bytes``) in zero cycles."""
-        words = banks[:, :self.bank_words * self.word_bytes].reshape(2 * self.bank_words, self.word_bytes)
-        for row, v in enumerate(words_to_ints(words)):
-            ctx.set(self.mem.data[row], v)
+        words = banks[:, :self.bank_words * self.word_bytes].reshape(2 * self.bank_words, len(self.slices), self.beat)
+        for k, sl in enumerate(self.slices):
+            for row, v in enumerate(words_to_ints(words[:, k])):
+                ctx.set(sl.mem.data[row], v)
+
+    def sim_dump(self, ctx) -> np.ndarray:
+        """Testbench helper: both banks' rows as ``2 × bank_words*tm*tn`` uint8."""
+        rows = [b"".join(int(ctx.get(sl.mem.data[row])).to_bytes(self.beat, "little") for sl in self.slices)
+                for row in range(2 * self.bank_words)]
+        return np.frombuffer(b"".join(rows), np.uint8).reshape(2, -1)
 
 
 class ParamBuffer(wiring.Component):

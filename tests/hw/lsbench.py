@@ -111,9 +111,7 @@ def dump_lb(ctx, cu: ComputeUnit) -> list[np.ndarray]:
 
 
 def dump_wb(ctx, cu: ComputeUnit) -> np.ndarray:
-    wb = cu.wb
-    rows = _words(ctx, [wb.mem], 2 * wb.bank_words, 1, wb.word_bytes)
-    return rows.reshape(2, -1)
+    return cu.wb.sim_dump(ctx)
 
 
 def dump_pb(ctx, cu: ComputeUnit) -> np.ndarray:
