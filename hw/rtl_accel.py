@@ -32,7 +32,7 @@ from ..ir.decode import decode_program
 from ..ir.isa import Unit
 from ..ir.program import Program, ProgramError
 from ..ir.timeline import schedule
-from ..sim.accelerator import Accelerator
+from ..sim.accelerator import Accelerator, dram_size
 from ..sim.machine import dma_bytes
 from .tb.axiram import FAULT_FULL, FAULT_RANGE, FAULT_WLAST, FAULT_WRITE, bench_design
 from .tb.runner import Model, build_model, cache_root, run_cocotb
@@ -163,10 +163,7 @@ class RtlAccelerator(Accelerator):
     # -- Accelerator -----------------------------------------------------------------------
     def load_program(self, program: Program) -> None:
         cfg = program.config
-        size = program.manifest.get("dram", {}).get("size")
-        if not isinstance(size, int) or not 0 < size <= cfg.dram_bytes:
-            raise ProgramError(f"manifest DRAM size {size!r} must be a positive integer of at most "
-                               f"{cfg.dram_bytes} bytes (target {cfg.name!r})")
+        size = dram_size(program)
         self._instrs = decode_program(program.instructions)
         base = -(-size // INSTR_ALIGN) * INSTR_ALIGN
         end = base + len(program.instructions)

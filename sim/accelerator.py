@@ -22,6 +22,17 @@ from .machine import Machine, dma_bytes
 from .races import find_race
 
 
+def dram_size(program: Program) -> int:
+    """The DRAM size an implementation must provide for ``program`` (its manifest's
+    ``dram.size``); ``ProgramError`` unless it is a positive integer the target allows."""
+    cfg = program.config
+    size = program.manifest.get("dram", {}).get("size")
+    if not isinstance(size, int) or not 0 < size <= cfg.dram_bytes:
+        raise ProgramError(f"manifest DRAM size {size!r} must be a positive integer of at most "
+                           f"{cfg.dram_bytes} bytes (target {cfg.name!r})")
+    return size
+
+
 class Accelerator(abc.ABC):
     """An accelerator that runs ``Program`` segments against its own DRAM."""
 
@@ -72,10 +83,7 @@ class SimAccelerator(Accelerator):
 
     def load_program(self, program: Program) -> None:
         cfg = program.config
-        size = program.manifest.get("dram", {}).get("size")
-        if not isinstance(size, int) or not 0 < size <= cfg.dram_bytes:
-            raise ProgramError(f"manifest DRAM size {size!r} must be a positive integer of at most "
-                               f"{cfg.dram_bytes} bytes (target {cfg.name!r})")
+        size = dram_size(program)
         self._program = program
         self._instrs = decode_program(program.instructions)
         self._machine = Machine(cfg, size)
