@@ -13,6 +13,7 @@ import numpy as np
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
+from ..ir.isa import POW2_MAX_EXP, POW2_NONZERO, POW2_SIGN
 from . import numerics
 from .plan import Layer, Plan
 
@@ -35,14 +36,20 @@ def dense_weights(plan: Plan, layer: Layer) -> np.ndarray:
 
 
 def pow2_codes(w: np.ndarray) -> np.ndarray:
-    """The ISA's pow2 weight codes: 0 for zero, else sign<<7 | 1<<6 | exponent."""
+    """The ISA's pow2 weight codes of integer weights: 0 for zero, else sign<<7 | 1<<6 | e for
+    ``±2**e``. Only ``0 <= e <= 7`` has a code (bits 5..3 are reserved); the front end's weights
+    (at most 8 bits, docs/quantize.md) always fit."""
     mag = np.abs(w)
-    exp = np.zeros_like(mag)
+    exp = np.zeros(mag.shape, np.int64)
     nz = mag > 0
-    exp[nz] = np.log2(mag[nz]).astype(np.int64)
+    exp[nz] = np.floor(np.log2(mag[nz]))
+    out = nz & ((exp < 0) | (exp > POW2_MAX_EXP))
+    if np.any(out):
+        raise ValueError(f"pow2 layer holds the weight {w[out].flat[0]}: the ISA's pow2 codes hold ±2**e for "
+                         f"0 <= e <= {POW2_MAX_EXP} only (bits 5..3 of a code are reserved)")
     if np.any(nz & (np.left_shift(1, exp) != mag)):
         raise ValueError("pow2 layer holds a weight that is not a power of two")
-    return np.where(nz, (w < 0) * 0x80 | 0x40 | exp, 0).astype(np.uint8)
+    return np.where(nz, (w < 0) * POW2_SIGN | POW2_NONZERO | exp, 0).astype(np.uint8)
 
 
 def uses_pow2(layer: Layer, cfg: AcceleratorConfig) -> bool:

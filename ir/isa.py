@@ -60,6 +60,17 @@ class WgtTarget(enum.Enum, shape=unsigned(1)):
     PARAMS = 1
 
 
+# A pow2 weight byte (CONV with ``pow2 = 1``) is a code, docs/isa.md "LOAD_WGT": bit 6 clear is
+# zero (the other bits are ignored); bit 6 set is ``±2**e`` with bit 7 the sign and bits 2..0
+# the exponent ``e``. Bits 5..3 of a nonzero code are reserved and must be 0: the simulator
+# rejects a CONV that reads such a code, the hardware does not check (result undefined).
+POW2_SIGN = 0x80
+POW2_NONZERO = 0x40
+POW2_RESERVED = 0x38
+POW2_EXP = 0x07
+POW2_MAX_EXP = POW2_EXP  # 2**7: the PE multiplies 9-bit operands
+
+
 class VecOp(enum.Enum, shape=unsigned(3)):
     ADD = 0
     MAXPOOL = 1
@@ -159,7 +170,7 @@ Tile = data.StructLayout({
 Conv = data.StructLayout({
     "dataflow": Dataflow,
     "depthwise": unsigned(1),
-    "pow2": unsigned(1),
+    "pow2": unsigned(1),  # weight bytes are pow2 codes (POW2_* above), else int8
     "win": Window,
     "inp": InGeom,
     "tile": Tile,

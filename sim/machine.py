@@ -18,7 +18,7 @@ from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.decode import Instr
 from ..ir.intmath import round_shift
-from ..ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget
+from ..ir.isa import POW2_EXP, POW2_NONZERO, POW2_RESERVED, POW2_SIGN, Act, Dataflow, Opcode, VecOp, WgtTarget
 from ..ir.program import ProgramError
 
 PARAM_BYTES = 8  # one parameter entry: bias int32 LE, shift int8, 3 bytes zero
@@ -27,7 +27,9 @@ PARAM_BYTES = 8  # one parameter entry: bias int32 LE, shift int8, 3 bytes zero
 # int64 arithmetic from overflowing on hostile shift fields.
 _SHIFT_RANGE = (-32, 48)
 _CHUNK_ELEMS = 1 << 21  # input values gathered per step of a tile (bounds memory: 16 MiB of float64)
-_POW2 = np.array([0.0 if not c & 0x40 else (-1.0 if c & 0x80 else 1.0) * 2.0 ** (c & 0x0F) for c in range(256)])
+# pow2 weight code -> value (docs/isa.md "LOAD_WGT"); codes with reserved bits are rejected first.
+_POW2 = np.array([0.0 if not c & POW2_NONZERO else (-1.0 if c & POW2_SIGN else 1.0) * 2.0 ** (c & POW2_EXP)
+                  for c in range(256)])
 
 
 def dma_bytes(cfg: AcceleratorConfig, ins: Instr) -> int:
@@ -236,7 +238,15 @@ class Machine:
         if start + n > nwords:
             _fail(ins, f"reads weight words {start}..{start + n - 1} of a bank of {nwords}")
         words = self.wbuf[f["wbank"], :nwords * cfg.tm * cfg.tn].reshape(nwords, cfg.tm, cfg.tn)[start:start + n]
-        return _POW2[words] if f["pow2"] else words.view(np.int8).astype(np.float64)
+        if not f["pow2"]:
+            return words.view(np.int8).astype(np.float64)
+        # nonzero (bit 6) with a reserved bit (5..3) set is exactly: masked to those bits, above bit 6
+        bad = (words & (POW2_NONZERO | POW2_RESERVED)) > POW2_NONZERO
+        if bad.any():
+            word, row, lane = np.unravel_index(np.argmax(bad), bad.shape)
+            _fail(ins, f"pow2 weight code 0x{words[word, row, lane]:02x} in weight word {start + word} (row {row}, "
+                       f"lane {lane}) sets reserved bits 5..3")
+        return _POW2[words]
 
     def _weight_steps(self, ins: Instr, steps: int) -> np.ndarray:
         """Pixel-parallel weights: step ``s`` in word ``s // tn``, lane ``s % tn`` → (steps, tm)."""

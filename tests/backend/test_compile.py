@@ -3,6 +3,7 @@ on every zoo model and every accelerator op kind, for every target."""
 
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from shiftflow.backend.compile import PASS_NAMES, compile_graph, compile_model
 from shiftflow.errors import UsageError
@@ -49,6 +50,24 @@ def test_vector_ops(kind, kw, cfg, tmp_path):
             assert (stored_pixels(program, words, out) == 1).all()
         else:
             assert program.manifest["host_reasons"]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("groups", [1, 6])
+def test_pow2_weights_with_exponent_7(cfg, groups, tmp_path):
+    """-128 = -2**7, the int8 weight with the largest pow2 exponent, compiles to code 0xC7 and
+    simulates bit-exactly (both dataflows through auto, depthwise too)."""
+    model = conv_layer_model(cin=6, cout=6, groups=groups, hw=(7, 9), pow2=True, seed=3)
+    init = next(i for i in model.graph.initializer if len(i.dims) == 4)
+    w = numpy_helper.to_array(init).copy()
+    w.reshape(-1)[::5] = -128
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    onnx.save(model, tmp_path / "p.onnx")
+    program = compile_model(tmp_path / "p.onnx", cfg)
+    conv = next(op for op in program.graph.ops if op.kind == "conv")
+    assert conv.attrs["wenc"] == "pow2" and conv.name not in program.manifest.get("host_reasons", {})
+    assert 0xC7 in program.weights
+    assert_exact(program, seed=groups)
 
 
 @pytest.mark.parametrize("cfg", [TARGETS["tiny"], SMALL], ids=lambda c: c.name)

@@ -35,7 +35,7 @@ def unblocked(raw: bytes, c: int, h: int, w: int, tn: int, signed: bool) -> np.n
 
 
 def pow2_codes(w: np.ndarray) -> np.ndarray:
-    """Weight codes of docs/isa.md: 0, or bit 7 sign | bit 6 | exponent in bits 3..0."""
+    """Weight codes of docs/isa.md: 0, or bit 7 sign | bit 6 | exponent in bits 2..0."""
     e = np.log2(np.maximum(np.abs(w), 1)).astype(np.int64)
     assert np.array_equal(np.where(w == 0, 0, 1 << e), np.abs(w)), "weights must be 0 or +-2**e"
     return np.where(w == 0, 0, 0x40 | (w < 0) * 0x80 | e)

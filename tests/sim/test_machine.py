@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from shiftflow.ir.config import TARGETS, TINY, ZU3EG
 from shiftflow.ir.intmath import window_reduce
 from shiftflow.ir.isa import VecOp
-from tests.sim.asm import ref_conv, requant, run_conv, run_vec
+from shiftflow.ir.program import ProgramError
+from tests.sim.asm import conv_asm, pack_weights, ref_conv, requant, run_conv, run_vec, unblocked
 
 TARGET_LIST = [TINY, ZU3EG]
 
@@ -75,6 +76,72 @@ def test_left_shift_and_channel_block_beyond_tm():
     got, _ = run_conv(TINY, **case)
     assert np.array_equal(got, ref_conv(**case))
     assert got.min() == -128  # the left shift saturates
+
+
+def _pow2_case(dataflow, m=6, c=5, seed=8):
+    """A pow2 conv whose weights include exponent 7 (±128) and every other exponent."""
+    rng = np.random.default_rng(seed)
+    depthwise = dataflow == "depthwise"
+    m = c if depthwise else m
+    shape = (m, 1 if depthwise else c, 3, 3)
+    w = np.where(rng.random(shape) < 0.2, 0, rng.choice([-1, 1], shape) << rng.integers(0, 8, shape))
+    w.reshape(-1)[:2] = [128, -128]
+    return dict(x=rng.integers(-128, 128, (c, 6, 7)), w=w, bias=rng.integers(-999, 999, m), shift=np.full(m, 11),
+                pads=(1, 1, 1, 1), pow2=True, dataflow="pixel" if depthwise else dataflow, depthwise=depthwise)
+
+
+@pytest.mark.parametrize("cfg", TARGET_LIST, ids=lambda c: c.name)
+@pytest.mark.parametrize("dataflow", ["channel", "pixel", "depthwise"])
+def test_conv_pow2_exponent_7_is_exact(cfg, dataflow):
+    case = _pow2_case(dataflow)
+    assert (np.abs(case["w"]) == 128).sum() > 2
+    got, _ = run_conv(cfg, **case)
+    want = ref_conv(**case)
+    assert np.array_equal(got, want)
+    assert len(np.unique(want)) > 20  # not saturated: the ±128 products count
+
+
+def _run_patched(cfg, case, patch):
+    """Assemble ``case``'s conv, let ``patch(codes)`` edit its weight codes in DRAM (``codes``:
+    output blocks × words × tm × tn, a view), run; returns the output."""
+    asm, out, nbytes, shape = conv_asm(cfg, **case)
+    tm, tn = cfg.tm, cfg.tn
+    wbytes, wwords = pack_weights(case["w"], tm, tn, case["dataflow"], case["depthwise"], True)
+    patch(asm.dram[0x40000:0x40000 + len(wbytes)].reshape(-1, wwords, tm, tn))  # conv_asm's weight address
+    acc, _ = asm.run(cfg)
+    return unblocked(acc.read_dram(out, nbytes), *shape, tn, True)
+
+
+@pytest.mark.parametrize("dataflow", ["channel", "pixel", "depthwise"])
+@pytest.mark.parametrize("bit", [3, 4, 5])
+def test_conv_pow2_reserved_code_bits_are_rejected(dataflow, bit):
+    case = _pow2_case(dataflow)
+    # tiny (tm = 4): one CONV per block of 4 output channels, at instructions 3 and 5 (or, depthwise,
+    # behind a LOAD_ACT each: 3 and 6); block 1's codes are read by the second CONV only.
+    second = 6 if dataflow == "depthwise" else 5
+    word, row, lane = 1, 1, 2
+
+    def patch(codes):
+        codes[1, word, row, lane] = 0x40 | 0x80 | 2 | 1 << bit  # -2**2 with a reserved bit
+
+    with pytest.raises(ProgramError) as info:
+        _run_patched(TINY, case, patch)
+    msg = str(info.value)
+    assert msg.startswith(f"instruction {second} (CONV): pow2 weight code 0x{0xC2 | 1 << bit:02x} in weight word ")
+    assert f"(row {row}, lane {lane}) sets reserved bits 5..3" in msg and "\n" not in msg
+
+
+def test_conv_pow2_zero_codes_ignore_their_other_bits():
+    """Bit 6 clear is zero whatever bits 7 and 5..0 hold (reserved bits included)."""
+    case = _pow2_case("channel")
+    rng = np.random.default_rng(9)
+
+    def patch(codes):
+        zero = codes & 0x40 == 0
+        codes[zero] = (rng.integers(0, 256, codes.shape) & 0xBF)[zero]
+        assert (codes[zero] & 0x38).any()
+
+    assert np.array_equal(_run_patched(TINY, case, patch), ref_conv(**case))
 
 
 def _pool_ref(a, k, stride, pads, out_hw, how):

@@ -136,3 +136,29 @@ def test_deadlocking_program_is_rejected(program):
     bad = Program(program.config, bytes(words), program.weights, program.graph, program.manifest)
     with pytest.raises(ProgramError, match=r"instruction 3 \(CONV\) pops a token .* would deadlock"):
         simulate(bad)
+
+
+def test_pow2_code_with_a_reserved_bit_is_rejected(tmp_path, capsys):
+    """A compiled pow2 conv whose weights.bin gets bit 3 set in a code: ``simulate`` (API and
+    CLI) stops with a one-line ProgramError naming the CONV and the code."""
+    from shiftflow.backend.compile import compile_model
+    from shiftflow.cli import main
+
+    onnx.save(conv_layer_model(cin=3, cout=5, hw=(6, 5), pow2=True), tmp_path / "pow2.onnx")
+    program = compile_model(tmp_path / "pow2.onnx", TINY)
+    build = tmp_path / "build"
+    save_program(program, build)
+    simulate(load_program(build))  # intact: runs
+    data = bytearray((build / "weights.bin").read_bytes())
+    first = next(i for i, b in enumerate(data) if b)  # the first layer's weight codes come first
+    assert data[first] & 0x40 and not data[first] & 0x38
+    data[first] |= 0x08
+    _rewrite(build, "weights.bin", bytes(data))
+    with pytest.raises(ProgramError) as info:
+        simulate(load_program(build))
+    msg = str(info.value)
+    assert re.fullmatch(rf"instruction \d+ \(CONV\): pow2 weight code 0x{data[first]:02x} in weight word \d+ "
+                        r"\(row \d+, lane \d+\) sets reserved bits 5..3", msg), msg
+    assert main(["simulate", str(build)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {msg}"]
