@@ -37,19 +37,16 @@ def _log2(n: int) -> int:
 
 def shift_words(m: Module, words: list, amount, count: int, name: str) -> list:
     """``words[amount + k]`` for ``k < count`` (``amount + count <= len(words)``) as a log
-    shifter of 4:1 stages (one LUT6 a bit), each trimmed to the words the later stages can
-    still reach — not a ``len(words)``:1 mux per output word."""
-    cur, bits = list(words), len(amount)
-    for lo in reversed(range(0, bits, 2)):
-        width = min(2, bits - lo)
-        sel, step = amount[lo:lo + width], 1 << lo
+    shifter of 2:1 stages (abc packs two into one LUT6 a bit), each trimmed to the words the
+    later stages can still reach — not a ``len(words)``:1 mux per output word. Plain muxes,
+    not a ``Switch`` (a one-hot AND-OR in yosys)."""
+    cur = list(words)
+    for b in reversed(range(len(amount))):
+        step = 1 << b
         keep = min(len(cur), count + step - 1)  # words reachable by the stages below this one
-        nxt = [Signal.like(words[0], name=f"{name}_s{lo}_{k}") for k in range(keep)]
-        for k in range(keep):
-            with m.Switch(sel):
-                for v in range(1 << width):
-                    with m.Case(v):
-                        m.d.comb += nxt[k].eq(cur[k + v * step] if k + v * step < len(cur) else 0)
+        nxt = [Signal.like(words[0], name=f"{name}_s{b}_{k}") for k in range(keep)]
+        m.d.comb += [nxt[k].eq(Mux(amount[b], cur[k + step] if k + step < len(cur) else 0, cur[k]))
+                     for k in range(keep)]
         cur = nxt
     return cur[:count]
 

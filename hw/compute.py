@@ -33,17 +33,17 @@ writes, :mod:`hw.buffers`), ``ob_r``/``ob_rdata`` (store unit reads).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.isa import INSTR, Dataflow
+from ..ir.isa import INSTR
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
 from .job import Kind, decode_job, job_layout
 from .linebuf import LineBuffer, beat_write_layout
-from .pe import MACArray
+from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
 from .retire import Retire
 from .seq import Sequencer, desc_layout
@@ -160,21 +160,13 @@ class ComputeUnit(wiring.Component):
         if extra >= 1:
             rd, words, wgt = _stage(m, rd, "rd_reg"), _stage(m, words, "words_reg"), _stage(m, wgt, "wgt_reg")
         beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")
-        for i in range(tm):
-            for lane in range(tn):
-                dense = Mux(job.pixel, words[0][lane][rd.cl], words[0][0][lane])
-                act = Mux(job.depthwise, words[i // tn][lane][i % tn], dense)
-                ok = rd.lane_ok[lane] & (~job.depthwise | (job.chans > i))
-                m.d.comb += [beat.act[i][lane].eq(Mux(ok, act, 0)),
-                             beat.wgt[i][lane].eq(Mux(job.pixel, wgt[i][rd.wl], wgt[i][lane]))]
+        self._route(m, job, rd, words, wgt, beat)
         m.d.comb += [beat.first.eq(rd.first), beat.last.eq(rd.last),
                      vb.a.eq(words[0][0]), vb.b.eq(words[1][0]), vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
                      vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first), vb.last.eq(rd.last)]
         if extra >= 2:
             rd, beat, vb = _stage(m, rd, "beat_desc"), _stage(m, beat, "beat_reg"), _stage(m, vb, "vec_beat_reg")
         m.d.comb += [mac.i.payload.eq(beat), mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)),
-                     mac.mode.a_signed.eq(job.a.signed_), mac.mode.pow2.eq(job.pow2),
-                     mac.mode.dataflow.eq(Mux(job.pixel, Dataflow.PIXEL, Dataflow.CHANNEL)),
                      mac.mode.depthwise.eq(job.depthwise),
                      vec.i.payload.eq(vb), vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)),
                      vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_), vec.mode.b_signed.eq(job.b.signed_),
@@ -190,3 +182,37 @@ class ComputeUnit(wiring.Component):
                      retire.vsums.eq(vec.o.payload), retire.meta.eq(meta), retire.meta_valid.eq(meta_valid),
                      ob.wr.eq(retire.wr), ob.wr_half.eq(job.half)]
         return m
+
+    def _route(self, m, job, rd, words, wgt, beat):
+        """The operand router: each DSP's decoded operands (``hw.pe.dsp_pairs``) with one level
+        of multiplexing from the line-buffer words and the weight word. Shared values (a
+        lane's dense activation, a row's broadcast weight) are decoded once."""
+        tm, tn = self.cfg.tm, self.cfg.tn
+        a_s, pow2, pixel, dw = job.a.signed_, job.pow2, job.pixel, job.depthwise
+
+        def named(value, name, keep=False):
+            sig = Signal(signed(9), name=name, attrs={"keep": 1} if keep else {})
+            m.d.comb += sig.eq(value)
+            return sig
+
+        # Dense: lane l's activation (pixel-parallel: channel cl of pixel l; channel-parallel:
+        # channel l of the pixel), zero past a partial pixel group.
+        dense = [named(Mux(rd.lane_ok[l], act_operand(Mux(pixel, words[0][l][rd.cl], words[0][0][l]), a_s), 0),
+                       f"dense_a{l}", keep=True) for l in range(tn)]
+        # Pixel-parallel and depthwise: row i's weight for this step, broadcast across lanes.
+        wrow = [named(weight_operand(wgt[i][rd.wl], pow2), f"row_w{i}", keep=True) for i in range(tm)]
+
+        def dw_act(c, l):  # depthwise: channel c of pixel l (channels past chans read zero)
+            ok = rd.lane_ok[l] & (job.chans > c)
+            return Mux(ok, act_operand(words[c // tn][l][c % tn], a_s), 0)
+
+        for q in range(tm // 2):
+            for l in range(tn):
+                (lo_r, lo_l), (hi_r, hi_l) = dsp_pairs(q, l, True)
+                op = beat.dsp[q][l]
+                m.d.comb += [
+                    op.shared.eq(Mux(dw, wrow[lo_r], dense[l])),
+                    op.lo.eq(Mux(dw, dw_act(lo_r, lo_l), Mux(pixel, wrow[2 * q], weight_operand(wgt[2 * q][l], pow2)))),
+                    op.hi.eq(Mux(dw, dw_act(hi_r, hi_l),
+                                 Mux(pixel, wrow[2 * q + 1], weight_operand(wgt[2 * q + 1][l], pow2)))),
+                ]

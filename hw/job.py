@@ -121,7 +121,7 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     sh = Mux(resize, 1, win.sh)
     sw = Mux(resize, 1, win.sw)
     n_bi1, n_y1, n_x1 = _at_least_one(n_bi), _at_least_one(n_y), _at_least_one(n_x)
-    drain = Mux(pixel, tm * tn // lanes, 1)
+    drain = Mux(is_conv, tm * tn // lanes, 1)  # both dataflows drain the whole array
     pool = _at_least_one(post.pool)
     qstep = Mux(pixel, tn, 1)
     npc = lanes // tm

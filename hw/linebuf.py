@@ -51,30 +51,23 @@ def words_to_ints(words: np.ndarray) -> list[int]:
 def rotate_select(m: Module, words: list, off, double, lanes: int, name: str) -> list:
     """Lanes ``l < lanes`` of ``words[(off + l*s) % n]`` (``s`` = 2 when ``double``, else 1;
     ``n = len(words)`` a power of two of at least ``2*lanes``) as a log-depth rotator: a
-    rotation by ``off`` in stages of 4:1 muxes (one LUT6 per bit) except its last stage, which
-    shares a 4:1 mux with the stride choice. ``n*lanes`` word-muxes per 32:1 crossbar shrink to
-    about ``n*log4(n) + lanes``."""
+    rotation by ``off`` in stages of 2:1 muxes (abc packs two stages into one LUT6 a bit)
+    except its last stage, which shares a 4:1 mux with the stride choice. ``n*lanes``
+    word-muxes per 32:1 crossbar shrink to about ``n*log4(n) + lanes``. Plain muxes, not a
+    ``Switch``: yosys makes a case statement a one-hot AND-OR (30-40 % more LUTs here)."""
     n = len(words)
     lg = (n - 1).bit_length()
-    cur, pos = list(words), 0
-    while lg - pos > 1:  # rotate by (off >> pos) % 4 << pos
-        sel, step = off[pos:pos + 2], 1 << pos
-        nxt = [Signal.like(words[0], name=f"rot_{name}_s{pos}_{k}") for k in range(n)]
-        for k in range(n):
-            with m.Switch(sel):
-                for v in range(4):
-                    with m.Case(v):
-                        m.d.comb += nxt[k].eq(cur[(k + v * step) % n])
-        cur, pos = nxt, pos + 2
+    cur = list(words)
+    for b in range(lg - 1):  # rotate by bit b of off
+        nxt = [Signal.like(words[0], name=f"rot_{name}_s{b}_{k}") for k in range(n)]
+        m.d.comb += [nxt[k].eq(Mux(off[b], cur[(k + (1 << b)) % n], cur[k])) for k in range(n)]
+        cur = nxt
+    half = off[lg - 1] if lg else Const(0, 1)  # the last rotation bit
     out = []
     for lane in range(lanes):
         w = Signal.like(words[0], name=f"rot_{name}_l{lane}")
-        half = off[pos] if pos < lg else Const(0, 1)  # the last rotation bit, when lg is odd
-        cands = [cur[(lane * s + h * (n >> 1)) % n] for s in (1, 2) for h in (0, 1)]
-        with m.Switch(Cat(half, double)):
-            for v in range(4):
-                with m.Case(v):
-                    m.d.comb += w.eq(cands[v])
+        c = [cur[(lane * s + h * (n >> 1)) % n] for s in (1, 2) for h in (0, 1)]
+        m.d.comb += w.eq(Mux(double, Mux(half, c[3], c[2]), Mux(half, c[1], c[0])))
         out.append(w)
     return out
 

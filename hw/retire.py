@@ -36,6 +36,20 @@ from .ppu import OUT_BITS, PPU
 from .seq import Meta
 
 
+def select_tree(m: Module, values: list, sel, name: str):
+    """``values[sel]`` as a binary tree of 2:1 multiplexers on the bits of ``sel``, lowest
+    first (``len(values)`` a power of two). Written as plain muxes, not a ``Switch``: yosys
+    turns a case statement into a one-hot ``$pmux`` (AND-OR, two LUTs per 4:1), while abc
+    packs two levels of 2:1 muxes into one LUT6."""
+    level, pos = list(values), 0
+    while len(level) > 1:
+        level = [Mux(sel[pos], level[g + 1], level[g]) for g in range(0, len(level), 2)]
+        pos += 1
+    out = Signal.like(values[0], name=name)
+    m.d.comb += out.eq(level[0])
+    return out
+
+
 def _max(a, b):
     return Mux(a > b, a, b)
 
@@ -80,24 +94,49 @@ class Retire(wiring.Component):
         qd0, qm0 = Signal(16), Signal(3)
         m.d.comb += [meta.eq(Mux(self.meta_valid, self.meta, held)), kk.eq(Mux(self.meta_valid, 0, k)),
                      qd0.eq(Mux(self.meta_valid, self.meta.qd, cqd)), qm0.eq(Mux(self.meta_valid, self.meta.qm, cqm))]
-        valid = self.meta_valid | draining
+        active = self.meta_valid | draining  # chunk kk is read this cycle
+        last = kk + 1 >= j.drain
+        channel = (j.kind == Kind.CONV) & ~j.pixel
+        # What reaches the PPU: every chunk (pixel-parallel, VEC), or channel-parallel only
+        # the totals, with the last chunk.
+        valid = active & (~channel | last)
         mod = qm0 + j.npc_mod
         carry = mod >= j.pool
-        with m.If(valid):
-            m.d.sync += [k.eq(kk + 1), draining.eq(kk + 1 < j.drain), cqm.eq(Mux(carry, mod - j.pool, mod)),
-                         cqd.eq(qd0 + j.npc_div + carry)]
+        with m.If(active):
+            m.d.sync += [k.eq(kk + 1), draining.eq(~last)]
+        with m.If(active & j.pixel):  # channel-parallel: one pixel, the group's position
+            m.d.sync += [cqm.eq(Mux(carry, mod - j.pool, mod)), cqd.eq(qd0 + j.npc_div + carry)]
+        with m.Elif(self.meta_valid):
+            m.d.sync += [cqm.eq(qm0), cqd.eq(qd0)]
         with m.If(self.meta_valid):
             m.d.sync += held.eq(self.meta)
 
         beat = ppu.i.payload
         m.d.comb += [ppu.i.valid.eq(valid), ppu.o.ready.eq(1), ppu.post.eq(j.post)]
+        # Chunk kk of the held sums (lane λ: row λ % tm, column kk*npc + λ // tm): one
+        # dmax:1 mux tree per lane bit. Channel-parallel adds the chunks into a running sum
+        # per lane; with the last chunk, row i's total is the sum of its npc lanes.
+        chunk = [select_tree(m, [self.sums[lane % tm][kc * npc + lane // tm] for kc in range(dmax)], kk[:max(1, (dmax - 1).bit_length())], f"drain{lane}")
+                 if dmax > 1 else self.sums[lane % tm][lane // tm] for lane in range(self.lanes)]
+        acc = signed(self.cfg.acc_bits)
+        run = Signal(data.ArrayLayout(acc, self.lanes))
+        part = []
         for lane in range(self.lanes):
-            i, pix = lane % tm, lane // tm
-            sources = [self.sums[i][kc * npc + pix] for kc in range(dmax)]
-            acc = Mux(j.pixel, sources[0], self.sums[lane][0] if lane < tm else 0)
-            for kc in range(1, dmax):
-                acc = Mux(j.pixel & (kk == kc), sources[kc], acc)
-            m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, acc)),
+            total = Signal(acc, name=f"run_next{lane}")
+            m.d.comb += total.eq(Mux(kk == 0, 0, run[lane]) + chunk[lane])
+            with m.If(active):
+                m.d.sync += run[lane].eq(total)
+            part.append(total)
+        for lane in range(self.lanes):
+            i = lane % tm
+            if lane < tm:
+                row = part[i]
+                for pix in range(1, npc):
+                    row = row + part[pix * tm + i]
+                value = Mux(channel, row, chunk[lane])
+            else:
+                value = Mux(channel, 0, chunk[lane])
+            m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, value)),
                          beat.bias[lane].eq(Mux(is_vec, 0, self.params[i].bias)),
                          beat.shift[lane].eq(Mux(is_vec, j.rshift, self.params[i].shift))]
 

@@ -137,11 +137,13 @@ TINY = AcceleratorConfig(
 # broadcast activation per DSP) — and buffers within the 216 BRAM36 budget: the line buffer's
 # two copies 128, the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
 # scratch 8 each (docs/hardware.md, "Synthesis figures"). 32 PPU lanes (the fewest a 32-row
-# array drains whole pixels with) cost 0.1 fps against 64 on the detector.
+# array drains whole pixels with) cost 0.1 fps against 64 on the detector. 24-bit accumulators:
+# the compiler bounds every layer's accumulator from its weights and input range and keeps a
+# layer that needs more on the host; every zoo network needs at most 23 bits (docs/hardware.md).
 ZU3EG = AcceleratorConfig(
     name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
     output_buffer_bytes=32 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
-    pe_latency=8, queue_depth=16,
+    pe_latency=8, queue_depth=16, acc_bits=24,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
 

@@ -79,9 +79,11 @@ def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans
     return ceil_div(chans, cfg.tn) * kh * kw
 
 
-def conv_drain(cfg: AcceleratorConfig, pixel: bool) -> int:
-    """Cycles the post-processing unit needs to retire one pixel group's results."""
-    return ceil_div(cfg.tm * cfg.tn if pixel else cfg.tm, cfg.ppu_lanes)
+def conv_drain(cfg: AcceleratorConfig) -> int:
+    """Cycles to retire one pixel group's results: the ``tm*tn`` sums of the PE array in
+    chunks of ``ppu_lanes``, in both dataflows (channel-parallel adds each row's ``tn`` sums
+    while they drain and post-processes the ``tm`` totals with the last chunk)."""
+    return ceil_div(cfg.tm * cfg.tn, cfg.ppu_lanes)
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
@@ -92,7 +94,7 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
     first chunk retires with its last step), and the fixed pipeline latency."""
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
-    drain = conv_drain(cfg, pixel)
+    drain = conv_drain(cfg)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
     return rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 

@@ -60,6 +60,8 @@ def compiled(tmp_path, model, dataflow="auto", cfg=TINY):
 
 CONVS = {
     "channel-3x3": (dict(cin=6, cout=5, hw=(6, 7)), "channel", lambda f: f["dataflow"] == 0),
+    "channel-1x1-one-step": (dict(cin=3, cout=5, hw=(5, 6), k=1, pad=0), "channel",  # groups of 1 step < drain
+                             lambda f: f["dataflow"] == 0 and f["win.kh"] == 1 and f["inp.chans"] <= 4),
     "pixel-partial-group": (dict(cin=3, cout=4, hw=(6, 7)), "pixel", lambda f: f["dataflow"] and f["tile.cols"] % 4),
     "depthwise": (dict(cin=4, cout=4, groups=4, hw=(7, 9)), "pixel", lambda f: f["depthwise"]),
     "stride2-leaky": (dict(cin=5, cout=6, hw=(9, 11), stride=2, act="leaky"), "channel",
@@ -89,16 +91,24 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
-#: drain 4), pe_latency 9 (every kind of extra register stage).
-WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=9)
+#: drain 4), pe_latency 9 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
+WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=9, acc_bits=24)
 
 
 @pytest.mark.parametrize("model,dataflow,feature", [
     (conv_layer_model(cin=6, cout=6, groups=6, hw=(7, 9), stride=2), "pixel", lambda f: f["depthwise"]),
     (vec_model("maxpool", k=3, s=3, p=0, hw=(9, 15)), "pixel", lambda f: f["post.pool"] == 3),
-], ids=["depthwise-two-blocks", "pooled-pixel"])
+    (conv_layer_model(cin=5, cout=7, hw=(6, 7), act="leaky"), "channel", lambda f: f["dataflow"] == 0),
+    (conv_layer_model(cin=3, cout=8, hw=(5, 6), k=1, pad=0), "channel", lambda f: f["dataflow"] == 0),
+], ids=["depthwise-two-blocks", "pooled-pixel", "channel", "channel-1x1-one-step"])
 def test_wide_array(model, dataflow, feature, tmp_path):
     check_replay(compiled(tmp_path, model, dataflow, WIDE), {Opcode.CONV: 2}, WIDE, feature)
+
+
+@pytest.mark.parametrize("kind", ["add", "maxpool", "avgpool"])
+def test_wide_array_vec(kind, tmp_path):
+    snaps = check_replay(compiled(tmp_path, vec_model(kind), cfg=WIDE), {Opcode.VEC: 2}, WIDE)
+    assert {s.ins.opcode for s in snaps} == {Opcode.VEC}
 
 
 @pytest.mark.parametrize("kind,kw", [("maxpool", {}), ("avgpool", {}), ("add", {}), ("resize", {"f": 3}),
@@ -214,10 +224,12 @@ def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
 
 
 def test_cycle_model_counts_the_last_drain():
-    # tiny: drain = ceil(16/8) = 2 pixel-parallel, 1 channel-parallel; pe_latency 6
+    # tiny: drain = ceil(16/8) = 2 in both dataflows (channel-parallel adds a row's 4 sums
+    # over the 2 chunks); pe_latency 6
     assert conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) == 2 * 2 * 27 + 2 + 6
     assert conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) == 2 * 2 * 2 + 1 + 6
-    assert conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) == 2 * 8 * 9 + 1 + 6
+    assert conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) == 2 * 8 * 9 + 2 + 6
+    assert conv_cycles(TINY, False, False, 4, 1, 1, 2, 8) == 2 * 8 * 2 + 1 + 6  # 1 step, 2-cycle groups
 
 
 @pytest.mark.parametrize("change,match", [

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""hw/pe.py against numpy: int and pow2 weights, signed and unsigned activations, both
-dataflows, groups of any length."""
+"""hw/pe.py against numpy: int and pow2 weights, signed and unsigned activations, dense and
+depthwise pairing, groups of any length."""
 
 import random
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from shiftflow.errors import ShiftflowError
-from shiftflow.hw.pe import MAC, MACArray
-from shiftflow.ir.isa import Dataflow
+from shiftflow.hw.pe import MAC, MACArray, dsp_pairs
 from tests.hw.streams import simulate
 
 
@@ -18,7 +17,7 @@ def weight_values(codes: np.ndarray, pow2: bool) -> np.ndarray:
     codes = codes.astype(np.int64)
     if not pow2:
         return codes.astype(np.uint8).view(np.int8).astype(np.int64)
-    mag = np.left_shift(1, codes & 0x0F)
+    mag = np.left_shift(1, codes & 0x07)  # bits 5..3 are reserved (zero in valid codes)
     return np.where(codes & 0x40, np.where(codes & 0x80, -mag, mag), 0)
 
 
@@ -26,7 +25,7 @@ def act_values(acts: np.ndarray, a_signed: bool) -> np.ndarray:
     return acts.astype(np.uint8).view(np.int8).astype(np.int64) if a_signed else acts.astype(np.int64)
 
 
-def random_weights(rng: np.random.Generator, shape, pow2: bool, max_exp: int = 15) -> np.ndarray:
+def random_weights(rng: np.random.Generator, shape, pow2: bool, max_exp: int = 7) -> np.ndarray:
     if not pow2:
         return rng.integers(0, 256, shape)
     codes = 0x40 | rng.integers(0, max_exp + 1, shape) | (rng.integers(0, 2, shape) << 7)
@@ -42,7 +41,7 @@ def test_mac(pow2, a_signed):
     got = []
 
     async def tb(ctx):
-        ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2, "dataflow": Dataflow.PIXEL})
+        ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2})
         for acts, wgts in groups:
             for k, (a, w) in enumerate(zip(acts, wgts)):
                 ctx.set(dut.i.payload, {"a": int(a), "w": int(w), "first": k == 0})
@@ -58,18 +57,38 @@ def test_mac(pow2, a_signed):
     assert got == want
 
 
-def run_array(rows, cols, dataflow, pow2, a_signed, groups, depthwise=False):
+def dsp_beat(act: np.ndarray, wgt: np.ndarray, depthwise: bool) -> list:
+    """A beat's DSP operands from PE values (``rows × cols`` ints): what the operand router
+    gives the array. Dense PE pairs share their activation, depthwise pairs their weight."""
+    rows, cols = wgt.shape
+    out = []
+    for q in range(rows // 2):
+        row = []
+        for l in range(cols):
+            (r0, l0), (r1, l1) = dsp_pairs(q, l, depthwise)
+            if depthwise:
+                assert wgt[r0, l0] == wgt[r1, l1]
+                row.append({"shared": int(wgt[r0, l0]), "lo": int(act[r0, l0]), "hi": int(act[r1, l1])})
+            else:
+                assert act[r0, l0] == act[r1, l1]
+                row.append({"shared": int(act[r0, l0]), "lo": int(wgt[r0, l0]), "hi": int(wgt[r1, l1])})
+        out.append(row)
+    return out
+
+
+def run_array(rows, cols, pow2, a_signed, groups, depthwise=False):
     """Feed ``groups`` (lists of (act, wgt) beats; ``act`` one row broadcast to every row, or
-    depthwise ``rows × cols``; ``wgt`` ``rows × cols``) back to back; the sums."""
+    depthwise ``rows × cols``; ``wgt`` ``rows × cols`` codes) back to back; the sums."""
     dut = MACArray(rows, cols)
     got = []
 
     async def drive(ctx):
-        ctx.set(dut.mode, {"a_signed": a_signed, "pow2": pow2, "dataflow": dataflow, "depthwise": depthwise})
+        ctx.set(dut.mode, {"depthwise": depthwise})
         for beats in groups:
             for k, (act, wgt) in enumerate(beats):
-                acts = [[int(x) for x in r] for r in act] if depthwise else [[int(x) for x in act]] * rows
-                ctx.set(dut.i.payload, {"act": acts, "wgt": [[int(x) for x in r] for r in wgt],
+                a = act_values(np.asarray(act), a_signed)
+                a = a if depthwise else np.broadcast_to(a, (rows, cols))
+                ctx.set(dut.i.payload, {"dsp": dsp_beat(a, weight_values(np.asarray(wgt), pow2), depthwise),
                                         "first": k == 0, "last": k == len(beats) - 1})
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick()
@@ -86,21 +105,19 @@ def run_array(rows, cols, dataflow, pow2, a_signed, groups, depthwise=False):
     return got
 
 
-@pytest.mark.parametrize("dataflow", [Dataflow.PIXEL, Dataflow.CHANNEL])
 @pytest.mark.parametrize("pow2,a_signed", [(False, True), (True, False), (True, True)])
-def test_array(dataflow, pow2, a_signed):
+def test_array(pow2, a_signed):
+    """Dense: one activation per column broadcast to every row, every PE its own weight and
+    sum (both dataflows: channel-parallel adds a row's sums while draining)."""
     rows, cols = 4, 4
     rng = np.random.default_rng(7)
-    groups = [[(rng.integers(0, 256, cols), random_weights(rng, (rows, cols), pow2, 7)) for _ in range(n)]
+    groups = [[(rng.integers(0, 256, cols), random_weights(rng, (rows, cols), pow2)) for _ in range(n)]
               for n in (1, 3, 9, 2, 1)]
-    got = run_array(rows, cols, dataflow, pow2, a_signed, groups)
-    want = []
-    for beats in groups:
-        prods = sum(weight_values(w, pow2) * act_values(a, a_signed)[None, :] for a, w in beats)
-        want.append(prods.sum(axis=1, keepdims=True) if dataflow == Dataflow.CHANNEL else prods)
+    got = run_array(rows, cols, pow2, a_signed, groups)
+    want = [sum(weight_values(w, pow2) * act_values(a, a_signed)[None, :] for a, w in beats) for beats in groups]
     assert len(got) == len(want)
-    for g, w in zip(got, want):  # channel-parallel: column 0 (the others are unspecified)
-        np.testing.assert_array_equal(g[:, :w.shape[1]], w)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("pow2,a_signed", [(False, True), (True, False)])
@@ -109,9 +126,9 @@ def test_array_depthwise(pow2, a_signed):
     lanes instead of rows); a dense group follows to check the pairing switches back."""
     rows, cols = 4, 6
     rng = np.random.default_rng(11)
-    groups = [[(rng.integers(0, 256, (rows, cols)), np.repeat(random_weights(rng, (rows, 1), pow2, 7), cols, 1))
+    groups = [[(rng.integers(0, 256, (rows, cols)), np.repeat(random_weights(rng, (rows, 1), pow2), cols, 1))
                for _ in range(n)] for n in (1, 9, 4)]
-    got = run_array(rows, cols, Dataflow.PIXEL, pow2, a_signed, groups, depthwise=True)
+    got = run_array(rows, cols, pow2, a_signed, groups, depthwise=True)
     want = [sum(weight_values(w, pow2) * act_values(a, a_signed) for a, w in beats) for beats in groups]
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -119,19 +136,15 @@ def test_array_depthwise(pow2, a_signed):
 
 
 def test_array_extremes():
-    """Largest magnitudes: -128 * -128 summed, and unsigned 255 * -2**7, in both dataflows."""
+    """Largest magnitudes: -128 * -128 summed, unsigned 255 * -2**7 and 255 * +2**7."""
     big = [(np.full(4, 0x80), np.full((2, 4), 0x80))] * 5
-    assert run_array(2, 4, Dataflow.CHANNEL, False, True, [big])[0][:, 0].tolist() == [5 * 4 * 16384] * 2
+    assert run_array(2, 4, False, True, [big])[0].tolist() == [[5 * 16384] * 4] * 2
     top = [(np.full(4, 255), np.full((2, 4), 0xC7))] * 3  # -2**7
-    assert run_array(2, 4, Dataflow.PIXEL, True, False, [top])[0].tolist() == [[-3 * 255 << 7] * 4] * 2
+    assert run_array(2, 4, True, False, [top])[0].tolist() == [[-3 * 255 << 7] * 4] * 2
+    pos = [(np.full(4, 255), np.full((2, 4), 0x47))] * 3  # +2**7
+    assert run_array(2, 4, True, False, [pos])[0].tolist() == [[3 * 255 << 7] * 4] * 2
     low = [(np.full(4, 0x7F), np.full((2, 4), 0x80))] * 2  # 127 * -128 twice: the low product's sign
-    assert run_array(2, 4, Dataflow.PIXEL, False, True, [low])[0].tolist() == [[-2 * 127 * 128] * 4] * 2
-
-
-def test_array_pow2_exponent_limit():
-    """The documented limitation: a pow2 code with e >= 8 counts as 2**(e - 8)."""
-    beats = [(np.full(2, 3), np.full((2, 2), 0x4A))]  # +2**10
-    assert run_array(2, 2, Dataflow.PIXEL, True, False, [beats])[0].tolist() == [[12, 12], [12, 12]]
+    assert run_array(2, 4, False, True, [low])[0].tolist() == [[-2 * 127 * 128] * 4] * 2
 
 
 @pytest.mark.parametrize("kw", [{"rows": 0, "cols": 4}, {"rows": 3, "cols": 4}, {"rows": 4, "cols": 4, "acc_bits": 16}])
