@@ -162,7 +162,7 @@ def _conv_shape(layer: Layer, plan: Plan, cfg: AcceleratorConfig) -> LayerShape:
 
     def compute(rows: int, cols: int, unit: int) -> int:
         chans = min(cfg.tm, cout - unit * cfg.tm) if dw else cin
-        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols)
+        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols, geom.sw)
 
     return LayerShape(geom, ho, wo, p, align_c, p, 1, units, cfg.tm // cfg.tn, words,
                       0 if dw else ceil_div(cin, cfg.tn), compute, units)

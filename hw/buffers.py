@@ -3,8 +3,8 @@
 - :class:`WeightBuffer`: two banks of ``weight_bank_words`` PE-array words (``tm*tn`` bytes;
   byte ``i*tn + l`` is row ``i`` lane ``l``), one word read per cycle.
 - :class:`ParamBuffer`: two banks of ``param_entries`` entries (bias int32, shift int8; the
-  DRAM image's 8-byte entry keeps its 3 zero bytes off chip); one read gives the ``tm``
-  entries from any entry address on (two rows and a log shifter, :func:`shift_words`).
+  DRAM image's 8-byte entry keeps its 3 zero bytes off chip) in rows of ``tm``; one read
+  gives one row (``p_addr`` is a multiple of ``tm``).
 - :class:`OutputBuffer`: two halves of ``output_half_words`` words of ``tn`` bytes; the
   compute side writes up to ``ppu_lanes/tn`` consecutive words per cycle, the store side reads
   ``dram_bytes_per_cycle/tn`` words at any word stride per cycle.
@@ -33,22 +33,6 @@ OBUF_ADDR_BITS = 20
 
 def _log2(n: int) -> int:
     return (n - 1).bit_length()
-
-
-def shift_words(m: Module, words: list, amount, count: int, name: str) -> list:
-    """``words[amount + k]`` for ``k < count`` (``amount + count <= len(words)``) as a log
-    shifter of 2:1 stages (abc packs two into one LUT6 a bit), each trimmed to the words the
-    later stages can still reach — not a ``len(words)``:1 mux per output word. Plain muxes,
-    not a ``Switch`` (a one-hot AND-OR in yosys)."""
-    cur = list(words)
-    for b in reversed(range(len(amount))):
-        step = 1 << b
-        keep = min(len(cur), count + step - 1)  # words reachable by the stages below this one
-        nxt = [Signal.like(words[0], name=f"{name}_s{b}_{k}") for k in range(keep)]
-        m.d.comb += [nxt[k].eq(Mux(amount[b], cur[k + step] if k + step < len(cur) else 0, cur[k]))
-                     for k in range(keep)]
-        cur = nxt
-    return cur[:count]
 
 
 class BeatSlice(wiring.Component):
@@ -120,9 +104,11 @@ class WeightBuffer(wiring.Component):
 
 
 class ParamBuffer(wiring.Component):
-    """Both parameter banks as rows of ``tm`` entries, even and odd rows in two memories, so
-    that entries ``e .. e+tm-1`` (two neighbouring rows) come out of one read for any ``e``.
-    ``rd_en`` (with ``rd_bank``, ``rd_entry``) reads; ``rd_data`` follows one cycle later."""
+    """Both parameter banks as rows of ``tm`` entries in one memory (bank 1's rows after bank
+    0's). A CONV reads one whole row: ``p_addr`` is a multiple of ``tm`` (docs/isa.md; the
+    simulator rejects other values, the compiler emits ``unit * tm``), so ``rd_entry``'s low
+    bits are ignored. ``rd_en`` (with ``rd_bank``, ``rd_entry``) reads; ``rd_data`` follows one
+    cycle later."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.tm, self.beat, self.entries = cfg.tm, cfg.dram_bytes_per_cycle, cfg.param_entries
@@ -134,8 +120,7 @@ class ParamBuffer(wiring.Component):
             "rd_entry": In(12),
             "rd_data": Out(data.ArrayLayout(ParamEntry, cfg.tm)),
         })
-        self.mems = [memory.Memory(shape=unsigned(8 * PARAM_KEPT * cfg.tm), depth=self.rows_per_bank, init=[])
-                     for _ in range(2)]
+        self.mem = memory.Memory(shape=unsigned(8 * PARAM_KEPT * cfg.tm), depth=2 * self.rows_per_bank, init=[])
 
     def elaborate(self, platform):
         m = Module()
@@ -145,34 +130,20 @@ class ParamBuffer(wiring.Component):
         wrow, group = Signal(range(2 * self.rows_per_bank + 1)), Signal(range(row_bytes // beat))
         m.d.comb += [wrow.eq(Mux(w.bank, self.rows_per_bank, 0) + w.addr // row_bytes),
                      group.eq((w.addr % row_bytes) // beat)]
-        r0 = Signal(range(2 * self.rows_per_bank + 1))
-        off = Signal(range(tm))
-        m.d.comb += r0.eq(Mux(self.rd_bank, self.rows_per_bank, 0) + self.rd_entry // tm)
-        with m.If(self.rd_en):
-            m.d.sync += off.eq(self.rd_entry % tm)
-        odd_first = Signal()
-        outs = []
-        for parity, mem in enumerate(self.mems):
-            m.submodules[f"rows{parity}"] = mem
-            wp = mem.write_port(granularity=8)
-            m.d.comb += [wp.addr.eq(wrow >> 1), wp.data.eq(Cat(*[w.data.word_select(z % beat, 8)
-                                                                for e in range(tm) for z in range(8 * e, 8 * e + 5)]))]
-            for e in range(tm):
-                for f in range(PARAM_KEPT):
-                    z = 8 * e + f
-                    m.d.comb += wp.en[e * PARAM_KEPT + f].eq(
-                        self.w.valid & (wrow[0] == parity) & (group == z // beat) & w.strb[z % beat])
-            rp = mem.read_port(transparent_for=())
-            # Rows r0 and r0+1: the even one is (r0 + 1) >> 1, the odd one r0 >> 1.
-            m.d.comb += [rp.addr.eq((r0 + (1 - parity)) >> 1), rp.en.eq(self.rd_en)]
-            outs.append(rp.data)
-        with m.If(self.rd_en):
-            m.d.sync += odd_first.eq(r0[0])
-        both = Mux(odd_first, Cat(outs[1], outs[0]), Cat(outs[0], outs[1]))
+        m.submodules.rows = mem = self.mem
+        wp = mem.write_port(granularity=8)
+        m.d.comb += [wp.addr.eq(wrow), wp.data.eq(Cat(*[w.data.word_select(z % beat, 8)
+                                                       for e in range(tm) for z in range(8 * e, 8 * e + 5)]))]
+        for e in range(tm):
+            for f in range(PARAM_KEPT):
+                z = 8 * e + f
+                m.d.comb += wp.en[e * PARAM_KEPT + f].eq(self.w.valid & (group == z // beat) & w.strb[z % beat])
+        rp = mem.read_port(transparent_for=())
+        m.d.comb += [rp.addr.eq(Mux(self.rd_bank, self.rows_per_bank, 0) + self.rd_entry // tm), rp.en.eq(self.rd_en)]
         entry_bits = 8 * PARAM_KEPT
-        entries = shift_words(m, [both.word_select(k, entry_bits) for k in range(2 * tm)], off, tm, "param")
         for i in range(tm):
-            m.d.comb += [self.rd_data[i].bias.eq(entries[i][:32]), self.rd_data[i].shift.eq(entries[i][32:40])]
+            entry = rp.data.word_select(i, entry_bits)
+            m.d.comb += [self.rd_data[i].bias.eq(entry[:32]), self.rd_data[i].shift.eq(entry[32:40])]
         return m
 
     def sim_load(self, ctx, banks: np.ndarray) -> None:
@@ -182,8 +153,7 @@ class ParamBuffer(wiring.Component):
             padded = np.zeros((self.rows_per_bank * self.tm, PARAM_KEPT), np.uint8)
             padded[:self.entries] = entries
             for k, v in enumerate(words_to_ints(padded.reshape(self.rows_per_bank, -1))):
-                row = bank * self.rows_per_bank + k
-                ctx.set(self.mems[row % 2].data[row // 2], v)
+                ctx.set(self.mem.data[bank * self.rows_per_bank + k], v)
 
 
 #: A store-side read: ``beat_bytes/tn`` words at ``addr, addr + stride, ...`` of ``half``.

@@ -68,7 +68,7 @@ def check_config(cfg: AcceleratorConfig) -> None:
         (lambda: tm % tn == 0, f"tm ({tm}) must be a multiple of tn ({tn})"),
         (lambda: lanes % tm == 0 and lanes <= tm * tn,
          f"ppu_lanes ({lanes}) must be a multiple of tm ({tm}) and at most tm*tn"),
-        (lambda: beat <= 2 * tn * tn, f"a DRAM beat ({beat} bytes) must be at most 2*tn words"),
+        (lambda: beat <= tn * tn, f"a DRAM beat ({beat} bytes) must be at most tn words"),
         (lambda: (tm * tn) % beat == 0 and (8 * tm) % beat == 0,
          f"weight words ({tm * tn} bytes) and parameter rows ({8 * tm} bytes) must hold whole DRAM beats ({beat})"),
         (lambda: _pow2(cfg.output_half_words) and cfg.output_half_words % (lanes // tn) == 0,

@@ -1,14 +1,19 @@
 """The line buffer: input activations, read as strided groups of words by the compute unit.
 
 ``config.line_buffer_words`` words of ``tn`` bytes (docs/isa.md: one pixel's block of ``tn``
-channels), stored in ``copies`` identical copies of ``2*tn`` banks: word ``a`` lives in bank
-``a % (2*tn)``, row ``a // (2*tn)``, of every copy. Every copy has its own read port, and
-within a copy the ``tn`` words ``a, a + s, ..., a + (tn-1)*s`` of a read are in ``tn``
-distinct banks for any ``a`` when the stride ``s`` is 1 or 2 — so a copy delivers one word
-(channel-parallel, vector ops) or ``tn`` pixels at column stride 1 or 2 (pixel-parallel) per
-cycle without conflicts. Bank ``b`` reads row ``a // (2*tn) + (b < a % (2*tn))``, whatever
-the stride: the bank address needs no multiplier. The banks' words reach the lanes through a
-log-depth rotator (:func:`rotate_select`), not a ``2*tn``:1 mux per lane.
+channels), stored in ``copies`` identical copies of ``tn`` banks: word ``a`` lives in bank
+``a % tn``, row ``a // tn``, of every copy. Every copy has its own read port, and within a
+copy the ``tn`` words ``a .. a + tn - 1`` of a read are in ``tn`` distinct banks for any
+``a`` — so a copy delivers one word (channel-parallel, vector ops) or ``tn`` pixels at column
+stride 1 (pixel-parallel) per cycle without conflicts. At stride 2 a read delivers the
+``tn/2`` words ``a, a + 2, ..., a + tn - 2`` (lanes ``l`` and ``l + tn/2`` both get word
+``a + 2*(l % (tn/2))``): the sequencer reads a stride-2 step in two cycles, at ``a`` for
+the low half of the lanes and at ``a + tn`` for the high half (``ir.cost.conv_inner_steps``).
+Bank ``b`` reads row ``a // tn + (b < a % tn)``, whatever the stride: the bank address needs
+no multiplier. The banks' words reach the lanes through a log-depth rotator
+(:func:`rotate_select`), not a ``tn``:1 mux per lane. (``2*tn`` banks would deliver stride
+2 in one cycle, for twice the rotator: on ``zu3eg`` ~10k LUTs more; the layers that use it
+are few and mostly bound by DRAM.)
 
 Why copies: reads at unrelated addresses in one cycle (VEC ADD's two operands; the ``tm/tn``
 channel blocks of a depthwise pixel group, ``cols`` words apart for any ring width) cannot be
@@ -18,9 +23,10 @@ copy. ``copies = max(2, tm // tn)``.
 Ports: ``w`` (stream of :func:`beat_write_layout`, always ready): a DRAM beat of ``beat_bytes``
 bytes for word address ``addr // tn`` on (``addr`` a multiple of ``tn``, as the load unit gives
 for activations), byte strobes honoured, written to every copy. ``rd_addr[c]`` / ``rd_stride``
-are sampled every cycle; ``rd_data[c][l]`` is word ``rd_addr[c] + l*rd_stride`` one cycle later
-(``rd_stride`` 1 or 2; its bit 1 decides, so 0 reads as 1 and 3 as 2 — lane 0, all that
-channel-parallel and vector reads use, is word ``rd_addr[c]`` whatever the stride).
+are sampled every cycle; ``rd_data[c][l]`` is word ``rd_addr[c] + l`` one cycle later, or with
+stride 2 word ``rd_addr[c] + 2*(l % (tn/2))`` (``rd_stride`` 1 or 2; its bit 1 decides, so 0
+reads as 1 and 3 as 2 — lane 0, all that channel-parallel and vector reads use, is word
+``rd_addr[c]`` whatever the stride).
 """
 
 from __future__ import annotations
@@ -48,13 +54,13 @@ def words_to_ints(words: np.ndarray) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in np.ascontiguousarray(words, np.uint8)]
 
 
-def rotate_select(m: Module, words: list, off, double, lanes: int, name: str) -> list:
-    """Lanes ``l < lanes`` of ``words[(off + l*s) % n]`` (``s`` = 2 when ``double``, else 1;
-    ``n = len(words)`` a power of two of at least ``2*lanes``) as a log-depth rotator: a
-    rotation by ``off`` in stages of 2:1 muxes (abc packs two stages into one LUT6 a bit)
-    except its last stage, which shares a 4:1 mux with the stride choice. ``n*lanes``
-    word-muxes per 32:1 crossbar shrink to about ``n*log4(n) + lanes``. Plain muxes, not a
-    ``Switch``: yosys makes a case statement a one-hot AND-OR (30-40 % more LUTs here)."""
+def rotate_select(m: Module, words: list, off, double, name: str) -> list:
+    """Lane ``l`` of ``n = len(words)`` lanes (a power of two) gets ``words[(off + l) % n]``,
+    or with ``double`` ``words[(off + 2*(l % (n/2))) % n]`` (lanes ``l`` and ``l + n/2`` then
+    get the same word: a stride-2 read delivers half the lanes a cycle). A log-depth rotator:
+    stages of 2:1 muxes on the low bits of ``off`` (abc packs two stages into one LUT6 a bit),
+    then one 4:1 mux per lane on the top bit and the stride — about ``n*log4(n)`` word-muxes
+    instead of an ``n``:1 mux per lane."""
     n = len(words)
     lg = (n - 1).bit_length()
     cur = list(words)
@@ -62,12 +68,12 @@ def rotate_select(m: Module, words: list, off, double, lanes: int, name: str) ->
         nxt = [Signal.like(words[0], name=f"rot_{name}_s{b}_{k}") for k in range(n)]
         m.d.comb += [nxt[k].eq(Mux(off[b], cur[(k + (1 << b)) % n], cur[k])) for k in range(n)]
         cur = nxt
-    half = off[lg - 1] if lg else Const(0, 1)  # the last rotation bit
+    top = off[lg - 1] if lg else Const(0, 1)
     out = []
-    for lane in range(lanes):
+    for lane in range(n):
         w = Signal.like(words[0], name=f"rot_{name}_l{lane}")
-        c = [cur[(lane * s + h * (n >> 1)) % n] for s in (1, 2) for h in (0, 1)]
-        m.d.comb += w.eq(Mux(double, Mux(half, c[3], c[2]), Mux(half, c[1], c[0])))
+        c = [cur[(k + h * (n >> 1)) % n] for k in (lane, 2 * (lane % max(1, n >> 1))) for h in (0, 1)]
+        m.d.comb += w.eq(Mux(double, Mux(top, c[3], c[2]), Mux(top, c[1], c[0])))
         out.append(w)
     return out
 
@@ -77,7 +83,7 @@ class LineBuffer(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         self.tn, self.words = cfg.tn, cfg.line_buffer_words
-        self.banks = 2 * cfg.tn
+        self.banks = cfg.tn
         self.copies = max(2, cfg.tm // cfg.tn)
         self.beat_words = cfg.dram_bytes_per_cycle // cfg.tn
         self.addr_bits = max(1, (self.words - 1).bit_length())
@@ -121,7 +127,7 @@ class LineBuffer(wiring.Component):
                 m.d.comb += [wp.addr.eq((wa0 + k) >> lg),
                              wp.data.eq(beat.word_select(k[:kb], 8 * self.tn) if kb else beat),
                              wp.en.eq(Mux(hit, w.strb.word_select(k[:kb], self.tn) if kb else w.strb, 0))]
-            lanes = rotate_select(m, outs, off_d, stride_d[1], self.tn, f"c{c}")
+            lanes = rotate_select(m, outs, off_d, stride_d[1], f"c{c}")
             for lane in range(self.tn):
                 m.d.comb += self.rd_data[c][lane].eq(lanes[lane])
         return m

@@ -86,7 +86,12 @@ class Sequencer(wiring.Component):
 
         x_last, y_last, bi_last = x == j.n_x - 1, y == j.n_y - 1, bi == j.n_bi - 1
         bo_last, q_last, r_last = bo == j.n_bo - 1, q == j.n_q - 1, r == j.n_r - 1
-        inner_last = x_last & y_last & bi_last
+        # Pixel-parallel at column stride 2: each step takes two slots, the low half of the
+        # lanes at the step's address, then the high half tn words on (hw/linebuf.py).
+        split, phase = Signal(), Signal()
+        m.d.comb += split.eq(j.pixel & (j.lsw >= 2))
+        step_done = ~split | phase  # this slot finishes the step
+        inner_last = x_last & y_last & bi_last & step_done
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
@@ -110,15 +115,18 @@ class Sequencer(wiring.Component):
         tap_ok = row_ok[0] & col_ok[0]
         for lane in range(tn):
             chan_ok = cleft > lane
-            m.d.comb += [d.lane_ok[lane].eq(~j.empty & Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
+            half_ok = ~split | (phase == (lane >= tn // 2))
+            m.d.comb += [d.lane_ok[lane].eq(~j.empty & half_ok &
+                                            Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
                          d.b_ok[lane].eq(b_tap & chan_ok)]
         m.d.comb += [d.valid.eq(beat), d.first.eq(fresh), d.last.eq(beat & inner_last), d.tap_ok.eq(tap_ok),
                      d.stride.eq(j.lsw), d.w_row.eq(j.w_row + wrow), d.wl.eq(wl), d.cl.eq(cl)]
         # Copy 0: operand a; copy 1: VEC's operand b, else (depthwise) a's next block; copy c:
         # a's block c.
-        m.d.comb += d.addr[0].eq(addr[0])
+        a0 = Signal(aw)
+        m.d.comb += [a0.eq(addr[0] + Mux(split & phase, tn, 0)), d.addr[0].eq(a0)]
         for c in range(1, self.copies):
-            m.d.comb += d.addr[c].eq(addr[0] + c * j.a.cols)
+            m.d.comb += d.addr[c].eq(a0 + c * j.a.cols)
         with m.If(j.kind == Kind.VEC):
             m.d.comb += d.addr[1].eq(addr[1])
         mt = d.meta
@@ -131,11 +139,12 @@ class Sequencer(wiring.Component):
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
 
         with m.If(self.start):
-            m.d.sync += [active.eq(1), fresh.eq(1)]
+            m.d.sync += [active.eq(1), fresh.eq(1), phase.eq(0)]
             for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
                       rpm, qm, prow, pcol, q0, qd):
                 m.d.sync += s.eq(0)
         with m.Elif(active):
+            m.d.sync += phase.eq(beat & split & ~phase)
             m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.drain - 1, gs, gs + 1))),
                          padding.eq(~group_end & (padding | inner_last)), fresh.eq(group_end)]
             with m.If(group_end):
@@ -172,7 +181,7 @@ class Sequencer(wiring.Component):
                         restart_inner(0, ro_r, ra_r)
                 with m.Else():
                     m.d.sync += active.eq(0)
-            with m.Elif(beat & ~inner_last):
+            with m.Elif(beat & ~inner_last & step_done):
                 with m.If(wl == j.wl_wrap):  # pixel-parallel: tn steps per weight word
                     m.d.sync += [wl.eq(0), wrow.eq(wrow + 1)]
                 with m.Else():

@@ -72,10 +72,13 @@ def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
     return _dma_cycles(cfg, dma_segment_beats(cfg, addr, nbytes), 0)
 
 
-def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int) -> int:
-    """PE-array steps (cycles) to accumulate one pixel group."""
+def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
+                     sw: int = 1) -> int:
+    """PE-array steps (cycles) to accumulate one pixel group. Pixel-parallel at column stride
+    ``sw >= 2`` takes two cycles a step: the line buffer's ``tn`` banks deliver the ``tn``
+    pixels at stride 2 as two halves of ``tn/2``."""
     if pixel:
-        return (1 if depthwise else chans) * kh * kw
+        return (1 if depthwise else chans) * kh * kw * (2 if sw >= 2 else 1)
     return ceil_div(chans, cfg.tn) * kh * kw
 
 
@@ -87,13 +90,13 @@ def conv_drain(cfg: AcceleratorConfig) -> int:
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
-                rows: int, cols: int) -> int:
+                rows: int, cols: int, sw: int = 1) -> int:
     """CONV: per output row, pixel groups (one pixel for channel-parallel, tn pixels for
     pixel-parallel) each take max(accumulation steps, post-processing drain) cycles — the
     accumulators are double-buffered so a group's drain overlaps the next group's steps —
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
     first chunk retires with its last step), and the fixed pipeline latency."""
-    inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw)
+    inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw)
     drain = conv_drain(cfg)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
     return rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency

@@ -260,6 +260,8 @@ class Machine:
         start = f["p_addr"]
         if start + cfg.tm > cfg.param_entries:
             _fail(ins, f"reads parameter entries {start}..{start + cfg.tm - 1} of a bank of {cfg.param_entries}")
+        if start % cfg.tm:
+            _fail(ins, f"p_addr {start} is not a multiple of tm ({cfg.tm}): a CONV reads one parameter row")
         entries = self.pbuf[f["wbank"]].reshape(cfg.param_entries, PARAM_BYTES)[start:start + cfg.tm]
         bias = np.ascontiguousarray(entries[:, :4]).view("<i4")[:, 0].astype(np.int64)
         return bias, entries[:, 4].view(np.int8).astype(np.int64)

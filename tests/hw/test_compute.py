@@ -120,15 +120,15 @@ def test_vec(kind, kw, tmp_path):
 
 def test_fields_the_compiler_leaves_alone(tmp_path):
     """Instructions of compiled programs with fields changed where the ISA allows more than the
-    compiler uses: a fused pool on VEC results, parameters from an entry that is not a
-    multiple of tm; the simulator's machine gives the expected output."""
+    compiler uses: a fused pool on VEC results, parameters from another row than the compiler's
+    (p_addr is a multiple of tm); the simulator's machine gives the expected output."""
     vec = trace(compiled(tmp_path, vec_model("requant", hw=(8, 12))), first_of_each({Opcode.VEC: 1}))[0]
     f = vec.ins.f
     assert f["tile.rows"] % 2 == 0 and f["tile.cols"] % 2 == 0, f
     conv = trace(compiled(tmp_path, conv_layer_model(cin=5, cout=6, hw=(5, 6)), "pixel"),
                  first_of_each({Opcode.CONV: 1}))[0]
     snaps = [variant(TINY, vec, post__pool=2, tile__obuf_cols=f["tile.cols"] // 2),
-             variant(TINY, conv, p_addr=conv.ins.f["p_addr"] + 1)]
+             variant(TINY, conv, p_addr=conv.ins.f["p_addr"] + TINY.tm)]
     for snap, got in zip(snaps, replay(TINY, snaps)):
         assert got.cycles == expected_cycles(TINY, snap.ins)
         np.testing.assert_array_equal(got.obuf, snap.obuf_after)
