@@ -28,9 +28,20 @@ def pixel_illegal(layer: Layer, plan: Plan) -> str | None:
     return None
 
 
+def channel_illegal(layer: Layer, plan: Plan) -> str | None:
+    """Why channel-parallel cannot run ``layer``, or None: it takes int weights (pow2 codes are
+    pixel-parallel only, docs/isa.md), so a pow2 layer on a target without int weights cannot."""
+    if layer.op.attrs.get("wenc", "int") == "pow2" and "int" not in plan.config.weight_encodings:
+        return f"channel-parallel takes int weights, target {plan.config.name!r} has only pow2"
+    return None
+
+
 def choose_dataflow(layer: Layer, plan: Plan) -> Layer:
     why = pixel_illegal(layer, plan)
     want = plan.dataflow_request
+    no_channel = channel_illegal(layer, plan)
+    if no_channel is not None and why is None:
+        return replace(layer, dataflow="pixel", note=no_channel if want == "channel" else "")
     if want == "channel" or why is not None:
         note = why if want == "pixel" else ""
         return replace(layer, dataflow="channel", note=note)

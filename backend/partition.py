@@ -104,6 +104,9 @@ def _conv_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     wenc = op.attrs.get("wenc", "int")
     if wenc == "int" and "int" not in cfg.weight_encodings:
         return f"int weights, target {cfg.name!r} implements only {cfg.weight_encodings}"
+    if wenc == "pow2" and "int" not in cfg.weight_encodings and max(op.attrs["strides"]) > 2:
+        return (f"pow2 weights take the pixel-parallel dataflow on target {cfg.name!r} (no int weights), "
+                f"which needs stride <= 2")
     numerics.conv_params(graph, op, cfg.acc_bits)
     return None
 

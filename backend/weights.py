@@ -53,7 +53,19 @@ def pow2_codes(w: np.ndarray) -> np.ndarray:
 
 
 def uses_pow2(layer: Layer, cfg: AcceleratorConfig) -> bool:
-    return layer.op.attrs.get("wenc", "int") == "pow2" and "pow2" in cfg.weight_encodings
+    """Whether the layer's CONVs take pow2 codes. Only pixel-parallel CONVs do (docs/isa.md:
+    the PE array decodes a code once per row, where a weight is broadcast); a channel-parallel
+    pow2 layer is emitted with its weights as int8, the same values."""
+    return (layer.op.attrs.get("wenc", "int") == "pow2" and "pow2" in cfg.weight_encodings
+            and layer.dataflow == "pixel")
+
+
+def int8_bytes(words: np.ndarray) -> np.ndarray:
+    """Integer weights as int8 bytes; a weight outside -128..127 is an error, never wrapped."""
+    if words.size and (words.min() < -128 or words.max() > 127):
+        bad = words[(words < -128) | (words > 127)].flat[0]
+        raise ValueError(f"weight {bad} does not fit an int8 weight byte")
+    return words.astype(np.int8).view(np.uint8)
 
 
 def _unit_words(cfg: AcceleratorConfig, layer: Layer, w: np.ndarray) -> np.ndarray:
@@ -89,7 +101,7 @@ def pack_conv(plan: Plan, layer: Layer) -> list[tuple[bytes, bytes]]:
     cfg = plan.config
     w = dense_weights(plan, layer)
     words = _unit_words(cfg, layer, w)
-    data = pow2_codes(words) if uses_pow2(layer, cfg) else words.astype(np.int8).view(np.uint8)
+    data = pow2_codes(words) if uses_pow2(layer, cfg) else int8_bytes(words)
     bias, shift = numerics.conv_params(plan.graph, layer.op, cfg.acc_bits)
     units = words.shape[0]
     params = np.zeros(units * cfg.tm, dtype=PARAM_DTYPE)

@@ -138,14 +138,17 @@ class ComputeUnit(wiring.Component):
             m.d.sync += busy.eq(0)
         m.d.comb += [seq.start.eq(accept & (job_next.kind != Kind.NOP)), seq.job.eq(job)]
 
-        # The block's parameters, read in the accept cycle and held for the instruction.
+        # The block's parameters, read in the accept cycle and held for the instruction; a VEC
+        # holds bias 0 and shift rshift in every entry, so the drain needs no mux for them.
         conv = self.instr.payload.body.conv
-        params, p_load = Signal(data.ArrayLayout(ParamEntry, tm)), Signal()
+        params, p_load, v_load = Signal(data.ArrayLayout(ParamEntry, tm)), Signal(), Signal()
         m.d.comb += [pb.rd_en.eq(accept & (job_next.kind == Kind.CONV)), pb.rd_bank.eq(conv.wbank),
                      pb.rd_entry.eq(conv.p_addr)]
-        m.d.sync += p_load.eq(pb.rd_en)
+        m.d.sync += [p_load.eq(pb.rd_en), v_load.eq(accept & (job_next.kind == Kind.VEC))]
         with m.If(p_load):
             m.d.sync += params.eq(pb.rd_data)
+        with m.Elif(v_load):
+            m.d.sync += [v for e in params for v in (e.bias.eq(0), e.shift.eq(job.rshift))]
 
         # -- descriptor, memory read, operand router, with pe_latency - BASE_LATENCY extra
         # register stages where they cut the longest paths: first the memories' outputs (block
@@ -186,7 +189,8 @@ class ComputeUnit(wiring.Component):
     def _route(self, m, job, rd, words, wgt, beat):
         """The operand router: each DSP's decoded operands (``hw.pe.dsp_pairs``) with one level
         of multiplexing from the line-buffer words and the weight word. Shared values (a
-        lane's dense activation, a row's broadcast weight) are decoded once."""
+        lane's dense activation, a row's broadcast weight) are decoded once; channel-parallel
+        weights are int8 (a pow2 CONV is pixel-parallel)."""
         tm, tn = self.cfg.tm, self.cfg.tn
         a_s, pow2, pixel, dw = job.a.signed_, job.pow2, job.pixel, job.depthwise
 
@@ -206,13 +210,14 @@ class ComputeUnit(wiring.Component):
             ok = rd.lane_ok[l] & (job.chans > c)
             return Mux(ok, act_operand(words[c // tn][l][c % tn], a_s), 0)
 
+        # Channel-parallel: every PE its own weight, always int8 (pow2 codes are pixel-parallel
+        # only, docs/isa.md), so no decoder per PE.
         for q in range(tm // 2):
             for l in range(tn):
                 (lo_r, lo_l), (hi_r, hi_l) = dsp_pairs(q, l, True)
                 op = beat.dsp[q][l]
                 m.d.comb += [
                     op.shared.eq(Mux(dw, wrow[lo_r], dense[l])),
-                    op.lo.eq(Mux(dw, dw_act(lo_r, lo_l), Mux(pixel, wrow[2 * q], weight_operand(wgt[2 * q][l], pow2)))),
-                    op.hi.eq(Mux(dw, dw_act(hi_r, hi_l),
-                                 Mux(pixel, wrow[2 * q + 1], weight_operand(wgt[2 * q + 1][l], pow2)))),
+                    op.lo.eq(Mux(dw, dw_act(lo_r, lo_l), Mux(pixel, wrow[2 * q], wgt[2 * q][l].as_signed()))),
+                    op.hi.eq(Mux(dw, dw_act(hi_r, hi_l), Mux(pixel, wrow[2 * q + 1], wgt[2 * q + 1][l].as_signed()))),
                 ]

@@ -55,7 +55,8 @@ def _max(a, b):
 
 
 class Retire(wiring.Component):
-    """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block); ``sums`` (the MAC array's
+    """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block; a VEC's hold bias 0 and
+    shift ``rshift``); ``sums`` (the MAC array's
     held output), ``vsums`` (the vector ALU's), ``meta`` with ``meta_valid`` (in the cycle the
     group's sums first appear); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
 
@@ -137,8 +138,7 @@ class Retire(wiring.Component):
             else:
                 value = Mux(channel, 0, chunk[lane])
             m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, value)),
-                         beat.bias[lane].eq(Mux(is_vec, 0, self.params[i].bias)),
-                         beat.shift[lane].eq(Mux(is_vec, j.rshift, self.params[i].shift))]
+                         beat.bias[lane].eq(self.params[i].bias), beat.shift[lane].eq(self.params[i].shift)]
 
         # -- where each word of the chunk goes (computed at drain, used 2-3 cycles later) -------
         info = data.StructLayout({

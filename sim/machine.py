@@ -187,6 +187,8 @@ class Machine:
         pixel, depthwise = f["dataflow"] == Dataflow.PIXEL.value, bool(f["depthwise"])
         if depthwise and not pixel:
             _fail(ins, "the channel-parallel dataflow has no depthwise mode")
+        if f["pow2"] and not pixel:
+            _fail(ins, "pow2 weights need the pixel-parallel dataflow (channel-parallel takes int weights)")
         encoding = "pow2" if f["pow2"] else "int"
         if encoding not in cfg.weight_encodings:
             _fail(ins, f"target {cfg.name!r} has no {encoding} weights")

@@ -45,7 +45,9 @@ def conv_program(cfg, graph: Graph, dataflow: str = "channel") -> Program:
     pads = tuple(a["pads"])
     asm, out, _, _ = conv_asm(cfg, np.zeros(x_t.shape[1:], np.int64), w, bias, acc_frac - y_t.frac,
                               dataflow="pixel" if depthwise else dataflow, depthwise=depthwise,
-                              pow2=a.get("wenc") == "pow2", stride=st[0], pads=pads, dil=dil[0],
+                              # pow2 codes are pixel-parallel only; channel-parallel takes the same values as int8
+                              pow2=a.get("wenc") == "pow2" and (depthwise or dataflow == "pixel"),
+                              stride=st[0], pads=pads, dil=dil[0],
                               act=a.get("act", "none"), leaky_exp=a.get("leaky_exp", 0), lo=lo, hi=hi,
                               x_signed=x_t.signed)
     assert out == Y_ADDR

@@ -145,7 +145,7 @@ def test_pow2_code_with_a_reserved_bit_is_rejected(tmp_path, capsys):
     from shiftflow.cli import main
 
     onnx.save(conv_layer_model(cin=3, cout=5, hw=(6, 5), pow2=True), tmp_path / "pow2.onnx")
-    program = compile_model(tmp_path / "pow2.onnx", TINY)
+    program = compile_model(tmp_path / "pow2.onnx", TINY, dataflow="pixel")  # pow2 codes are pixel-parallel only
     build = tmp_path / "build"
     save_program(program, build)
     simulate(load_program(build))  # intact: runs
