@@ -180,9 +180,11 @@ class ComputeUnit(wiring.Component):
         for k in range(MACArray.LATENCY):
             staged, staged_valid = Signal.like(rd.meta, name=f"meta{k}"), Signal(name=f"meta_valid{k}")
             m.d.sync += [staged.eq(meta), staged_valid.eq(meta_valid)]
+            meta_soon = meta_valid
             meta, meta_valid = staged, staged_valid
         m.d.comb += [retire.job.eq(job), retire.params.eq(params), retire.sums.eq(mac.o.payload),
                      retire.vsums.eq(vec.o.payload), retire.meta.eq(meta), retire.meta_valid.eq(meta_valid),
+                     retire.meta_soon.eq(meta_soon),
                      ob.wr.eq(retire.wr), ob.wr_half.eq(job.half)]
         return m
 

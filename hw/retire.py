@@ -58,7 +58,7 @@ class Retire(wiring.Component):
     """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block; a VEC's hold bias 0 and
     shift ``rshift``); ``sums`` (the MAC array's
     held output), ``vsums`` (the vector ALU's), ``meta`` with ``meta_valid`` (in the cycle the
-    group's sums first appear); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
+    group's sums first appear) and ``meta_soon`` (``meta_valid`` one cycle ahead); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
 
     def __init__(self, cfg: AcceleratorConfig, job_shape):
         self.cfg = cfg
@@ -72,7 +72,7 @@ class Retire(wiring.Component):
             "params": In(data.ArrayLayout(ParamEntry, cfg.tm)),
             "sums": In(data.ArrayLayout(data.ArrayLayout(acc, cfg.tn), cfg.tm)),
             "vsums": In(data.ArrayLayout(acc, cfg.tn)),
-            "meta": In(Meta), "meta_valid": In(1),
+            "meta": In(Meta), "meta_valid": In(1), "meta_soon": In(1),
             "wr": Out(data.ArrayLayout(word_write_layout(cfg.tn), self.words)),
             "done": Out(1),
         })
@@ -87,13 +87,16 @@ class Retire(wiring.Component):
 
         # -- drain: chunk k of the latched group -------------------------------------------------
         dmax = tm * tn // self.lanes
-        k, draining = Signal(range(dmax + 1)), Signal()
+        draining = Signal()
         held = Signal(Meta)
         cqd, cqm = Signal(16), Signal(3)  # (q // p, q % p) of the chunk's first pixel
         meta = Signal(Meta)
+        # kk: the chunk read this cycle, a register (0 when a group's sums arrive: meta_soon
+        # tells a cycle ahead), so the drain's select lines come straight from flip-flops.
         kk = Signal(range(dmax + 1))
         qd0, qm0 = Signal(16), Signal(3)
-        m.d.comb += [meta.eq(Mux(self.meta_valid, self.meta, held)), kk.eq(Mux(self.meta_valid, 0, k)),
+        m.d.sync += kk.eq(Mux(self.meta_soon, 0, Mux(self.meta_valid | draining, kk + 1, kk)))
+        m.d.comb += [meta.eq(Mux(self.meta_valid, self.meta, held)),
                      qd0.eq(Mux(self.meta_valid, self.meta.qd, cqd)), qm0.eq(Mux(self.meta_valid, self.meta.qm, cqm))]
         active = self.meta_valid | draining  # chunk kk is read this cycle
         last = kk + 1 >= j.drain
@@ -104,7 +107,7 @@ class Retire(wiring.Component):
         mod = qm0 + j.npc_mod
         carry = mod >= j.pool
         with m.If(active):
-            m.d.sync += [k.eq(kk + 1), draining.eq(~last)]
+            m.d.sync += draining.eq(~last)
         with m.If(active & j.pixel):  # channel-parallel: one pixel, the group's position
             m.d.sync += [cqm.eq(Mux(carry, mod - j.pool, mod)), cqd.eq(qd0 + j.npc_div + carry)]
         with m.Elif(self.meta_valid):
