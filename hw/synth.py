@@ -18,7 +18,12 @@ only listed in ``cells``. The flows are the stock ``synth_xilinx -family xcup`` 
 ``synth_ecp5`` and ``synth_ice40`` scripts except their ``map_luts`` step, which maps with
 the classic ``abc`` instead of ``abc9``: in the YoWASP (WebAssembly) build abc9 exits with
 status 1 on all but tiny designs. LUT counts are those of the classic mapper (typically a few
-percent above abc9's).
+percent above abc9's). For UltraScale+ it maps with unit LUT cost (``abc -lut 6``), not the
+stock ``abc -luts 2:2,3,6:5,10,20``: that cost table makes abc prefer LUT2..LUT5 cells on the
+assumption that the placer packs two of them into one LUT6 site (LUT6_2), which yosys does
+not do, so counting its cells overstated the sites used (the zu3eg retire stage: 16.1k cells
+stock, 12.2k with unit cost). With unit cost abc minimizes the cell count, and every cell is
+at most one LUT6 site — still an upper bound, with no dual-output packing credited.
 
 Hierarchical flow (``synthesize(..., split=True)``, the default): Amaranth writes one Verilog
 module per component instance, and a large design flattened into one yosys run exceeds the
@@ -75,7 +80,7 @@ FAMILIES = {
     "xilinx": _Family(
         script=("synth_xilinx -family xcup -flatten -noiopad -noclkbuf -top {top} -run :map_luts",
                 "opt_expr -mux_undef -noclkinv",
-                "abc -luts 2:2,3,6:5,10,20",
+                "abc -lut 6",  # unit cost: one cell = one LUT6 site (module docstring)
                 "clean",
                 "xilinx_srl -fixed -minlen 3",
                 "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",

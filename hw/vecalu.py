@@ -13,8 +13,8 @@ lane forms a value at ``acc_bits`` (wrapping, like the simulator's ``v``):
 The beats of one output word (its taps; ``first`` … ``last``) are reduced: sum (AVGPOOL; a
 single tap for the others) or max (MAXPOOL). Timing is the MAC array's, so both feed the
 retire stage alike: ``LATENCY`` = 3 cycles from the last beat to the word on ``o`` (valid one
-cycle; the payload holds until the next word). Stage 1 extends and shifts, stage 2 combines
-the operands, stage 3 reduces over taps.
+cycle; the payload holds until the next word). Stage 1 extends and shifts (a multiply by
+``2**shift`` in a DSP), stage 2 combines the operands, stage 3 reduces over taps.
 """
 
 from __future__ import annotations
@@ -56,13 +56,19 @@ class VecALU(wiring.Component):
         m.d.sync += [v1.eq(self.i.valid), first1.eq(p.first), last1.eq(p.last), tap1.eq(p.tap_ok),
                      v2.eq(v1), first2.eq(first1), last2.eq(last1)]
         m.d.sync += self.o.valid.eq(v2 & last2)
+        # The shifts as multiplies by 2**shift (mod 2**acc_bits: 0 from acc_bits on), one DSP
+        # per operand and lane instead of two barrel shifters; the factors are per
+        # instruction (mode is constant while one runs; the first beat comes two cycles after
+        # the unit accepts it), so they are registered.
+        fa, fb = Signal(acc_bits), Signal(acc_bits)
+        m.d.sync += [fa.eq((1 << Mux(md.op == VecOp.ADD, md.shift_a, 0))[:acc_bits]),
+                     fb.eq((1 << md.shift_b)[:acc_bits])]
         for lane in range(self.lanes):
             a = Mux(md.a_signed, p.a[lane].as_signed(), p.a[lane].as_unsigned())
             b = Mux(md.b_signed, p.b[lane].as_signed(), p.b[lane].as_unsigned())
             # Stage 1: masked operands, shifted for ADD.
             a1, b1 = Signal(signed(acc_bits), name=f"a1_{lane}"), Signal(signed(acc_bits), name=f"b1_{lane}")
-            m.d.sync += [a1.eq(Mux(p.a_ok[lane], a, 0) << Mux(md.op == VecOp.ADD, md.shift_a, 0)),
-                         b1.eq(Mux(p.b_ok[lane], b, 0) << md.shift_b)]
+            m.d.sync += [a1.eq(Mux(p.a_ok[lane], a, 0) * fa), b1.eq(Mux(p.b_ok[lane], b, 0) * fb)]
             # Stage 2: the lane's value for this tap.
             v = Signal(signed(acc_bits), name=f"v2_{lane}")
             with m.Switch(md.op):
