@@ -179,8 +179,11 @@ class MACArray(wiring.Component):
         for q in range(half):
             for l in range(cols):
                 op = p.dsp[q][l]
-                packed = Signal(signed(27), name=f"a_{q}_{l}")  # the DSP48E2's A port
-                m.d.comb += packed.eq((op.hi << PACK_SHIFT) + op.lo)
+                # The DSP48E2's A port, (hi << 18) + lo: lo's bits, its sign in bits 9..17, and
+                # hi - sign above (only a 9-bit decrement, not a 27-bit adder).
+                packed = Signal(signed(27), name=f"a_{q}_{l}")
+                sign = op.lo[8]
+                m.d.comb += packed.eq(Cat(op.lo.as_unsigned(), sign.replicate(PACK_SHIFT - 9), (op.hi - sign)[:9]))
                 m.d.sync += prod[q][l].eq(packed * op.shared)
 
         # Both products fit 16 bits (|a*w| <= 255 * 128). P = hi_p * 2**18 + lo_p: the low
