@@ -97,8 +97,12 @@ class PPU(wiring.Component):
             val1 = Signal(signed(a))
             t1 = Signal(range(a + g + 1))
             with m.If(advance):
-                m.d.sync += [val1.eq(Mux((act == Act.RELU) & (v < 0), 0, v)),
-                             t1.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))]
+                m.d.sync += t1.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))
+                # ReLU as the register's synchronous reset, not a mux in front of it.
+                with m.If((act == Act.RELU) & (v < 0)):
+                    m.d.sync += val1.eq(0)
+                with m.Else():
+                    m.d.sync += val1.eq(v)
 
             # Stage 2: floor(val * 2**(16 - t)) in a w-bit window with guard and sticky bits,
             # saturated to the window's range when it does not fit.
