@@ -140,9 +140,11 @@ TINY = AcceleratorConfig(
 # array drains whole pixels with) cost 0.1 fps against 64 on the detector. 24-bit accumulators:
 # the compiler bounds every layer's accumulator from its weights and input range and keeps a
 # layer that needs more on the host; every zoo network needs at most 23 bits (docs/hardware.md).
+# 512 parameter entries a bank (32 rows of the parameter buffer's LUT RAM instead of 64): the
+# detector's cycles are the same as with 1024.
 ZU3EG = AcceleratorConfig(
     name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
-    output_buffer_bytes=32 * 1024, param_entries=1024, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
+    output_buffer_bytes=32 * 1024, param_entries=512, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
     pe_latency=8, queue_depth=16, acc_bits=24,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
