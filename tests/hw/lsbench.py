@@ -118,7 +118,7 @@ def dump_pb(ctx, cu: ComputeUnit) -> np.ndarray:
     """Both parameter banks as ``2 × param_entries × PARAM_KEPT`` bytes (the bytes kept on chip)."""
     pb = cu.pb
     row_bytes = PARAM_KEPT * pb.tm
-    rows = _words(ctx, pb.mems, 2 * pb.rows_per_bank, 2, row_bytes)
+    rows = _words(ctx, [pb.mem], 2 * pb.rows_per_bank, 1, row_bytes)
     return rows.reshape(2, pb.rows_per_bank * pb.tm, PARAM_KEPT)[:, :pb.entries]
 
 
