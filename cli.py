@@ -144,6 +144,10 @@ def cmd_verilog(args) -> int:
         if "synth" in out:
             s = out["synth"]
             print(f"{s['family']}: {s['lut']:g} LUT, {s['ff']} FF, {s['dsp']} DSP, {s['bram']:g} BRAM")
+            if "fits" in s:
+                b = s["budget"]
+                print(f"budget {b['lut']} LUT, {b['ff']} FF, {b['dsp']} DSP, {b['bram36']} BRAM36: "
+                      f"{'fits' if s['fits'] else 'does NOT fit'}")
     return 0
 
 

@@ -8,6 +8,8 @@ Verilog of :class:`hw.top.AcceleratorTop` plus a file list, optionally synthesiz
 
 from __future__ import annotations
 
+import os
+
 import time
 from pathlib import Path
 
@@ -98,6 +100,12 @@ def write_rtl(target: str, out_dir: str | Path, synth: str | None = None) -> dic
     out = {"target": cfg.name, "top": name, "files": [str(f) for f in design.files],
            "file_list": str(Path(out_dir) / f"{name}.f"), "sha256": design.digest}
     if synth:
-        r = synthesize(design, synth)
+        # Per-part counts are kept under RTLDIR/synth (a rerun synthesizes only changed
+        # modules); parts run on every core.
+        r = synthesize(design, synth, work_dir=Path(out_dir) / "synth", jobs=os.cpu_count() or 1)
         out["synth"] = {"family": r.family, "lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram": r.bram}
+        if cfg.budget and synth == "xilinx":
+            used = {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram}
+            out["synth"]["budget"] = cfg.budget
+            out["synth"]["fits"] = all(used[k] <= v for k, v in cfg.budget.items() if k in used)
     return out
