@@ -187,6 +187,8 @@ class Machine:
         pixel, depthwise = f["dataflow"] == Dataflow.PIXEL.value, bool(f["depthwise"])
         if depthwise and not pixel:
             _fail(ins, "the channel-parallel dataflow has no depthwise mode")
+        if pixel and sw > 2:
+            _fail(ins, f"pixel-parallel reads column stride 1 or 2, win.sw is {sw}")
         if f["pow2"] and not pixel:
             _fail(ins, "pow2 weights need the pixel-parallel dataflow (channel-parallel takes int weights)")
         encoding = "pow2" if f["pow2"] else "int"
