@@ -21,11 +21,17 @@ from .tiling import choose_tiling
 DATAFLOWS = ("auto", "channel", "pixel")
 
 
+def pixel_stride_reason(strides) -> str | None:
+    """Why a conv of these strides cannot be pixel-parallel (the line buffer reads column
+    stride 1 or 2, docs/isa.md), or None."""
+    if max(strides) > 2:
+        return f"pixel-parallel needs stride <= 2, layer has {tuple(strides)}"
+    return None
+
+
 def pixel_illegal(layer: Layer, plan: Plan) -> str | None:
     """Why pixel-parallel cannot run ``layer``, or None."""
-    if max(layer.op.attrs["strides"]) > 2:
-        return f"pixel-parallel needs stride <= 2, layer has {tuple(layer.op.attrs['strides'])}"
-    return None
+    return pixel_stride_reason(layer.op.attrs["strides"])
 
 
 def channel_illegal(layer: Layer, plan: Plan) -> str | None:

@@ -19,6 +19,7 @@ from ..ir.cost import ceil_div
 from ..ir.graph import Graph, Op
 from ..ir.types import TensorType
 from . import numerics
+from .dataflow import pixel_stride_reason
 from .plan import DramTensor, HostOp, Layer, Plan
 
 HOST_KINDS = {"quantize": "graph input quantization runs on the host",
@@ -104,9 +105,9 @@ def _conv_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     wenc = op.attrs.get("wenc", "int")
     if wenc == "int" and "int" not in cfg.weight_encodings:
         return f"int weights, target {cfg.name!r} implements only {cfg.weight_encodings}"
-    if wenc == "pow2" and "int" not in cfg.weight_encodings and max(op.attrs["strides"]) > 2:
-        return (f"pow2 weights take the pixel-parallel dataflow on target {cfg.name!r} (no int weights), "
-                f"which needs stride <= 2")
+    no_pixel = pixel_stride_reason(op.attrs["strides"])
+    if wenc == "pow2" and "int" not in cfg.weight_encodings and no_pixel:
+        return f"pow2 weights take the pixel-parallel dataflow on target {cfg.name!r} (no int weights): {no_pixel}"
     numerics.conv_params(graph, op, cfg.acc_bits)
     return None
 

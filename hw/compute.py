@@ -208,9 +208,10 @@ class ComputeUnit(wiring.Component):
         # Pixel-parallel and depthwise: row i's weight for this step, broadcast across lanes.
         wrow = [named(weight_operand(wgt[i][rd.wl], pow2), f"row_w{i}", keep=True) for i in range(tm)]
 
-        def dw_act(c, l):  # depthwise: channel c of pixel l (channels past chans read zero)
-            ok = rd.lane_ok[l] & (job.chans > c)
-            return Mux(ok, act_operand(words[c // tn][l][c % tn], a_s), 0)
+        real = [job.chans > c for c in range(tm)]  # depthwise: channels past chans read zero
+
+        def dw_act(c, l):  # depthwise: channel c of pixel l
+            return Mux(rd.lane_ok[l] & real[c], act_operand(words[c // tn][l][c % tn], a_s), 0)
 
         # Channel-parallel: every PE its own weight, always int8 (pow2 codes are pixel-parallel
         # only, docs/isa.md), so no decoder per PE.

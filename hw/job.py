@@ -23,6 +23,7 @@ from amaranth import Mux, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
+from ..ir.cost import conv_drain
 from ..ir.isa import Dataflow, InGeom, Opcode, Post, Tile, VecOp, Window
 from .buffers import OBUF_ADDR_BITS
 
@@ -121,7 +122,7 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     sh = Mux(resize, 1, win.sh)
     sw = Mux(resize, 1, win.sw)
     n_bi1, n_y1, n_x1 = _at_least_one(n_bi), _at_least_one(n_y), _at_least_one(n_x)
-    drain = Mux(is_conv, tm * tn // lanes, 1)  # both dataflows drain the whole array
+    drain = Mux(is_conv, conv_drain(cfg), 1)
     pool = _at_least_one(post.pool)
     qstep = Mux(pixel, tn, 1)
     npc = lanes // tm

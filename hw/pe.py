@@ -208,15 +208,17 @@ class MACArray(wiring.Component):
         clear = Signal()
         m.d.comb += clear.eq(valid2 & last2)
         m.d.sync += self.o.valid.eq(clear)
+        # Which DSP product (q, l, low/high) each PE accumulates, dense and depthwise: the
+        # inverse of dsp_pairs; where the two differ, a mux on dw2 in front of the adder.
+        fields = (low, high)
+        source = {dwm: {pe: (q, l, f) for q in range(half) for l in range(cols)
+                        for f, pe in enumerate(dsp_pairs(q, l, dwm))} for dwm in (False, True)}
         for i in range(rows):
-            q = i // 2
             for l in range(cols):
-                own, own_c = low(prod2[q][l]) if i % 2 == 0 else high(prod2[q][l])
-                if i % 2 == 0 and l % 2 == 1:
-                    other, other_c = high(prod2[q][l - 1])
-                    own, own_c = Mux(dw2, other, own), Mux(dw2, other_c, own_c)
-                elif i % 2 == 1 and l % 2 == 0:
-                    other, other_c = low(prod2[q][l + 1])
+                (q, k, f), (dq, dk, df) = source[False][(i, l)], source[True][(i, l)]
+                own, own_c = fields[f](prod2[q][k])
+                if (dq, dk, df) != (q, k, f):
+                    other, other_c = fields[df](prod2[dq][dk])
                     own, own_c = Mux(dw2, other, own), Mux(dw2, other_c, own_c)
                 acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{l}")
                 nxt = Signal(signed(self.acc_bits), name=f"next_{i}_{l}")

@@ -30,6 +30,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
+from ..ir.cost import conv_drain
 from .buffers import OBUF_ADDR_BITS, ParamEntry, word_write_layout
 from .job import Kind
 from .ppu import OUT_BITS, PPU
@@ -56,9 +57,9 @@ def _max(a, b):
 
 class Retire(wiring.Component):
     """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block; a VEC's hold bias 0 and
-    shift ``rshift``); ``sums`` (the MAC array's
-    held output), ``vsums`` (the vector ALU's), ``meta`` with ``meta_valid`` (in the cycle the
-    group's sums first appear) and ``meta_soon`` (``meta_valid`` one cycle ahead); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
+    shift ``rshift``); ``sums`` (the MAC array's held output), ``vsums`` (the vector ALU's),
+    ``meta`` with ``meta_valid`` (in the cycle the group's sums first appear) and
+    ``meta_soon`` (``meta_valid`` one cycle ahead); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
 
     def __init__(self, cfg: AcceleratorConfig, job_shape):
         self.cfg = cfg
@@ -86,7 +87,7 @@ class Retire(wiring.Component):
         is_vec = j.kind == Kind.VEC
 
         # -- drain: chunk k of the latched group -------------------------------------------------
-        dmax = tm * tn // self.lanes
+        dmax = conv_drain(self.cfg)  # chunks of the array's sums (a VEC's drain is 1)
         draining = Signal()
         held = Signal(Meta)
         cqd, cqm = Signal(16), Signal(3)  # (q // p, q % p) of the chunk's first pixel
@@ -120,8 +121,8 @@ class Retire(wiring.Component):
         # Chunk kk of the held sums (lane λ: row λ % tm, column kk*npc + λ // tm): one
         # dmax:1 mux tree per lane bit. Channel-parallel adds the chunks into a running sum
         # per lane; with the last chunk, row i's total is the sum of its npc lanes.
-        chunk = [select_tree(m, [self.sums[lane % tm][kc * npc + lane // tm] for kc in range(dmax)], kk[:max(1, (dmax - 1).bit_length())], f"drain{lane}")
-                 if dmax > 1 else self.sums[lane % tm][lane // tm] for lane in range(self.lanes)]
+        chunk = [select_tree(m, [self.sums[lane % tm][kc * npc + lane // tm] for kc in range(dmax)], kk, f"drain{lane}")
+                 for lane in range(self.lanes)]
         acc = signed(self.cfg.acc_bits)
         run = Signal(data.ArrayLayout(acc, self.lanes))
         part = []

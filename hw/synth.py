@@ -145,8 +145,18 @@ class SynthReport:
         return f"{self.top:<16} {self.family:<7} LUT {self.lut:>7g}  FF {self.ff:>6}  DSP {self.dsp:>4}  BRAM {self.bram:>5g}"
 
 
-def _run(cmd: list[str], what: str, cwd: Path) -> str:
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def _run(cmd: list[str], what: str, cwd: Path, deadline: float | None = None, limit: float = 0.0) -> str:
+    """Run a tool; a nonzero exit is a :class:`SynthError` naming its first ERROR line. With a
+    wall-clock ``deadline`` (``time.monotonic()``) the tool is killed past it and the error
+    names the ``limit`` and the last thing the tool logged."""
+    try:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                             timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:
+        out = b"".join(x if isinstance(x, bytes) else (x or "").encode() for x in (exc.stdout, exc.stderr))
+        last = next((ln.strip() for ln in reversed(out.decode(errors="replace").splitlines()) if ln.strip()),
+                    "no output")
+        raise SynthError(f"{what} exceeded the time limit of {limit:g} s (last log line: {last})") from None
     log = res.stdout + res.stderr
     if res.returncode != 0:
         err = next((ln for ln in log.splitlines() if "ERROR" in ln), f"exit status {res.returncode}")
@@ -396,24 +406,6 @@ class FmaxReport:
         return round(self.synth_seconds + self.pnr_seconds, 1)
 
 
-def _run_limited(cmd: list[str], what: str, cwd: Path, deadline: float, limit: float) -> str:
-    """``_run`` with a wall-clock ``deadline`` (``time.monotonic()``): the tool is killed and a
-    :class:`SynthError` names the limit and the last thing the tool logged."""
-    try:
-        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                             timeout=max(0.1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired as exc:
-        out = b"".join(x if isinstance(x, bytes) else (x or "").encode() for x in (exc.stdout, exc.stderr))
-        last = next((ln.strip() for ln in reversed(out.decode(errors="replace").splitlines()) if ln.strip()),
-                    "no output")
-        raise SynthError(f"{what} exceeded the time limit of {limit:g} s (last log line: {last})") from None
-    log = res.stdout + res.stderr
-    if res.returncode != 0:
-        err = next((ln for ln in log.splitlines() if "ERROR" in ln), f"exit status {res.returncode}")
-        raise SynthError(f"{what} failed: {err.strip()}")
-    return log
-
-
 def parse_critical_path(log: str) -> CriticalPath | None:
     """The last clock-domain critical path report in a nextpnr log (the post-route one)."""
     heads = list(_CRIT_HEAD.finditer(log))
@@ -449,12 +441,12 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
         script = [c.format(top=name) for c in FAMILIES["ecp5"].script]
         script[-1] += " -json netlist.json"
         reads = [f"read_verilog {f.name}" for f in design.files]
-        _run_limited([*yosys_command(), "-q", "-p", "; ".join(reads + script)], f"yosys on {name}", work,
-                     deadline, timeout)
+        _run([*yosys_command(), "-q", "-p", "; ".join(reads + script)], f"yosys on {name}", work,
+             deadline, timeout)
         t1 = time.perf_counter()
         options = (*FMAX_NEXTPNR_OPTIONS, "--seed", str(seed), "--freq", f"{freq:g}")
-        log = _run_limited([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
-                            *options], f"nextpnr-ecp5 on {name}", work, deadline, timeout)
+        log = _run([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
+                    *options], f"nextpnr-ecp5 on {name}", work, deadline, timeout)
         t2 = time.perf_counter()
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
