@@ -91,33 +91,33 @@ def plan_dram(plan: Plan) -> Plan:
 
 def _liveness(plan: Plan) -> dict[str, tuple[int, int]]:
     """Per DRAM buffer: (position of its first producer, position of its last reader) in
-    ``plan.order``; graph inputs are born at -1, graph outputs live to the end."""
-    where = {}
+    ``plan.order``; graph inputs are born at -1, graph outputs live to the end. A concat
+    stored in place has no producer of its own: its buffer lives from its first slice's
+    producer to the last reader of the concat or of any slice."""
+    live: dict[str, list[int]] = {}
     end = len(plan.order)
-    for name, t in plan.tensors.items():
-        if name in plan.graph.inputs:
-            where[name] = [-1, -1]
+
+    def buffer(t: str) -> str | None:
+        return plan.tensors[t].buffer if t in plan.tensors else None
+
+    for name in plan.graph.inputs:
+        if name in plan.tensors:
+            live[buffer(name)] = [-1, -1]
     for pos, item in enumerate(plan.order):
         if isinstance(item, HostOp):
             op = plan.graph.op(item.name)
             reads, writes = op.inputs, op.outputs
         else:
             reads, writes = item.inputs, (item.output,) + ((item.op.outputs[0],) if item.kind == "copy" else ())
-        for t in writes:
-            if t in plan.tensors and t not in where:
-                where[t] = [pos, pos]
-        for t in reads:
-            if t in where:
-                where[t][1] = pos
-    for t in plan.graph.outputs:
-        if t in where:
-            where[t][1] = end
-    live: dict[str, tuple[int, int]] = {}
-    for name, (a, b) in where.items():
-        buf = plan.tensors[name].buffer
-        lo, hi = live.get(buf, (a, b))
-        live[buf] = (min(lo, a), max(hi, b))
-    return live
+        for buf in filter(None, map(buffer, writes)):
+            live.setdefault(buf, [pos, pos])
+        for buf in filter(None, map(buffer, reads)):
+            if buf in live:
+                live[buf][1] = pos
+    for buf in filter(None, map(buffer, plan.graph.outputs)):
+        if buf in live:
+            live[buf][1] = end
+    return {buf: (a, b) for buf, (a, b) in live.items()}
 
 
 def _allocate(sizes: dict, live: dict, base: int) -> tuple[dict[str, int], dict[str, list[str]]]:

@@ -142,7 +142,11 @@ def verify_plan(plan: Plan, after: str) -> Plan:
     cfg = plan.config
     seen: set[str] = set(plan.graph.inputs) | set(plan.graph.constants)
     names: set[str] = set()
+    # A concat stored in place by its producers has no layer: its output exists once the
+    # last of its inputs is written.
+    in_place = [plan.graph.op(name) for name in plan.fused if plan.graph.op(name).kind == "concat"]
     for item in plan.order:
+        seen.update(o for op in in_place if seen.issuperset(op.inputs) for o in op.outputs)
         if item.name in names:
             fail(f"{item.name!r} scheduled twice")
         names.add(item.name)

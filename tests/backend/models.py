@@ -43,3 +43,12 @@ def vec_model(kind: str, c: int = 6, hw=(9, 11), seed: int = 0, **kw):
     if kind == "requant":
         return b.model(b.quant(b.op("Relu", [x]), 2, 4, signed=False))
     raise ValueError(kind)
+
+
+def two_branch_concat_model(size: int, seed: int = 0):
+    """conv3x3(3->12) and conv3x3(3->4) of one input -> Concat (one scale: stored in place where
+    12 channels end on a block boundary) -> conv1x1(16->6), on a ``size x size`` map."""
+    b = QDQBuilder((1, 3, size, size), seed=seed)
+    x = b.cur
+    cat = b.op("Concat", [_conv(b, x, 3, 12), _conv(b, x, 3, 4)], axis=1)
+    return b.model(_conv(b, b.quant(cat, 3, 8, signed=False), 16, 6, k=1, pad=0, relu=False))
