@@ -123,7 +123,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_rtlsim(args) -> int:
-    from .hw.cli_rtl import format_rtlsim, rtlsim
+    from .hw.tb.rtlsim import format_rtlsim, rtlsim
     from .ir.program import load_program
 
     program = load_program(args.build)

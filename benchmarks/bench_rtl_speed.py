@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from shiftflow.backend.compile import compile_model
-from shiftflow.hw.rtl_accel import RtlAccelerator
+from shiftflow.hw.tb.rtl_accel import RtlAccelerator
 from shiftflow.sim.check import compare_outputs
 from shiftflow.sim.run import make_feeds, simulate
 from shiftflow.zoo import zoo_model

@@ -2,8 +2,8 @@
 
 - :class:`WeightBuffer`: two banks of ``weight_bank_words`` PE-array words (``tm*tn`` bytes;
   byte ``i*tn + l`` is row ``i`` lane ``l``), one word read per cycle.
-- :class:`ParamBuffer`: two banks of ``param_entries`` entries (bias int32, shift int8; the
-  DRAM image's 8-byte entry keeps its 3 zero bytes off chip) in rows of ``tm``; one read
+- :class:`ParamBuffer`: two banks of ``param_entries`` entries (``ir.isa.PARAM_ENTRY``: its
+  ``PARAM_KEPT`` leading bytes, bias and shift, are kept, the zero bytes not) in rows of ``tm``; one read
   gives one row (``p_addr`` is a multiple of ``tm``).
 - :class:`OutputBuffer`: two halves of ``output_half_words`` words of ``tn`` bytes; the
   compute side writes up to ``ppu_lanes/tn`` consecutive words per cycle, the store side reads
@@ -17,18 +17,20 @@ LOAD_WGT copies start beat-aligned on chip — and are always ready.
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
+from ..ir.isa import PARAM_BYTES, PARAM_ENTRY, PARAM_KEPT, Conv, Store, Tile, field_shape
 from .linebuf import beat_write_layout, words_to_ints
 
-#: One parameter entry as the PPU takes it.
-ParamEntry = data.StructLayout({"bias": signed(32), "shift": signed(8)})
-PARAM_KEPT = 5  # bytes of an 8-byte DRAM entry kept on chip (bias LE, shift)
-#: Output-buffer word addresses (``Tile.obuf_addr`` is 20 bits).
-OBUF_ADDR_BITS = 20
+#: One parameter entry as the PPU takes it: the fields of ``ir.isa.PARAM_ENTRY`` in its
+#: first ``PARAM_KEPT`` bytes (the zero bytes stay off chip).
+ParamEntry = data.StructLayout({name: fld.shape for name, fld in PARAM_ENTRY if fld.offset < 8 * PARAM_KEPT})
+assert ParamEntry.size == 8 * PARAM_KEPT
+#: Output-buffer word addresses (``Tile.obuf_addr``).
+OBUF_ADDR_BITS = Tile["obuf_addr"].width
 
 
 def _log2(n: int) -> int:
@@ -117,14 +119,14 @@ class ParamBuffer(wiring.Component):
             "w": In(stream.Signature(beat_write_layout(self.beat, banked=True))),
             "rd_en": In(1),
             "rd_bank": In(1),
-            "rd_entry": In(12),
+            "rd_entry": In(field_shape(Conv, "p_addr")),
             "rd_data": Out(data.ArrayLayout(ParamEntry, cfg.tm)),
         })
         self.mem = memory.Memory(shape=unsigned(8 * PARAM_KEPT * cfg.tm), depth=2 * self.rows_per_bank, init=[])
 
     def elaborate(self, platform):
         m = Module()
-        tm, beat, row_bytes = self.tm, self.beat, 8 * self.tm
+        tm, beat, row_bytes = self.tm, self.beat, PARAM_BYTES * self.tm
         w = self.w.payload
         m.d.comb += self.w.ready.eq(1)
         wrow, group = Signal(range(2 * self.rows_per_bank + 1)), Signal(range(row_bytes // beat))
@@ -133,31 +135,32 @@ class ParamBuffer(wiring.Component):
         m.submodules.rows = mem = self.mem
         wp = mem.write_port(granularity=8)
         m.d.comb += [wp.addr.eq(wrow), wp.data.eq(Cat(*[w.data.word_select(z % beat, 8)
-                                                       for e in range(tm) for z in range(8 * e, 8 * e + 5)]))]
+                                                       for e in range(tm)
+                                                       for z in range(PARAM_BYTES * e, PARAM_BYTES * e + PARAM_KEPT)]))]
         for e in range(tm):
             for f in range(PARAM_KEPT):
-                z = 8 * e + f
+                z = PARAM_BYTES * e + f
                 m.d.comb += wp.en[e * PARAM_KEPT + f].eq(self.w.valid & (group == z // beat) & w.strb[z % beat])
         rp = mem.read_port(transparent_for=())
         m.d.comb += [rp.addr.eq(Mux(self.rd_bank, self.rows_per_bank, 0) + self.rd_entry // tm), rp.en.eq(self.rd_en)]
-        entry_bits = 8 * PARAM_KEPT
         for i in range(tm):
-            entry = rp.data.word_select(i, entry_bits)
-            m.d.comb += [self.rd_data[i].bias.eq(entry[:32]), self.rd_data[i].shift.eq(entry[32:40])]
+            m.d.comb += self.rd_data[i].eq(rp.data.word_select(i, ParamEntry.size))
         return m
 
     def sim_load(self, ctx, banks: np.ndarray) -> None:
-        """Testbench helper: both banks' DRAM-image bytes (``2 × 8*param_entries``)."""
+        """Testbench helper: both banks' DRAM-image bytes (``2 × PARAM_BYTES*param_entries``)."""
         for bank in range(2):
-            entries = banks[bank].reshape(self.entries, 8)[:, :PARAM_KEPT]
+            entries = banks[bank].reshape(self.entries, PARAM_BYTES)[:, :PARAM_KEPT]
             padded = np.zeros((self.rows_per_bank * self.tm, PARAM_KEPT), np.uint8)
             padded[:self.entries] = entries
             for k, v in enumerate(words_to_ints(padded.reshape(self.rows_per_bank, -1))):
                 ctx.set(self.mem.data[bank * self.rows_per_bank + k], v)
 
 
-#: A store-side read: ``beat_bytes/tn`` words at ``addr, addr + stride, ...`` of ``half``.
-ObufRead = data.StructLayout({"half": unsigned(1), "addr": unsigned(OBUF_ADDR_BITS), "stride": unsigned(16)})
+#: A store-side read: ``beat_bytes/tn`` words at ``addr, addr + stride, ...`` of ``half`` (a
+#: STORE's words of one pixel are ``dst.nblk`` apart).
+ObufRead = data.StructLayout({"half": field_shape(Store, "half"), "addr": unsigned(OBUF_ADDR_BITS),
+                              "stride": field_shape(Store, "dst.nblk")})
 
 
 def word_write_layout(tn: int) -> data.StructLayout:

@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.isa import INSTR
+from ..ir.isa import INSTR, PARAM_BYTES
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
 from .job import Kind, decode_job, job_layout
 from .linebuf import LineBuffer, beat_write_layout
@@ -69,8 +69,9 @@ def check_config(cfg: AcceleratorConfig) -> None:
         (lambda: lanes % tm == 0 and lanes <= tm * tn,
          f"ppu_lanes ({lanes}) must be a multiple of tm ({tm}) and at most tm*tn"),
         (lambda: beat <= tn * tn, f"a DRAM beat ({beat} bytes) must be at most tn words"),
-        (lambda: (tm * tn) % beat == 0 and (8 * tm) % beat == 0,
-         f"weight words ({tm * tn} bytes) and parameter rows ({8 * tm} bytes) must hold whole DRAM beats ({beat})"),
+        (lambda: (tm * tn) % beat == 0 and (PARAM_BYTES * tm) % beat == 0,
+         f"weight words ({tm * tn} bytes) and parameter rows ({PARAM_BYTES * tm} bytes) must hold whole DRAM "
+         f"beats ({beat})"),
         (lambda: _pow2(cfg.output_half_words) and cfg.output_half_words % (lanes // tn) == 0,
          f"output_half_words ({cfg.output_half_words}) must be a power of two of at least ppu_lanes/tn"),
         (lambda: cfg.pe_latency >= BASE_LATENCY,

@@ -46,27 +46,32 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
+from ..ir.isa import DramBox, LoadAct, LoadWgt, field_shape
 
-ADDR_BITS = 32
-SRAM_ADDR_BITS = 24
+ADDR_BITS = DramBox["dram_addr"].width
+SRAM_ADDR_BITS = LoadWgt["sram_addr"].width
 SEL_BITS = 3
 BOUNDARY = 4096  # AXI4: a burst never crosses a 4 KiB boundary
+MAX_BEAT_BYTES = 128
+#: Bits of ``DmaCmd.stride``: a STORE's words of one pixel are ``dst.nblk`` words of at most
+#: a beat apart.
+STRIDE_BITS = DramBox["nblk"].width + (MAX_BEAT_BYTES - 1).bit_length()
+
+#: The fields a command shares with the ISA's ``DramBox``: all but ``ncols``, whose place
+#: ``seg_bytes`` takes (a box row's ``ncols*tn`` bytes, or a LOAD_WGT's ``nbytes``).
+BOX_FIELDS = tuple(name for name, _ in DramBox if name != "ncols")
 
 DmaCmd = data.StructLayout({
     "store": unsigned(1),  # 1: on-chip -> DRAM
     "sel": unsigned(SEL_BITS),  # which on-chip memory (copied to every on-chip request)
-    "dram_addr": unsigned(ADDR_BITS),
-    "row_stride": unsigned(24),
-    "blk_stride": unsigned(32),
-    "nblk": unsigned(12),
-    "nrows": unsigned(12),
-    "seg_bytes": unsigned(24),
+    **{name: DramBox[name].shape for name in BOX_FIELDS},
+    "seg_bytes": LoadWgt["nbytes"].shape,
     "sram_addr": unsigned(SRAM_ADDR_BITS),
     "sram_row_step": unsigned(SRAM_ADDR_BITS),
     "sram_blk_step": unsigned(SRAM_ADDR_BITS),
-    "slots": unsigned(12),
-    "slot0": unsigned(12),
-    "stride": unsigned(16),  # on-chip bytes between consecutive tn-byte words of a segment
+    "slots": field_shape(LoadAct, "ring.slots"),
+    "slot0": LoadAct["slot0"].shape,
+    "stride": unsigned(STRIDE_BITS),  # on-chip bytes between consecutive tn-byte words of a segment
 })
 
 MemReq = data.StructLayout({"addr": unsigned(ADDR_BITS), "beats": unsigned(9)})
@@ -79,7 +84,8 @@ def sram_write_layout(beat_bytes: int) -> data.StructLayout:
 
 
 #: Payload of ``sram_rd``: word ``i`` of the beat comes from ``addr + i*stride``.
-SramRead = data.StructLayout({"sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS), "stride": unsigned(16)})
+SramRead = data.StructLayout({"sel": unsigned(SEL_BITS), "addr": unsigned(SRAM_ADDR_BITS),
+                              "stride": unsigned(STRIDE_BITS)})
 
 
 def mem_signature(beat_bytes: int) -> wiring.Signature:
@@ -115,8 +121,8 @@ class _Walker(wiring.Component):
         m.d.comb += first_off.eq(c.slot0 * c.sram_row_step)
         # Registered position and the current one (with ``early``, the first segment's in the
         # start cycle; without, the first segment's product slot0*row_step only feeds a register).
-        shapes = {"b": 12, "r": 12, "slot": 12, "blk_dram": ADDR_BITS, "dram": ADDR_BITS,
-                  "blk_sram": SRAM_ADDR_BITS, "row_off": SRAM_ADDR_BITS}
+        shapes = {"b": c.nblk.shape(), "r": c.nrows.shape(), "slot": c.slots.shape(), "blk_dram": ADDR_BITS,
+                  "dram": ADDR_BITS, "blk_sram": SRAM_ADDR_BITS, "row_off": SRAM_ADDR_BITS}
         init = {"b": 0, "r": 0, "slot": c.slot0, "blk_dram": c.dram_addr, "dram": c.dram_addr,
                 "blk_sram": c.sram_addr, "row_off": first_off}
         reg = {k: Signal(w, name=k) for k, w in shapes.items()}
@@ -151,8 +157,8 @@ class DMA(wiring.Component):
     """
 
     def __init__(self, beat_bytes: int = 8, word_bytes: int = 4, max_burst: int = 16, read_depth: int = 4):
-        if beat_bytes < 1 or beat_bytes & (beat_bytes - 1) or beat_bytes > 128:
-            raise ShiftflowError(f"DMA beat_bytes must be a power of two in 1..128, got {beat_bytes}")
+        if beat_bytes < 1 or beat_bytes & (beat_bytes - 1) or beat_bytes > MAX_BEAT_BYTES:
+            raise ShiftflowError(f"DMA beat_bytes must be a power of two in 1..{MAX_BEAT_BYTES}, got {beat_bytes}")
         if word_bytes < 1 or beat_bytes % word_bytes:
             raise ShiftflowError(f"DMA beat_bytes ({beat_bytes}) must be a multiple of the word size ({word_bytes})")
         if not 1 <= max_burst <= 256 or max_burst * beat_bytes > BOUNDARY:
@@ -201,13 +207,14 @@ class DMA(wiring.Component):
 
         # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
         # ``in_seg``: inside a segment split into several bursts (never at a command's start).
-        in_seg_reg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(24)
+        seg_bits = DmaCmd["seg_bytes"].width
+        in_seg_reg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(seg_bits)
         in_seg = Signal()
         m.d.comb += in_seg.eq(in_seg_reg & busy)
         m.d.sync += in_seg_reg.eq(in_seg)
         offset = walk_req.dram[:lg] if lg else 0
         addr = Signal(ADDR_BITS)
-        rem = Signal(24)
+        rem = Signal(seg_bits)
         burst = Signal(9)
         to_boundary = Signal(range(BOUNDARY // bb + 1))
         m.d.comb += [
@@ -231,14 +238,14 @@ class DMA(wiring.Component):
                 m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len)]
 
         # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
-        d_in_seg_reg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(25)
+        d_in_seg_reg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(seg_bits + 1)
         d_in_seg = Signal()
         m.d.comb += d_in_seg.eq(d_in_seg_reg & busy)
         m.d.sync += d_in_seg_reg.eq(d_in_seg)
         d_off = walk_data.dram[:lg] if lg else 0
         words_back = (d_off // self.word_bytes) if lg else 0
         sram = Signal(SRAM_ADDR_BITS)
-        rem_bytes = Signal(25)
+        rem_bytes = Signal(seg_bits + 1)
         lo = Signal(range(bb + 1))
         strb = Signal(bb)
         ones = (1 << bb) - 1

@@ -24,12 +24,16 @@ from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import conv_drain
-from ..ir.isa import Dataflow, InGeom, Opcode, Post, Tile, VecOp, Window
+from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, Tile, Vec, VecOp, Window, field_max, field_shape
 from .buffers import OBUF_ADDR_BITS
 
-#: Bits of the row/column offsets and their bounds (rows*sh + kh*dh and cols*sw + kw*dw).
-OFF_BITS = 20
-STEP_BITS = 20
+#: Bits of the row/column offsets and their bounds (rows*sh + kh*dh and cols*sw + kw*dw at
+#: the fields' largest values).
+OFF_BITS = max(field_max(Tile, "rows") * field_max(Window, "sh") + field_max(Window, "kh") * field_max(Window, "dh"),
+               field_max(Tile, "cols") * field_max(Window, "sw") + field_max(Window, "kw") * field_max(Window, "dw"),
+               ).bit_length()
+#: Bits of a weight row offset (``w_addr`` onward).
+STEP_BITS = Conv["w_addr"].width
 
 
 class Kind:
@@ -43,9 +47,10 @@ def operand_layout(addr_bits: int) -> data.StructLayout:
     ``ra(ro) = ro * slot_words`` is kept incrementally with ``dra_y``/``dra_r``."""
     a = unsigned(addr_bits)
     bound = signed(OFF_BITS + 1)
+    slots = field_shape(InGeom, "ring.slots")
     return data.StructLayout({
         "k": a, "dra_y": a, "dra_r": a, "ss": a, "cols": a,
-        "wrap_at": signed(14),
+        "wrap_at": signed(max(slots.width, InGeom["slot_first"].width) + 1),  # slots - slot_first
         "row_lo": bound, "row_hi": bound, "col_lo": bound, "col_hi": bound,
         "signed_": unsigned(1),
     })
@@ -53,19 +58,25 @@ def operand_layout(addr_bits: int) -> data.StructLayout:
 
 def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.StructLayout:
     lane = unsigned(max(1, (cfg.tn - 1).bit_length()))
+    win, tile, chans, pool = Window.members, Tile.members, InGeom["chans"].shape, Post["pool"].shape
     return data.StructLayout({
-        "kind": unsigned(2), "pixel": unsigned(1), "depthwise": unsigned(1), "pow2": unsigned(1), "op": VecOp,
-        "n_r": unsigned(12), "n_q": unsigned(16), "n_bo": unsigned(12), "n_bi": unsigned(12),
-        "n_y": unsigned(4), "n_x": unsigned(4), "rep_r": unsigned(4), "rep_q": unsigned(4),
+        "kind": unsigned(2), "pixel": unsigned(1), "depthwise": unsigned(1), "pow2": Conv["pow2"].shape,
+        "op": Vec["op"].shape,
+        # Loop counts: rows, columns (or pixel groups), channel blocks, channels, kernel taps.
+        "n_r": tile["rows"], "n_q": tile["cols"], "n_bo": chans, "n_bi": chans,
+        "n_y": win["kh"], "n_x": win["kw"], "rep_r": win["kh"], "rep_q": win["kw"],
         "empty": unsigned(1), "nowrite": unsigned(1),
-        "dh": unsigned(3), "sh": unsigned(2), "dcol": unsigned(3), "csw": unsigned(12), "lsw": unsigned(2),
+        "dh": win["dh"], "sh": win["sh"], "dcol": win["dw"], "csw": unsigned(win["sw"].width + lane.width),
+        "lsw": win["sw"],
         "a": operand_layout(addr_bits), "b": operand_layout(addr_bits),
         "w_row": unsigned(wrow_bits), "wl_wrap": lane,
-        "chans": unsigned(12), "post": Post, "rshift": signed(8), "shift_a": unsigned(5), "shift_b": unsigned(5),
-        "obuf_addr": unsigned(OBUF_ADDR_BITS), "d_prow": unsigned(OBUF_ADDR_BITS), "blk": unsigned(4),
-        "half": unsigned(1), "pool": unsigned(3), "qstep": unsigned(12), "qstep_mod": unsigned(3),
-        "qstep_div": unsigned(12), "npc_mod": unsigned(3), "npc_div": unsigned(12), "cols": unsigned(16),
-        "drain": unsigned(12),
+        "chans": chans, "post": Post, "rshift": Vec["rshift"].shape, "shift_a": Vec["shift_a"].shape,
+        "shift_b": Vec["shift_b"].shape,
+        "obuf_addr": tile["obuf_addr"], "d_prow": unsigned(OBUF_ADDR_BITS), "blk": tile["obuf_blk"],
+        "half": tile["half"], "pool": pool, "qstep": unsigned(cfg.tn.bit_length()), "qstep_mod": pool,
+        "qstep_div": unsigned(cfg.tn.bit_length()), "npc_mod": pool,
+        "npc_div": unsigned(max(1, (cfg.ppu_lanes // cfg.tm).bit_length())), "cols": tile["cols"],
+        "drain": unsigned(conv_drain(cfg).bit_length()),
     })
 
 

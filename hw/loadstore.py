@@ -41,7 +41,7 @@ from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
 from ..ir.isa import INSTR, Opcode, WgtTarget
 from .buffers import ObufRead
-from .dma import DMA, mem_signature
+from .dma import BOX_FIELDS, DMA, mem_signature
 from .linebuf import beat_write_layout
 
 #: ``DmaCmd.sel`` of a load: the target memory in bits 0..1, the weight/parameter bank in bit 2.
@@ -56,6 +56,11 @@ def check_config(cfg: AcceleratorConfig) -> None:
     if cfg.tn & (cfg.tn - 1) or cfg.dram_bytes_per_cycle > 128:
         raise ShiftflowError(f"load/store units for target {cfg.name!r}: tn ({cfg.tn}) must be a power of two and "
                              f"a DRAM beat ({cfg.dram_bytes_per_cycle} bytes) at most 128 bytes")
+
+
+def _box(cmd, box) -> list:
+    """Assignments of a DMA command's DRAM box from an ISA ``DramBox`` view."""
+    return [getattr(cmd, name).eq(getattr(box, name)) for name in BOX_FIELDS]
 
 
 def _idle_writes(m: Module, mem) -> None:
@@ -116,8 +121,7 @@ class LoadUnit(_DmaExecutor):
             slots = act.ring.slots
             m.d.comb += [
                 cmd.store.eq(0), cmd.sel.eq(SEL_LINE), cmd.stride.eq(self.cfg.tn),
-                cmd.dram_addr.eq(act.src.dram_addr), cmd.row_stride.eq(act.src.row_stride),
-                cmd.blk_stride.eq(act.src.blk_stride), cmd.nblk.eq(act.src.nblk), cmd.nrows.eq(act.src.nrows),
+                *_box(cmd, act.src),
                 cmd.seg_bytes.eq(act.src.ncols << lg_tn),
                 # Ring geometry in bytes: block b of slot s starts at word base + s*slot_words + b*cols.
                 cmd.sram_addr.eq(act.ring.base << lg_tn), cmd.sram_row_step.eq(act.ring.slot_words << lg_tn),
@@ -170,8 +174,7 @@ class StoreUnit(_DmaExecutor):
         # nblk apart: one "slot" per row, never wrapping (slots = nrows).
         m.d.comb += [
             cmd.store.eq(1), cmd.sel.eq(st.half),
-            cmd.dram_addr.eq(st.dst.dram_addr), cmd.row_stride.eq(st.dst.row_stride),
-            cmd.blk_stride.eq(st.dst.blk_stride), cmd.nblk.eq(st.dst.nblk), cmd.nrows.eq(st.dst.nrows),
+            *_box(cmd, st.dst),
             cmd.seg_bytes.eq(st.dst.ncols << lg_tn),
             cmd.sram_addr.eq(st.obuf_addr << lg_tn), cmd.sram_row_step.eq((st.dst.ncols * st.dst.nblk) << lg_tn),
             cmd.sram_blk_step.eq(self.cfg.tn), cmd.slots.eq(st.dst.nrows), cmd.slot0.eq(0),

@@ -41,6 +41,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
+from ..ir.isa import POW2_EXP, POW2_NONZERO, POW2_SIGN
 
 #: Width of one product: a 9-bit (sign-extended) activation times a 9-bit weight operand
 #: (int8, or a pow2 code's ±2**7 at most).
@@ -92,10 +93,11 @@ def weight_operand(w: Value, pow2: Value) -> Value:
     """Weight byte ``w`` as a 9-bit signed multiplier operand: int8 as itself; a pow2 code as
     ``±2**e`` with ``e`` = bits 2..0 (``-2**e`` as ones from bit ``e`` up, no negation carry
     chain; bits 5..3 are reserved and ignored)."""
-    e = w[0:3]
+    e = w[:POW2_EXP.bit_length()]
+    nonzero, negative = w[POW2_NONZERO.bit_length() - 1], w[POW2_SIGN.bit_length() - 1]
     mag = (Const(1, 9) << e)[:9]
     neg = (Const(0x1FF, 9) << e)[:9]
-    return Mux(pow2, Mux(w[6], Mux(w[7], neg, mag), 0), w.as_signed())[:9].as_signed()
+    return Mux(pow2, Mux(nonzero, Mux(negative, neg, mag), 0), w.as_signed())[:9].as_signed()
 
 
 def act_operand(a: Value, a_signed: Value) -> Value:

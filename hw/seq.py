@@ -24,6 +24,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..ir.isa import InGeom, Post, Tile, Window
 from .buffers import OBUF_ADDR_BITS
 from .job import OFF_BITS, STEP_BITS, Kind
 
@@ -32,10 +33,10 @@ Meta = data.StructLayout({
     "final": unsigned(1),  # the instruction's last group
     "rfirst": unsigned(1), "rlast": unsigned(1),  # first / last row of a pooling window
     "prow": unsigned(OBUF_ADDR_BITS),  # (r // p) * obuf_cols * blk
-    "q0": unsigned(16),  # first output column of the group
-    "qd": unsigned(16), "qm": unsigned(3),  # q0 // p, q0 % p
+    "q0": Tile["cols"].shape,  # first output column of the group
+    "qd": Tile["cols"].shape, "qm": Post["pool"].shape,  # q0 // p, q0 % p
     "pcol": unsigned(OBUF_ADDR_BITS),  # VEC: (q0 // p) * blk
-    "kb": unsigned(12),  # VEC: output channel block
+    "kb": InGeom["chans"].shape,  # VEC: output channel block
 })
 
 
@@ -43,7 +44,7 @@ def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.St
     lane = unsigned(max(1, (tn - 1).bit_length()))
     return data.StructLayout({
         "valid": unsigned(1), "first": unsigned(1), "last": unsigned(1),
-        "addr": data.ArrayLayout(unsigned(addr_bits), copies), "stride": unsigned(2),
+        "addr": data.ArrayLayout(unsigned(addr_bits), copies), "stride": Window["sw"].shape,
         "w_row": unsigned(wrow_bits), "wl": lane, "cl": lane,
         "lane_ok": unsigned(tn),  # operand a: lanes (pixels or channels) that read real data
         "tap_ok": unsigned(1),  # operand a's tap (lane 0's pixel) is inside the image
@@ -67,8 +68,11 @@ class Sequencer(wiring.Component):
         aw = self.addr_bits
         lane_bits = max(1, (tn - 1).bit_length())
         active = Signal()
-        r, q, bo, bi = Signal(12), Signal(16), Signal(12), Signal(12)
-        rsub, qsub, y, x = Signal(4), Signal(4), Signal(4), Signal(4)
+        # Loop counters, each as wide as the count it runs to.
+        r, q, bo, bi = (Signal(c.shape(), name=n) for c, n in ((j.n_r, "r"), (j.n_q, "q"), (j.n_bo, "bo"),
+                                                                  (j.n_bi, "bi")))
+        rsub, qsub, y, x = (Signal(c.shape(), name=n) for c, n in ((j.rep_r, "rsub"), (j.rep_q, "qsub"),
+                                                                      (j.n_y, "y"), (j.n_x, "x")))
         cl, wl = Signal(lane_bits), Signal(lane_bits)
         gs = Signal(range(tn + 1))  # slots into the group, saturating at drain - 1 (<= tn - 1)
         padding = Signal()  # the group's beats are done, its drain slots are not
@@ -77,11 +81,11 @@ class Sequencer(wiring.Component):
         ra_r = [Signal(aw, name=f"ra_r{o}") for o in "ab"]
         ra = [Signal(aw, name=f"ra{o}") for o in "ab"]
         bof = [Signal(aw, name=f"bof{o}") for o in "ab"]
-        cbase = Signal(13)  # first channel of the current block (lanes past chans read zero)
+        cbase = Signal(j.chans.shape().width + 1)  # first channel of the current block (lanes past chans read 0)
         wrow = Signal(STEP_BITS)
-        rpm, qm = Signal(3), Signal(3)
+        rpm, qm = Signal(j.pool.shape()), Signal(j.pool.shape())
         prow, pcol = Signal(OBUF_ADDR_BITS), Signal(OBUF_ADDR_BITS)
-        q0, qd = Signal(16), Signal(16)
+        q0, qd = Signal(j.cols.shape()), Signal(j.cols.shape())
         ops = (j.a, j.b)
 
         x_last, y_last, bi_last = x == j.n_x - 1, y == j.n_y - 1, bi == j.n_bi - 1
@@ -110,7 +114,7 @@ class Sequencer(wiring.Component):
             m.d.comb += c.eq(co + lane * j.lsw)
             col_ok.append((c >= j.a.col_lo) & (c < j.a.col_hi))
         b_tap = row_ok[1] & (co >= j.b.col_lo) & (co < j.b.col_hi)
-        cleft = Signal(signed(14))
+        cleft = Signal(signed(cbase.shape().width + 1))
         m.d.comb += cleft.eq(j.chans - cbase)
         tap_ok = row_ok[0] & col_ok[0]
         for lane in range(tn):

@@ -14,7 +14,9 @@ one when the instruction completes.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import signed, unsigned
+from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
 INSTR_BITS = 512
@@ -69,6 +71,31 @@ POW2_NONZERO = 0x40
 POW2_RESERVED = 0x38
 POW2_EXP = 0x07
 POW2_MAX_EXP = POW2_EXP  # 2**7: the PE multiplies 9-bit operands
+assert POW2_EXP + 1 == 1 << POW2_EXP.bit_length()  # the exponent is the code's low bits
+
+# One parameter entry (per output channel) in DRAM and in a LOAD_WGT with ``target = params``:
+# bias int32 little endian, shift int8, then zero bytes up to 8. The compiler packs it, the
+# simulator reads it, the hardware keeps its ``bias`` and ``shift`` (``PARAM_KEPT``) on chip.
+PARAM_ENTRY = data.StructLayout({
+    "bias": signed(32),  # added to the accumulator (at its scale)
+    "shift": signed(8),  # requantization right shift (round half to even); negative: left shift
+    "zero": unsigned(24),  # must be zero
+})
+PARAM_BYTES = PARAM_ENTRY.size // 8
+PARAM_KEPT = PARAM_ENTRY["zero"].offset // 8  # leading bytes that carry information
+
+
+def _param_dtype() -> np.dtype:
+    """``PARAM_ENTRY`` as a numpy structured dtype (little endian), for packing and reading
+    whole arrays of entries."""
+    names = [name for name, _ in PARAM_ENTRY if name != "zero"]
+    fmt = {name: ("<i" if Shape.cast(PARAM_ENTRY[name].shape).signed else "<u") + str(PARAM_ENTRY[name].width // 8)
+           for name in names}
+    return np.dtype({"names": names, "formats": [fmt[n] for n in names],
+                     "offsets": [PARAM_ENTRY[n].offset // 8 for n in names], "itemsize": PARAM_BYTES})
+
+
+PARAM_DTYPE = _param_dtype()
 
 
 class VecOp(enum.Enum, shape=unsigned(3)):
@@ -260,6 +287,20 @@ def to_dict(word: bytes) -> dict:
     if op in BODY_OF:
         out[BODY_OF[op]] = _fields(getattr(view.body, BODY_OF[op]), Body.members[BODY_OF[op]])
     return out
+
+
+def field_shape(layout: data.Layout, path: str):
+    """The shape of field ``path`` (dotted, ``"inp.ring.slots"``) of ``layout``: what the RTL
+    sizes a register that holds the field's value with (never a retyped width)."""
+    for name in path.split("."):
+        layout = layout[name].shape
+    return layout
+
+
+def field_max(layout: data.Layout, path: str) -> int:
+    """The largest value field ``path`` of ``layout`` can hold."""
+    shape = Shape.cast(field_shape(layout, path))
+    return (1 << (shape.width - shape.signed)) - 1
 
 
 def layout_table(layout, prefix: str = "") -> list[tuple[str, int, int, object]]:

@@ -1,5 +1,5 @@
 """cocotb bench: whole accelerator segments on :class:`hw.tb.axiram.ProgramBench` under
-Verilator, served to a host process (``hw/rtl_accel.py``) command by command.
+Verilator, served to a host process (``hw/tb/rtl_accel.py``) command by command.
 
 The single cocotb test, :func:`serve`, connects to the ``multiprocessing.connection``
 listener named by ``SF_BENCH_ADDR`` (authkey ``SF_BENCH_KEY``, hex) and answers requests

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from shiftflow.backend.compile import compile_model
-from shiftflow.hw.cli_rtl import rtlsim
-from shiftflow.hw.rtl_accel import RtlAccelerator
+from shiftflow.hw.tb.rtlsim import rtlsim
+from shiftflow.hw.tb.rtl_accel import RtlAccelerator
 from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import Opcode
 from shiftflow.zoo import zoo_model

@@ -27,15 +27,15 @@ import threading
 from multiprocessing.connection import Listener
 from pathlib import Path
 
-from ..ir.config import AcceleratorConfig
-from ..ir.decode import decode_program
-from ..ir.isa import Unit
-from ..ir.program import Program, ProgramError
-from ..ir.timeline import schedule
-from ..sim.accelerator import Accelerator, dram_size
-from ..sim.machine import dma_bytes
-from .tb.axiram import FAULT_FULL, FAULT_RANGE, FAULT_WLAST, FAULT_WRITE, bench_design
-from .tb.runner import Model, build_model, cache_root, run_cocotb
+from ...ir.config import AcceleratorConfig
+from ...ir.decode import decode_program
+from ...ir.isa import INSTR_BYTES, Unit
+from ...ir.program import Program, ProgramError
+from ...ir.timeline import schedule
+from ...sim.accelerator import Accelerator, dram_size
+from ...sim.machine import dma_bytes
+from .axiram import FAULT_FULL, FAULT_RANGE, FAULT_WLAST, FAULT_WRITE, bench_design
+from .runner import Model, build_model, cache_root, run_cocotb
 
 __all__ = ["RtlAccelerator", "RtlError", "RtlSession", "bench_model"]
 
@@ -202,7 +202,7 @@ class RtlAccelerator(Accelerator):
         instrs = self._instrs[start:start + count]
         model = schedule(self._program.config, instrs).cycles  # also rejects what the RTL would deadlock on
         limit = int(self.timeout * model) + 10_000
-        r = session.call("run", self._base + start * self._program.config.instr_bytes, count,
+        r = session.call("run", self._base + start * INSTR_BYTES, count,
                          round(self.stall * 4096), (self.seed * 1_000_003 + self._segment) & (2**64 - 1), limit)
         self._segment += 1
         where = f"segment at instruction {start} ({count} instructions)"
