@@ -123,9 +123,6 @@ SPECS: dict[str, OpSpec] = {
     "cpu": OpSpec((0, 1 << 16), ("model", "reason"), None, post=False),
 }
 
-# Ops the accelerator (and its cost model) counts as compute layers.
-LAYER_KINDS = ("conv",)
-
 
 def infer_shapes(op: Op, in_shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]] | None:
     """Output shapes of ``op`` from its input shapes; ``None`` for ops that declare them."""
