@@ -2,8 +2,8 @@
 
 The pipeline is a flat list of named steps (see :func:`quantize_model`):
 
-1. ``load_float_model`` (``calibrate.py``): check the float model and prepare it (opset 21,
-   BatchNormalization folded, Gemm weights normalized);
+1. ``load_float_model`` (``float_model.py``): check the float model and prepare it (opset 21;
+   ``float_rewrites.py``: BatchNormalization folded, Gemm weights normalized);
 2. ``_plan``: which activation tensors get ``QuantizeLinear → [Clip] → DequantizeLinear``,
    which Conv/Gemm/MatMul get integer weights, which activations fuse into them, and which
    ops (MaxPool, Reshape, ...) merely carry an already quantized tensor along;
@@ -26,10 +26,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from shiftflow.errors import QuantizationError, UnsupportedError, UsageError
-from shiftflow.frontend.calibrate import (IR_VERSION, OPSET, activation_fracs, activation_grid,
-                                         attr, calibration_feeds, collect_ranges,
-                                         drop_unused_initializers, fit_frac, graph_inputs,
-                                         load_calibration, load_float_model, plain_gemm)
+from shiftflow.frontend.calib_data import calibration_feeds, load_calibration
+from shiftflow.frontend.calibrate import activation_fracs, activation_grid, collect_ranges, fit_frac
+from shiftflow.frontend.float_model import IR_VERSION, OPSET, graph_inputs, load_float_model
+from shiftflow.frontend.float_rewrites import attr, drop_unused_initializers, plain_gemm
 
 __all__ = ["quantize_model", "load_calibration", "int_weights", "pow2_weights", "pow2_levels"]
 
@@ -52,7 +52,7 @@ def quantize_model(model: onnx.ModelProto | str | os.PathLike, *,
     """Quantize a float32 ONNX model to QDQ ONNX with power-of-two scales.
 
     ``calib`` is calibration input (one array, or arrays by input name, samples on axis 0;
-    see :func:`shiftflow.frontend.calibrate.calibration_feeds`); ``calib_random=N`` uses N
+    see :func:`shiftflow.frontend.calib_data.calibration_feeds`); ``calib_random=N`` uses N
     seeded standard-normal samples instead. Exactly one must be given. ``wbits`` (2..8) and
     ``weights`` (``"int"`` or ``"pow2"``) choose the weight encoding, per tensor or per output
     channel (``per_channel``); ``abits`` (4..8) the activation width.

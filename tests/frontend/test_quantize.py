@@ -1,4 +1,5 @@
-"""Tests for the po2 post-training quantizer (frontend/quantize.py, frontend/calibrate.py)."""
+"""Tests for the po2 post-training quantizer (frontend/quantize.py and the float side it uses:
+float_model.py, float_rewrites.py, calib_data.py, calibrate.py)."""
 
 import io
 import warnings
@@ -9,7 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from shiftflow.errors import UsageError
-from shiftflow.frontend.calibrate import fit_frac, float_session, load_calibration
+from shiftflow.frontend.calib_data import load_calibration
+from shiftflow.frontend.calibrate import fit_frac, float_session
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.quantize import int_weights, pow2_levels, pow2_weights, quantize_model
 
