@@ -38,3 +38,9 @@ class ParseError(ShiftflowError):
 
 class UsageError(ShiftflowError):
     """A bad command-line argument or input file for a command."""
+
+
+class ProgramError(ShiftflowError):
+    """A build directory or program that is missing, corrupted, or made for something else,
+    or an instruction a machine cannot run (``ir/program.py``, ``ir/decode.py``, the
+    simulator and the RTL bench name the instruction and the field)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir.cost import ceil_div
-from ..ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget
+from ..ir.isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 from . import numerics
 from .geometry import layer_shape
 from .plan import Layer, Plan
@@ -169,7 +169,7 @@ class Emitter:
         base = self.plan.dram["const_base"]
         out = []
         for target, off, n, space, unit in ((WgtTarget.WEIGHTS, w_off, w_len, "wb", cfg.tm * cfg.tn),
-                                            (WgtTarget.PARAMS, p_off, p_len, "pb", 8)):
+                                            (WgtTarget.PARAMS, p_off, p_len, "pb", PARAM_BYTES)):
             ins = Ins(Opcode.LOAD_WGT, {"dram_addr": base + off, "nbytes": n, "target": target, "bank": bank,
                                         "sram_addr": 0}, li)
             ins.onchip = [(space, bank, 0, n // unit, True)]

@@ -25,11 +25,11 @@ from dataclasses import replace
 from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, dma_box_beats, dma_linear_cycles
+from ..ir.isa import PARAM_BYTES
 from .geometry import LayerShape, layer_shape
 from .plan import Layer, Plan, Tiling
 
 MAX_STRIPS = 64
-PARAM_BYTES = 8
 
 
 def _kib(nbytes: int) -> str:

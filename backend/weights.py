@@ -3,8 +3,8 @@
 A layer's output blocks are packed group by group: one blob of weight words (``tm*tn`` bytes,
 byte ``i*tn + l`` = row ``i``, lane ``l``) per weight group, in the order of the dataflow
 (channel-parallel: word ``(ib*kh + y)*kw + x``; pixel-parallel: step ``s`` in word ``s // tn``,
-lane ``s % tn``), and one blob of parameter entries (bias int32 LE, shift int8, 3 zero
-bytes) per group. ``pow2`` layers are encoded as the ISA's pow2 codes.
+lane ``s % tn``), and one blob of parameter entries (``ir.isa.PARAM_ENTRY``: bias, shift)
+per group. ``pow2`` layers are encoded as the ISA's pow2 codes.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import numpy as np
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
-from ..ir.isa import POW2_MAX_EXP, POW2_NONZERO, POW2_SIGN
+from ..ir.isa import PARAM_DTYPE, POW2_MAX_EXP, POW2_NONZERO, POW2_SIGN
 from . import numerics
 from .plan import Layer, Plan
-
-PARAM_DTYPE = np.dtype([("bias", "<i4"), ("shift", "i1"), ("pad", "V3")])
 
 
 def dense_weights(plan: Plan, layer: Layer) -> np.ndarray:

@@ -51,8 +51,6 @@ WORD_BITS = used_bits(BODY_OF)
 def check_fetch_config(cfg: AcceleratorConfig) -> None:
     if not isinstance(cfg, AcceleratorConfig):
         raise ShiftflowError(f"expected an AcceleratorConfig, got {type(cfg).__name__}")
-    if cfg.instr_bytes != INSTR_BYTES:
-        raise ShiftflowError(f"instr_bytes must be the ISA's {INSTR_BYTES}-byte word, got {cfg.instr_bytes}")
 
 
 class Fetch(wiring.Component):

@@ -23,10 +23,10 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ir.isa import VecOp
+from ..ir.isa import Vec, VecOp
 
 Mode = data.StructLayout({"op": VecOp, "a_signed": unsigned(1), "b_signed": unsigned(1),
-                          "shift_a": unsigned(5), "shift_b": unsigned(5)})
+                          "shift_a": Vec["shift_a"].shape, "shift_b": Vec["shift_b"].shape})
 
 
 class VecALU(wiring.Component):

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from .isa import INSTR_BYTES
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,6 @@ class AcceleratorConfig:
     weight_encodings: tuple[str, ...] = ("int", "pow2")
     #: accumulator width of the PE array and the post-processing unit
     acc_bits: int = 32
-    #: bytes per instruction word (see ir/isa.py)
-    instr_bytes: int = 64
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
     #: resource budget this target must fit (LUT, FF, DSP, BRAM36), for reports
@@ -86,6 +85,11 @@ class AcceleratorConfig:
 
     # -- derived values ------------------------------------------------------------------------
     @property
+    def instr_bytes(self) -> int:
+        """Bytes per instruction word: the ISA's (``ir.isa.INSTR_BYTES``), not a knob."""
+        return INSTR_BYTES
+
+    @property
     def macs_per_cycle(self) -> int:
         return self.tm * self.tn
 
@@ -114,6 +118,12 @@ class AcceleratorConfig:
     @staticmethod
     def from_json(d: dict) -> "AcceleratorConfig":
         names = {f.name for f in dataclasses.fields(AcceleratorConfig)}
+        d = dict(d)
+        # Target files written before instr_bytes became the ISA's fact carry it: accept the
+        # ISA's value, refuse any other (no machine could fetch such words).
+        if "instr_bytes" in d and (given := d.pop("instr_bytes")) != INSTR_BYTES:
+            raise UsageError(f"instr_bytes is fixed by the ISA at {INSTR_BYTES} bytes (ir/isa.py), the target sets "
+                             f"{given!r}: remove the field")
         unknown = set(d) - names
         if unknown:
             raise UsageError(f"unknown target field(s) {sorted(unknown)}; valid fields: {sorted(names)}")

@@ -8,10 +8,11 @@ No offset or width is written by hand: a changed layout changes the decoder with
 ``tests/ir/test_decode.py`` checks the result against ``ir.isa.to_dict`` field for field.
 
 An instruction is *valid* when its opcode is assigned, its token flags name only neighbours
-its unit has, and every enum field of its body (activation, VEC op, ...) holds a member of its
-enum. ``scan`` finds every invalid instruction (vectorized, so ``load_program`` checks a whole
-program in milliseconds); ``decode_program`` builds ``Instr`` objects and rejects the first
-invalid one.
+its unit has, every enum field of its body (activation, VEC op, ...) holds a member of its
+enum, and — given the target — it keeps the field rules of ``ir/rules.py`` (alignments,
+dataflow limits, ranges against the buffer sizes). ``scan`` finds every invalid instruction
+(vectorized, so ``load_program`` checks a whole program in milliseconds); ``decode_program``
+builds ``Instr`` objects and rejects the first invalid one.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
+from ..errors import ProgramError
+from .config import AcceleratorConfig
 from .isa import BODY_OF, INSTR, INSTR_BYTES, UNIT_OF, Opcode, Unit, layout_table
-from .program import ProgramError
+from .rules import broken
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,10 @@ class Problem:
         return f"{where}: {self.detail}"
 
 
-def _check(words: np.ndarray, head: dict[str, np.ndarray], start: int) -> dict[int, Problem]:
+def _check(words: np.ndarray, head: dict[str, np.ndarray], start: int,
+           config: AcceleratorConfig | None) -> dict[int, Problem]:
     """A ``Problem`` for every invalid row of ``words``: the first one found in the order
-    opcode, token flags, body enum fields (layout order)."""
+    opcode, token flags, body enum fields (layout order), field rules (with ``config``)."""
     problems: dict[int, Problem] = {}
     codes = head["opcode"]
     for i in np.flatnonzero(~np.isin(codes, list(_OPCODES))).tolist():
@@ -142,6 +146,15 @@ def _check(words: np.ndarray, head: dict[str, np.ndarray], start: int) -> dict[i
             for r in np.flatnonzero(~np.isin(v, [m.value for m in fld.enum])).tolist():
                 i = start + int(rows[r])
                 problems.setdefault(i, Problem(i, op, f"{fld.name} has invalid value {int(v[r])}"))
+    if config is not None:
+        for op, fields in _BODIES.items():
+            rows = np.array([r for r in np.flatnonzero(codes == op.value).tolist() if start + r not in problems], int)
+            if rows.size:
+                mine = words[rows]
+                columns = {fld.name: _extract(mine, fld) for fld in fields}
+                for r, detail in broken(op, columns, config):
+                    i = start + int(rows[r])
+                    problems[i] = Problem(i, op, detail)
     return problems
 
 
@@ -150,23 +163,26 @@ def opcodes(instructions: bytes) -> np.ndarray:
     return _extract(_words(instructions, 0, None), _HEADER["opcode"])
 
 
-def scan(instructions: bytes, start: int = 0, count: int | None = None) -> dict[int, Problem]:
+def scan(instructions: bytes, start: int = 0, count: int | None = None, *,
+         config: AcceleratorConfig | None = None) -> dict[int, Problem]:
     """Every invalid instruction among ``count`` (all by default) from index ``start``, by
-    index (empty for a valid program). Nothing is raised for them."""
+    index (empty for a valid program); the field rules apply with ``config``. Nothing is
+    raised for them."""
     words = _words(instructions, start, count)
-    return _check(words, {name: _extract(words, fld) for name, fld in _HEADER.items()}, start)
+    return _check(words, {name: _extract(words, fld) for name, fld in _HEADER.items()}, start, config)
 
 
 def decode_program(instructions: bytes, start: int = 0, count: int | None = None, *,
-                   check: bool = True) -> list[Instr | None]:
+                   check: bool = True, config: AcceleratorConfig | None = None) -> list[Instr | None]:
     """Decode ``count`` instructions (all by default) from index ``start`` of ``instructions``.
     With ``check`` (the default), raises ``ProgramError`` naming the first invalid instruction
-    (see the module docstring). Without, nothing is raised: an instruction with an invalid
-    opcode is ``None`` and other fields keep their raw values (for the disassembler)."""
+    (see the module docstring; the field rules apply with ``config``, the target the program
+    runs on). Without, nothing is raised: an instruction with an invalid opcode is ``None``
+    and other fields keep their raw values (for the disassembler)."""
     words = _words(instructions, start, count)
     head = {name: _extract(words, fld) for name, fld in _HEADER.items()}
     if check:
-        problems = _check(words, head, start)
+        problems = _check(words, head, start, config)
         if problems:
             raise ProgramError(str(problems[min(problems)]))
     n = len(words)

@@ -1,4 +1,5 @@
-"""The field tables of docs/isa.md, generated from the layouts of ``ir/isa.py``.
+"""The field tables of docs/isa.md, generated from the layouts of ``ir/isa.py`` and the
+field rules of ``ir/rules.py``.
 
     python -m shiftflow.ir.isa_doc           # print the Markdown tables
     python -m shiftflow.ir.isa_doc --write   # put them into docs/isa.md
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from amaranth.lib import enum
 
-from .isa import BODY_OF, INSTR, INSTR_BITS, layout_table
+from .isa import BODY_OF, INSTR, INSTR_BITS, PARAM_BYTES, PARAM_ENTRY, layout_table
+from .rules import RULES
 
 BEGIN = "<!-- isa-tables:begin -->"
 END = "<!-- isa-tables:end -->"
@@ -35,9 +37,9 @@ def _table(rows: list[tuple[str, int, int, str]]) -> list[str]:
 
 
 def tables() -> str:
-    """Markdown: the instruction word, its header, and the body of every opcode that has one;
-    bit offsets count from bit 0 of the little-endian 512-bit word, field paths are the dotted
-    names the decoder and the disassembler use."""
+    """Markdown: the instruction word, its header, and the body of every opcode that has one
+    (bit offsets count from bit 0 of the little-endian 512-bit word, field paths are the dotted
+    names the decoder and the disassembler use); the parameter entry; the field rules."""
     members = dict(INSTR)
     kinds = {"header": "header fields (below)", "body": "the opcode's body (below; NOP and FINISH have none)"}
     lines = [f"### Instruction word ({INSTR_BITS} bits)", ""]
@@ -49,6 +51,13 @@ def tables() -> str:
     for title, path, layout, base in groups:
         lines += ["", f"### {title} (`{path}`)", ""]
         lines += _table([(p, base + off, width, _shape(shape)) for p, off, width, shape in layout_table(layout)])
+    lines += ["", f"### Parameter entry (`PARAM_ENTRY`, {PARAM_BYTES} bytes, little endian)", ""]
+    lines += _table([(p, off, width, _shape(shape)) for p, off, width, shape in layout_table(PARAM_ENTRY)])
+    lines += ["", "### Field rules (`ir/rules.py`)", "",
+              "Checked when a program is loaded, in this order; the first one an instruction breaks is reported "
+              "(a `ProgramError` naming the instruction and the field).", "",
+              "| opcode | field | rule |", "|---|---|---|"]
+    lines += [f"| {r.opcode.name} | `{r.field}` | {r.rule} |" for r in RULES]
     return "\n".join(lines) + "\n"
 
 

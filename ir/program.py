@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ShiftflowError
+from ..errors import ProgramError, ShiftflowError  # ProgramError: also imported from here
 from .config import AcceleratorConfig
+from .decode import opcodes, scan
 from .graph import Graph
 from .isa import INSTR_BYTES, Opcode
 from .text import parse_graph, print_graph
@@ -32,10 +33,6 @@ FORMAT = "shiftflow-program"
 VERSION = 1
 FILES = ("program.bin", "weights.bin", "graph.ir")
 SOURCE_MODEL = "source.onnx"  # a copy of the compiled ONNX file, for the L0 check
-
-
-class ProgramError(ShiftflowError):
-    """A build directory that is missing, corrupted, or made for something else."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,15 +116,13 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
 
 
 def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) -> None:
-    """``program.bin`` holds the ``listed`` number of valid instructions (``ir/decode.py``),
-    none of them for a core the target lacks."""
+    """``program.bin`` holds the ``listed`` number of valid instructions (``ir/decode.py``,
+    with the field rules of ``ir/rules.py`` for ``config``), none of them for a core the
+    target lacks."""
     if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != listed:
         raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
                            f"{listed} instructions of {INSTR_BYTES} bytes the manifest lists")
-    # ir.decode imports ProgramError from this module, so it cannot be imported at the top.
-    from .decode import opcodes, scan
-
-    problems = scan(instructions)
+    problems = scan(instructions, config=config)
     if problems:
         raise ProgramError(f"program.bin {problems[min(problems)]}")
     codes = opcodes(instructions)

@@ -85,7 +85,7 @@ class SimAccelerator(Accelerator):
         cfg = program.config
         size = dram_size(program)
         self._program = program
-        self._instrs = decode_program(program.instructions)
+        self._instrs = decode_program(program.instructions, config=cfg)
         self._machine = Machine(cfg, size)
         self._timeline = None
         self._counters = {"cycles": 0, "segments": 0, "instructions": 0, "dram_bytes": 0,

@@ -18,10 +18,10 @@ from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.decode import Instr
 from ..ir.intmath import round_shift
-from ..ir.isa import POW2_EXP, POW2_NONZERO, POW2_RESERVED, POW2_SIGN, Act, Dataflow, Opcode, VecOp, WgtTarget
+from ..ir.isa import (PARAM_BYTES, PARAM_DTYPE, POW2_EXP, POW2_NONZERO, POW2_RESERVED, POW2_SIGN, Act, Dataflow,
+                      Opcode, VecOp, WgtTarget)
 from ..ir.program import ProgramError
 
-PARAM_BYTES = 8  # one parameter entry: bias int32 LE, shift int8, 3 bytes zero
 # Shift amounts are saturated to this range before rounding. Datapath values are below
 # 2**acc_bits (<= 2**32) and results are clamped to 16 bits, so no result changes; it keeps
 # int64 arithmetic from overflowing on hostile shift fields.
@@ -266,9 +266,8 @@ class Machine:
             _fail(ins, f"reads parameter entries {start}..{start + cfg.tm - 1} of a bank of {cfg.param_entries}")
         if start % cfg.tm:
             _fail(ins, f"p_addr {start} is not a multiple of tm ({cfg.tm}): a CONV reads one parameter row")
-        entries = self.pbuf[f["wbank"]].reshape(cfg.param_entries, PARAM_BYTES)[start:start + cfg.tm]
-        bias = np.ascontiguousarray(entries[:, :4]).view("<i4")[:, 0].astype(np.int64)
-        return bias, entries[:, 4].view(np.int8).astype(np.int64)
+        entries = self.pbuf[f["wbank"]].view(PARAM_DTYPE)[start:start + cfg.tm]
+        return entries["bias"].astype(np.int64), entries["shift"].astype(np.int64)
 
     def _vec(self, ins: Instr) -> None:
         f, tn = ins.f, self.cfg.tn

@@ -20,9 +20,8 @@ import numpy as np
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.decode import Instr
-from ..ir.isa import Opcode, Unit, VecOp, WgtTarget
+from ..ir.isa import PARAM_BYTES, Opcode, Unit, VecOp, WgtTarget
 from ..ir.timeline import Timeline
-from .machine import PARAM_BYTES
 
 
 @dataclass(frozen=True)

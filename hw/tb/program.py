@@ -10,8 +10,10 @@ until ``("quit",)``. While it waits for a request no simulated time passes. Requ
 - ``("run", seg_addr, seg_len, stall, seed, max_cycles)``: reseed the stall generators, set
   their probability (``stall``/4096), write SEG_ADDR, SEG_LEN and CTRL.start over the CSR
   port, wait for STATUS.done (or error, or ``max_cycles``), then read every CSR. Answers
-  ``{"status", "error", "cycles", "units", "fault", "timeout", "seconds", "waited"}`` where
-  ``waited`` counts the cycles from the start write to done as seen by the bench.
+  ``{"status", "error", "cycles", "units", "fault", "timeout", "seconds", "waited", "edges"}``
+  where ``waited`` counts the cycles from the start write to done as seen by the bench and
+  ``edges`` the rising clock edges from the one that takes the start to the one that raises
+  done (the bench's own count of what the CYCLES register holds).
 
 Any exception in the bench is sent back as ``("exception", text)`` before the test fails.
 """
@@ -99,11 +101,16 @@ class Bench:
         await FallingEdge(self.clk)
         d.csr__we.value = 0
         timeout = False
+        ended = cocotb.utils.get_sim_time("ns") - PERIOD_NS // 2  # the rising edge before this falling one
         if not (int(d.done.value) or int(d.error.value)):
             limit = ClockCycles(self.clk, max_cycles)
             fired = await First(RisingEdge(d.done), RisingEdge(d.error), limit)
             timeout = fired is limit
+            ended = cocotb.utils.get_sim_time("ns")
         waited = round((cocotb.utils.get_sim_time("ns") - begin) / PERIOD_NS)
+        # The bench's own count, from simulated time: rising edges after the one that takes
+        # the CTRL write, up to the one that raises done (what CYCLES should hold).
+        edges = round(ended - (begin + PERIOD_NS // 2)) // PERIOD_NS
         seconds = time.perf_counter() - t0
         status = await self.csr_read(Reg.STATUS)
         if status & STATUS_ERROR and status & STATUS_BUSY:  # let owed beats and executors drain
@@ -113,6 +120,7 @@ class Bench:
             status = await self.csr_read(Reg.STATUS)
         out = {"status": status, "done": bool(status & STATUS_DONE), "error": await self.csr_read(Reg.ERROR),
                "cycles": await self.csr_read(Reg.CYCLES), "timeout": timeout, "seconds": seconds, "waited": waited,
+               "edges": edges,
                "fault": int(d.fault.value), "units": {}}
         for unit, (busy, stalled) in zip(UNITS, UNIT_COUNTERS):
             out["units"][unit] = {"busy": await self.csr_read(busy), "stall": await self.csr_read(stalled)}

@@ -136,7 +136,7 @@ class RtlAccelerator(Accelerator):
         self._program: Program | None = None
         self._used = 0
         self._segment = 0
-        self.segments: list[dict] = []  # per segment: start, count, cycles, model_cycles, seconds, units
+        self.segments: list[dict] = []  # per segment: start, count, cycles (CSR), edges (the bench's), ...
         self._counters: dict = {}
 
     # -- session ----------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class RtlAccelerator(Accelerator):
     def load_program(self, program: Program) -> None:
         cfg = program.config
         size = dram_size(program)
-        self._instrs = decode_program(program.instructions)
+        self._instrs = decode_program(program.instructions, config=cfg)
         base = -(-size // INSTR_ALIGN) * INSTR_ALIGN
         end = base + len(program.instructions)
         if end > self.dram_bytes:
@@ -224,7 +224,8 @@ class RtlAccelerator(Accelerator):
             for k, v in totals.items():
                 c["units"][unit][k] += v
         self.segments.append({"start": start, "count": count, "cycles": r["cycles"], "model_cycles": model,
-                              "waited": r["waited"], "seconds": r["seconds"], "units": r["units"]})
+                              "waited": r["waited"], "edges": r["edges"], "seconds": r["seconds"],
+                              "units": r["units"]})
         return r["cycles"]
 
     def counters(self) -> dict:

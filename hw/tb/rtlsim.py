@@ -46,7 +46,8 @@ def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: boo
     segments = rtl.segments
     report["seconds"]["rtl"] = round(time.perf_counter() - t0, 3)
     report["segments"] = [{"start": s["start"], "count": s["count"], "rtl_cycles": s["cycles"],
-                           "sim_cycles": s["model_cycles"], "seconds": round(s["seconds"], 3)} for s in segments]
+                           "bench_cycles": s["edges"], "sim_cycles": s["model_cycles"],
+                           "seconds": round(s["seconds"], 3)} for s in segments]
     sim_time = sum(s["seconds"] for s in segments)
     report["rtl_cycles_per_second"] = round(sum(s["waited"] for s in segments) / sim_time) if sim_time else None
     if got is not None:

@@ -9,7 +9,7 @@ once (~15 s for a small design) and reused by every test and every later run.
 ``run_cocotb`` runs one or more cocotb test modules (importable Python modules; pass a
 module's ``__name__``) against a built model and raises :class:`CocotbFailure` (an
 ``AssertionError``, so pytest reports a plain failure) naming each failing cocotb test with its
-message. Benches take their parameters from environment variables given in ``env``.
+message, or saying that no cocotb test ran (a misspelt module or ``testcase`` passes nothing). Benches take their parameters from environment variables given in ``env``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..verilog import VerilogDesign
 
 
 class CocotbFailure(AssertionError):
-    """One or more cocotb tests failed (or the simulator died before writing results)."""
+    """One or more cocotb tests failed, none ran, or the simulator died before writing results."""
 
 
 @dataclass(frozen=True)
@@ -79,19 +79,22 @@ def build_model(design: VerilogDesign, *, log=None) -> Model:
     return Model(design.top, final)
 
 
-def _failures(results: Path) -> list[str]:
+def _outcomes(results: Path) -> tuple[int, list[str]]:
+    """(cocotb tests run, one line per failed one) from a results XML."""
+    cases = list(ET.parse(results).getroot().iter("testcase"))
     out = []
-    for case in ET.parse(results).getroot().iter("testcase"):
+    for case in cases:
         for bad in (*case.findall("failure"), *case.findall("error")):
             msg = (bad.get("message") or bad.text or "").strip().splitlines()
             out.append(f"{case.get('classname')}.{case.get('name')}: {msg[0] if msg else 'failed'}")
-    return out
+    return len(cases), out
 
 
 def run_cocotb(model: Model, test_modules: str | list[str], *, testcase: str | None = None,
                env: dict[str, str] | None = None, seed: int = 1, test_dir: Path | None = None) -> Path:
     """Run cocotb ``test_modules`` on ``model``; returns the results XML. Raises
-    :class:`CocotbFailure` listing each failing test (or saying the simulator died)."""
+    :class:`CocotbFailure` listing each failing test, or saying that none ran or that the
+    simulator died."""
     require_cocotb()
     from cocotb_tools.runner import get_runner
 
@@ -112,7 +115,9 @@ def run_cocotb(model: Model, test_modules: str | list[str], *, testcase: str | N
     if not results.is_file():
         tail = log.read_text(errors="replace").strip().splitlines()[-15:] if log.is_file() else []
         raise CocotbFailure(f"simulation of {model.top} wrote no results; log tail:\n" + "\n".join(tail))
-    failed = _failures(results)
+    ran, failed = _outcomes(results)
+    if not ran:
+        raise CocotbFailure(f"no cocotb test ran on {model.top} (modules {modules}, testcase {testcase!r}; log {log})")
     if failed:
         raise CocotbFailure(f"{len(failed)} cocotb test(s) failed on {model.top} (log {log}):\n" + "\n".join(failed))
     return results

@@ -20,12 +20,11 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 
 from shiftflow.hw.axi import MemJoin
-from shiftflow.hw.buffers import PARAM_KEPT
 from shiftflow.hw.compute import ComputeUnit
 from shiftflow.hw.loadstore import LoadUnit, StoreUnit
 from shiftflow.ir.config import AcceleratorConfig
 from shiftflow.ir.decode import Instr, decode_program
-from shiftflow.ir.isa import INSTR, INSTR_BYTES, Opcode, Unit
+from shiftflow.ir.isa import INSTR, INSTR_BYTES, PARAM_BYTES, PARAM_KEPT, Opcode, Unit
 from shiftflow.ir.program import Program
 from shiftflow.ir.timeline import instruction_cycles
 from shiftflow.sim.machine import Machine
@@ -190,7 +189,7 @@ def run(cfg: AcceleratorConfig, seg: Segment, count: int | None = None, *, stall
         elif ins.opcode == Opcode.LOAD_WGT:
             np.testing.assert_array_equal(dump_wb(ctx, cu), mach.wbuf[:, :cu.wb.bank_words * cu.wb.word_bytes],
                                           err_msg=where)
-            want = mach.pbuf.reshape(2, cfg.param_entries, 8)[:, :, :PARAM_KEPT]
+            want = mach.pbuf.reshape(2, cfg.param_entries, PARAM_BYTES)[:, :, :PARAM_KEPT]
             np.testing.assert_array_equal(dump_pb(ctx, cu), want, err_msg=where)
         elif ins.opcode in (Opcode.CONV, Opcode.VEC):
             np.testing.assert_array_equal(cu.ob.sim_dump(ctx), mach.obuf, err_msg=where)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from shiftflow.hw.buffers import OutputBuffer, ParamBuffer
 from shiftflow.hw.linebuf import LineBuffer
 from shiftflow.ir.config import TINY
+from shiftflow.ir.isa import PARAM_BYTES, PARAM_DTYPE
 from tests.hw.streams import simulate
 
 CFG = TINY
@@ -67,7 +68,7 @@ def test_line_buffer(writes, reads):
 def test_param_buffer_reads_whole_rows(entries):
     dut = ParamBuffer(CFG)
     rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (2, CFG.param_entries * 8), dtype=np.uint8)
+    image = rng.integers(0, 256, (2, CFG.param_entries * PARAM_BYTES), dtype=np.uint8)
     got = []
 
     async def bench(ctx):
@@ -82,20 +83,20 @@ def test_param_buffer_reads_whole_rows(entries):
 
     simulate(dut, bench)
     for (bank, entry), values in zip(entries, got):
-        raw = image[bank].reshape(-1, 8)[entry:entry + CFG.tm]
-        want = [(int(r[:4].view("<i4")[0]), int(r[4:5].view(np.int8)[0])) for r in raw]
+        raw = image[bank].view(PARAM_DTYPE)[entry:entry + CFG.tm]
+        want = [(int(r["bias"]), int(r["shift"])) for r in raw]
         assert values == want
 
 
 def test_param_buffer_write_port():
     """DMA beats through ``w`` land where ``sim_load`` would put the same image."""
     dut = ParamBuffer(CFG)
-    image = np.random.default_rng(2).integers(0, 256, (2, CFG.param_entries * 8), dtype=np.uint8)
+    image = np.random.default_rng(2).integers(0, 256, (2, CFG.param_entries * PARAM_BYTES), dtype=np.uint8)
     got = []
 
     async def bench(ctx):
         for bank in range(2):
-            for addr in range(0, CFG.param_entries * 8, BEAT):
+            for addr in range(0, CFG.param_entries * PARAM_BYTES, BEAT):
                 ctx.set(dut.w.payload, {"bank": bank, "addr": addr, "strb": (1 << BEAT) - 1,
                                         "data": int.from_bytes(image[bank, addr:addr + BEAT].tobytes(), "little")})
                 ctx.set(dut.w.valid, 1)
@@ -109,7 +110,7 @@ def test_param_buffer_write_port():
             got.append([int(ctx.get(e.bias)) for e in dut.rd_data])
 
     simulate(dut, bench)
-    biases = image[1].reshape(-1, 8)[:, :4].copy().view("<i4")[:, 0]
+    biases = image[1].view(PARAM_DTYPE)["bias"]
     assert got == [biases[e:e + CFG.tm].tolist() for e in (0, 2 * CFG.tm, CFG.param_entries - CFG.tm)]
 
 

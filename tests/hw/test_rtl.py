@@ -24,6 +24,15 @@ def test_failures_surface_as_assertions(tmp_path):
         run_cocotb(model, cocotb_ppu.__name__, env={"PPU_LANES": "2"}, test_dir=tmp_path / "run")
 
 
+@pytest.mark.parametrize("modules, testcase", [(cocotb_ppu.__name__, "no_such_test"), ("tests.hw.streams", None)])
+def test_a_run_without_tests_fails(tmp_path, modules, testcase):
+    """A filter that matches nothing, a module without cocotb tests: nothing ran, not a pass
+    (cocotb writes empty results for the first and none for the second)."""
+    model = build_model(write_verilog(PPU(lanes=3), "ppu3", tmp_path))
+    with pytest.raises(CocotbFailure, match="no cocotb test ran on ppu3|of ppu3 wrote no results"):
+        run_cocotb(model, modules, testcase=testcase, env={"PPU_LANES": "3"}, test_dir=tmp_path / "run")
+
+
 def test_axi_dma_under_cocotb(tmp_path):
     model = build_model(write_verilog(AxiDma(beat_bytes=BB, word_bytes=TN), "axi_dma", tmp_path))
     run_cocotb(model, cocotb_dma.__name__, test_dir=tmp_path / "run")

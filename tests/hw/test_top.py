@@ -36,11 +36,18 @@ def fresh_rtl():
         yield acc
 
 
+def assert_counted(report: dict) -> None:
+    """Every segment's CYCLES register equals the bench's own count of clock edges."""
+    assert report["segments"], "no accelerator segment ran"
+    assert all(s["rtl_cycles"] == s["bench_cycles"] for s in report["segments"]), report["segments"]
+
+
 def assert_exact(report: dict) -> None:
-    """Outputs bit-exact (max |diff| 0) and every segment's RTL cycles == the model's."""
+    """Outputs bit-exact (max |diff| 0) and every segment's RTL cycles == the model's (and the
+    bench's clock)."""
     assert report["completed"], report["error"]
     assert report["bit_exact"] and report["max_abs_diff"] == 0, report["outputs"]
-    assert report["segments"], "no accelerator segment ran"
+    assert_counted(report)
     mismatched = [s for s in report["segments"] if s["rtl_cycles"] != s["sim_cycles"]]
     assert not mismatched, mismatched
     assert report["cycles_equal"] and report["rtl_cycles"] == report["sim_cycles"]
@@ -73,21 +80,24 @@ def features(program) -> set[str]:
     return out
 
 
-SEEN: set[str] = set()
-COUNT = [0]
+def each_random_layer(tmp_path_factory, check) -> None:
+    """Compile the 30 generated single-layer programs (the same ones on every call: a fixed
+    seed and no example database) and ``check(program, layer)`` each."""
+    @seed(20240611)
+    @settings(max_examples=30, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(layer=conv_layers(max_hw=12, max_ch=6), dataflow=st.sampled_from(["channel", "pixel"]))
+    def each(layer, dataflow):
+        path = tmp_path_factory.mktemp("layer") / "m.onnx"
+        onnx.save(conv_layer_model(**layer), path)
+        check(compile_model(path, "tiny", dataflow=dataflow), layer)
+
+    each()
 
 
-@seed(20240611)
-@settings(max_examples=30, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(layer=conv_layers(max_hw=12, max_ch=6), dataflow=st.sampled_from(["channel", "pixel"]))
-def test_random_conv_layers_exact(fresh_rtl, tmp_path_factory, layer, dataflow):
-    path = tmp_path_factory.mktemp("layer") / "m.onnx"
-    onnx.save(conv_layer_model(**layer), path)
-    program = compile_model(path, "tiny", dataflow=dataflow)
-    SEEN.update(features(program))
-    COUNT[0] += 1
-    assert_exact(rtlsim(program, seed=layer["seed"], accelerator=fresh_rtl))
+def test_random_conv_layers_exact(fresh_rtl, tmp_path_factory):
+    each_random_layer(tmp_path_factory,
+                      lambda program, layer: assert_exact(rtlsim(program, seed=layer["seed"], accelerator=fresh_rtl)))
 
 
 POOLED = [vec_model("maxpool", k=2, s=2, p=0, hw=(8, 10)), vec_model("maxpool", k=3, s=3, p=0, hw=(9, 15)),
@@ -95,23 +105,33 @@ POOLED = [vec_model("maxpool", k=2, s=2, p=0, hw=(8, 10)), vec_model("maxpool", 
           vec_model("add"), vec_model("avgpool"), vec_model("maxpool")]
 
 
+def pooled_program(tmp_path, k: int):
+    onnx.save(POOLED[k], tmp_path / f"m{k}.onnx")
+    return compile_model(tmp_path / f"m{k}.onnx", "tiny", dataflow="pixel" if k < 3 else "auto")
+
+
 @pytest.mark.parametrize("k", range(len(POOLED)))
 def test_pooling_and_vector_layers_exact(fresh_rtl, tmp_path, k):
     """Fused pooling (the pool windows in the CONV's retire), a layer in row strips, the VEC
     ops."""
-    onnx.save(POOLED[k], tmp_path / "m.onnx")
-    program = compile_model(tmp_path / "m.onnx", "tiny", dataflow="pixel" if k < 3 else "auto")
-    if k < 3:
-        SEEN.update(features(program))
-    assert_exact(rtlsim(program, seed=k, accelerator=fresh_rtl))
+    assert_exact(rtlsim(pooled_program(tmp_path, k), seed=k, accelerator=fresh_rtl))
 
 
-def test_random_layers_covered():
-    """The generated layers (with the pooled ones) covered every feature the RTL must get
-    right; runs after them (file order)."""
-    assert COUNT[0] >= 30
+def test_random_layers_covered(tmp_path_factory, tmp_path):
+    """The generated layers, with the first three pooled ones, cover every feature the RTL must
+    get right (compiled again here, so the check does not depend on which tests ran before)."""
+    seen, count = set(), [0]
+
+    def note(program, layer):
+        seen.update(features(program))
+        count[0] += 1
+
+    each_random_layer(tmp_path_factory, note)
+    for k in range(3):
+        seen |= features(pooled_program(tmp_path, k))
+    assert count[0] >= 30
     want = {"channel", "pixel", "depthwise", "stride2", "pow2", "pool", "strips"}
-    assert want <= SEEN, f"not exercised: {sorted(want - SEEN)}"
+    assert want <= seen, f"not exercised: {sorted(want - seen)}"
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -124,6 +144,7 @@ def test_random_stalls_stay_bit_exact(fresh_rtl, tmp_path, seed):
     assert report["completed"], report["error"]
     assert report["bit_exact"] and report["max_abs_diff"] == 0
     assert report["rtl_cycles"] > report["sim_cycles"]
+    assert_counted(report)
 
 
 def test_mnist_with_stalls_completes(fresh_rtl):

@@ -98,8 +98,11 @@ def test_load_program_rejects_enum_values_out_of_range(tmp_path):
 
 
 def test_loading_a_large_program_is_fast(tmp_path):
-    words = (encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "post": {"act": Act.RELU}}) +
-             encode(Opcode.LOAD_WGT, {"nbytes": 64}, push_next=1) + encode(Opcode.VEC, {"op": VecOp.RESIZE}))
+    """With the field rules (``ir/rules.py``) too."""
+    win = {"kh": 1, "kw": 1, "sh": 1, "sw": 1, "dh": 1, "dw": 1}
+    words = (encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": win, "tile": {"obuf_blk": 1},
+                                  "post": {"act": Act.RELU}}) +
+             encode(Opcode.LOAD_WGT, {"nbytes": 64}, push_next=1) + encode(Opcode.VEC, {"op": VecOp.RESIZE, "win": win}))
     build = _build(tmp_path, words * 5000 + encode(Opcode.FINISH))
     t0 = time.perf_counter()
     assert load_program(build).n_instructions == 15001

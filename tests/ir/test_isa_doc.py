@@ -1,7 +1,10 @@
-"""docs/isa.md carries the field tables of ``ir/isa.py`` as ``ir/isa_doc.py`` generates them."""
+"""docs/isa.md carries the field tables of ``ir/isa.py`` and the field rules of ``ir/rules.py``
+as ``ir/isa_doc.py`` generates them."""
 
 from shiftflow.ir.decode import _BODIES, _HEADER
+from shiftflow.ir.isa import PARAM_ENTRY
 from shiftflow.ir.isa_doc import BEGIN, DOC, END, main, tables, with_tables
+from shiftflow.ir.rules import RULES
 
 
 def test_docs_tables_are_current():
@@ -17,7 +20,12 @@ def test_every_decoded_field_has_a_row():
     fields = list(_HEADER.values()) + [f for fields in _BODIES.values() for f in fields]
     for f in fields:
         assert f"| `{f.name}` | {f.offset} | {f.width} |" in "\n".join(rows), f.name
-    assert len(rows) == 3 + len(fields)  # + header, body, pad of the word
+    assert len(rows) == 3 + len(fields) + len(list(PARAM_ENTRY))  # + header, body, pad of the word
+
+
+def test_every_rule_has_a_row():
+    rows = [line for line in tables().splitlines() if line.startswith(("| LOAD", "| STORE", "| CONV", "| VEC"))]
+    assert rows == [f"| {r.opcode.name} | `{r.field}` | {r.rule} |" for r in RULES]
 
 
 def test_with_tables_replaces_only_the_block_or_appends_it():

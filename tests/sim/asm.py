@@ -9,7 +9,7 @@ import numpy as np
 
 from shiftflow.ir.graph import Graph
 from shiftflow.ir.intmath import conv2d, round_shift, window_reduce
-from shiftflow.ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget, encode
+from shiftflow.ir.isa import PARAM_BYTES, PARAM_DTYPE, Act, Dataflow, Opcode, VecOp, WgtTarget, encode
 from shiftflow.ir.program import Program
 from shiftflow.sim.accelerator import SimAccelerator
 
@@ -66,7 +66,7 @@ def pack_weights(w: np.ndarray, tm: int, tn: int, dataflow: str, depthwise: bool
 
 def pack_params(bias: np.ndarray, shift: np.ndarray, tm: int) -> bytes:
     n = math.ceil(len(bias) / tm) * tm
-    entries = np.zeros(n, dtype=[("bias", "<i4"), ("shift", "i1"), ("pad", "V3")])
+    entries = np.zeros(n, dtype=PARAM_DTYPE)
     entries["bias"][:len(bias)] = bias
     entries["shift"][:len(shift)] = shift
     return entries.tobytes()
@@ -157,7 +157,7 @@ def conv_asm(cfg, x, w, bias, shift, *, dataflow="channel", depthwise=False, pow
     pa = asm.put(0x60000, pack_params(bias, shift, tm))
     out = 0x80000
     asm.emit(Opcode.LOAD_WGT, {"dram_addr": wa, "nbytes": len(wbytes), "target": WgtTarget.WEIGHTS, "sram_addr": 0})
-    asm.emit(Opcode.LOAD_WGT, {"dram_addr": pa, "nbytes": math.ceil(m / tm) * tm * 8, "target": WgtTarget.PARAMS,
+    asm.emit(Opcode.LOAD_WGT, {"dram_addr": pa, "nbytes": math.ceil(m / tm) * tm * PARAM_BYTES, "target": WgtTarget.PARAMS,
                                "sram_addr": 0})  # the image load after it pushes the token
     blk = tm // tn
     nblocks = math.ceil(m / tm)

@@ -62,7 +62,7 @@ def test_interface_errors():
 
 
 @pytest.mark.parametrize("word, message", [
-    (encode(Opcode.LOAD_WGT, {"dram_addr": DRAM_SIZE - 4, "nbytes": 8}), "reads DRAM bytes"),
+    (encode(Opcode.LOAD_WGT, {"dram_addr": DRAM_SIZE - 8, "nbytes": 16}), "reads DRAM bytes"),
     (encode(Opcode.LOAD_WGT, {"nbytes": 8, "target": WgtTarget.PARAMS, "sram_addr": 256 * 8 - 4}),
      "of a parameter bank of 2048"),
     (encode(Opcode.LOAD_ACT, {"src": dram_box(DRAM_SIZE - 8, 1, 1, 4, 16, 16), "ring": ring(0, 1, 4, 4)}),

@@ -10,6 +10,7 @@ import pytest
 
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.ir.config import TINY, ZU3EG
+from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import INSTR_BYTES, Opcode, encode
 from shiftflow.ir.program import Program, ProgramError, load_program, save_program
 from shiftflow.sim.run import simulate
@@ -162,3 +163,21 @@ def test_pow2_code_with_a_reserved_bit_is_rejected(tmp_path, capsys):
     assert main(["simulate", str(build)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {msg}"]
+
+
+def test_off_beat_weight_load_is_rejected_at_load_time(program, build):
+    """A LOAD_WGT whose DRAM address is off the beat its on-chip address is on: the RTL's DMA
+    would not shift the bytes, so the simulator's and the RTL's results would differ. The
+    field rules (ir/rules.py) reject it when the build is loaded and when it is simulated."""
+    words = bytearray(program.instructions)
+    i, ins = next((i, ins) for i, ins in enumerate(decode_program(program.instructions))
+                  if ins.opcode == Opcode.LOAD_WGT)
+    body = {k: ins.f[k] for k in ("dram_addr", "nbytes", "target", "bank", "sram_addr")}
+    body["dram_addr"] += 4
+    words[i * INSTR_BYTES:(i + 1) * INSTR_BYTES] = encode(Opcode.LOAD_WGT, body, push_next=ins.push_next,
+                                                          pop_next=ins.pop_next)
+    _rewrite(build, "program.bin", bytes(words))
+    want = rf"instruction {i} \(LOAD_WGT\): sram_addr \d+ and dram_addr {body['dram_addr']} differ modulo the DRAM beat"
+    assert re.search(want, _load_error(build))
+    with pytest.raises(ProgramError, match=want):
+        simulate(Program(program.config, bytes(words), program.weights, program.graph, program.manifest))
