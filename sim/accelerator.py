@@ -1,4 +1,4 @@
-"""The one accelerator interface (DESIGN.md convention 6) and its simulator implementation.
+"""The one accelerator interface (docs/design.md, convention 6) and its simulator implementation.
 
 The runner (``sim/run.py``) drives any ``Accelerator`` the same way: ``load_program``, write
 the constants and inputs into DRAM, ``run_segment`` for each accelerator segment, read

@@ -1,6 +1,6 @@
 """The zoo's networks, written with Brevitas quantized layers.
 
-Every network obeys the numerics of DESIGN.md §2 by construction:
+Every network obeys the numerics of docs/design.md ("Numerics") by construction:
 
 - all quantizers are fixed point (power-of-two scales, zero point 0): signed 8-bit for the
   network input and for linear (no-ReLU) outputs, unsigned 8-bit after every ReLU;

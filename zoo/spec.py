@@ -9,7 +9,7 @@ FORMS: tuple[str, ...] = ("qcdq", "qonnx")
 DEFAULT_HW: dict[str, tuple[int, int]] = {
     "mnist": (28, 28), "resnet": (32, 32), "mobilenet": (64, 64), "detector": (512, 512)}
 # Total downsampling of each network, and whether its final map feeds a global average pool
-# (whose window must then cover a power-of-two element count, DESIGN.md §2).
+# (whose window must then cover a power-of-two element count, docs/design.md, "Numerics").
 STRIDE: dict[str, int] = {"mnist": 4, "resnet": 4, "mobilenet": 16, "detector": 32}
 GLOBAL_POOL: dict[str, bool] = {
     "mnist": False, "resnet": True, "mobilenet": True, "detector": False}

@@ -1,5 +1,5 @@
 """Models quantized by onnxruntime's own `quantize_static`, forced to po2 scales, import
-bit-exactly (DESIGN.md §6: TensorQuantOverrides + QDQDisableWeightAdjustForInt32Bias)."""
+bit-exactly (docs/design.md, "Environment facts": TensorQuantOverrides + QDQDisableWeightAdjustForInt32Bias)."""
 
 import numpy as np
 import onnx
