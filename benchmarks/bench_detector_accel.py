@@ -7,22 +7,24 @@ Reports, side by side in one run:
 - cycles, fps at the target clock (goal >= 18), MAC utilization (goal: mean over conv
   layers >= 0.80), per-layer table;
 - the hybrid dataflow (auto) against channel-only and pixel-only, forced for the whole net.
-Writes ``benchmarks/results/detector_accel_<target>.json``.
+Every run's outputs must equal the integer interpreter's (L2 == L1) on the same input, else
+the benchmark fails (``guard.write_result``). Writes
+``benchmarks/results/detector_accel_<target>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+from guard import write_result
 from shiftflow.backend.compile import compile_model
-from shiftflow.sim.run import simulate
+from shiftflow.frontend.interpreter import Interpreter
+from shiftflow.sim.check import compare_outputs
+from shiftflow.sim.run import make_feeds, simulate
 from shiftflow.zoo import zoo_model
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def conv_utilization(layers: list[dict], macs_per_cycle: int) -> dict:
@@ -37,7 +39,9 @@ def conv_utilization(layers: list[dict], macs_per_cycle: int) -> dict:
     return {"plain_mean": round(plain, 4), "cycle_weighted": round(weighted, 4), "layers": len(convs)}
 
 
-def run(path: Path, target: str, dataflow: str, repeats: int) -> dict:
+def run(path: Path, target: str, dataflow: str, repeats: int, reference: dict) -> dict:
+    """Compile and simulate ``repeats`` times; ``reference`` caches the interpreter's outputs
+    (the same graph and seeded input for every dataflow), which the simulation must equal."""
     compile_s, sim_s = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -48,7 +52,10 @@ def run(path: Path, target: str, dataflow: str, repeats: int) -> dict:
         compile_s.append(t1 - t0)
         sim_s.append(t2 - t1)
     r = result.to_json()
-    return {"dataflow": dataflow, "compile_s": round(statistics.median(compile_s), 3),
+    if "outputs" not in reference:
+        reference["outputs"] = Interpreter(program.graph).run(make_feeds(program, None, 0))
+    exact = compare_outputs(program, result.outputs, reference["outputs"])["bit_exact"]
+    return {"dataflow": dataflow, "bit_exact": exact, "compile_s": round(statistics.median(compile_s), 3),
             "simulate_s": round(statistics.median(sim_s), 3), "total_cycles": r["total_cycles"],
             "fps": round(r["fps"], 2), "mac_utilization": round(r["mac_utilization"], 4),
             "conv_utilization": conv_utilization(r["layers"], program.config.macs_per_cycle), "dram_bytes": r["dram_bytes"],
@@ -62,7 +69,9 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     path = zoo_model("detector", args.variant, "qcdq")
-    rows = {df: run(path, args.target, df, args.repeats if df == "auto" else 1) for df in ("auto", "channel", "pixel")}
+    reference: dict = {}
+    rows = {df: run(path, args.target, df, args.repeats if df == "auto" else 1, reference)
+            for df in ("auto", "channel", "pixel")}
     print(f"detector {args.variant} on {args.target}")
     print(f"{'dataflow':9} {'compile s':>9} {'sim s':>7} {'cycles':>11} {'fps':>7} {'util':>6} {'conv util (mean / weighted)':>28}")
     for df, r in rows.items():
@@ -79,8 +88,8 @@ def main(argv=None) -> dict:
     result = {"model": path.name, "target": args.target, "statistic": "median", "goals": {
         "compile_s": 5, "simulate_s": 10, "fps": 18, "conv_utilization": 0.80}, "runs": rows,
         "hybrid_speedup": speedup}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"detector_accel_{args.target}.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_result(f"detector_accel_{args.target}.json", result,
+                 {f"{df} simulation bit-exact with the interpreter": r["bit_exact"] for df, r in rows.items()})
     return result
 
 

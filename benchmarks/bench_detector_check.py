@@ -4,23 +4,23 @@
 
 Builds (or reuses) the zoo detector, then times ``import_onnx`` and ``check_model`` end to
 end per variant and export form; prints medians and writes
-``benchmarks/results/detector_check.json``. Goal: under 10 s on a 2-core machine.
+``benchmarks/results/detector_check.json``. Goal: under 10 s on a 2-core machine. Every check
+must be bit-exact (L1 == L0), else the benchmark fails (``guard.write_result``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+from guard import write_result
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.frontend.summary import summarize
 from shiftflow.zoo import zoo_model
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_S = 10.0
 
 
@@ -59,8 +59,7 @@ def main(argv=None) -> dict:
                   f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'} (goal < {GOAL_S:.0f} s)")
             rows.append(r)
     result = {"goal_s": GOAL_S, "statistic": "median", "runs": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "detector_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("detector_check.json", result, {f"{r['model']} bit-exact": r["bit_exact"] for r in rows}, indent=2)
     return result
 
 

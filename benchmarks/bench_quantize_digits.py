@@ -6,6 +6,9 @@ top-1 accuracy on the held-out split under onnxruntime (graph optimizations off)
 
     python benchmarks/bench_quantize_digits.py [--out-dir DIR]
 
+Every quantized model must pass ``shiftflow check`` bit-exactly on 16 test images, else the
+benchmark fails (``guard.write_result``).
+
 Prints a table and writes ``benchmarks/results/quantize_digits.json``. The float and quantized
 models land in ``--out-dir`` (default: a fresh temporary directory, printed);
 :func:`quantize_all` returns their paths so a later step can run ``shiftflow check`` on each.
@@ -14,7 +17,6 @@ models land in ``--out-dir`` (default: a fresh temporary directory, printed);
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from guard import write_result
 from shiftflow.frontend.calibrate import float_session
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.frontend.quantize import quantize_model
 from shiftflow.zoo.digits import SEED, calibration_images, export, load_data, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CALIB_SAMPLES = 256
 
 #: name -> quantize_model keyword arguments (calibration is added by quantize_all).
@@ -107,8 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"dataset": "sklearn load_digits, 30% stratified held-out split",
               "test_samples": len(y_test), "calibration_samples": CALIB_SAMPLES,
               "float_top1": round(base, 4), "settings": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quantize_digits.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("quantize_digits.json", result,
+                 {f"{name}: check bit-exact": row["check_bit_exact"] for name, row in rows.items()}, indent=2)
     return result
 
 
