@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..errors import UsageError
+from ..ir.feeds import graph_feeds
 from ..ir.graph import Graph
 from . import cpu_ops
 from .importer import import_onnx
@@ -37,28 +37,6 @@ class CheckReport:
                 "seconds": self.seconds}
 
 
-def make_inputs(graph: Graph, given: np.ndarray | dict | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs for every graph input: ``given`` (one array for a single-input model, or a dict),
-    else seeded standard-normal float32 data."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in graph.inputs:
-        t = graph.types[name]
-        if isinstance(given, dict) and name in given:
-            a = given[name]
-        elif given is not None and not isinstance(given, dict) and len(graph.inputs) == 1:
-            a = given
-        else:
-            a = rng.standard_normal(t.shape)
-        a = np.asarray(a)
-        if a.shape != t.shape:
-            raise UsageError(f"input {name!r} must have shape {list(t.shape)}, got {list(a.shape)}")
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise UsageError(f"input {name!r} must be numeric (float32), got dtype {a.dtype}")
-        feeds[name] = a.astype(np.float32)
-    return feeds
-
-
 def reference_session(model: onnx.ModelProto):
     """An onnxruntime session for L0 (QONNX rewritten to QCDQ first)."""
     if has_qonnx_nodes(model):
@@ -72,13 +50,13 @@ def check_model(path: str | os.PathLike, given=None, seed: int = 0, input_shapes
     t0 = time.perf_counter()
     graph = graph if graph is not None else import_onnx(path, input_shapes)
     t1 = time.perf_counter()
-    feeds = make_inputs(graph, given, seed)
+    feeds = graph_feeds(graph, given, seed)
     l1 = Interpreter(graph).run(feeds)
     t2 = time.perf_counter()
     model = load_model(path, input_shapes).model
-    sess = reference_session(model)
     onnx_outputs = [o.name for o in model.graph.output]
-    l0 = dict(zip(onnx_outputs, sess.run(onnx_outputs, feeds)))
+    with cpu_ops.onnxruntime_errors(f"{os.fspath(path)!r} (L0)"):
+        l0 = dict(zip(onnx_outputs, reference_session(model).run(onnx_outputs, feeds)))
     t3 = time.perf_counter()
     outputs, worst, exact = [], 0.0, True
     for onnx_name, ir_name in zip(onnx_outputs, graph.outputs):

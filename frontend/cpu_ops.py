@@ -8,6 +8,8 @@ float32) and whose outputs are float32 IR tensors.
 from __future__ import annotations
 
 import base64
+import contextlib
+import re
 
 import numpy as np
 import onnx
@@ -33,6 +35,21 @@ def make_session(model_bytes: bytes):
     import onnxruntime as ort
 
     return ort.InferenceSession(model_bytes, session_options(), providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def onnxruntime_errors(what: str):
+    """Turn an onnxruntime failure inside the block into an ``UnsupportedError`` saying
+    ``onnxruntime cannot run {what}: ...`` (its status prefix and C++ location removed)."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf,
+                                                              NotImplemented)
+
+    try:
+        yield
+    except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NotImplemented) as exc:
+        text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc).strip().splitlines()[0])
+        text = re.sub(r"\S*onnxruntime_src\S*:\d+ [^(]*\(.*?\) ", "", text)
+        raise UnsupportedError(f"onnxruntime cannot run {what}: {text}") from None
 
 
 def node_model(node: onnx.NodeProto, inputs: dict[str, tuple[int, ...]], consts: dict[str, np.ndarray],

@@ -86,4 +86,35 @@ def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.input[:]
     graph.input.extend(inputs)
     fold_float_graph(graph)
+    _check_output_shapes(model)
     return onnx.shape_inference.infer_shapes(model)
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | None] | None:
+    """Declared dims of a value (None where symbolic), or None when it declares no shape."""
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+
+
+def _check_output_shapes(model: onnx.ModelProto) -> None:
+    """Each graph output's declared shape must be the one the graph computes: the quantized
+    model is checked strictly, and a stale declaration would fail there with a traceback."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for out in probe.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    computed = {vi.name: _dims(vi) for vi in onnx.shape_inference.infer_shapes(probe).graph.output}
+    for out in model.graph.output:
+        declared, actual = _dims(out), computed.get(out.name)
+        if declared is None or actual is None:
+            continue
+        if len(declared) != len(actual) or any(d is not None and a is not None and d != a
+                                               for d, a in zip(declared, actual)):
+            raise UsageError(f"graph output '{out.name}' is declared with shape {_show(declared)}, but the graph "
+                             f"computes {_show(actual)}: fix or remove the declared shape")
+
+
+def _show(dims: list[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"

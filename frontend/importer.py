@@ -21,7 +21,7 @@ def import_onnx(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     graph = Lowerer(loaded, name).run()
     if not any(op.kind in ("quantize", "requant") for op in graph.ops):
-        raise UnsupportedError(f"{os.fspath(path)!r} has no quantized tensors (no QuantizeLinear/Quant nodes): "
-                               f"quantize it first, e.g. `shiftflow quantize {os.path.basename(os.fspath(path))} "
+        raise UnsupportedError(f"{os.fspath(path)!r} has no quantized activations (its quantizers quantize only "
+                               f"constants): quantize the float model, e.g. `shiftflow quantize FLOAT.onnx "
                                f"-o quantized.onnx --calib-random 32`")
     return run_passes(graph, FRONTEND_PASSES, print_after, dump_dir)

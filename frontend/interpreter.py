@@ -56,15 +56,18 @@ class Interpreter:
         return execute_op(op, args, in_t, g.types[op.outputs[0]])
 
     def _run_cpu(self, op: Op, args, in_t) -> list[np.ndarray]:
-        from .cpu_ops import make_session
+        from .cpu_ops import make_session, onnxruntime_errors
 
         sess = self._sessions.get(op.name)
         if sess is None:
-            sess = self._sessions[op.name] = make_session(base64.b64decode(op.attrs["model"]))
+            with onnxruntime_errors(f"CPU op {op.name!r}"):
+                sess = self._sessions[op.name] = make_session(base64.b64decode(op.attrs["model"]))
         feeds = {}
         names = [i.name for i in sess.get_inputs()]
         for name, v, t in zip(op.inputs, args, in_t):
             if name in names:
-                feeds[name] = dequantize(v, t).astype(np.float32)
-        outs = sess.run(list(op.outputs), feeds)
+                # np.asarray: numpy arithmetic turns a 0-d array into a scalar onnxruntime refuses
+                feeds[name] = np.asarray(dequantize(v, t), dtype=np.float32)
+        with onnxruntime_errors(f"CPU op {op.name!r}"):
+            outs = sess.run(list(op.outputs), feeds)
         return [np.asarray(o, dtype=np.float32) for o in outs]

@@ -19,6 +19,8 @@ from .onnx_load import QONNX_DOMAINS, LoadedModel
 from .values import INT_RANGES, Codes, Const, QConst, Tensor, Value, check_zero_point, po2_frac, quantize_const
 
 ACT_BITS = (2, 8)  # activation widths the accelerator supports
+#: Ops whose output size is set by a window sliding over the input
+WINDOW_OPS = ("Conv", "MaxPool", "AveragePool", "LpPool")
 
 
 class Lowerer:
@@ -92,6 +94,7 @@ class Lowerer:
                     raise UnsupportedError(f"node {node.name!r} reads {i!r}, which is never defined")
             if not node.name:
                 node.name = self.fresh(f"{node.op_type}_{len(self.ops)}")
+            self._check_shapes(node)
             if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Quant", "Clip") and self._lower_quant(node):
                 continue
             args = [self.env[i] for i in node.input if i]
@@ -110,6 +113,28 @@ class Lowerer:
                 raise UnsupportedError(f"graph output {out.name!r} is a constant; nothing to compute")
             outputs.append(v.name)
         return Graph(self.name, self.loaded.inputs, tuple(outputs), tuple(self.ops), self.types, self.constants)
+
+    def _check_shapes(self, node: onnx.NodeProto) -> None:
+        """Refuse a window larger than its padded input and any output with a zero dimension:
+        ONNX shape inference gives such a pool one output row (C++ division truncates), the
+        levels below disagree on what it holds, and no level computes empty tensors."""
+        x = self.shapes.get(node.input[0], ((),))[0] if node.input else ()
+        if node.op_type in WINDOW_OPS and len(x) == 4:
+            from .lower_ops import attributes, window
+
+            attrs = attributes(node)
+            kernel = attrs.get("kernel_shape") or self.shapes[node.input[1]][0][2:]
+            _, pads, dil = window(attrs, x, kernel)
+            if any((kernel[i] - 1) * dil[i] + 1 > x[2 + i] + pads[i] + pads[i + 2] for i in range(2)):
+                raise UnsupportedError(
+                    f"node {node.name!r} ({node.op_type}): its {'x'.join(map(str, kernel))} window (dilations "
+                    f"{list(dil)}) is larger than its {x[2]}x{x[3]} input padded by {list(pads)}; give the model a "
+                    f"larger input")
+        for o in node.output:
+            shape = self.shapes[o][0] if o in self.shapes else ()
+            if 0 in shape:
+                raise UnsupportedError(f"node {node.name!r} ({node.op_type}): output {o!r} has shape {list(shape)}, "
+                                       f"with no elements; shiftflow needs non-empty tensors")
 
     # -- quantizers ------------------------------------------------------------------------
     def _lower_quant(self, node: onnx.NodeProto) -> bool:
@@ -142,6 +167,9 @@ class Lowerer:
             raise UnsupportedError(f"node {node.name!r}: blocked quantization is not supported")
         if op == "QuantizeLinear":
             dtype = self._q_dtype(node, attrs)
+            if dtype not in INT_RANGES:
+                raise UnsupportedError(f"node {node.name!r}: QuantizeLinear to {dtype} is not supported; shiftflow "
+                                       f"quantizes activations to 2..8-bit integers (INT8, UINT8, INT4, ...)")
             lo, hi = INT_RANGES[dtype]
             if isinstance(x, (Const, QConst)):
                 value = x.dequantized() if isinstance(x, QConst) else x.value

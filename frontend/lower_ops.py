@@ -23,7 +23,8 @@ W_BITS = (2, 8)
 B_BITS = 32
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
+def attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name (strings decoded)."""
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
@@ -36,7 +37,7 @@ def _int_tensor(lw, node, idx) -> Tensor | None:
     return v if isinstance(v, Tensor) and lw.types[v.name].is_int else None
 
 
-def _window(node, attrs, x_shape, kernel, ceil_mode=False):
+def window(attrs, x_shape, kernel):
     """(strides, pads t/l/b/r, dilations) with auto_pad resolved."""
     strides = tuple(attrs.get("strides", (1, 1)))
     dil = tuple(attrs.get("dilations", (1, 1)))
@@ -88,7 +89,7 @@ def lower_conv(lw, node, x: Tensor, w: QConst, b: QConst | None, attrs, out_name
         bt = TensorType((w.ints.shape[0],), "int", bb, True, b.frac)
         inputs.append(lw.add_constant(f"{node.name}_b", b_ints, bt))
     kernel = w.ints.shape[2:]
-    strides, pads, dil = _window(node, attrs, xt.shape, kernel)
+    strides, pads, dil = window(attrs, xt.shape, kernel)
     group = int(attrs.get("group", 1))
     ho = conv_out_size(xt.shape[2], kernel[0], strides[0], pads[0], pads[2], dil[0])
     wo = conv_out_size(xt.shape[3], kernel[1], strides[1], pads[1], pads[3], dil[1])
@@ -172,7 +173,7 @@ def _pool(lw, node, attrs, x: Tensor) -> bool:
     op = node.op_type
     glob = op.startswith("Global")
     kernel = tuple(xt.shape[2:]) if glob else tuple(attrs["kernel_shape"])
-    strides, pads, dil = ((1, 1), (0, 0, 0, 0), (1, 1)) if glob else _window(node, attrs, xt.shape, kernel)
+    strides, pads, dil = ((1, 1), (0, 0, 0, 0), (1, 1)) if glob else window(attrs, xt.shape, kernel)
     ceil = int(attrs.get("ceil_mode", 0))
     out_hw = tuple(conv_out_size(xt.shape[2 + i], kernel[i], strides[i], pads[i], pads[i + 2], dil[i], bool(ceil))
                    for i in range(2))
@@ -281,7 +282,7 @@ def _layout(lw, node, attrs, x: Tensor) -> bool:
 def lower_compute(lw, node: onnx.NodeProto) -> bool:
     """Lower one compute node on quantized tensors; False → the caller makes it a CPU op."""
     op = node.op_type
-    attrs = _attrs(node)
+    attrs = attributes(node)
     if node.domain not in ("", "ai.onnx"):
         return False
     if op == "Conv":

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from ..errors import ImportError_, UnsupportedError, UsageError
 
-# Custom-domain quantizers (QONNX) that ONNX shape inference does not know; they keep shape.
+# Domains of QONNX quantizers, which ONNX shape inference does not know (they keep shape).
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 
 
@@ -47,6 +47,10 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
 def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> LoadedModel:
     """Read, check and shape-infer the ONNX model at ``path``."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        build = os.path.isfile(os.path.join(path, "manifest.json"))
+        raise UsageError(f"{path!r} is a directory, not an ONNX file" +
+                         (f" (a build: run `shiftflow simulate {path}`)" if build else ""))
     if not os.path.isfile(path):
         raise UsageError(f"cannot read {path!r}: no such file")
     with open(path, "rb") as f:
@@ -66,6 +70,7 @@ def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]]
 def prepare_model(model: onnx.ModelProto, input_shapes=None, source: str = "model") -> LoadedModel:
     """Validate ``model`` (already parsed), fix its input shapes and infer all shapes."""
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's copy
+    check_graph(model, source)
     g = model.graph
     init_names = {i.name for i in g.initializer}
     real_inputs = [i for i in g.input if i.name not in init_names]
@@ -104,20 +109,43 @@ def prepare_model(model: onnx.ModelProto, input_shapes=None, source: str = "mode
     return LoadedModel(model, shapes, tuple(i.name for i in real_inputs), opsets)
 
 
+def check_graph(model: onnx.ModelProto, source: str) -> None:
+    """What must hold before shape inference can say anything useful: graph outputs, a known
+    opset, quantizers (a float model goes through ``shiftflow quantize`` first), and no QONNX
+    op other than ``Quant``."""
+    if not model.graph.output:
+        raise ImportError_(f"{source!r} has no graph outputs: nothing to compute")
+    newest = onnx.defs.onnx_opset_version()
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version > newest:
+            raise UnsupportedError(f"{source!r} imports ONNX opset {o.version}; onnx {onnx.__version__} knows opsets "
+                                   f"up to {newest}: export the model at opset {newest} or lower")
+    quantizers = {"QuantizeLinear", "Quant"}
+    for n in model.graph.node:
+        if n.domain in QONNX_DOMAINS and n.op_type != "Quant":
+            raise UnsupportedError(f"node {n.name!r}: QONNX {n.op_type} is not supported; shiftflow imports "
+                                   f"QONNX Quant (integer quantization, 2..8 bits) only")
+    if not any(n.op_type in quantizers for n in model.graph.node):
+        name = os.path.basename(source)
+        raise UnsupportedError(f"{source!r} is not quantized (no QuantizeLinear/Quant nodes): quantize it first, "
+                               f"e.g. `shiftflow quantize {name} -o quantized.onnx --calib-random 32`")
+
+
 def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str, tuple[tuple[int, ...], int]]:
     # Shape inference does not know QONNX quantizers: infer on a copy where each is an Identity.
     probe = onnx.ModelProto.FromString(model.SerializeToString())
     nodes = []
     for n in probe.graph.node:
-        if n.domain in QONNX_DOMAINS and n.op_type in ("Quant", "BipolarQuant", "Trunc"):
+        if n.domain in QONNX_DOMAINS and n.op_type == "Quant":
             n = helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name)
         nodes.append(n)
     del probe.graph.node[:]
     probe.graph.node.extend(nodes)
-    init_names = {i.name for i in probe.graph.initializer}
-    kept = [i for i in probe.graph.input if i.name not in init_names]
-    del probe.graph.input[:]
-    probe.graph.input.extend(kept)
+    if probe.ir_version >= 4:  # before IR 4 every initializer must also be a graph input
+        init_names = {i.name for i in probe.graph.initializer}
+        kept = [i for i in probe.graph.input if i.name not in init_names]
+        del probe.graph.input[:]
+        probe.graph.input.extend(kept)
     del probe.graph.value_info[:]
     for out in probe.graph.output:  # declared output shapes may predate an --input-shape override
         out.type.tensor_type.ClearField("shape")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from ..errors import UsageError
 from ..ir.graph import Graph
 from ..ir.ops import SPECS
 from ..ir.text import print_graph
@@ -144,7 +145,11 @@ FRONTEND_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
 
 def run_passes(graph: Graph, passes, print_after: str | None = None, dump_dir: str | None = None,
                start: str = "import") -> Graph:
-    """Run ``passes`` in order, verifying after each; print or dump the IR as asked."""
+    """Run ``passes`` in order, verifying after each; print or dump the IR as asked
+    (``UsageError`` for a ``print_after`` that names no pass)."""
+    names = [start] + [name for name, _ in passes]
+    if print_after is not None and print_after not in names + ["all"]:
+        raise UsageError(f"unknown pass {print_after!r} for --print-after; passes: {', '.join(names)} (or all)")
     verify(graph, after=start)
     _show(graph, start, print_after, dump_dir, 0)
     for i, (name, fn) in enumerate(passes, 1):

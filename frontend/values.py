@@ -105,11 +105,12 @@ def check_zero_point(zp: np.ndarray | None, node: str) -> None:
 
 def quantize_const(x: np.ndarray, frac, axis, lo: int, hi: int) -> np.ndarray:
     """What ``QuantizeLinear`` computes on a float32 constant: round half-to-even of
-    ``x / scale`` (exact for po2 scales), saturated to [lo, hi]."""
+    ``x / scale`` (exact for po2 scales), saturated to [lo, hi]; NaN gives ``lo``."""
     f = np.asarray(frac, dtype=np.float64)
     if axis is not None:
         shape = [1] * np.ndim(x)
         shape[axis] = -1
         f = f.reshape(shape)
-    q = np.rint(np.asarray(x, dtype=np.float32).astype(np.float64) * np.exp2(f))
+    x = np.asarray(x, dtype=np.float32).astype(np.float64)
+    q = np.rint(np.where(np.isnan(x), -np.inf, x) * np.exp2(f))  # NaN: the low end, as onnxruntime
     return np.clip(q, lo, hi).astype(np.int64)

@@ -89,7 +89,10 @@ def execute_op(op: Op, args: list[np.ndarray], in_t: list[TensorType], out_t: Te
     if k == "transpose":
         return [np.transpose(args[0], a["perm"])]
     if k == "quantize":
-        q = np.rint(args[0].astype(np.float64) * np.exp2(out_t.frac))
+        # NaN codes as the range's low end, as onnxruntime's QuantizeLinear does (ONNX leaves
+        # it undefined); infinities saturate (docs/ir.md, "Inputs")
+        x = args[0].astype(np.float64)
+        q = np.rint(np.where(np.isnan(x), -np.inf, x) * np.exp2(out_t.frac))
         lo, hi = out_t.qmin, out_t.qmax
         if "clip" in a:
             lo, hi = max(lo, a["clip"][0]), min(hi, a["clip"][1])

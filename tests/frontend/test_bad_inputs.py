@@ -7,6 +7,8 @@ from onnx import TensorProto, helper
 
 from shiftflow.cli import main
 from shiftflow.errors import ImportError_, QuantizationError, UnsupportedError, UsageError
+from shiftflow.frontend import cpu_ops
+from shiftflow.frontend.check import check_model
 from shiftflow.frontend.importer import import_onnx
 from tests.modelgen import QDQBuilder, conv_layer_model
 
@@ -144,3 +146,137 @@ def test_cli_user_errors_are_one_line_exit_2(tmp_path, capsys, argv_tail, messag
     err = capsys.readouterr().err
     assert err.strip() == message.format(**paths)
     assert len(err.strip().splitlines()) == 1
+
+
+def _unchecked_model(b: QDQBuilder, output: str) -> onnx.ModelProto:
+    """``b``'s model with a symbolic rank-4 output, without shape inference (which may refuse it)."""
+    g = helper.make_graph(b.nodes, "gen", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                         list(b.input_shape))],
+                          [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["n", "c", "h", "w"])], b.inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2])
+def test_quantize_linear_to_float8(tmp_path, dtype):
+    b = QDQBuilder((1, 2, 3, 3))
+    s = b.init("s", np.asarray(0.25, np.float32))
+    b.inits.append(helper.make_tensor("z8", dtype, [], [0.0]))
+    out = b.op("DequantizeLinear", [b.op("QuantizeLinear", [b.cur, s, "z8"]), s, "z8"])
+    name = TensorProto.DataType.Name(dtype)
+    with pytest.raises(UnsupportedError, match=rf"node 'QuantizeLinear\d+': QuantizeLinear to {name} is not "
+                                               r"supported; shiftflow quantizes activations to 2..8-bit integers"):
+        import_onnx(save(tmp_path, b.model(out)))
+
+
+def test_0d_tensor_between_cpu_ops_is_bit_exact(tmp_path):
+    """A CPU op's 0-d output, quantized, feeds another CPU op: numpy makes the dequantized
+    0-d array a scalar, which onnxruntime refused; now all levels agree."""
+    b = QDQBuilder((1, 2, 3, 3))
+    peak = b.quant(b.op("ReduceMax", [b.cur], keepdims=0), 4)
+    path = save(tmp_path, b.model(b.op("Neg", [peak])))
+    report = check_model(path, seed=1)
+    assert report.bit_exact and report.outputs[0]["shape"] == []
+
+
+@pytest.mark.parametrize("op, attrs, hw, message", [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, (1, 8),
+     r"node 'MaxPool\d+' \(MaxPool\): its 2x2 window \(dilations \[1, 1\]\) is larger than its 1x8 input padded by "
+     r"\[0, 0, 0, 0\]; give the model a larger input"),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 0, 0]}, (2, 2),
+     r"\(AveragePool\): its 3x3 window \(dilations \[1, 1\]\) is larger than its 2x2 input"),
+    ("Conv", {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [1, 1, 1, 1]}, (2, 9),
+     r"\(Conv\): its 3x3 window \(dilations \[2, 2\]\) is larger than its 2x9 input padded by \[1, 1, 1, 1\]"),
+])
+def test_window_larger_than_its_padded_input(tmp_path, op, attrs, hw, message):
+    """ONNX shape inference gives such a pool an output row (C++ division truncates), which
+    compile used to refuse with a contradictory line-buffer message and check crashed on."""
+    b = QDQBuilder((1, 2) + hw)
+    inputs = [b.cur] + ([b.weight(np.ones((2, 2, 3, 3)), 3)] if op == "Conv" else [])
+    path = save(tmp_path, _unchecked_model(b, b.quant(b.op(op, inputs, **attrs), 3)))
+    with pytest.raises(UnsupportedError, match=message):
+        import_onnx(path)
+
+
+def test_empty_tensor(tmp_path):
+    b = QDQBuilder((1, 2, 4, 4))
+    ints = [b.init(n, np.asarray([v], np.int64)) for n, v in (("st", 2), ("en", 2), ("ax", 2))]
+    path = save(tmp_path, _unchecked_model(b, b.op("Slice", [b.cur, *ints])))
+    with pytest.raises(UnsupportedError, match=r"node 'Slice\d+' \(Slice\): output 'slice\d+' has shape "
+                                               r"\[1, 2, 0, 4\], with no elements; shiftflow needs non-empty tensors"):
+        import_onnx(path)
+
+
+def test_model_without_outputs(tmp_path):
+    m = conv_layer_model()
+    del m.graph.output[:]
+    with pytest.raises(ImportError_, match=r"'.*m.onnx' has no graph outputs: nothing to compute"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_opset_newer_than_onnx(tmp_path):
+    m = conv_layer_model()
+    m.opset_import[0].version = 99
+    with pytest.raises(UnsupportedError, match=r"imports ONNX opset 99; onnx \S+ knows opsets up to (\d+): export "
+                                               r"the model at opset \1 or lower"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_onnxruntime_failure_is_one_line(tmp_path):
+    """What onnxruntime refuses becomes an UnsupportedError without its status prefix and
+    C++ source location (a model newer than onnxruntime's opsets stands in for any)."""
+    m = conv_layer_model()
+    m.opset_import[0].version = 99
+    with pytest.raises(UnsupportedError) as info, cpu_ops.onnxruntime_errors("'m.onnx' (L0)"):
+        cpu_ops.make_session(m.SerializeToString())
+    text = str(info.value)
+    assert text.startswith("onnxruntime cannot run 'm.onnx' (L0): ONNX Runtime only *guarantees* support for")
+    assert "onnxruntime_src" not in text and "[ONNXRuntimeError]" not in text and "\n" not in text
+
+
+def _float_model(ir_version: int, opset: int) -> onnx.ModelProto:
+    w = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])]
+    if ir_version < 4:  # initializers are graph inputs before IR 4
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3, 3, 3]))
+    g = helper.make_graph([node], "f", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
+    return m
+
+
+@pytest.mark.parametrize("ir_version, opset", [(3, 8), (10, 21)])
+def test_float_model_is_not_quantized(tmp_path, ir_version, opset):
+    """Also with IR 3, where shape inference used to fail first ("cannot determine the shape")."""
+    with pytest.raises(UnsupportedError, match=r"'.*f.onnx' is not quantized \(no QuantizeLinear/Quant nodes\): "
+                                               r"quantize it first, e.g. `shiftflow quantize f.onnx -o "
+                                               r"quantized.onnx --calib-random 32`"):
+        import_onnx(save(tmp_path, _float_model(ir_version, opset), "f.onnx"))
+
+
+def test_qonnx_float_quant(tmp_path):
+    b = QDQBuilder((1, 2, 3, 3))
+    params = [b.init(n, np.float32(v)) for n, v in (("s", 1), ("e", 4), ("m", 3), ("b", 7), ("mx", 240))]
+    b.nodes.append(helper.make_node("FloatQuant", [b.cur, *params], ["fq"], name="fq0",
+                                    domain="qonnx.custom_op.general"))
+    m = _unchecked_model(b, "fq")
+    m.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
+    with pytest.raises(UnsupportedError, match=r"^node 'fq0': QONNX FloatQuant is not supported; shiftflow imports "
+                                               r"QONNX Quant \(integer quantization, 2..8 bits\) only$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_directory_instead_of_model(tmp_path):
+    with pytest.raises(UsageError, match=r"^'.*' is a directory, not an ONNX file$"):
+        import_onnx(tmp_path)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"is a directory, not an ONNX file \(a build: run `shiftflow simulate "):
+        import_onnx(tmp_path)
+
+
+def test_print_after_unknown_pass(tmp_path):
+    with pytest.raises(UsageError, match=r"^unknown pass 'nosuch' for --print-after; passes: import, "
+                                         r"hoist_requant, .*dead_code \(or all\)$"):
+        import_onnx(save(tmp_path, conv_layer_model()), print_after="nosuch")
