@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -60,13 +61,12 @@ class AcceleratorConfig:
     budget: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        problems = _field_problems(self)
+        if problems:  # the relations below compute with the fields
+            raise UsageError(f"target {self.name!r} is invalid: " + "; ".join(problems))
         object.__setattr__(self, "weight_encodings", tuple(self.weight_encodings))
         object.__setattr__(self, "budget", dict(self.budget))
         problems = []
-        for f in ("tm", "tn", "line_buffer_bytes", "weight_bank_bytes", "output_buffer_bytes", "param_entries",
-                  "dram_bytes_per_cycle", "ppu_lanes", "queue_depth", "fetch_depth", "token_depth"):
-            if int(getattr(self, f)) <= 0:
-                problems.append(f"{f} must be positive")
         if self.tm % self.tn:
             problems.append(f"tm ({self.tm}) must be a multiple of tn ({self.tn})")
         bw = self.dram_bytes_per_cycle
@@ -74,8 +74,6 @@ class AcceleratorConfig:
             problems.append(f"dram_bytes_per_cycle ({bw}) must be a power of two and a multiple of tn ({self.tn})")
         elif self.instr_bytes % bw:
             problems.append(f"instr_bytes ({self.instr_bytes}) must be whole DRAM beats ({bw} bytes)")
-        if self.dram_latency < 0 or self.pe_latency < 1:
-            problems.append("dram_latency must be >= 0 and pe_latency >= 1")
         if not set(self.weight_encodings) <= {"int", "pow2"}:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
         if self.line_buffer_bytes % self.tn or self.output_buffer_bytes % (2 * self.tn):
@@ -137,6 +135,39 @@ class AcceleratorConfig:
             raise UsageError(f"bad target description: {exc}") from None
 
 
+#: Integer fields that may be 0 (all others must be positive)
+_NON_NEGATIVE = ("dram_latency",)
+
+
+def _field_problems(cfg: AcceleratorConfig) -> list[str]:
+    """Each field's type and sign, by its annotation: an ``int`` field takes an integer (not a
+    bool or a float such as ``4.0``), ``clock_mhz`` a positive finite number, ``name`` a
+    non-empty string, ``weight_encodings`` a list of encoding names, ``budget`` a mapping of
+    resource names to non-negative integers."""
+    problems = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.type == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                problems.append(f"{f.name} must be an integer, got {v!r}")
+            elif v < 0 or v == 0 and f.name not in _NON_NEGATIVE:
+                problems.append(f"{f.name} must be {'>= 0' if f.name in _NON_NEGATIVE else 'positive'}, got {v}")
+        elif f.type == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                problems.append(f"{f.name} must be a positive number, got {v!r}")
+        elif f.type == "str":
+            if not isinstance(v, str) or not v:
+                problems.append(f"{f.name} must be a non-empty string, got {v!r}")
+        elif f.name == "weight_encodings":
+            if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v:
+                problems.append(f"{f.name} must be a non-empty list of 'int'/'pow2', got {v!r}")
+        elif f.name == "budget":
+            if not isinstance(v, dict) or not all(isinstance(k, str) and not isinstance(n, bool)
+                                                  and isinstance(n, int) and n >= 0 for k, n in v.items()):
+                problems.append(f"{f.name} must map resource names to non-negative integers, got {v!r}")
+    return problems
+
+
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
@@ -177,4 +208,7 @@ def load_target(spec: str | AcceleratorConfig) -> AcceleratorConfig:
         raise UsageError(f"cannot read target {spec!r}: {exc}") from None
     if not isinstance(d, dict):
         raise UsageError(f"target {spec!r} must be a JSON object")
-    return AcceleratorConfig.from_json(d)
+    try:
+        return AcceleratorConfig.from_json(d)
+    except UsageError as exc:
+        raise UsageError(f"target file {spec!r}: {exc}") from None
