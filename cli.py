@@ -11,34 +11,71 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
-import numpy as np
 
 from .errors import ShiftflowError, UsageError
+from .ir.feeds import load_array
 
 
-def _load_array(path: str) -> np.ndarray:
+def _writable(directory: str, what: str) -> None:
+    """Create and remove a scratch file in ``directory``: the one test that holds for every
+    user (``os.access`` says yes to root even where nothing can be created, as in /proc)."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {path!r}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot read {path!r} as a .npy/.npz array: {exc}") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if len(data.files) != 1:
-            raise UsageError(f"{path!r} holds {len(data.files)} arrays; give a .npy with the one input")
-        data = data[data.files[0]]
-    return data
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {what}: {directory!r}: {exc.strerror}") from None
+
+
+def _output_dir(path: str, flag: str) -> str:
+    """``path`` for a command to write a directory into: an existing writable directory, or a
+    new one under a writable directory (checked before any work, so a long compile does not
+    end in a traceback)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is an existing file; give a directory to write into")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot create {flag} {path!r}: {parent!r} is a file")
+    _writable(parent, f"{flag} {path!r}")
+    return path
+
+
+def _output_file(path: str, flag: str) -> str:
+    """``path`` for a command to write one file to: not a directory, in a writable directory."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write {flag} {path!r}: directory {parent!r} does not exist")
+    _writable(parent, f"{flag} {path!r}")
+    return path
+
+
+def _build_dir(path: str) -> str:
+    """A build directory to read; a model file given instead gets the command that makes one."""
+    if os.path.isfile(path):
+        raise UsageError(f"{path!r} is a file, not a build directory: compile it first, e.g. "
+                         f"`shiftflow compile {path} -o build`, then pass `build`")
+    return path
 
 
 def cmd_inspect(args) -> int:
+    from .backend.partition import host_reasons
     from .frontend.importer import import_onnx
     from .frontend.onnx_load import parse_input_shapes
     from .frontend.summary import format_summary, summarize
+    from .ir.config import load_target
     from .ir.text import print_graph
 
+    config = load_target(args.target)
+
+    if args.dump_dir:
+        _output_dir(args.dump_dir, "--dump-dir")
     graph = import_onnx(args.model, parse_input_shapes(args.input_shape), args.print_after, args.dump_dir)
-    summary = summarize(graph)
+    summary = summarize(graph, host_reasons(graph, config), config.name)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -52,7 +89,7 @@ def cmd_check(args) -> int:
     from .frontend.check import check_model
     from .frontend.onnx_load import parse_input_shapes
 
-    given = _load_array(args.input) if args.input else None
+    given = load_array(args.input) if args.input else None
     report = check_model(args.model, given, args.seed, parse_input_shapes(args.input_shape))
     if args.json:
         print(json.dumps(report.to_json()))
@@ -71,6 +108,7 @@ def cmd_quantize(args) -> int:
 
     if (args.calib is None) == (args.calib_random is None):
         raise UsageError("give exactly one of --calib DATA.npz or --calib-random N")
+    _output_file(args.output, "-o")
     calib = load_calibration(args.calib) if args.calib else None
     model = quantize_model(args.model, calib=calib, calib_random=args.calib_random, wbits=args.wbits,
                            abits=args.abits, weights=args.weights, per_channel=args.per_channel, seed=args.seed)
@@ -83,16 +121,23 @@ def cmd_compile(args) -> int:
     from .backend.compile import compile_model
     from .frontend.onnx_load import parse_input_shapes
     from .ir.program import SOURCE_MODEL, save_program
+    from .sim.run import host_convs
 
+    _output_dir(args.output, "-o")
     program = compile_model(args.model, args.target, dataflow=args.dataflow,
                             input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
     shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
     m = program.manifest
+    convs = host_convs(program)
+    for c in convs:  # MACs the accelerator's cycles and fps will not include
+        print(f"warning: conv {c['name']!r} ({c['macs']:,} MACs) runs on the host: {c['reason']}",
+              file=sys.stderr)
     summary = {"build": args.output, "target": program.config.name, "instructions": program.n_instructions,
                "weights_bytes": len(program.weights), "dram_bytes": m["dram"]["size"],
                "accelerator_layers": len(m["layers"]),
-               "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host")}
+               "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host"),
+               "host_macs": sum(c["macs"] for c in convs)}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -105,8 +150,8 @@ def cmd_simulate(args) -> int:
     from .ir.program import load_program
     from .sim.run import format_report, simulate
 
-    program = load_program(args.build)
-    given = _load_array(args.input) if args.input else None
+    program = load_program(_build_dir(args.build))
+    given = load_array(args.input) if args.input else None
     if args.check:
         from .ir.program import SOURCE_MODEL
         from .sim.check import check_simulation
@@ -126,8 +171,8 @@ def cmd_rtlsim(args) -> int:
     from .hw.tb.rtlsim import format_rtlsim, rtlsim
     from .ir.program import load_program
 
-    program = load_program(args.build)
-    given = _load_array(args.input) if args.input else None
+    program = load_program(_build_dir(args.build))
+    given = load_array(args.input) if args.input else None
     report = rtlsim(program, given, seed=args.seed, stalls=args.stalls)
     print(json.dumps(report) if args.json else format_rtlsim(report))
     return 0 if report["passed"] else 1
@@ -136,7 +181,7 @@ def cmd_rtlsim(args) -> int:
 def cmd_verilog(args) -> int:
     from .hw.cli_rtl import write_rtl
 
-    out = write_rtl(args.target, args.output, args.synth)
+    out = write_rtl(args.target, _output_dir(args.output, "-o"), args.synth)
     if args.json:
         print(json.dumps(out))
     else:
@@ -155,7 +200,7 @@ def cmd_disasm(args) -> int:
     from .ir.disasm import disassemble
     from .ir.program import load_program
 
-    program = load_program(args.build)
+    program = load_program(_build_dir(args.build))
     layer_of = {}
     for layer in program.manifest["layers"]:
         for i in range(layer["first"], layer["last"] + 1):
@@ -168,14 +213,14 @@ def cmd_disasm(args) -> int:
 def cmd_zoo(args) -> int:
     from .zoo.build import build_zoo
 
-    build_zoo(args.out, names=args.only, variants=args.variants, forms=args.forms)
+    build_zoo(_output_dir(args.out, "--out"), names=args.only, variants=args.variants, forms=args.forms)
     return 0
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(_output_dir(args.out, "--out"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--summary-only", action="store_true", help="skip the IR listing")
     sp.add_argument("--print-after", metavar="PASS", help="print the IR after this pass ('all' for every one)")
     sp.add_argument("--dump-dir", metavar="DIR", help="write the IR after every pass into DIR")
+    sp.add_argument("--target", default="tiny", help="the target whose placement (accelerator or host) to show")
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("check", help="integer interpreter vs onnxruntime, bit for bit")

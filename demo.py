@@ -16,6 +16,7 @@ import os
 import onnx
 
 from .backend.compile import compile_graph
+from .backend.partition import host_reasons
 from .frontend.check import check_model
 from .frontend.importer import import_onnx
 from .frontend.quantize import load_calibration, quantize_model
@@ -47,7 +48,7 @@ def run_demo(out_dir: str) -> int:
         print(f"== shiftflow check: {len(reports)} images, max_abs_diff={worst:g} -> "
               f"{'bit-exact' if exact else 'NOT bit-exact'}")
         print("== shiftflow inspect")
-        print(format_summary(summarize(graph)))
+        print(format_summary(summarize(graph, host_reasons(graph, TARGETS["tiny"]), "tiny")))
         for target in TARGETS.values():
             program = compile_graph(graph, target)
             build = os.path.join(out_dir, f"build_{name}_{target.name}")

@@ -95,6 +95,11 @@ def host_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     return None
 
 
+def host_reasons(graph: Graph, cfg: AcceleratorConfig) -> dict[str, str | None]:
+    """``host_reason`` of every op: the placement ``partition`` makes (and ``inspect`` shows)."""
+    return {op.name: host_reason(graph, op, cfg) for op in graph.ops}
+
+
 def _conv_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     w = graph.types[op.inputs[1]]
     why = _window_ok(op, w.shape[2:])
@@ -181,7 +186,7 @@ def partition(plan: Plan) -> Plan:
     """The partition pass: fills in the execution order, host reasons and DRAM tensors of a
     fresh plan (``Plan.start``)."""
     graph, cfg = plan.graph, plan.config
-    reasons = {op.name: host_reason(graph, op, cfg) for op in graph.ops}
+    reasons = host_reasons(graph, cfg)
     on_accel = {k: v is None for k, v in reasons.items()}
     order = execution_order(graph, on_accel)
     tensors: dict[str, DramTensor] = {}

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 from guard import write_result
+from shiftflow.backend.partition import host_reasons
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.importer import import_onnx
 from shiftflow.frontend.summary import summarize
+from shiftflow.ir.config import ZU3EG
 from shiftflow.zoo import zoo_model
 
 GOAL_S = 10.0
@@ -35,7 +37,7 @@ def measure(path: Path, repeats: int) -> dict:
         runs.append({"import_s": t1 - t0, "check_s": t2 - t1, "total_s": t2 - t0, "bit_exact": report.bit_exact,
                      "max_abs_diff": report.max_abs_diff, "interpreter_s": report.seconds["interpreter"],
                      "onnxruntime_s": report.seconds["onnxruntime"]})
-    s = summarize(graph)
+    s = summarize(graph, host_reasons(graph, ZU3EG), ZU3EG.name)
     med = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0] if k.endswith("_s")}
     return {"model": path.name, "macs": s["total_macs"], "conv_layers": len(s["layers"]), "cpu_ops": len(s["cpu_ops"]),
             "bit_exact": all(r["bit_exact"] for r in runs), "max_abs_diff": max(r["max_abs_diff"] for r in runs),

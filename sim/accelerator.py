@@ -24,12 +24,14 @@ from .races import find_race
 
 def dram_size(program: Program) -> int:
     """The DRAM size an implementation must provide for ``program`` (its manifest's
-    ``dram.size``); ``ProgramError`` unless it is a positive integer the target allows."""
+    ``dram.size``); ``ProgramError`` unless it is an integer the target allows: positive, or
+    0 for a program without instructions (a model of host ops only needs no DRAM)."""
     cfg = program.config
     size = program.manifest.get("dram", {}).get("size")
-    if not isinstance(size, int) or not 0 < size <= cfg.dram_bytes:
-        raise ProgramError(f"manifest DRAM size {size!r} must be a positive integer of at most "
-                           f"{cfg.dram_bytes} bytes (target {cfg.name!r})")
+    least = 1 if program.n_instructions else 0
+    if not isinstance(size, int) or not least <= size <= cfg.dram_bytes:
+        raise ProgramError(f"manifest DRAM size {size!r} must be a{' positive' if least else 'n'} integer of at "
+                           f"most {cfg.dram_bytes} bytes (target {cfg.name!r})")
     return size
 
 

@@ -112,5 +112,7 @@ class Host:
             sess = self._sessions[op.name] = ort.InferenceSession(
                 base64.b64decode(op.attrs["model"]), opts, providers=["CPUExecutionProvider"])
         names = {i.name for i in sess.get_inputs()}
-        feeds = {t: dequantize(v, ty).astype(np.float32) for t, v, ty in zip(op.inputs, args, in_t) if t in names}
+        # np.asarray: numpy arithmetic turns a 0-d array into a scalar onnxruntime refuses
+        feeds = {t: np.asarray(dequantize(v, ty), dtype=np.float32) for t, v, ty in zip(op.inputs, args, in_t)
+                 if t in names}
         return [np.asarray(o, dtype=np.float32) for o in sess.run(list(op.outputs), feeds)]

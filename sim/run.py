@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UsageError
 from ..ir.decode import decode_program
+from ..ir.feeds import graph_feeds
+from ..ir.ops import conv_macs
 from ..ir.program import Program, ProgramError
 from ..ir.timeline import schedule
 from .accelerator import Accelerator, SimAccelerator
@@ -34,17 +35,21 @@ class SimResult:
     layers: list[dict]
     counters: dict
     seconds: float
+    host_ops: int = 0
+    host_macs: int = 0
     bit_exact: bool | None = None
     checks: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float | None:
-        """Frames per second of the accelerator alone (host ops take no cycles)."""
+        """Frames per second of the accelerator alone: the ``host_ops`` (``host_macs`` of
+        them conv MACs) take no cycles here."""
         return self.clock_mhz * 1e6 / self.total_cycles if self.total_cycles else None
 
     def to_json(self) -> dict:
         return {"bit_exact": self.bit_exact, "total_cycles": self.total_cycles, "clock_mhz": self.clock_mhz,
-                "fps": self.fps, "mac_utilization": self.mac_utilization, "dram_bytes": self.dram_bytes,
+                "fps": self.fps, "fps_excludes": {"host_ops": self.host_ops, "host_macs": self.host_macs},
+                "mac_utilization": self.mac_utilization, "dram_bytes": self.dram_bytes,
                 "layers": self.layers, "counters": self.counters, "seconds": round(self.seconds, 4),
                 "checks": self.checks}
 
@@ -54,46 +59,34 @@ class SimResult:
 
 def format_report(result: SimResult) -> str:
     """The per-layer table, the frame summary, and the verification verdict when checked."""
-    fps = f"{result.fps:.1f} fps" if result.fps else "no accelerator cycles"
-    lines = [result.table(),
+    n = result.host_ops
+    host = f"{n} host op{'' if n == 1 else 's'} with {result.host_macs:,} MACs in host convs"
+    fps = (f"{result.fps:.1f} fps of the accelerator alone (not counting {host})" if result.fps
+           else f"no accelerator cycles (the program is {host})")
+    lines = [result.table() if result.layers else "no accelerator layers",
              f"{fps}, MAC utilization {result.mac_utilization:.3f}, DRAM traffic {result.dram_bytes / 2**20:.2f} MiB, "
              f"simulated in {result.seconds:.2f} s"]
     for level, check in result.checks.items():
         if level.startswith("L"):
-            verdict = "bit-exact" if check["bit_exact"] else f"MISMATCH (max abs diff {check['max_abs_diff']:g})"
+            verdict = ("bit-exact" if check["bit_exact"] else f"MISMATCH (max abs diff {check['max_abs_diff']:g})"
+                       if check["bit_exact"] is not None else f"not run ({check['skipped']})")
             lines.append(f"{level.replace('_vs_', ' vs ')}: {verdict}")
     return "\n".join(lines)
 
 
 def make_feeds(program: Program, inputs: dict | np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """float32 arrays for every graph input: ``inputs`` (a dict by name, or one array for a
-    single-input model), else seeded standard-normal data (the same as ``shiftflow check``)."""
-    graph = program.graph
-    names = list(graph.inputs)
-    if isinstance(inputs, dict):
-        unknown = sorted(set(inputs) - set(names))
-        if unknown:
-            raise UsageError(f"unknown input(s) {unknown}; the model takes {names}")
-    elif inputs is not None and len(names) != 1:
-        raise UsageError(f"the model takes {len(names)} inputs {names}; pass a dict of arrays by name")
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in names:
-        t = graph.types[name]
-        if inputs is None:
-            a = rng.standard_normal(t.shape)
-        elif isinstance(inputs, dict):
-            if name not in inputs:
-                raise UsageError(f"missing input {name!r}; the model takes {names}")
-            a = inputs[name]
-        else:
-            a = inputs
-        a = np.asarray(a)
-        if a.shape != t.shape or not np.issubdtype(a.dtype, np.floating):
-            raise UsageError(f"input {name!r} must have shape {list(t.shape)} and a float dtype, "
-                             f"got {list(a.shape)} {a.dtype}")
-        feeds[name] = a.astype(np.float32)
-    return feeds
+    """float32 arrays for every graph input of ``program`` (``ir.feeds.graph_feeds``: the same
+    rule and the same seeded data as ``shiftflow check``)."""
+    return graph_feeds(program.graph, inputs, seed)
+
+
+def host_convs(program: Program) -> list[dict]:
+    """The conv layers ``program`` runs on the host (``name``, ``macs``, the back end's
+    ``reason``): work its accelerator cycles and fps leave out."""
+    graph, reasons = program.graph, program.manifest.get("host_reasons", {})
+    return [{"name": op.name, "reason": reasons[op.name],
+             "macs": conv_macs(*(graph.types[t].shape for t in (op.inputs[0], op.inputs[1], op.outputs[0])))}
+            for op in graph.ops if op.kind == "conv" and op.name in reasons]
 
 
 def simulate(program: Program, inputs: dict | np.ndarray | None = None, seed: int = 0, progress: bool = False,
@@ -143,5 +136,7 @@ def simulate(program: Program, inputs: dict | np.ndarray | None = None, seed: in
     macs = sum(r["macs"] for r in rows)
     counters = acc.counters()
     checks = {"cycle_model": {"exact": not mismatches, "mismatches": mismatches}} if accelerator is not None else {}
+    host_ops = sum(len(s["ops"]) for s in manifest["segments"] if s.get("kind") == "host")
     return SimResult(outputs, total, cfg.clock_mhz, macs / (cfg.macs_per_cycle * total) if total else 0.0,
-                     counters["dram_bytes"], rows, counters, time.perf_counter() - t0, checks=checks)
+                     counters["dram_bytes"], rows, counters, time.perf_counter() - t0, host_ops=host_ops,
+                     host_macs=sum(c["macs"] for c in host_convs(program)), checks=checks)

@@ -66,3 +66,19 @@ def test_verilog_deterministic_and_lint_clean(tmp_path, capsys):
     for port in (b"axi__araddr", b"ifetch__araddr", b"csr__wdata", b"csr__rdata"):
         assert port in texts[0]
     lint(VerilogDesign("shiftflow_tiny", (tmp_path / "a" / "shiftflow_tiny.v",)))
+
+
+def test_rtlsim_host_only_build_runs_nothing_on_the_rtl(tmp_path, capsys):
+    """A build without accelerator instructions: no RTL is started (no Verilator here), the
+    report says why and passes."""
+    from tests.test_cli import _host_only_model
+
+    assert main(["compile", str(_host_only_model(tmp_path)), "-o", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert main(["rtlsim", str(tmp_path / "b"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] is True and out["rtl_cycles"] == out["sim_cycles"] == 0 and out["segments"] == []
+    assert out["bit_exact"] is None and out["cycles_equal"] is None
+    assert main(["rtlsim", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.startswith("the build has no accelerator instructions (host ops only): nothing "
+                                              "runs on the RTL; simulator ")

@@ -7,6 +7,7 @@ CYCLES register vs ``ir.timeline``). Part of the bench: it runs the simulator ne
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,22 +19,33 @@ from .rtl_accel import RtlAccelerator, RtlError
 STALL_PROBABILITY = 0.1
 
 
-def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: bool = False, accelerator=None) -> dict:
+def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: bool = False, accelerator=None,
+           progress: Callable[[str], object] | None = None) -> dict:
     """Run ``program`` on the simulator and on the RTL with the same feeds; the report
     (``passed`` is the verdict: outputs bit-exact, the RTL completed, and — without
-    stalls — cycles equal in every segment). ``accelerator``: an open
+    stalls — cycles equal in every segment; a build without instructions passes with a
+    ``note``, ``bit_exact`` and ``cycles_equal`` None: nothing runs on the RTL). ``accelerator``: an open
     :class:`RtlAccelerator` to reuse (its simulator process stays up; its
-    ``stall`` and ``seed`` are set here), else one is started and stopped."""
+    ``stall`` and ``seed`` are set here), else one is started and stopped. ``progress``
+    (optional) is called with each phase's name as it starts (``simulator``, then the
+    :class:`RtlAccelerator` phases of a started one)."""
     feeds = make_feeds(program, inputs, seed)
+    if progress:
+        progress("simulator")
     t0 = time.perf_counter()
     ref = simulate(program, feeds, seed)
     sim_seconds = time.perf_counter() - t0
     report = {"target": program.config.name, "stalls": stalls, "seed": seed, "bit_exact": False,
-              "cycles_equal": None, "completed": False, "error": None,
+              "cycles_equal": None, "completed": False, "error": None, "note": None,
               "rtl_cycles": None, "sim_cycles": ref.total_cycles, "segments": [],
               "seconds": {"sim": round(sim_seconds, 3)}}
+    if not program.n_instructions:  # host ops only: no RTL to start, nothing to compare
+        report.update(completed=True, bit_exact=None, rtl_cycles=0, passed=True,
+                      rtl_cycles_per_second=None, outputs=[], seconds={"sim": round(sim_seconds, 3), "rtl": 0.0},
+                      note="the build has no accelerator instructions (host ops only): nothing runs on the RTL")
+        return report
     t0 = time.perf_counter()
-    rtl = accelerator if accelerator is not None else RtlAccelerator()
+    rtl = accelerator if accelerator is not None else RtlAccelerator(progress=progress)
     rtl.stall, rtl.seed = (STALL_PROBABILITY if stalls else 0.0), seed
     try:
         got = simulate(program, feeds, seed, accelerator=rtl)
@@ -62,6 +74,8 @@ def rtlsim(program, inputs: np.ndarray | None = None, seed: int = 0, stalls: boo
 
 
 def format_rtlsim(report: dict) -> str:
+    if report["note"]:
+        return f"{report['note']}; simulator {report['seconds']['sim']:.2f} s; PASS"
     lines = [f"segment @{s['start']:>6} ({s['count']} instr): RTL {s['rtl_cycles']} cycles, "
              f"simulator {s['sim_cycles']}" + ("" if report["stalls"] or s["rtl_cycles"] == s["sim_cycles"]
                                               else "  MISMATCH") for s in report["segments"]]
