@@ -24,6 +24,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Listener
 from pathlib import Path
 
@@ -51,22 +52,32 @@ class RtlError(ProgramError):
 _MODELS: dict[str, Model] = {}
 
 
-def bench_model(cfg: AcceleratorConfig, dram_bytes: int = 1 << 24) -> Model:
+def bench_model(cfg: AcceleratorConfig, dram_bytes: int = 1 << 24,
+                progress: Callable[[str], object] | None = None) -> Model:
     """The Verilator model of the bench for ``cfg`` (built once, then from the cache; the
-    Verilog is generated once per process)."""
+    Verilog is generated once per process). ``progress`` is told ``Verilog`` and
+    ``Verilator build`` as they start."""
     key = repr((cfg, dram_bytes))
     if key not in _MODELS:
         out = cache_root() / "verilog" / f"bench-{cfg.name}-{dram_bytes}"
-        _MODELS[key] = build_model(bench_design(cfg, out, dram_bytes))
+        if progress:
+            progress("Verilog")
+        design = bench_design(cfg, out, dram_bytes)
+        if progress:
+            progress("Verilator build")
+        _MODELS[key] = build_model(design)
     return _MODELS[key]
 
 
 class RtlSession:
     """One simulator process serving bench requests (see ``hw/tb/program.py``)."""
 
-    def __init__(self, cfg: AcceleratorConfig, dram_bytes: int = 1 << 24, work_dir: str | Path | None = None):
+    def __init__(self, cfg: AcceleratorConfig, dram_bytes: int = 1 << 24, work_dir: str | Path | None = None,
+                 progress: Callable[[str], object] | None = None):
         self.cfg, self.dram_bytes = cfg, dram_bytes
-        model = bench_model(cfg, dram_bytes)
+        model = bench_model(cfg, dram_bytes, progress)
+        if progress:
+            progress("start RTL simulator")
         self._dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="sf-rtl-"))
         self._dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(16)
@@ -125,13 +136,16 @@ class RtlAccelerator(Accelerator):
     model); ``timeout`` bounds a segment at ``timeout * model cycles + 10000``. ``fresh``
     starts a new simulator process for every program (on-chip memories and registers at
     their power-on state, as the simulator's fresh ``Machine``; ~5 s each) instead of
-    reusing one process (only DRAM is cleared between programs)."""
+    reusing one process (only DRAM is cleared between programs). ``progress`` (optional) is
+    called with each phase's name as it starts: ``Verilog``, ``Verilator build`` (the first
+    time a target is used in a process), ``start RTL simulator``, ``run, segment N``."""
 
     def __init__(self, stall: float = 0.0, seed: int = 0, dram_bytes: int = 1 << 24, timeout: float = 4.0,
-                 fresh: bool = False):
+                 fresh: bool = False, progress: Callable[[str], object] | None = None):
         if not 0.0 <= stall < 1.0:
             raise ProgramError(f"stall probability must be in [0, 1), got {stall}")
         self.stall, self.seed, self.dram_bytes, self.timeout, self.fresh = stall, seed, dram_bytes, timeout, fresh
+        self.progress = progress
         self._session: RtlSession | None = None
         self._program: Program | None = None
         self._used = 0
@@ -144,7 +158,7 @@ class RtlAccelerator(Accelerator):
         if self._session is not None and self._session.cfg != cfg:
             self.close()
         if self._session is None:
-            self._session = RtlSession(cfg, self.dram_bytes)
+            self._session = RtlSession(cfg, self.dram_bytes, progress=self.progress)
             self._used = 0
         return self._session
 
@@ -196,6 +210,8 @@ class RtlAccelerator(Accelerator):
 
     def run_segment(self, start: int, count: int) -> int:
         session = self._check(0, 0, "run")
+        if self.progress:
+            self.progress(f"run, segment {self._segment + 1}")
         if start < 0 or count <= 0 or start + count > len(self._instrs):
             raise ProgramError(f"segment {start}..{start + count - 1} is outside the program's "
                                f"{len(self._instrs)} instructions")
