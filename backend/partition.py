@@ -62,6 +62,8 @@ def _window_ok(op: Op, kernel) -> str | None:
 
 def host_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     """Why ``op`` must run on the host, or None when the accelerator runs it exactly."""
+    if op.kind == "quantize" and op.inputs[0] not in graph.inputs:
+        return "quantizing a float tensor (a CPU op's output) runs on the host"
     if op.kind in HOST_KINDS:
         return HOST_KINDS[op.kind]
     if op.kind == "concat":

@@ -209,6 +209,10 @@ def test_host_only_build_simulates(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.startswith("no accelerator layers\nno accelerator cycles (the program is 3 host ops with 0 MACs in "
                            "host convs)")
+    reasons = json.loads((build / "manifest.json").read_text())["host_reasons"]
+    assert sorted(reasons.values()) == ["graph input quantization runs on the host",
+                                        "not an integer op (runs in onnxruntime)",
+                                        "quantizing a float tensor (a CPU op's output) runs on the host"]
 
 
 def _model_with_host_head(tmp_path):
