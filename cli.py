@@ -169,19 +169,23 @@ def cmd_simulate(args) -> int:
 
 def cmd_rtlsim(args) -> int:
     from .hw.tb.rtlsim import format_rtlsim, rtlsim
+    from .progress import Phases
     from .ir.program import load_program
 
     program = load_program(_build_dir(args.build))
     given = load_array(args.input) if args.input else None
-    report = rtlsim(program, given, seed=args.seed, stalls=args.stalls)
+    with Phases("rtlsim") as phase:  # on stderr, only when it is a terminal
+        report = rtlsim(program, given, seed=args.seed, stalls=args.stalls, progress=phase)
     print(json.dumps(report) if args.json else format_rtlsim(report))
     return 0 if report["passed"] else 1
 
 
 def cmd_verilog(args) -> int:
     from .hw.cli_rtl import write_rtl
+    from .progress import Phases
 
-    out = write_rtl(args.target, _output_dir(args.output, "-o"), args.synth)
+    with Phases("verilog") as phase:
+        out = write_rtl(args.target, _output_dir(args.output, "-o"), args.synth, progress=phase)
     if args.json:
         print(json.dumps(out))
     else:

@@ -24,6 +24,7 @@ from .frontend.summary import format_summary, summarize
 from .hw.cli_rtl import write_rtl
 from .ir.config import TARGETS
 from .ir.program import save_program
+from .progress import Phases
 from .sim.check import check_simulation
 from .zoo.digits import CALIB_PATH, MODEL_PATH
 
@@ -31,38 +32,47 @@ FLAVOURS = {"w8a8": dict(wbits=8, abits=8), "pow2w4a8": dict(wbits=4, abits=8, w
 
 
 def run_demo(out_dir: str) -> int:
-    """Run the job, writing models into ``out_dir``; 0 when every check is bit-exact."""
+    """Run the job, writing models into ``out_dir``; 0 when every check is bit-exact. On a
+    terminal, a progress line on stderr names the step running (``progress.Phases``)."""
+    with Phases("demo") as phase:
+        return _run(out_dir, phase)
+
+
+def _run(out_dir: str, phase: Phases) -> int:
     os.makedirs(out_dir, exist_ok=True)
     calib = load_calibration(CALIB_PATH)
     images = next(iter(calib.values()))
     ok = True
     for name, kwargs in FLAVOURS.items():
         path = os.path.join(out_dir, f"digits_{name}.onnx")
+        phase(f"quantize {name}")
         onnx.save(quantize_model(MODEL_PATH, calib=calib, **kwargs), path)
-        print(f"== shiftflow quantize {MODEL_PATH.name} -> {path} ({kwargs})")
+        phase.echo(f"== shiftflow quantize {MODEL_PATH.name} -> {path} ({kwargs})")
+        phase(f"check {name}")
         graph = import_onnx(path)
         reports = [check_model(path, img[None], graph=graph) for img in images[:8]]
         exact = all(r.bit_exact for r in reports)
         worst = max(r.max_abs_diff for r in reports)
         ok &= exact
-        print(f"== shiftflow check: {len(reports)} images, max_abs_diff={worst:g} -> "
-              f"{'bit-exact' if exact else 'NOT bit-exact'}")
-        print("== shiftflow inspect")
-        print(format_summary(summarize(graph, host_reasons(graph, TARGETS["tiny"]), "tiny")))
+        phase.echo(f"== shiftflow check: {len(reports)} images, max_abs_diff={worst:g} -> "
+                   f"{'bit-exact' if exact else 'NOT bit-exact'}")
+        phase.echo("== shiftflow inspect")
+        phase.echo(format_summary(summarize(graph, host_reasons(graph, TARGETS["tiny"]), "tiny")))
         for target in TARGETS.values():
+            phase(f"compile + simulate {name} on {target.name}")
             program = compile_graph(graph, target)
             build = os.path.join(out_dir, f"build_{name}_{target.name}")
             save_program(program, build)
             result = check_simulation(program, path, images[:1])
             ok &= bool(result.bit_exact)
-            print(f"== shiftflow compile -o {build} --target {target.name}: {program.n_instructions} instructions; "
-                  f"simulate --check: {result.total_cycles} cycles, {result.fps:.0f} fps at {target.clock_mhz:g} MHz, "
-                  f"MAC utilization {result.mac_utilization:.2f}, "
-                  f"{'bit-exact (L2 = L1 = L0)' if result.bit_exact else 'MISMATCH'}")
-        print()
-    rtl = write_rtl("tiny", os.path.join(out_dir, "rtl_tiny"))
-    print(f"== shiftflow verilog --target tiny -o {os.path.dirname(rtl['file_list'])}: {rtl['files'][0]} "
-          f"(top {rtl['top']}, sha256 {rtl['sha256'][:12]}…)")
-    print("demo: all checks bit-exact" if ok else "demo: MISMATCH (see above)")
+            phase.echo(f"== shiftflow compile -o {build} --target {target.name}: {program.n_instructions} "
+                       f"instructions; simulate --check: {result.total_cycles} cycles, {result.fps:.0f} fps at "
+                       f"{target.clock_mhz:g} MHz, MAC utilization {result.mac_utilization:.2f}, "
+                       f"{'bit-exact (L2 = L1 = L0)' if result.bit_exact else 'MISMATCH'}")
+        phase.echo()
+    rtl = write_rtl("tiny", os.path.join(out_dir, "rtl_tiny"), progress=phase)
+    phase.echo(f"== shiftflow verilog --target tiny -o {os.path.dirname(rtl['file_list'])}: {rtl['files'][0]} "
+               f"(top {rtl['top']}, sha256 {rtl['sha256'][:12]}…)")
+    phase.echo("demo: all checks bit-exact" if ok else "demo: MISMATCH (see above)")
     return 0 if ok else 1
 
