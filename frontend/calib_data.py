@@ -27,6 +27,8 @@ def load_calibration(path: str | os.PathLike) -> dict[str, np.ndarray]:
     is missing or not numpy data.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UsageError(f"calibration file '{path}' is a directory, not a .npz/.npy file")
     if not os.path.isfile(path):
         raise UsageError(f"calibration file '{path}' does not exist")
     try:

@@ -43,6 +43,8 @@ def _load(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
         copy.CopyFrom(model)
         return copy
     path = os.fspath(model)
+    if os.path.isdir(path):
+        raise UsageError(f"model file '{path}' is a directory, not an ONNX file")
     if not os.path.isfile(path):
         raise UsageError(f"model file '{path}' does not exist")
     try:

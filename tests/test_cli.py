@@ -184,6 +184,10 @@ def test_wrong_kind_of_path_gets_the_right_advice(tmp_path, capsys):
     assert main(["simulate", str(model)]) == 2
     assert _error(capsys) == (f"error: '{model}' is a file, not a build directory: compile it first, e.g. "
                               f"`shiftflow compile {model} -o build`, then pass `build`")
+    assert main(["quantize", str(tmp_path), "-o", str(tmp_path / "q.onnx"), "--calib-random", "2"]) == 2
+    assert _error(capsys) == f"error: model file '{tmp_path}' is a directory, not an ONNX file"
+    assert main(["quantize", str(model), "-o", str(tmp_path / "q.onnx"), "--calib", str(tmp_path)]) == 2
+    assert _error(capsys) == f"error: calibration file '{tmp_path}' is a directory, not a .npz/.npy file"
     assert main(["inspect", str(model), "--print-after", "nosuch"]) == 2
     assert _error(capsys).startswith("error: unknown pass 'nosuch' for --print-after; passes: import, ")
 
