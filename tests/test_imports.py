@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md ("may import"), read from the source with ``ast``: every
+"""The import rules of docs/design.md ("may import"), read from the source with ``ast``: every
 ``import`` statement counts, at module level or inside a function.
 
 - ``ir`` imports none of the stages; ``frontend`` none of ``backend``, ``sim``, ``hw``;
