@@ -19,7 +19,8 @@ from .dataflow import choose_dataflows
 from .fusion import fuse
 from .memory import place_buffers, plan_dram
 from .partition import partition
-from .plan import Plan, format_plan, verify_plan
+from .plan import Plan, format_plan
+from .verify import verify_plan
 from .tiling import tile_layers
 
 PASSES = [

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.cost import ceil_div
+from ..ir.cost import ceil_div, conv_weight_words
 from ..ir.isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 from . import numerics
-from .geometry import layer_shape
+from .geometry import bands, layer_shape
 from .plan import Layer, Plan
 from .weights import uses_pow2
 
@@ -91,7 +91,9 @@ class Emitter:
 
     # -- layers --------------------------------------------------------------------------------
     def layer_steps(self, layer: Layer, li: int) -> list[Step]:
-        plan, cfg = self.plan, self.cfg
+        if layer.tiling.chunks:
+            return self._split_steps(layer, li)
+        plan = self.plan
         t = layer.tiling
         shape = layer_shape(layer, plan)
         geom = shape.geom
@@ -136,6 +138,50 @@ class Emitter:
                     wloads = []
         return steps
 
+    def _split_steps(self, layer: Layer, li: int) -> list[Step]:
+        """A conv split over input-channel chunks (``backend/reduction.py``): per output block,
+        strip and band, one step per chunk — weights and parameters into the next bank, the
+        chunk's blocks of the band's rows into the next of two rings, one CONV — and the
+        band's STORE after its last chunk."""
+        plan, cfg = self.plan, self.cfg
+        t = layer.tiling
+        shape = layer_shape(layer, plan)
+        g = shape.geom
+        buf = plan.buffers[layer.name]
+        x = plan.tensors[layer.inputs[0]]
+        slot_words = max(ceil_div(c1 - c0, cfg.tn) for c0, c1 in t.chunks) * t.ring_cols
+        p = layer.pool or 1
+        tile_words = (t.br // p) * (t.sc // p) * (cfg.tm // cfg.tn)
+        last = len(t.chunks) - 1
+        steps: list[Step] = []
+        for (u,) in t.groups:
+            for band in bands(g, t.out_h, t.out_w, t.sc, t.br):
+                rows = band.yhi - band.ylo + 1
+                half, addr = self._obuf(layer, tile_words)
+                geo = {"x0": band.x0, "y_first": band.lo, "slot_first": (band.lo - band.ylo) % t.slots,
+                       "x_first": g.cols(band.q0, band.q1)[0], "rows": band.r1 - band.r0, "cols": band.q1 - band.q0,
+                       "r0": band.r0, "q0": band.q0}
+                for ci, (c0, c1) in enumerate(t.chunks):
+                    k = len(steps)
+                    ring = buf["rings"][k % len(buf["rings"])]
+                    wloads, bank = self._weight_loads(layer, li, u * len(t.chunks) + ci, buf["banks"][k])
+                    loads = []
+                    if rows > 0 and band.x0 < band.x1:
+                        loads.append(self._load_act(li, x, c0 // cfg.tn, ceil_div(c1 - c0, cfg.tn), band.ylo, rows,
+                                                    band.x0, band.x1 - band.x0, ring, t.slots, slot_words,
+                                                    t.ring_cols, 0))
+                    conv = self._conv_ins(layer, li, shape, u, bank, geo, ring, slot_words, 0, c1 - c0, half, addr,
+                                          psum_in=ci > 0, psum_out=ci < last)
+                    if rows > 0:
+                        conv.onchip += [("lb", 0, a, b, False) for a, b in self._slot_ranges(ring, t.slots, slot_words,
+                                                                                             0, rows)]
+                    work = [conv]
+                    if ci == last:
+                        work.append(self._store(li, plan.tensors[layer.output], u * (cfg.tm // cfg.tn),
+                                                cfg.tm // cfg.tn, geo, p, half, addr))
+                    steps.append(Step(li, loads, work, wloads, bank))
+        return steps
+
     def _sources(self, layer: Layer):
         """For a group: per ring, (input DRAM tensor, first block, blocks to load)."""
         plan, cfg = self.plan, self.cfg
@@ -162,9 +208,12 @@ class Emitter:
         ins.dram = [self._dram_key(t, b0, nblk, y0, nrows, x0, ncols) + (False,)]
         return ins
 
-    def _weight_loads(self, layer: Layer, li: int, gi: int) -> tuple[list[Ins], int]:
+    def _weight_loads(self, layer: Layer, li: int, gi: int, bank: int | None = None) -> tuple[list[Ins], int]:
+        """LOAD_WGTs of weight blob ``gi`` (``buffers["wgt"]``) into ``bank`` (default: group
+        ``gi``'s bank)."""
         cfg = self.cfg
-        bank = self.plan.buffers[layer.name]["banks"][gi]
+        if bank is None:
+            bank = self.plan.buffers[layer.name]["banks"][gi]
         w_off, w_len, p_off, p_len = self.plan.buffers[layer.name]["wgt"][gi]
         base = self.plan.dram["const_base"]
         out = []
@@ -197,38 +246,53 @@ class Emitter:
     def _conv_work(self, layer, li, shape, group, bank, geo, buf) -> list[Ins]:
         cfg, plan = self.cfg, self.plan
         t = layer.tiling
-        op = layer.op
         x = plan.tensors[layer.inputs[0]]
         y = plan.tensors[layer.output]
-        g = shape.geom
-        cout = plan.graph.types[op.inputs[1]].shape[0]
+        cout = plan.graph.types[layer.op.inputs[1]].shape[0]
         ub = cfg.tm // cfg.tn
-        ring_blocks = max(shape.ring_blocks(gr) for gr in t.groups)
-        slot_words = ring_blocks * t.ring_cols
-        pixel = layer.dataflow == "pixel"
+        slot_words = max(shape.ring_blocks(gr) for gr in t.groups) * t.ring_cols
         p = layer.pool or 1
-        post = self._post(op, plan.graph.types[layer.output], layer.pool)
+        ring = buf["rings"][0]
         work = []
         for k, u in enumerate(group):
             half, addr = self._obuf(layer, geo["tile_words"])
             view = k * ub * t.ring_cols if layer.depthwise else 0
             chans = min(cfg.tm, cout - u * cfg.tm) if layer.depthwise else x.shape[1]
-            w_addr = k * shape.unit_weight_words
-            body = {"dataflow": Dataflow.PIXEL if pixel else Dataflow.CHANNEL,
-                    "depthwise": int(layer.depthwise and pixel), "pow2": int(uses_pow2(layer, cfg)),
-                    "win": {"kh": g.kh, "kw": g.kw, "sh": g.sh, "sw": g.sw, "dh": g.dh, "dw": g.dw},
-                    "inp": self._inp(x, buf["rings"][0] + view, t.slots, slot_words, t.ring_cols, geo, chans),
-                    "tile": {"rows": geo["rows"], "cols": geo["cols"], "obuf_addr": addr,
-                             "obuf_cols": geo["cols"] // p, "obuf_blk": ub, "half": half},
-                    "post": post, "wbank": bank, "w_addr": w_addr, "p_addr": k * cfg.tm,
-                    "cout": min(cfg.tm, cout - u * cfg.tm)}
-            conv = Ins(Opcode.CONV, body, li)
-            out_words = (geo["rows"] // p) * (geo["cols"] // p) * ub
-            conv.onchip = [("lb", 0, buf["rings"][0] + a, buf["rings"][0] + b, False) for a, b in geo["reads"]]
-            conv.onchip += [("wb", bank, w_addr, w_addr + shape.unit_weight_words, False),
-                            ("pb", bank, k * cfg.tm, (k + 1) * cfg.tm, False), ("ob", half, addr, addr + out_words, True)]
+            conv = self._conv_ins(layer, li, shape, u, bank, geo, ring + view, slot_words, k, chans, half, addr)
+            conv.onchip += [("lb", 0, ring + a, ring + b, False) for a, b in geo["reads"]]
             work += [conv, self._store(li, y, u * ub, ub, geo, p, half, addr)]
         return work
+
+    def _conv_ins(self, layer, li, shape, u, bank, geo, ring, slot_words, k, chans, half, addr, *,
+                  psum_in=False, psum_out=False) -> Ins:
+        """The CONV of output block ``u`` (``k``-th of its weight group) over ``chans`` input
+        channels of the ring at ``ring``, into output-buffer ``half`` at ``addr``; the
+        partial-sum flags for a split reduction (docs/isa.md "Partial sums")."""
+        cfg, plan = self.cfg, self.plan
+        t = layer.tiling
+        op = layer.op
+        g = shape.geom
+        cout = plan.graph.types[op.inputs[1]].shape[0]
+        ub = cfg.tm // cfg.tn
+        p = layer.pool or 1
+        post = self._post(op, plan.graph.types[layer.output], layer.pool)  # ignored by a psum_out CONV
+        words = shape.unit_weight_words if not t.chunks else conv_weight_words(
+            cfg, layer.dataflow == "pixel", False, chans, g.kh, g.kw)
+        w_addr = k * words
+        body = {"dataflow": Dataflow.PIXEL if layer.dataflow == "pixel" else Dataflow.CHANNEL,
+                "depthwise": int(layer.depthwise and layer.dataflow == "pixel"), "pow2": int(uses_pow2(layer, cfg)),
+                "win": {"kh": g.kh, "kw": g.kw, "sh": g.sh, "sw": g.sw, "dh": g.dh, "dw": g.dw},
+                "inp": self._inp(plan.tensors[layer.inputs[0]], ring, t.slots, slot_words, t.ring_cols, geo, chans),
+                "tile": {"rows": geo["rows"], "cols": geo["cols"], "obuf_addr": addr,
+                         "obuf_cols": geo["cols"] // p, "obuf_blk": ub, "half": half},
+                "post": post, "wbank": bank, "w_addr": w_addr, "p_addr": k * cfg.tm,
+                "cout": min(cfg.tm, cout - u * cfg.tm), "psum_in": int(psum_in), "psum_out": int(psum_out)}
+        conv = Ins(Opcode.CONV, body, li)
+        conv.onchip = [("wb", bank, w_addr, w_addr + words, False), ("pb", bank, k * cfg.tm, (k + 1) * cfg.tm, False)]
+        if not psum_out:
+            out_words = (geo["rows"] // p) * (geo["cols"] // p) * ub
+            conv.onchip.append(("ob", half, addr, addr + out_words, True))
+        return conv
 
     def _vec_work(self, layer, li, shape, group, geo, buf, sources) -> list[Ins]:
         cfg, plan = self.cfg, self.plan

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir.cost import ceil_div
+from ..ir.isa import Post, field_max
 from . import numerics
 from .plan import Layer, Plan
 
-MAX_POOL = 7  # Post.pool is 3 bits
+MAX_POOL = field_max(Post, "pool")
 
 
 def _poolable(plan: Plan, pool: Layer) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div, conv_cycles, vec_cycles
+from ..ir.cost import ceil_div, conv_cycles, conv_weight_words, vec_cycles
 from .plan import Layer, Plan
 
 
@@ -68,6 +68,34 @@ class Geom:
         """In-image input columns [x0, x1) that output columns q0..q1-1 read."""
         lo, hi = self.cols(q0, q1)
         return max(lo, 0), min(hi, self.in_w - 1) + 1
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of one strip: output rows ``r0..r1-1`` x columns ``q0..q1-1``; the input
+    columns ``[x0, x1)`` it reads, its first input row ``lo`` (padding when negative) and the
+    in-image input rows ``ylo..yhi`` (none when ``ylo > yhi``)."""
+
+    q0: int
+    q1: int
+    x0: int
+    x1: int
+    r0: int
+    r1: int
+    lo: int
+    ylo: int
+    yhi: int
+
+
+def bands(geom: Geom, out_h: int, out_w: int, sc: int, br: int):
+    """Every band of a tiling with strips ``sc`` wide and bands ``br`` deep, strip by strip."""
+    for q0 in range(0, out_w, sc):
+        q1 = min(out_w, q0 + sc)
+        x0, x1 = geom.clip_cols(q0, q1)
+        for r0 in range(0, out_h, br):
+            r1 = min(out_h, r0 + br)
+            lo, hi = geom.rows(r0, r1)
+            yield Band(q0, q1, x0, x1, r0, r1, lo, max(lo, 0), min(hi, geom.in_h - 1))
 
 
 @dataclass(frozen=True)
@@ -152,13 +180,9 @@ def _conv_shape(layer: Layer, plan: Plan, cfg: AcceleratorConfig) -> LayerShape:
     units = ceil_div(cout, cfg.tm)
     pixel = layer.dataflow == "pixel"
     dw = layer.depthwise
-    if pixel:
-        steps = kh * kw if dw else cin * kh * kw
-        words = ceil_div(steps, cfg.tn)
-        align_c = cfg.tn * p // _gcd(cfg.tn, p)
-    else:
-        words = (ceil_div(cfg.tm, cfg.tn) if dw else ceil_div(cin, cfg.tn)) * kh * kw
-        align_c = p
+    # channel-parallel runs a depthwise block as a dense CONV over its own tm channels
+    words = conv_weight_words(cfg, pixel, dw and pixel, cfg.tm if dw and not pixel else cin, kh, kw)
+    align_c = cfg.tn * p // _gcd(cfg.tn, p) if pixel else p
 
     def compute(rows: int, cols: int, unit: int) -> int:
         chans = min(cfg.tm, cout - unit * cfg.tm) if dw else cin

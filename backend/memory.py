@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir.cost import ceil_div
-from .geometry import layer_shape
-from .plan import HostOp, Layer, Plan
+from .plan import HostOp, Plan
+from .tiling import ring_plan
 from .weights import pack_conv
 
 ALIGN = 64
@@ -36,13 +36,14 @@ def place_buffers(plan: Plan) -> Plan:
     bank = 0
     for k, layer in enumerate(plan.layers):
         t = layer.tiling
-        shape = layer_shape(layer, plan)
-        ring = t.slots * max(shape.ring_blocks(g) for g in t.groups) * t.ring_cols
-        base = 0 if k % 2 == 0 else cfg.line_buffer_words - ring * shape.rings
-        rings = [base + i * ring for i in range(shape.rings)]
+        count, ring = ring_plan(layer, plan)
+        base = 0 if k % 2 == 0 else cfg.line_buffer_words - ring * count
+        rings = [base + i * ring for i in range(count)]
         banks = []
         if layer.is_conv:
-            for _ in t.groups:
+            # one weight load per group; a split conv loads per (block, strip, band, chunk)
+            loads = len(t.groups) * (t.strips * t.bands * len(t.chunks) if t.chunks else 1)
+            for _ in range(loads):
                 banks.append(bank)
                 bank ^= 1
         buffers[layer.name] = {"rings": rings, "banks": banks}
@@ -58,12 +59,14 @@ def plan_dram(plan: Plan) -> Plan:
         if not layer.is_conv:
             continue
         groups = []
+        params_at: dict[bytes, int] = {}  # a split conv's chunks share their block's parameters
         for wbytes, pbytes in pack_conv(plan, layer):
             w_off = len(image)
             image += wbytes + bytes(_align(len(wbytes)) - len(wbytes))
-            p_off = len(image)
-            image += pbytes + bytes(_align(len(pbytes)) - len(pbytes))
-            groups.append((w_off, len(wbytes), p_off, len(pbytes)))
+            if pbytes not in params_at:
+                params_at[pbytes] = len(image)
+                image += pbytes + bytes(_align(len(pbytes)) - len(pbytes))
+            groups.append((w_off, len(wbytes), params_at[pbytes], len(pbytes)))
         buffers[layer.name]["wgt"] = groups
     const_base = 0
     const_size = len(image)
@@ -80,7 +83,8 @@ def plan_dram(plan: Plan) -> Plan:
         row, blk = w * cfg.tn, h * w * cfg.tn
         tensors[name] = replace(t, addr=addr[t.buffer] + t.block_offset * blk, row_stride=row, blk_stride=blk)
     end = max([const_base + const_size] + [addr[b] + s for b, (s, _, _) in sizes.items()])
-    dram = {"size": _align(end), "const_base": const_base, "const_size": const_size, "live": live,
+    # At least one block: a model the host runs entirely still gives implementations a DRAM to open.
+    dram = {"size": max(ALIGN, _align(end)), "const_base": const_base, "const_size": const_size, "live": live,
             "overlaps": overlaps}
     if dram["size"] > cfg.dram_bytes:
         from ..errors import ResourceError

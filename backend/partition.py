@@ -17,6 +17,7 @@ from ..errors import UnsupportedError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.graph import Graph, Op
+from ..ir.isa import Vec, Window, field_max
 from ..ir.types import TensorType
 from . import numerics
 from .dataflow import pixel_stride_reason
@@ -26,8 +27,8 @@ HOST_KINDS = {"quantize": "graph input quantization runs on the host",
               "cpu": "not an integer op (runs in onnxruntime)",
               "reshape": "reshape permutes the channel-blocked layout",
               "transpose": "transpose permutes the channel-blocked layout"}
-MAX_KERNEL, MAX_STRIDE, MAX_DILATION = 15, 3, 7  # Window field widths in ir/isa.py
-MAX_CHANS = 4095
+MAX_KERNEL, MAX_STRIDE, MAX_DILATION = (field_max(Window, f) for f in ("kh", "sh", "dh"))
+MAX_CHANS = field_max(Vec, "inp.chans")
 
 
 def is_depthwise(graph: Graph, op: Op) -> bool:
@@ -107,8 +108,6 @@ def _conv_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     why = _window_ok(op, w.shape[2:])
     if why:
         return why
-    if graph.types[op.inputs[0]].shape[1] > MAX_CHANS:
-        return f"more than {MAX_CHANS} input channels"
     wenc = op.attrs.get("wenc", "int")
     if wenc == "int" and "int" not in cfg.weight_encodings:
         return f"int weights, target {cfg.name!r} implements only {cfg.weight_encodings}"
@@ -238,6 +237,10 @@ def _plan_concat(graph: Graph, op: Op, cfg: AcceleratorConfig, tensors: dict, ta
             blocks = tensors[name].blocks if name in tensors else base.blocks
             tensors[name] = DramTensor(name, base.shape, base.bits, base.signed, base.frac, blocks, out, offsets[i])
             taken.add(name)
+            # A concat stored in place here takes the slices stored in place in it along.
+            for k, t in list(tensors.items()):
+                if t.buffer == name and k != name:
+                    tensors[k] = replace(t, buffer=out, block_offset=offsets[i] + t.block_offset)
         else:
             tensors.setdefault(name, _dram_tensor(graph, name, cfg))
             copies.append((name, offsets[i]))

@@ -3,15 +3,14 @@
 A ``Plan`` is immutable; passes return a new one with ``dataclasses.replace``. It holds the
 execution order (host ops and accelerator layers), the DRAM tensors the accelerator touches,
 and, as passes run, each layer's dataflow, tiling, on-chip buffers and finally instructions.
-``verify_plan(plan, after=PASS)`` checks the invariants that hold after each pass and raises
-``VerifyError`` naming the pass; ``format_plan`` is what ``--print-after PASS`` prints.
+``format_plan`` is what ``--print-after PASS`` prints; ``backend/verify.py`` checks the
+invariants that hold after each pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import VerifyError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.graph import Graph, Op
@@ -54,7 +53,7 @@ class Tiling:
     Inputs sit in rings of ``slots`` row slots of ``ring_cols`` words per channel block.
     ``groups`` lists, per weight group (conv) or channel chunk (vector ops), the output
     blocks it computes, in units of the layer's output block (``tm`` channels for conv,
-    ``tn`` for vector ops).
+    ``tn`` for vector ops). A split conv (``chunks``) has one output block per group.
     """
 
     out_h: int
@@ -66,6 +65,9 @@ class Tiling:
     groups: tuple[tuple[int, ...], ...]
     obuf_bufs: int = 2
     double: bool = True  # the ring holds the next band's rows too (loads overlap compute)
+    #: reduction split (backend/reduction.py): input-channel ranges ``(c0, c1)``, one CONV
+    #: each per tile, meeting in the partial-sum buffer; empty for a layer that is not split
+    chunks: tuple[tuple[int, int], ...] = ()
 
     @property
     def strips(self) -> int:
@@ -133,91 +135,6 @@ class Plan:
         return [x for x in self.order if isinstance(x, Layer)]
 
 
-def verify_plan(plan: Plan, after: str) -> Plan:
-    """Check the plan's invariants for the passes run so far; raise ``VerifyError`` naming ``after``."""
-
-    def fail(msg: str):
-        raise VerifyError(f"back-end plan invalid after {after}: {msg}")
-
-    cfg = plan.config
-    seen: set[str] = set(plan.graph.inputs) | set(plan.graph.constants)
-    names: set[str] = set()
-    # A concat stored in place by its producers has no layer: its output exists once the
-    # last of its inputs is written.
-    in_place = [plan.graph.op(name) for name in plan.fused if plan.graph.op(name).kind == "concat"]
-    for item in plan.order:
-        seen.update(o for op in in_place if seen.issuperset(op.inputs) for o in op.outputs)
-        if item.name in names:
-            fail(f"{item.name!r} scheduled twice")
-        names.add(item.name)
-        if isinstance(item, HostOp):
-            op = plan.graph.op(item.name)
-            missing = [t for t in op.inputs if t not in seen]
-            if missing:
-                fail(f"host op {item.name!r} reads {missing} before they are produced")
-            seen.update(op.outputs)
-            continue
-        layer = item
-        for t in layer.inputs:
-            if t not in plan.tensors:
-                fail(f"layer {layer.name!r} reads {t!r}, which has no DRAM placement")
-            if t not in seen:
-                fail(f"layer {layer.name!r} reads {t!r} before it is produced")
-        if layer.output not in plan.tensors:
-            fail(f"layer {layer.name!r} writes {layer.output!r}, which has no DRAM placement")
-        seen.add(layer.output)
-        seen.update(plan.graph.op(layer.name).outputs if layer.kind != "copy" else ())
-        seen.update(o for f in layer.fused for o in plan.graph.op(f).outputs)
-        if layer.is_conv and layer.dataflow not in (None, "channel", "pixel"):
-            fail(f"layer {layer.name!r} has dataflow {layer.dataflow!r}")
-        if layer.tiling is not None:
-            _verify_tiling(layer, plan, fail)
-    for t in plan.tensors.values():
-        if t.blocks < ceil_div(t.shape[1], cfg.tn):
-            fail(f"tensor {t.name!r} has {t.blocks} blocks for {t.shape[1]} channels")
-    if plan.dram:
-        _verify_dram(plan, fail)
-    return plan
-
-
-def _verify_tiling(layer: Layer, plan: Plan, fail) -> None:
-    from .tiling import ring_words, tile_words
-
-    cfg = plan.config
-    t = layer.tiling
-    if t.sc < 1 or t.br < 1 or (layer.pool and (t.sc % layer.pool or t.br % layer.pool)):
-        fail(f"layer {layer.name!r}: tile {t.br}x{t.sc} does not suit pool {layer.pool}")
-    words = ring_words(layer, plan)
-    if words > cfg.line_buffer_words:
-        fail(f"layer {layer.name!r}: rings need {words} line-buffer words, the target has {cfg.line_buffer_words}")
-    if tile_words(layer, plan) * (t.obuf_bufs // 2) > cfg.output_half_words:
-        fail(f"layer {layer.name!r}: output tiles overflow an output-buffer half")
-    covered = sorted(b for g in t.groups for b in g)
-    if covered != list(range(len(covered))) or not covered:
-        fail(f"layer {layer.name!r}: output blocks {covered} are not each computed exactly once")
-
-
-def _verify_dram(plan: Plan, fail) -> None:
-    d = plan.dram
-    const_end = d["const_base"] + d["const_size"]
-    spans = []
-    for t in plan.tensors.values():
-        if t.addr < 0:
-            fail(f"tensor {t.name!r} has no DRAM address")
-        end = t.addr + (t.blocks - 1) * t.blk_stride + t.shape[2] * t.row_stride
-        if end > d["size"] or t.addr < const_end and end > d["const_base"]:
-            fail(f"tensor {t.name!r} at [{t.addr}, {end}) leaves the activation area")
-        spans.append((t, t.addr, end))
-    live = d.get("live", {})
-    for i, (a, a0, a1) in enumerate(spans):
-        for b, b0, b1 in spans[i + 1:]:
-            if a.buffer == b.buffer or a1 <= b0 or b1 <= a0:
-                continue
-            la, lb = live.get(a.buffer), live.get(b.buffer)
-            if la is None or lb is None or not (la[1] < lb[0] or lb[1] < la[0]):
-                fail(f"tensors {a.name!r} and {b.name!r} overlap in DRAM while both live")
-
-
 def format_plan(plan: Plan) -> str:
     """Human-readable plan: one line per host op / layer, with what the passes decided."""
     lines = [f"// plan for target {plan.config.name}"]
@@ -241,6 +158,8 @@ def format_plan(plan: Plan) -> str:
         if t is not None:
             bits.append(f"tile={t.br}x{t.sc} strips={t.strips} bands={t.bands} slots={t.slots} "
                         f"ring_cols={t.ring_cols} groups={[len(g) for g in t.groups]}")
+            if t.chunks:
+                bits.append(f"chunks={[c1 - c0 for c0, c1 in t.chunks]}")
         buf = plan.buffers.get(layer.name)
         if buf:
             bits.append(" ".join(f"{k}={v}" for k, v in buf.items()))

@@ -15,7 +15,8 @@ loads the next group meanwhile); vector ops group channel blocks into chunks. Th
 enumerates strip widths and group sizes, takes the deepest band that fits, and keeps the
 candidate with the fewest estimated cycles (a load/compute/store pipeline bound from
 ``ir/cost.py``). A layer whose smallest tile does not fit raises ``ResourceError`` naming
-the layer and the buffer.
+the layer and the buffer; a conv that does not fit is first split over input-channel chunks
+(``backend/reduction.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..ir.cost import ceil_div, dma_box_beats, dma_linear_cycles
 from ..ir.isa import PARAM_BYTES
 from .geometry import LayerShape, layer_shape
 from .plan import Layer, Plan, Tiling
+from .reduction import MAX_CHANS, RINGS, split_tiling
 
 MAX_STRIPS = 64
 
@@ -168,8 +170,20 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
 
 
 def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
-    """The cheapest tiling of ``layer`` (for its current dataflow) and its estimate."""
-    return tile_shape(layer, layer_shape(layer, plan), plan.config)
+    """The cheapest tiling of ``layer`` (for its current dataflow) and its estimate. A conv
+    that does not fit whole, or has more input channels than one CONV takes, is split over
+    input-channel chunks (``backend/reduction.py``)."""
+    shape = layer_shape(layer, plan)
+    if not layer.is_conv:
+        return tile_shape(layer, shape, plan.config)
+    x, w = (plan.graph.types[t].shape for t in layer.op.inputs[:2])
+    try:
+        if x[1] <= MAX_CHANS or layer.depthwise:
+            return tile_shape(layer, shape, plan.config)
+    except ResourceError:
+        if layer.depthwise or x[1] <= plan.config.tn:  # no reduction to split
+            raise
+    return split_tiling(layer, shape, plan.config, x[1], w[2], w[3], _strip_widths(shape))
 
 
 def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> tuple[Tiling, dict]:
@@ -211,12 +225,21 @@ def _no_fit(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> Resource
                          f"{_kib(cfg.line_buffer_bytes)} (target {cfg.name})")
 
 
-def ring_words(layer: Layer, plan: Plan) -> int:
-    """Line-buffer words the layer's rings take."""
+def ring_plan(layer: Layer, plan: Plan) -> tuple[int, int]:
+    """(rings, words of each) the layer uses in the line buffer: its inputs' rings, or a split
+    conv's two alternating rings of its largest chunk."""
     shape = layer_shape(layer, plan)
     t = layer.tiling
-    blocks = max(shape.ring_blocks(g) for g in t.groups)
-    return shape.rings * t.slots * blocks * t.ring_cols
+    if t.chunks:
+        blocks = max(ceil_div(c1 - c0, plan.config.tn) for c0, c1 in t.chunks)
+        return RINGS, t.slots * blocks * t.ring_cols
+    return shape.rings, t.slots * max(shape.ring_blocks(g) for g in t.groups) * t.ring_cols
+
+
+def ring_words(layer: Layer, plan: Plan) -> int:
+    """Line-buffer words the layer's rings take."""
+    rings, words = ring_plan(layer, plan)
+    return rings * words
 
 
 def tile_words(layer: Layer, plan: Plan) -> int:

@@ -95,18 +95,27 @@ def _unit_words(cfg: AcceleratorConfig, layer: Layer, w: np.ndarray) -> np.ndarr
 
 
 def pack_conv(plan: Plan, layer: Layer) -> list[tuple[bytes, bytes]]:
-    """(weight bytes, parameter bytes) of every weight group of a conv layer."""
+    """(weight bytes, parameter bytes) of every weight group of a conv layer; for a layer
+    split over input-channel chunks (``Tiling.chunks``), of every (output block, chunk) at
+    index ``block * chunks + chunk``, each chunk's words packed as a conv over its channels."""
     cfg = plan.config
     w = dense_weights(plan, layer)
-    words = _unit_words(cfg, layer, w)
-    data = pow2_codes(words) if uses_pow2(layer, cfg) else int8_bytes(words)
+    pow2 = uses_pow2(layer, cfg)
+    chunks = layer.tiling.chunks or ((0, w.shape[1]),)
+    data = []
+    for c0, c1 in chunks:
+        words = _unit_words(cfg, layer, w[:, c0:c1])
+        data.append(pow2_codes(words) if pow2 else int8_bytes(words))
     bias, shift = numerics.conv_params(plan.graph, layer.op, cfg.acc_bits)
-    units = words.shape[0]
+    units = data[0].shape[0]
     params = np.zeros(units * cfg.tm, dtype=PARAM_DTYPE)
     params["bias"][:len(bias)] = bias
     params["shift"][:len(shift)] = shift
+    if layer.tiling.chunks:
+        return [(data[ci][u].tobytes(), params[u * cfg.tm:(u + 1) * cfg.tm].tobytes())
+                for u in range(units) for ci in range(len(chunks))]
     out = []
     for group in layer.tiling.groups:
         a, b = group[0], group[-1] + 1
-        out.append((data[a:b].tobytes(), params[a * cfg.tm:b * cfg.tm].tobytes()))
+        out.append((data[0][a:b].tobytes(), params[a * cfg.tm:b * cfg.tm].tobytes()))
     return out

@@ -55,6 +55,10 @@ class AcceleratorConfig:
     weight_encodings: tuple[str, ...] = ("int", "pow2")
     #: accumulator width of the PE array and the post-processing unit
     acc_bits: int = 32
+    #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
+    #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
+    #: "Partial sums")
+    psum_entries: int = 32
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
     #: resource budget this target must fit (LUT, FF, DSP, BRAM36), for reports
@@ -171,7 +175,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=6, queue_depth=4,
+    pe_latency=6, queue_depth=4, psum_entries=64,
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the

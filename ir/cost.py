@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .config import AcceleratorConfig
 
 
@@ -87,6 +89,26 @@ def conv_drain(cfg: AcceleratorConfig) -> int:
     chunks of ``ppu_lanes``, in both dataflows (channel-parallel adds each row's ``tn`` sums
     while they drain and post-processes the ``tm`` totals with the last chunk)."""
     return ceil_div(cfg.tm * cfg.tn, cfg.ppu_lanes)
+
+
+def conv_weight_words(cfg: AcceleratorConfig, pixel, depthwise, chans, kh, kw):
+    """Weight words (``tm*tn`` bytes) a CONV with these fields reads from ``w_addr`` on
+    (docs/isa.md "LOAD_WGT"): pixel-parallel packs its steps (``kh*kw`` per input channel, or
+    ``kh*kw`` in all when depthwise) ``tn`` to a word; channel-parallel takes one word per
+    input block and tap. Elementwise on numpy arrays (the loader's rules) as on ints."""
+    taps = kh * kw
+    steps = np.where(depthwise, taps, chans * taps)
+    words = np.where(pixel, ceil_div(steps, cfg.tn), ceil_div(chans, cfg.tn) * taps)
+    return words if isinstance(words, np.ndarray) and words.ndim else int(words)
+
+
+def conv_psum_entries(cfg: AcceleratorConfig, pixel, rows, cols):
+    """Partial-sum entries a CONV tile of ``rows x cols`` output pixels uses (docs/isa.md
+    "Partial sums"): one per result chunk that reaches the post-processing unit — every chunk
+    of every pixel group (pixel-parallel), the one chunk of totals per pixel (channel-parallel).
+    Elementwise on numpy arrays as on ints."""
+    entries = np.where(pixel, rows * ceil_div(cols, cfg.tn) * conv_drain(cfg), rows * cols)
+    return entries if isinstance(entries, np.ndarray) and entries.ndim else int(entries)
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,

@@ -206,6 +206,11 @@ Conv = data.StructLayout({
     "w_addr": unsigned(20),  # word address of the block's first weight word in the bank
     "p_addr": unsigned(12),  # first parameter entry (bias, shift) of the block
     "cout": unsigned(12),  # output channels of this block that are real (<= tm)
+    # Reduction split over several CONVs (docs/isa.md "Partial sums"): ``psum_in`` adds the
+    # partial-sum buffer's entry instead of the bias; ``psum_out`` writes the sum back to the
+    # partial-sum buffer instead of post-processing it into the output buffer.
+    "psum_in": unsigned(1),
+    "psum_out": unsigned(1),
 })
 
 Vec = data.StructLayout({

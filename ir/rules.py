@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AcceleratorConfig
+from .cost import conv_psum_entries, conv_weight_words
 from .isa import PARAM_BYTES, Dataflow, Opcode, VecOp, WgtTarget
 
 Columns = dict  # dotted field name -> np.ndarray (int64), one entry per instruction
@@ -193,9 +194,7 @@ def _pixel(f):
 
 def _conv_weight_words(f, c):
     """Weight words a CONV reads from ``w_addr`` on (docs/isa.md "LOAD_WGT")."""
-    taps = f["win.kh"] * f["win.kw"]
-    pixel_steps = np.where(f["depthwise"] != 0, taps, f["inp.chans"] * taps)
-    return np.where(_pixel(f), _cdiv(pixel_steps, c.tn), _cdiv(f["inp.chans"], c.tn) * taps)
+    return conv_weight_words(c, _pixel(f), f["depthwise"] != 0, f["inp.chans"], f["win.kh"], f["win.kw"])
 
 
 def _conv_ring_blocks(f, c):
@@ -232,7 +231,16 @@ def _conv() -> list[Rule]:
              lambda f, c: f["p_addr"] % c.tm == 0,
              lambda f, c: f"p_addr {f['p_addr']} is not a multiple of tm ({c.tm}): a CONV reads one parameter row"),
         *_ring_rules(op, "inp.", _conv_ring_blocks, lambda f, c: f["tile.rows"] > 0, "when `tile.rows` > 0"),
+        Rule(op, "psum_in", "with `psum_in` or `psum_out`, the tile's partial-sum entries (docs/isa.md \"Partial "
+             "sums\") fit the partial-sum buffer (`psum_entries`)",
+             lambda f, c: ((f["psum_in"] | f["psum_out"]) == 0) | (_psum_entries(f, c) <= c.psum_entries),
+             lambda f, c: f"psum_in/psum_out: a {f['tile.rows']}x{f['tile.cols']} tile needs {_psum_entries(f, c)} "
+                          f"partial-sum entries, the buffer holds {c.psum_entries}"),
     ]
+
+
+def _psum_entries(f, c):
+    return conv_psum_entries(c, _pixel(f), f["tile.rows"], f["tile.cols"])
 
 
 _VEC_WINDOW = {"kh": (VecOp.MAXPOOL, VecOp.AVGPOOL, VecOp.RESIZE), "kw": (VecOp.MAXPOOL, VecOp.AVGPOOL, VecOp.RESIZE),

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div
+from ..ir.cost import ceil_div, conv_psum_entries
 from ..ir.decode import Instr
 from ..ir.intmath import round_shift
 from ..ir.isa import (PARAM_BYTES, PARAM_DTYPE, POW2_EXP, POW2_NONZERO, POW2_RESERVED, POW2_SIGN, Act, Dataflow,
@@ -55,6 +55,7 @@ class Machine:
         self.wbuf = np.zeros((2, cfg.weight_bank_bytes), np.uint8)
         self.pbuf = np.zeros((2, cfg.param_entries * PARAM_BYTES), np.uint8)
         self.obuf = np.zeros((2, cfg.output_half_words, tn), np.uint8)
+        self.psum = np.zeros((cfg.psum_entries, cfg.ppu_lanes), np.int64)
         self._handlers = {Opcode.NOP: _nothing, Opcode.FINISH: _nothing, Opcode.LOAD_ACT: self._load_act,
                           Opcode.LOAD_WGT: self._load_wgt, Opcode.STORE: self._store, Opcode.CONV: self._conv,
                           Opcode.VEC: self._vec}
@@ -194,7 +195,8 @@ class Machine:
         encoding = "pow2" if f["pow2"] else "int"
         if encoding not in cfg.weight_encodings:
             _fail(ins, f"target {cfg.name!r} has no {encoding} weights")
-        out = self._tile_target(ins, rows, cols, tm // tn)
+        psum_in, psum_out = bool(f["psum_in"]), bool(f["psum_out"])  # entries checked at load (ir/rules.py)
+        out = self._tile_target(ins, rows, cols, tm // tn)  # checked even when psum_out writes elsewhere
         taps = kh * kw
         lanes = min(chans, tm) if depthwise else chans
         width = ceil_div(lanes, tn) * tn  # lanes of the gathered words
@@ -212,8 +214,43 @@ class Machine:
             x, _ = self._gather(ins, "inp.", dy, dx, lanes)
             n = (r1 - r0) * cols
             acc = x.astype(dtype).reshape(n, taps * width) @ w.reshape(taps * width, tm)
-            q = self._post(ins, acc.astype(np.int64) + bias, shift)
-            self._put(ins, out, r0, q.reshape(r1 - r0, cols, tm))
+            acc = acc.astype(np.int64).reshape(r1 - r0, cols, tm)
+            entries = self._psum_entries(pixel, r0, r1, cols)
+            v = acc + (self._psum_read(entries, pixel, cols) if psum_in else bias)
+            if psum_out:
+                self._psum_write(entries, pixel, self._wrap(v))
+            else:
+                self._put(ins, out, r0, self._post(ins, v, shift))
+
+    # -- partial sums (docs/isa.md "Partial sums") ---------------------------------------------
+    def _psum_entries(self, pixel: bool, r0: int, r1: int, cols: int) -> slice:
+        """The entries of tile rows ``r0 .. r1-1``: a row's chunks are consecutive entries."""
+        per_row = conv_psum_entries(self.cfg, pixel, 1, cols)
+        return slice(r0 * per_row, r1 * per_row)
+
+    def _psum_read(self, entries: slice, pixel: bool, cols: int) -> np.ndarray:
+        """Entries as (rows, cols, tm): pixel-parallel entry ``(r*groups + g)*drain + k`` lane
+        ``λ`` is channel ``λ % tm`` of column ``g*tn + k*npc + λ // tm``; channel-parallel entry
+        ``r*cols + q`` lane ``i < tm`` is channel ``i``."""
+        tm = self.cfg.tm
+        part = self.psum[entries]
+        if pixel:
+            rows = part.shape[0] // conv_psum_entries(self.cfg, True, 1, cols)
+            return part.reshape(rows, -1, tm)[:, :cols]
+        return part[:, :tm].reshape(-1, cols, tm)
+
+    def _psum_write(self, entries: slice, pixel: bool, v: np.ndarray) -> None:
+        """``v`` (rows, cols, tm) into the entries (the layout of ``_psum_read``); lanes of
+        columns past the tile are zero here and never read back into a result."""
+        tm, tn = self.cfg.tm, self.cfg.tn
+        rows, cols, _ = v.shape
+        if pixel:
+            padded = np.zeros((rows, ceil_div(cols, tn) * tn, tm), np.int64)
+            padded[:, :cols] = v
+            self.psum[entries] = padded.reshape(-1, self.cfg.ppu_lanes)
+        else:
+            self.psum[entries] = 0
+            self.psum[entries, :tm] = v.reshape(-1, tm)
 
     def _conv_weights(self, ins: Instr, taps: int, chans: int, width: int) -> np.ndarray:
         """The block's weights as real values ``W[tap, lane, i]`` (``tap = y*kw + x``) for
@@ -298,11 +335,15 @@ class Machine:
                 v = (v << f["shift_a"]) + (self._values(ins, "inp_b.", dy, dx, chans).sum(axis=(2, 3)) << f["shift_b"])
             self._put(ins, out, r0, self._post(ins, v, np.int64(f["rshift"])))
 
+    def _wrap(self, v: np.ndarray) -> np.ndarray:
+        """``v`` wrapped to the accumulator width (two's complement)."""
+        half = 1 << (self.cfg.acc_bits - 1)
+        return ((v + half) & ((half << 1) - 1)) - half
+
     def _post(self, ins: Instr, v: np.ndarray, shift) -> np.ndarray:
         """Wrap to the accumulator width, activation, round-half-even shift, clamp."""
         f = ins.f
-        half = 1 << (self.cfg.acc_bits - 1)
-        v = ((v + half) & ((half << 1) - 1)) - half
+        v = self._wrap(v)
         act = f["post.act"]
         if act == Act.RELU.value:
             v = np.maximum(v, 0)

@@ -141,7 +141,8 @@ def accesses(cfg, d: dict) -> list[tuple[str, int, int, bool]]:
                     w = inp["ring"]["base"] + slot * inp["ring"]["slot_words"] + blk * inp["ring"]["cols"]
                     out.append(("lb", w + c0, w + c1 + 1, False))
         n = (tile["rows"] // p) * tile["obuf_cols"] * tile["obuf_blk"]
-        out.append((f"ob{tile['half']}", tile["obuf_addr"], tile["obuf_addr"] + n, True))
+        if not (op == "CONV" and b["psum_out"]):  # a partial sum goes to the partial-sum buffer
+            out.append((f"ob{tile['half']}", tile["obuf_addr"], tile["obuf_addr"] + n, True))
         if op == "CONV":
             chans, kk = b["inp"]["chans"], b["win"]["kh"] * b["win"]["kw"]
             if b["dataflow"] == "pixel":

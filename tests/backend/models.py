@@ -52,3 +52,11 @@ def two_branch_concat_model(size: int, seed: int = 0):
     x = b.cur
     cat = b.op("Concat", [_conv(b, x, 3, 12), _conv(b, x, 3, 4)], axis=1)
     return b.model(_conv(b, b.quant(cat, 3, 8, signed=False), 16, 6, k=1, pad=0, relu=False))
+
+
+def gemm_model(k: int, n: int, wbits: int = 3, seed: int = 0):
+    """A fully connected layer ``k -> n`` (Gemm, int weights of ``wbits`` bits, bias, ReLU)."""
+    b = QDQBuilder((1, k), seed=seed)
+    w = _weights(b.rng, (n, k), wbits, False)
+    y = b.op("Gemm", [b.cur, b.weight(w, wbits + 2), b.bias(b.rng.integers(-500, 500, size=n), wbits + 7)], transB=1)
+    return b.model(b.quant(b.op("Relu", [y]), 2, 8, signed=False))

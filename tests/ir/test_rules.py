@@ -62,6 +62,7 @@ CASES = [
     (Opcode.CONV, "inp.ring.slots", {"inp.ring.cols": 0}, TINY),
     (Opcode.CONV, "inp.ring.slot_words", {"inp.chans": 5}, TINY),
     (Opcode.CONV, "inp.ring.base", {"inp.ring.base": 4094}, TINY),
+    (Opcode.CONV, "psum_in", {"psum_out": 1}, dataclasses.replace(TINY, name="psum1", psum_entries=1)),
     *[(Opcode.VEC, f"win.{n}", {"op": VecOp.MAXPOOL, f"win.{n}": 0}, TINY) for n in WIN],
     (Opcode.VEC, "post.pool", {"post.pool": 2}, TINY),
     (Opcode.VEC, "tile.obuf_blk", {"tile.obuf_blk": 2}, TINY),

@@ -176,7 +176,7 @@ def conv_asm(cfg, x, w, bias, shift, *, dataflow="channel", depthwise=False, pow
                 "inp": inp, "tile": {"rows": ho, "cols": wo, "obuf_addr": 0, "obuf_cols": ow, "obuf_blk": blk,
                                      "half": mb % 2},
                 "post": post(act, leaky_exp, lo, hi, pool), "wbank": 0, "w_addr": mb * wwords, "p_addr": mb * tm,
-                "cout": min(tm, m - mb * tm)}
+                "cout": min(tm, m - mb * tm), "psum_in": 0, "psum_out": 0}
         asm.emit(Opcode.CONV, body, pop_prev=int(depthwise or mb == 0), pop_next=int(mb >= 2), push_next=1)
         # STORE's output-buffer pixel stride is dst.nblk, so it stores all tm/tn blocks: the
         # output tensor is allocated with a whole number of tm-channel groups.
