@@ -14,7 +14,8 @@ kernel columns ``x``. A CONV group is ``(r, q)``: its ``steps = n_bi*n_y*n_x`` b
 accumulate into one set of sums; a VEC group is ``(r, q, bo)`` with ``n_y*n_x`` taps.
 Each group occupies ``max(steps, drain)`` cycles. Counts of zero (only
 in hostile programs) run once: a zero reduction count masks every activation (``empty``),
-a zero output count writes nothing (``nowrite``).
+a zero output count writes nothing (``nowrite``), nor does a CONV whose sums go to the
+partial-sum buffer (``psum_out``, see :mod:`hw.retire`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
         "n_r": tile["rows"], "n_q": tile["cols"], "n_bo": chans, "n_bi": chans,
         "n_y": win["kh"], "n_x": win["kw"], "rep_r": win["kh"], "rep_q": win["kw"],
         "empty": unsigned(1), "nowrite": unsigned(1),
+        "psum_in": Conv["psum_in"].shape, "psum_out": Conv["psum_out"].shape,
         "dh": win["dh"], "sh": win["sh"], "dcol": win["dw"], "csw": unsigned(win["sw"].width + lane.width),
         "lsw": win["sw"],
         "a": operand_layout(addr_bits), "b": operand_layout(addr_bits),
@@ -145,7 +147,8 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "n_y": n_y1, "n_x": n_x1,
         "rep_r": Mux(resize, _at_least_one(win.kh), 1), "rep_q": Mux(resize, _at_least_one(win.kw), 1),
         "empty": (n_bi == 0) | (n_y == 0) | (n_x == 0),
-        "nowrite": (tile.rows == 0) | (n_q == 0) | (n_bo == 0),
+        "nowrite": (tile.rows == 0) | (n_q == 0) | (n_bo == 0) | (is_conv & c.psum_out),
+        "psum_in": is_conv & c.psum_in, "psum_out": is_conv & c.psum_out,
         "dh": win.dh, "sh": sh, "dcol": win.dw, "csw": Mux(pixel, sw << lg_tn, sw), "lsw": Mux(pixel, sw, 0),
         "a": _operand(inp, sh, win.dh), "b": _operand(v.inp_b, sh, win.dh),
         "w_row": Mux(c.wbank, cfg.weight_bank_words, 0) + c.w_addr,

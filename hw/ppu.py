@@ -55,7 +55,9 @@ class PPU(wiring.Component):
     """``lanes`` post-processing lanes (``AcceleratorConfig.ppu_lanes``) on a stream.
 
     Ports: ``post`` (``ir.isa.Post``, sampled with each input beat), ``i`` (stream of
-    :func:`beat_layout`), ``o`` (stream of ``lanes`` signed 16-bit results).
+    :func:`beat_layout`), ``o`` (stream of ``lanes`` signed 16-bit results), ``sum`` (stage 1's
+    register: ``v`` after the activation, one cycle after its beat — with ``act = none`` the
+    wrapped ``acc + bias`` that the partial-sum buffer keeps, :mod:`hw.retire`).
     """
 
     LATENCY = 3
@@ -70,6 +72,7 @@ class PPU(wiring.Component):
             "post": In(Post),
             "i": In(stream.Signature(beat_layout(lanes, acc_bits))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(OUT_BITS), lanes))),
+            "sum": Out(data.ArrayLayout(signed(acc_bits), lanes)),
         })
 
     def elaborate(self, platform):
@@ -103,6 +106,8 @@ class PPU(wiring.Component):
                     m.d.sync += val1.eq(0)
                 with m.Else():
                     m.d.sync += val1.eq(v)
+
+            m.d.comb += self.sum[lane].eq(val1)
 
             # Stage 2: floor(val * 2**(16 - t)) in a w-bit window with guard and sticky bits,
             # saturated to the window's range when it does not fit.

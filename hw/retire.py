@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import conv_drain
+from ..ir.isa import Act
 from .buffers import OBUF_ADDR_BITS, ParamEntry, word_write_layout
 from .job import Kind
 from .ppu import OUT_BITS, PPU
@@ -77,6 +78,9 @@ class Retire(wiring.Component):
             "wr": Out(data.ArrayLayout(word_write_layout(cfg.tn), self.words)),
             "done": Out(1),
         })
+        # The partial-sum buffer: one entry of ppu_lanes accumulators per chunk of a tile.
+        self.psum = memory.Memory(shape=data.ArrayLayout(signed(cfg.acc_bits), cfg.ppu_lanes),
+                                  depth=cfg.psum_entries, init=[])
         self.scratch = [memory.Memory(shape=unsigned(OUT_BITS * cfg.tn), depth=cfg.output_half_words // self.words,
                                       init=[]) for _ in range(self.words)]
 
@@ -118,6 +122,9 @@ class Retire(wiring.Component):
 
         beat = ppu.i.payload
         m.d.comb += [ppu.i.valid.eq(valid), ppu.o.ready.eq(1), ppu.post.eq(j.post)]
+        with m.If(j.psum_out):  # a partial sum leaves stage 1 before any activation
+            m.d.comb += ppu.post.act.eq(Act.NONE)
+        psum_rd = self._psum_buffer(m, valid, ppu.sum)
         # Chunk kk of the held sums (lane λ: row λ % tm, column kk*npc + λ // tm): one
         # dmax:1 mux tree per lane bit. Channel-parallel adds the chunks into a running sum
         # per lane; with the last chunk, row i's total is the sum of its npc lanes.
@@ -142,7 +149,8 @@ class Retire(wiring.Component):
             else:
                 value = Mux(channel, 0, chunk[lane])
             m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, value)),
-                         beat.bias[lane].eq(self.params[i].bias), beat.shift[lane].eq(self.params[i].shift)]
+                         beat.bias[lane].eq(Mux(j.psum_in, psum_rd[lane], self.params[i].bias)),
+                         beat.shift[lane].eq(self.params[i].shift)]
 
         # -- where each word of the chunk goes (computed at drain, used 2-3 cycles later) -------
         info = data.StructLayout({
@@ -207,6 +215,25 @@ class Retire(wiring.Component):
                          self.wr[w].data.eq(Cat(*[v[:8] for v in results[w]]))]
         m.d.comb += self.done.eq(s3.done)
         return m
+
+    def _psum_buffer(self, m, valid, stage1):
+        """The partial-sum buffer's ports: returns entry ``k`` while chunk ``k`` of the
+        instruction is drained (``valid``; read a cycle ahead, at the count of chunks so far
+        plus this cycle's); with ``psum_out`` the PPU's stage-1 value of chunk ``k`` is written
+        back to entry ``k`` a cycle later. Chunks count from 0 in every instruction (the count
+        clears with ``done``), so every CONV over the same tile meets the same entries."""
+        m.submodules.psum = mem = self.psum
+        wp = mem.write_port()
+        rp = mem.read_port()
+        count, written = Signal(range(self.cfg.psum_entries + 1)), Signal.like(rp.addr)
+        nxt = count + valid
+        m.d.sync += [count.eq(Mux(self.done, 0, nxt)), written.eq(count)]
+        m.d.comb += [rp.addr.eq(Mux(self.done | (nxt >= self.cfg.psum_entries), 0, nxt)),
+                     wp.addr.eq(written), wp.data.eq(stage1)]
+        written_valid = Signal()
+        m.d.sync += written_valid.eq(valid)
+        m.d.comb += wp.en.eq(written_valid & self.job.psum_out)
+        return rp.data
 
     def _pool(self, m, w, values, words, partials):
         """Word ``w``'s 16-bit lanes: the PPU's results, merged (max) with the chunk's other

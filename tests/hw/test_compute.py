@@ -111,6 +111,25 @@ def test_wide_array_vec(kind, tmp_path):
     assert {s.ins.opcode for s in snaps} == {Opcode.VEC}
 
 
+#: Weight banks of 16 words: a 3x3 conv over 12 channels (27 words a block) is split into
+#: three chunks of one channel block, whose CONVs meet in the partial-sum buffer.
+SPLIT, WIDE_SPLIT = (dataclasses.replace(c, name=f"{c.name}-split", weight_bank_bytes=16 * c.tm * c.tn)
+                     for c in (TINY, WIDE))
+
+
+@pytest.mark.parametrize("cfg", [SPLIT, WIDE_SPLIT], ids=lambda c: c.name)
+@pytest.mark.parametrize("dataflow,kw", [
+    ("channel", dict(act="leaky")), ("pixel", dict(act="relu")), ("pixel", dict(pow2=True, act="none")),
+    ("channel", dict(stride=2, act="relu"))])
+def test_split_reduction(cfg, dataflow, kw, tmp_path):
+    """A band's chunk CONVs in order: the first writes acc + bias to the partial-sum buffer
+    (no output-buffer write), the middle one adds to it, the last adds it and post-processes;
+    each takes the cycle model's cycles and the output buffer ends as the simulator's."""
+    program = compiled(tmp_path, conv_layer_model(cin=12, cout=cfg.tm + 1, hw=(5, 7), **kw), dataflow, cfg)
+    snaps = check_replay(program, {Opcode.CONV: 6}, cfg)
+    assert [(s.ins.f["psum_in"], s.ins.f["psum_out"]) for s in snaps[:3]] == [(0, 1), (1, 1), (1, 0)]
+
+
 @pytest.mark.parametrize("kind,kw", [("maxpool", {}), ("avgpool", {}), ("add", {}), ("resize", {"f": 3}),
                                      ("requant", {})])
 def test_vec(kind, kw, tmp_path):

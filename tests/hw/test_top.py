@@ -15,7 +15,7 @@ from shiftflow.hw.tb.rtl_accel import RtlAccelerator
 from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import Opcode
 from shiftflow.zoo import zoo_model
-from tests.backend.models import vec_model
+from tests.backend.models import gemm_model, vec_model
 from tests.modelgen import conv_layer_model
 from tests.strategies import conv_layers
 
@@ -132,6 +132,33 @@ def test_random_layers_covered(tmp_path_factory, tmp_path):
     assert count[0] >= 30
     want = {"channel", "pixel", "depthwise", "stride2", "pow2", "pool", "strips"}
     assert want <= seen, f"not exercised: {sorted(want - seen)}"
+
+
+SPLIT = [("fc", "channel"), ("deep", "channel"), ("deep", "pixel")]
+
+
+def split_program(tmp_path, which: str, dataflow: str):
+    """A layer whose reduction is split over input-channel chunks on tiny (docs/isa.md "Partial
+    sums"): a 4096 -> 6 fully connected layer, or a 3x3 conv over 240 channels (9 KiB of
+    weights a block; the bank holds 8)."""
+    model = gemm_model(4096, 6) if which == "fc" else conv_layer_model(cin=240, cout=5, hw=(6, 10), seed=7)
+    onnx.save(model, tmp_path / "m.onnx")
+    program = compile_model(tmp_path / "m.onnx", "tiny", dataflow=dataflow)
+    assert any(i.opcode == Opcode.CONV and i.f["psum_out"] for i in decode_program(program.instructions))
+    return program
+
+
+@pytest.mark.parametrize("which,dataflow", SPLIT)
+def test_split_reduction_exact(fresh_rtl, tmp_path, which, dataflow):
+    assert_exact(rtlsim(split_program(tmp_path, which, dataflow), seed=2, accelerator=fresh_rtl))
+
+
+def test_split_reduction_with_stalls_stays_bit_exact(fresh_rtl, tmp_path):
+    report = rtlsim(split_program(tmp_path, "deep", "pixel"), seed=6, stalls=True, accelerator=fresh_rtl)
+    assert report["completed"], report["error"]
+    assert report["bit_exact"] and report["max_abs_diff"] == 0
+    assert report["rtl_cycles"] > report["sim_cycles"]
+    assert_counted(report)
 
 
 @pytest.mark.parametrize("seed", [3, 4])
