@@ -15,7 +15,6 @@ from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.graph import Graph, Op
 
-VEC_KINDS = ("add", "maxpool", "avgpool", "resize", "requant", "copy")
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,6 @@ class DramTensor:
     addr: int = -1
     row_stride: int = 0
     blk_stride: int = 0
-
-    @property
-    def chw(self) -> tuple[int, int, int]:
-        return self.shape[1], self.shape[2], self.shape[3]
 
 
 @dataclass(frozen=True)

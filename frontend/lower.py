@@ -70,10 +70,6 @@ class Lowerer:
         self.constants[name] = ints.astype(t.storage_dtype())
         return name
 
-    def ttype(self, value: Value) -> TensorType:
-        assert isinstance(value, Tensor)
-        return self.types[value.name]
-
     def const(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray | None:
         if idx >= len(node.input) or not node.input[idx]:
             return None

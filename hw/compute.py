@@ -46,7 +46,7 @@ from .linebuf import LineBuffer, beat_write_layout
 from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
 from .retire import Retire
-from .seq import Sequencer, desc_layout
+from .seq import Sequencer
 from .vecalu import VecALU
 
 #: The fixed part of an instruction's cycles: the line-buffer read, the MAC array and the PPU
@@ -98,7 +98,6 @@ class ComputeUnit(wiring.Component):
         self.cfg = cfg
         self.lb, self.wb, self.pb, self.ob = LineBuffer(cfg), WeightBuffer(cfg), ParamBuffer(cfg), OutputBuffer(cfg)
         self.job_shape = job_layout(cfg, self.lb.addr_bits, self.wb.row_bits)
-        self.desc_shape = desc_layout(cfg.tn, self.lb.copies, self.lb.addr_bits, self.wb.row_bits)
         beat = cfg.dram_bytes_per_cycle
         super().__init__({
             "instr": In(stream.Signature(INSTR)),

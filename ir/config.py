@@ -96,10 +96,6 @@ class AcceleratorConfig:
         return self.tm * self.tn
 
     @property
-    def peak_gmacs(self) -> float:
-        return self.macs_per_cycle * self.clock_mhz / 1e3
-
-    @property
     def line_buffer_words(self) -> int:
         """Words of ``tn`` bytes (one pixel's channel block) in the line buffer."""
         return self.line_buffer_bytes // self.tn

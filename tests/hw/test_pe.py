@@ -2,7 +2,6 @@
 """hw/pe.py against numpy: int and pow2 weights, signed and unsigned activations, dense and
 depthwise pairing, groups of any length."""
 
-import random
 
 import numpy as np
 import pytest
