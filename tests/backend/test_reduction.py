@@ -51,6 +51,7 @@ def test_fully_connected_layer_wider_than_any_bank_runs_on_the_accelerator(cfg, 
     program = compile_model(tmp_path / "fc.onnx", cfg)
     (layer,) = program.manifest["layers"]
     assert layer["op"] == "conv" and layer["name"] not in program.manifest["host_reasons"]
+    assert len(layer["chunks"]) >= 2 and sum(layer["chunks"]) == 8192
     flags = _psum_flags(program)
     assert flags[0] == (0, 1) and flags[-1] == (1, 0) and (1, 1) in flags
     result = check_simulation(program, seed=1)
