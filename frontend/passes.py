@@ -107,6 +107,7 @@ def fuse_requant(graph: Graph) -> Graph:
 def fold_layout(graph: Graph) -> Graph:
     """Collapse ``reshape → reshape`` into one reshape and drop reshapes that change nothing."""
     producers = graph.producer()
+    consumers = graph.consumers()
     rename: dict[str, str] = {}
     ops = []
     for op in graph.ops:
@@ -115,8 +116,10 @@ def fold_layout(graph: Graph) -> Graph:
             src = producers.get(op.inputs[0])
             if src is not None and src.kind == "reshape":
                 op = type(op)(op.name, op.kind, src.inputs, op.outputs, op.attrs)
+            # A CPU op's one-node model names its inputs after the tensors it reads: keep those.
             if graph.types[op.inputs[0]].shape == graph.types[op.outputs[0]].shape and \
-                    op.outputs[0] not in graph.outputs:
+                    op.outputs[0] not in graph.outputs and \
+                    not any(c.kind == "cpu" for c in consumers.get(op.outputs[0], [])):
                 rename[op.outputs[0]] = op.inputs[0]
                 continue
         producers[op.outputs[0]] = op

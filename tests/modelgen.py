@@ -1,4 +1,5 @@
-"""Small QDQ ONNX models built in code, for tests (single layers and short chains)."""
+"""Small QDQ ONNX models built in code, for tests (single layers and short chains; whole random
+graphs are in ``tests/graphgen.py``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ OPSET, IR_VERSION = 21, 10
 
 
 class QDQBuilder:
-    """Accumulates nodes/initializers of a QDQ model whose every activation is po2-quantized."""
+    """Accumulates nodes/initializers of a QDQ model whose every activation is po2-quantized.
+    With ``in_frac=None`` the input is not quantized (``cur`` is the float input ``input``):
+    a float model, for ``shiftflow.frontend.quantize``."""
 
     def __init__(self, input_shape, in_frac=5, in_bits=8, seed=0):
         self.rng = np.random.default_rng(seed)
         self.nodes, self.inits = [], []
         self.input_shape = tuple(input_shape)
         self.count = 0
-        self.cur = self.quant("input", in_frac, in_bits, signed=True)
+        self.cur = "input" if in_frac is None else self.quant("input", in_frac, in_bits, signed=True)
         self.cur_frac = in_frac
 
     def name(self, base):
@@ -72,16 +75,18 @@ class QDQBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type), **attrs))
         return out
 
-    def model(self, output) -> onnx.ModelProto:
+    def model(self, *outputs) -> onnx.ModelProto:
+        """The model with graph outputs ``outputs`` (their shapes inferred), IR 10 / opset 21."""
         g = helper.make_graph(self.nodes, "gen", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                                                                   list(self.input_shape))],
-                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
         m.ir_version = IR_VERSION
         inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)
         known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
         del m.graph.output[:]
-        m.graph.output.append(known[output])
+        m.graph.output.extend(known[o] for o in outputs)
         return m
 
 
