@@ -83,8 +83,7 @@ def plan_dram(plan: Plan) -> Plan:
         row, blk = w * cfg.tn, h * w * cfg.tn
         tensors[name] = replace(t, addr=addr[t.buffer] + t.block_offset * blk, row_stride=row, blk_stride=blk)
     end = max([const_base + const_size] + [addr[b] + s for b, (s, _, _) in sizes.items()])
-    # At least one block: a model the host runs entirely still gives implementations a DRAM to open.
-    dram = {"size": max(ALIGN, _align(end)), "const_base": const_base, "const_size": const_size, "live": live,
+    dram = {"size": _align(end), "const_base": const_base, "const_size": const_size, "live": live,
             "overlaps": overlaps}
     if dram["size"] > cfg.dram_bytes:
         from ..errors import ResourceError
