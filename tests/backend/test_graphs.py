@@ -32,16 +32,18 @@ EXAMPLES = 300
 STATS = {t: Counter() for t in TARGETS}
 
 
-def check_graph(spec: GraphSpec, target: str, path) -> set[str] | None:
+def check_graph(spec: GraphSpec, target: str, path) -> set[str]:
     """Build ``spec``'s model at ``path``, compile it for ``target``, simulate with the
-    ladder; assert bit-exact at every level. Returns what the program exercised, or None
-    when the toolchain refused the model (a ``ShiftflowError`` a user would see)."""
+    ladder; assert bit-exact at every level. Returns what the program exercised (``features``),
+    or ``{"refused: <message>"}`` when the toolchain refused the model with an error a user
+    would see."""
     try:
         onnx.save(build_model(spec), path)
         program = compile_model(path, target)
     except (UnsupportedError, ResourceError) as exc:
         return {"refused: " + str(exc)}
     result = check_simulation(program, path, seed=spec.seed)
+    assert {"L2_vs_L1", "L1_vs_L0"} <= set(result.checks)
     for level, check in result.checks.items():
         if level.startswith("L"):
             assert check["bit_exact"] and check["max_abs_diff"] == 0, (level, check)
