@@ -3,7 +3,7 @@
 Per lane, for one accumulator ``acc`` with its channel's ``bias`` and ``shift``, and the
 instruction's ``post`` fields (``ir.isa.Post``):
 
-    v = wrap_acc_bits(acc + bias)
+    v = wrap_acc_bits(acc + bias)          (acc + psum with psum_in)
     relu:  v = max(v, 0)
     s = shift - leaky_exp   if act = leaky and v < 0   else shift
     q = round_half_even(v / 2**s)                      (a left shift when s < 0)
@@ -28,7 +28,7 @@ each input beat, so it may change between instructions while older beats drain.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,11 +43,15 @@ WINDOW_BITS = OUT_BITS + 2
 
 
 def beat_layout(lanes: int, acc_bits: int) -> data.StructLayout:
-    """One input beat: per lane the accumulator, its channel's bias (int32) and shift (int8)."""
+    """One input beat: per lane the accumulator, its channel's bias (int32) and shift (int8),
+    and a partial sum that replaces the bias when ``psum_in`` is set (docs/isa.md "Partial
+    sums"; selected here, next to the adder, where the selection shares the adder's LUTs)."""
     return data.StructLayout({
         "acc": data.ArrayLayout(signed(acc_bits), lanes),
         "bias": data.ArrayLayout(signed(32), lanes),
         "shift": data.ArrayLayout(signed(8), lanes),
+        "psum": data.ArrayLayout(signed(acc_bits), lanes),
+        "psum_in": unsigned(1),
     })
 
 
@@ -93,7 +97,8 @@ class PPU(wiring.Component):
             # Stage 1: add, activation; the effective shift s as t = s + 16 clamped to 0..a+16.
             v = Signal(signed(a))
             s = Signal(signed(10))
-            m.d.comb += v.eq(self.i.payload.acc[lane] + self.i.payload.bias[lane])
+            beat = self.i.payload
+            m.d.comb += v.eq(beat.acc[lane] + Mux(beat.psum_in, beat.psum[lane], beat.bias[lane]))
             act = self.post.act
             leaky_neg = (act == Act.LEAKY) & (v < 0)
             m.d.comb += s.eq(self.i.payload.shift[lane] - Mux(leaky_neg, self.post.leaky_exp, 0))

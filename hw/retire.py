@@ -149,8 +149,9 @@ class Retire(wiring.Component):
             else:
                 value = Mux(channel, 0, chunk[lane])
             m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, value)),
-                         beat.bias[lane].eq(Mux(j.psum_in, psum_rd[lane], self.params[i].bias)),
-                         beat.shift[lane].eq(self.params[i].shift)]
+                         beat.bias[lane].eq(self.params[i].bias), beat.shift[lane].eq(self.params[i].shift),
+                         beat.psum[lane].eq(psum_rd[lane])]
+        m.d.comb += beat.psum_in.eq(j.psum_in)
 
         # -- where each word of the chunk goes (computed at drain, used 2-3 cycles later) -------
         info = data.StructLayout({

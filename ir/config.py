@@ -176,17 +176,21 @@ TINY = AcceleratorConfig(
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
 # broadcast activation per DSP) — and buffers within the 216 BRAM36 budget: the line buffer's
-# two copies 128, the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
-# scratch 8 each (docs/hardware.md, "Synthesis figures"). 32 PPU lanes (the fewest a 32-row
+# two copies 64, the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
+# scratch 8 each, the partial-sum buffer 11 (512 entries of 32 x 24 bits: BRAM36 are 72 bits
+# wide, so 32 entries would take as many, or ~1.2k LUTs as LUT RAM; docs/hardware.md,
+# "Synthesis figures"). A 128 KiB line buffer (was 256) frees 64 BRAM36 for 0.5 % of the
+# detector's frame rate (25.96 -> 25.82 fps; 192 KiB saves nothing: a BRAM36 is 1K deep at
+# 36 bits, so only halving the depth halves the count). 32 PPU lanes (the fewest a 32-row
 # array drains whole pixels with) cost 0.1 fps against 64 on the detector. 24-bit accumulators:
 # the compiler bounds every layer's accumulator from its weights and input range and keeps a
 # layer that needs more on the host; every zoo network needs at most 23 bits (docs/hardware.md).
 # 512 parameter entries a bank (32 rows of the parameter buffer's LUT RAM instead of 64): the
 # detector's cycles are the same as with 1024.
 ZU3EG = AcceleratorConfig(
-    name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=256 * 1024, weight_bank_bytes=128 * 1024,
+    name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=128 * 1024, weight_bank_bytes=128 * 1024,
     output_buffer_bytes=32 * 1024, param_entries=512, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
-    pe_latency=8, queue_depth=16, acc_bits=24,
+    pe_latency=8, queue_depth=16, acc_bits=24, psum_entries=512,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
 
