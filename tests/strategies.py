@@ -42,8 +42,8 @@ CHANNELS = st.one_of(st.integers(1, 12), st.integers(13, 36), st.sampled_from([1
 SIZES = {"point": (st.integers(1, 3), st.integers(1, 3)), "small": (st.integers(4, 14), st.integers(4, 14)),
          "wide": (st.integers(2, 6), st.integers(40, 70))}
 #: Node kinds with their draw weights (conv first: examples shrink towards it).
-KINDS = (["conv"] * 6 + ["maxpool"] * 3 + ["add"] * 2 + ["concat"] * 2 + ["stage", "avgpool", "resize", "act"]
-         + ["host"] * 2)
+KINDS = (["conv"] * 6 + ["maxpool"] * 3 + ["add"] * 2 + ["concat"] * 3 + ["stage", "avgpool", "resize", "act"]
+         + ["host"] * 3)
 MAX_MAP = 80  # keep every map at most this wide or high, so an example runs in well under a second
 
 
@@ -183,11 +183,14 @@ def _node(draw, shapes, nodes) -> list:
             same = [t for t in range(n) if shapes[t][1:] == (h, w)]
             other = draw(st.sampled_from(same + [None] * 2))
             if other is None:  # a new branch of the same map size, often of whole tn/tm blocks
-                cout = draw(st.sampled_from([None, 16, 32, 8]))
+                cout = draw(st.sampled_from([None, 32, 16, 32, 8]))  # zu3eg stores a conv in place at 32
                 out.append(_conv(draw, shapes, draw(st.sampled_from(same)), cout=cout, same=True))
                 other = n + len(out) - 1
             ins.append(other)
         order = draw(st.permutations(ins))
+        if draw(st.booleans()):  # whole 16-channel slices first: on the accelerator of both targets
+            chans = {t: shapes[t][0] if t < n else out[t - n].attrs["cout"] for t in ins}
+            order = sorted(order, key=lambda t: chans[t] % 16 != 0)
         same = draw(st.sampled_from([True, True, False]))
         return out + [Node("concat", tuple(order), {"same": same}, _quant(draw))]
     host = draw(st.sampled_from(["sigmoid", "silu", "softmax", "leaky_host", "layout", "bcast_add"]))
