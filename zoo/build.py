@@ -54,13 +54,18 @@ def zoo_model(name: str, variant: str, form: str, *, input_hw: tuple[int, int] |
     a partial file; two racing builds write identical bytes. Raises ``UsageError`` for an
     unknown name/variant/form or an input size the network cannot take.
     """
-    path = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    path = path / model_filename(name, variant, form, input_hw)
+    cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    path = cache / model_filename(name, variant, form, input_hw)
     if not path.exists():
         from .export import build_calibrated, export
 
         hw = resolve_hw(name, input_hw)
-        export(build_calibrated(name, variant, hw), name, form, hw, path)
+        net = build_calibrated(name, variant, hw)
+        # Calibration is most of a build: export the other forms of the same model with it.
+        for other in FORMS:
+            target = cache / model_filename(name, variant, other, input_hw)
+            if other == form or not target.exists():
+                export(net, name, other, hw, target)
     return path
 
 

@@ -1,7 +1,8 @@
 """The model zoo: every network × variant × form exports, runs, and is shift-quantized.
 
-The whole zoo is built once per session at 32×32 into a temporary cache; the checks read the
-files back with plain onnx/numpy (independent of the frontend, which consumes these files).
+The checks read the zoo's files at their default sizes from the shared cache (``zoo_model``:
+built once per machine and source version, and used by the frontend, backend and simulator
+tests too) back with plain onnx/numpy — independent of the frontend, which consumes them.
 """
 
 import numpy as np
@@ -15,24 +16,26 @@ from shiftflow.zoo import (
     FORMS, NETWORKS, VARIANTS, build_zoo, count_macs, default_cache_dir, model_filename,
     zoo_model,
 )
+from shiftflow.zoo.spec import DEFAULT_HW
 from shiftflow.zoo.__main__ import main
 
-HW = (32, 32)
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
+H, W = DEFAULT_HW["detector"]
 OUTPUTS = {"mnist": [(1, 10)], "resnet": [(1, 10)], "mobilenet": [(1, 10)],
-           "detector": [(1, 75, 2, 2), (1, 75, 1, 1)]}
+           "detector": [(1, 75, H // 16, W // 16), (1, 75, H // 32, W // 32)]}
 ALL = [(n, v) for n in NETWORKS for v in VARIANTS]
 
 
 @pytest.fixture(scope="module")
-def zoo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zoo")
-    build_zoo(out, input_hw=HW, log=lambda line: None)
-    return out
+def zoo_dir():
+    for name, variant in ALL:
+        for form in FORMS:
+            zoo_model(name, variant, form)
+    return default_cache_dir()
 
 
 def load(zoo_dir, name, variant, form) -> onnx.ModelProto:
-    return onnx.load(zoo_dir / model_filename(name, variant, form, HW))
+    return onnx.load(zoo_dir / model_filename(name, variant, form))
 
 
 def constants(model) -> dict[str, np.ndarray]:
@@ -96,7 +99,7 @@ def test_export_is_well_formed(zoo_dir, name, variant, form):
     shaped = {v.name for v in [*model.graph.value_info, *model.graph.output]}
     assert all(o in shaped for n in model.graph.node for o in n.output)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 1 if name == "mnist" else 3, *HW]
+    assert dims == [1, 1 if name == "mnist" else 3, *DEFAULT_HW[name]]
     ops = {n.op_type for n in model.graph.node}
     assert "BatchNormalization" not in ops
     if form == "qonnx":
@@ -107,7 +110,7 @@ def test_export_is_well_formed(zoo_dir, name, variant, form):
 def test_qcdq_runs_in_onnxruntime(zoo_dir, name, variant):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    path = zoo_dir / model_filename(name, variant, "qcdq", HW)
+    path = zoo_dir / model_filename(name, variant, "qcdq")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).uniform(-1, 1, size=inp.shape).astype(np.float32)
@@ -172,8 +175,7 @@ def test_adds_and_concats_are_requantized_and_pools_are_po2(zoo_dir):
 
 
 def test_build_is_deterministic(zoo_dir, tmp_path):
-    again = build_zoo(tmp_path, names=["resnet"], variants=["pow2"], input_hw=HW,
-                      log=lambda line: None)
+    again = build_zoo(tmp_path, names=["resnet"], variants=["pow2"], log=lambda line: None)
     assert len(again) == len(FORMS)
     for path in again:
         assert path.read_bytes() == (zoo_dir / path.name).read_bytes(), path.name
@@ -186,8 +188,8 @@ def test_zoo_model_reuses_the_cache(zoo_dir, monkeypatch):
         raise AssertionError("rebuilt a cached model")
 
     monkeypatch.setattr(export, "build_calibrated", fail)
-    path = zoo_model("mnist", "w8a8", "qcdq", input_hw=HW, cache_dir=zoo_dir)
-    assert path == zoo_dir / model_filename("mnist", "w8a8", "qcdq", HW)
+    path = zoo_model("mnist", "w8a8", "qcdq", cache_dir=zoo_dir)
+    assert path == zoo_dir / model_filename("mnist", "w8a8", "qcdq")
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
