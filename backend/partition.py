@@ -17,7 +17,7 @@ from ..errors import UnsupportedError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.graph import Graph, Op
-from ..ir.isa import Vec, Window, field_max
+from ..ir.isa import InGeom, Vec, Window, field_max
 from ..ir.types import TensorType
 from . import numerics
 from .dataflow import pixel_stride_reason
@@ -29,6 +29,8 @@ HOST_KINDS = {"quantize": "graph input quantization runs on the host",
               "transpose": "transpose permutes the channel-blocked layout"}
 MAX_KERNEL, MAX_STRIDE, MAX_DILATION = (field_max(Window, f) for f in ("kh", "sh", "dh"))
 MAX_CHANS = field_max(Vec, "inp.chans")
+# rows and columns an image may have: its size and its signed tap coordinates must fit InGeom
+MAX_SIDE = min(field_max(InGeom, f) for f in ("width", "height", "x0", "y_first", "x_first"))
 
 
 def is_depthwise(graph: Graph, op: Op) -> bool:
@@ -48,6 +50,8 @@ def _activation_ok(t: TensorType, what: str) -> str | None:
         return f"{what} is {t.bits}-bit (the accelerator stores at most 8 bits)"
     if t.per_channel:
         return f"{what} has per-channel scales"
+    if max(t.shape[2:]) > MAX_SIDE:
+        return f"{what} is {t.shape[2]}x{t.shape[3]}, more rows or columns than the ISA's {MAX_SIDE}"
     return None
 
 

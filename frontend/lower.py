@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from ..errors import QuantizationError, UnsupportedError
+from ..errors import ImportError_, QuantizationError, UnsupportedError
 from ..ir.graph import Graph, Op
 from ..ir.types import TensorType, bits_for_range
 from . import cpu_ops
-from .onnx_load import QONNX_DOMAINS, LoadedModel
+from .onnx_load import QONNX_DOMAINS, LoadedModel, initializer_array
 from .values import INT_RANGES, Codes, Const, QConst, Tensor, Value, check_zero_point, po2_frac, quantize_const
 
 ACT_BITS = (2, 8)  # activation widths the accelerator supports
@@ -37,7 +37,7 @@ class Lowerer:
         self._used_names: set[str] = set()
         self._op_names: set[str] = set()
         for init in loaded.model.graph.initializer:
-            self.env[init.name] = Const(numpy_helper.to_array(init))
+            self.env[init.name] = Const(initializer_array(init))
         for name in loaded.inputs:
             self.env[name] = Tensor(name)
             self.types[name] = TensorType.float32(self.shapes[name][0])
@@ -145,6 +145,10 @@ class Lowerer:
             hi = self.const(node, 2, "max")
             if "min" in attrs or "max" in attrs:  # opset < 11
                 lo, hi = attrs.get("min"), attrs.get("max")
+            for bound, what in ((lo, "min"), (hi, "max")):
+                if bound is not None and np.size(bound) != 1:
+                    raise ImportError_(f"node {node.name!r} (Clip): {what} must be a scalar, got shape "
+                                       f"{list(np.shape(bound))}")
             lo_i = x.lo if lo is None else int(np.ceil(np.asarray(lo).item()))
             hi_i = x.hi if hi is None else int(np.floor(np.asarray(hi).item()))
             self.env[node.output[0]] = x.narrowed(lo_i, hi_i)
@@ -213,12 +217,19 @@ class Lowerer:
         bw = self.const(node, 3, "bit width")
         check_zero_point(zp, node.name)
         frac, axis = po2_frac(scale, node.name)
+        if bw is None or np.size(bw) != 1:
+            raise ImportError_(f"node {node.name!r} (Quant): the bit width must be a scalar constant, got "
+                               f"{'none' if bw is None else f'shape {list(np.shape(bw))}'}")
         bits = float(np.asarray(bw).item())
         if bits != int(bits) or not 1 <= bits <= 32:
             raise QuantizationError(f"node {node.name!r}: bit width {bits:g} is not supported (need an integer 2..32)")
         bits = int(bits)
         rounding = attrs.get("rounding_mode", b"ROUND")
-        rounding = rounding.decode() if isinstance(rounding, bytes) else rounding
+        try:
+            rounding = rounding.decode() if isinstance(rounding, bytes) else rounding
+        except UnicodeDecodeError:
+            raise ImportError_(f"node {node.name!r} (Quant): attribute 'rounding_mode' is not UTF-8 text "
+                               f"(corrupt?)") from None
         if rounding.upper() not in ("ROUND", "HALF_EVEN"):
             raise QuantizationError(f"node {node.name!r}: rounding_mode {rounding!r} is not supported; shiftflow "
                                     f"rounds half-to-even (ROUND)")

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..errors import UnsupportedError
+from ..errors import ImportError_, UnsupportedError
 from ..ir.ops import conv_out_size
 from ..ir.types import TensorType, bits_for_range
 from . import ranges
@@ -28,7 +28,11 @@ def attributes(node: onnx.NodeProto) -> dict:
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
+        try:
+            out[a.name] = v.decode() if isinstance(v, bytes) else v
+        except UnicodeDecodeError:
+            raise ImportError_(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} is not UTF-8 text "
+                               f"(corrupt?)") from None
     return out
 
 
@@ -81,6 +85,9 @@ def lower_conv(lw, node, x: Tensor, w: QConst, b: QConst | None, attrs, out_name
     inputs = [x.name, w_name]
     b_ints = b_frac = None
     if b is not None:
+        if b.ints.size not in (1, w.ints.shape[0]):
+            raise ImportError_(f"node {node.name!r}: the bias has {b.ints.size} values for {w.ints.shape[0]} "
+                               f"output channels")
         b_ints = np.broadcast_to(b.ints.reshape(-1), (w.ints.shape[0],)).astype(np.int64)
         b_frac = b.frac
         bb, _ = bits_for_range(min(int(b_ints.min()), -1), max(int(b_ints.max()), 0), True)
@@ -242,7 +249,12 @@ def _nearest_is_repeat(attrs, n_in: int, n_out: int) -> bool:
     mode = attrs.get("coordinate_transformation_mode", "half_pixel")
     rnd = attrs.get("nearest_mode", "round_prefer_floor")
     s = n_out / n_in
-    for i in range(n_out):
+    # With the integer factor s, output i = q*s + r reads q + g(r) (every rounding mode commutes
+    # with integer shifts), so the first two periods and the last (where clamping acts) decide:
+    # no loop over every column of a huge map.
+    period = round(s)
+    checked = range(n_out) if n_out <= 3 * period else [*range(2 * period), *range(n_out - period, n_out)]
+    for i in checked:
         if mode == "asymmetric":
             x = i / s
         elif mode in ("half_pixel", "pytorch_half_pixel"):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ImportError_, UnsupportedError, UsageError
 
@@ -64,6 +65,9 @@ def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]]
                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not model.graph.node:
         raise ImportError_(f"{path!r} is not a valid ONNX model: its graph has no nodes (truncated or corrupt?)")
+    bad = _not_utf8(model, "model")
+    if bad:
+        raise ImportError_(f"{path!r} is not a valid ONNX model: {bad} is not UTF-8 text (corrupt?)")
     return prepare_model(model, input_shapes, source=path)
 
 
@@ -86,8 +90,7 @@ def prepare_model(model: onnx.ModelProto, input_shapes=None, source: str = "mode
     for inp in real_inputs:
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type") or tt.elem_type != TensorProto.FLOAT:
-            raise UnsupportedError(f"input {inp.name!r} must be a float32 tensor, got "
-                                   f"{helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else 'no type'}")
+            raise UnsupportedError(f"input {inp.name!r} must be a float32 tensor, got {_type_name(tt.elem_type)}")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
         if inp.name in given:
             shape = given[inp.name]
@@ -104,6 +107,7 @@ def prepare_model(model: onnx.ModelProto, input_shapes=None, source: str = "mode
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ImportError_(f"{source!r} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+
     opsets = {o.domain or "": o.version for o in model.opset_import}
     shapes = _infer_shapes(model, real_inputs, source)
     return LoadedModel(model, shapes, tuple(i.name for i in real_inputs), opsets)
@@ -166,3 +170,47 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
                 raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
                                    f"{n.op_type}); the model lacks static shape information")
     return shapes
+
+
+def initializer_array(init: onnx.TensorProto) -> np.ndarray:
+    """The value of initializer ``init``; ``ImportError_`` when its data does not fill its dims
+    (raw bytes or typed values of another count, an unknown data type)."""
+    dims = list(init.dims)
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+    except (KeyError, ValueError):
+        raise ImportError_(f"initializer {init.name!r} has data type {init.data_type}, which ONNX does not "
+                           f"define") from None
+    try:
+        return numpy_helper.to_array(init)
+    except Exception as exc:  # numpy's reshape ValueError, onnx's own checks, ...
+        n = int(np.prod(dims, dtype=object)) if all(d >= 0 for d in dims) else None
+        held = (f"{len(init.raw_data)} bytes of raw data" if init.HasField("raw_data")
+                else f"data that does not decode ({str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__})")
+        need = f"; dims {dims} of {dtype.name} need {n * dtype.itemsize} bytes" if n is not None else f"; dims {dims}"
+        raise ImportError_(f"initializer {init.name!r} holds {held}{need}") from None
+
+
+def _type_name(code: int) -> str:
+    """An ONNX element type for messages: its numpy name, or the code ONNX does not define."""
+    if not code:
+        return "no type"
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(code))
+    except (KeyError, ValueError):
+        return f"element type {code}, which ONNX does not define"
+
+
+def _not_utf8(msg, path: str) -> str | None:
+    """The first string field of ``msg`` (recursively) that is not UTF-8, as a dotted path.
+    protobuf does not check proto2 strings: it hands such a field over as bytes, and the
+    checker, shape inference or a message would fail on it later."""
+    for fd, value in msg.ListFields():
+        items = list(value) if fd.is_repeated else [value]
+        for k, item in enumerate(items):
+            where = f"{path}.{fd.name}" + (f"[{k}]" if fd.is_repeated else "")
+            if fd.type == fd.TYPE_STRING and isinstance(item, bytes):
+                return where
+            if fd.type == fd.TYPE_MESSAGE and (found := _not_utf8(item, where)):
+                return found
+    return None

@@ -23,8 +23,6 @@ def act_frac(frac: int, act: str, leaky_exp: int | None) -> int:
 
 def map_bounds(lo: int, hi: int, frac: int, out_frac: int, act: str = "none", leaky_exp: int | None = None):
     """Bounds of ``round(act(x) * 2**out_frac)`` for integer codes ``x`` in [lo, hi] at ``frac``."""
-    from ..ir.intmath import round_shift
-
     out = []
     for v in (lo, hi):
         shift = out_frac - frac
@@ -32,13 +30,27 @@ def map_bounds(lo: int, hi: int, frac: int, out_frac: int, act: str = "none", le
             v = max(v, 0)
         elif act == "leaky" and v < 0:
             shift += leaky_exp
-        out.append(int(round_shift(np.int64(v), shift)))
+        out.append(_round_shift(int(v), int(shift)))
     return out[0], out[1]
+
+
+def _round_shift(v: int, shift: int) -> int:
+    """``ir.intmath.round_shift`` (half to even) on a Python int: bounds of absurd scales may
+    exceed int64, and ``exact_type`` refuses them with a message, not an overflow."""
+    if shift >= 0:
+        return v << shift
+    q, rem = divmod(v, 1 << -shift)
+    half = 1 << (-shift - 1)
+    return q + int(rem > half or (rem == half and q & 1))
 
 
 def exact_type(shape, lo: int, hi: int, frac: int, what: str) -> TensorType:
     """Smallest integer type holding codes in [lo, hi] at ``frac``; refuses absurd widths."""
-    bits, signed = bits_for_range(int(lo), int(hi))
+    lo, hi = int(lo), int(hi)
+    # The width by bit length first: bits_for_range builds types, which stop at 64 bits.
+    bits = 1 + max((-lo - 1).bit_length(), hi.bit_length()) if lo < 0 else max(1, hi.bit_length())
+    if bits <= MAX_EXACT_BITS:
+        bits, signed = bits_for_range(lo, hi)
     if bits > MAX_EXACT_BITS:
         from ..errors import UnsupportedError
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from .isa import INSTR_BYTES
+from .isa import INSTR_BYTES, PARAM_ENTRY, Conv, LoadWgt, Ring, Store, field_shape
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class AcceleratorConfig:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
         if self.line_buffer_bytes % self.tn or self.output_buffer_bytes % (2 * self.tn):
             problems.append("buffer sizes must be whole words (multiples of tn; the output buffer of 2*tn)")
+        problems += [f"{name} ({value}) must be at most {limit} ({why})" for name, value, limit, why in _isa_limits(self)
+                     if value > limit]
         if problems:
             raise UsageError(f"target {self.name!r} is invalid: " + "; ".join(problems))
 
@@ -133,6 +135,34 @@ class AcceleratorConfig:
             return AcceleratorConfig(**d)
         except TypeError as exc:
             raise UsageError(f"bad target description: {exc}") from None
+
+
+def _span(layout, path: str) -> int:
+    """How many addresses field ``path`` of ``layout`` reaches."""
+    return 1 << field_shape(layout, path).width
+
+
+def _isa_limits(cfg: AcceleratorConfig) -> list[tuple[str, int, int, str]]:
+    """``(field, value, limit, why)``: the largest memories the ISA's address fields reach and
+    the widest accumulator its int32 bias feeds; a target beyond them is no machine the ISA can
+    drive (and the simulator would allocate what no program can address). The PPU's lanes and
+    the partial-sum buffer have no address field: they are capped for the same reason."""
+    t = cfg.tm * cfg.tn
+    return [("tm", cfg.tm, (1 << field_shape(Conv, "cout").width) - 1, "a CONV's cout field holds at most tm"),
+            ("line_buffer_bytes", cfg.line_buffer_bytes, cfg.tn * _span(Ring, "base"), "words the ring base reaches"),
+            ("output_buffer_bytes", cfg.output_buffer_bytes, 2 * cfg.tn * _span(Store, "obuf_addr"),
+             "two halves of the words obuf_addr reaches"),
+            ("weight_bank_bytes", cfg.weight_bank_bytes, min(t * _span(Conv, "w_addr"), _span(LoadWgt, "sram_addr")),
+             "words w_addr and bytes sram_addr reach"),
+            ("param_entries", cfg.param_entries, _span(Conv, "p_addr"), "entries p_addr reaches"),
+            ("dram_bytes", cfg.dram_bytes, _span(LoadWgt, "dram_addr"), "bytes a DRAM address reaches"),
+            ("acc_bits", cfg.acc_bits, PARAM_ENTRY["bias"].width, "the width of a parameter entry's bias"),
+            ("ppu_lanes", cfg.ppu_lanes, t, "lanes past the tm*tn results of a cycle carry nothing"),
+            ("psum_entries", cfg.psum_entries, MAX_PSUM_ENTRIES, "the simulator holds them as int64")]
+
+
+#: A cap on the partial-sum buffer (``psum_entries``): far above any real target (zu3eg: 512).
+MAX_PSUM_ENTRIES = 1 << 20
 
 
 #: Integer fields that may be 0 (all others must be positive)

@@ -94,6 +94,7 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
     for key in ("target", "checksums", "dram", "inputs", "outputs", "segments", "layers", "tensors"):
         if key not in manifest:
             raise ProgramError(f"manifest.json in {build_dir!r} lacks {key!r}; recompile the model")
+    _need(isinstance(manifest["checksums"], dict), "checksums", "an object", manifest["checksums"])
     blobs = {}
     for name in FILES:
         try:
@@ -104,6 +105,7 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
         if _sha(blobs[name]) != manifest["checksums"].get(name):
             raise ProgramError(f"{name} in {build_dir!r} does not match its checksum in manifest.json "
                                f"(corrupted or modified); recompile the model")
+    _need(isinstance(manifest["target"], dict), "target", "an object", manifest["target"])
     try:
         config = AcceleratorConfig.from_json(manifest["target"])
     except ShiftflowError as exc:
@@ -112,6 +114,7 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
         raise ProgramError(f"program was compiled for target {config.name!r}, not {expect_target.name!r}")
     _check_instructions(blobs["program.bin"], manifest.get("n_instructions"), config)
     graph = parse_graph(blobs["graph.ir"].decode())
+    check_manifest(manifest, graph, len(blobs["program.bin"]) // INSTR_BYTES)
     return Program(config, blobs["program.bin"], blobs["weights.bin"], graph, manifest)
 
 
@@ -130,3 +133,60 @@ def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) 
     if uses.size:
         op = Opcode(int(codes[uses[0]]))
         raise ProgramError(f"program.bin instruction {uses[0]} uses {op.name}, which target {config.name!r} lacks")
+
+
+def _need(ok: bool, where: str, what: str, value) -> None:
+    if not ok:
+        shown = repr(value)
+        raise ProgramError(f"manifest.json {where} must be {what}, got "
+                           f"{shown if len(shown) <= 60 else shown[:57] + '...'}; recompile the model")
+
+
+def _count(v, least: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def check_manifest(manifest: dict, graph: Graph, n_instructions: int) -> None:
+    """The manifest's structure, as far as an executor reads it: the DRAM plan, the DRAM
+    tensors (graph tensors, with the graph's shapes), the segments, the layers (instruction
+    ranges inside the program); ``ProgramError`` naming the first entry that is wrong. What
+    depends on the target or the DRAM contents (sizes, addresses) is checked where it is used."""
+    for key, kind in (("dram", dict), ("tensors", dict), ("segments", list), ("layers", list)):
+        _need(isinstance(manifest[key], kind), key, "an object" if kind is dict else "a list", manifest[key])
+    for key in ("size", "const_base"):
+        _need(_count(manifest["dram"].get(key)), f"dram.{key}", "a non-negative integer", manifest["dram"].get(key))
+    size = manifest["dram"]["size"]
+    _need(isinstance(manifest.get("host_reasons", {}), dict), "host_reasons", "an object", manifest.get("host_reasons"))
+    for name, spec in manifest["tensors"].items():
+        where = f"tensors[{name!r}]"
+        _need(name in graph.types, where, "a tensor of the program's graph", name)
+        _need(isinstance(spec, dict), where, "an object", spec)
+        for key in ("addr", "row_stride", "blk_stride"):
+            _need(_count(spec.get(key)) and spec[key] <= size, f"{where}.{key}",
+                  f"a byte offset inside the DRAM of {size} bytes", spec.get(key))
+        _need(_count(spec.get("blocks", 1), 1), f"{where}.blocks", "a positive integer", spec.get("blocks"))
+        _need(isinstance(spec.get("signed"), bool), f"{where}.signed", "true or false", spec.get("signed"))
+        shape = list(graph.types[name].shape)
+        given = spec.get("shape")
+        _need(isinstance(given, list) and all(map(_count, given)) and given == shape, f"{where}.shape",
+              f"the graph's {shape}", given)
+    for i, seg in enumerate(manifest["segments"]):
+        where = f"segments[{i}]"
+        _need(isinstance(seg, dict) and seg.get("kind") in ("host", "accel"), where,
+              "an object of kind 'host' or 'accel'", seg)
+        if seg["kind"] == "host":
+            ops = seg.get("ops")
+            _need(isinstance(ops, list) and all(isinstance(o, str) for o in ops), f"{where}.ops",
+                  "a list of op names", ops)
+        else:
+            _need(_count(seg.get("start")), f"{where}.start", "a non-negative integer", seg.get("start"))
+            _need(_count(seg.get("count"), 1), f"{where}.count", "a positive integer", seg.get("count"))
+    for i, layer in enumerate(manifest["layers"]):
+        where = f"layers[{i}]"
+        _need(isinstance(layer, dict) and isinstance(layer.get("name"), str), where, "an object with a name", layer)
+        first, last = layer.get("first"), layer.get("last")
+        _need(_count(first) and _count(last, first) and last < n_instructions, f"{where} first..last",
+              f"an instruction range inside the program's {n_instructions}", [first, last])
+        _need(_count(layer.get("macs", 0)), f"{where}.macs", "a non-negative integer", layer.get("macs"))
+        for key in ("op", "dataflow"):
+            _need(isinstance(layer.get(key, ""), str | None), f"{where}.{key}", "a string", layer.get(key))

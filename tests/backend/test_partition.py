@@ -48,6 +48,19 @@ def test_wide_outputs_and_layout_ops_go_to_the_host():
     assert [s["kind"] for s in program.manifest["segments"]] == ["host"]
 
 
+def test_maps_wider_than_the_isa_go_to_the_host(tmp_path):
+    """Found by fuzzing: a 5x2147483647 input made the tiling estimate loop over its strips for
+    hours; rows or columns beyond the ISA's image fields (InGeom) keep a layer on the host."""
+    onnx.save(conv_layer_model(hw=(5, 70000)), tmp_path / "wide.onnx")
+    program = compile_graph(import_onnx(tmp_path / "wide.onnx"), TINY)
+    assert program.manifest["host_reasons"]["Conv18"] == "input 0 is 5x70000, more rows or columns than the ISA's 32767"
+    # 32768 columns fit the 16-bit width but not the signed tap coordinates (x_first): the
+    # encoder's assertion fired
+    onnx.save(conv_layer_model(hw=(5, 32768)), tmp_path / "wide.onnx")
+    program = compile_graph(import_onnx(tmp_path / "wide.onnx"), TINY)
+    assert program.manifest["host_reasons"]["Conv18"] == "input 0 is 5x32768, more rows or columns than the ISA's 32767"
+
+
 def test_stride_three_cannot_be_pixel_parallel():
     plan = run_backend(_conv_graph(strides=(3, 3)), TINY, dataflow="pixel")
     (layer,) = plan.layers

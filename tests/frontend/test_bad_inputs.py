@@ -128,6 +128,10 @@ def test_non_float_input(tmp_path):
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.INT8
     with pytest.raises(UnsupportedError, match=r"input 'input' must be a float32 tensor, got int8"):
         import_onnx(save(tmp_path, m))
+    m.graph.input[0].type.tensor_type.elem_type = 33  # found by fuzzing: the message's dtype lookup raised KeyError
+    with pytest.raises(UnsupportedError, match=r"input 'input' must be a float32 tensor, got element type 33, which "
+                                               r"ONNX does not define$"):
+        import_onnx(save(tmp_path, m))
 
 
 @pytest.mark.parametrize("argv_tail, message", [
@@ -280,3 +284,104 @@ def test_print_after_unknown_pass(tmp_path):
     with pytest.raises(UsageError, match=r"^unknown pass 'nosuch' for --print-after; passes: import, "
                                          r"hoist_requant, .*dead_code \(or all\)$"):
         import_onnx(save(tmp_path, conv_layer_model()), print_after="nosuch")
+
+
+def test_initializer_raw_data_that_does_not_fill_its_dims(tmp_path):
+    """Found by fuzzing (benchmarks/bench_fuzz.py): numpy's reshape error escaped the importer."""
+    m = conv_layer_model()
+    init = next(i for i in m.graph.initializer if i.name == "z2")
+    init.raw_data = b"\x00\x00"
+    with pytest.raises(ImportError_, match=r"^initializer 'z2' holds 2 bytes of raw data; dims \[\] of int8 need "
+                                           r"1 bytes$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_name_that_is_not_utf8(tmp_path):
+    """Found by fuzzing: the ONNX checker's (or shape inference's) UnicodeDecodeError on a
+    corrupted op type escaped: protobuf hands a non-UTF-8 proto2 string over as bytes."""
+    data = conv_layer_model().SerializeToString()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(b'"\x04Conv', b'"\x04\xe9onv'))  # field 4 (op_type) of the conv node
+    with pytest.raises(ImportError_, match=r"is not a valid ONNX model: model.graph.node\[4\].op_type is not UTF-8 "
+                                           r"text \(corrupt\?\)$"):
+        import_onnx(path)
+
+
+def test_absurd_scale_is_refused_by_width_not_overflow(tmp_path):
+    """Found by fuzzing: a bias scale of 2**-149 made the conv's bounds overflow int64 (and, on a
+    concat, a 65-bit type); the result's width is refused with the usual message."""
+    m = conv_layer_model()
+    _set_init(m, "bs13", np.asarray(2.0 ** -149, np.float32))
+    with pytest.raises(UnsupportedError, match=r"^node 'Conv18': the exact result needs \d+ bits \(> 48\); quantize "
+                                               r"it \(insert a QuantizeLinear\) or reduce bit widths$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_bias_of_the_wrong_length(tmp_path):
+    """Found by fuzzing: a bias with more values than output channels escaped as numpy's
+    broadcast error."""
+    m = conv_layer_model(cout=4)
+    _set_init(m, "b12", np.arange(36, dtype=np.int32))
+    with pytest.raises(ImportError_, match=r"^node 'Conv18': the bias has 36 values for 4 output channels$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_clip_bound_that_is_not_a_scalar(tmp_path):
+    """Found by fuzzing: a vector Clip bound on integer codes escaped as numpy's ``item`` error."""
+    b = QDQBuilder((1, 2, 3, 3))
+    q = b.quant(b.cur, 4, bits=4)  # QuantizeLinear -> Clip(lo, hi) -> DequantizeLinear
+    m = b.model(q)
+    clip = next(n for n in m.graph.node if n.op_type == "Clip")
+    _set_init(m, clip.input[1], np.zeros(6, np.int8))
+    with pytest.raises(ImportError_, match=rf"^node '{clip.name}' \(Clip\): min must be a scalar, got shape \[6\]$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_string_attribute_that_is_not_utf8(tmp_path):
+    """Found by fuzzing: a corrupted string attribute escaped as UnicodeDecodeError."""
+    from tests.backend.models import vec_model
+
+    m = vec_model("resize", c=4, hw=(4, 5))
+    resize = next(n for n in m.graph.node if n.op_type == "Resize")
+    next(a for a in resize.attribute if a.name == "mode").s = b"\xffnearest"
+    with pytest.raises(ImportError_, match=rf"^node '{resize.name}' \(Resize\): attribute 'mode' is not UTF-8 text "
+                                           r"\(corrupt\?\)$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_quant_without_a_scalar_bit_width(tmp_path):
+    """Found by fuzzing: a QONNX Quant whose bit width input was missing or a tensor escaped as
+    TypeError / ValueError."""
+    b = QDQBuilder((1, 2, 3, 3), in_frac=None)
+    s, z = b.init("s", np.asarray(0.25, np.float32)), b.init("z", np.asarray(0.0, np.float32))
+    bw = b.init("bw", np.full(3, 8.0, np.float32))
+    q = helper.make_node("Quant", ["input", s, z, bw], ["q"], name="quant", domain="qonnx.custom_op.general",
+                         signed=1, narrow=0, rounding_mode="ROUND")
+    b.nodes.append(q)
+    g = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 3, 3])],
+                          [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 2, 3, 3])], b.inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("qonnx.custom_op.general", 1)])
+    m.ir_version = 10
+    with pytest.raises(ImportError_, match=r"^node 'quant' \(Quant\): the bit width must be a scalar constant, got "
+                                           r"shape \[3\]$"):
+        import_onnx(save(tmp_path, m))
+    del m.graph.node[0].input[3]
+    with pytest.raises(ImportError_, match=r"^node 'quant' \(Quant\): the bit width must be a scalar constant, got "
+                                           r"none$"):
+        import_onnx(save(tmp_path, m))
+
+
+def test_nearest_resize_of_a_huge_map_imports_at_once(tmp_path):
+    """Found by fuzzing: recognising a nearest Resize as repetition looped over every output
+    column (2**41 rows here: a hang); two periods and the last decide."""
+    import time
+
+    from tests.backend.models import vec_model
+
+    m = vec_model("resize", c=4, hw=(4, 5))
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 2**40
+    t0 = time.perf_counter()
+    g = import_onnx(save(tmp_path, m))
+    assert [g.types[op.outputs[0]].shape for op in g.ops if op.kind == "resize"] == [(1, 4, 2**41, 10)]
+    assert time.perf_counter() - t0 < 5

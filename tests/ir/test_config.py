@@ -46,6 +46,17 @@ def test_a_target_with_another_instruction_size_is_refused(tmp_path):
     ({"weight_encodings": ["int", "fp8"]}, r"weight_encodings must be a subset of \('int', 'pow2'\)"),
     ({"budget": {"lut": -1}}, r"budget must map resource names to non-negative integers, got \{'lut': -1\}"),
     ({"tm": 0, "clock_mhz": -1}, "tm must be positive, got 0; clock_mhz must be a positive number, got -1"),
+    # found by fuzzing: a manifest's target with these made the simulator overflow or run out of memory
+    ({"acc_bits": 40}, r"acc_bits \(40\) must be at most 32 \(the width of a parameter entry's bias\)"),
+    ({"line_buffer_bytes": 1 << 40}, r"line_buffer_bytes \(1099511627776\) must be at most 4194304 \(words the "
+                                     r"ring base reaches\)"),
+    ({"output_buffer_bytes": 1 << 24}, r"output_buffer_bytes \(16777216\) must be at most 8388608"),
+    ({"weight_bank_bytes": 1 << 25}, r"weight_bank_bytes \(33554432\) must be at most 16777216"),
+    ({"param_entries": 4097}, r"param_entries \(4097\) must be at most 4096 \(entries p_addr reaches\)"),
+    ({"dram_bytes": 1 << 33}, r"dram_bytes \(8589934592\) must be at most 4294967296"),
+    ({"tm": 4096}, r"tm \(4096\) must be at most 4095 \(a CONV's cout field holds at most tm\)"),
+    ({"ppu_lanes": 32}, r"ppu_lanes \(32\) must be at most 16 \(lanes past the tm\*tn results"),
+    ({"psum_entries": 1 << 21}, r"psum_entries \(2097152\) must be at most 1048576 \(the simulator holds them"),
 ])
 def test_invalid_field_is_named(patch, message):
     with pytest.raises(UsageError, match=rf"^target '\S*' is invalid: .*{message}"):

@@ -85,7 +85,8 @@ def test_every_enum_field_is_checked():
 
 
 def _build(tmp_path, instructions: bytes):
-    manifest = {"dram": {}, "inputs": {}, "outputs": {}, "segments": [], "layers": [], "tensors": {}}
+    manifest = {"dram": {"size": 0, "const_base": 0}, "inputs": [], "outputs": [], "segments": [], "layers": [],
+                "tensors": {}}
     program = Program(TINY, instructions, b"", Graph("g", (), (), (), {}), manifest)
     save_program(program, tmp_path)
     return tmp_path

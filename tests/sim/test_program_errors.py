@@ -181,3 +181,46 @@ def test_off_beat_weight_load_is_rejected_at_load_time(program, build):
     assert re.search(want, _load_error(build))
     with pytest.raises(ProgramError, match=want):
         simulate(Program(program.config, bytes(words), program.weights, program.graph, program.manifest))
+
+
+def _set(build, path, value):
+    """Set ``manifest[path[0]][path[1]]...`` (``None`` value: delete the key) and keep it loadable
+    otherwise (the checksums are untouched)."""
+    manifest = json.loads((build / "manifest.json").read_text())
+    node = manifest
+    for k in path[:-1]:
+        node = node[k]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    (build / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("checksums",), [1], r"checksums must be an object, got \[1\]"),
+    (("target",), "tiny", r"target must be an object, got 'tiny'"),
+    (("segments",), {}, r"segments must be a list, got \{\}"),
+    (("segments", 1), 1.5, r"segments\[1\] must be an object of kind 'host' or 'accel', got 1.5"),
+    (("segments", 0, "ops"), None, r"segments\[0\].ops must be a list of op names, got None"),
+    (("segments", 1, "count"), "18", r"segments\[1\].count must be a positive integer, got '18'"),
+    (("dram", "const_base"), {}, r"dram.const_base must be a non-negative integer, got \{\}"),
+    (("tensors", "nope"), {}, r"tensors\['nope'\] must be a tensor of the program's graph, got 'nope'"),
+    (("tensors", "dq25", "blk_stride"), None, r"tensors\['dq25'\].blk_stride must be a byte offset inside the DRAM "
+                                               r"of \d+ bytes, got None"),
+    (("tensors", "dq5", "blk_stride"), 2**64, r"tensors\['dq5'\].blk_stride must be a byte offset inside the DRAM "
+                                              r"of \d+ bytes, got 18446744073709551616"),
+    (("tensors", "dq25", "shape", 3), 5.0, r"tensors\['dq25'\].shape must be the graph's \[1, 5, 6, 5\], got "
+                                           r"\[1, 5, 6, 5.0\]"),
+    (("tensors", "dq25", "signed"), 0, r"tensors\['dq25'\].signed must be true or false, got 0"),
+    (("layers", 0, "last"), None, r"layers\[0\] first..last must be an instruction range inside the program's "
+                                  r"\d+, got \[\d+, None\]"),
+    (("layers", 0, "name"), None, r"layers\[0\] must be an object with a name, got \{'op': .*"),
+    (("layers", 0, "dataflow"), ["pixel"], r"layers\[0\].dataflow must be a string, got \['pixel'\]"),
+    (("host_reasons",), [], r"host_reasons must be an object, got \[\]"),
+])
+def test_malformed_manifest_entries_are_named(build, path, value, message):
+    """Found by fuzzing (benchmarks/bench_fuzz.py): a manifest value of the wrong type or shape
+    raised KeyError / TypeError / AttributeError in the simulator and the report."""
+    _set(build, path, value)
+    assert re.fullmatch(rf"manifest.json {message}; recompile the model", _load_error(build))
