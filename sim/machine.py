@@ -376,8 +376,6 @@ class Machine:
     def _put(self, ins: Instr, out: np.ndarray, r0: int, q: np.ndarray) -> None:
         """Fused max-pool of tile rows ``r0..`` (``q``: rows, cols, channels) into ``out``."""
         p = ins.f["post.pool"] or 1
-        if q.size == 0:  # a tile of 0 columns writes nothing, pooled or not
-            return
         if p > 1:
             q = q.reshape(q.shape[0] // p, p, q.shape[1] // p, p, -1).max(axis=(1, 3))
         out[r0 // p:r0 // p + q.shape[0]] = (q & 0xFF).astype(np.uint8)

@@ -101,9 +101,11 @@ def test_load_program_rejects_enum_values_out_of_range(tmp_path):
 def test_loading_a_large_program_is_fast(tmp_path):
     """With the field rules (``ir/rules.py``) too."""
     win = {"kh": 1, "kw": 1, "sh": 1, "sw": 1, "dh": 1, "dw": 1}
-    words = (encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": win, "tile": {"obuf_blk": 1},
+    tile, inp = {"rows": 1, "cols": 1, "obuf_cols": 1}, {"ring": {"slots": 1, "cols": 1}}
+    words = (encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": win, "tile": dict(tile, obuf_blk=1), "inp": inp,
                                   "post": {"act": Act.RELU}}) +
-             encode(Opcode.LOAD_WGT, {"nbytes": 64}, push_next=1) + encode(Opcode.VEC, {"op": VecOp.RESIZE, "win": win}))
+             encode(Opcode.LOAD_WGT, {"nbytes": 64}, push_next=1) +
+             encode(Opcode.VEC, {"op": VecOp.RESIZE, "win": win, "tile": tile, "inp": inp}))
     build = _build(tmp_path, words * 5000 + encode(Opcode.FINISH))
     t0 = time.perf_counter()
     assert load_program(build).n_instructions == 15001

@@ -224,3 +224,19 @@ def test_malformed_manifest_entries_are_named(build, path, value, message):
     raised KeyError / TypeError / AttributeError in the simulator and the report."""
     _set(build, path, value)
     assert re.fullmatch(rf"manifest.json {message}; recompile the model", _load_error(build))
+
+
+def test_empty_tile_is_rejected_at_load_time(program, build):
+    """Found by fuzzing: a CONV of 0 columns (with a fused pool it also crashed the simulator's
+    pooling). Replayed on the RTL's compute unit (tests/hw/replay.py) an empty tile takes cycles
+    the cycle model does not count, so the field rules refuse it (ir/rules.py)."""
+    from shiftflow.ir.isa import INSTR, layout_table
+
+    (off, width), = [(o, w) for p, o, w, _ in layout_table(INSTR) if p == "body.conv.tile.cols"]
+    i = next(i for i, ins in enumerate(decode_program(program.instructions)) if ins.opcode == Opcode.CONV)
+    words = bytearray(program.instructions)
+    word = int.from_bytes(words[i * INSTR_BYTES:(i + 1) * INSTR_BYTES], "little") & ~(((1 << width) - 1) << off)
+    words[i * INSTR_BYTES:(i + 1) * INSTR_BYTES] = word.to_bytes(INSTR_BYTES, "little")
+    _rewrite(build, "program.bin", bytes(words))
+    assert re.fullmatch(rf"program.bin instruction {i} \(CONV\): an empty \d+x0 tile \(tile.rows and tile.cols must "
+                        r"be at least 1\)", _load_error(build))
