@@ -14,6 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ImportError_, UnsupportedError, UsageError
+from ..ir.ops import conv_out_size
 
 # Domains of QONNX quantizers, which ONNX shape inference does not know (they keep shape).
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
@@ -153,6 +154,28 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
     del probe.graph.value_info[:]
     for out in probe.graph.output:  # declared output shapes may predate an --input-shape override
         out.type.tensor_type.ClearField("shape")
+    # A ceil-mode pool whose last window would start past its input: onnxruntime (and the
+    # interpreter, ir.ops.conv_out_size) drop that window, onnx's shape inference keeps it, and
+    # everything downstream would be typed one row or column too large. Each such pool is
+    # replaced in the probe by the floor-mode pool of the same output size, then inferred again.
+    for _ in range(1 + sum(n.op_type in _POOLS for n in probe.graph.node)):
+        shapes = _inferred_shapes(probe, source)
+        if not any(_fix_ceil_pool(n, shapes) for n in probe.graph.node if n.op_type in _POOLS):
+            break
+    for init in model.graph.initializer:
+        shapes[init.name] = (tuple(init.dims), init.data_type)
+    for n in model.graph.node:
+        for out in n.output:
+            if out and out not in shapes:
+                raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
+                                   f"{n.op_type}); the model lacks static shape information")
+    return shapes
+
+
+_POOLS = ("MaxPool", "AveragePool")
+
+
+def _inferred_shapes(probe: onnx.ModelProto, source: str) -> dict[str, tuple[tuple[int, ...], int]]:
     try:
         inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
     except Exception as exc:
@@ -162,14 +185,32 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
         tt = vi.type.tensor_type
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             shapes[vi.name] = (tuple(d.dim_value for d in tt.shape.dim), tt.elem_type)
-    for init in model.graph.initializer:
-        shapes[init.name] = (tuple(init.dims), init.data_type)
-    for n in model.graph.node:
-        for out in n.output:
-            if out and out not in shapes:
-                raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
-                                   f"{n.op_type}); the model lacks static shape information")
     return shapes
+
+
+def _fix_ceil_pool(node: onnx.NodeProto, shapes: dict) -> bool:
+    """Rewrite a ceil-mode pool of the shape-inference probe whose inferred output keeps a
+    window onnxruntime drops: floor mode with the end padding that gives onnxruntime's size.
+    Returns whether it changed the node."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if not attrs.get("ceil_mode") or node.input[0] not in shapes or node.output[0] not in shapes:
+        return False
+    x, y = shapes[node.input[0]][0], shapes[node.output[0]][0]
+    kernel, rank = list(attrs.get("kernel_shape", [])), len(x) - 2
+    if len(kernel) != rank or len(y) != len(x) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return False
+    strides = list(attrs.get("strides", [1] * rank))
+    dil = list(attrs.get("dilations", [1] * rank))
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    want = [conv_out_size(x[2 + i], kernel[i], strides[i], pads[i], pads[rank + i], dil[i], True) for i in range(rank)]
+    if list(y[2:]) == want:
+        return False
+    for i in range(rank):  # floor((x + p0 + p1' - span) / s) + 1 == want
+        pads[rank + i] = max(0, (want[i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - x[2 + i] - pads[i])
+    keep = [a for a in node.attribute if a.name not in ("ceil_mode", "pads")]
+    del node.attribute[:]
+    node.attribute.extend(keep + [helper.make_attribute("ceil_mode", 0), helper.make_attribute("pads", pads)])
+    return True
 
 
 def initializer_array(init: onnx.TensorProto) -> np.ndarray:

@@ -135,6 +135,9 @@ def _conv1x1(cout: int) -> dict:
                 per_channel=False, bias=False, act="none")
 
 
+CEIL_POOL = Node("maxpool", (0,), {"kernel": (1, 1), "stride": 3, "pads": (0,) * 4, "ceil": 1}, None)
+_RESIZE2 = {"factors": (2, 2), "coords": "asymmetric", "sizes": False}
+
 #: Minimal graphs the strategy found failing (each fixed; see the ids), run on both targets.
 FOUND = {
     # backend/partition.py: the outer concat took the inner one in place but not the inner
@@ -149,6 +152,15 @@ FOUND = {
     # A model without accelerator layers (was: DRAM size 0 rejected by the simulator; fixed
     # in sim/accelerator.py by 086a61a).
     "host ops only": GraphSpec((2, 5, 9), (Node("bcast_add", (0,), {}, (4, 0)),), (1,)),
+    # frontend/onnx_load.py: a ceil-mode pool whose last window would start past its input
+    # (5 rows, window 1, stride 3) gives 2 rows in onnxruntime but 3 in onnx shape inference,
+    # which typed every op after it (a CPU op, a transpose, a resize) one row too large.
+    **{f"ceil-mode pool dropping a window, then {what}": GraphSpec((1, 5, 5), (
+        CEIL_POOL, after, Node("concat", (2, 1), {})), (3,)) for what, after in (
+        ("a CPU op", Node("leaky_host", (1,), {})), ("a transpose", Node("layout", (1,), {"how": "transpose"}, None)))},
+    "ceil-mode pool dropping a window, then resizes": GraphSpec((1, 5, 5), (
+        CEIL_POOL, Node("resize", (1,), _RESIZE2, None), Node("conv", (1,), _conv1x1(1)),
+        Node("resize", (3,), _RESIZE2, None), Node("concat", (4, 2), {})), (5,)),
 }
 
 
