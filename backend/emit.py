@@ -21,6 +21,7 @@ from ..ir.isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 from . import numerics
 from .geometry import bands, layer_shape
 from .plan import Layer, Plan
+from .tiling import ring_plan
 from .weights import uses_pow2
 
 ACTS = {"none": Act.NONE, "relu": Act.RELU, "leaky": Act.LEAKY}
@@ -149,7 +150,7 @@ class Emitter:
         g = shape.geom
         buf = plan.buffers[layer.name]
         x = plan.tensors[layer.inputs[0]]
-        slot_words = max(ceil_div(c1 - c0, cfg.tn) for c0, c1 in t.chunks) * t.ring_cols
+        slot_words = ring_plan(layer, plan)[1] // t.slots
         p = layer.pool or 1
         tile_words = (t.br // p) * (t.sc // p) * (cfg.tm // cfg.tn)
         last = len(t.chunks) - 1

@@ -17,6 +17,11 @@ from ..ir.cost import ceil_div, conv_cycles, conv_weight_words, vec_cycles
 from .plan import Layer, Plan
 
 
+def kib(nbytes: int) -> str:
+    """A buffer size for messages."""
+    return f"{nbytes / 1024:.3g} KiB"
+
+
 @dataclass(frozen=True)
 class Geom:
     """Input window of an output region: rows/cols needed, unclipped (padding is negative or

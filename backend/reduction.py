@@ -25,7 +25,7 @@ from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, conv_cycles, conv_psum_entries, conv_weight_words, dma_box_beats, dma_linear_cycles
 from ..ir.isa import PARAM_BYTES, Conv, field_max
-from .geometry import LayerShape, bands
+from .geometry import LayerShape, bands, kib
 from .plan import Layer, Tiling
 
 MAX_CHANS = field_max(Conv, "inp.chans")
@@ -33,8 +33,9 @@ RINGS = 2  # a chunk's rows load into one ring while the previous chunk computes
 EXTRA_CHUNK_COUNTS = 3  # chunk counts tried beyond the fewest that fit the weight bank
 
 
-def _kib(nbytes: int) -> str:
-    return f"{nbytes / 1024:.3g} KiB"
+def chunk_blocks(chunks, tn: int) -> int:
+    """Channel blocks of the largest chunk: what a ring slot of a split conv holds."""
+    return max(ceil_div(c1 - c0, tn) for c0, c1 in chunks)
 
 
 def chunk_ranges(cin: int, tn: int, n: int) -> tuple[tuple[int, int], ...]:
@@ -60,13 +61,15 @@ class _Conv:
     def fewest_chunks(self) -> int:
         """Fewest chunks whose weights fit a bank and whose channels fit ``inp.chans``."""
         tn = self.cfg.tn
-        for n in range(1, ceil_div(self.cin, tn) + 1):
-            chunks = chunk_ranges(self.cin, tn, n)
-            if all(c1 - c0 <= MAX_CHANS and self.words(c1 - c0) <= self.cfg.weight_bank_words for c0, c1 in chunks):
-                return len(chunks)
+        if self.words(tn) <= self.cfg.weight_bank_words:  # else not even one block a chunk fits
+            for n in range(1, ceil_div(self.cin, tn) + 1):
+                chunks = chunk_ranges(self.cin, tn, n)
+                if all(c1 - c0 <= MAX_CHANS and self.words(c1 - c0) <= self.cfg.weight_bank_words
+                       for c0, c1 in chunks):
+                    return len(chunks)
         raise ResourceError(f"layer {self.layer.name!r}: one output block's weights for one input-channel block "
-                            f"take {_kib(self.words(tn) * self.cfg.tm * tn)}, the weight bank holds "
-                            f"{_kib(self.cfg.weight_bank_bytes)} (target {self.cfg.name})")
+                            f"take {kib(self.words(tn) * self.cfg.tm * tn)}, the weight bank holds "
+                            f"{kib(self.cfg.weight_bank_bytes)} (target {self.cfg.name})")
 
     def deepest_band(self, sc: int, blocks: int) -> int:
         """Most output rows (a multiple of the row alignment) one band of a strip ``sc`` wide
@@ -132,7 +135,7 @@ def split_tiling(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig, cin: i
         if chunks in seen or len(chunks) < 2:
             continue
         seen.add(chunks)
-        blocks = max(ceil_div(c1 - c0, cfg.tn) for c0, c1 in chunks)
+        blocks = chunk_blocks(chunks, cfg.tn)
         for sc in strip_widths:
             br = conv.deepest_band(sc, blocks)
             if not br:
@@ -160,9 +163,9 @@ def _no_fit(conv: _Conv, sc: int) -> ResourceError:
     p = shape.pool or 1
     words = (a // p) * (sc // p) * (cfg.tm // cfg.tn)
     if words > cfg.output_half_words:
-        return ResourceError(f"layer {name!r}: one band of the narrowest strip needs {_kib(words * cfg.tn)} of output "
-                             f"buffer, a half holds {_kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
+        return ResourceError(f"layer {name!r}: one band of the narrowest strip needs {kib(words * cfg.tn)} of output "
+                             f"buffer, a half holds {kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
     lb = RINGS * shape.geom.window_rows(a) * shape.geom.span_cols(sc) * cfg.tn
     return ResourceError(f"layer {name!r}: two rings of one input-channel block for one band of the narrowest strip "
-                         f"({sc} columns) need {_kib(lb)} of line buffer, which holds {_kib(cfg.line_buffer_bytes)} "
+                         f"({sc} columns) need {kib(lb)} of line buffer, which holds {kib(cfg.line_buffer_bytes)} "
                          f"(target {cfg.name})")

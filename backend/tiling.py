@@ -27,15 +27,11 @@ from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, dma_box_beats, dma_linear_cycles
 from ..ir.isa import PARAM_BYTES
-from .geometry import LayerShape, layer_shape
+from .geometry import LayerShape, kib, layer_shape
 from .plan import Layer, Plan, Tiling
-from .reduction import MAX_CHANS, RINGS, split_tiling
+from .reduction import MAX_CHANS, RINGS, chunk_blocks, split_tiling
 
 MAX_STRIPS = 64
-
-
-def _kib(nbytes: int) -> str:
-    return f"{nbytes / 1024:.3g} KiB"
 
 
 def split_units(units: int, size: int, splits: tuple[int, ...] = ()) -> tuple[tuple[int, ...], ...]:
@@ -62,8 +58,8 @@ def _weight_groups(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> i
     """Most output blocks one weight bank (and parameter bank) holds; raises if not one."""
     unit_bytes = shape.unit_weight_words * cfg.tm * cfg.tn
     if unit_bytes > cfg.weight_bank_bytes:
-        raise ResourceError(f"layer {layer.name!r}: one output block needs {_kib(unit_bytes)} of weights, "
-                            f"the weight bank holds {_kib(cfg.weight_bank_bytes)} (target {cfg.name})")
+        raise ResourceError(f"layer {layer.name!r}: one output block needs {kib(unit_bytes)} of weights, "
+                            f"the weight bank holds {kib(cfg.weight_bank_bytes)} (target {cfg.name})")
     if cfg.tm > cfg.param_entries:
         raise ResourceError(f"layer {layer.name!r}: one output block needs {cfg.tm} parameter entries, "
                             f"the parameter bank holds {cfg.param_entries} (target {cfg.name})")
@@ -177,12 +173,12 @@ def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
     if not layer.is_conv:
         return tile_shape(layer, shape, plan.config)
     x, w = (plan.graph.types[t].shape for t in layer.op.inputs[:2])
-    try:
-        if x[1] <= MAX_CHANS or layer.depthwise:
+    if x[1] <= MAX_CHANS or layer.depthwise:
+        try:
             return tile_shape(layer, shape, plan.config)
-    except ResourceError:
-        if layer.depthwise or x[1] <= plan.config.tn:  # no reduction to split
-            raise
+        except ResourceError:
+            if layer.depthwise or x[1] <= plan.config.tn:  # no reduction to split
+                raise
     return split_tiling(layer, shape, plan.config, x[1], w[2], w[3], _strip_widths(shape))
 
 
@@ -217,12 +213,12 @@ def _no_fit(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> Resource
     obuf = (sc // p) * shape.obuf_blk((0,)) * shape.align_r // p
     if obuf > cfg.output_half_words:
         return ResourceError(f"layer {layer.name!r}: one band of the narrowest strip needs "
-                             f"{_kib(obuf * cfg.tn)} of output buffer, a half holds "
-                             f"{_kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
+                             f"{kib(obuf * cfg.tn)} of output buffer, a half holds "
+                             f"{kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")
     need = shape.rings * slots_for(shape, shape.align_r, False) * blocks * shape.geom.span_cols(sc) * cfg.tn
     return ResourceError(f"layer {layer.name!r}: one band of the narrowest strip ({sc} columns, {blocks} channel "
-                         f"blocks) needs {_kib(need)} of line buffer, the line buffer holds "
-                         f"{_kib(cfg.line_buffer_bytes)} (target {cfg.name})")
+                         f"blocks) needs {kib(need)} of line buffer, the line buffer holds "
+                         f"{kib(cfg.line_buffer_bytes)} (target {cfg.name})")
 
 
 def ring_plan(layer: Layer, plan: Plan) -> tuple[int, int]:
@@ -231,8 +227,7 @@ def ring_plan(layer: Layer, plan: Plan) -> tuple[int, int]:
     shape = layer_shape(layer, plan)
     t = layer.tiling
     if t.chunks:
-        blocks = max(ceil_div(c1 - c0, plan.config.tn) for c0, c1 in t.chunks)
-        return RINGS, t.slots * blocks * t.ring_cols
+        return RINGS, t.slots * chunk_blocks(t.chunks, plan.config.tn) * t.ring_cols
     return shape.rings, t.slots * max(shape.ring_blocks(g) for g in t.groups) * t.ring_cols
 
 
