@@ -107,7 +107,8 @@ def manifest(plan: Plan, passes: list[str]) -> dict:
     """The manifest of a compiled plan (see docs/backend.md)."""
     g = plan.graph
     tensors = {t.name: {"addr": t.addr, "shape": list(t.shape), "bits": t.bits, "signed": t.signed, "frac": t.frac,
-                        "blocks": t.blocks, "row_stride": t.row_stride, "blk_stride": t.blk_stride}
+                        "blocks": t.blocks, "row_stride": t.row_stride, "blk_stride": t.blk_stride,
+                        **({"planes": t.planes} if t.planes > 1 else {})}
                for t in plan.tensors.values()}
     d = plan.dram
     return {

@@ -24,6 +24,8 @@ from .plan import Layer, Plan
 from .tiling import ring_plan
 from .weights import uses_pow2
 
+#: post.lo/hi of a wide CONV: ignored by the hardware, the widest the 16-bit fields hold
+WIDE_CLAMP = (-(1 << 15), (1 << 15) - 1)
 ACTS = {"none": Act.NONE, "relu": Act.RELU, "leaky": Act.LEAKY}
 VEC_OPS = {"add": VecOp.ADD, "maxpool": VecOp.MAXPOOL, "avgpool": VecOp.AVGPOOL, "resize": VecOp.RESIZE,
            "requant": VecOp.REQUANT, "copy": VecOp.REQUANT}
@@ -152,7 +154,7 @@ class Emitter:
         x = plan.tensors[layer.inputs[0]]
         slot_words = ring_plan(layer, plan)[1] // t.slots
         p = layer.pool or 1
-        tile_words = (t.br // p) * (t.sc // p) * (cfg.tm // cfg.tn)
+        tile_words = (t.br // p) * (t.sc // p) * shape.obuf_blk((0,))
         last = len(t.chunks) - 1
         steps: list[Step] = []
         for (u,) in t.groups:
@@ -178,8 +180,8 @@ class Emitter:
                                                                                              0, rows)]
                     work = [conv]
                     if ci == last:
-                        work.append(self._store(li, plan.tensors[layer.output], u * (cfg.tm // cfg.tn),
-                                                cfg.tm // cfg.tn, geo, p, half, addr))
+                        work += self._stores(li, plan.tensors[layer.output], u * (cfg.tm // cfg.tn),
+                                             cfg.tm // cfg.tn, geo, p, half, addr)
                     steps.append(Step(li, loads, work, wloads, bank))
         return steps
 
@@ -231,6 +233,12 @@ class Emitter:
         lo, hi = numerics.post_range(op, out_t)
         return {"act": ACTS[act], "leaky_exp": leaky, "lo": lo, "hi": hi, "pool": pool}
 
+    def _stores(self, li, t, b0, nblk, geo, p, half, addr) -> list[Ins]:
+        """The STOREs of a CONV's tile: one, or one per byte plane of a wide output (plane
+        ``k`` of block ``b`` is DRAM block ``k*blocks + b``, ``plane_words`` apart on chip)."""
+        words = (geo["rows"] // p) * (geo["cols"] // p) * nblk
+        return [self._store(li, t, k * t.blocks + b0, nblk, geo, p, half, addr + k * words) for k in range(t.planes)]
+
     def _store(self, li, t, b0, nblk, geo, p, half, addr) -> Ins:
         r0, q0, rows, cols = geo["r0"] // p, geo["q0"] // p, geo["rows"] // p, geo["cols"] // p
         ins = Ins(Opcode.STORE, {"dst": self._box(t, b0, nblk, r0, rows, q0, cols), "obuf_addr": addr, "half": half},
@@ -261,7 +269,7 @@ class Emitter:
             chans = min(cfg.tm, cout - u * cfg.tm) if layer.depthwise else x.shape[1]
             conv = self._conv_ins(layer, li, shape, u, bank, geo, ring + view, slot_words, k, chans, half, addr)
             conv.onchip += [("lb", 0, ring + a, ring + b, False) for a, b in geo["reads"]]
-            work += [conv, self._store(li, y, u * ub, ub, geo, p, half, addr)]
+            work += [conv, *self._stores(li, y, u * ub, ub, geo, p, half, addr)]
         return work
 
     def _conv_ins(self, layer, li, shape, u, bank, geo, ring, slot_words, k, chans, half, addr, *,
@@ -276,7 +284,11 @@ class Emitter:
         cout = plan.graph.types[op.inputs[1]].shape[0]
         ub = cfg.tm // cfg.tn
         p = layer.pool or 1
+        planes = 1 if psum_out else plan.tensors[layer.output].planes
         post = self._post(op, plan.graph.types[layer.output], layer.pool)  # ignored by a psum_out CONV
+        if planes > 1:  # wide results are not clamped (docs/isa.md "Wide outputs")
+            post["lo"], post["hi"] = WIDE_CLAMP
+        out_words = (geo["rows"] // p) * (geo["cols"] // p) * ub  # one byte plane of the tile
         words = shape.unit_weight_words if not t.chunks else conv_weight_words(
             cfg, layer.dataflow == "pixel", False, chans, g.kh, g.kw)
         w_addr = k * words
@@ -287,12 +299,12 @@ class Emitter:
                 "tile": {"rows": geo["rows"], "cols": geo["cols"], "obuf_addr": addr,
                          "obuf_cols": geo["cols"] // p, "obuf_blk": ub, "half": half},
                 "post": post, "wbank": bank, "w_addr": w_addr, "p_addr": k * cfg.tm,
-                "cout": min(cfg.tm, cout - u * cfg.tm), "psum_in": int(psum_in), "psum_out": int(psum_out)}
+                "cout": min(cfg.tm, cout - u * cfg.tm), "psum_in": int(psum_in), "psum_out": int(psum_out),
+                "wide": planes.bit_length() - 1, "plane_words": out_words if planes > 1 else 0}
         conv = Ins(Opcode.CONV, body, li)
         conv.onchip = [("wb", bank, w_addr, w_addr + words, False), ("pb", bank, k * cfg.tm, (k + 1) * cfg.tm, False)]
         if not psum_out:
-            out_words = (geo["rows"] // p) * (geo["cols"] // p) * ub
-            conv.onchip.append(("ob", half, addr, addr + out_words, True))
+            conv.onchip.append(("ob", half, addr, addr + out_words * planes, True))
         return conv
 
     def _vec_work(self, layer, li, shape, group, geo, buf, sources) -> list[Ins]:

@@ -123,12 +123,15 @@ class LayerShape:
     compute: Callable[[int, int, int], int]
     max_group: int  # most units one instruction group may take (vector: obuf_blk field)
     unit_splits: tuple[int, ...] = ()  # unit indices where groups must break (concat copies)
+    planes: int = 1  # conv: byte planes of the output (docs/isa.md "Wide outputs")
 
     def ring_blocks(self, group: tuple[int, ...]) -> int:
         return self.dense_in_blocks or len(group) * self.unit_blocks
 
     def obuf_blk(self, group: tuple[int, ...]) -> int:
-        return self.unit_blocks if self.unit_weight_words else len(group) * self.unit_blocks
+        """Output-buffer words a pooled output pixel of one instruction takes (every byte
+        plane of a wide conv output)."""
+        return self.unit_blocks * self.planes if self.unit_weight_words else len(group) * self.unit_blocks
 
 
 def conv_geom(layer: Layer, plan: Plan) -> Geom:
@@ -188,13 +191,20 @@ def _conv_shape(layer: Layer, plan: Plan, cfg: AcceleratorConfig) -> LayerShape:
     # channel-parallel runs a depthwise block as a dense CONV over its own tm channels
     words = conv_weight_words(cfg, pixel, dw and pixel, cfg.tm if dw and not pixel else cin, kh, kw)
     align_c = cfg.tn * p // _gcd(cfg.tn, p) if pixel else p
+    planes = output_planes(layer, plan)
 
     def compute(rows: int, cols: int, unit: int) -> int:
         chans = min(cfg.tm, cout - unit * cfg.tm) if dw else cin
-        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols, geom.sw)
+        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols, geom.sw, planes)
 
     return LayerShape(geom, ho, wo, p, align_c, p, 1, units, cfg.tm // cfg.tn, words,
-                      0 if dw else ceil_div(cin, cfg.tn), compute, units)
+                      0 if dw else ceil_div(cin, cfg.tn), compute, units, planes=planes)
+
+
+def output_planes(layer: Layer, plan: Plan) -> int:
+    """Byte planes of a conv layer's output in DRAM and in the output buffer (1 for 8 bits)."""
+    t = plan.tensors.get(layer.output)
+    return t.planes if t is not None else 1
 
 
 def _gcd(a: int, b: int) -> int:

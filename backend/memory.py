@@ -75,7 +75,7 @@ def plan_dram(plan: Plan) -> Plan:
     for t in plan.tensors.values():
         if t.buffer == t.name:
             _, c, h, w = t.shape
-            sizes[t.name] = (t.blocks * h * w * cfg.tn, h, w)
+            sizes[t.name] = (t.blocks * t.planes * h * w * cfg.tn, h, w)
     addr, overlaps = _allocate(sizes, live, _align(const_base + const_size))
     tensors = {}
     for name, t in plan.tensors.items():

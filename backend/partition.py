@@ -39,15 +39,23 @@ def is_depthwise(graph: Graph, op: Op) -> bool:
     return op.attrs["groups"] == x[1] == w[0] > 1 and w[1] == 1
 
 
-def _activation_ok(t: TensorType, what: str) -> str | None:
+def planes(t: TensorType) -> int:
+    """Bytes a value of ``t`` takes in DRAM: 1 up to 8 bits, else 2 or 4 (a wide conv output
+    stored as byte planes, docs/isa.md "Wide outputs")."""
+    return 1 if t.bits <= 8 else 2 if t.bits <= 16 else 4
+
+
+def _activation_ok(t: TensorType, what: str, wide: bool = False) -> str | None:
+    """Why the accelerator cannot read (or, with ``wide``, write) tensor ``t``, or None."""
     if not t.is_int:
         return f"{what} is float"
     if len(t.shape) != 4:
         return f"{what} has rank {len(t.shape)}, not 4"
     if t.shape[0] != 1:
         return f"{what} has batch {t.shape[0]}, not 1"
-    if t.bits > 8:
-        return f"{what} is {t.bits}-bit (the accelerator stores at most 8 bits)"
+    if t.bits > (32 if wide else 8):
+        return (f"{what} is {t.bits}-bit (a conv stores at most 32 bits)" if wide
+                else f"{what} is {t.bits}-bit (the accelerator reads at most 8 bits)")
     if t.per_channel:
         return f"{what} has per-channel scales"
     if max(t.shape[2:]) > MAX_SIDE:
@@ -80,7 +88,7 @@ def host_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
         why = _activation_ok(graph.types[t], f"input {i}")
         if why:
             return why
-    why = _activation_ok(graph.types[op.outputs[0]], "output")
+    why = _activation_ok(graph.types[op.outputs[0]], "output", wide=op.kind == "conv")
     if why:
         return why
     try:
@@ -118,7 +126,22 @@ def _conv_reason(graph: Graph, op: Op, cfg: AcceleratorConfig) -> str | None:
     no_pixel = pixel_stride_reason(op.attrs["strides"])
     if wenc == "pow2" and "int" not in cfg.weight_encodings and no_pixel:
         return f"pow2 weights take the pixel-parallel dataflow on target {cfg.name!r} (no int weights): {no_pixel}"
-    numerics.conv_params(graph, op, cfg.acc_bits)
+    _, shift = numerics.conv_params(graph, op, cfg.acc_bits)
+    if graph.types[op.outputs[0]].bits > 8:
+        return _wide_reason(op, shift)
+    return None
+
+
+def _wide_reason(op: Op, shift) -> str | None:
+    """Why a conv's wide output (more than 8 bits) cannot be stored as the exact sum after the
+    activation (docs/isa.md "Wide outputs"), or None."""
+    act, _ = numerics.act_fields(op)
+    if act == "leaky":
+        return "a wide output with a leaky activation (its slope is a shift)"
+    if "clip" in op.attrs:
+        return "a wide output with a clip (wide outputs are not clamped)"
+    if int(abs(shift).max(initial=0)):
+        return "a wide output that is not the exact sum (requant shift is not 0)"
     return None
 
 
@@ -166,7 +189,7 @@ def _dram_tensor(graph: Graph, name: str, cfg: AcceleratorConfig, whole_tm: bool
     t = graph.types[name]
     c = t.shape[1]
     blocks = ceil_div(c, cfg.tm) * (cfg.tm // cfg.tn) if whole_tm else ceil_div(c, cfg.tn)
-    return DramTensor(name, tuple(t.shape), t.bits, t.signed, int(t.frac), blocks, name)
+    return DramTensor(name, tuple(t.shape), t.bits, t.signed, int(t.frac), blocks, name, planes=planes(t))
 
 
 def _in_place(graph: Graph, op: Op, i: int, tensors: dict, taken: set[str], offsets: list[int]) -> bool:

@@ -37,6 +37,9 @@ class DramTensor:
     addr: int = -1
     row_stride: int = 0
     blk_stride: int = 0
+    #: bytes a value: 1, or 2 and 4 for a wide conv output stored as byte planes (docs/isa.md
+    #: "Wide outputs"; byte ``k`` of block ``b`` is DRAM block ``k*blocks + b``)
+    planes: int = 1
 
 
 @dataclass(frozen=True)

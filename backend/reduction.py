@@ -76,7 +76,7 @@ class _Conv:
         may have: partial sums, output buffer and both rings must fit; 0 if none."""
         cfg, shape = self.cfg, self.shape
         a, p = shape.align_r, shape.pool or 1
-        ub = cfg.tm // cfg.tn
+        ub = shape.obuf_blk((0,))  # words a pooled pixel takes, every byte plane
 
         def fits(br: int) -> bool:
             return (conv_psum_entries(cfg, self.pixel, br, sc) <= cfg.psum_entries
@@ -106,11 +106,12 @@ class _Conv:
                 beats = dma_box_beats(cfg, c0 // tn * in_blk + b.ylo * in_row + b.x0 * tn, in_blk, in_row,
                                       ceil_div(c1 - c0, tn), b.yhi - b.ylo + 1, (b.x1 - b.x0) * tn)
                 per_unit["load"] += lat + beats
-                per_unit["compute"] += conv_cycles(cfg, self.pixel, False, c1 - c0, self.kh, self.kw, rows, cols, g.sw)
+                per_unit["compute"] += conv_cycles(cfg, self.pixel, False, c1 - c0, self.kh, self.kw, rows, cols, g.sw,
+                                                   shape.planes)
             per_unit["load"] += wload + pload
-            per_unit["store"] += 1 + lat + dma_box_beats(cfg, b.q0 // p * tn, out_blk, out_row, cfg.tm // tn,
-                                                         rows // p, cols // p * tn)
-            per_unit["instructions"] += 4 * len(t.chunks) + 1
+            per_unit["store"] += shape.planes * (1 + lat) + dma_box_beats(
+                cfg, b.q0 // p * tn, out_blk, out_row, shape.obuf_blk((0,)), rows // p, cols // p * tn)
+            per_unit["instructions"] += 4 * len(t.chunks) + shape.planes
         units = len(t.groups)
         load, comp, store, n_instr = (per_unit[k] * units for k in ("load", "compute", "store", "instructions"))
         steps = max(1, units * t.strips * t.bands * len(t.chunks))
@@ -142,7 +143,7 @@ def split_tiling(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig, cin: i
                 continue
             slots = shape.geom.window_rows(br)
             p = shape.pool or 1
-            tile = (br // p) * (sc // p) * (cfg.tm // cfg.tn)
+            tile = (br // p) * (sc // p) * shape.obuf_blk((0,))
             bufs = 2 * max(1, min(4, cfg.output_half_words // tile))
             t = Tiling(shape.out_h, shape.out_w, sc, br, slots, shape.geom.span_cols(sc), groups, bufs, True, chunks)
             candidates.append((t, conv.estimate(t)))
@@ -161,7 +162,7 @@ def _no_fit(conv: _Conv, sc: int) -> ResourceError:
         return ResourceError(f"layer {name!r}: one band of the narrowest strip needs {need} partial-sum entries, "
                              f"the buffer holds {cfg.psum_entries} (target {cfg.name})")
     p = shape.pool or 1
-    words = (a // p) * (sc // p) * (cfg.tm // cfg.tn)
+    words = (a // p) * (sc // p) * shape.obuf_blk((0,))
     if words > cfg.output_half_words:
         return ResourceError(f"layer {name!r}: one band of the narrowest strip needs {kib(words * cfg.tn)} of output "
                              f"buffer, a half holds {kib(cfg.output_half_words * cfg.tn)} (target {cfg.name})")

@@ -154,9 +154,9 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
                 comp += (n_bands - 1) * shape.compute(t.br, cols, obuf_blk) + shape.compute(last_br, cols, obuf_blk)
             addr = group[0] * shape.unit_blocks * out_blk + q0 // p * tn
             # a STORE pays one output-buffer read cycle before its latency (ir.cost.dma_store_cycles)
-            store += per_band * n_bands * (1 + lat) + dma_box_beats(cfg, addr, out_blk, out_row, per_band * obuf_blk,
+            store += per_band * shape.planes * n_bands * (1 + lat) + dma_box_beats(cfg, addr, out_blk, out_row, per_band * obuf_blk,
                                                               shape.out_h // p, cols // p * tn)
-            n_instr += n_bands * (shape.rings + 2 * per_band)
+            n_instr += n_bands * (shape.rings + (1 + shape.planes) * per_band)
     steps = max(1, len(t.groups) * t.strips * n_bands)
     fetch = n_instr * ceil_div(cfg.instr_bytes, bw)
     # A single-buffered ring loads a band only after the previous band has computed.

@@ -78,7 +78,7 @@ def _verify_dram(plan: Plan, fail) -> None:
     for t in plan.tensors.values():
         if t.addr < 0:
             fail(f"tensor {t.name!r} has no DRAM address")
-        end = t.addr + (t.blocks - 1) * t.blk_stride + t.shape[2] * t.row_stride
+        end = t.addr + (t.blocks * t.planes - 1) * t.blk_stride + t.shape[2] * t.row_stride
         if end > d["size"] or t.addr < const_end and end > d["const_base"]:
             fail(f"tensor {t.name!r} at [{t.addr}, {end}) leaves the activation area")
         spans.append((t, t.addr, end))

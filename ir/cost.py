@@ -91,6 +91,16 @@ def conv_drain(cfg: AcceleratorConfig) -> int:
     return ceil_div(cfg.tm * cfg.tn, cfg.ppu_lanes)
 
 
+def conv_slots(cfg: AcceleratorConfig, pixel, planes: int = 1):
+    """Cycles a CONV pixel group's results take to retire: ``conv_drain`` chunks, of which
+    each one that reaches the post-processing unit (every chunk pixel-parallel, the last one
+    channel-parallel) writes its ``planes`` byte planes one a cycle (docs/isa.md "Wide
+    outputs"). Elementwise on numpy arrays as on ints."""
+    drain = conv_drain(cfg)
+    slots = np.where(pixel, drain * planes, drain - 1 + planes)
+    return slots if isinstance(slots, np.ndarray) and slots.ndim else int(slots)
+
+
 def conv_weight_words(cfg: AcceleratorConfig, pixel, depthwise, chans, kh, kw):
     """Weight words (``tm*tn`` bytes) a CONV with these fields reads from ``w_addr`` on
     (docs/isa.md "LOAD_WGT"): pixel-parallel packs its steps (``kh*kw`` per input channel, or
@@ -112,14 +122,15 @@ def conv_psum_entries(cfg: AcceleratorConfig, pixel, rows, cols):
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
-                rows: int, cols: int, sw: int = 1) -> int:
+                rows: int, cols: int, sw: int = 1, planes: int = 1) -> int:
     """CONV: per output row, pixel groups (one pixel for channel-parallel, tn pixels for
-    pixel-parallel) each take max(accumulation steps, post-processing drain) cycles — the
+    pixel-parallel) each take max(accumulation steps, retire slots) cycles — the
     accumulators are double-buffered so a group's drain overlaps the next group's steps —
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
-    first chunk retires with its last step), and the fixed pipeline latency."""
+    first chunk retires with its last step), and the fixed pipeline latency. ``drain`` is
+    ``conv_slots`` (``planes`` byte planes a result: 1, or 2 and 4 for wide outputs)."""
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw)
-    drain = conv_drain(cfg)
+    drain = conv_slots(cfg, pixel, planes)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
     return rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 

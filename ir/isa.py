@@ -211,6 +211,12 @@ Conv = data.StructLayout({
     # partial-sum buffer instead of post-processing it into the output buffer.
     "psum_in": unsigned(1),
     "psum_out": unsigned(1),
+    # Wide outputs (docs/isa.md "Wide outputs"): 0 stores the post-processed byte; 1 or 2
+    # store each result's ``2**wide`` bytes — the sum after the activation, with no shift or
+    # clamp — as byte planes: plane k (byte k, little endian) is a whole tile at
+    # ``tile.obuf_addr + k*plane_words``.
+    "wide": unsigned(2),
+    "plane_words": unsigned(20),
 })
 
 Vec = data.StructLayout({

@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .cost import conv_psum_entries, conv_weight_words
-from .isa import PARAM_BYTES, Dataflow, Opcode, VecOp, WgtTarget
+from .isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 
 Columns = dict  # dotted field name -> np.ndarray (int64), one entry per instruction
 
@@ -244,6 +244,47 @@ def _conv() -> list[Rule]:
              lambda f, c: ((f["psum_in"] | f["psum_out"]) == 0) | (_psum_entries(f, c) <= c.psum_entries),
              lambda f, c: f"psum_in/psum_out: a {f['tile.rows']}x{f['tile.cols']} tile needs {_psum_entries(f, c)} "
                           f"partial-sum entries, the buffer holds {c.psum_entries}"),
+        *_wide_rules(),
+    ]
+
+
+def _planes(f):
+    return 1 << np.minimum(f["wide"], 2)
+
+
+def _plane_end(f, c):
+    """One past the last output-buffer word of a wide CONV's last byte plane."""
+    rows, cols = f["tile.rows"] // _pool(f), f["tile.cols"] // _pool(f)
+    tile = ((rows - 1) * f["tile.obuf_cols"] + cols) * (c.tm // c.tn)
+    return f["tile.obuf_addr"] + (_planes(f) - 1) * f["plane_words"] + tile
+
+
+def _wide_rules() -> list[Rule]:
+    """A wide CONV (docs/isa.md "Wide outputs"): 2 or 4 bytes, no fused pool, no leaky
+    activation (its scaling is a shift), a result to store, planes apart and inside a half."""
+    op, wide = Opcode.CONV, (lambda f: f["wide"] != 0)
+    tile = (lambda f, c: ((f["tile.rows"] // _pool(f) - 1) * f["tile.obuf_cols"] + f["tile.cols"] // _pool(f))
+            * (c.tm // c.tn))
+    return [
+        Rule(op, "wide", "`wide` ≤ 2 (1, 2 or 4 bytes a result)", lambda f, c: f["wide"] <= 2,
+             lambda f, c: f"wide is {f['wide']}: a result is 1, 2 or 4 bytes (wide 0..2)"),
+        Rule(op, "wide", "`wide` > 0 needs `post.pool` ≤ 1 (no fused max-pool)",
+             lambda f, c: ~wide(f) | (f["post.pool"] <= 1),
+             lambda f, c: f"wide outputs are not pooled, post.pool is {f['post.pool']}"),
+        Rule(op, "wide", "`wide` > 0 needs `post.act` ≠ LEAKY (its slope is a shift; wide results are not shifted)",
+             lambda f, c: ~wide(f) | (f["post.act"] != Act.LEAKY.value),
+             lambda f, c: "wide outputs take no leaky activation (its slope is a shift)"),
+        Rule(op, "wide", "`wide` > 0 needs `psum_out` = 0 (a partial sum stores nothing)",
+             lambda f, c: ~wide(f) | (f["psum_out"] == 0),
+             lambda f, c: "wide is set on a CONV whose sums go to the partial-sum buffer (psum_out)"),
+        Rule(op, "plane_words", "with `wide` > 0, `plane_words` ≥ the tile's words (planes do not overlap)",
+             lambda f, c: ~wide(f) | (f["plane_words"] >= tile(f, c)),
+             lambda f, c: f"plane_words {f['plane_words']} is less than the tile's {tile(f, c)} words: "
+                          f"byte planes would overlap"),
+        Rule(op, "plane_words", "with `wide` > 0, every byte plane is inside an output-buffer half",
+             lambda f, c: ~wide(f) | (_plane_end(f, c) <= c.output_half_words),
+             lambda f, c: f"byte planes end at output-buffer word {_plane_end(f, c) - 1} of a half of "
+                          f"{c.output_half_words} (tile.obuf_addr, plane_words)"),
     ]
 
 

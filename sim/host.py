@@ -28,38 +28,48 @@ def _chw(name: str, spec: dict) -> tuple[int, int, int]:
     return (shape[1], 1, 1) if len(shape) == 2 else (shape[1], shape[2], shape[3])
 
 
-def _span(name: str, spec: dict, tn: int) -> tuple[int, tuple[int, int, int], int, int]:
-    """(start address, (C, H, W), allocated channel blocks, bytes from start to the last byte)
-    of a DRAM tensor. ``blocks`` may exceed ``ceil(C/tn)`` (a producer storing whole
-    ``tm``-channel groups); the extra blocks are padding."""
+def _span(name: str, spec: dict, tn: int) -> tuple[int, tuple[int, int, int], int, int, int]:
+    """(start address, (C, H, W), allocated channel blocks, byte planes, bytes from start to the
+    last byte) of a DRAM tensor. ``blocks`` may exceed ``ceil(C/tn)`` (a producer storing whole
+    ``tm``-channel groups); the extra blocks are padding. A wide tensor (``planes`` 2 or 4,
+    docs/isa.md "Wide outputs") holds byte ``k`` of block ``b`` at block ``k*blocks + b``."""
     c, h, w = _chw(name, spec)
-    blocks = spec.get("blocks", math.ceil(c / tn))
+    blocks, planes = spec.get("blocks", math.ceil(c / tn)), spec.get("planes", 1)
     if blocks < math.ceil(c / tn):
         raise ProgramError(f"DRAM tensor {name!r} lists {blocks} channel blocks; {c} channels need "
                            f"{math.ceil(c / tn)}")
-    n = (blocks - 1) * spec["blk_stride"] + (h - 1) * spec["row_stride"] + w * tn
-    return spec["addr"], (c, h, w), blocks, n
+    if planes not in (1, 2, 4):
+        raise ProgramError(f"DRAM tensor {name!r} lists {planes} byte planes; a value is 1, 2 or 4 bytes")
+    n = (blocks * planes - 1) * spec["blk_stride"] + (h - 1) * spec["row_stride"] + w * tn
+    return spec["addr"], (c, h, w), blocks, planes, n
 
 
 def read_tensor(acc: Accelerator, name: str, spec: dict, tn: int) -> np.ndarray:
     """Integer codes (int64, the spec's shape) of a channel-blocked DRAM tensor."""
-    addr, (c, h, w), blocks, n = _span(name, spec, tn)
+    addr, (c, h, w), blocks, planes, n = _span(name, spec, tn)
     raw = np.frombuffer(acc.read_dram(addr, n), np.uint8)
-    box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1), writeable=False)
-    planes = box.transpose(0, 3, 1, 2).reshape(blocks * tn, h, w)[:c]
-    values = planes.view(np.int8) if spec["signed"] else planes
-    return values.astype(np.int64).reshape(spec["shape"])
+    box = as_strided(raw, (planes, blocks, h, w, tn), (blocks * spec["blk_stride"], spec["blk_stride"],
+                                                       spec["row_stride"], tn, 1), writeable=False)
+    chans = box.transpose(0, 1, 4, 2, 3).reshape(planes, blocks * tn, h, w)[:, :c].astype(np.int64)
+    values = sum(chans[k] << (8 * k) for k in range(planes))
+    if spec["signed"]:  # sign-extend from the stored width
+        top = 1 << (8 * planes - 1)
+        values = ((values + top) & ((top << 1) - 1)) - top
+    return values.reshape(spec["shape"])
 
 
 def write_tensor(acc: Accelerator, name: str, spec: dict, tn: int, values: np.ndarray) -> None:
     """Store integer codes into a channel-blocked DRAM tensor (padding channels and blocks
     zero). Bytes between rows/blocks that belong to other tensors are kept (read-modify-write)."""
-    addr, (c, h, w), blocks, n = _span(name, spec, tn)
+    addr, (c, h, w), blocks, planes, n = _span(name, spec, tn)
     raw = np.frombuffer(acc.read_dram(addr, n), np.uint8).copy()
-    planes = np.zeros((blocks * tn, h, w), np.uint8)
-    planes[:c] = (np.asarray(values, np.int64).reshape(c, h, w) & 0xFF).astype(np.uint8)
-    box = as_strided(raw, (blocks, h, w, tn), (spec["blk_stride"], spec["row_stride"], tn, 1))
-    box[...] = planes.reshape(blocks, tn, h, w).transpose(0, 2, 3, 1)
+    chans = np.zeros((planes, blocks * tn, h, w), np.uint8)
+    v = np.asarray(values, np.int64).reshape(c, h, w)
+    for k in range(planes):
+        chans[k, :c] = ((v >> (8 * k)) & 0xFF).astype(np.uint8)
+    box = as_strided(raw, (planes, blocks, h, w, tn), (blocks * spec["blk_stride"], spec["blk_stride"],
+                                                       spec["row_stride"], tn, 1))
+    box[...] = chans.reshape(planes, blocks, tn, h, w).transpose(0, 1, 3, 4, 2)
     acc.write_dram(addr, raw.tobytes())
 
 

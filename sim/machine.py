@@ -196,7 +196,9 @@ class Machine:
         if encoding not in cfg.weight_encodings:
             _fail(ins, f"target {cfg.name!r} has no {encoding} weights")
         psum_in, psum_out = bool(f["psum_in"]), bool(f["psum_out"])  # entries checked at load (ir/rules.py)
-        out = self._tile_target(ins, rows, cols, tm // tn)  # checked even when psum_out writes elsewhere
+        planes = 1 << f["wide"]  # byte planes of a wide output (docs/isa.md "Wide outputs"), wide checked at load
+        outs = [self._tile_target(ins, rows, cols, tm // tn, k * f["plane_words"])  # checked even when psum_out
+                for k in range(planes)]                                                 # writes elsewhere
         taps = kh * kw
         lanes = min(chans, tm) if depthwise else chans
         width = ceil_div(lanes, tn) * tn  # lanes of the gathered words
@@ -219,8 +221,14 @@ class Machine:
             v = acc + (self._psum_read(entries, pixel, cols) if psum_in else bias)
             if psum_out:
                 self._psum_write(entries, pixel, self._wrap(v))
+            elif planes > 1:
+                v = self._wrap(v)
+                if f["post.act"] == Act.RELU.value:
+                    v = np.maximum(v, 0)
+                for k, out in enumerate(outs):
+                    self._put(ins, out, r0, v >> (8 * k))
             else:
-                self._put(ins, out, r0, self._post(ins, v, shift))
+                self._put(ins, outs[0], r0, self._post(ins, v, shift))
 
     # -- partial sums (docs/isa.md "Partial sums") ---------------------------------------------
     def _psum_entries(self, pixel: bool, r0: int, r1: int, cols: int) -> slice:
@@ -353,9 +361,9 @@ class Machine:
         return np.minimum(np.maximum(q, f["post.lo"]), f["post.hi"])
 
     # -- output buffer -------------------------------------------------------------------------
-    def _tile_target(self, ins: Instr, rows: int, cols: int, blk: int) -> np.ndarray:
+    def _tile_target(self, ins: Instr, rows: int, cols: int, blk: int, offset: int = 0) -> np.ndarray:
         """The writable output-buffer view (rows/p, cols/p, blk*tn) of a tile's pooled results:
-        pixel (r', q') block k at word obuf_addr + (r'*obuf_cols + q')*obuf_blk + k."""
+        pixel (r', q') block k at word obuf_addr + offset + (r'*obuf_cols + q')*obuf_blk + k."""
         f, tn = ins.f, self.cfg.tn
         p = f["post.pool"] or 1
         if rows % p or cols % p:
@@ -363,7 +371,7 @@ class Machine:
         if f["tile.obuf_blk"] != blk:
             _fail(ins, f"tile.obuf_blk is {f['tile.obuf_blk']}, must be {blk} (output blocks per pixel)")
         prow, pcol = rows // p, cols // p
-        start, ocols = f["tile.obuf_addr"], f["tile.obuf_cols"]
+        start, ocols = f["tile.obuf_addr"] + offset, f["tile.obuf_cols"]
         if prow and pcol:
             if ocols < pcol:
                 _fail(ins, f"tile.obuf_cols ({ocols}) is less than the tile's {pcol} output columns")

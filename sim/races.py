@@ -83,6 +83,8 @@ def footprint(cfg: AcceleratorConfig, ins: Instr) -> list[_Access]:
     rows, cols = f["tile.rows"], f["tile.cols"]
     blk = f["tile.obuf_blk"]
     out = (rows // p - 1) * f["tile.obuf_cols"] * blk + cols // p * blk if rows and cols else 0
+    if op == Opcode.CONV and f["wide"] and out:  # byte planes, plane_words apart (docs/isa.md "Wide outputs")
+        out += ((1 << f["wide"]) - 1) * f["plane_words"]
     accesses = [_span(f"output buffer half {f['tile.half']}", f["tile.obuf_addr"], out, True)]
     if op == Opcode.CONV:
         chans, kh, kw = f["inp.chans"], f["win.kh"], f["win.kw"]

@@ -195,7 +195,8 @@ def graphs(draw, max_nodes: int = 8):
     """A ``tests.graphgen.GraphSpec``: a DAG of up to ``max_nodes`` drawn ops (plus the branch
     convs residual adds and concats create) over one input — chains, branches from any
     earlier tensor (the input included), residual adds, concats of 2–3 maps of any channel
-    counts with different or equal scales, pools, nearest resizes, activations, and host ops
+    counts with different or equal scales, pools, nearest resizes, activations, heads (a conv
+    whose output has no quantizer: a wide accumulator), and host ops
     (float ops, a non-po2 LeakyReLU, layout pairs, a broadcasting add) that split the
     accelerator's work into segments; every unconsumed tensor is an output, sometimes an
     inner one too. About one in five is a float model for ``quantize_model``."""
@@ -214,6 +215,14 @@ def graphs(draw, max_nodes: int = 8):
         nodes.append(_conv(draw, shapes, 0))
         shapes.append(node_shape(nodes[0], shapes))
     used = {t for node in nodes for t in node.inputs}
+    if draw(st.integers(0, 3)) == 0:  # a detector head: a conv with no output quantizer
+        src = draw(st.sampled_from([t for t in range(len(shapes)) if t not in used]))
+        head = _conv(draw, shapes, src)._replace(q=None)
+        shape = node_shape(head, shapes)
+        if min(shape) >= 1 and max(shape[1:]) <= MAX_MAP:
+            nodes.append(head)
+            shapes.append(shape)
+            used.add(src)
     outputs = [t for t in range(1, len(shapes)) if t not in used]
     inner = sorted(used - {0})
     if inner and draw(st.integers(0, 3)) == 0:

@@ -72,12 +72,14 @@ def features(spec: GraphSpec, program) -> set[str]:
     out |= {label for why in m["host_reasons"].values() for key, label in HOST_REASONS.items() if key in why}
     if _strips(program):
         out.add("strips")
+    if any(t.get("planes", 1) > 1 for t in m["tensors"].values()):
+        out.add("wide output")
     return out
 
 
 #: Host reasons (docs/backend.md, Partition) the graphs should meet, by a phrase of the reason.
 HOST_REASONS = {"not an integer op": "host: float op", "permutes the channel-blocked": "host: layout",
-                "broadcasting": "host: broadcasting add", "-bit (the accelerator": "host: wide tensor",
+                "broadcasting": "host: broadcasting add",
                 "exceeds": "host: window beyond the ISA", "does not start on a": "host: misaligned concat"}
 
 
@@ -114,7 +116,7 @@ WANTED = {"conv", "maxpool", "avgpool", "add", "concat", "resize", "act", "quant
           "layer concat", "fused maxpool", "layer add", "layer maxpool", "layer avgpool", "layer resize",
           "layer requant", "channel-parallel", "pixel-parallel", "strips", *HOST_REASONS.values(),
           "conv leaky", "conv clip", "conv relu", "conv leaky01", "sigmoid", "silu", "softmax", "leaky_host",
-          "layout", "bcast_add"}
+          "layout", "bcast_add", "wide output"}
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -39,13 +39,25 @@ def test_bias_finer_than_the_accumulator_is_refused():
         compile_graph(_conv_graph(bias_frac=12), TINY)
 
 
-def test_wide_outputs_and_layout_ops_go_to_the_host():
-    g = _conv_graph(out=TensorType((1, 4, 5, 5), "int", 20, True, 11))
+@pytest.mark.parametrize("bits, planes", [(12, 2), (16, 2), (20, 4)])
+def test_wide_conv_outputs_run_on_the_accelerator(bits, planes):
+    """A conv whose output has no quantizer (the exact sum, frac of the accumulator) is
+    stored as 2 or 4 byte planes (docs/isa.md "Wide outputs")."""
+    g = _conv_graph(out=TensorType((1, 4, 5, 5), "int", bits, True, 11))
     plan = partition(Plan(g, TINY))
-    assert plan.host_reasons == {"q": "graph input quantization runs on the host",
-                                 "conv": "output is 20-bit (the accelerator stores at most 8 bits)"}
+    assert plan.host_reasons == {"q": "graph input quantization runs on the host"}
+    assert plan.tensors["y"].planes == planes
     program = compile_graph(g, TINY)
-    assert [s["kind"] for s in program.manifest["segments"]] == ["host"]
+    assert program.manifest["tensors"]["y"]["planes"] == planes
+    assert [s["kind"] for s in program.manifest["segments"]] == ["host", "accel"]
+
+
+def test_wide_outputs_that_are_not_the_exact_sum_go_to_the_host():
+    g = _conv_graph(out=TensorType((1, 4, 5, 5), "int", 20, True, 10))
+    assert partition(Plan(g, TINY)).host_reasons["conv"] == ("a wide output that is not the exact sum (requant "
+                                                            "shift is not 0)")
+    g = _conv_graph(out=TensorType((1, 4, 5, 5), "int", 40, True, 11))
+    assert partition(Plan(g, TINY)).host_reasons["conv"] == "output is 40-bit (a conv stores at most 32 bits)"
 
 
 def test_maps_wider_than_the_isa_go_to_the_host(tmp_path):

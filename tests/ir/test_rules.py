@@ -7,7 +7,7 @@ import pytest
 
 from shiftflow.ir.config import TINY, AcceleratorConfig
 from shiftflow.ir.decode import _BODIES, _extract, _words, decode_program, scan
-from shiftflow.ir.isa import Dataflow, Opcode, VecOp, WgtTarget, encode
+from shiftflow.ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget, encode
 from shiftflow.ir.program import ProgramError
 from shiftflow.ir.rules import RULES, Rule
 
@@ -64,6 +64,12 @@ CASES = [
     (Opcode.CONV, "inp.ring.slot_words", {"inp.chans": 5}, TINY),
     (Opcode.CONV, "inp.ring.base", {"inp.ring.base": 4094}, TINY),
     (Opcode.CONV, "psum_in", {"psum_out": 1}, dataclasses.replace(TINY, name="psum1", psum_entries=1)),
+    (Opcode.CONV, "wide", {"wide": 3}, TINY),
+    (Opcode.CONV, "wide", {"wide": 1, "post.pool": 2, "tile.rows": 2, "tile.cols": 2}, TINY),
+    (Opcode.CONV, "wide", {"wide": 1, "post.act": Act.LEAKY}, TINY),
+    (Opcode.CONV, "wide", {"wide": 2, "psum_out": 1, "plane_words": 64}, TINY),
+    (Opcode.CONV, "plane_words", {"wide": 1, "plane_words": 3}, TINY),
+    (Opcode.CONV, "plane_words", {"wide": 2, "plane_words": 200}, TINY),
     *[(Opcode.VEC, f"win.{n}", {"op": VecOp.MAXPOOL, f"win.{n}": 0}, TINY) for n in WIN],
     (Opcode.VEC, "tile.rows", {"tile.rows": 0}, TINY),
     (Opcode.VEC, "post.pool", {"post.pool": 2}, TINY),
