@@ -24,7 +24,7 @@ from amaranth import Mux, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import conv_drain
+from ..ir.cost import conv_drain, conv_slots
 from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, Tile, Vec, VecOp, Window, field_max, field_shape
 from .buffers import OBUF_ADDR_BITS
 
@@ -79,6 +79,10 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
         "qstep_div": unsigned(cfg.tn.bit_length()), "npc_mod": pool,
         "npc_div": unsigned(max(1, (cfg.ppu_lanes // cfg.tm).bit_length())), "cols": tile["cols"],
         "drain": unsigned(conv_drain(cfg).bit_length()),
+        # Wide outputs (docs/isa.md): byte planes - 1 (0, 1 or 3), their spacing in the output
+        # buffer, and the slots a group's results take to retire (``ir.cost.conv_slots``).
+        "planes_m1": unsigned(2), "plane_words": Conv["plane_words"].shape,
+        "slots": unsigned(conv_slots(cfg, True, 4).bit_length()),
     })
 
 
@@ -136,6 +140,9 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     sw = Mux(resize, 1, win.sw)
     n_bi1, n_y1, n_x1 = _at_least_one(n_bi), _at_least_one(n_y), _at_least_one(n_x)
     drain = Mux(is_conv, conv_drain(cfg), 1)
+    wide = Mux(is_conv, c.wide, 0)
+    planes_m1 = Mux(wide == 0, 0, Mux(wide == 1, 1, 3))
+    slots = Mux(is_conv, Mux(pixel, conv_drain(cfg) << wide, conv_drain(cfg) + planes_m1), 1)
     pool = _at_least_one(post.pool)
     qstep = Mux(pixel, tn, 1)
     npc = lanes // tm
@@ -157,4 +164,5 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "obuf_addr": tile.obuf_addr, "d_prow": tile.obuf_cols * blk, "blk": blk, "half": tile.half,
         "pool": pool, "qstep": qstep, "qstep_mod": qstep % pool, "qstep_div": qstep // pool,
         "npc_mod": npc % pool, "npc_div": npc // pool, "cols": tile.cols, "drain": drain,
+        "planes_m1": planes_m1, "plane_words": c.plane_words, "slots": slots,
     })

@@ -100,20 +100,27 @@ class Retire(wiring.Component):
         # tells a cycle ahead), so the drain's select lines come straight from flip-flops.
         kk = Signal(range(dmax + 1))
         qd0, qm0 = Signal(16), Signal(3)
-        m.d.sync += kk.eq(Mux(self.meta_soon, 0, Mux(self.meta_valid | draining, kk + 1, kk)))
+        advance = Signal()  # chunk kk is done (not held for a wide output's next byte plane)
+        m.d.sync += kk.eq(Mux(self.meta_soon, 0, Mux(advance, kk + 1, kk)))
         m.d.comb += [meta.eq(Mux(self.meta_valid, self.meta, held)),
                      qd0.eq(Mux(self.meta_valid, self.meta.qd, cqd)), qm0.eq(Mux(self.meta_valid, self.meta.qm, cqm))]
         active = self.meta_valid | draining  # chunk kk is read this cycle
         last = kk + 1 >= j.drain
         channel = (j.kind == Kind.CONV) & ~j.pixel
         # What reaches the PPU: every chunk (pixel-parallel, VEC), or channel-parallel only
-        # the totals, with the last chunk.
-        valid = active & (~channel | last)
+        # the totals, with the last chunk. A wide output holds such a chunk for one cycle a
+        # byte plane (``ph`` counts them): the chunk is read, and reaches the PPU, once.
+        posted = active & (~channel | last)
+        ph = Signal(2)
+        hold = posted & (ph != j.planes_m1)
+        valid = posted & (ph == 0)
+        m.d.comb += advance.eq(active & ~hold)
+        m.d.sync += ph.eq(Mux(hold, ph + 1, 0))
         mod = qm0 + j.npc_mod
         carry = mod >= j.pool
         with m.If(active):
-            m.d.sync += draining.eq(~last)
-        with m.If(active & j.pixel):  # channel-parallel: one pixel, the group's position
+            m.d.sync += draining.eq(~last | hold)
+        with m.If(advance & j.pixel):  # channel-parallel: one pixel, the group's position
             m.d.sync += [cqm.eq(Mux(carry, mod - j.pool, mod)), cqd.eq(qd0 + j.npc_div + carry)]
         with m.Elif(self.meta_valid):
             m.d.sync += [cqm.eq(qm0), cqd.eq(qd0)]
@@ -136,7 +143,7 @@ class Retire(wiring.Component):
         for lane in range(self.lanes):
             total = Signal(acc, name=f"run_next{lane}")
             m.d.comb += total.eq(Mux(kk == 0, 0, run[lane]) + chunk[lane])
-            with m.If(active):
+            with m.If(advance):
                 m.d.sync += run[lane].eq(total)
             part.append(total)
         for lane in range(self.lanes):
@@ -161,6 +168,7 @@ class Retire(wiring.Component):
                 "pidx": unsigned(OBUF_ADDR_BITS), "merge": unsigned(npc)}), nw),
         })
         now = Signal(info)
+        wide = j.planes_m1 != 0
         qd, qm, exists, starts = [], [], [], []
         left = Signal(signed(17))
         m.d.comb += left.eq(j.cols - meta.q0 - kk * npc)
@@ -191,7 +199,15 @@ class Retire(wiring.Component):
         m.d.comb += [now.valid.eq(valid), now.done.eq(valid & meta.final & (kk + 1 >= j.drain)),
                      now.prow.eq(j.obuf_addr + meta.prow)]
         s1, s2, s3 = Signal(info), Signal(info), Signal(info)
-        m.d.sync += [s1.eq(now), s2.eq(s1), s3.eq(s2)]
+        # A wide output keeps its chunk in s3 for one cycle a byte plane (``wph`` counts them;
+        # chunks reach s3 at least that many cycles apart), at ``plane_words`` steps.
+        wph, plane_off = Signal(2), Signal(OBUF_ADDR_BITS)
+        whold = s3.valid & (wph != j.planes_m1)
+        m.d.sync += [s1.eq(now), s2.eq(s1), wph.eq(Mux(whold, wph + 1, 0)),
+                     plane_off.eq(Mux(whold, plane_off + j.plane_words, 0))]
+        with m.If(~whold):
+            m.d.sync += s3.eq(s2)
+        planes = self._wide_bytes(m, s1.valid, s2.valid, ppu.sum, wph)
 
         # -- scratch read (stage 2) and read-modify-write (stage 3, with the PPU's output) -------
         lg = (nw - 1).bit_length()
@@ -212,10 +228,31 @@ class Retire(wiring.Component):
                     m.d.comb += [wp.en.eq(1), wp.addr.eq(ww.pidx >> lg), wp.data.eq(Cat(*results[w]))]
         for w in range(nw):
             ww = s3.words[w]
-            m.d.comb += [self.wr[w].en.eq(s3.valid & ww.en & ww.last), self.wr[w].addr.eq(s3.prow + ww.pidx),
-                         self.wr[w].data.eq(Cat(*[v[:8] for v in results[w]]))]
-        m.d.comb += self.done.eq(s3.done)
+            m.d.comb += [self.wr[w].en.eq(s3.valid & ww.en & ww.last),
+                         self.wr[w].addr.eq(s3.prow + ww.pidx + plane_off),
+                         self.wr[w].data.eq(Mux(wide, Cat(*planes[w * tn:(w + 1) * tn]),
+                                                Cat(*[v[:8] for v in results[w]])))]
+        m.d.comb += self.done.eq(s3.done & ~whold)
         return m
+
+    def _wide_bytes(self, m, s1_valid, s2_valid, stage1, wph):
+        """Byte ``wph`` of each lane's wide result (docs/isa.md "Wide outputs": the sum after
+        the activation, sign-extended to 32 bits), for the chunk in s3: the PPU's stage-1
+        value, kept two stages (loaded only with a valid chunk, so it stays through the
+        chunk's byte planes)."""
+        acc = signed(self.cfg.acc_bits)
+        v2 = Signal(data.ArrayLayout(acc, self.lanes))
+        v3 = Signal(data.ArrayLayout(acc, self.lanes))
+        with m.If(s1_valid):
+            m.d.sync += v2.eq(stage1)
+        with m.If(s2_valid):
+            m.d.sync += v3.eq(v2)
+        out = []
+        for lane in range(self.lanes):
+            word = Signal(signed(32), name=f"wide{lane}")
+            m.d.comb += word.eq(v3[lane])
+            out.append(word.word_select(wph, 8))
+        return out
 
     def _psum_buffer(self, m, valid, stage1):
         """The partial-sum buffer's ports: returns entry ``k`` while chunk ``k`` of the

@@ -6,11 +6,13 @@ line-buffer copy), weight row and lane, which lanes read real data (the others r
 padding by position, lanes past ``chans``), and, with a group's last beat, the group's
 output position (:data:`Meta`) for the retire stage.
 
-A group of ``steps`` beats occupies ``max(steps, drain)`` slots: after its last beat the
-sequencer pads until the group has had ``drain`` slots, so that groups reach the retire stage
-at least ``drain`` cycles apart (the accumulators are double-buffered: the next group
-accumulates while this one drains). No product of loop counts is needed: the group ends when
-its inner loops are done and its slot counter has reached ``drain - 1``. ``start`` (the
+A group of ``steps`` beats occupies ``max(steps, slots)`` slots (``slots``: the retire
+stage's cycles a group, ``ir.cost.conv_slots``; the drain, longer for wide outputs): after
+its last beat the sequencer pads until the group has had ``slots`` slots, so that groups
+reach the retire stage at least ``slots`` cycles apart (the accumulators are
+double-buffered: the next group accumulates while this one drains). No product of loop
+counts is needed: the group ends when its inner loops are done and its slot counter has
+reached ``slots - 1``. ``start`` (the
 cycle the instruction is accepted) resets everything
 to zero; the first slot is the next cycle.
 
@@ -74,7 +76,7 @@ class Sequencer(wiring.Component):
         rsub, qsub, y, x = (Signal(c.shape(), name=n) for c, n in ((j.rep_r, "rsub"), (j.rep_q, "qsub"),
                                                                       (j.n_y, "y"), (j.n_x, "x")))
         cl, wl = Signal(lane_bits), Signal(lane_bits)
-        gs = Signal(range(tn + 1))  # slots into the group, saturating at drain - 1 (<= tn - 1)
+        gs = Signal(j.slots.shape())  # slots into the group, saturating at slots - 1
         padding = Signal()  # the group's beats are done, its drain slots are not
         fresh = Signal()  # no beat of the group yet
         ro_r, ro, co_q, co = (Signal(OFF_BITS, name=n) for n in ("ro_r", "ro", "co_q", "co"))
@@ -99,7 +101,7 @@ class Sequencer(wiring.Component):
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
-                     group_end.eq(active & (padding | inner_last) & (gs >= j.drain - 1))]
+                     group_end.eq(active & (padding | inner_last) & (gs >= j.slots - 1))]
 
         # -- descriptor --------------------------------------------------------------------------
         addr, row_ok = [], []
@@ -149,7 +151,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += s.eq(0)
         with m.Elif(active):
             m.d.sync += phase.eq(beat & split & ~phase)
-            m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.drain - 1, gs, gs + 1))),
+            m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.slots - 1, gs, gs + 1))),
                          padding.eq(~group_end & (padding | inner_last)), fresh.eq(group_end)]
             with m.If(group_end):
                 with m.If(~bo_last):  # VEC: next channel block of the same pixel

@@ -100,11 +100,13 @@ def _weights(rng, shape, wbits, pow2):
 
 
 def conv_layer_model(cin=3, cout=4, hw=(9, 7), k=3, stride=1, pad=1, dilation=1, groups=1, wbits=8, abits=8,
-                     in_bits=8, act="relu", per_channel=False, pow2=False, bias=True, seed=0) -> onnx.ModelProto:
+                     in_bits=8, act="relu", per_channel=False, pow2=False, bias=True, seed=0,
+                     out_quant=True) -> onnx.ModelProto:
     """One quantized conv layer (+ optional activation) in QDQ form.
 
     The output scale is chosen from the expected spread of the result, so outputs use their
-    range instead of saturating everywhere.
+    range instead of saturating everywhere. ``out_quant=False`` leaves the output
+    unquantized (a detector head: the exact sum, a wide output).
     """
     in_frac = in_bits - 3  # N(0,1) inputs: about +-4 fills the range
     b = QDQBuilder((1, cin) + tuple(hw), in_frac=in_frac, in_bits=in_bits, seed=seed)
@@ -124,6 +126,8 @@ def conv_layer_model(cin=3, cout=4, hw=(9, 7), k=3, stride=1, pad=1, dilation=1,
         y, signed = b.op("Relu", [y]), False
     elif act == "leaky":
         y = b.op("LeakyRelu", [y], alpha=0.125)
+    if not out_quant:
+        return b.model(y)
     spread = 3 * max(1e-3, float(np.sqrt((w_real ** 2).sum(axis=(1, 2, 3)).max())))
     qmax = (1 << (abits - (1 if signed else 0))) - 1
     out_frac = int(np.floor(np.log2(qmax / spread)))

@@ -81,6 +81,25 @@ def test_conv(case, tmp_path):
     check_replay(compiled(tmp_path, conv_layer_model(**kw), dataflow), {Opcode.CONV: 3}, feature=feature)
 
 
+#: Convs whose output has no quantizer: the exact sums as 2 or 4 byte planes (docs/isa.md
+#: "Wide outputs"), in both dataflows, with the drain held a cycle a plane.
+WIDE_OUTPUTS = {
+    "channel-32bit": (dict(cin=6, cout=5, hw=(5, 6), act="none"), "channel", 2),
+    "channel-1x1-16bit-relu": (dict(cin=4, cout=4, hw=(4, 5), k=1, pad=0, wbits=4, in_bits=6, bias=False), "channel", 1),
+    "pixel-32bit-relu": (dict(cin=3, cout=4, hw=(6, 7)), "pixel", 2),
+    "pixel-16bit": (dict(cin=4, cout=4, hw=(5, 6), k=1, pad=0, wbits=4, in_bits=6, bias=False, act="none"), "pixel", 1),
+}
+
+
+@pytest.mark.parametrize("cfg", [TINY, WIDE := dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=9,
+                                                                    acc_bits=24)], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", sorted(WIDE_OUTPUTS))
+def test_wide_outputs(case, cfg, tmp_path):
+    kw, dataflow, wide = WIDE_OUTPUTS[case]
+    check_replay(compiled(tmp_path, conv_layer_model(**kw, out_quant=False), dataflow, cfg), {Opcode.CONV: 3}, cfg,
+                 feature=lambda f: f["wide"] == wide)
+
+
 @pytest.mark.parametrize("model,dataflow,pool", [
     (dict(kind="maxpool", k=2, s=2, p=0), "channel", 2),
     (dict(kind="maxpool", k=3, s=3, p=0, hw=(9, 15)), "pixel", 3),  # windows straddle pixel groups
@@ -92,7 +111,6 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
 #: drain 4), pe_latency 9 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
-WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=9, acc_bits=24)
 
 
 @pytest.mark.parametrize("model,dataflow,feature", [
