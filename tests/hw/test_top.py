@@ -161,6 +161,33 @@ def test_split_reduction_with_stalls_stays_bit_exact(fresh_rtl, tmp_path):
     assert_counted(report)
 
 
+#: Heads without an output quantizer: their exact sums stored as byte planes (docs/isa.md
+#: "Wide outputs"), 4 bytes channel-parallel, 2 bytes pixel-parallel.
+WIDE_HEADS = [(dict(cin=6, cout=5, hw=(7, 9), act="none"), "channel", 2),
+              (dict(cin=4, cout=6, hw=(6, 10), k=1, pad=0, wbits=4, in_bits=6, bias=False), "pixel", 1)]
+
+
+def wide_program(tmp_path, k: int):
+    kw, dataflow, wide = WIDE_HEADS[k]
+    onnx.save(conv_layer_model(**kw, out_quant=False), tmp_path / "m.onnx")
+    program = compile_model(tmp_path / "m.onnx", "tiny", dataflow=dataflow)
+    assert {i.f["wide"] for i in decode_program(program.instructions) if i.opcode == Opcode.CONV} == {wide}
+    return program
+
+
+@pytest.mark.parametrize("k", range(len(WIDE_HEADS)))
+def test_wide_outputs_exact(fresh_rtl, tmp_path, k):
+    assert_exact(rtlsim(wide_program(tmp_path, k), seed=k, accelerator=fresh_rtl))
+
+
+def test_wide_outputs_with_stalls_stay_bit_exact(fresh_rtl, tmp_path):
+    report = rtlsim(wide_program(tmp_path, 0), seed=8, stalls=True, accelerator=fresh_rtl)
+    assert report["completed"], report["error"]
+    assert report["bit_exact"] and report["max_abs_diff"] == 0
+    assert report["rtl_cycles"] > report["sim_cycles"]
+    assert_counted(report)
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_random_stalls_stay_bit_exact(fresh_rtl, tmp_path, seed):
     """Random AXI stalls on both ports: the run completes, outputs stay bit-exact, and the
