@@ -165,6 +165,8 @@ def check_manifest(manifest: dict, graph: Graph, n_instructions: int) -> None:
             _need(_count(spec.get(key)) and spec[key] <= size, f"{where}.{key}",
                   f"a byte offset inside the DRAM of {size} bytes", spec.get(key))
         _need(_count(spec.get("blocks", 1), 1), f"{where}.blocks", "a positive integer", spec.get("blocks"))
+        _need(spec.get("planes", 1) in (1, 2, 4) and not isinstance(spec.get("planes", 1), bool), f"{where}.planes",
+              "1, 2 or 4 (bytes a value)", spec.get("planes"))
         _need(isinstance(spec.get("signed"), bool), f"{where}.signed", "true or false", spec.get("signed"))
         shape = list(graph.types[name].shape)
         given = spec.get("shape")

@@ -42,6 +42,24 @@ def test_unsigned_and_vector_tensors():
     assert read_tensor(acc, "v", spec, 4).tolist() == [[0, 200, 255, 7, 128]]
 
 
+@pytest.mark.parametrize("planes, signed, lo, hi", [(2, True, -(1 << 15), (1 << 15) - 1), (2, False, 0, (1 << 16) - 1),
+                                                    (4, True, -(1 << 31), (1 << 31) - 1)])
+def test_wide_tensors_are_byte_planes(planes, signed, lo, hi):
+    """A wide tensor (docs/isa.md "Wide outputs"): byte k of channel block b in block k*blocks + b."""
+    acc = _acc()
+    spec = {"addr": 64, "shape": [1, 5, 2, 3], "bits": 8 * planes, "signed": signed, "frac": 0, "blocks": 2,
+            "row_stride": 12, "blk_stride": 24, "planes": planes}
+    x = np.random.default_rng(planes).integers(lo, hi, size=(1, 5, 2, 3), endpoint=True)
+    x.flat[:2] = lo, hi
+    write_tensor(acc, "w", spec, 4, x)
+    assert np.array_equal(read_tensor(acc, "w", spec, 4), x)
+    raw = np.frombuffer(acc.read_dram(64, planes * 48), np.uint8).reshape(planes, 2, 2, 3, 4)
+    for k in range(planes):  # plane k, block 0, row 0, column 0, lane 1 is byte k of channel 1
+        assert raw[k, 0, 0, 0, 1] == (int(x[0, 1, 0, 0]) >> (8 * k)) & 0xFF
+    with pytest.raises(ProgramError, match="lists 3 byte planes; a value is 1, 2 or 4 bytes"):
+        read_tensor(acc, "w", dict(spec, planes=3), 4)
+
+
 def test_bad_tensor_specs():
     acc = _acc()
     spec = {"addr": 0, "shape": [1, 9, 2, 2], "bits": 8, "signed": True, "frac": 0, "blocks": 2, "row_stride": 8,

@@ -213,6 +213,7 @@ def _set(build, path, value):
     (("tensors", "dq25", "shape", 3), 5.0, r"tensors\['dq25'\].shape must be the graph's \[1, 5, 6, 5\], got "
                                            r"\[1, 5, 6, 5.0\]"),
     (("tensors", "dq25", "signed"), 0, r"tensors\['dq25'\].signed must be true or false, got 0"),
+    (("tensors", "dq25", "planes"), 3, r"tensors\['dq25'\].planes must be 1, 2 or 4 \(bytes a value\), got 3"),
     (("layers", 0, "last"), None, r"layers\[0\] first..last must be an instruction range inside the program's "
                                   r"\d+, got \[\d+, None\]"),
     (("layers", 0, "name"), None, r"layers\[0\] must be an object with a name, got \{'op': .*"),
