@@ -1,0 +1,147 @@
+"""MaxpoolNMS and PSRR-MaxpoolNMS: the kernel rule, agreement with greedy on isolated boxes,
+shifted windows removing border duplicates, cross-channel and cross-level suppression,
+deterministic ties, integer-exact decisions, empty and NaN inputs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from shiftflow.runtime.decode import DetectionInputError, decode
+from shiftflow.runtime.heads import parse_heads
+from shiftflow.runtime.nms import greedy_nms
+from shiftflow.runtime.nms_pool import kernel_size, maxpool_nms, psrr_nms
+
+LOW = -20.0
+
+
+def spec(levels=((16, 12, [[64, 64]]),), classes=2):
+    return parse_heads({"format": "shiftflow.heads.v1", "input": {"name": "x", "height": 192, "width": 192},
+                        "classes": [f"c{i}" for i in range(classes)], "decoder": "ssd",
+                        "levels": [{"stride": s, "grid": [g, g], "anchors": a,
+                                    "scores": {"output": f"cls{s}"}, "boxes": {"output": f"box{s}"}}
+                                   for s, g, a in levels]})
+
+
+def maps(sp):
+    """All-low score logits and zero regressions (every box is its anchor)."""
+    out = {}
+    for lv in sp.levels:
+        a, (h, w) = len(lv.anchors), lv.grid
+        out[lv.scores.output] = np.full((1, a * sp.num_classes, h, w), LOW, np.float32)
+        out[lv.boxes.output] = np.zeros((1, a * 4, h, w), np.float32)
+    return out
+
+
+def test_kernel_rule():
+    assert kernel_size(0.5, 64, 16) == 2
+    assert kernel_size(0.5, 24, 16) == 1    # 0.75 rounds to 1
+    assert kernel_size(1.0, 24, 16) == 2    # 1.5: halves round up
+    assert kernel_size(0.5, 128, 8) == 8
+    assert kernel_size(0.1, 10, 32) == 1    # never below 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_isolated_boxes_give_the_greedy_result(seed):
+    rng = np.random.default_rng(seed)
+    sp = spec()
+    out = maps(sp)
+    # Cells 4 apart: 64-pixel boxes that touch but do not overlap, and never share a 2x2
+    # tile, aligned or shifted.
+    for y in (0, 4, 8):
+        for x in (0, 4, 8):
+            for c in range(2):
+                if rng.random() < 0.6:
+                    out["cls16"][0, c, y, x] = rng.normal(0, 2)
+    d = decode(sp, out)
+    expect = greedy_nms(d, 0.5, 0.05, None)
+    assert len(expect.index) > 3
+    for nms in (maxpool_nms, psrr_nms):
+        got = nms(d, 0.05, alpha=0.5, max_per_class=None)
+        np.testing.assert_array_equal(got.index, expect.index)
+        np.testing.assert_array_equal(got.rows, expect.rows)
+
+
+def test_a_duplicate_straddling_a_tile_border_is_removed_once_shifted():
+    sp = spec()
+    out = maps(sp)
+    out["cls16"][0, 0, 5, 1] = 3.0   # aligned 2x2 tiles split columns 1 | 2 ...
+    out["cls16"][0, 0, 5, 2] = 2.0   # ... the shifted tiles (start -1) join them
+    d = decode(sp, out)
+    assert len(maxpool_nms(d, alpha=0.5).index) == 2
+    greedy, psrr = greedy_nms(d), psrr_nms(d, alpha=0.5)
+    assert psrr.index.tolist() == greedy.index.tolist() == [5 * 12 + 1]
+
+
+def test_adjacent_anchor_channels_compete():
+    sp = spec(((16, 12, [[64, 64], [72, 72]]),), classes=1)
+    out = maps(sp)
+    out["cls16"][0, 0, 6, 6] = 1.0   # anchor 0
+    out["cls16"][0, 1, 6, 7] = 2.0   # anchor 1, next cell, same 2x2 tile
+    d = decode(sp, out)
+    assert maxpool_nms(d, alpha=0.5).index.tolist() == [(6 * 12 + 7) * 2 + 1]
+    assert len(maxpool_nms(d, alpha=0.5, cross_channel=False).index) == 2
+
+
+def test_relationship_recovery_moves_a_box_to_the_level_of_its_size():
+    sp = spec(((16, 12, [[64, 64]]), (32, 6, [[128, 128]])), classes=1)
+    out = maps(sp)
+    # A stride-16 box regressed to 128 px (exp size: dw = ln 2) duplicates a stride-32 box.
+    out["cls16"][0, 0, 4, 4] = 2.0
+    out["box16"][0, 2:4, 4, 4] = np.log(2.0)
+    out["box16"][0, 0:2, 4, 4] = 0.125   # centre (72 + 8, 72 + 8): inside stride-32 cell (2, 2)
+    out["cls32"][0, 0, 2, 2] = 1.0
+    d = decode(sp, out)
+    assert len(maxpool_nms(d, alpha=0.5).index) == 2
+    assert psrr_nms(d, alpha=0.5).index.tolist() == [4 * 12 + 4]
+    assert greedy_nms(d).index.tolist() == [4 * 12 + 4]
+
+
+def test_all_equal_maps_keep_the_lowest_index_of_each_tile():
+    sp = spec(((16, 4, [[64, 64]]),), classes=1)
+    out = maps(sp)
+    out["cls16"][:] = 1.0
+    d = decode(sp, out)
+    assert maxpool_nms(d, alpha=0.5).index.tolist() == [0, 2, 8, 10]
+    first = psrr_nms(d, alpha=0.5)
+    again = psrr_nms(d, alpha=0.5)
+    np.testing.assert_array_equal(first.rows, again.rows)
+    assert first.index.tolist() == [0]  # the only cell first in its aligned and shifted tiles
+
+
+def test_integer_codes_decide_exactly_like_their_floats():
+    rng = np.random.default_rng(7)
+    sp = spec(((16, 12, [[64, 64], [40, 80]]), (32, 6, [[128, 128]])), classes=3)
+    codes, exps = {}, {}
+    for name, arr in maps(sp).items():
+        if name.startswith("cls"):
+            codes[name] = rng.integers(-60, 20, size=arr.shape).astype(np.int16)
+            exps[name] = -3 if name == "cls16" else -2
+        else:
+            codes[name] = rng.integers(-20, 20, size=arr.shape).astype(np.int16)
+            exps[name] = -4
+    d_int = decode(sp, codes, exps)
+    d_flt = decode(sp, {k: (v * 2.0 ** exps[k]).astype(np.float32) for k, v in codes.items()})
+    for thr in (0.05, 0.3, 0.5):
+        a, b = psrr_nms(d_int, thr, max_per_class=None), psrr_nms(d_flt, thr, max_per_class=None)
+        assert len(a.index) > 0
+        np.testing.assert_array_equal(a.index, b.index)
+        np.testing.assert_array_equal(a.rows, b.rows)
+        assert (a.rows[:, 4] > thr).all()
+
+
+def test_empty_and_nan():
+    sp = spec()
+    d = decode(sp, maps(sp))
+    for nms in (greedy_nms, maxpool_nms, psrr_nms):
+        det = nms(d)
+        assert det.rows.shape == (0, 6) and det.index.shape == (0,)
+    lm = d.levels[0]
+    bad = lm.logits.copy()
+    bad[0, 0, 0, 0] = np.nan
+    d_nan = dataclasses.replace(d, levels=(dataclasses.replace(lm, logits=bad),))
+    for nms in (greedy_nms, maxpool_nms, psrr_nms):
+        with pytest.raises(DetectionInputError, match="must not be NaN, found 1 NaN"):
+            nms(d_nan)
+    with pytest.raises(DetectionInputError, match=r"score_threshold must be in \[0, 1\)"):
+        psrr_nms(d, 1.0)
