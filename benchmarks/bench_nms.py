@@ -7,7 +7,8 @@ Raw outputs are synthetic but shaped like a 512×512 SSD head: strides 8/16/32 (
 places ``--objects`` boxes; every anchor's class logit rises with its IoU with an object
 (plus noise) and its regression points at that object, so candidates cluster as a trained
 detector's do. The score logits also go through as int16 codes (exponent −4) to time
-PSRR's integer path. Prints medians and writes ``benchmarks/results/nms.json``. Checks:
+PSRR's integer path. The frames' objects are known, so each NMS's mAP on them is reported
+too (a sanity check of the defaults, not a detector's accuracy). Prints medians and writes ``benchmarks/results/nms.json``. Checks:
 greedy equals onnxruntime's NonMaxSuppression on every frame, and integer PSRR decides
 exactly as float PSRR on the dequantized codes.
 """
@@ -25,12 +26,12 @@ from onnx import TensorProto, helper
 from guard import write_result
 from shiftflow.runtime.decode import decode
 from shiftflow.runtime.heads import parse_heads
-from shiftflow.runtime.metrics import iou_matrix
+from shiftflow.runtime.metrics import evaluate, iou_matrix
 from shiftflow.runtime.nms import greedy_nms
-from shiftflow.runtime.nms_pool import maxpool_nms, psrr_nms
+from shiftflow.runtime.nms_pool import ALPHA, maxpool_nms, psrr_nms
 
 SIZE, CLASSES, STRIDES = 512, 5, (8, 16, 32)
-SCORE, IOU, ALPHA = 0.3, 0.5, 0.5
+SCORE, IOU = 0.3, 0.5
 SCORE_EXP, BOX_EXP = -4, -5
 
 
@@ -45,8 +46,8 @@ def head_spec():
                         "box": {"variances": [0.1, 0.1, 0.2, 0.2], "size": "exp"}, "levels": levels})
 
 
-def frame(spec, rng, objects: int) -> dict[str, np.ndarray]:
-    """Raw float outputs (NCHW) for one synthetic frame."""
+def frame(spec, rng, objects: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw float outputs (NCHW) for one synthetic frame, and its objects (M, 5) xyxy + class."""
     wh = np.exp(rng.uniform(np.log(24), np.log(200), (objects, 2)))
     xy = rng.uniform(0, SIZE, (objects, 2))
     obj = np.concatenate([xy - wh / 2, xy + wh / 2], 1)
@@ -72,7 +73,7 @@ def frame(spec, rng, objects: int) -> dict[str, np.ndarray]:
         reg += rng.normal(0, 0.3, reg.shape)
         out[lv.scores.output] = logits.transpose(2, 3, 0, 1).reshape(1, -1, h, w).astype(np.float32)
         out[lv.boxes.output] = reg.transpose(2, 3, 0, 1).reshape(1, -1, h, w).astype(np.float32)
-    return out
+    return out, np.concatenate([obj, cls[:, None]], 1)
 
 
 def codes(out):
@@ -110,9 +111,11 @@ def main(argv=None) -> dict:
     spec, rng, sess = head_spec(), np.random.default_rng(0), ort_session()
     times = {k: [] for k in ("decode", "greedy", "maxpool", "psrr", "psrr_int", "onnxruntime")}
     counts = {k: [] for k in ("candidates", "greedy", "maxpool", "psrr")}
+    rows, truth = {k: [] for k in ("greedy", "maxpool", "psrr")}, []
     same_as_ort, int_exact = True, True
     for _ in range(args.frames):
-        out = frame(spec, rng, args.objects)
+        out, objects = frame(spec, rng, args.objects)
+        truth.append(objects)
         d, t = timed(decode, spec, out)
         times["decode"].append(t)
         counts["candidates"].append(int((d.scores > SCORE).sum()))
@@ -137,15 +140,20 @@ def main(argv=None) -> dict:
             sorted(zip(g.index.tolist(), g.rows[:, 5].astype(int).tolist()))
         for k, r in (("greedy", g), ("maxpool", m), ("psrr", p)):
             counts[k].append(len(r.index))
+            rows[k].append(r.rows)
+    maps = {k: evaluate(v, truth, CLASSES) for k, v in rows.items()}
     result = {"frames": args.frames, "objects_per_frame": args.objects, "boxes": spec.num_boxes,
               "classes": CLASSES, "strides": list(STRIDES), "anchors_per_cell": 6, "score_threshold": SCORE,
               "iou_threshold": IOU, "alpha": ALPHA,
               "median_ms": {k: round(1e3 * statistics.median(v), 3) for k, v in times.items()},
               "median_count": {k: statistics.median(v) for k, v in counts.items()},
+              "synthetic_map": {k: {"voc": round(m["voc_map"], 4), "coco": round(m["coco_map"], 4)}
+                                for k, m in maps.items()},
               "greedy_equals_onnxruntime": bool(same_as_ort), "psrr_integer_exact": bool(int_exact)}
     for k, v in result["median_ms"].items():
         print(f"{k:12s} {v:9.2f} ms/frame (median of {args.frames})")
     print("median kept boxes:", result["median_count"])
+    print("mAP on the synthetic frames (VOC 0.5, COCO 0.5:0.95):", result["synthetic_map"])
     write_result("nms.json", result, {"greedy equals onnxruntime": same_as_ort,
                                       "integer PSRR equals float PSRR": int_exact})
     return result

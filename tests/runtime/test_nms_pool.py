@@ -145,3 +145,15 @@ def test_empty_and_nan():
             nms(d_nan)
     with pytest.raises(DetectionInputError, match=r"score_threshold must be in \[0, 1\)"):
         psrr_nms(d, 1.0)
+
+
+def test_psrr_channels_compete_within_reach():
+    # Areas order the channels 1, 2, 0: chain neighbours are (1, 2) and (2, 0); within reach
+    # 1.0 of |ln w1/w2| + |ln h1/h2| are (0, 1) (0.70) and (0, 2), not (1, 2) (1.41).
+    sp = spec(((16, 12, [[64, 64], [91, 45], [45, 91]]),), classes=1)
+    out = maps(sp)
+    out["cls16"][0, 0, 6, 6] = 2.0   # anchor 0
+    out["cls16"][0, 1, 6, 6] = 1.0   # anchor 1, same cell
+    d = decode(sp, out)
+    assert psrr_nms(d, alpha=0.5).index.tolist() == [(6 * 12 + 6) * 3]
+    assert len(psrr_nms(d, alpha=0.5, reach=None).index) == 2
