@@ -157,7 +157,7 @@ def maxpool_nms(decoded: Decoded, score_threshold: float = 0.05, alpha: float = 
     ch, y, x = (np.zeros(len(idx), np.int64) for _ in range(3))
     first = 0
     for lm in decoded.levels:
-        na, (h, w) = len(lm.level.anchors), lm.level.grid
+        na, w = len(lm.level.anchors), lm.level.grid[1]
         sel = (idx >= lm.start) & (idx < lm.start + lm.level.size)
         local = idx[sel] - lm.start
         ch[sel], y[sel], x[sel] = first + local % na, local // na // w, local // na % w

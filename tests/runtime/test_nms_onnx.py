@@ -63,7 +63,7 @@ def test_body_checks_bit_exact_and_the_tail_equals_onnxruntime(tmp_path, cpb, th
 
 
 def test_a_model_without_nms_is_unchanged_and_an_inner_nms_is_refused():
-    body, tails = split_nms_tail(detector_with_nms())
+    body, _ = split_nms_tail(detector_with_nms())
     assert split_nms_tail(body) == (body, ())
     with pytest.raises(UnsupportedError, match="must end the model .*feeds 'after'"):
         split_nms_tail(detector_with_nms(consumer=True))

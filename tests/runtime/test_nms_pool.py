@@ -157,3 +157,68 @@ def test_psrr_channels_compete_within_reach():
     d = decode(sp, out)
     assert psrr_nms(d, alpha=0.5).index.tolist() == [(6 * 12 + 6) * 3]
     assert len(psrr_nms(d, alpha=0.5, reach=None).index) == 2
+
+
+def psrr_by_the_letter(d, thr, alpha, reach):
+    """docs/nms.md's PSRR, candidate by candidate in plain Python (a slow reference)."""
+    chans = [(lm.level.stride, lm.level.grid, w, h) for lm in d.levels for (w, h) in lm.level.anchors]
+    logit = np.log(thr / (1 - thr))
+    keys = d.logits
+    boxes = d.boxes.astype(np.float64)
+    beats = lambda p, q: p[4] > q[4] or (p[4] == q[4] and p[5] < q[5])  # noqa: E731
+    cands = []
+    for i, c in zip(*np.nonzero(keys > logit)):
+        x0, y0, x1, y1 = boxes[i]
+        dist = [abs(np.log(max(x1 - x0, 1e-6) / w)) + abs(np.log(max(y1 - y0, 1e-6) / h)) for _, _, w, h in chans]
+        j = int(np.argmin(dist))
+        s, (gh, gw) = chans[j][0], chans[j][1]
+        y = min(max(int(np.floor((y0 + y1) / 2 / s)), 0), gh - 1)
+        x = min(max(int(np.floor((x0 + x1) / 2 / s)), 0), gw - 1)
+        cands.append((j, y, x, int(c), float(keys[i, c]), int(i)))
+    rr = [p for p in cands if not any(q[:4] == p[:4] and beats(q, p) for q in cands)]
+
+    def kernel(w, s):
+        return max(1, int(np.floor(alpha * w / s + 0.5)))
+
+    def tile(p, r, k, shift):
+        return ((p[1] + r * shift) // (r * k), (p[2] + r * shift) // (r * k))
+
+    spatial = []
+    for p in rr:
+        k = kernel(chans[p[0]][2], chans[p[0]][0])
+        if not any(q[0] == p[0] and q[3] == p[3] and tile(q, 1, k, sh) == tile(p, 1, k, sh) and beats(q, p)
+                   for q in rr for sh in (0, k // 2)):
+            spatial.append(p)
+    kept = []
+    for p in spatial:
+        a = p[0]
+        lost = False
+        for q in spatial:
+            b = q[0]
+            if b == a or q[3] != p[3]:
+                continue
+            (sa, _, wa, ha), (sb, _, wb, hb) = chans[a], chans[b]
+            if abs(np.log(wa / wb)) + abs(np.log(ha / hb)) > reach + 1e-9:
+                continue
+            common = max(sa, sb)
+            k = kernel(max(wa, wb), common)
+            if any(tile(p, common // sa, k, sh) == tile(q, common // sb, k, sh) and beats(q, p)
+                   for sh in (0, k // 2)):
+                lost = True
+        if not lost:
+            kept.append(p)
+    return sorted((p[5], p[3]) for p in kept)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_psrr_equals_its_specification_by_the_letter(seed):
+    rng = np.random.default_rng(seed)
+    sp = spec(((8, 8, [[24, 24], [34, 17], [17, 34]]), (16, 4, [[48, 48], [68, 34]])), classes=2)
+    out = {k: (rng.normal(-2.5, 1.5, v.shape) if k.startswith("cls") else rng.normal(0, 1.5, v.shape))
+           .astype(np.float32) for k, v in maps(sp).items()}
+    d = decode(sp, out)
+    for alpha, reach in ((0.75, 1.0), (1.5, 0.5), (1.0, 2.0)):
+        got = psrr_nms(d, 0.1, alpha=alpha, max_per_class=None, reach=reach)
+        expect = psrr_by_the_letter(d, 0.1, alpha, reach)
+        assert len(expect) >= 2
+        assert sorted(zip(got.index.tolist(), got.rows[:, 5].astype(int).tolist())) == expect
