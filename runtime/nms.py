@@ -142,7 +142,8 @@ def greedy_nms(decoded: Decoded, iou_threshold: float = 0.5, score_threshold: fl
 
 def greedy_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5,
                  score_threshold: float = 0.05, max_per_class: int | None = 100) -> Detections:
-    """``greedy_nms`` on plain arrays: ``boxes`` (N, 4) xyxy, ``scores`` (N, C)."""
+    """``greedy_nms`` on plain arrays: ``boxes`` (N, 4) xyxy, ``scores`` (N, C);
+    ``max_per_class`` 0 selects nothing, as in ONNX."""
     boxes = np.asarray(boxes, np.float32)
     scores = np.asarray(scores, np.float32)
     check_scores(scores)
@@ -151,6 +152,8 @@ def greedy_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0
     c = _corners(boxes[:, [1, 0, 3, 2]], 0)
     thr = np.float32(iou_threshold)
     keep_i, keep_c = [], []
+    if max_per_class is not None and max_per_class <= 0:
+        return empty_detections()
     for k in range(scores.shape[1]):
         cand = np.flatnonzero(scores[:, k] > np.float32(score_threshold))
         sel = _greedy_one(c, scores[:, k], cand, max_per_class or 0, thr)

@@ -90,6 +90,7 @@ def test_rows_are_ordered_by_score_then_index_then_class():
 def test_empty_and_refused_inputs():
     det = greedy_boxes(np.zeros((0, 4), np.float32), np.zeros((0, 3), np.float32))
     assert det.rows.shape == (0, 6) and det.index.shape == (0,)
+    assert greedy_boxes(np.zeros((1, 4), np.float32), np.ones((1, 1), np.float32), max_per_class=0).rows.shape == (0, 6)
     with pytest.raises(DetectionInputError, match="scores must not be NaN, found 1 NaN"):
         greedy_boxes(np.zeros((2, 4), np.float32), np.array([[0.5], [np.nan]], np.float32))
     with pytest.raises(DetectionInputError, match=r"iou_threshold must be in \[0, 1\]"):
