@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
 from .decode import Decoded, DetectionInputError
-from .nms import Detections, check_scores, make_detections
+from .nms import NMS_METHODS, Detections, check_scores, greedy_nms, make_detections
 
 # Defaults, chosen on benchmarks/bench_nms.py's synthetic frames (docs/nms.md): the kernel
 # rule's alpha, and PSRR's channel neighbourhood in |ln(w1/w2)| + |ln(h1/h2)|.
@@ -208,3 +209,16 @@ def psrr_nms(decoded: Decoded, score_threshold: float = 0.05, alpha: float = ALP
     cand.keep(cand.spatial(kernels, False) & cand.spatial(kernels, True))
     _cross(cand, chans, _pairs(chans, list(range(len(chans))), reach), alpha, shifts=True)
     return _result(decoded, cand, max_per_class)
+
+
+def run_nms(method: str, decoded: Decoded, score_threshold: float = 0.05, iou_threshold: float = 0.5,
+            max_per_class: int | None = 100, alpha: float = ALPHA) -> Detections:
+    """Run the NMS named ``method`` (one of ``NMS_METHODS``: greedy, maxpool, psrr) with
+    one set of arguments; ``iou_threshold`` is greedy's, ``alpha`` the pooling NMS'."""
+    if method == "greedy":
+        return greedy_nms(decoded, iou_threshold, score_threshold, max_per_class)
+    if method == "maxpool":
+        return maxpool_nms(decoded, score_threshold, alpha, max_per_class)
+    if method == "psrr":
+        return psrr_nms(decoded, score_threshold, alpha, max_per_class)
+    raise UsageError(f"unknown NMS {method!r}; choose from: {', '.join(NMS_METHODS)}")

@@ -10,7 +10,8 @@ import pytest
 from shiftflow.runtime.decode import DetectionInputError, decode
 from shiftflow.runtime.heads import parse_heads
 from shiftflow.runtime.nms import greedy_nms
-from shiftflow.runtime.nms_pool import kernel_size, maxpool_nms, psrr_nms
+from shiftflow.errors import UsageError
+from shiftflow.runtime.nms_pool import kernel_size, maxpool_nms, psrr_nms, run_nms
 
 LOW = -20.0
 
@@ -222,3 +223,14 @@ def test_psrr_equals_its_specification_by_the_letter(seed):
         expect = psrr_by_the_letter(d, 0.1, alpha, reach)
         assert len(expect) >= 2
         assert sorted(zip(got.index.tolist(), got.rows[:, 5].astype(int).tolist())) == expect
+
+
+def test_run_nms_dispatches_by_name():
+    sp = spec()
+    out = maps(sp)
+    out["cls16"][0, 0, 5, 1], out["cls16"][0, 0, 5, 2] = 3.0, 2.0
+    d = decode(sp, out)
+    for name, fn in (("greedy", greedy_nms), ("maxpool", maxpool_nms), ("psrr", psrr_nms)):
+        np.testing.assert_array_equal(run_nms(name, d).rows, fn(d).rows)
+    with pytest.raises(UsageError, match="unknown NMS 'soft'; choose from: greedy, maxpool, psrr"):
+        run_nms("soft", d)
