@@ -67,6 +67,13 @@ HEADS = {
 }
 
 
+def parse_spec():
+    """:data:`HEADS` as a parsed ``HeadSpec``."""
+    from shiftflow.runtime.heads import parse_heads
+
+    return parse_heads(HEADS)
+
+
 def tflite_path() -> Path:
     """The wheel's short-range BlazeFace ``.tflite``; UsageError if the wheel is missing.
 
@@ -108,7 +115,7 @@ def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
     ``out_dir/NAME.heads.json``; return the model path. The spec is also embedded in the
     model's metadata. UsageError (one line) if the wheel or tflite2onnx is missing.
     """
-    from shiftflow.runtime.heads import embed_heads, parse_heads
+    from shiftflow.runtime.heads import embed_heads
 
     model = _tflite_to_onnx(tflite_path())
     model.ir_version = min(model.ir_version, MAX_IR)
@@ -117,7 +124,7 @@ def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
         raise ShiftflowError(f"converted BlazeFace input must be NCHW [1, 3, {SIZE}, {SIZE}]; found {dims}")
     model.producer_name, model.producer_version = "shiftflow.zoo.blazeface", WHEEL_VERSION
     model.doc_string = f"BlazeFace short range from {WHEEL} {WHEEL_VERSION} via tflite2onnx"
-    spec = parse_heads(HEADS)
+    spec = parse_spec()
     embed_heads(model, spec)
     onnx.checker.check_model(model)
     out = Path(out_dir)
