@@ -138,38 +138,45 @@ def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
 LAYOUT_OPS = ("Concat", "Reshape", "Transpose", "Flatten")
 
 
-def wide_heads(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Drop the output quantizers of the head: every ``QuantizeLinear → DequantizeLinear``
-    pair on the way from a graph output back through layout ops (Concat, Reshape,
-    Transpose, Flatten) to the convolutions that feed them. Those convs then give their
-    exact int32 sums (the accelerator's wide outputs) instead of 8-bit codes: BlazeFace's
-    regressors span ±155 px, which 8 bits hold only in 1-px steps. Returns ``model``."""
+def wide_heads(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Drop the output quantizers of the head, in place: every ``QuantizeLinear →
+    DequantizeLinear`` pair on the way from a graph output back through layout ops (Concat,
+    Reshape, Transpose, Flatten) to the convolutions that feed them. Those convs then give
+    their exact int32 sums (the accelerator's wide outputs) instead of 8-bit codes:
+    BlazeFace's regressors span ±155 px, which 8 bits hold only in 1-px steps. Returns the
+    head convs reached."""
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    drop, todo = set(), [o.name for o in g.output]
+    drop, heads, todo = set(), [], [o.name for o in g.output]
     rename = {}  # a removed DQ's output -> the float tensor before its Q
     while todo:
-        name = todo.pop()
-        n = producer.get(name)
+        n = producer.get(todo.pop())
         if n is None:
             continue
-        if n.op_type == "DequantizeLinear" and producer.get(n.input[0]) is not None \
-                and producer[n.input[0]].op_type == "QuantizeLinear":
-            q = producer[n.input[0]]
+        q = producer.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
             drop.update((id(n), id(q)))
-            rename[name] = q.input[0]
+            rename[n.output[0]] = q.input[0]
             todo.append(q.input[0])
         elif n.op_type in LAYOUT_OPS:
-            todo.extend(n.input[:1] if n.op_type != "Concat" else n.input)
+            todo.extend(n.input if n.op_type == "Concat" else n.input[:1])
+        elif n.op_type == "Conv":
+            heads.append(n)
     outputs = {o.name for o in g.output}
+    back = {v: k for k, v in rename.items() if k in outputs}  # an output named on its DQ
     keep = [n for n in g.node if id(n) not in drop]
     for n in keep:
-        n.input[:] = [i if i in outputs else rename.get(i, i) for i in n.input]
-        # a graph output named on its DQ is now produced by the op before the Q
-        n.output[:] = [next((k for k, v in rename.items() if v == o and k in outputs), o) for o in n.output]
+        n.input[:] = [rename.get(i, i) for i in n.input]
+        n.output[:] = [back.get(o, o) for o in n.output]
     del g.node[:]
     g.node.extend(keep)
-    return model
+    return heads
+
+
+def _weight_inits(model: onnx.ModelProto, conv: onnx.NodeProto) -> set[str]:
+    """Initializer names behind a quantized conv's weight and bias DequantizeLinear nodes."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return {i for w in conv.input[1:] if w in producer for i in producer[w].input}
 
 
 def calibration() -> np.ndarray:
@@ -190,13 +197,30 @@ def calibration() -> np.ndarray:
 
 
 def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Quantize BlazeFace as the docs do: po2 scales, per-channel int8 weights, calibrated on
-    :func:`calibration`, then :func:`wide_heads`; writes the model and its ``.heads.json``."""
+    """Quantize BlazeFace as the docs do and write the model and its ``.heads.json``: po2
+    scales calibrated on :func:`calibration`; int8 weights per output channel in the body
+    but per tensor in the head convs, whose outputs :func:`wide_heads` leaves wide.
+
+    Why the mix: per-channel weights keep every face at IoU ≥ 0.9 where per-tensor ones do
+    not, but a wide output must be the exact sum at one exponent, so a per-channel head conv
+    would run on the host. Activation scales depend only on the float model and the
+    calibration data, so the two quantizations share them and the per-tensor head weights
+    (with biases at ``s_in * s_w``) drop into the per-channel model unchanged."""
     from shiftflow.frontend.quantize import quantize_model
     from shiftflow.runtime.heads import embed_heads, load_heads
 
     spec = load_heads(float_path)
-    model = wide_heads(quantize_model(os.fspath(float_path), calib=calibration(), per_channel=True))
+    calib = calibration()
+    model = quantize_model(os.fspath(float_path), calib=calib, per_channel=True)
+    tensor = quantize_model(os.fspath(float_path), calib=calib, per_channel=False)
+    per_tensor = {i.name: i for i in tensor.graph.initializer}
+    for conv in wide_heads(model):
+        names = _weight_inits(model, conv)
+        if names != _weight_inits(tensor, next(n for n in tensor.graph.node if n.name == conv.name)):
+            raise ShiftflowError(f"head conv '{conv.name}' is quantized differently per tensor")
+        for init in model.graph.initializer:
+            if init.name in names:
+                init.CopyFrom(per_tensor[init.name])
     embed_heads(model, spec)
     out = Path(out_path)
     onnx.save(model, os.fspath(out))

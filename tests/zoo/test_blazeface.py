@@ -15,6 +15,7 @@ from shiftflow.ir.program import load_program
 from shiftflow.ir.semantics import dequantize
 from shiftflow.runtime.heads import load_heads
 from shiftflow.sim.check import check_simulation
+from shiftflow.sim.run import host_convs
 
 bf = pytest.importorskip("shiftflow.zoo.blazeface")
 pytest.importorskip("tflite2onnx")
@@ -82,6 +83,7 @@ def test_faces_found_bit_exact_on_simulator(built, tmp_path):
     d, fp, qp = built
     spec = load_heads(qp)
     prog = _compile(qp, tmp_path / "zu3eg", "zu3eg")
+    assert host_convs(prog) == []  # the wide heads stay on the accelerator
     ref = cpu_ops.make_session(onnx.load(fp).SerializeToString())
     for name, rgb in bf.face_photos().items():
         x = bf.letterbox(rgb)
