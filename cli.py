@@ -214,6 +214,39 @@ def cmd_disasm(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from .runtime.detect import detect
+
+    out = detect(args.model, args.images, _output_dir(args.output, "-o"), args.target, args.nms, args.score,
+                 args.iou, args.accelerator, on_note=lambda note: print(f"note: {note}", file=sys.stderr))
+    if args.json:
+        print(json.dumps({"images": [{"file": e["file"], "boxes": e["boxes"]} for e in out["images"]],
+                          "stages": out["stages"], "fps": out["fps"]}))
+    else:
+        for e in out["images"]:
+            print(f"{e['file']}: {len(e['boxes'])} boxes -> {e['png']}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runtime.detect import run_frames
+    from .runtime.report import format_report
+
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.frames, unit="frame", desc="run", leave=False)
+    try:
+        rep = run_frames(_build_dir(args.build), args.frames, args.source, accelerator=args.accelerator,
+                         on_frame=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(json.dumps(rep) if args.json else format_report(rep))
+    return 0 if rep["dropped"] == 0 else 1
+
+
 def cmd_zoo(args) -> int:
     from .zoo.build import build_zoo
 
@@ -307,6 +340,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("disasm", help="disassemble a build's program")
     sp.add_argument("build", metavar="BUILD")
     sp.set_defaults(func=cmd_disasm)
+
+    sp = sub.add_parser("detect", help="detect objects in images with a detector (model or build)")
+    sp.add_argument("model", metavar="MODEL.onnx|BUILD", help="detector with its head spec (docs/heads.md)")
+    sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories of images")
+    sp.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory for the PNGs")
+    sp.add_argument("--target", default="tiny", help="target to compile a MODEL.onnx for")
+    sp.add_argument("--nms", default="greedy", choices=("greedy", "maxpool", "psrr"))
+    sp.add_argument("--score", type=float, default=0.3, help="score threshold")
+    sp.add_argument("--iou", type=float, default=0.5, help="IoU threshold (greedy NMS)")
+    sp.add_argument("--accelerator", default="sim", choices=("sim", "rtl"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_detect)
+
+    sp = sub.add_parser("run", help="run the detection pipeline over N frames and report throughput")
+    sp.add_argument("build", metavar="BUILD", help="build directory with heads.json")
+    sp.add_argument("--frames", type=int, required=True, metavar="N")
+    sp.add_argument("--source", default="synthetic", metavar="DIR|synthetic")
+    sp.add_argument("--accelerator", default="sim", choices=("sim", "rtl"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("zoo", help="build the model zoo (Brevitas, QCDQ + QONNX)")
     sp.add_argument("--out", default="zoo_models", metavar="DIR")
