@@ -173,6 +173,10 @@ def wide_heads(model: onnx.ModelProto) -> list[onnx.NodeProto]:
         n.output[:] = [back.get(o, o) for o in n.output]
     del g.node[:]
     g.node.extend(keep)
+    used = {i for n in keep for i in n.input}  # the dropped pairs' scales and zero points go too
+    unused = [t for t in g.initializer if t.name not in used]
+    for t in unused:
+        g.initializer.remove(t)
     return heads
 
 

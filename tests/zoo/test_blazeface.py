@@ -57,6 +57,19 @@ def test_convert_spec_and_stamps(built):
     assert [lv.size for lv in spec.levels] == [512, 384]
 
 
+def test_quantized_has_wide_heads(built):
+    _, _, qp = built
+    m = onnx.load(qp)
+    producer = {o: n for n in m.graph.node for o in n.output}
+    assert {producer[o.name].op_type for o in m.graph.output} == {"Concat"}
+    used = {i for n in m.graph.node for i in n.input}
+    assert all(t.name in used for t in m.graph.initializer)
+    heads = [n for n in m.graph.node if n.op_type == "Conv" and n.name.startswith(("regressor", "classificator"))]
+    assert len(heads) == 4
+    for conv in heads:  # read only by the tail's Transpose, no QuantizeLinear
+        assert [n.op_type for n in m.graph.node if conv.output[0] in n.input] == ["Transpose"]
+
+
 def test_spec_decodes_like_the_wheel():
     # the wheel: centre = raw[:2] / 128 + anchor, size = raw[2:4] / 128 (normalised units)
     from shiftflow.runtime.decode import decode
