@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..errors import ShiftflowError
-from .build import FORMS, NETWORKS, VARIANTS, build_zoo, default_cache_dir
+from .build import ALL_NETWORKS, FORMS, VARIANTS, build_zoo, default_cache_dir
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -25,7 +25,7 @@ def make_parser(prog: str = "python -m shiftflow.zoo") -> argparse.ArgumentParse
     p.add_argument("--out", metavar="DIR",
                    help=f"output directory (default: the zoo cache, now {default_cache_dir()})")
     p.add_argument("--only", nargs="+", metavar="NAME",
-                   help=f"networks to build (default: all of {', '.join(NETWORKS)})")
+                   help=f"networks to build (default: all of {', '.join(ALL_NETWORKS)})")
     p.add_argument("--variants", nargs="+", metavar="V",
                    help=f"variants (default: all of {', '.join(VARIANTS)})")
     p.add_argument("--forms", nargs="+", metavar="F",

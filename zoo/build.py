@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .spec import FORMS, NETWORKS, VARIANTS, check_choice, resolve_hw
+from ..errors import UsageError
+from .spec import ALL_NETWORKS, FORMS, NETWORKS, TRAINED, VARIANTS, check_choice, resolve_hw, variants_of
 
-__all__ = ["NETWORKS", "VARIANTS", "FORMS", "ZOO_VERSION", "default_cache_dir",
+__all__ = ["NETWORKS", "TRAINED", "ALL_NETWORKS", "VARIANTS", "FORMS", "ZOO_VERSION", "default_cache_dir",
            "model_filename", "zoo_model", "build_zoo", "count_macs"]
 
 # Part of every file name: bump it whenever a change alters any exported file (widths,
@@ -20,12 +21,15 @@ __all__ = ["NETWORKS", "VARIANTS", "FORMS", "ZOO_VERSION", "default_cache_dir",
 # name too, so an edit that forgets the bump still never picks up a stale cached file.
 ZOO_VERSION = 1
 _SOURCES = ("nets.py", "export.py", "spec.py")
+# A trained network's files also depend on its own sources and its committed weights.
+_TRAINED_SOURCES = {"shapesdet": ("shapesdet.py", "shapesdet_export.py", "shapes_data.py",
+                                  "weights/shapesdet-w8a8.pt", "weights/shapesdet-pow2.pt")}
 
 
-def _source_digest() -> str:
+def _source_digest(name: str) -> str:
     h = hashlib.sha256()
-    for name in _SOURCES:
-        h.update((Path(__file__).parent / name).read_bytes())
+    for source in _SOURCES + _TRAINED_SOURCES.get(name, ()):
+        h.update((Path(__file__).parent / source).read_bytes())
     return h.hexdigest()[:8]
 
 
@@ -40,8 +44,31 @@ def model_filename(name: str, variant: str, form: str,
     """``{name}-{variant}-{H}x{W}-v{ZOO_VERSION}-{digest}.{form}.onnx``; validates every argument."""
     h, w = resolve_hw(name, input_hw)
     check_choice("variant", variant, VARIANTS)
+    check_choice(f"variant of '{name}'", variant, variants_of(name))
     check_choice("form", form, FORMS)
-    return f"{name}-{variant}-{h}x{w}-v{ZOO_VERSION}-{_source_digest()}.{form}.onnx"
+    return f"{name}-{variant}-{h}x{w}-v{ZOO_VERSION}-{_source_digest(name)}.{form}.onnx"
+
+
+def _build(name: str, variant: str, hw: tuple[int, int]):
+    """The network ready to export: trained weights loaded, or seeded init calibrated."""
+    if name in TRAINED:
+        from .shapesdet_export import load_trained
+
+        return load_trained(variant, hw)
+    from .export import build_calibrated
+
+    return build_calibrated(name, variant, hw)
+
+
+def _export(net, name: str, form: str, hw: tuple[int, int], path: Path) -> None:
+    if name in TRAINED:
+        from .shapesdet_export import export_shapesdet
+
+        export_shapesdet(net, form, hw, path)
+    else:
+        from .export import export
+
+        export(net, name, form, hw, path)
 
 
 def zoo_model(name: str, variant: str, form: str, *, input_hw: tuple[int, int] | None = None,
@@ -57,15 +84,13 @@ def zoo_model(name: str, variant: str, form: str, *, input_hw: tuple[int, int] |
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
     path = cache / model_filename(name, variant, form, input_hw)
     if not path.exists():
-        from .export import build_calibrated, export
-
         hw = resolve_hw(name, input_hw)
-        net = build_calibrated(name, variant, hw)
+        net = _build(name, variant, hw)
         # Calibration is most of a build: export the other forms of the same model with it.
         for other in FORMS:
             target = cache / model_filename(name, variant, other, input_hw)
             if other == form or not target.exists():
-                export(net, name, other, hw, target)
+                _export(net, name, other, hw, target)
     return path
 
 
@@ -76,32 +101,41 @@ def build_zoo(out_dir: str | Path | None = None, names: Iterable[str] | None = N
     """(Re)build every requested model into ``out_dir`` and return the files' paths.
 
     ``None`` selects everything (all networks, variants, forms; default input sizes; the
-    cache directory). Each (network, variant) is calibrated once and exported in every
+    cache directory). A trained network (``TRAINED``) is loaded from its committed weights
+    and built only in its own variants; naming it with none of them is a UsageError. Each (network, variant) is calibrated once and exported in every
     requested form. Logs one line per file: path, MACs, packed weight bytes, and seconds
     spent calibrating (shared by the forms) and exporting. Arguments are validated before
     anything is built.
     """
     out = Path(out_dir if out_dir is not None else default_cache_dir())
-    names = _select(names, NETWORKS)
+    explicit = names is not None
+    names = _select(names, ALL_NETWORKS)
     variants = _select(variants, VARIANTS)
     forms = _select(forms, FORMS)
+    for v in variants:
+        check_choice("variant", v, VARIANTS)
+    plan = {n: [v for v in variants if v in variants_of(n)] for n in names}
+    for n in names:
+        if explicit and not plan[n]:
+            raise UsageError(f"network '{n}' exists in variants {', '.join(variants_of(n))}, "
+                             f"none of which was requested ({', '.join(variants)})")
     # Validate everything (and learn the file names) before the first slow build.
     filenames = {(n, v, f): model_filename(n, v, f, input_hw)
-                 for n in names for v in variants for f in forms}
-    from .export import build_calibrated, export, weight_bytes
+                 for n in names for v in plan[n] for f in forms}
+    from .export import weight_bytes
 
     paths = []
     for name in names:
         hw = resolve_hw(name, input_hw)
         macs = count_macs(name, hw)
-        for variant in variants:
+        for variant in plan[name]:
             start = time.perf_counter()
-            net = build_calibrated(name, variant, hw)
+            net = _build(name, variant, hw)
             calib = time.perf_counter() - start
             for form in forms:
                 filename = filenames[name, variant, form]
                 start = time.perf_counter()
-                export(net, name, form, hw, out / filename)
+                _export(net, name, form, hw, out / filename)
                 secs = time.perf_counter() - start
                 paths.append(out / filename)
                 log(f"{out / filename}  {macs / 1e6:.1f} MMAC  "
@@ -123,4 +157,9 @@ def count_macs(name: str, input_hw: tuple[int, int] | None = None) -> int:
     hw = resolve_hw(name, input_hw)
     from . import nets
 
+    if name in TRAINED:
+        from .shapesdet import ShapesDet
+
+        with nets.quiet():
+            return nets.count_macs(ShapesDet(nets.WEIGHT_QUANT["w8a8"], hw), hw, 3)
     return nets.count_macs(nets.build_net(name, "w8a8", hw), hw, nets.in_channels(name))

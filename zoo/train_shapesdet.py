@@ -24,6 +24,8 @@ positives' encoded offsets, both divided by the number of positives.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -150,13 +152,17 @@ def train(net, images, boxes, steps, lr, batch, rng, pow2=False, log=print):
     return time.perf_counter() - start
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftflow.zoo.train_shapesdet", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=1600, help="w8a8 QAT steps (batch --batch)")
-    p.add_argument("--pow2-steps", type=int, default=500, help="pow2 fine-tuning steps")
+    p.add_argument("--pow2-steps", type=int, default=300, help="pow2 fine-tuning steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--train-images", type=int, default=8000)
+    p.add_argument("--pow2-lr", type=float, default=1e-4)
+    p.add_argument("--w8a8-from", type=Path, metavar="PT",
+                   help="skip w8a8 training: load these w8a8 weights and fine-tune pow2 only")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -174,15 +180,27 @@ def main(argv=None) -> int:
                 torch.nn.init.normal_(h.weight, std=0.01)
                 torch.nn.init.zeros_(h.bias)
             torch.nn.init.constant_(cls_head.bias, -4.6)
-        secs = train(net, images, boxes, args.steps, 2e-3, args.batch, rng)
-        torch.save(net.state_dict(), weights_path("w8a8", args.out))
-        print(f"w8a8: {args.steps} steps in {secs:.0f} s")
+        if args.w8a8_from is None:
+            secs = train(net, images, boxes, args.steps, 2e-3, args.batch, rng)
+            torch.save(net.state_dict(), weights_path("w8a8", args.out))
+            print(f"w8a8: {args.steps} steps in {secs:.0f} s")
+        else:
+            net.load_state_dict(torch.load(args.w8a8_from, map_location="cpu", weights_only=True))
+            secs = 0.0
         pnet = ShapesDet(nets.WEIGHT_QUANT["pow2"])
         pnet.load_state_dict(net.state_dict())
-        secs = train(pnet, images, boxes, args.pow2_steps, 5e-4, args.batch, rng, pow2=True)
+        psecs = train(pnet, images, boxes, args.pow2_steps, args.pow2_lr, args.batch, rng, pow2=True)
         torch.save(pnet.state_dict(), weights_path("pow2", args.out))
-        print(f"pow2: {args.pow2_steps} steps in {secs:.0f} s")
-    print(f"total {time.perf_counter() - t0:.0f} s")
+        print(f"pow2: {args.pow2_steps} steps in {psecs:.0f} s")
+    total = time.perf_counter() - t0
+    print(f"total {total:.0f} s")
+    # The run's record, committed beside the weights (docs/zoo.md quotes it).
+    record = {"command": "python -m shiftflow.zoo.train_shapesdet " + " ".join(argv),
+              "train_images": args.train_images, "batch": args.batch, "input_hw": list(TRAIN_HW),
+              "w8a8": {"steps": args.steps, "seconds": round(secs)},
+              "pow2": {"steps": args.pow2_steps, "seconds": round(psecs), "from": "w8a8"},
+              "total_seconds": round(total), "torch_threads": torch.get_num_threads()}
+    (args.out / "shapesdet-train.json").write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 
