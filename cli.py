@@ -121,6 +121,7 @@ def cmd_compile(args) -> int:
     from .backend.compile import compile_model
     from .frontend.onnx_load import parse_input_shapes
     from .ir.program import SOURCE_MODEL, save_program
+    from .runtime.heads import find_heads
     from .sim.run import host_convs
 
     _output_dir(args.output, "-o")
@@ -128,6 +129,10 @@ def cmd_compile(args) -> int:
                             input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
     shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
+    heads = find_heads(args.model)
+    if heads is not None:  # detect and run find a detector's head spec in the build
+        with open(os.path.join(args.output, "heads.json"), "w") as f:
+            f.write(heads.to_json())
     m = program.manifest
     convs = host_convs(program)
     for c in convs:  # MACs the accelerator's cycles and fps will not include
@@ -247,10 +252,17 @@ def cmd_run(args) -> int:
     return 0 if rep["dropped"] == 0 else 1
 
 
+def _input_hw(text: str) -> tuple[int, int]:
+    from .zoo.__main__ import parse_hw  # the zoo's own parser; imported only for this command
+
+    return parse_hw(text)
+
+
 def cmd_zoo(args) -> int:
     from .zoo.build import build_zoo
 
-    build_zoo(_output_dir(args.out, "--out"), names=args.only, variants=args.variants, forms=args.forms)
+    build_zoo(_output_dir(args.out, "--out"), names=args.only, variants=args.variants, forms=args.forms,
+              input_hw=args.input_hw)
     return 0
 
 
@@ -366,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", nargs="+", metavar="NAME")
     sp.add_argument("--variants", nargs="+", metavar="VARIANT")
     sp.add_argument("--forms", nargs="+", metavar="FORM")
+    sp.add_argument("--input-hw", type=_input_hw, metavar="HxW",
+                    help="input size for every network (default: each network's own, e.g. shapesdet 128x128)")
     sp.set_defaults(func=cmd_zoo)
 
     sp = sub.add_parser("demo", help="the main job on the bundled model: quantize, check, inspect")

@@ -243,10 +243,9 @@ def embed_heads(model, spec: HeadSpec) -> None:
     prop.key, prop.value = METADATA_KEY, spec.to_json()
 
 
-def load_heads(path: str | os.PathLike) -> HeadSpec:
-    """Find and parse the head spec of ``path``: a ``.json`` spec itself; an ONNX model (its
-    metadata, else ``MODEL.heads.json`` beside ``MODEL.onnx``); or a build directory
-    (``heads.json`` in it)."""
+def find_heads(path: str | os.PathLike) -> HeadSpec | None:
+    """The head spec of ``path`` as ``load_heads`` finds it, or None when there is none at all
+    (a model that is not a detector). A spec that exists but is malformed still raises."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "heads.json"]
@@ -270,9 +269,21 @@ def load_heads(path: str | os.PathLike) -> HeadSpec:
                 return parse_heads(cand.read_text())
             except HeadSpecError as exc:
                 raise HeadSpecError(f"{os.fspath(cand)}: {exc}") from None
-    where = " or ".join(repr(os.fspath(c)) for c in candidates)
-    raise HeadSpecError(f"no head spec for {os.fspath(path)!r}: expected metadata key "
-                        f"{METADATA_KEY!r} or a file {where}")
+    return None
+
+
+def load_heads(path: str | os.PathLike) -> HeadSpec:
+    """Find and parse the head spec of ``path``: a ``.json`` spec itself; an ONNX model (its
+    metadata, else ``MODEL.heads.json`` beside ``MODEL.onnx``); or a build directory
+    (``heads.json`` in it). Raises ``HeadSpecError`` when there is none."""
+    spec = find_heads(path)
+    if spec is None:
+        path = Path(path)
+        where = (path / "heads.json" if path.is_dir() else path if path.suffix == ".json"
+                 else path.with_suffix(".heads.json"))
+        raise HeadSpecError(f"no head spec for {os.fspath(path)!r}: expected metadata key "
+                            f"{METADATA_KEY!r} or a file {os.fspath(where)!r}")
+    return spec
 
 
 def _channels(spec: HeadSpec, lv: Level, key: str) -> int | None:
