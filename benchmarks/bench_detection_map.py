@@ -20,6 +20,7 @@ threshold) on the same raw outputs (the L2 integer codes). Prints a table and wr
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
@@ -35,14 +36,33 @@ from shiftflow.zoo.shapesdet_eval import (
 from shiftflow.zoo.shapesdet_export import load_trained
 
 
+CHUNK = 10  # images per progress line
+
+
 def _timed(fn, *args):
     t = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - t
 
 
-def _same(a: list[dict], b: list[dict]) -> bool:
-    return all(np.array_equal(x[n], y[n]) for x, y in zip(a, b) for n in x)
+def _per_chunk(label: str, fn, first, images):
+    """``fn(first, images[i:i + CHUNK])`` over the images, a progress line on stderr after
+    each chunk; lists (or (codes, exponents) pairs) joined; seconds in total."""
+    t, out, exps = time.perf_counter(), [], None
+    for i in range(0, len(images), CHUNK):
+        part = fn(first, images[i:i + CHUNK])
+        if isinstance(part, tuple):
+            part, exps = part
+        out += part
+        print(f"  {label}: {min(i + CHUNK, len(images))}/{len(images)} images, "
+              f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    return (out if exps is None else (out, exps)), time.perf_counter() - t
+
+
+def _max_diff(a: list[dict], b: list[dict]) -> float:
+    """Largest |a - b| over every image and output (float64: codes are exact there)."""
+    return max(float(np.max(np.abs(x[n].astype(np.float64) - y[n].astype(np.float64))))
+               for x, y in zip(a, b) for n in x)
 
 
 def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, dict]:
@@ -51,12 +71,13 @@ def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, d
     net = load_trained(variant)
     n = len(images)
     raw, secs = {}, {}
-    raw["torch_float"], secs["torch_float"] = _timed(torch_outputs, net, images, False)
-    raw["torch_qat"], secs["torch_qat"] = _timed(torch_outputs, net, images)
-    raw["L0"], secs["L0"] = _timed(onnxruntime_outputs, model, images)
-    (l1, e1), secs["L1"] = _timed(interpreter_outputs, model, images)
+    raw["torch_float"], secs["torch_float"] = _per_chunk(
+        f"{variant} torch float", lambda n_, x: torch_outputs(n_, x, False), net, images)
+    raw["torch_qat"], secs["torch_qat"] = _per_chunk(f"{variant} torch QAT", torch_outputs, net, images)
+    raw["L0"], secs["L0"] = _per_chunk(f"{variant} L0 onnxruntime", onnxruntime_outputs, model, images)
+    (l1, e1), secs["L1"] = _per_chunk(f"{variant} L1 interpreter", interpreter_outputs, model, images)
     program = compile_model(model, "tiny")
-    (l2, e2), secs["L2"] = _timed(simulator_outputs, program, images)
+    (l2, e2), secs["L2"] = _per_chunk(f"{variant} L2 simulator", simulator_outputs, program, images)
     raw["L1"], raw["L2"] = dequantized(l1, e1), dequantized(l2, e2)
     dets = {k: [detections(spec, o) for o in v] for k, v in raw.items() if k not in ("L1", "L2")}
     dets["L1"] = [detections(spec, c, "greedy", e1) for c in l1]
@@ -73,18 +94,23 @@ def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, d
         log(f"{variant:5s} NMS {method:8s} mAP@0.5 {nms[method]['voc_map']:6.2f}  "
             f"mAP@0.5:0.95 {nms[method]['coco_map']:6.2f}  {nms[method]['mean_detections']:6.1f} dets/image")
     nms["psrr_minus_greedy_voc"] = round(nms["psrr"]["voc_map"] - nms["greedy"]["voc_map"], 2)
+    diffs = {"L1_vs_L0": _max_diff(raw["L1"], raw["L0"]), "L2_vs_L0": _max_diff(raw["L2"], raw["L0"]),
+             "L2_vs_L1_codes": _max_diff(l2, l1)}
+    log(f"{variant:5s} max |diff| of raw outputs: " + ", ".join(f"{k} {v:g}" for k, v in diffs.items()))
     checks = {
-        f"{variant}: L1 raw outputs equal L0": _same(raw["L1"], raw["L0"]),
-        f"{variant}: L2 raw outputs equal L0": _same(raw["L2"], raw["L0"]),
-        f"{variant}: L2 codes equal L1 codes": _same(l2, l1),
+        f"{variant}: L1 raw outputs equal L0 (max |diff| 0)": diffs["L1_vs_L0"] == 0,
+        f"{variant}: L2 raw outputs equal L0 (max |diff| 0)": diffs["L2_vs_L0"] == 0,
+        f"{variant}: L2 codes equal L1 codes (max |diff| 0)": diffs["L2_vs_L1_codes"] == 0,
         f"{variant}: L0/L1/L2 detections equal": all(
             np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(dets["L0"], dets["L1"], dets["L2"])),
     }
     ident = levels["L0"]["voc_map"] == levels["L1"]["voc_map"] == levels["L2"]["voc_map"]
     # Not a check: torch sums in float32, which may round a large accumulator.
-    qat_exact = sum(_same([a], [b]) for a, b in zip(raw["torch_qat"], raw["L0"]))
-    return {"levels": levels, "levels_identical": ident, "torch_qat_equals_L0_images": int(qat_exact),
-            "nms": nms}, checks
+    qat_exact = sum(_max_diff([a], [b]) == 0 for a, b in zip(raw["torch_qat"], raw["L0"]))
+    checks[f"{variant}: L0/L1/L2 mAP identical"] = ident
+    return {"levels": levels, "levels_identical": ident, "max_abs_diff_raw": diffs,
+            "torch_qat_max_abs_diff_vs_L0": _max_diff(raw["torch_qat"], raw["L0"]),
+            "torch_qat_equals_L0_images": int(qat_exact), "nms": nms}, checks
 
 
 def main() -> None:

@@ -31,10 +31,10 @@ def detector_with_nms(cpb=0, thr=0.0, consumer=False):
         "NonMaxSuppression", [boxes, scores, b.init("m", np.array([10], np.int64)),
                               b.init("i", np.array([0.3], np.float32)), b.init("t", np.array([thr], np.float32))],
         [sel], name="nms", center_point_box=cpb))
-    outs = [helper.make_tensor_value_info(sel, TensorProto.INT64, None)]
+    outs = [helper.make_tensor_value_info(sel, TensorProto.INT64, ["K", 3])]
     if consumer:
         b.nodes.append(helper.make_node("Identity", [sel], ["again"], name="after"))
-        outs = [helper.make_tensor_value_info("again", TensorProto.INT64, None)]
+        outs = [helper.make_tensor_value_info("again", TensorProto.INT64, ["K", 3])]
     g = helper.make_graph(b.nodes, "det", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
                           outs, b.inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
