@@ -18,6 +18,7 @@ from ..ir.decode import decode_program
 from ..ir.isa import Unit
 from ..ir.program import Program, ProgramError
 from ..ir.timeline import Timeline, schedule
+from .cache import PROGRAMS, target_key
 from .machine import Machine, dma_bytes
 from .races import find_race
 
@@ -80,6 +81,7 @@ class SimAccelerator(Accelerator):
         self._program: Program | None = None
         self._machine: Machine | None = None
         self._instrs: list = []
+        self._decoded: tuple = ([], {})  # (instructions, {(start, count): (timeline, DMA bytes, unit totals)})
         self._timeline: Timeline | None = None
         self._counters: dict = {}
 
@@ -87,7 +89,13 @@ class SimAccelerator(Accelerator):
         cfg = program.config
         size = dram_size(program)
         self._program = program
-        self._instrs = decode_program(program.instructions, config=cfg)
+        # Decoding and the timelines depend only on the instruction words: a program run
+        # again (the next frame) reuses them.
+        key = (target_key(cfg), bytes(program.instructions))
+        self._decoded = PROGRAMS.get(key)
+        if self._decoded is None:
+            self._decoded = PROGRAMS.put(key, (decode_program(program.instructions, config=cfg), {}))
+        self._instrs = self._decoded[0]
         self._machine = Machine(cfg, size)
         self._timeline = None
         self._counters = {"cycles": 0, "segments": 0, "instructions": 0, "dram_bytes": 0,
@@ -117,16 +125,17 @@ class SimAccelerator(Accelerator):
                                f"{len(self._instrs)} instructions")
         instrs = self._instrs[start:start + count]
         # The timeline first: it rejects deadlocking token use before any state changes.
-        timeline = schedule(machine.cfg, instrs)
-        moved = 0
+        timelines = self._decoded[1]
+        known = timelines.get((start, count))
+        if known is None:
+            timeline = schedule(machine.cfg, instrs)
+            known = timelines[start, count] = (timeline, sum(dma_bytes(machine.cfg, ins) for ins in instrs),
+                                               timeline.unit_totals())
+        timeline, moved, unit_totals = known
         # The tiles' matrix products are small: threaded BLAS only adds synchronisation, and
         # on a busy 2-core machine it made the detector 6x slower (12 s instead of 2 s).
         with threadpool_limits(limits=1, user_api="blas"):
-            for ins in instrs:
-                machine.execute(ins)
-                moved += dma_bytes(machine.cfg, ins)
-                if self._progress is not None:
-                    self._progress(1)
+            machine.run(instrs, self._progress)
         # After execution, which has validated every address the footprints are built from.
         race = find_race(machine.cfg, timeline) if self._check_races else None
         if race:
@@ -137,7 +146,7 @@ class SimAccelerator(Accelerator):
         c["segments"] += 1
         c["instructions"] += count
         c["dram_bytes"] += moved
-        for unit, totals in timeline.unit_totals().items():
+        for unit, totals in unit_totals.items():
             for k, v in totals.items():
                 c["units"][unit][k] += v
         return timeline.cycles

@@ -1,87 +1,123 @@
 """The functional model (verification level L2): the machine state of ``docs/isa.md`` and one
 method per opcode, executed in program order.
 
-Every buffer is a numpy ``uint8`` array in the shape the contract describes; each CONV/VEC
-tile is computed in one vectorized step (a float64 matrix product for convolutions: every
-product and partial sum is an integer below 2**53, so it is exact). Any address outside its
-memory, and any field that makes an instruction meaningless, raises ``ProgramError`` naming
-the instruction. Readings of the contract that the text leaves open are listed in
-``docs/simulator.md`` ("Functional model").
+Every buffer is a numpy ``uint8`` array in the shape the contract describes. Any address
+outside its memory, and any field that makes an instruction meaningless, raises
+``ProgramError`` naming the instruction. Readings of the contract that the text leaves open
+are listed in ``docs/simulator.md`` ("Functional model"). CONV lives in ``sim/conv.py``.
+
+Speed (docs/simulator.md "Speed"): what an instruction's fields determine — its checks and
+the shape of its views and gathers — is a *plan*, cached by the fields' values across
+instructions, frames and machines (``sim/cache.py``); and within one ``run`` a tile's
+gathered input is reused by the next tiles that read the same line-buffer words, until a
+LOAD_ACT writes any of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, conv_psum_entries
 from ..ir.decode import Instr
 from ..ir.intmath import round_shift
-from ..ir.isa import (PARAM_BYTES, PARAM_DTYPE, POW2_EXP, POW2_NONZERO, POW2_RESERVED, POW2_SIGN, Act, Dataflow,
-                      Opcode, VecOp, WgtTarget)
-from ..ir.program import ProgramError
+from ..ir.isa import PARAM_BYTES, Act, Opcode, VecOp, WgtTarget
+from . import conv
+from .cache import INSTR_PLANS, PLANS, target_key
+from .gather import NONE, fail, ring_geometry, tap_words, word_index
 
 # Shift amounts are saturated to this range before rounding. Datapath values are below
 # 2**acc_bits (<= 2**32) and results are clamped to 16 bits, so no result changes; it keeps
 # int64 arithmetic from overflowing on hostile shift fields.
 _SHIFT_RANGE = (-32, 48)
-_CHUNK_ELEMS = 1 << 21  # input values gathered per step of a tile (bounds memory: 16 MiB of float64)
-# pow2 weight code -> value (docs/isa.md "LOAD_WGT"); codes with reserved bits are rejected first.
-_POW2 = np.array([0.0 if not c & POW2_NONZERO else (-1.0 if c & POW2_SIGN else 1.0) * 2.0 ** (c & POW2_EXP)
-                  for c in range(256)])
+_GATHERED_BYTES = 1 << 26  # gathered copies kept within one run (beyond: dropped and re-gathered)
+
+
+_LOAD_ACT, _STORE, _LOAD_WGT = Opcode.LOAD_ACT, Opcode.STORE, Opcode.LOAD_WGT  # enum lookups are slow
 
 
 def dma_bytes(cfg: AcceleratorConfig, ins: Instr) -> int:
     """Bytes instruction ``ins`` moves between DRAM and the chip (0 for compute)."""
-    f = ins.f
-    if ins.opcode == Opcode.LOAD_ACT:
+    f, op = ins.f, ins.opcode
+    if op is _LOAD_ACT:
         return f["src.nblk"] * f["src.nrows"] * f["src.ncols"] * cfg.tn
-    if ins.opcode == Opcode.STORE:
+    if op is _STORE:
         return f["dst.nblk"] * f["dst.nrows"] * f["dst.ncols"] * cfg.tn
-    if ins.opcode == Opcode.LOAD_WGT:
+    if op is _LOAD_WGT:
         return f["nbytes"]
     return 0
 
 
 class Machine:
-    """DRAM, line buffer, weight/parameter banks and output buffer of one accelerator."""
+    """DRAM, line buffer, weight/parameter banks and output buffer of one accelerator.
+
+    The state may be read and written from outside between calls of ``run``/``execute``."""
 
     def __init__(self, cfg: AcceleratorConfig, dram_size: int):
         self.cfg = cfg
+        self.target_key = target_key(cfg)
+        self._plan_key = (self.target_key, dram_size)  # what plans depend on besides the fields
         tn = cfg.tn
         self.dram = np.zeros(dram_size, np.uint8)
-        self.lb = np.zeros((cfg.line_buffer_words, tn), np.uint8)
+        # The line buffer and, after it, one word that stays zero: the word every tap outside
+        # the image reads (sim/gather.py).
+        self._lbx = np.zeros((cfg.line_buffer_words + 1, tn), np.uint8)
+        self.lb = self._lbx[:-1]
         self.wbuf = np.zeros((2, cfg.weight_bank_bytes), np.uint8)
         self.pbuf = np.zeros((2, cfg.param_entries * PARAM_BYTES), np.uint8)
         self.obuf = np.zeros((2, cfg.output_half_words, tn), np.uint8)
         self.psum = np.zeros((cfg.psum_entries, cfg.ppu_lanes), np.int64)
-        self._handlers = {Opcode.NOP: _nothing, Opcode.FINISH: _nothing, Opcode.LOAD_ACT: self._load_act,
-                          Opcode.LOAD_WGT: self._load_wgt, Opcode.STORE: self._store, Opcode.CONV: self._conv,
-                          Opcode.VEC: self._vec}
+        self._gathered: dict[int, tuple] = {}  # id(region) -> (region, {key: array}), within one run
+        self._gathered_bytes = 0
+        handlers = {Opcode.NOP: _nothing, Opcode.FINISH: _nothing, Opcode.LOAD_ACT: self._load_act,
+                    Opcode.LOAD_WGT: self._load_wgt, Opcode.STORE: self._store,
+                    Opcode.CONV: lambda ins: conv.execute(self, ins), Opcode.VEC: self._vec}
+        self._handlers = {id(op): h for op, h in handlers.items()}  # hashing amaranth enums is slow
+
+    def run(self, instrs: Iterable[Instr], progress: Callable[[int], object] | None = None) -> None:
+        """Execute ``instrs`` in order (``progress(1)`` after each)."""
+        self._drop_gathered()  # the state may have been written from outside since the last run
+        try:
+            for ins in instrs:
+                handler = self._handlers.get(id(ins.opcode))
+                if handler is None:
+                    fail(ins, f"target {self.cfg.name!r} has no {ins.opcode.name} core")
+                handler(ins)
+                if progress is not None:
+                    progress(1)
+        finally:
+            self._drop_gathered()
 
     def execute(self, ins: Instr) -> None:
-        handler = self._handlers.get(ins.opcode)
-        if handler is None:
-            raise ProgramError(f"{ins.where()}: target {self.cfg.name!r} has no {ins.opcode.name} core")
-        handler(ins)
+        self.run((ins,))
+
+    def plan(self, ins: Instr, build: Callable):
+        """``build(self, ins)``, cached by the target, the DRAM size and the instruction's
+        field values, and for the same ``Instr`` object (a program run again) by its identity."""
+        known = INSTR_PLANS.get(id(ins))
+        if known is not None and known[0] is ins and known[1] == self._plan_key:
+            return known[2]
+        key = (self._plan_key, build, tuple(ins.f.values()))
+        plan = PLANS.get(key)
+        if plan is None:
+            plan = PLANS.put(key, build(self, ins))
+        INSTR_PLANS.put(id(ins), (ins, self._plan_key, plan))
+        return plan
 
     # -- DMA -----------------------------------------------------------------------------------
     def _load_act(self, ins: Instr) -> None:
-        f, tn = ins.f, self.cfg.tn
-        nblk, nrows, ncols = f["src.nblk"], f["src.nrows"], f["src.ncols"]
-        box = self._dram_box(ins, "src.")
-        if box.size == 0:
+        plan = self.plan(ins, _LoadActPlan)
+        if plan.box is None:
             return
-        ring = self._ring(ins, "ring.", nblk)
-        slots, slot0 = ring.shape[0], f["slot0"]
-        if ncols > ring.shape[2]:
-            _fail(ins, f"loads {ncols} columns into a ring of {ring.shape[2]}")
-        if nrows > slots or slot0 + nrows > 2 * slots:
-            _fail(ins, f"loads rows into slots {slot0}..{slot0 + nrows - 1} of a ring of {slots} slots "
-                       f"(at most {slots} rows, offsets below {2 * slots})")
-        rows = (slot0 + np.arange(nrows)) % slots
-        ring[rows, :, :ncols] = box.reshape(nblk, nrows, ncols, tn).transpose(1, 0, 2, 3)
+        shape, ring, rows, ncols, span = plan.box, plan.ring, plan.rows, plan.ncols, plan.span
+        box = np.ndarray(shape[0], np.uint8, self.dram, shape[1], shape[2])
+        view = np.ndarray(ring[0], np.uint8, self._lbx, ring[1], ring[2])
+        view[rows, :, :ncols] = box.reshape(shape[3]).transpose(1, 0, 2, 3)
+        for key, (region, arrays) in list(self._gathered.items()):
+            if region.span[0] < span[1] and span[0] < region.span[1]:
+                del self._gathered[key]
 
     def _load_wgt(self, ins: Instr) -> None:
         f = ins.f
@@ -89,51 +125,47 @@ class Machine:
         weights = f["target"] == WgtTarget.WEIGHTS.value
         bank = (self.wbuf if weights else self.pbuf)[f["bank"]]
         if addr + n > self.dram.size:
-            _fail(ins, f"reads DRAM bytes {addr}..{addr + n - 1} beyond its {self.dram.size}")
+            fail(ins, f"reads DRAM bytes {addr}..{addr + n - 1} beyond its {self.dram.size}")
         if sram + n > bank.size:
-            _fail(ins, f"writes bytes {sram}..{sram + n - 1} of a {'weight' if weights else 'parameter'} bank "
-                       f"of {bank.size}")
+            fail(ins, f"writes bytes {sram}..{sram + n - 1} of a {'weight' if weights else 'parameter'} bank "
+                      f"of {bank.size}")
         bank[sram:sram + n] = self.dram[addr:addr + n]
 
     def _store(self, ins: Instr) -> None:
-        f, tn = ins.f, self.cfg.tn
-        nblk, nrows, ncols = f["dst.nblk"], f["dst.nrows"], f["dst.ncols"]
-        box = self._dram_box(ins, "dst.")
-        if box.size == 0:
+        plan = self.plan(ins, _StorePlan)
+        if plan.box is None:
             return
-        start, n = f["obuf_addr"], nrows * ncols * nblk
-        if start + n > self.cfg.output_half_words:
-            _fail(ins, f"reads output-buffer words {start}..{start + n - 1} of a half of {self.cfg.output_half_words}")
-        words = self.obuf[f["half"], start:start + n]
-        box[...] = words.reshape(nrows, ncols, nblk, tn).transpose(2, 0, 1, 3).reshape(box.shape)
+        shape, (half, start, n), tiles = plan.box, plan.words, plan.tiles
+        box = np.ndarray(shape[0], np.uint8, self.dram, shape[1], shape[2])
+        box[...] = self.obuf[half, start:start + n].reshape(tiles).transpose(2, 0, 1, 3).reshape(shape[0])
 
-    def _dram_box(self, ins: Instr, p: str) -> np.ndarray:
-        """A writable (nblk, nrows, ncols*tn) view of the DRAM box described by fields ``p*``."""
-        f, tn = ins.f, self.cfg.tn
-        nblk, nrows, ncols = f[p + "nblk"], f[p + "nrows"], f[p + "ncols"]
-        addr, rs, bs = f[p + "dram_addr"], f[p + "row_stride"], f[p + "blk_stride"]
-        shape = (nblk, nrows, ncols * tn)
-        if 0 in shape:
-            return np.zeros(shape, np.uint8)
-        end = addr + (nblk - 1) * bs + (nrows - 1) * rs + ncols * tn
-        if end > self.dram.size:
-            _fail(ins, f"DRAM box {addr}..{end - 1} is outside the DRAM of {self.dram.size} bytes")
-        return as_strided(self.dram[addr:], shape, (bs, rs, 1))
+    # -- compute -------------------------------------------------------------------------------
+    def gathered(self, region, dtype, key=None, derive: Callable | None = None) -> np.ndarray:
+        """The line-buffer words of ``region`` as ``dtype`` (signed or not as its input), or
+        with ``key`` the array ``derive(those)``: computed once and kept until a LOAD_ACT
+        writes a word of the region or the run ends."""
+        entry = self._gathered.get(id(region))
+        if entry is None or entry[0] is not region:
+            if self._gathered_bytes > _GATHERED_BYTES:
+                self._drop_gathered()
+            entry = self._gathered[id(region)] = (region, {})
+        arrays = entry[1]
+        block = arrays.get(dtype)
+        if block is None:
+            raw = self._lbx.take(region.index, axis=0).reshape(region.shape)
+            block = arrays[dtype] = (raw.view(np.int8) if region.signed else raw).astype(dtype)
+            self._gathered_bytes += block.nbytes
+        if key is None:
+            return block
+        derived = arrays.get(key)
+        if derived is None:
+            derived = arrays[key] = derive(block)
+            self._gathered_bytes += derived.nbytes
+        return derived
 
-    # -- line buffer ---------------------------------------------------------------------------
-    def _ring(self, ins: Instr, p: str, nblk: int) -> np.ndarray:
-        """A writable (slots, nblk, cols, tn) view of the ring described by fields ``p*``."""
-        f, tn = ins.f, self.cfg.tn
-        base, slots, slot_words, cols = f[p + "base"], f[p + "slots"], f[p + "slot_words"], f[p + "cols"]
-        if slots == 0 or cols == 0:
-            _fail(ins, f"ring has {slots} slots of {cols} columns")
-        if nblk * cols > slot_words:
-            _fail(ins, f"a ring slot of {slot_words} words cannot hold {nblk} blocks of {cols} columns")
-        end = base + (slots - 1) * slot_words + nblk * cols
-        if end > self.cfg.line_buffer_words:
-            _fail(ins, f"ring words {base}..{end - 1} are outside the line buffer of {self.cfg.line_buffer_words}")
-        return as_strided(self.lb.reshape(-1)[base * tn:], (slots, nblk, cols, tn),
-                          (slot_words * tn, cols * tn, tn, 1))
+    def _drop_gathered(self) -> None:
+        self._gathered.clear()
+        self._gathered_bytes = 0
 
     def _gather(self, ins: Instr, p: str, dy: np.ndarray, dx: np.ndarray, lanes: int):
         """Input bytes at image rows ``y_first + dy`` and columns ``x_first + dx`` of geometry
@@ -141,33 +173,13 @@ class Machine:
         ``(rows, cols, taps_y, taps_x, ceil(lanes/tn)*tn)`` (int8 if the input is signed, else
         uint8; taps outside the image read 0; lanes past ``lanes`` hold whatever the ring
         holds) and ``valid`` the in-image mask of the taps, or None when all are inside."""
-        f, tn = ins.f, self.cfg.tn
-        nblk = ceil_div(lanes, tn)
-        ring = self._ring(ins, p + "ring.", nblk)
-        slots, cols = ring.shape[0], ring.shape[2]
-        iy = f[p + "y_first"] + dy
-        ix = f[p + "x_first"] + dx
-        row_ok = (iy >= 0) & (iy < f[p + "height"])
-        col_ok = (ix >= 0) & (ix < f[p + "width"])
-        if np.any(row_ok & (f[p + "slot_first"] + dy >= 2 * slots)):
-            _fail(ins, f"slot offset {f[p + 'slot_first'] + int(dy[row_ok].max())} of an image row is not below "
-                       f"2*slots = {2 * slots}")
-        j = ix - f[p + "x0"]
-        if np.any(col_ok & ((j < 0) | (j >= cols))):
-            bad = int(ix[col_ok & ((j < 0) | (j >= cols))][0])
-            _fail(ins, f"image column {bad} is not in the ring (columns {f[p + 'x0']}..{f[p + 'x0'] + cols - 1})")
-        slot = (f[p + "slot_first"] + dy) % slots
-        j = np.where(col_ok, j, 0)
-        # Advanced indices broadcast to (rows, cols, taps_y, taps_x) and come first; the result
-        # is contiguous in the order the PE array reduces over, so no transpose follows.
-        x = ring[slot[:, None, :, None], :, j[None, :, None, :], :]
-        x = x.reshape(x.shape[:4] + (nblk * tn,))
-        valid = row_ok[:, None, :, None] & col_ok[None, :, None, :]
-        if valid.all():
-            valid = None
-        else:
-            x[~valid] = 0
-        return (x.view(np.int8) if f[p + "signed_"] else x), valid
+        nblk = ceil_div(lanes, self.cfg.tn)
+        row_word, col_word, stride = tap_words(self.cfg, ins, p, dy, dx, nblk)
+        rw, cw = row_word[:, None, :, None], col_word[None, :, None, :]
+        index = word_index(rw, cw, stride, nblk, self.cfg.line_buffer_words)
+        x = self._lbx.take(index, axis=0).reshape(index.shape[:4] + (nblk * self.cfg.tn,))
+        valid = (rw != NONE) & (cw != NONE)
+        return (x.view(np.int8) if ins.f[p + "signed_"] else x), (None if valid.all() else valid)
 
     def _values(self, ins: Instr, p: str, dy: np.ndarray, dx: np.ndarray, chans: int, pad: int = 0) -> np.ndarray:
         """``_gather`` as int64 for the vector unit: lanes past ``chans`` read 0, taps outside
@@ -179,64 +191,42 @@ class Machine:
             x[~valid] = pad
         return x
 
-    # -- compute -------------------------------------------------------------------------------
-    def _conv(self, ins: Instr) -> None:
-        f, cfg = ins.f, self.cfg
-        tm, tn = cfg.tm, cfg.tn
-        kh, kw, sh, sw, dh, dw = _window(ins, "khkwshswdhdw")
+    def _vec(self, ins: Instr) -> None:
+        f, tn = ins.f, self.cfg.tn
+        op = f["op"]
         rows, cols, chans = f["tile.rows"], f["tile.cols"], f["inp.chans"]
-        pixel, depthwise = f["dataflow"] == Dataflow.PIXEL.value, bool(f["depthwise"])
-        if depthwise and not pixel:
-            _fail(ins, "the channel-parallel dataflow has no depthwise mode")
-        if pixel and sw > 2:
-            _fail(ins, f"pixel-parallel reads column stride 1 or 2, win.sw is {sw}")
-        if f["pow2"] and not pixel:
-            _fail(ins, "pow2 weights need the pixel-parallel dataflow (channel-parallel takes int weights)")
-        encoding = "pow2" if f["pow2"] else "int"
-        if encoding not in cfg.weight_encodings:
-            _fail(ins, f"target {cfg.name!r} has no {encoding} weights")
-        psum_in, psum_out = bool(f["psum_in"]), bool(f["psum_out"])  # entries checked at load (ir/rules.py)
-        planes = 1 << f["wide"]  # byte planes of a wide output (docs/isa.md "Wide outputs"), wide checked at load
-        outs = [self._tile_target(ins, rows, cols, tm // tn, k * f["plane_words"])  # checked even when psum_out
-                for k in range(planes)]                                                 # writes elsewhere
-        taps = kh * kw
-        lanes = min(chans, tm) if depthwise else chans
-        width = ceil_div(lanes, tn) * tn  # lanes of the gathered words
-        w = self._conv_weights(ins, taps, chans, width)  # (taps, width, tm), zero past the real channels
-        # float32 is exact while every partial sum stays below 2**24 (then any summation order
-        # gives the exact integer); else float64 (below 2**53 for any 8-bit operands).
-        xmax = 128 if f["inp.signed_"] else 255
-        exact32 = taps * width * xmax * float(np.abs(w).max(initial=0)) < 1 << 24
-        dtype = np.float32 if exact32 else np.float64
-        w = w.astype(dtype)
-        bias, shift = self._params(ins)
-        dx = (np.arange(cols) * sw)[:, None] + (np.arange(kw) * dw)[None, :]
-        for r0, r1 in self._chunks(ins, rows, cols * taps * width):
-            dy = (np.arange(r0, r1) * sh)[:, None] + (np.arange(kh) * dh)[None, :]
-            x, _ = self._gather(ins, "inp.", dy, dx, lanes)
-            n = (r1 - r0) * cols
-            acc = x.astype(dtype).reshape(n, taps * width) @ w.reshape(taps * width, tm)
-            acc = acc.astype(np.int64).reshape(r1 - r0, cols, tm)
-            entries = self._psum_entries(pixel, r0, r1, cols)
-            v = acc + (self._psum_read(entries, pixel, cols) if psum_in else bias)
-            if psum_out:
-                self._psum_write(entries, pixel, self._wrap(v))
-            elif planes > 1:
-                v = self._wrap(v)
-                if f["post.act"] == Act.RELU.value:
-                    v = np.maximum(v, 0)
-                for k, out in enumerate(outs):
-                    self._put(ins, out, r0, v >> (8 * k))
+        q = np.arange(cols)[:, None]
+        if op in (VecOp.ADD.value, VecOp.REQUANT.value):
+            sh, sw = conv.window(ins, "shsw")
+            taps, dx = 1, q * sw
+            def row_offsets(r): return r[:, None] * sh
+        elif op in (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value):
+            kh, kw, sh, sw, dh, dw = conv.window(ins, "khkwshswdhdw")
+            taps, dx = kh * kw, q * sw + (np.arange(kw) * dw)[None, :]
+            def row_offsets(r): return r[:, None] * sh + (np.arange(kh) * dh)[None, :]
+        else:  # RESIZE: the decoder admits no other value
+            kh, kw = conv.window(ins, "khkw")
+            taps, dx = 1, q // kw
+            def row_offsets(r): return r[:, None] // kh
+        nblk = ceil_div(chans, tn)
+        out = self.tile_target(ins, rows, cols, nblk)
+        for r0, r1 in conv.chunks(ins, rows, cols * taps * nblk * tn):
+            dy = row_offsets(np.arange(r0, r1))
+            if op == VecOp.MAXPOOL.value:
+                v = self._values(ins, "inp.", dy, dx, chans, pad=-(1 << (self.cfg.acc_bits - 1))).max(axis=(2, 3))
             else:
-                self._put(ins, outs[0], r0, self._post(ins, v, shift))
+                v = self._values(ins, "inp.", dy, dx, chans).sum(axis=(2, 3))
+            if op == VecOp.ADD.value:
+                v = (v << f["shift_a"]) + (self._values(ins, "inp_b.", dy, dx, chans).sum(axis=(2, 3)) << f["shift_b"])
+            self.put(ins, out, r0, self.post(ins, v, np.int64(f["rshift"])))
 
     # -- partial sums (docs/isa.md "Partial sums") ---------------------------------------------
-    def _psum_entries(self, pixel: bool, r0: int, r1: int, cols: int) -> slice:
+    def psum_entries(self, pixel: bool, r0: int, r1: int, cols: int) -> slice:
         """The entries of tile rows ``r0 .. r1-1``: a row's chunks are consecutive entries."""
         per_row = conv_psum_entries(self.cfg, pixel, 1, cols)
         return slice(r0 * per_row, r1 * per_row)
 
-    def _psum_read(self, entries: slice, pixel: bool, cols: int) -> np.ndarray:
+    def psum_read(self, entries: slice, pixel: bool, cols: int) -> np.ndarray:
         """Entries as (rows, cols, tm): pixel-parallel entry ``(r*groups + g)*drain + k`` lane
         ``λ`` is channel ``λ % tm`` of column ``g*tn + k*npc + λ // tm``; channel-parallel entry
         ``r*cols + q`` lane ``i < tm`` is channel ``i``."""
@@ -247,8 +237,8 @@ class Machine:
             return part.reshape(rows, -1, tm)[:, :cols]
         return part[:, :tm].reshape(-1, cols, tm)
 
-    def _psum_write(self, entries: slice, pixel: bool, v: np.ndarray) -> None:
-        """``v`` (rows, cols, tm) into the entries (the layout of ``_psum_read``); lanes of
+    def psum_write(self, entries: slice, pixel: bool, v: np.ndarray) -> None:
+        """``v`` (rows, cols, tm) into the entries (the layout of ``psum_read``); lanes of
         columns past the tile are zero here and never read back into a result."""
         tm, tn = self.cfg.tm, self.cfg.tn
         rows, cols, _ = v.shape
@@ -260,98 +250,15 @@ class Machine:
             self.psum[entries] = 0
             self.psum[entries, :tm] = v.reshape(-1, tm)
 
-    def _conv_weights(self, ins: Instr, taps: int, chans: int, width: int) -> np.ndarray:
-        """The block's weights as real values ``W[tap, lane, i]`` (``tap = y*kw + x``) for
-        ``width`` input lanes, zero for lanes ``>= chans``. Depthwise (PE row i reads ring
-        channel i) is the dense product with diagonal weights ``W[tap, i, i]``."""
-        f, tm, tn = ins.f, self.cfg.tm, self.cfg.tn
-        w = np.zeros((taps, width, tm))
-        if f["depthwise"]:
-            steps = self._weight_steps(ins, taps)  # (taps, tm)
-            n = min(chans, width)
-            w[:, np.arange(n), np.arange(n)] = steps[:, :n]
-        elif f["dataflow"] == Dataflow.PIXEL.value:
-            steps = self._weight_steps(ins, chans * taps)  # step (c*kh + y)*kw + x
-            w[:, :chans] = steps.reshape(chans, taps, tm).transpose(1, 0, 2)
-        else:
-            nb = width // tn
-            words = self._weight_words(ins, nb * taps).reshape(nb, taps, tm, tn)
-            w[:] = words.transpose(1, 0, 3, 2).reshape(taps, width, tm)
-            w[:, chans:] = 0
-        return w
-
-    def _weight_words(self, ins: Instr, n: int) -> np.ndarray:
-        """Weight words ``w_addr .. w_addr+n-1`` of bank ``wbank`` as real values (n, tm, tn)."""
-        cfg, f = self.cfg, ins.f
-        start, nwords = f["w_addr"], cfg.weight_bank_words
-        if start + n > nwords:
-            _fail(ins, f"reads weight words {start}..{start + n - 1} of a bank of {nwords}")
-        words = self.wbuf[f["wbank"], :nwords * cfg.tm * cfg.tn].reshape(nwords, cfg.tm, cfg.tn)[start:start + n]
-        if not f["pow2"]:
-            return words.view(np.int8).astype(np.float64)
-        # nonzero (bit 6) with a reserved bit (5..3) set is exactly: masked to those bits, above bit 6
-        bad = (words & (POW2_NONZERO | POW2_RESERVED)) > POW2_NONZERO
-        if bad.any():
-            word, row, lane = np.unravel_index(np.argmax(bad), bad.shape)
-            _fail(ins, f"pow2 weight code 0x{words[word, row, lane]:02x} in weight word {start + word} (row {row}, "
-                       f"lane {lane}) sets reserved bits 5..3")
-        return _POW2[words]
-
-    def _weight_steps(self, ins: Instr, steps: int) -> np.ndarray:
-        """Pixel-parallel weights: step ``s`` in word ``s // tn``, lane ``s % tn`` → (steps, tm)."""
-        tm, tn = self.cfg.tm, self.cfg.tn
-        words = self._weight_words(ins, ceil_div(steps, tn))
-        return words.transpose(0, 2, 1).reshape(-1, tm)[:steps]
-
-    def _params(self, ins: Instr) -> tuple[np.ndarray, np.ndarray]:
-        """(bias int64, shift int64) of parameter entries ``p_addr .. p_addr+tm-1``."""
-        cfg, f = self.cfg, ins.f
-        start = f["p_addr"]
-        if start + cfg.tm > cfg.param_entries:
-            _fail(ins, f"reads parameter entries {start}..{start + cfg.tm - 1} of a bank of {cfg.param_entries}")
-        if start % cfg.tm:
-            _fail(ins, f"p_addr {start} is not a multiple of tm ({cfg.tm}): a CONV reads one parameter row")
-        entries = self.pbuf[f["wbank"]].view(PARAM_DTYPE)[start:start + cfg.tm]
-        return entries["bias"].astype(np.int64), entries["shift"].astype(np.int64)
-
-    def _vec(self, ins: Instr) -> None:
-        f, tn = ins.f, self.cfg.tn
-        op = f["op"]
-        rows, cols, chans = f["tile.rows"], f["tile.cols"], f["inp.chans"]
-        q = np.arange(cols)[:, None]
-        if op in (VecOp.ADD.value, VecOp.REQUANT.value):
-            sh, sw = _window(ins, "shsw")
-            taps, dx = 1, q * sw
-            def row_offsets(r): return r[:, None] * sh
-        elif op in (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value):
-            kh, kw, sh, sw, dh, dw = _window(ins, "khkwshswdhdw")
-            taps, dx = kh * kw, q * sw + (np.arange(kw) * dw)[None, :]
-            def row_offsets(r): return r[:, None] * sh + (np.arange(kh) * dh)[None, :]
-        else:  # RESIZE: the decoder admits no other value
-            kh, kw = _window(ins, "khkw")
-            taps, dx = 1, q // kw
-            def row_offsets(r): return r[:, None] // kh
-        nblk = ceil_div(chans, tn)
-        out = self._tile_target(ins, rows, cols, nblk)
-        for r0, r1 in self._chunks(ins, rows, cols * taps * nblk * tn):
-            dy = row_offsets(np.arange(r0, r1))
-            if op == VecOp.MAXPOOL.value:
-                v = self._values(ins, "inp.", dy, dx, chans, pad=-(1 << (self.cfg.acc_bits - 1))).max(axis=(2, 3))
-            else:
-                v = self._values(ins, "inp.", dy, dx, chans).sum(axis=(2, 3))
-            if op == VecOp.ADD.value:
-                v = (v << f["shift_a"]) + (self._values(ins, "inp_b.", dy, dx, chans).sum(axis=(2, 3)) << f["shift_b"])
-            self._put(ins, out, r0, self._post(ins, v, np.int64(f["rshift"])))
-
-    def _wrap(self, v: np.ndarray) -> np.ndarray:
+    def wrap(self, v: np.ndarray) -> np.ndarray:
         """``v`` wrapped to the accumulator width (two's complement)."""
         half = 1 << (self.cfg.acc_bits - 1)
         return ((v + half) & ((half << 1) - 1)) - half
 
-    def _post(self, ins: Instr, v: np.ndarray, shift) -> np.ndarray:
+    def post(self, ins: Instr, v: np.ndarray, shift) -> np.ndarray:
         """Wrap to the accumulator width, activation, round-half-even shift, clamp."""
         f = ins.f
-        v = self._wrap(v)
+        v = self.wrap(v)
         act = f["post.act"]
         if act == Act.RELU.value:
             v = np.maximum(v, 0)
@@ -361,54 +268,97 @@ class Machine:
         return np.minimum(np.maximum(q, f["post.lo"]), f["post.hi"])
 
     # -- output buffer -------------------------------------------------------------------------
-    def _tile_target(self, ins: Instr, rows: int, cols: int, blk: int, offset: int = 0) -> np.ndarray:
-        """The writable output-buffer view (rows/p, cols/p, blk*tn) of a tile's pooled results:
-        pixel (r', q') block k at word obuf_addr + offset + (r'*obuf_cols + q')*obuf_blk + k."""
+    def tile_target(self, ins: Instr, rows: int, cols: int, blk: int, offset: int = 0) -> tuple | None:
+        """Where a tile's pooled results go, checked: ``(byte offset, shape, strides)`` of the
+        output-buffer view (rows/p, cols/p, blk*tn), pixel (r', q') block k at word
+        ``obuf_addr + offset + (r'*obuf_cols + q')*obuf_blk + k``; None for an empty tile."""
         f, tn = ins.f, self.cfg.tn
         p = f["post.pool"] or 1
         if rows % p or cols % p:
-            _fail(ins, f"a {rows}x{cols} tile cannot be max-pooled in {p}x{p} windows")
+            fail(ins, f"a {rows}x{cols} tile cannot be max-pooled in {p}x{p} windows")
         if f["tile.obuf_blk"] != blk:
-            _fail(ins, f"tile.obuf_blk is {f['tile.obuf_blk']}, must be {blk} (output blocks per pixel)")
+            fail(ins, f"tile.obuf_blk is {f['tile.obuf_blk']}, must be {blk} (output blocks per pixel)")
         prow, pcol = rows // p, cols // p
         start, ocols = f["tile.obuf_addr"] + offset, f["tile.obuf_cols"]
-        if prow and pcol:
-            if ocols < pcol:
-                _fail(ins, f"tile.obuf_cols ({ocols}) is less than the tile's {pcol} output columns")
-            end = start + ((prow - 1) * ocols + pcol) * blk
-            if end > self.cfg.output_half_words:
-                _fail(ins, f"writes output-buffer words {start}..{end - 1} of a half of {self.cfg.output_half_words}")
-        half = self.obuf[f["tile.half"]].reshape(-1)[start * tn:]
-        return as_strided(half, (prow, pcol, blk * tn), (ocols * blk * tn, blk * tn, 1))
+        if not (prow and pcol):
+            return None
+        if ocols < pcol:
+            fail(ins, f"tile.obuf_cols ({ocols}) is less than the tile's {pcol} output columns")
+        end = start + ((prow - 1) * ocols + pcol) * blk
+        if end > self.cfg.output_half_words:
+            fail(ins, f"writes output-buffer words {start}..{end - 1} of a half of {self.cfg.output_half_words}")
+        return ((f["tile.half"] * self.cfg.output_half_words + start) * tn, (prow, pcol, blk * tn),
+                (ocols * blk * tn, blk * tn, 1))
 
-    def _put(self, ins: Instr, out: np.ndarray, r0: int, q: np.ndarray) -> None:
-        """Fused max-pool of tile rows ``r0..`` (``q``: rows, cols, channels) into ``out``."""
+    def put(self, ins: Instr, target: tuple | None, r0: int, q: np.ndarray) -> None:
+        """Fused max-pool of tile rows ``r0..`` (``q``: rows, cols, channels; integers, or
+        integer-valued floats within 16 bits) into ``target``, the low byte of each."""
+        if target is None:
+            return
         p = ins.f["post.pool"] or 1
         if p > 1:
             q = q.reshape(q.shape[0] // p, p, q.shape[1] // p, p, -1).max(axis=(1, 3))
-        out[r0 // p:r0 // p + q.shape[0]] = (q & 0xFF).astype(np.uint8)
+        out = np.ndarray(target[1], np.uint8, self.obuf, target[0], target[2])
+        # Assigning integers to uint8 keeps their low byte (a C conversion to unsigned).
+        out[r0 // p:r0 // p + q.shape[0]] = q.astype(np.int16) if q.dtype.kind == "f" else q & 0xFF
 
-    def _chunks(self, ins: Instr, rows: int, per_row: int):
-        """Row ranges of a tile, each gathering about ``_CHUNK_ELEMS`` input values at most
-        (a multiple of the fused-pool window), so memory stays bounded for any tile."""
-        p = ins.f["post.pool"] or 1
-        step = max(p, _CHUNK_ELEMS // max(1, per_row) // p * p)
-        return [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
+
+class _LoadActPlan:
+    """LOAD_ACT's checked views: ``box`` = (shape, DRAM offset, strides, (nblk, nrows, ncols,
+    tn)) or None when it moves nothing; ``ring`` = (shape, byte offset, strides) of the ring
+    in the line buffer; the ring ``rows`` it fills; ``span``, the line-buffer words it may write."""
+
+    def __init__(self, m: Machine, ins: Instr):
+        self.box = _dram_box(m, ins, "src.")
+        if self.box is None:
+            return
+        tn = m.cfg.tn
+        nblk, nrows, ncols = self.box[0][0], self.box[0][1], self.box[0][2] // tn
+        self.box += ((nblk, nrows, ncols, tn),)
+        base, slots, slot_words, cols = ring_geometry(m.cfg, ins, "ring.", nblk)
+        slot0 = ins.f["slot0"]
+        if ncols > cols:
+            fail(ins, f"loads {ncols} columns into a ring of {cols}")
+        if nrows > slots or slot0 + nrows > 2 * slots:
+            fail(ins, f"loads rows into slots {slot0}..{slot0 + nrows - 1} of a ring of {slots} slots "
+                      f"(at most {slots} rows, offsets below {2 * slots})")
+        self.ring = ((slots, nblk, cols, tn), base * tn, (slot_words * tn, cols * tn, tn, 1))
+        self.rows = (slot0 + np.arange(nrows)) % slots
+        self.ncols = ncols
+        self.span = (base + int(self.rows.min()) * slot_words, base + int(self.rows.max()) * slot_words + nblk * cols)
+
+
+class _StorePlan:
+    """STORE's checked views: ``box`` as for LOAD_ACT, the output-buffer ``words`` (half,
+    start, count) and their ``tiles`` shape (nrows, ncols, nblk, tn)."""
+
+    def __init__(self, m: Machine, ins: Instr):
+        self.box = _dram_box(m, ins, "dst.")
+        if self.box is None:
+            return
+        f, tn = ins.f, m.cfg.tn
+        nblk, nrows, ncols = self.box[0][0], self.box[0][1], self.box[0][2] // tn
+        start, n = f["obuf_addr"], nrows * ncols * nblk
+        if start + n > m.cfg.output_half_words:
+            fail(ins, f"reads output-buffer words {start}..{start + n - 1} of a half of {m.cfg.output_half_words}")
+        self.words = (f["half"], start, n)
+        self.tiles = (nrows, ncols, nblk, tn)
+
+
+def _dram_box(m: Machine, ins: Instr, p: str) -> tuple | None:
+    """(shape, offset, strides) of the writable (nblk, nrows, ncols*tn) DRAM view that fields
+    ``p*`` describe, checked against the DRAM; None when the box is empty."""
+    f, tn = ins.f, m.cfg.tn
+    nblk, nrows, ncols = f[p + "nblk"], f[p + "nrows"], f[p + "ncols"]
+    addr, rs, bs = f[p + "dram_addr"], f[p + "row_stride"], f[p + "blk_stride"]
+    shape = (nblk, nrows, ncols * tn)
+    if 0 in shape:
+        return None
+    end = addr + (nblk - 1) * bs + (nrows - 1) * rs + ncols * tn
+    if end > m.dram.size:
+        fail(ins, f"DRAM box {addr}..{end - 1} is outside the DRAM of {m.dram.size} bytes")
+    return shape, addr, (bs, rs, 1)
 
 
 def _nothing(ins: Instr) -> None:
     """NOP and FINISH change no state (FINISH's wait is the cycle model's business)."""
-
-
-def _fail(ins: Instr, message: str):
-    raise ProgramError(f"{ins.where()}: {message}")
-
-
-def _window(ins: Instr, which: str) -> list[int]:
-    """Window fields named by two-letter codes (``"khsw"`` → kh, sw); each must be >= 1."""
-    names = [which[i:i + 2] for i in range(0, len(which), 2)]
-    values = [ins.f["win." + n] for n in names]
-    zero = [n for n, v in zip(names, values) if v == 0]
-    if zero:
-        _fail(ins, f"window field(s) {', '.join('win.' + n for n in zero)} must be at least 1")
-    return values

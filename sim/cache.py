@@ -1,0 +1,44 @@
+"""Bounded caches of work that depends only on instruction words, weights or the program, so
+that it is done once and reused by every later frame (and every ``Machine``) that meets the
+same words again.
+
+Every key holds everything its value is computed from (the target, the instruction's
+fields, the weight bytes), so a hit returns exactly what a fresh computation would; a cache
+that outgrows its limit is emptied and refilled.
+"""
+
+from __future__ import annotations
+
+from ..ir.config import AcceleratorConfig
+
+
+class Cache(dict):
+    """A dict that empties itself before it would hold more than ``limit`` entries."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value):
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+def target_key(cfg: AcceleratorConfig) -> str:
+    """A hashable key for a target (the config holds a dict, so it is not hashable itself)."""
+    return repr(cfg)
+
+
+#: Instruction plans (``sim/conv.py``, ``sim/machine.py``): checked fields and views.
+PLANS = Cache(1 << 16)
+#: The same plans by the identity of an ``Instr`` (entries hold the ``Instr``, so its id stays
+#: its own): a decoded program that is run again skips building the field key.
+INSTR_PLANS = Cache(1 << 17)
+#: Gather regions of CONV tiles, shared by the output blocks that read the same input.
+REGIONS = Cache(1 << 15)
+#: Prepared weights by content (``sim/conv.py``).
+WEIGHTS = Cache(1 << 14)
+#: Decoded programs and their segments' timelines (``sim/accelerator.py``).
+PROGRAMS = Cache(4)
