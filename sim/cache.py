@@ -9,6 +9,8 @@ that outgrows its limit is emptied and refilled.
 
 from __future__ import annotations
 
+import sys
+
 from ..ir.config import AcceleratorConfig
 
 
@@ -27,8 +29,9 @@ class Cache(dict):
 
 
 def target_key(cfg: AcceleratorConfig) -> str:
-    """A hashable key for a target (the config holds a dict, so it is not hashable itself)."""
-    return repr(cfg)
+    """A hashable key for a target (the config holds a dict, so it is not hashable itself);
+    interned, so that keys of equal targets compare by identity."""
+    return sys.intern(repr(cfg))
 
 
 #: Instruction plans (``sim/conv.py``, ``sim/machine.py``): checked fields and views.
@@ -40,5 +43,7 @@ INSTR_PLANS = Cache(1 << 17)
 REGIONS = Cache(1 << 15)
 #: Prepared weights by content (``sim/conv.py``).
 WEIGHTS = Cache(1 << 14)
+#: Per-instruction stall cycles and DRAM bytes of timelines (``sim/report.py``), by identity.
+TIMELINE_COLUMNS = Cache(256)
 #: Decoded programs and their segments' timelines (``sim/accelerator.py``).
 PROGRAMS = Cache(4)

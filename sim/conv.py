@@ -227,9 +227,10 @@ def _product(m, plan: ConvPlan, region: Region, rows: int, w: np.ndarray, dtype)
     lanes, n, tm = plan.lanes, rows * plan.cols, m.cfg.tm
     if plan.depthwise:
         taps = region.taps_view(m.gathered(region, dtype), rows)
-        acc = np.zeros((rows, plan.cols, tm), dtype)
+        acc = (np.empty if lanes == tm else np.zeros)((rows, plan.cols, tm), dtype)
         part, tmp = acc[..., :lanes], np.empty((rows, plan.cols, lanes), dtype)
-        for t in range(plan.taps):
+        np.multiply(taps[:, :, 0, 0, :lanes], w[0], out=part)
+        for t in range(1, plan.taps):
             np.multiply(taps[:, :, t // plan.kw, t % plan.kw, :lanes], w[t], out=tmp)
             part += tmp
         return acc.reshape(n, tm)

@@ -10,8 +10,11 @@ those of the containing layer that starts last.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.config import AcceleratorConfig
 from ..ir.timeline import Timeline, layer_cycles
+from .cache import TIMELINE_COLUMNS
 from .machine import dma_bytes
 
 
@@ -32,18 +35,29 @@ def layer_rows(cfg: AcceleratorConfig, layers: list[dict], timelines: list[Timel
             rows[i]["cycles"] += c
         # Ranges may overlap (a layer's weight loads are hoisted into the previous layer's
         # range): an instruction belongs to the containing layer that starts last.
-        owner = [None] * len(tl.instrs)
+        owner = np.full(len(tl.instrs), len(layers))  # len(layers): no layer
         for i in sorted(cycles, key=lambda i: layers[i]["first"]):
             lo, hi = layers[i]["first"] - first, min(layers[i]["last"], last) - first
-            owner[lo:hi + 1] = [i] * (hi + 1 - lo)
-        for i, ins, stall in zip(owner, tl.instrs, tl.stall):
-            if i is not None:
-                rows[i]["stall_cycles"] += stall
-                rows[i]["dram_bytes"] += dma_bytes(cfg, ins)
+            owner[lo:hi + 1] = i
+        stalls, moved = _per_instruction(cfg, tl)
+        for key, values in (("stall_cycles", stalls), ("dram_bytes", moved)):
+            sums = np.bincount(owner, values, minlength=len(layers) + 1)  # exact: integers below 2**53
+            for i in cycles:
+                rows[i][key] += int(sums[i])
     out = [rows[i] for i in range(len(layers))] + extra
     for row in out:
         row["utilization"] = row["macs"] / (cfg.macs_per_cycle * row["cycles"]) if row["cycles"] else 0.0
     return out
+
+
+def _per_instruction(cfg: AcceleratorConfig, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """Stall cycles and DRAM bytes of each instruction of ``tl`` (cached: a program run again
+    reuses its timelines)."""
+    known = TIMELINE_COLUMNS.get(id(tl))
+    if known is None or known[0] is not tl:
+        known = TIMELINE_COLUMNS.put(id(tl), (tl, np.array(tl.stall, np.float64),
+                                              np.array([dma_bytes(cfg, ins) for ins in tl.instrs], np.float64)))
+    return known[1], known[2]
 
 
 def _row(layer: dict) -> dict:
