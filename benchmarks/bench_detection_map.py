@@ -13,7 +13,11 @@ resolution), for each variant, mAP (VOC: IoU 0.5 all-point; COCO: 0.50:0.95) wit
   and every output, their detections equal row for row, so their mAPs are identical.
 
 Then greedy NMS vs MaxpoolNMS vs PSRR-MaxpoolNMS (docs/nms.md defaults, same score
-threshold) on the same raw outputs (the L2 integer codes). Prints a table and writes
+threshold) on the same raw outputs (the L2 integer codes), and what moves PSRR's gap to
+greedy: a sweep of PSRR's choices (kernel by anchor size or width, shifted tiles, alpha,
+reach) and of the score threshold on those codes; then the defaults against the first
+reading on ``--confirm`` further validation images (indices ``images`` onwards, L0 outputs:
+images the choices were not made on). Prints a table and writes
 ``benchmarks/results/detection_map.json``.
 """
 
@@ -37,6 +41,11 @@ from shiftflow.zoo.shapesdet_export import load_trained
 
 
 CHUNK = 10  # images per progress line
+# PSRR settings measured against the defaults (docs/nms.md): name -> psrr_nms options.
+SWEEP = {"defaults": {}, "kernel_by_width": {"kernel_by": "width"}, "no_shifted_tiles": {"shifted": False},
+         "alpha_0.5": {"alpha": 0.5}, "alpha_1.0": {"alpha": 1.0}, "alpha_1.25": {"alpha": 1.25},
+         "reach_none": {"reach": None}, "reach_1.5": {"reach": 1.5}}
+THRESHOLDS = (0.05, 0.1, 0.2)
 
 
 def _timed(fn, *args):
@@ -65,8 +74,9 @@ def _max_diff(a: list[dict], b: list[dict]) -> float:
                for x, y in zip(a, b) for n in x)
 
 
-def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, dict]:
+def bench_variant(variant: str, images, gts, workdir: str, log, confirm_images: int = 0) -> tuple[dict, dict]:
     (model,) = build_zoo(workdir, names=["shapesdet"], variants=[variant], forms=["qcdq"], log=lambda s: None)
+    held_out = confirm(variant, model, len(images), confirm_images, log) if confirm_images else None
     spec = load_heads(model)
     net = load_trained(variant)
     n = len(images)
@@ -94,6 +104,14 @@ def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, d
         log(f"{variant:5s} NMS {method:8s} mAP@0.5 {nms[method]['voc_map']:6.2f}  "
             f"mAP@0.5:0.95 {nms[method]['coco_map']:6.2f}  {nms[method]['mean_detections']:6.1f} dets/image")
     nms["psrr_minus_greedy_voc"] = round(nms["psrr"]["voc_map"] - nms["greedy"]["voc_map"], 2)
+    nms["psrr_minus_greedy_coco"] = round(nms["psrr"]["coco_map"] - nms["greedy"]["coco_map"], 2)
+    sweep = psrr_sweep(spec, l2, e2, gts, nms["greedy"]["voc_map"])
+    for name, r in sweep["settings"].items():
+        log(f"{variant:5s} PSRR {name:16s} mAP@0.5 {r['voc_map']:6.2f} ({r['minus_greedy_voc']:+.2f} vs greedy)  "
+            f"{r['mean_detections']:6.1f} dets/image")
+    for t, r in sweep["score_thresholds"].items():
+        log(f"{variant:5s} score > {t}: greedy {r['greedy_voc']:6.2f}  PSRR {r['psrr_voc']:6.2f}  "
+            f"({r['psrr_minus_greedy_voc']:+.2f})")
     diffs = {"L1_vs_L0": _max_diff(raw["L1"], raw["L0"]), "L2_vs_L0": _max_diff(raw["L2"], raw["L0"]),
              "L2_vs_L1_codes": _max_diff(l2, l1)}
     log(f"{variant:5s} max |diff| of raw outputs: " + ", ".join(f"{k} {v:g}" for k, v in diffs.items()))
@@ -110,13 +128,58 @@ def bench_variant(variant: str, images, gts, workdir: str, log) -> tuple[dict, d
     checks[f"{variant}: L0/L1/L2 mAP identical"] = ident
     return {"levels": levels, "levels_identical": ident, "max_abs_diff_raw": diffs,
             "torch_qat_max_abs_diff_vs_L0": _max_diff(raw["torch_qat"], raw["L0"]),
-            "torch_qat_equals_L0_images": int(qat_exact), "nms": nms}, checks
+            "torch_qat_equals_L0_images": int(qat_exact), "nms": nms, "psrr_sweep": sweep,
+            "held_out": held_out}, checks
+
+
+def _voc(spec, codes, exps, gts, method, **options) -> dict:
+    d = [detections(spec, c, method, exps, **options) for c in codes]
+    r = mean_ap(d, gts)
+    return {"voc_map": r["voc_map"], "coco_map": r["coco_map"],
+            "mean_detections": round(float(np.mean([len(x) for x in d])), 2)}
+
+
+def psrr_sweep(spec, codes, exps, gts, greedy_voc: float) -> dict:
+    """PSRR's mAP under each ``SWEEP`` setting, and greedy's and PSRR's at each score
+    threshold, on the same codes."""
+    settings = {}
+    for name, options in SWEEP.items():
+        r = _voc(spec, codes, exps, gts, "psrr", **options)
+        settings[name] = {**r, "options": dict(options),
+                          "minus_greedy_voc": round(r["voc_map"] - greedy_voc, 2)}
+    thresholds = {}
+    for t in THRESHOLDS:
+        g = _voc(spec, codes, exps, gts, "greedy", score_threshold=t)["voc_map"]
+        p = _voc(spec, codes, exps, gts, "psrr", score_threshold=t)["voc_map"]
+        thresholds[str(t)] = {"greedy_voc": g, "psrr_voc": p, "psrr_minus_greedy_voc": round(p - g, 2)}
+    return {"settings": settings, "score_thresholds": thresholds}
+
+
+def confirm(variant: str, model, first: int, count: int, log) -> dict:
+    """Greedy, PSRR (defaults) and PSRR with the kernel by width on validation images
+    ``first .. first + count - 1`` (L0 float outputs: PSRR decides on their logits exactly
+    as on the codes)."""
+    images, gts = val_set(first + count)
+    images, gts = images[first:], gts[first:]
+    spec = load_heads(model)
+    raw = onnxruntime_outputs(model, images)
+    out = {"images": f"val {first}..{first + count - 1}", "objects": int(sum(len(g) for g in gts))}
+    for name, method, options in (("greedy", "greedy", {}), ("psrr", "psrr", {}),
+                                  ("psrr_kernel_by_width", "psrr", {"kernel_by": "width"})):
+        out[name] = _voc(spec, raw, None, gts, method, **options)
+    out["psrr_minus_greedy_voc"] = round(out["psrr"]["voc_map"] - out["greedy"]["voc_map"], 2)
+    out["kernel_by_size_gain_voc"] = round(out["psrr"]["voc_map"] - out["psrr_kernel_by_width"]["voc_map"], 2)
+    log(f"{variant:5s} held-out {out['images']}: greedy {out['greedy']['voc_map']:6.2f}  PSRR "
+        f"{out['psrr']['voc_map']:6.2f}  PSRR kernel by width {out['psrr_kernel_by_width']['voc_map']:6.2f}")
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--variants", nargs="+", default=["w8a8", "pow2"])
+    p.add_argument("--confirm", type=int, default=200, help="further validation images for the held-out check "
+                   "of the PSRR defaults (0: none)")
     args = p.parse_args()
     images, gts = val_set(args.images)
     result = {"images": args.images, "split": "val (indices 0..images-1)", "input_hw": list(images.shape[1:3]),
@@ -125,7 +188,7 @@ def main() -> None:
     checks = {}
     with tempfile.TemporaryDirectory() as tmp:
         for v in args.variants:
-            result["variants"][v], c = bench_variant(v, images, gts, tmp, print)
+            result["variants"][v], c = bench_variant(v, images, gts, tmp, print, args.confirm)
             checks.update(c)
     path = write_result("detection_map.json", result, checks)
     print(f"L0 = L1 = L2 on every image and output: {all(checks.values())}; wrote {path}")

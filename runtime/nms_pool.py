@@ -11,9 +11,11 @@ total order and the result is deterministic. Keys are the score logits (sigmoid 
 monotonic), or the integer score codes when the decode kept them: then every decision is
 integer-exact and a hardware core can reproduce it bit for bit.
 
-The kernel of an anchor of width ``w`` on a map of stride ``s`` is
-``max(1, floor(alpha * w / s + 0.5))`` cells; pooling tiles are kernel × kernel with stride =
-kernel (non-overlapping), the first tile starting at cell 0 — or, shifted, at ``-(k // 2)``.
+The kernel of an anchor of size ``w`` on a map of stride ``s`` is
+``max(1, floor(alpha * w / s + 0.5))`` cells, where the size is ``sqrt(width * height)`` (the
+width of a square anchor; docs/nms.md says why not the width of every anchor); pooling tiles
+are kernel × kernel with stride = kernel (non-overlapping), the first tile starting at cell
+0 — or, shifted, at ``-(k // 2)``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,31 @@ ALPHA = 0.75
 REACH = 1.0
 
 
-def kernel_size(alpha: float, anchor_width: float, stride: int) -> int:
-    """MaxpoolNMS's kernel rule: ``max(1, round(alpha * w / s))``, halves rounding up."""
-    return max(1, int(np.floor(alpha * anchor_width / stride + 0.5)))
+def kernel_size(alpha: float, size: float, stride: int) -> int:
+    """MaxpoolNMS's kernel rule: ``max(1, round(alpha * w / s))`` for an anchor of size ``w``
+    (``anchor_size``) at stride ``s``, halves rounding up."""
+    return max(1, int(np.floor(alpha * size / stride + 0.5)))
+
+
+def anchor_size(width: float, height: float) -> float:
+    """The length the kernel rule scales: ``sqrt(width * height)``, so the anchors of one area
+    share a kernel whatever their aspect ratio (a 1:2 anchor's width alone halves it)."""
+    return float(np.sqrt(width * height))
+
+
+KERNEL_BY = ("size", "width")
+
+
+def _length(chan, by: str) -> float:
+    """The anchor length the kernel rule scales: ``anchor_size`` or (``by="width"``, the
+    first reading, kept to measure the choice) the width."""
+    if by not in KERNEL_BY:
+        raise UsageError(f"kernel_by must be one of {KERNEL_BY}, found {by!r}")
+    return anchor_size(chan[4], chan[5]) if by == "size" else chan[4]
+
+
+def _kernels(chans, alpha: float, by: str = "size") -> np.ndarray:
+    return np.array([kernel_size(alpha, _length(ch, by), ch[2]) for ch in chans])
 
 
 def _channels(decoded: Decoded) -> list[tuple[int, int, int, tuple[int, int], float, float]]:
@@ -120,7 +144,7 @@ def _pairs(chans, members: list[int], reach: float | None) -> list[tuple[int, in
     return [(a, b) for i, a in enumerate(members) for b in members[i + 1:] if dist(a, b) <= reach + 1e-9]
 
 
-def _cross(cand: _Candidates, chans, pairs, alpha: float, shifts: bool) -> None:
+def _cross(cand: _Candidates, chans, pairs, alpha: float, shifts: bool, by: str = "size") -> None:
     """Drop the rows beaten by a row of a competing channel in the same tile of kernel
     max(k_a, k_b) at the coarser stride (aligned, and shifted if ``shifts``); all pairs
     decide on the rows as they enter."""
@@ -131,7 +155,7 @@ def _cross(cand: _Candidates, chans, pairs, alpha: float, shifts: bool) -> None:
         if common % sa or common % sb:
             raise DetectionInputError(f"strides {sa} and {sb} of competing channels must divide one another "
                                       f"to compare them at a common resolution")
-        k = kernel_size(alpha, max(chans[a][4], chans[b][4]), common)
+        k = kernel_size(alpha, max(_length(chans[a], by), _length(chans[b], by)), common)
         ra, rb = np.flatnonzero(cand.ch == a), np.flatnonzero(cand.ch == b)
         for shift in ((0, k // 2) if shifts else (0,)):
             ga, gb = cand.tiles(ra, common // sa, k, shift), cand.tiles(rb, common // sb, k, shift)
@@ -147,7 +171,7 @@ def _result(decoded: Decoded, cand: _Candidates, max_per_class: int | None) -> D
 def maxpool_nms(decoded: Decoded, score_threshold: float = 0.05, alpha: float = ALPHA,
                 max_per_class: int | None = 100, cross_channel: bool = True) -> Detections:
     """MaxpoolNMS: per level, per anchor channel and class, keep the winner of each k × k
-    tile (stride k, the kernel rule of the channel's anchor width); then, with
+    tile (stride k, the kernel rule of the channel's anchor size); then, with
     ``cross_channel``, drop a winner beaten by a winner of an adjacent anchor channel (by
     area) of the same level in the same tile of kernel max(k_a, k_b). Only boxes whose score
     exceeds ``score_threshold`` take part."""
@@ -164,7 +188,7 @@ def maxpool_nms(decoded: Decoded, score_threshold: float = 0.05, alpha: float = 
         ch[sel], y[sel], x[sel] = first + local % na, local // na // w, local // na % w
         first += na
     cand = _Candidates(ch, y, x, c, keys[idx, c], idx)
-    kernels = np.array([kernel_size(alpha, w, s) for _, _, s, _, w, _ in chans])
+    kernels = _kernels(chans, alpha)
     cand.keep(cand.spatial(kernels, shifted=False))
     if cross_channel:
         pairs = [p for li in range(len(decoded.levels))
@@ -195,19 +219,25 @@ def _recover(decoded: Decoded, chans, keys: np.ndarray, thr) -> _Candidates:
 
 
 def psrr_nms(decoded: Decoded, score_threshold: float = 0.05, alpha: float = ALPHA,
-             max_per_class: int | None = 100, reach: float | None = REACH) -> Detections:
+             max_per_class: int | None = 100, reach: float | None = REACH, shifted: bool = True,
+             kernel_by: str = "size") -> Detections:
     """PSRR-MaxpoolNMS as docs/nms.md specifies it: Relationship Recovery of the candidates
     (score above ``score_threshold``) onto the anchor channels; per channel, keep the cells
     that win their k × k tile both on the aligned grid and on the grid shifted by k // 2;
     then drop the survivors beaten by a survivor of a competing channel (anchors within
     ``reach``, across levels; None: neighbours by area) in the same tile, aligned or
-    shifted, at the coarser of the two strides. On integer codes every decision is exact."""
+    shifted, at the coarser of the two strides. On integer codes every decision is exact.
+    ``shifted=False`` drops the shifted tiles (aligned only) and ``kernel_by="width"`` scales
+    the kernel by the anchor's width: both only to measure those choices (docs/nms.md)."""
     keys, thr = _keys(decoded, score_threshold)
     chans = _channels(decoded)
     cand = _recover(decoded, chans, keys, thr)
-    kernels = np.array([kernel_size(alpha, w, s) for _, _, s, _, w, _ in chans])
-    cand.keep(cand.spatial(kernels, False) & cand.spatial(kernels, True))
-    _cross(cand, chans, _pairs(chans, list(range(len(chans))), reach), alpha, shifts=True)
+    kernels = _kernels(chans, alpha, kernel_by)
+    keep = cand.spatial(kernels, False)
+    if shifted:
+        keep &= cand.spatial(kernels, True)
+    cand.keep(keep)
+    _cross(cand, chans, _pairs(chans, list(range(len(chans))), reach), alpha, shifted, kernel_by)
     return _result(decoded, cand, max_per_class)
 
 

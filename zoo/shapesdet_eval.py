@@ -102,13 +102,15 @@ def dequantized(codes: list[dict], exponents: dict[str, int]) -> list[dict]:
             for c in codes]
 
 
-def detections(spec, outputs: dict, method: str = "greedy", exponents: dict | None = None) -> np.ndarray:
-    """(K, 6) ``[x0, y0, x1, y1, score, class]`` of one image by NMS ``method``."""
+def detections(spec, outputs: dict, method: str = "greedy", exponents: dict | None = None,
+               score_threshold: float = SCORE_THRESHOLD, **options) -> np.ndarray:
+    """(K, 6) ``[x0, y0, x1, y1, score, class]`` of one image by NMS ``method``; ``options``
+    go to the pooling NMS (``alpha``, PSRR's ``reach``, ``shifted``, ``kernel_by``)."""
     dec = decode(spec, outputs, exponents)
     if method == "greedy":
-        return greedy_nms(dec, IOU_THRESHOLD, SCORE_THRESHOLD).rows
+        return greedy_nms(dec, IOU_THRESHOLD, score_threshold).rows
     fn = {"maxpool": maxpool_nms, "psrr": psrr_nms}[method]
-    return fn(dec, SCORE_THRESHOLD).rows
+    return fn(dec, score_threshold, **options).rows
 
 
 def mean_ap(dets: list[np.ndarray], gts: list[np.ndarray]) -> dict:

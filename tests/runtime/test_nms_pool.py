@@ -11,7 +11,7 @@ from shiftflow.runtime.decode import DetectionInputError, decode
 from shiftflow.runtime.heads import parse_heads
 from shiftflow.runtime.nms import greedy_nms
 from shiftflow.errors import UsageError
-from shiftflow.runtime.nms_pool import kernel_size, maxpool_nms, psrr_nms, run_nms
+from shiftflow.runtime.nms_pool import anchor_size, kernel_size, maxpool_nms, psrr_nms, run_nms
 
 LOW = -20.0
 
@@ -40,6 +40,23 @@ def test_kernel_rule():
     assert kernel_size(1.0, 24, 16) == 2    # 1.5: halves round up
     assert kernel_size(0.5, 128, 8) == 8
     assert kernel_size(0.1, 10, 32) == 1    # never below 1
+
+
+def test_the_kernel_follows_the_anchor_size_whatever_its_ratio():
+    assert anchor_size(32, 32) == 32 and anchor_size(64, 16) == 32 and anchor_size(16, 64) == 32
+    # A tall 1:2 anchor of area 32²: by its width (22.6 px at stride 16) alpha 0.75 gives
+    # k = 1, no pooling; by its size, k = 2 like its square and wide siblings.
+    sp = spec(((16, 12, [[32, 32], [45.25, 22.63], [22.63, 45.25]]),), classes=1)
+    out = maps(sp)
+    out["cls16"][0, 2, 6, 6] = 2.0
+    out["cls16"][0, 2, 6, 7] = 1.0  # the same 2×2 aligned tile of the 1:2 channel
+    d = decode(sp, out)
+    assert kernel_size(0.75, 22.63, 16) == 1 and kernel_size(0.75, anchor_size(22.63, 45.25), 16) == 2
+    for nms in (maxpool_nms, psrr_nms):
+        assert nms(d, alpha=0.75).index.tolist() == [(6 * 12 + 6) * 3 + 2]
+    assert len(psrr_nms(d, alpha=0.75, kernel_by="width").index) == 2  # the first reading, measured
+    with pytest.raises(UsageError, match="kernel_by must be one of"):
+        psrr_nms(d, kernel_by="height")
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -72,6 +89,7 @@ def test_a_duplicate_straddling_a_tile_border_is_removed_once_shifted():
     assert len(maxpool_nms(d, alpha=0.5).index) == 2
     greedy, psrr = greedy_nms(d), psrr_nms(d, alpha=0.5)
     assert psrr.index.tolist() == greedy.index.tolist() == [5 * 12 + 1]
+    assert len(psrr_nms(d, alpha=0.5, shifted=False).index) == 2  # aligned tiles only
 
 
 def test_adjacent_anchor_channels_compete():
@@ -186,7 +204,7 @@ def psrr_by_the_letter(d, thr, alpha, reach):
 
     spatial = []
     for p in rr:
-        k = kernel(chans[p[0]][2], chans[p[0]][0])
+        k = kernel(np.sqrt(chans[p[0]][2] * chans[p[0]][3]), chans[p[0]][0])
         if not any(q[0] == p[0] and q[3] == p[3] and tile(q, 1, k, sh) == tile(p, 1, k, sh) and beats(q, p)
                    for q in rr for sh in (0, k // 2)):
             spatial.append(p)
@@ -202,7 +220,7 @@ def psrr_by_the_letter(d, thr, alpha, reach):
             if abs(np.log(wa / wb)) + abs(np.log(ha / hb)) > reach + 1e-9:
                 continue
             common = max(sa, sb)
-            k = kernel(max(wa, wb), common)
+            k = kernel(max(np.sqrt(wa * ha), np.sqrt(wb * hb)), common)
             if any(tile(p, common // sa, k, sh) == tile(q, common // sb, k, sh) and beats(q, p)
                    for sh in (0, k // 2)):
                 lost = True
