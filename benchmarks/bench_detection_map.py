@@ -43,8 +43,8 @@ from shiftflow.zoo.shapesdet_export import load_trained
 CHUNK = 10  # images per progress line
 # PSRR settings measured against the defaults (docs/nms.md): name -> psrr_nms options.
 SWEEP = {"defaults": {}, "kernel_by_width": {"kernel_by": "width"}, "no_shifted_tiles": {"shifted": False},
-         "alpha_0.5": {"alpha": 0.5}, "alpha_1.0": {"alpha": 1.0}, "alpha_1.25": {"alpha": 1.25},
-         "reach_none": {"reach": None}, "reach_1.5": {"reach": 1.5}}
+         "alpha_0_5": {"alpha": 0.5}, "alpha_1_0": {"alpha": 1.0}, "alpha_1_25": {"alpha": 1.25},
+         "reach_none": {"reach": None}, "reach_1_5": {"reach": 1.5}}
 THRESHOLDS = (0.05, 0.1, 0.2)
 
 
@@ -109,8 +109,8 @@ def bench_variant(variant: str, images, gts, workdir: str, log, confirm_images: 
     for name, r in sweep["settings"].items():
         log(f"{variant:5s} PSRR {name:16s} mAP@0.5 {r['voc_map']:6.2f} ({r['minus_greedy_voc']:+.2f} vs greedy)  "
             f"{r['mean_detections']:6.1f} dets/image")
-    for t, r in sweep["score_thresholds"].items():
-        log(f"{variant:5s} score > {t}: greedy {r['greedy_voc']:6.2f}  PSRR {r['psrr_voc']:6.2f}  "
+    for r in sweep["score_thresholds"].values():
+        log(f"{variant:5s} score > {r['score_threshold']}: greedy {r['greedy_voc']:6.2f}  PSRR {r['psrr_voc']:6.2f}  "
             f"({r['psrr_minus_greedy_voc']:+.2f})")
     diffs = {"L1_vs_L0": _max_diff(raw["L1"], raw["L0"]), "L2_vs_L0": _max_diff(raw["L2"], raw["L0"]),
              "L2_vs_L1_codes": _max_diff(l2, l1)}
@@ -141,7 +141,7 @@ def _voc(spec, codes, exps, gts, method, **options) -> dict:
 
 def psrr_sweep(spec, codes, exps, gts, greedy_voc: float) -> dict:
     """PSRR's mAP under each ``SWEEP`` setting, and greedy's and PSRR's at each score
-    threshold, on the same codes."""
+    threshold (keyed ``t0_05``: docs quote figures by dotted paths), on the same codes."""
     settings = {}
     for name, options in SWEEP.items():
         r = _voc(spec, codes, exps, gts, "psrr", **options)
@@ -151,7 +151,8 @@ def psrr_sweep(spec, codes, exps, gts, greedy_voc: float) -> dict:
     for t in THRESHOLDS:
         g = _voc(spec, codes, exps, gts, "greedy", score_threshold=t)["voc_map"]
         p = _voc(spec, codes, exps, gts, "psrr", score_threshold=t)["voc_map"]
-        thresholds[str(t)] = {"greedy_voc": g, "psrr_voc": p, "psrr_minus_greedy_voc": round(p - g, 2)}
+        thresholds[f"t{t:g}".replace(".", "_")] = {"score_threshold": t, "greedy_voc": g, "psrr_voc": p,
+                                                   "psrr_minus_greedy_voc": round(p - g, 2)}
     return {"settings": settings, "score_thresholds": thresholds}
 
 
