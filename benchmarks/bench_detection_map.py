@@ -102,7 +102,8 @@ def bench_variant(variant: str, images, gts, workdir: str, log, confirm_images: 
         nms[method] = {**mean_ap(d, gts), "mean_detections": round(float(np.mean([len(x) for x in d])), 2),
                        "ms_per_image": round(1e3 * s / n, 2)}
         log(f"{variant:5s} NMS {method:8s} mAP@0.5 {nms[method]['voc_map']:6.2f}  "
-            f"mAP@0.5:0.95 {nms[method]['coco_map']:6.2f}  {nms[method]['mean_detections']:6.1f} dets/image")
+            f"mAP@0.5:0.95 {nms[method]['coco_map']:6.2f}  recall@0.5 {nms[method]['recall50']:6.2f}  "
+            f"{nms[method]['mean_detections']:6.1f} dets/image")
     nms["psrr_minus_greedy_voc"] = round(nms["psrr"]["voc_map"] - nms["greedy"]["voc_map"], 2)
     nms["psrr_minus_greedy_coco"] = round(nms["psrr"]["coco_map"] - nms["greedy"]["coco_map"], 2)
     sweep = psrr_sweep(spec, l2, e2, gts, nms["greedy"]["voc_map"])
@@ -135,7 +136,7 @@ def bench_variant(variant: str, images, gts, workdir: str, log, confirm_images: 
 def _voc(spec, codes, exps, gts, method, **options) -> dict:
     d = [detections(spec, c, method, exps, **options) for c in codes]
     r = mean_ap(d, gts)
-    return {"voc_map": r["voc_map"], "coco_map": r["coco_map"],
+    return {"voc_map": r["voc_map"], "coco_map": r["coco_map"], "recall50": r["recall50"],
             "mean_detections": round(float(np.mean([len(x) for x in d])), 2)}
 
 

@@ -97,21 +97,26 @@ def _class_tp(dets, gts, cls: int, thresholds) -> tuple[np.ndarray, int]:
 def evaluate(detections, ground_truth, num_classes: int, iou_thresholds=COCO_IOUS) -> dict:
     """AP per class and threshold over a dataset (lists, one entry per image). Returns
     ``{"ap": (C, T) array, "iou_thresholds", "voc_map": mAP at 0.5, "coco_map": mean over
-    the thresholds of the per-threshold mAP, "ap50": per-class AP at 0.5}``; the 0.5
-    figures need 0.5 among ``iou_thresholds``."""
+    the thresholds of the per-threshold mAP, "ap50": per-class AP at 0.5, "recall50": the
+    fraction of all ground truth boxes matched at 0.5 (NaN without any)}``; the 0.5 figures
+    need 0.5 among ``iou_thresholds``."""
     dets, gts = _check(detections, ground_truth)
     ths = tuple(float(t) for t in iou_thresholds)
     ap = np.full((num_classes, len(ths)), np.nan)
+    i50 = ths.index(0.5) if 0.5 in ths else None
+    matched = total = 0
     for c in range(num_classes):
         flags, num_gt = _class_tp(dets, gts, c, ths)
         ap[c] = [average_precision(f, num_gt) for f in flags]
+        total += num_gt
+        matched += int(flags[i50].sum()) if i50 is not None else 0
     has_gt = ~np.isnan(ap[:, 0])
     per_t = ap[has_gt].mean(axis=0) if has_gt.any() else np.full(len(ths), np.nan)
-    i50 = ths.index(0.5) if 0.5 in ths else None
     return {"ap": ap, "iou_thresholds": ths,
             "voc_map": float(per_t[i50]) if i50 is not None else float("nan"),
             "coco_map": float(per_t.mean()),
-            "ap50": ap[:, i50] if i50 is not None else None}
+            "ap50": ap[:, i50] if i50 is not None else None,
+            "recall50": matched / total if i50 is not None and total else float("nan")}
 
 
 def voc_map(detections, ground_truth, num_classes: int) -> float:

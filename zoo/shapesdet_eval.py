@@ -114,8 +114,9 @@ def detections(spec, outputs: dict, method: str = "greedy", exponents: dict | No
 
 
 def mean_ap(dets: list[np.ndarray], gts: list[np.ndarray]) -> dict:
-    """VOC (IoU 0.5, all-point) and COCO (0.50:0.95) mAP in percent, and AP50 per class.
-    Classes without ground truth among the images have AP None."""
+    """VOC (IoU 0.5, all-point) and COCO (0.50:0.95) mAP in percent, the recall at IoU 0.5
+    in percent, and AP50 per class. Classes without ground truth among the images have AP None."""
     r = evaluate(dets, gts, len(CLASSES))
     return {"voc_map": round(100 * r["voc_map"], 2), "coco_map": round(100 * r["coco_map"], 2),
+            "recall50": round(100 * r["recall50"], 2),
             "ap50": {c: None if np.isnan(a) else round(100 * float(a), 2) for c, a in zip(CLASSES, r["ap50"])}}

@@ -32,6 +32,9 @@ def test_a_missed_object_and_a_duplicate():
     d = [det([0, 0, 10, 10, 0.9, 0], [0, 0, 10, 10, 0.85, 0], [20, 20, 30, 30, 0.8, 0])]
     # TP, FP (duplicate), TP: precisions 1, 1/2, 2/3 → 0.5 * 1 + 0.5 * 2/3
     assert voc_map(d, GT, 1) == pytest.approx(0.5 + 1 / 3)
+    assert evaluate(d, GT, 1)["recall50"] == 1.0  # the duplicate adds nothing
+    assert evaluate([det([0, 0, 10, 10, 0.9, 0], [0, 0, 10, 10, 0.8, 0])], GT, 1)["recall50"] == 0.5
+    assert np.isnan(evaluate([det()], [np.zeros((0, 5))], 1)["recall50"])
 
 
 def test_iou_thresholds_and_classes():
