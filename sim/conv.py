@@ -246,5 +246,4 @@ def _post_fast(plan: ConvPlan, w: Weights, acc: np.ndarray) -> None:
     if leaky is not None:
         np.multiply(acc, leaky, out=acc, where=acc < 0)
     np.rint(acc, out=acc)
-    np.maximum(acc, plan.fast_lo, out=acc)
-    np.minimum(acc, plan.hi, out=acc)
+    np.clip(acc, plan.fast_lo, plan.hi, out=acc)  # min(max(q, lo), hi): hi when lo > hi, as the contract
