@@ -15,16 +15,21 @@ from ..ir.config import AcceleratorConfig
 
 
 class Cache(dict):
-    """A dict that empties itself before it would hold more than ``limit`` entries."""
+    """A dict that empties itself before it would hold more than ``limit`` entries, or, with
+    ``weigh`` (a value's size in bytes), more than ``max_bytes`` of values."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, max_bytes: int = 0, weigh=None):
         super().__init__()
-        self.limit = limit
+        self.limit, self.max_bytes, self.weigh = limit, max_bytes, weigh
+        self.bytes = 0
 
     def put(self, key, value):
-        if len(self) >= self.limit:
+        size = self.weigh(value) if self.weigh else 0
+        if len(self) >= self.limit or self.bytes + size > self.max_bytes > 0:
             self.clear()
+            self.bytes = 0
         self[key] = value
+        self.bytes += size
         return value
 
 
@@ -35,14 +40,14 @@ def target_key(cfg: AcceleratorConfig) -> str:
 
 
 #: Instruction plans (``sim/conv.py``, ``sim/machine.py``): checked fields and views.
-PLANS = Cache(1 << 16)
+PLANS = Cache(1 << 15)
 #: The same plans by the identity of an ``Instr`` (entries hold the ``Instr``, so its id stays
 #: its own): a decoded program that is run again skips building the field key.
 INSTR_PLANS = Cache(1 << 17)
 #: Gather regions of CONV tiles, shared by the output blocks that read the same input.
-REGIONS = Cache(1 << 15)
+REGIONS = Cache(1 << 15, 1 << 28, lambda region: region.index.nbytes)
 #: Prepared weights by content (``sim/conv.py``).
-WEIGHTS = Cache(1 << 14)
+WEIGHTS = Cache(1 << 14, 1 << 28, lambda w: w.nbytes)
 #: Per-instruction stall cycles and DRAM bytes of timelines (``sim/report.py``), by identity.
 TIMELINE_COLUMNS = Cache(256)
 #: Decoded programs and their segments' timelines (``sim/accelerator.py``).

@@ -16,7 +16,7 @@ partial sum stays below 2**24 (float32) or 2**53 (float64), in any summation ord
   partial sum is still exact) and rounds half-to-even with ``rint``, in float32;
 - otherwise the *exact* path computes the integer accumulators (float32 when
   ``max B_c < 2**24``, else float64) and post-processes in int64 exactly as the contract
-  reads (``Machine._post``).
+  reads (``Machine.post``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from ..ir.isa import PARAM_BYTES, PARAM_DTYPE, POW2_EXP, POW2_NONZERO, POW2_RESE
 from .cache import REGIONS, WEIGHTS
 from .gather import Region, fail
 
-_SHIFT_RANGE = (-32, 48)  # see Machine._post
+# Shift amounts are saturated to this range before rounding. Datapath values are below
+# 2**acc_bits (<= 2**32) and results are clamped to 16 bits, so no result changes; it keeps
+# int64 arithmetic from overflowing on hostile shift fields.
+SHIFT_RANGE = (-32, 48)
 _CHUNK_ELEMS = 1 << 21  # input values gathered per step of a tile (bounds memory)
 # pow2 weight code -> value (docs/isa.md "LOAD_WGT"); codes with reserved bits are rejected first.
 _POW2 = np.array([0.0 if not c & POW2_NONZERO else (-1.0 if c & POW2_SIGN else 1.0) * 2.0 ** (c & POW2_EXP)
@@ -180,8 +183,8 @@ class Weights:
         absw = np.abs(w).sum(axis=0)
         bound = (128 if plan.signed else 255) * (np.pad(absw, (0, tm - lanes)) if plan.depthwise
                                                  else absw.sum(axis=0))  # (tm,)
-        right = np.clip(self.shift, *_SHIFT_RANGE)  # right-shift amount per channel (Machine.post)
-        neg = np.clip(self.shift - plan.leaky_exp, *_SHIFT_RANGE)  # the same for negative values
+        right = np.clip(self.shift, *SHIFT_RANGE)  # right-shift amount per channel (Machine.post)
+        neg = np.clip(self.shift - plan.leaky_exp, *SHIFT_RANGE)  # the same for negative values
         leaky = plan.act == Act.LEAKY.value
         self.fast = None
         if (plan.fast_ok and (right >= 0).all() and (not leaky or (neg >= 0).all())
@@ -193,6 +196,8 @@ class Weights:
         else:
             self.dtype = np.float32 if bound.max(initial=0) < 1 << 24 else np.float64
             self.w = (w if plan.depthwise else w.reshape(-1, tm)).astype(self.dtype)
+        kept = self.fast[:2] if self.fast is not None else (self.w,)
+        self.nbytes = len(wraw) + len(praw) + sum(a.nbytes for a in kept)
 
 
 def execute(m, ins: Instr) -> None:
@@ -246,4 +251,4 @@ def _post_fast(plan: ConvPlan, w: Weights, acc: np.ndarray) -> None:
     if leaky is not None:
         np.multiply(acc, leaky, out=acc, where=acc < 0)
     np.rint(acc, out=acc)
-    np.clip(acc, plan.fast_lo, plan.hi, out=acc)  # min(max(q, lo), hi): hi when lo > hi, as the contract
+    acc.clip(plan.fast_lo, plan.hi, out=acc)  # min(max(q, lo), hi): hi when lo > hi, as the contract

@@ -28,10 +28,6 @@ from . import conv
 from .cache import INSTR_PLANS, PLANS, target_key
 from .gather import NONE, fail, ring_geometry, tap_words, word_index
 
-# Shift amounts are saturated to this range before rounding. Datapath values are below
-# 2**acc_bits (<= 2**32) and results are clamped to 16 bits, so no result changes; it keeps
-# int64 arithmetic from overflowing on hostile shift fields.
-_SHIFT_RANGE = (-32, 48)
 _GATHERED_BYTES = 1 << 26  # gathered copies kept within one run (beyond: dropped and re-gathered)
 
 
@@ -264,7 +260,7 @@ class Machine:
             v = np.maximum(v, 0)
         elif act == Act.LEAKY.value:
             shift = np.where(v < 0, shift - f["post.leaky_exp"], shift)
-        q = round_shift(v, -np.clip(shift, *_SHIFT_RANGE))
+        q = round_shift(v, -np.clip(shift, *conv.SHIFT_RANGE))
         return np.minimum(np.maximum(q, f["post.lo"]), f["post.hi"])
 
     # -- output buffer -------------------------------------------------------------------------
