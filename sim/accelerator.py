@@ -81,7 +81,8 @@ class SimAccelerator(Accelerator):
         self._program: Program | None = None
         self._machine: Machine | None = None
         self._instrs: list = []
-        self._decoded: tuple = ([], {})  # (instructions, {(start, count): (timeline, DMA bytes, unit totals)})
+        # (instructions, {(start, count): (timeline, DMA bytes, unit totals)}, Machine plan memo)
+        self._decoded: tuple = ([], {}, {})
         self._timeline: Timeline | None = None
         self._counters: dict = {}
 
@@ -94,9 +95,9 @@ class SimAccelerator(Accelerator):
         key = (target_key(cfg), bytes(program.instructions))
         self._decoded = PROGRAMS.get(key)
         if self._decoded is None:
-            self._decoded = PROGRAMS.put(key, (decode_program(program.instructions, config=cfg), {}))
+            self._decoded = PROGRAMS.put(key, (decode_program(program.instructions, config=cfg), {}, {}))
         self._instrs = self._decoded[0]
-        self._machine = Machine(cfg, size)
+        self._machine = Machine(cfg, size, memo=self._decoded[2])
         self._timeline = None
         self._counters = {"cycles": 0, "segments": 0, "instructions": 0, "dram_bytes": 0,
                           "units": {u.name.lower(): {"busy": 0, "stall": 0} for u in Unit}}

@@ -41,9 +41,6 @@ def target_key(cfg: AcceleratorConfig) -> str:
 
 #: Instruction plans (``sim/conv.py``, ``sim/machine.py``): checked fields and views.
 PLANS = Cache(1 << 15)
-#: The same plans by the identity of an ``Instr`` (entries hold the ``Instr``, so its id stays
-#: its own): a decoded program that is run again skips building the field key.
-INSTR_PLANS = Cache(1 << 17)
 #: Gather regions of CONV tiles, shared by the output blocks that read the same input.
 REGIONS = Cache(1 << 15, 1 << 28, lambda region: region.index.nbytes)
 #: Prepared weights by content (``sim/conv.py``).

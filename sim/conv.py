@@ -239,7 +239,7 @@ def _product(m, plan: ConvPlan, region: Region, rows: int, w: np.ndarray, dtype)
             np.multiply(taps[:, :, t // plan.kw, t % plan.kw, :lanes], w[t], out=tmp)
             part += tmp
         return acc.reshape(n, tm)
-    x = m.gathered(region, dtype, (lanes, rows), lambda block: region.taps_view(block, rows)[..., :lanes]
+    x = m.gathered(region, dtype, (lanes, rows, dtype), lambda block: region.taps_view(block, rows)[..., :lanes]
                    .reshape(n, plan.taps * lanes))
     return x @ w
 

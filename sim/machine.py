@@ -25,12 +25,10 @@ from ..ir.decode import Instr
 from ..ir.intmath import round_shift
 from ..ir.isa import PARAM_BYTES, Act, Opcode, VecOp, WgtTarget
 from . import conv
-from .cache import INSTR_PLANS, PLANS, target_key
+from .cache import PLANS, target_key
 from .gather import NONE, fail, ring_geometry, tap_words, word_index
 
 _GATHERED_BYTES = 1 << 26  # gathered copies kept within one run (beyond: dropped and re-gathered)
-
-
 _LOAD_ACT, _STORE, _LOAD_WGT = Opcode.LOAD_ACT, Opcode.STORE, Opcode.LOAD_WGT  # enum lookups are slow
 
 
@@ -51,8 +49,12 @@ class Machine:
 
     The state may be read and written from outside between calls of ``run``/``execute``."""
 
-    def __init__(self, cfg: AcceleratorConfig, dram_size: int):
+    def __init__(self, cfg: AcceleratorConfig, dram_size: int, memo: dict | None = None):
         self.cfg = cfg
+        # Plans by the identity of an ``Instr`` (entries hold it, so its id stays its own):
+        # ``SimAccelerator`` passes one per decoded program, so a program run again skips
+        # even building the field key.
+        self._memo = {} if memo is None else memo
         self.target_key = target_key(cfg)
         self._plan_key = (self.target_key, dram_size)  # what plans depend on besides the fields
         tn = cfg.tn
@@ -91,15 +93,15 @@ class Machine:
 
     def plan(self, ins: Instr, build: Callable):
         """``build(self, ins)``, cached by the target, the DRAM size and the instruction's
-        field values, and for the same ``Instr`` object (a program run again) by its identity."""
-        known = INSTR_PLANS.get(id(ins))
+        field values, and in ``memo`` by the identity of the ``Instr``."""
+        known = self._memo.get(id(ins))
         if known is not None and known[0] is ins and known[1] == self._plan_key:
             return known[2]
         key = (self._plan_key, build, tuple(ins.f.values()))
         plan = PLANS.get(key)
         if plan is None:
             plan = PLANS.put(key, build(self, ins))
-        INSTR_PLANS.put(id(ins), (ins, self._plan_key, plan))
+        self._memo[id(ins)] = (ins, self._plan_key, plan)
         return plan
 
     # -- DMA -----------------------------------------------------------------------------------
