@@ -209,7 +209,7 @@ def execute(m, ins: Instr) -> None:
         if w.fast is not None:
             acc = _product(m, plan, region, n, w.fast[0], np.float32)
             _post_fast(plan, w, acc)
-            m.put(ins, plan.outs[0], r0, acc.reshape(n, plan.cols, -1))
+            m.put(ins, plan.outs[0], r0, acc.reshape(n, plan.cols, m.cfg.tm))
             continue
         acc = _product(m, plan, region, n, w.w, w.dtype).astype(np.int64).reshape(n, plan.cols, m.cfg.tm)
         entries = m.psum_entries(plan.pixel, r0, r1, plan.cols)

@@ -16,8 +16,9 @@ from shiftflow.sim import conv
 from shiftflow.sim.machine import Machine
 from shiftflow.sim.run import simulate
 from shiftflow.zoo import zoo_model
-from tests.sim.asm import (Asm, blocked, dram_box, geom, load_image, pack_params, pack_weights, post, ref_conv,
-                           requant, run_conv, unblocked)
+from tests.hw.trace import patch
+from tests.sim.asm import (Asm, blocked, conv_asm, dram_box, geom, load_image, pack_params, pack_weights, post,
+                           ref_conv, requant, run_conv, unblocked)
 
 
 def test_run_equals_one_instruction_at_a_time(monkeypatch):
@@ -118,3 +119,16 @@ def test_plans_are_checked_per_dram_size():
     Machine(TINY, 1 << 16).execute(ins)
     with pytest.raises(ProgramError, match="outside the DRAM of 1024 bytes"):
         Machine(TINY, 1024).execute(ins)
+
+
+@pytest.mark.parametrize("dataflow,depthwise", [("channel", False), ("pixel", False), ("pixel", True)])
+@pytest.mark.parametrize("empty", ["tile__rows", "tile__cols"])
+def test_empty_tiles_write_nothing(dataflow, depthwise, empty):
+    rng = np.random.default_rng(7)
+    m = 5 if depthwise else 6
+    asm, *_ = conv_asm(ZU3EG, rng.integers(-128, 128, (5, 4, 5)), rng.integers(-128, 128, (m, 1 if depthwise else 5, 3, 3)),
+                       rng.integers(-9, 9, m), np.full(m, 8), dataflow=dataflow, depthwise=depthwise, pads=(1, 1, 1, 1))
+    word = next(w for w in asm.words if decode_program(w)[0].opcode == Opcode.CONV)
+    machine = Machine(ZU3EG, 1 << 20)
+    machine.execute(decode_program(patch(word, Opcode.CONV, **{empty: 0}))[0])
+    assert not machine.obuf.any()
