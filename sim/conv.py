@@ -35,6 +35,7 @@ from .gather import Region, fail
 # int64 arithmetic from overflowing on hostile shift fields.
 SHIFT_RANGE = (-32, 48)
 _CHUNK_ELEMS = 1 << 21  # input values gathered per step of a tile (bounds memory)
+_SMALL_DEPTHWISE = 256  # output pixels up to which a depthwise tile is one einsum
 # pow2 weight code -> value (docs/isa.md "LOAD_WGT"); codes with reserved bits are rejected first.
 _POW2 = np.array([0.0 if not c & POW2_NONZERO else (-1.0 if c & POW2_SIGN else 1.0) * 2.0 ** (c & POW2_EXP)
                   for c in range(256)])
@@ -231,12 +232,16 @@ def _product(m, plan: ConvPlan, region: Region, rows: int, w: np.ndarray, dtype)
     times ``w`` (``(taps*lanes, tm)``; depthwise ``(taps, lanes)``, the diagonal)."""
     lanes, n, tm = plan.lanes, rows * plan.cols, m.cfg.tm
     if plan.depthwise:
-        taps = region.taps_view(m.gathered(region, dtype), rows)
+        taps = region.taps_view(m.gathered(region, dtype), rows)[..., :lanes]
         acc = (np.empty if lanes == tm else np.zeros)((rows, plan.cols, tm), dtype)
-        part, tmp = acc[..., :lanes], np.empty((rows, plan.cols, lanes), dtype)
-        np.multiply(taps[:, :, 0, 0, :lanes], w[0], out=part)
+        part = acc[..., :lanes]
+        if n <= _SMALL_DEPTHWISE:  # one call; for larger tiles the loop below is faster
+            np.einsum("rcyxl,yxl->rcl", taps, w.reshape(plan.kh, plan.kw, lanes), out=part)
+            return acc.reshape(n, tm)
+        tmp = np.empty((rows, plan.cols, lanes), dtype)
+        np.multiply(taps[:, :, 0, 0], w[0], out=part)
         for t in range(1, plan.taps):
-            np.multiply(taps[:, :, t // plan.kw, t % plan.kw, :lanes], w[t], out=tmp)
+            np.multiply(taps[:, :, t // plan.kw, t % plan.kw], w[t], out=tmp)
             part += tmp
         return acc.reshape(n, tm)
     x = m.gathered(region, dtype, (lanes, rows, dtype), lambda block: region.taps_view(block, rows)[..., :lanes]
