@@ -321,9 +321,11 @@ class _LoadActPlan:
             fail(ins, f"loads rows into slots {slot0}..{slot0 + nrows - 1} of a ring of {slots} slots "
                       f"(at most {slots} rows, offsets below {2 * slots})")
         self.ring = ((slots, nblk, cols, tn), base * tn, (slot_words * tn, cols * tn, tn, 1))
-        self.rows = (slot0 + np.arange(nrows)) % slots
+        rows = (slot0 + np.arange(nrows)) % slots
+        self.span = (base + int(rows.min()) * slot_words, base + int(rows.max()) * slot_words + nblk * cols)
+        # The same slots as a slice when they do not wrap: basic indexing is faster.
+        self.rows = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] == nrows - 1 else rows
         self.ncols = ncols
-        self.span = (base + int(self.rows.min()) * slot_words, base + int(self.rows.max()) * slot_words + nblk * cols)
 
 
 class _StorePlan:
