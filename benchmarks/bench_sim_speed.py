@@ -1,6 +1,6 @@
 """Benchmark: the simulator's speed on the 512×512 reference detector compiled for zu3eg.
 
-    python benchmarks/bench_sim_speed.py [--frames 7] [--previous-frames 3] [--base COMMIT]
+    python benchmarks/bench_sim_speed.py [--frames 9] [--previous-frames 3] [--base COMMIT]
 
 Times ``simulate`` per frame in one process (median wall and CPU time of ``--frames`` warm
 frames; the first, cold frame — decoding, the timeline and every instruction's plan — is
@@ -104,7 +104,7 @@ def profile_top(program, n: int = 12) -> list[dict]:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=7)
+    p.add_argument("--frames", type=int, default=9)
     p.add_argument("--previous-frames", type=int, default=3)
     p.add_argument("--base", default=BASE)
     args = p.parse_args(argv)
