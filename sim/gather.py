@@ -3,9 +3,9 @@
 A ring (docs/isa.md "Line buffer") is ``slots`` rows of ``slot_words`` words from word
 ``base``; block ``b`` of image column ``x`` in slot ``s`` is word
 ``base + s*slot_words + b*cols + (x - x0)``. The functional model reads it by numpy take
-on the line buffer viewed as ``(words + 1, tn)``: the extra last word is always zero, and
-every tap outside the image points at it (``ZERO``), so "taps outside the image read 0" costs
-nothing at run time.
+on the line buffer viewed as ``(words + 1, tn)``: the extra last word (index
+``line_buffer_words``) is always zero, and every tap outside the image points at it, so "taps
+outside the image read 0" costs nothing at run time.
 
 ``tap_words`` is the one place the tap rules are checked (CONV and VEC). A ``Region`` is what
 a CONV tile reads, gathered once as a dense ``(D, E, words)`` block of the rows and columns its
