@@ -186,9 +186,25 @@ def cmd_rtlsim(args) -> int:
 
 
 def cmd_verilog(args) -> int:
-    from .hw.cli_rtl import write_rtl
+    from .hw.cli_rtl import fmax_rtl, write_rtl
     from .progress import Phases
 
+    if args.fmax:
+        if args.synth:
+            raise UsageError("--fmax runs its own synthesis; give it without --synth")
+        log_dir = _output_dir(args.output, "-o") if args.output else None
+        with Phases("verilog") as phase:
+            phase("place and route (ECP5, several minutes)")
+            out = fmax_rtl(args.target, args.fmax, log_dir)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"{out['target']}: {out['fmax_mhz']:.2f} MHz on {out['device']} ({out['seconds']:.0f} s); critical "
+                  f"path {out['critical_path_ns']} ns from {out['critical_path'][0]['cell']} to "
+                  f"{out['critical_path'][-1]['cell']}")
+        return 0
+    if not args.output:
+        raise UsageError("verilog needs -o RTLDIR (or --fmax)")
     with Phases("verilog") as phase:
         out = write_rtl(args.target, _output_dir(args.output, "-o"), args.synth, progress=phase)
     if args.json:
@@ -223,14 +239,15 @@ def cmd_detect(args) -> int:
     from .runtime.detect import detect
 
     out = detect(args.model, args.images, _output_dir(args.output, "-o"), args.target, args.nms, args.score,
-                 args.iou, args.accelerator, on_note=lambda note: print(f"note: {note}", file=sys.stderr))
+                 args.iou, args.accelerator, on_note=lambda note: print(f"note: {note}", file=sys.stderr),
+                 on_error=lambda line: print(f"error: {line}", file=sys.stderr))
     if args.json:
         print(json.dumps({"images": [{"file": e["file"], "boxes": e["boxes"]} for e in out["images"]],
                           "stages": out["stages"], "fps": out["fps"]}))
     else:
         for e in out["images"]:
             print(f"{e['file']}: {len(e['boxes'])} boxes -> {e['png']}")
-    return 0
+    return 2 if out["errors"] else 0
 
 
 def cmd_run(args) -> int:
@@ -244,7 +261,7 @@ def cmd_run(args) -> int:
         bar = tqdm(total=args.frames, unit="frame", desc="run", leave=False)
     try:
         rep = run_frames(_build_dir(args.build), args.frames, args.source, accelerator=args.accelerator,
-                         on_frame=bar.update if bar else None)
+                         mode=args.mode, on_frame=bar.update if bar else None)
     finally:
         if bar is not None:
             bar.close()
@@ -344,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("verilog", help="write the accelerator's Verilog (and optionally synthesize it)")
     sp.add_argument("--target", default="tiny", help="tiny, zu3eg, or a target JSON file")
-    sp.add_argument("-o", "--output", required=True, metavar="RTLDIR", help="directory to write")
+    sp.add_argument("-o", "--output", metavar="RTLDIR", help="directory to write (with --fmax: nextpnr's log)")
     sp.add_argument("--synth", choices=("xilinx", "ecp5", "ice40"), help="also synthesize for this family")
+    sp.add_argument("--fmax", choices=("ecp5",), help="place and route the whole accelerator and report its Fmax")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_verilog)
 
@@ -370,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", type=int, required=True, metavar="N")
     sp.add_argument("--source", default="synthetic", metavar="DIR|synthetic")
     sp.add_argument("--accelerator", default="sim", choices=("sim", "rtl"))
+    sp.add_argument("--mode", default="thread", choices=("thread", "process"),
+                    help="stage workers as threads (default) or processes (docs/runtime.md)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_run)
 

@@ -4,6 +4,14 @@
 here for the target) or a build directory; ``detect`` runs image files through the pipeline
 and writes a PNG with drawn boxes per image; ``run_frames`` runs N frames (cycling a
 directory's images, or seeded synthetic ones) and reports throughput.
+
+Failure contract of ``detect`` (docs/runtime.md): arguments, the model and its head spec,
+and the image list (a missing path, a directory with no image) are checked before any frame
+runs, and a problem there is one ``ShiftflowError`` with nothing written. An image that
+cannot be read or whose outputs cannot be decoded (NaN) is *rejected*: ``on_error`` gets
+one line for it, ``detections.jsonl`` an ``{"file", "error"}`` line, it gets no PNG, and
+every other image is still processed and written. ``run_frames`` stops at the first bad
+frame instead (a throughput run over bad input measures nothing).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from collections.abc import Callable
 from ..errors import UsageError
 from ..ir.program import Program
 from .heads import HeadSpec, load_heads
-from .images import draw_boxes, list_images, synthetic_image
+from .decode import DetectionInputError
+from .images import ImageError, draw_boxes, list_images, synthetic_image
 from .pipeline import Frame, run_pipeline
 from .report import system_report
 from .stages import AcceleratorStage, HostStage, PostStage, PreStage, check_model_matches, make_accelerator
@@ -70,10 +79,13 @@ def _report(stages: list, result, cycles: int) -> dict:
 
 def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms: str = "greedy",
            score: float = 0.3, iou: float = 0.5, accelerator: str = "sim",
-           on_note: Callable[[str], object] | None = None) -> dict:
+           on_note: Callable[[str], object] | None = None,
+           on_error: Callable[[str], object] | None = None) -> dict:
     """Detect objects in ``images`` (files or directories): write ``OUTDIR/<name>.png`` with
-    the boxes drawn and ``OUTDIR/detections.jsonl`` (one object per image), and return
-    ``{"images": [{"file", "png", "boxes"}], "stages", "fps", "report"}``."""
+    the boxes drawn and ``OUTDIR/detections.jsonl`` (one object per image, in input order),
+    and return ``{"images": [{"file", "png", "boxes"}], "errors": [{"file", "error"}],
+    "stages", "fps", "report"}``. ``on_note`` gets each conversion note (grayscale, RGBA...),
+    ``on_error`` each rejected image's one-line reason (module docstring)."""
     files = list_images(images)
     program, spec = load_detector(model, target)
     stages = make_stages(program, spec, nms, score, iou, accelerator)
@@ -86,10 +98,18 @@ def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms
             name, k = f"{base}-{k}", k + 1
         pngs[f] = name
     found: list[dict] = []
+    errors: list[dict] = []
     cycles = [0]
     jsonl = open(os.path.join(outdir, "detections.jsonl"), "w")
 
     def sink(frame: Frame) -> None:
+        if frame.error is not None:
+            entry = {"file": frame.source, "error": frame.error}
+            jsonl.write(json.dumps(entry) + "\n")
+            errors.append(entry)
+            if on_error is not None:
+                on_error(frame.error if frame.source in frame.error else f"{frame.source}: {frame.error}")
+            return
         d = frame.data
         cycles[0] = d["cycles"]
         png = os.path.join(outdir, pngs[frame.source] + ".png")
@@ -103,13 +123,15 @@ def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms
 
     try:
         with jsonl:
-            result = run_pipeline([(s.name, s) for s in stages], ((f, f) for f in files), sink)
+            result = run_pipeline([(s.name, s) for s in stages], ((f, f) for f in files), sink,
+                                  reject=(ImageError, DetectionInputError))
     finally:
         close = getattr(stages[1].acc, "close", None)
         if close is not None:
             close()
     rep = _report(stages, result, cycles[0])
-    return {"images": found, "stages": rep["measured"]["stages"], "fps": rep["measured"]["fps"], "report": rep}
+    return {"images": found, "errors": errors, "stages": rep["measured"]["stages"], "fps": rep["measured"]["fps"],
+            "report": rep}
 
 
 def run_frames(build: str, frames: int, source: str = "synthetic", nms: str = "greedy", score: float = 0.3,

@@ -1,13 +1,21 @@
 """Image input and output of the detection pipeline (Pillow).
 
 ``read_rgb`` opens an image file as RGB uint8, refusing corrupt and truncated files with one
-line. Images that are not RGB are converted, and the conversion is reported in the returned
-note: grayscale (``L``, ``LA``, ``I;16``...) is replicated to three channels, palette
-(``P``) is expanded, ``RGBA``/``LA`` drop their alpha (no compositing: a transparent pixel
-keeps its colour), ``CMYK``/``YCbCr`` go through Pillow's conversion. ``to_input`` resizes to
-the head spec's input (``letterbox`` or ``stretch``) and normalises to float32 NCHW, and
-returns the ``Geometry`` that ``Geometry.to_image`` uses to map boxes back to the original
-image's pixels. ``draw_boxes`` draws detections and their labels.
+line (``ImageError``). Images that are not 8-bit RGB are converted, and every conversion is
+stated in the returned note:
+
+- grayscale (``L``, ``1``) is replicated to three channels; 16-bit grayscale (``I;16``,
+  or ``I`` with values above 255) is scaled to 8 bits (``round(v / 257)``, so 65535 → 255);
+  32-bit float (``F``) is refused (its value range is unknown);
+- palette (``P``) is expanded; ``CMYK``/``YCbCr``/``LAB``/``HSV`` go through Pillow;
+- an alpha channel (``RGBA``, ``LA``, ``PA``, palette transparency) is composited over
+  white, as a viewer shows the image on a white page (an opaque pixel is unchanged);
+- an EXIF orientation tag is applied (the photo is rotated as a viewer shows it);
+- of a multi-frame file (GIF, TIFF) the first frame is used.
+
+``to_input`` resizes to the head spec's input (``letterbox`` or ``stretch``) and normalises
+to float32 NCHW, and returns the ``Geometry`` that ``Geometry.to_image`` uses to map boxes
+back to the original image's pixels. ``draw_boxes`` draws detections and their labels.
 """
 
 from __future__ import annotations
@@ -48,9 +56,45 @@ class Geometry:
         return b
 
 
+def _to_rgb(im) -> tuple[np.ndarray, list[str]]:
+    """(H, W, 3) uint8 of the decoded Pillow image ``im`` and the conversions made."""
+    from PIL import Image, ImageOps
+
+    done = []
+    if getattr(im, "n_frames", 1) > 1:
+        done.append(f"first of {im.n_frames} frames")
+    orientation = im.getexif().get(0x0112, 1)  # the EXIF Orientation tag; 1 is upright
+    if orientation not in (1, None):
+        im = ImageOps.exif_transpose(im)
+        done.append(f"turned upright per its EXIF orientation {orientation}")
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im, np.uint8), done
+    if mode == "F":
+        raise ValueError("32-bit float pixels (mode F) have no known range; convert it to 8 bits")
+    if mode.startswith("I"):  # 16- or 32-bit integer grey
+        grey = np.asarray(im).astype(np.int64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ValueError(f"integer pixels must be in 0..65535, found {grey.min()}..{grey.max()}")
+        what = f"grey {mode} to RGB"
+        if mode != "I" or grey.max() > 255:
+            grey = np.rint(grey / 257.0)
+            what = f"16-bit grey {mode} scaled to 8 bits, to RGB"
+        rgb = np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(rgb), done + [what]
+    if mode == "P" and "transparency" in im.info or mode == "PA":
+        im = im.convert("RGBA")
+    if "A" in im.mode:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+        return np.asarray(flat, np.uint8), done + [f"{mode} to RGB, alpha composited over white"]
+    return np.asarray(im.convert("RGB"), np.uint8), done + [f"{mode} to RGB"]
+
+
 def read_rgb(path: str) -> tuple[np.ndarray, str | None]:
-    """(H, W, 3) uint8 pixels of the image at ``path`` and a note naming the conversion made
-    (None for an RGB file). Raises ``ImageError`` for a file Pillow cannot decode completely."""
+    """(H, W, 3) uint8 pixels of the image at ``path`` and a note naming the conversions made
+    (None for an 8-bit RGB file shown as stored). Raises ``ImageError`` for a file Pillow cannot
+    decode completely, or one with no pixels."""
     from PIL import Image
 
     try:
@@ -58,16 +102,13 @@ def read_rgb(path: str) -> tuple[np.ndarray, str | None]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()  # decode now: a truncated file fails here, not later
-                mode = im.mode
-                rgb = im if mode == "RGB" else im.convert("RGB")
-                pixels = np.asarray(rgb, np.uint8)
+                pixels, done = _to_rgb(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise ImageError(f"cannot read image {path!r}: {exc}") from None
     if pixels.ndim != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageError(f"image {path!r} has no pixels (shape {pixels.shape})")
-    note = None if mode == "RGB" else f"{os.path.basename(path)}: converted {mode} to RGB" + (
-        " (alpha dropped)" if "A" in mode else "")
+    note = f"{os.path.basename(path)}: " + "; ".join(done) if done else None
     return pixels, note
 
 
@@ -99,12 +140,13 @@ def to_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]
 
 def list_images(paths: list[str]) -> list[str]:
     """The image files named by ``paths``: files as given, directories expanded to their
-    image files (sorted, by extension). Raises ``UsageError`` for a missing path or when no
+    image files (sorted; by extension, not recursive; other files are ignored). Raises ``UsageError`` for a missing path or when no
     image is found."""
     files = []
     for p in paths:
         if os.path.isdir(p):
-            found = sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(os.path.join(p, f) for f in os.listdir(p)
+                           if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, f)))
             if not found:
                 raise UsageError(f"directory {p!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
@@ -129,16 +171,28 @@ def synthetic_image(seed: int, size: tuple[int, int] = (480, 640)) -> np.ndarray
 
 def draw_boxes(pixels: np.ndarray, rows: np.ndarray, classes: tuple[str, ...], path: str) -> None:
     """Write ``pixels`` with ``rows`` ((K, 6) x0, y0, x1, y1, score, class in its pixels)
-    drawn as rectangles labelled ``class score`` to the PNG ``path``."""
+    drawn to the PNG ``path``: one rectangle per distinct box, in its best class's colour,
+    labelled ``class score`` of that class, and ``+N`` when per-class NMS kept the same box
+    for N more classes (all are in the JSON); the label on a filled background, kept inside
+    the image."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(img)
-    palette = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 200, 200)]
-    for x0, y0, x1, y1, score, c in np.asarray(rows, np.float64).reshape(-1, 6):
-        k = int(c)
-        colour = palette[k % len(palette)]
+    palette = [(230, 40, 40), (40, 180, 40), (50, 110, 255), (230, 170, 0), (190, 50, 240), (0, 180, 180)]
+    rows = np.asarray(rows, np.float64).reshape(-1, 6)
+    groups: dict[tuple, list] = {}  # box → its (score, class) rows, best first (rows are)
+    for r in rows[np.argsort(-rows[:, 4], kind="stable")]:
+        groups.setdefault(tuple(np.round(r[:4], 2)), []).append((r[4], int(r[5])))
+    for (x0, y0, x1, y1), labels in reversed(list(groups.items())):  # the best box drawn last, on top
+        colour = palette[labels[0][1] % len(palette)]
         draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=colour, width=2)
-        name = classes[k] if 0 <= k < len(classes) else str(k)
-        draw.text((x0 + 2, max(0.0, y0 - 11)), f"{name} {score:.2f}", fill=colour)
+        sc, k = labels[0]
+        text = f"{classes[k] if 0 <= k < len(classes) else k} {sc:.2f}" + (f" +{len(labels) - 1}" if len(labels) > 1 else "")
+        l, t, r, b = draw.textbbox((0, 0), text)
+        tw, th = r - l + 4, b - t + 4
+        tx = min(max(0.0, x0), max(0.0, img.width - tw))
+        ty = y0 - th if y0 - th >= 0 else min(y0 + 2, max(0.0, img.height - th))
+        draw.rectangle([tx, ty, tx + tw, ty + th], fill=colour)
+        draw.text((tx + 2 - l, ty + 2 - t), text, fill=(255, 255, 255))
     img.save(path, format="PNG")

@@ -9,15 +9,20 @@
 
 - order: frames reach ``on_output`` in the order they were fed (one FIFO worker per stage);
 - nothing lost: ``result.dropped`` (fed minus delivered) is 0 unless a stage failed;
-- a stage raising on frame k stops the pipeline: every worker and the feeder end, all are
-  joined, and ``run_pipeline`` raises ``StageError`` naming the stage, frame k's index and
-  source and the cause (a ``ShiftflowError``'s message kept, so the CLI prints one line);
-- per-stage seconds of every delivered frame are in ``result.times[stage]``.
+- a frame a stage *rejects* (it raises one of the exception types in ``reject``: bad input,
+  not a broken stage) skips the later stages and still reaches ``on_output``, in order, with
+  ``frame.error`` set to the one-line message; the run goes on (``result.rejected`` counts
+  them; they are delivered, not dropped);
+- a stage raising anything else on frame k stops the pipeline: every worker and the feeder
+  end, all are joined, and ``run_pipeline`` raises ``StageError`` naming the stage, frame
+  k's index and source and the cause (a ``ShiftflowError``'s message kept, so the CLI
+  prints one line);
+- per-stage seconds of every delivered, unrejected frame are in ``result.times[stage]``.
 
 ``mode`` ``thread`` runs the workers as threads of this process; ``process`` as forked
 processes (frames then cross pipes and must pickle; stage objects are inherited at fork, so
-each process has its own accelerator and onnxruntime sessions). docs/runtime.md has the
-measurement that chose threads as the default.
+each process has its own accelerator and onnxruntime sessions, and state a stage keeps on
+itself stays in its process). docs/runtime.md has the measurement that chose the default.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Frame:
     source: str
     data: Any
     times: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set when a stage rejected the frame (see ``reject``)
 
 
 @dataclass
@@ -58,6 +64,7 @@ class PipelineResult:
     seconds: float
     times: dict[str, list[float]]
     mode: str
+    rejected: int = 0
 
     @property
     def dropped(self) -> int:
@@ -92,7 +99,7 @@ def _put_done(q, stop) -> None:
             pass
 
 
-def _worker(name: str, fn: Callable, inq, outq, stop, errors) -> None:
+def _worker(name: str, fn: Callable, inq, outq, stop, errors, reject: tuple) -> None:
     while True:
         try:
             frame = inq.get(timeout=_POLL)
@@ -106,17 +113,21 @@ def _worker(name: str, fn: Callable, inq, outq, stop, errors) -> None:
             continue  # a later stage failed: drain without work until the marker
         t0 = time.perf_counter()
         try:
-            frame.data = fn(frame.data)
+            if frame.error is None:
+                frame.data = fn(frame.data)
+        except reject as exc:  # bad input: this frame goes on, flagged, without its data
+            frame.error, frame.data = str(exc), None
         except BaseException as exc:  # reported with the frame; the pipeline stops
             user = isinstance(exc, ShiftflowError)
             errors.put((name, frame.index, frame.source, str(exc) if user else f"{type(exc).__name__}: {exc}"))
             stop.set()
-            break
+            continue  # keep draining the input, so upstream can pass its end marker at once
         frame.times[name] = time.perf_counter() - t0
-        if not _put(outq, frame, stop):
-            break
+        _put(outq, frame, stop)  # False only once stopped: the loop drains from then on
     _put_done(outq, stop)
-    if hasattr(outq, "cancel_join_thread"):  # a process must not wait at exit for a dead reader
+    # After a failure a process must not wait at exit for a reader that has gone. Never on a
+    # normal end: a cancelled queue drops what its feeder thread has not yet written.
+    if stop.is_set() and hasattr(outq, "cancel_join_thread"):
         outq.cancel_join_thread()
 
 
@@ -134,9 +145,11 @@ def _feed(frames: Iterable, outq, stop, errors, counter: list) -> None:
 
 
 def run_pipeline(stages: list[tuple[str, Callable]], frames: Iterable, on_output: Callable[[Frame], object] | None = None,
-                 queue_size: int = 4, mode: str = "thread") -> PipelineResult:
+                 queue_size: int = 4, mode: str = "thread", reject: tuple[type[BaseException], ...] = ()
+                 ) -> PipelineResult:
     """Run ``frames`` through ``stages`` (see the module docstring); raises ``StageError``
-    for the first frame a stage (or ``on_output``) fails on, after every worker ended."""
+    for the first frame a stage (or ``on_output``) fails on, after every worker ended.
+    Exceptions of the types in ``reject`` reject one frame instead."""
     if mode not in MODES:
         raise ShiftflowError(f"pipeline mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not stages:
@@ -151,14 +164,14 @@ def run_pipeline(stages: list[tuple[str, Callable]], frames: Iterable, on_output
         make_q, stop, errors = (lambda: queue.Queue(queue_size)), threading.Event(), queue.Queue()
         spawn = threading.Thread
     queues = [make_q() for _ in range(len(stages) + 1)]
-    workers = [spawn(target=_worker, args=(name, fn, queues[i], queues[i + 1], stop, errors),
+    workers = [spawn(target=_worker, args=(name, fn, queues[i], queues[i + 1], stop, errors, tuple(reject)),
                      name=f"stage-{name}", daemon=True) for i, (name, fn) in enumerate(stages)]
     counter = [0]
     # The feeder is a thread in both modes: it only moves frames from the iterable to a queue.
     feeder = threading.Thread(target=_feed, args=(frames, queues[0], stop, errors, counter),
                               name="pipeline-feed", daemon=True)
     times: dict[str, list[float]] = {name: [] for name, _ in stages}
-    delivered, expect = 0, 0
+    delivered, rejected, expect = 0, 0, 0
     t0 = time.perf_counter()
     for w in workers:
         w.start()
@@ -185,9 +198,12 @@ def run_pipeline(stages: list[tuple[str, Callable]], frames: Iterable, on_output
                 errors.put(("output", frame.index, frame.source, str(exc)))
                 stop.set()
                 continue
+            delivered += 1
+            if frame.error is not None:
+                rejected += 1
+                continue
             for name, _ in stages:
                 times[name].append(frame.times[name])
-            delivered += 1
     finally:
         stop.set()  # harmless after the end marker; on an escaping error it ends every worker
         feeder.join()
@@ -197,5 +213,5 @@ def run_pipeline(stages: list[tuple[str, Callable]], frames: Iterable, on_output
     try:
         name, index, source, message = errors.get_nowait()
     except queue.Empty:
-        return PipelineResult(counter[0], delivered, seconds, times, mode)
+        return PipelineResult(counter[0], delivered, seconds, times, mode, rejected)
     raise StageError(f"stage {name!r} failed on frame {index} ({source}): {message}")

@@ -1,5 +1,6 @@
 """The staged pipeline: order, nothing lost, flat memory under load, clean failure."""
 
+import multiprocessing
 import threading
 import time
 import tracemalloc
@@ -49,7 +50,7 @@ def test_load_10k_frames_in_order_none_lost_memory_flat():
     assert elapsed < 45
 
 
-@pytest.mark.parametrize("mode", ["thread"])  # process mode: see docs, hangs are open
+@pytest.mark.parametrize("mode", ["thread", "process"])
 @pytest.mark.parametrize("k", [0, 37])
 def test_stage_failure_reports_frame_and_stops(mode, k):
     def bad(d):
@@ -72,6 +73,25 @@ def test_stage_failure_reports_frame_and_stops(mode, k):
     assert "\n" not in done["err"]
     alive = [th.name for th in threading.enumerate() if th.name.startswith(("stage-", "pipeline-"))]
     assert not alive
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_rejected_frames_delivered_in_order_run_goes_on(mode):
+    """A frame a stage rejects (bad input) skips the later stages and arrives flagged, in
+    order; the other frames are processed; nothing is dropped."""
+    def pre(d):
+        if d % 7 == 3:
+            raise UsageError(f"bad input {d}")
+        return d * 10
+    seen = []
+    res = run_pipeline([("pre", pre), ("post", lambda d: d + 1)], ((f"f{i}", i) for i in range(200)),
+                       seen.append, mode=mode, queue_size=2, reject=(UsageError,))
+    assert [f.index for f in seen] == list(range(200))
+    assert res.delivered == 200 and res.dropped == 0 and res.rejected == len(range(3, 200, 7))
+    for f in seen:
+        assert (f.error, f.data) == ((f"bad input {f.index}", None) if f.index % 7 == 3 else (None, f.index * 10 + 1))
+    assert all(len(t) == 200 - res.rejected for t in res.times.values())
 
 
 def test_output_failure_and_bad_arguments():
