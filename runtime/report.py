@@ -52,7 +52,7 @@ def format_report(rep: dict) -> str:
     """The report as a few lines for a terminal."""
     m, d = rep["measured"], rep["deployment_estimate"]
     lines = [f"{rep['frames']} frames, {rep['dropped']} dropped, {m['fps']:.2f} fps measured here "
-             f"({rep['mode']}s, {m['seconds']:.2f} s)"]
+             f"({rep['mode']} workers, {m['seconds']:.2f} s)"]
     for name, s in m["stages"].items():
         if s["median_s"] is not None:
             lines.append(f"  {name:6s} median {s['median_s'] * 1e3:9.2f} ms  p95 {s['p95_s'] * 1e3:9.2f} ms")

@@ -100,6 +100,7 @@ class AcceleratorStage:
         graph, tensors = program.graph, program.manifest["tensors"]
         made_in_tail = {t for op in graph.ops if op.name in tail_ops for t in op.outputs}
         reads = {t for op in graph.ops if op.name in tail_ops for t in op.inputs} | set(graph.outputs)
+        self.reads = reads
         self.carried = sorted(t for t in reads if t in tensors and t not in made_in_tail)
         convs = host_convs(program)
         self.host_macs = sum(c["macs"] for c in convs if c["name"] not in tail_ops)
@@ -119,7 +120,9 @@ class AcceleratorStage:
                 cycles += self.acc.run_segment(seg["start"], seg["count"])
         self.cycles = cycles
         tensors, tn = program.manifest["tensors"], program.config.tn
-        carry = dict(host.memory)
+        # Only what the host stage reads: the whole host memory holds the input twice (float
+        # and its integer codes), 9 MB of a 512×512 frame that would cross a queue for nothing.
+        carry = {t: v for t, v in host.memory.items() if t in self.reads}
         carry.update({t: read_tensor(self.acc, t, tensors[t], tn) for t in self.carried})
         frame["carry"] = carry
         frame["cycles"] = cycles
