@@ -112,30 +112,45 @@ def read_rgb(path: str) -> tuple[np.ndarray, str | None]:
     return pixels, note
 
 
+def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``pixels`` resized (bilinear) to ``width`` × ``height``; the same array when it is that
+    size already (Pillow would return a copy of it)."""
+    from PIL import Image
+
+    if pixels.shape[1] == width and pixels.shape[0] == height:
+        return pixels
+    return np.asarray(Image.fromarray(pixels, "RGB").resize((width, height), Image.BILINEAR))
+
+
 def to_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     """(1, 3, H, W) float32 model input of ``pixels`` ((h, w, 3) uint8) per ``spec``:
     resized (bilinear) by ``spec.resize``, then ``(p * scale - mean) / std`` per channel; and
     its ``Geometry``. Letterbox centres the image and pads with ``pad_value`` (in pixel
     units, before normalisation)."""
-    from PIL import Image
-
     if spec.channels != 3:
         raise UsageError(f"head spec input.channels must be 3 for RGB images, found {spec.channels}")
     h, w = pixels.shape[:2]
     H, W = spec.height, spec.width
-    img = Image.fromarray(pixels, "RGB")
     if spec.resize == "stretch":
-        canvas = np.asarray(img.resize((W, H), Image.BILINEAR), np.float32)
-        geo = Geometry(w, h, W / w, H / h, 0.0, 0.0)
+        nw, nh, px, py = W, H, 0, 0
     else:
         s = min(W / w, H / h)
         nw, nh = max(1, min(W, round(w * s))), max(1, min(H, round(h * s)))
         px, py = (W - nw) // 2, (H - nh) // 2
-        canvas = np.full((H, W, 3), spec.pad_value, np.float32)
-        canvas[py:py + nh, px:px + nw] = np.asarray(img.resize((nw, nh), Image.BILINEAR), np.float32)
-        geo = Geometry(w, h, nw / w, nh / h, float(px), float(py))
-    x = (canvas * np.float32(spec.scale) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32), geo
+    img = _resized(pixels, nw, nh)
+    scale = np.float32(spec.scale)
+    x = np.empty((1, 3, H, W), np.float32)
+    # Channel by channel, straight into the NCHW planes: the same float32 operations in the
+    # same order as over a whole (H, W, 3) canvas, so the same values, without its temporaries.
+    for c in range(3):
+        mean, std = np.float32(spec.mean[c]), np.float32(spec.std[c])
+        if (nw, nh) != (W, H):
+            x[0, c] = (np.float32(spec.pad_value) * scale - mean) / std
+        plane = x[0, c, py:py + nh, px:px + nw]
+        np.multiply(img[:, :, c], scale, out=plane, dtype=np.float32)
+        plane -= mean
+        plane /= std
+    return x, Geometry(w, h, nw / w, nh / h, float(px), float(py))
 
 
 def list_images(paths: list[str]) -> list[str]:

@@ -127,3 +127,16 @@ def test_draw_boxes_one_rectangle_per_box(rgb, tmp_path):
     assert out.shape == rgb.shape
     assert (out[40, 10] != rgb[40, 10]).any() and (out[100, 127] != rgb[100, 127]).any()  # left, right edges
     assert (out[100, 100] == rgb[100, 100]).all()  # inside a box: untouched
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (90, 300), (77, 33)])
+def test_to_input_equals_the_whole_canvas_formula(shape):
+    """Bit for bit the documented formula over a whole (H, W, 3) float32 canvas."""
+    spec = InputSpec("x", 128, 96, pad_value=114.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    pixels = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    x, geo = to_input(pixels, spec)
+    nw, nh, px, py = round(shape[1] * geo.sx), round(shape[0] * geo.sy), int(geo.pad_x), int(geo.pad_y)
+    canvas = np.full((128, 96, 3), spec.pad_value, np.float32)
+    canvas[py:py + nh, px:px + nw] = np.asarray(Image.fromarray(pixels).resize((nw, nh), Image.BILINEAR))
+    want = (canvas * np.float32(spec.scale) - np.float32(spec.mean)) / np.float32(spec.std)
+    assert np.array_equal(x[0], want.transpose(2, 0, 1))
