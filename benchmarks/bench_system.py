@@ -15,6 +15,9 @@ Reports, from one run of ``FRAMES`` frames with thread workers:
 - the *deployment estimate*: the accel stage replaced by the cycle model's cycles per frame
   at the target's *nominal* clock (not a measured board), the CPU stages as measured here;
   system fps = 1 / the slowest stage's median, latency = the sum of the stage medians;
+- the same stages *alone*: run one after another, one frame at a time, so that no stage
+  competes with the simulator for the GIL and the cores (in the pipeline every thread's
+  time includes waiting for them), and the deployment estimate from those times;
 - the conv MACs the CPU stages carry per frame (every conv on the accelerator: 0) and the
   host ops that run at all;
 - threads vs processes: ``RUNS`` runs of ``MODE_FRAMES`` frames per mode, the modes
@@ -40,7 +43,7 @@ from PIL import Image
 
 from guard import write_result
 from shiftflow.cli import main as cli
-from shiftflow.runtime.detect import run_frames
+from shiftflow.runtime.detect import load_detector, make_stages, run_frames
 from shiftflow.zoo.shapes_data import make_image
 
 SIZE = 512
@@ -50,6 +53,7 @@ TILE = 128
 FRAMES = 96
 MODE_FRAMES = 32
 RUNS = 5
+ISOLATED_PASSES = 3
 
 
 def build(tmp: str) -> tuple[str, str]:
@@ -63,8 +67,39 @@ def build(tmp: str) -> tuple[str, str]:
     return model, out
 
 
+def isolated(build_dir: str, files: list[str]) -> dict[str, list[float]]:
+    """Each stage's seconds per frame with the stages run one after another on one frame at a
+    time (``ISOLATED_PASSES`` passes over ``files``): no other stage competes for the GIL or
+    the cores, as on a SoC whose CPU stages each have an ARM core."""
+    program, spec = load_detector(build_dir)
+    stages = make_stages(program, spec, keep_pixels=False)
+    times: dict[str, list[float]] = {s.name: [] for s in stages}
+    for _ in range(ISOLATED_PASSES):
+        for f in files:
+            data = f
+            for stage in stages:
+                t0 = time.perf_counter()
+                data = stage(data)
+                times[stage.name].append(time.perf_counter() - t0)
+    return times
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 3)
+
+
+def isolated_result(times: dict[str, list[float]], accel_s: float) -> dict:
+    """Median and p95 of the isolated stage times, and the deployment estimate from them."""
+    stages = {name: {"median": ms(statistics.median(t)), "p95": ms(float(np.percentile(t, 95)))}
+              for name, t in times.items()}
+    est = {name: statistics.median(t) for name, t in times.items()}
+    est["accel"] = accel_s
+    slowest = max(est, key=est.get)
+    return {"note": "stages one after another, one frame at a time (no concurrency); "
+                    "estimate: accel at the nominal clock, pre/host/post as measured alone",
+            "frames": len(times["pre"]), "stages_ms": stages,
+            "estimate": {"stage_ms": {k: ms(v) for k, v in est.items()}, "slowest_stage": slowest,
+                         "fps": round(1.0 / est[slowest], 1), "latency_ms": ms(sum(est.values()))}}
 
 
 def main() -> dict:
@@ -99,6 +134,7 @@ def main() -> dict:
                 dropped.append(r["dropped"])
         with open(os.path.join(out, "manifest.json")) as f:
             manifest = json.load(f)
+        alone = isolated(out, sorted(os.path.join(images, f) for f in os.listdir(images)))
     stages = rep["measured"]["stages"]
     est = rep["deployment_estimate"]
     medians = {name: s["median_s"] for name, s in stages.items()}
@@ -123,6 +159,7 @@ def main() -> dict:
                     "pre, host, post as measured on this machine",
             "stage_ms": {name: ms(v) for name, v in est["stage_s"].items()},
             "slowest_stage": est["slowest_stage"], "fps": round(est["fps"], 1), "latency_ms": ms(est["latency_s"])},
+        "isolated": isolated_result(alone, est["accel_s"]),
         "host_macs": rep["host_macs"],
         "host_ops": [op for s in manifest["segments"] if s["kind"] == "host" for op in s["ops"]],
         "modes": {
@@ -140,6 +177,10 @@ def main() -> dict:
     print(f"accelerator: simulator {a['simulator_median_ms']} ms; estimate {a['cycles_per_frame']:,} cycles at "
           f"nominal {a['nominal_clock_mhz']} MHz = {a['estimate_ms']} ms ({a['estimate_fps']} fps)")
     print(f"deployment estimate: {d['fps']} fps (slowest stage {d['slowest_stage']}), latency {d['latency_ms']} ms")
+    iso = result["isolated"]
+    print("stages alone: " + ", ".join(f"{k} {v['median']} ms" for k, v in iso["stages_ms"].items())
+          + f"; estimate {iso['estimate']['fps']} fps (slowest {iso['estimate']['slowest_stage']}), "
+          f"latency {iso['estimate']['latency_ms']} ms")
     print(f"host conv MACs: {result['host_macs']}; host ops: {result['host_ops']}")
     m = result["modes"]
     for mode in ("thread", "process"):
