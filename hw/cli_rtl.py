@@ -43,3 +43,23 @@ def write_rtl(target: str, out_dir: str | Path, synth: str | None = None,
             out["synth"]["budget"] = cfg.budget
             out["synth"]["fits"] = all(used[k] <= v for k, v in cfg.budget.items() if k in used)
     return out
+
+
+def fmax_rtl(target: str, family: str, log_dir: str | Path | None = None) -> dict:
+    """The whole accelerator's post-route Fmax for ``target`` (``family``: ``ecp5``, the only
+    one with place-and-route here): ``{"target", "fmax_mhz", "device", "seconds",
+    "critical_path": [{"cell", "ns"}, ...], "critical_path_ns", "logic_ns", "routing_ns"}``
+    (``hw.fmax.accelerator_fmax``; nextpnr's log kept in ``log_dir`` when given)."""
+    from ..errors import ShiftflowError
+    from ..ir.config import load_target
+    from .fmax import ACCEL_DEVICE_NAME, accelerator_fmax
+
+    if family != "ecp5":
+        raise ShiftflowError(f"--fmax needs a family with place-and-route here: ecp5, got {family!r}")
+    cfg = load_target(target)
+    r = accelerator_fmax(cfg, log_dir=log_dir)
+    cp = r.critical_path
+    return {"target": cfg.name, "fmax_mhz": r.mhz, "device": ACCEL_DEVICE_NAME, "seconds": r.seconds,
+            "critical_path": [{"cell": cell, "ns": ns} for cell, ns in cp.steps] if cp else [],
+            "critical_path_ns": cp.ns if cp else None, "logic_ns": cp.logic_ns if cp else None,
+            "routing_ns": cp.routing_ns if cp else None}

@@ -9,7 +9,7 @@
                                  │ (at accept)   ▼
                               params      operand router ──▶ MACArray (3) ─┐
                                  │                        └─▶ VecALU   (3) ─┤ sums + meta
-                                 └──────────────────────────▶ Retire: drain ─▶ PPU (3) ─▶
+                                 └──────────────────────────▶ Retire: drain ─▶ PPU (4) ─▶
                                         fused pool ─▶ OutputBuffer ─▶ ob_r/ob_rdata ─▶ store unit
 
 Semantics are docs/isa.md's and sim/machine.py's, bit for bit. Timing: an instruction
@@ -17,14 +17,17 @@ accepted on ``instr`` in cycle 0 pulses ``done`` in cycle ``C`` and the next ins
 be accepted in that same cycle (``instr.ready`` is ``~busy | done``), where, with ``S =
 max(steps, drain)`` slots per group (exactly ``ir.cost.conv_cycles`` / ``vec_cycles``):
 
-    C = rows * groups * S + min(steps, drain) + pe_latency        (CONV)
-    C = rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1)
-    C = 1                                                          (NOP)
+    C = 1 + rows * groups * S + min(steps, drain) + pe_latency        (CONV)
+    C = 1 + rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1)
+    C = 1                                                              (NOP)
+
+The leading 1 (``ir.cost.COMPUTE_START``) is the accept register: a CONV or VEC is decoded
+from the registered instruction in the cycle after its accept, and starts then.
 
 Every group's drain overlaps the next group's beats; the last group's, ``min(steps, drain)``,
-has nothing to overlap. The fixed part, 6 cycles, is the line-buffer read (1), the MAC array (3)
-and the PPU (3) after the last beat's slot, less the first drain cycle that the drain term
-counts; ``pe_latency - 6`` extra register stages (block-RAM output registers, then the
+has nothing to overlap. The fixed part, 7 cycles, is the line-buffer read (1), the MAC array (3)
+and the PPU (4: an input register and three stages) after the last beat's slot, less the first drain cycle that the drain term
+counts; ``pe_latency - 7`` extra register stages (block-RAM output registers, then the
 operand router's output, then the descriptor) make it ``pe_latency``.
 
 Ports: ``instr`` (stream of ``ir.isa.INSTR``), ``done``, ``lb_w``/``wb_w``/``pb_w`` (load unit
@@ -39,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.isa import INSTR, PARAM_BYTES
+from ..ir.isa import INSTR, PARAM_BYTES, Opcode
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
 from .job import Kind, decode_job, job_layout
 from .linebuf import LineBuffer, beat_write_layout
@@ -125,26 +128,34 @@ class ComputeUnit(wiring.Component):
         m.submodules.retire = retire = Retire(cfg, self.job_shape)
 
         # -- accept, decode, done ------------------------------------------------------------------
-        busy, accept = Signal(), Signal()
+        # The accepted instruction is registered (``ins``) and decoded in the next cycle, ``go``,
+        # in which a CONV or VEC starts (ir.cost.COMPUTE_START): nothing combinational runs
+        # from the controller's issue decision into the decoder's multipliers.
+        busy, accept, go = Signal(), Signal(), Signal()
+        ins = Signal(INSTR)
+        opcode = self.instr.payload.header.opcode
         m.d.comb += [self.instr.ready.eq(~busy | self.done), accept.eq(self.instr.valid & self.instr.ready)]
         job_next, job = Signal(self.job_shape), Signal(self.job_shape)
-        decode_job(m, cfg, self.instr.payload, job_next)
+        decode_job(m, cfg, ins, job_next)
         nop_done = Signal()
-        m.d.sync += nop_done.eq(accept & (job_next.kind == Kind.NOP))
+        m.d.sync += [nop_done.eq(accept & (opcode != Opcode.CONV) & (opcode != Opcode.VEC)),
+                     go.eq(accept & ((opcode == Opcode.CONV) | (opcode == Opcode.VEC)))]
         m.d.comb += self.done.eq(nop_done | retire.done)
         with m.If(accept):
-            m.d.sync += [job.eq(job_next), busy.eq(1)]
+            m.d.sync += [ins.eq(self.instr.payload), busy.eq(1)]
         with m.Elif(self.done):
             m.d.sync += busy.eq(0)
-        m.d.comb += [seq.start.eq(accept & (job_next.kind != Kind.NOP)), seq.job.eq(job)]
+        with m.If(go):
+            m.d.sync += job.eq(job_next)
+        m.d.comb += [seq.start.eq(go), seq.job.eq(job)]
 
-        # The block's parameters, read in the accept cycle and held for the instruction; a VEC
+        # The block's parameters, read in the start cycle and held for the instruction; a VEC
         # holds bias 0 and shift rshift in every entry, so the drain needs no mux for them.
-        conv = self.instr.payload.body.conv
+        conv = ins.body.conv
         params, p_load, v_load = Signal(data.ArrayLayout(ParamEntry, tm)), Signal(), Signal()
-        m.d.comb += [pb.rd_en.eq(accept & (job_next.kind == Kind.CONV)), pb.rd_bank.eq(conv.wbank),
+        m.d.comb += [pb.rd_en.eq(go & (job_next.kind == Kind.CONV)), pb.rd_bank.eq(conv.wbank),
                      pb.rd_entry.eq(conv.p_addr)]
-        m.d.sync += [p_load.eq(pb.rd_en), v_load.eq(accept & (job_next.kind == Kind.VEC))]
+        m.d.sync += [p_load.eq(pb.rd_en), v_load.eq(go & (job_next.kind == Kind.VEC))]
         with m.If(p_load):
             m.d.sync += params.eq(pb.rd_data)
         with m.Elif(v_load):

@@ -8,7 +8,7 @@
     fetch port ◀─ Fetch (hw/fetch.py): one nb-beat burst per word, fetch_depth words held
                  │ word (fetch buffer head)
                  ▼
-              dispatch: decode opcode (ir.isa INSTR view), in order, one a cycle
+              dispatch: opcode classes decoded as words enter the fetch buffer; in order, one a cycle
                  │ to UNIT_OF[opcode]'s queue (FINISH: the compute queue)
         ┌────────┼─────────────────┐
         ▼        ▼                 ▼
@@ -94,7 +94,9 @@ class Controller(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig):
         check_fetch_config(cfg)
         self.cfg = cfg
-        self.fetcher = Fetch(cfg)
+        # Dispatch's decisions, decoded as words enter the fetch buffer: the unit of each
+        # queue, and FINISH.
+        self.fetcher = Fetch(cfg, [[op for op in LEGAL if UNIT_OF[op] == u] for u in UNITS] + [[Opcode.FINISH]])
         super().__init__({
             "fetch": Out(mem_signature(cfg.dram_bytes_per_cycle)),
             "load": Out(stream.Signature(INSTR)),
@@ -190,15 +192,13 @@ class Controller(wiring.Component):
         ]
 
         # -- dispatch ---------------------------------------------------------------------------
-        word = Signal(INSTR)
-        m.d.comb += word.as_value().eq(fetch.word.payload)
-        op = word.header.opcode
-        to = {u: Signal(name=f"to_{u.name.lower()}") for u in UNITS}
-        for u in UNITS:
-            m.d.comb += to[u].eq(Cat(op == o for o in LEGAL if UNIT_OF[o] == u).any())
+        to = {u: fetch.cls[i] for i, u in enumerate(UNITS)}
+        is_finish = fetch.cls[len(UNITS)]
         legal = Cat(to.values()).any()
         room = Cat(to[u] & queue[u].w_rdy for u in UNITS).any()
-        misplaced = (dleft == 1) & (op != Opcode.FINISH)  # the segment's last word must be FINISH
+        # ``dleft`` == 1 and == 0, registered with it (no wide comparison after dispatch).
+        dleft_one, dleft_zero = Signal(), Signal()
+        misplaced = dleft_one & ~is_finish  # the segment's last word must be FINISH
         offered = running & ~finishing & fetch.word.valid
         dispatch = offered & legal & room & ~misplaced
         m.d.comb += [fetch.word.ready.eq(dispatch), fetch.start.eq(start), fetch.seg_addr.eq(seg_addr),
@@ -212,7 +212,7 @@ class Controller(wiring.Component):
             m.d.comb += fault.eq(ErrorCode.ILLEGAL_OPCODE)
         with m.Elif(running & overflow):
             m.d.comb += fault.eq(ErrorCode.TOKEN_OVERFLOW)
-        with m.Elif(offered & legal & misplaced | running & ~finishing & (dleft == 0)):
+        with m.Elif(offered & legal & misplaced | running & ~finishing & dleft_zero):
             m.d.comb += fault.eq(ErrorCode.NO_FINISH)
 
         m.d.comb += [
@@ -222,12 +222,12 @@ class Controller(wiring.Component):
         ]
         with m.If(start):
             m.d.sync += [running.eq(1), finishing.eq(0), done.eq(0), error.eq(0), code.eq(0), cycles.eq(0),
-                         dleft.eq(seg_len)]
+                         dleft.eq(seg_len), dleft_one.eq(seg_len == 1), dleft_zero.eq(seg_len == 0)]
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(dispatch):
-                m.d.sync += dleft.eq(dleft - 1)
-                with m.If(op == Opcode.FINISH):
+                m.d.sync += [dleft.eq(dleft - 1), dleft_one.eq(dleft == 2), dleft_zero.eq(dleft_one)]
+                with m.If(is_finish):
                     m.d.sync += finishing.eq(1)
             with m.If(fault != 0):
                 m.d.sync += [running.eq(0), error.eq(1), code.eq(fault)]

@@ -5,7 +5,8 @@ contiguous DRAM bytes each — the row segments of a LOAD_ACT / STORE box (docs/
 single segment for LOAD_WGT. Segment ``(b, r)`` starts at DRAM byte
 ``dram_addr + b*blk_stride + r*row_stride`` and at on-chip byte
 ``sram_addr + b*sram_blk_step + ((slot0 + r) mod slots) * sram_row_step`` (the ring of a
-LOAD_ACT; a STORE or LOAD_WGT uses ``slots = nrows``, ``slot0 = 0``).
+LOAD_ACT; a STORE or LOAD_WGT uses ``slots = nrows``, ``slot0 = 0``, and a store must: its
+on-chip reads start in the cycle after acceptance, before ``slot0``'s offset is multiplied out).
 
 DRAM side (:func:`mem_signature`, the DMA is the initiator): burst read/write requests
 ``{addr, beats}`` on beat-aligned addresses (``beat_bytes`` per beat, at most
@@ -25,14 +26,14 @@ Timing with a memory that never stalls, accepts a request per cycle and presents
 beat of a request ``L >= 1`` cycles after accepting it (later beats back to back), with
 ``B = Σ_segments ceil((dram_addr % beat_bytes + seg_bytes) / beat_bytes)``:
 
-- a load command accepted in cycle 0 issues its first request in that same cycle (the
-  command's first segment is decoded combinationally from the incoming payload; one request
-  per cycle afterwards), writes its beats on chip in cycles ``L .. L+B-1`` and pulses
-  ``done`` in cycle ``L + B``;
-- a store command issues its first write request and its first on-chip read in cycle 0; with
-  an on-chip read latency of 1 its write beats go out in cycles ``1 .. B``, the memory
-  answers the last burst ``L`` cycles after its last beat (cycle ``B + L``) and ``done``
-  pulses in cycle ``1 + L + B``;
+- a load command accepted in cycle 0 is registered and issues its first request in cycle 1
+  (one request per cycle afterwards; every request is computed from registers, so no
+  combinational path runs from ``cmd`` into the DRAM port), writes its beats on chip in
+  cycles ``1+L .. L+B`` and pulses ``done`` in cycle ``1 + L + B``;
+- a store command issues its first write request and its first on-chip read in cycle 1; with
+  an on-chip read latency of 1 its write beats go out in cycles ``2 .. B+1``, the memory
+  answers the last burst ``L`` cycles after its last beat (cycle ``B + 1 + L``) and ``done``
+  pulses in cycle ``2 + L + B``;
 - an empty command (no segment, or empty segments) pulses ``done`` in cycle 1.
 
 Requests run ahead of data, so the latency is paid once per command. ``ir.cost``'s
@@ -102,49 +103,78 @@ def mem_signature(beat_bytes: int) -> wiring.Signature:
 
 class _Walker(wiring.Component):
     """Steps through a command's segments. ``start`` loads the command ``cmd`` (the incoming
-    one in that cycle); ``dram``/``sram``/``last`` describe the current segment, registered
-    from the cycle after ``start`` on. With ``early`` they describe segment ``(0, 0)`` already
-    in the ``start`` cycle (combinationally from ``cmd``), so the DMA can act on it in its
-    accept cycle, and ``next`` may come then too. ``next`` moves on to the following segment."""
-    cmd: In(DmaCmd)
-    start: In(1)
-    early: In(1)
-    next: In(1)
-    dram: Out(ADDR_BITS)
-    sram: Out(SRAM_ADDR_BITS)
-    last: Out(1)
+    one in that cycle); from the next cycle on the outputs describe the current segment, all
+    from registers (nothing combinational runs from the incoming command into them):
+    ``dram``/``sram`` its start addresses, ``last`` whether it is the command's last one,
+    ``addr``/``beats``/``to_boundary`` its first beat-aligned DRAM address, its beat count
+    (``ir.cost.dma_segment_beats``) and the beats from ``addr`` to the next 4 KiB boundary.
+    ``next`` moves on to the following segment (whose fields are computed as it is stepped to).
+    The last three only with ``requests`` (the request side's walker; the data side's does
+    without them)."""
+
+    def __init__(self, beat_bytes: int, requests: bool):
+        self.lg, self.requests = (beat_bytes - 1).bit_length(), requests
+        super().__init__({
+            "cmd": In(DmaCmd), "start": In(1), "next": In(1),
+            "dram": Out(ADDR_BITS), "sram": Out(SRAM_ADDR_BITS), "last": Out(1),
+            "addr": Out(ADDR_BITS), "beats": Out(DmaCmd["seg_bytes"].width),
+            "to_boundary": Out(range(BOUNDARY // beat_bytes + 1)),
+        })
 
     def elaborate(self, platform):
         m = Module()
-        c = self.cmd
-        first_off = Signal(SRAM_ADDR_BITS)
-        m.d.comb += first_off.eq(c.slot0 * c.sram_row_step)
-        # Registered position and the current one (with ``early``, the first segment's in the
-        # start cycle; without, the first segment's product slot0*row_step only feeds a register).
+        c, lg = self.cmd, self.lg
         shapes = {"b": c.nblk.shape(), "r": c.nrows.shape(), "slot": c.slots.shape(), "blk_dram": ADDR_BITS,
                   "dram": ADDR_BITS, "blk_sram": SRAM_ADDR_BITS, "row_off": SRAM_ADDR_BITS}
-        init = {"b": 0, "r": 0, "slot": c.slot0, "blk_dram": c.dram_addr, "dram": c.dram_addr,
-                "blk_sram": c.sram_addr, "row_off": first_off}
-        reg = {k: Signal(w, name=k) for k, w in shapes.items()}
-        cur = {k: Signal(w, name=f"cur_{k}") for k, w in shapes.items()}
-        for k in shapes:
-            m.d.comb += cur[k].eq(Mux(self.start & self.early, init[k], reg[k]))
-            m.d.sync += reg[k].eq(Mux(self.start, init[k], reg[k]))  # stepping overrides
+        cur = {k: Signal(w, name=k) for k, w in shapes.items()}
+        # The command's fields as loaded at start (own copies: the DMA's are elsewhere).
+        keep = ("nblk", "nrows", "slots", "slot0", "sram_row_step", "blk_stride", "row_stride",
+                "sram_blk_step", "seg_bytes")
+        k = {name: Signal.like(getattr(c, name), name=f"cmd_{name}") for name in keep}
+        with m.If(self.start):
+            m.d.sync += [k[name].eq(getattr(c, name)) for name in keep]
+        # The first slot's on-chip offset, slot0 * sram_row_step, is multiplied from the
+        # registered fields in the cycle after start (``first``), so that no multiplier sits
+        # between the incoming command and a register; until then it reads 0.
+        first, first_off = Signal(), Signal(SRAM_ADDR_BITS)
+        m.d.sync += first.eq(self.start)
+        # ``last``'s comparisons, made as a segment is stepped to: is the current row / block
+        # the last one.
+        last_r, last_b = Signal(), Signal()
         m.d.comb += [self.dram.eq(cur["dram"]), self.sram.eq(cur["blk_sram"] + cur["row_off"]),
-                     self.last.eq((cur["b"] == c.nblk - 1) & (cur["r"] == c.nrows - 1))]
-        with m.If(self.next):
-            with m.If(cur["r"] == c.nrows - 1):  # next block: back to the first row and slot
-                blk_dram = cur["blk_dram"] + c.blk_stride
-                m.d.sync += [reg["b"].eq(cur["b"] + 1), reg["r"].eq(0), reg["slot"].eq(c.slot0),
-                             reg["row_off"].eq(first_off), reg["blk_dram"].eq(blk_dram), reg["dram"].eq(blk_dram),
-                             reg["blk_sram"].eq(cur["blk_sram"] + c.sram_blk_step)]
+                     self.last.eq(last_b & last_r)]
+        # The next segment's DRAM address and what depends on it only.
+        new_dram, seg_bytes = Signal(ADDR_BITS), Signal.like(c.seg_bytes)
+        m.d.comb += [new_dram.eq(Mux(self.start, c.dram_addr,
+                                     Mux(last_r, cur["blk_dram"] + k["blk_stride"], cur["dram"] + k["row_stride"]))),
+                     seg_bytes.eq(Mux(self.start, c.seg_bytes, k["seg_bytes"]))]
+        addr, beats, tb = Signal(ADDR_BITS), Signal.like(self.beats), Signal.like(self.to_boundary)
+        m.d.comb += [self.addr.eq(addr), self.beats.eq(beats), self.to_boundary.eq(tb)]
+        with m.If(first):  # before the stepping below, which overrides it (a store: slot0 = 0)
+            product = k["slot0"] * k["sram_row_step"]
+            m.d.sync += [first_off.eq(product), cur["row_off"].eq(product)]
+        with m.If(self.start | self.next):
+            m.d.sync += cur["dram"].eq(new_dram)
+            if self.requests:
+                offset = new_dram[:lg] if lg else 0
+                m.d.sync += [addr.eq(new_dram - offset), beats.eq((offset + seg_bytes + (1 << lg) - 1) >> lg),
+                             tb.eq((BOUNDARY >> lg) - new_dram[lg:12])]
+        with m.If(self.start):
+            m.d.sync += [cur["b"].eq(0), cur["r"].eq(0), cur["slot"].eq(c.slot0), cur["blk_dram"].eq(c.dram_addr),
+                         cur["blk_sram"].eq(c.sram_addr), cur["row_off"].eq(0), first_off.eq(0),
+                         last_r.eq(c.nrows == 1), last_b.eq(c.nblk == 1)]
+        with m.Elif(self.next):
+            with m.If(last_r):  # next block: back to the first row and slot
+                m.d.sync += [cur["b"].eq(cur["b"] + 1), cur["r"].eq(0), cur["slot"].eq(k["slot0"]),
+                             cur["row_off"].eq(first_off), cur["blk_dram"].eq(new_dram),
+                             cur["blk_sram"].eq(cur["blk_sram"] + k["sram_blk_step"]),
+                             last_r.eq(k["nrows"] == 1), last_b.eq(cur["b"] + 2 == k["nblk"])]
             with m.Else():  # next row: the ring wraps after its last slot
-                m.d.sync += [reg["r"].eq(cur["r"] + 1), reg["dram"].eq(cur["dram"] + c.row_stride)]
-                with m.If(cur["slot"] == c.slots - 1):
-                    m.d.sync += [reg["slot"].eq(0), reg["row_off"].eq(0)]
+                m.d.sync += [cur["r"].eq(cur["r"] + 1), last_r.eq(cur["r"] + 2 == k["nrows"])]
+                with m.If(cur["slot"] == k["slots"] - 1):
+                    m.d.sync += [cur["slot"].eq(0), cur["row_off"].eq(0)]
                 with m.Else():
-                    m.d.sync += [reg["slot"].eq(cur["slot"] + 1),
-                                 reg["row_off"].eq(cur["row_off"] + c.sram_row_step)]
+                    m.d.sync += [cur["slot"].eq(cur["slot"] + 1), cur["row_off"].eq(cur["row_off"] + k["sram_row_step"])]
         return m
 
 
@@ -184,58 +214,53 @@ class DMA(wiring.Component):
         start, req_left, data_left = Signal(), Signal(), Signal()
         p = self.cmd.payload
         empty = (p.nblk == 0) | (p.nrows == 0) | (p.seg_bytes == 0)
-        # The request side acts from the accept cycle on (the first request goes out then), so
-        # in that cycle ``cmd`` is the incoming command. So does a store's data side (the first
-        # on-chip read, ``dcmd``); a load's data side waits for data, which comes at least a
-        # cycle later, and works from the registered command (no path from the incoming
-        # command to the on-chip write port).
-        early = Signal()
-        dcmd = Signal(DmaCmd)
-        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy), early.eq(start & p.store),
-                     cmd.eq(Mux(start, p.as_value(), cmd_reg.as_value())),
-                     dcmd.eq(Mux(early, p.as_value(), cmd_reg.as_value())),
-                     req_left.eq(Mux(busy, ~req_done, start & ~empty)),
-                     data_left.eq(Mux(busy, ~data_done, early & ~empty))]
+        # The accepted command is registered and acted on from the next cycle: nothing
+        # combinational runs from the incoming command (the controller's issue decision) into
+        # the request or data side.
+        dcmd = cmd
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy), cmd.eq(cmd_reg),
+                     req_left.eq(busy & ~req_done), data_left.eq(busy & ~data_done)]
         m.d.sync += self.done.eq(0)
         with m.If(start):
             m.d.sync += [cmd_reg.eq(p), busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
 
-        walk_req, walk_data = _Walker(), _Walker()
+        walk_req, walk_data = _Walker(bb, requests=True), _Walker(bb, requests=False)
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
-        for w, w_early in ((walk_req, 1), (walk_data, p.store)):
-            m.d.comb += [w.cmd.eq(cmd), w.start.eq(start), w.early.eq(w_early)]
+        for w in (walk_req, walk_data):
+            m.d.comb += [w.cmd.eq(p), w.start.eq(start)]
 
         # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
         # ``in_seg``: inside a segment split into several bursts (never at a command's start).
+        # Every input of a request is a register (the walker's segment fields, or the rest of
+        # a split segment, with its distance to the boundary computed as it was split), so
+        # the request and the decision to step are one comparison deep.
         seg_bits = DmaCmd["seg_bytes"].width
         in_seg_reg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(seg_bits)
+        cur_tb = Signal.like(walk_req.to_boundary)
         in_seg = Signal()
         m.d.comb += in_seg.eq(in_seg_reg & busy)
         m.d.sync += in_seg_reg.eq(in_seg)
-        offset = walk_req.dram[:lg] if lg else 0
-        addr = Signal(ADDR_BITS)
-        rem = Signal(seg_bits)
-        burst = Signal(9)
-        to_boundary = Signal(range(BOUNDARY // bb + 1))
-        m.d.comb += [
-            addr.eq(Mux(in_seg, cur_addr, walk_req.dram - offset)),
-            rem.eq(Mux(in_seg, cur_rem, (offset + cmd.seg_bytes + bb - 1) >> lg)),
-            to_boundary.eq((BOUNDARY - addr[:12]) >> lg),
-            burst.eq(Mux(rem < self.max_burst, rem, self.max_burst)),
-        ]
-        burst_len = Mux(burst < to_boundary, burst, to_boundary)
+        addr, rem, tb = Signal(ADDR_BITS), Signal(seg_bits), Signal.like(cur_tb)
+        m.d.comb += [addr.eq(Mux(in_seg, cur_addr, walk_req.addr)), rem.eq(Mux(in_seg, cur_rem, walk_req.beats)),
+                     tb.eq(Mux(in_seg, cur_tb, walk_req.to_boundary))]
+        # The segment ends with this burst when its rest fits both limits; otherwise the burst
+        # is the smaller limit.
+        ends = (rem <= self.max_burst) & (rem <= tb)
+        at_boundary = tb <= self.max_burst  # a split burst ends at the boundary
+        burst_len = Mux(ends, rem, Mux(at_boundary, tb, self.max_burst))
         for port, is_store in ((self.mem.rd_req, 0), (self.mem.wr_req, 1)):
             m.d.comb += [port.valid.eq(req_left & (cmd.store == is_store)),
                          port.payload.addr.eq(addr), port.payload.beats.eq(burst_len)]
         req_fire = (self.mem.rd_req.valid & self.mem.rd_req.ready) | (self.mem.wr_req.valid & self.mem.wr_req.ready)
         with m.If(req_fire):
-            with m.If(rem == burst_len):
+            with m.If(ends):
                 m.d.sync += in_seg_reg.eq(0)
                 m.d.comb += walk_req.next.eq(1)
                 with m.If(walk_req.last):
                     m.d.sync += req_done.eq(1)
             with m.Else():
-                m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len)]
+                m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len),
+                             cur_tb.eq(Mux(at_boundary, BOUNDARY >> lg, tb - self.max_burst))]
 
         # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
         d_in_seg_reg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(seg_bits + 1)

@@ -5,6 +5,7 @@
     start ─▶ addr, left ──▶ rd_req {addr, nb beats}  (while run, left > 0, held < fetch_depth)
                                    │ DRAM (own read port)
     rd_resp beats ──▶ assemble nb beats ──▶ SyncFIFO(fetch_depth) ──▶ word (to dispatch)
+                                  └─ classes (opcode decoded) ─┘──▶ cls
 
 ``held`` counts the words requested and not yet dispatched (in flight or in the buffer), so
 the buffer never overflows and ``rd_resp`` is always ready. Timing (the reading of
@@ -16,6 +17,10 @@ register). A word whose last beat arrives in cycle ``t`` is valid on ``word`` fr
 ``t + 1``. With a memory that accepts every request and presents the first beat ``L`` cycles
 after accepting it, beats in order one a cycle, word ``k`` is therefore valid from
 ``max(F_{k-1} + nb, D_{k-B} + 1 + L + nb)`` (``F_0 = L + nb``) — ``fetch_ready``.
+
+``cls`` travels with ``word``: bit ``i`` says whether the word's opcode is one of
+``classes[i]``, decoded as the word enters the buffer, so dispatch decides from stored bits
+(no opcode decoder between the buffer and the queues).
 
 ``idle`` is low while beats are owed by the memory; a new ``start`` must wait for it (the
 controller's STATUS.busy includes it), so a segment never sees an earlier one's beats.
@@ -56,12 +61,14 @@ def check_fetch_config(cfg: AcceleratorConfig) -> None:
 class Fetch(wiring.Component):
     """Fetches ``seg_len`` instruction words from byte ``seg_addr`` on (its low bits below
     ``instr_bytes`` are ignored: words are aligned), latched at ``start``; see the module
-    docstring for the timing. ``word`` carries the low :data:`WORD_BITS` of each word."""
+    docstring for the timing. ``word`` carries the low :data:`WORD_BITS` of each word, ``cls``
+    (valid with it) one bit per entry of ``classes`` (tuples of opcodes)."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, classes: tuple = ()):
         check_fetch_config(cfg)
-        self.cfg = cfg
+        self.cfg, self.classes = cfg, tuple(tuple(c) for c in classes)
         super().__init__({
+            "cls": Out(max(1, len(self.classes))),
             "mem": Out(mem_signature(cfg.dram_bytes_per_cycle)),
             "start": In(1),
             "seg_addr": In(ADDR_BITS),
@@ -78,7 +85,8 @@ class Fetch(wiring.Component):
         align = (INSTR_BYTES - 1).bit_length()
 
         # The buffer starts empty at every segment (a stopped segment may leave words in it).
-        buf = SyncFIFO(width=WORD_BITS, depth=depth)
+        ncls = len(self.cls)
+        buf = SyncFIFO(width=WORD_BITS + ncls, depth=depth)
         m.submodules.buf = ResetInserter(self.start)(buf)
 
         addr = Signal(ADDR_BITS - align)  # in words
@@ -124,11 +132,16 @@ class Fetch(wiring.Component):
             whole = mem.rd_resp.payload
         with m.If(beat_in):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        incoming = Signal(INSTR)
+        m.d.comb += incoming.as_value().eq(whole)
+        op = incoming.header.opcode
+        cls = Cat(*[Cat(op == o for o in c).any() for c in self.classes]) if self.classes else Const(0, 1)
         m.d.comb += [
             buf.w_en.eq(beat_in & last),
-            buf.w_data.eq(whole[:WORD_BITS]),
+            buf.w_data.eq(Cat(whole[:WORD_BITS], cls)),
             self.word.valid.eq(buf.r_rdy),
-            self.word.payload.eq(buf.r_data),
+            self.word.payload.eq(buf.r_data[:WORD_BITS]),
+            self.cls.eq(buf.r_data[WORD_BITS:]),
             buf.r_en.eq(self.word.ready),
         ]
         return m

@@ -37,6 +37,9 @@ class CriticalPath:
     ns: float
     logic_ns: float
     routing_ns: float
+    #: ``(cell, ns)`` of every step in order: the cell driving it and the time at which its
+    #: output (for the last step, the endpoint's input) is reached.
+    steps: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def parse_critical_path(log: str) -> CriticalPath | None:
             break
     if not steps or split is None:
         return None
-    return CriticalPath(steps[0][0], steps[-1][0], steps[-1][1], *split)
+    return CriticalPath(steps[0][0], steps[-1][0], steps[-1][1], *split, steps=tuple(steps))
 
 
 _UTIL = re.compile(r"Info:\s+(TRELLIS_COMB|TRELLIS_FF|TRELLIS_RAMW|DP16KD|MULT18X18D):\s+(\d+/\s*\d+)")
@@ -148,3 +151,21 @@ def fmax_ecp5(component: wiring.Component, name: str, *, device: str = "--25k",
     phase times too."""
     return fmax_ecp5_report(component, name, device=device, package=package, seed=seed, freq=freq,
                             timeout=timeout).mhz
+
+
+#: Where the whole accelerator's Fmax is measured (``shiftflow verilog --fmax ecp5`` and
+#: ``benchmarks/bench_hw_resources.py``): nextpnr's device and package options, the part's
+#: name, and the ``--freq`` target (near what the design reaches, it only steers timing-driven
+#: placement and routing). Why the 85F: ``fmax_ecp5``'s docstring.
+ACCEL_DEVICE = ("--85k", "CABGA381")
+ACCEL_DEVICE_NAME = "LFE5U-85F CABGA381"
+ACCEL_TARGET_MHZ = 75.0
+
+
+def accelerator_fmax(cfg, *, timeout: float = 2400.0, log_dir: str | Path | None = None) -> FmaxReport:
+    """:func:`fmax_ecp5_report` of the whole accelerator (``hw.top.AcceleratorTop(cfg)``) on
+    :data:`ACCEL_DEVICE`."""
+    from .top import AcceleratorTop
+
+    return fmax_ecp5_report(AcceleratorTop(cfg), "accel_fmax", device=ACCEL_DEVICE[0], package=ACCEL_DEVICE[1],
+                            freq=ACCEL_TARGET_MHZ, timeout=timeout, log_dir=log_dir)

@@ -119,6 +119,7 @@ class LoadUnit(_DmaExecutor):
         # that never runs (Verilator's lint: ALWNEVER, UNDRIVEN).
         with m.If(ins.header.opcode == Opcode.LOAD_ACT):
             slots = act.ring.slots
+            slot0 = Mux(act.slot0 >= slots, act.slot0 - slots, act.slot0)
             m.d.comb += [
                 cmd.store.eq(0), cmd.sel.eq(SEL_LINE), cmd.stride.eq(self.cfg.tn),
                 *_box(cmd, act.src),
@@ -127,7 +128,7 @@ class LoadUnit(_DmaExecutor):
                 cmd.sram_addr.eq(act.ring.base << lg_tn), cmd.sram_row_step.eq(act.ring.slot_words << lg_tn),
                 cmd.sram_blk_step.eq(act.ring.cols << lg_tn), cmd.slots.eq(slots),
                 # The DMA walks slots from slot0 < slots, wrapping after the last one.
-                cmd.slot0.eq(Mux(act.slot0 >= slots, act.slot0 - slots, act.slot0)),
+                cmd.slot0.eq(slot0),
             ]
         with m.Else():  # LOAD_WGT: one segment into a bank
             target = Mux(wgt.target == WgtTarget.PARAMS, SEL_PARAMS, SEL_WEIGHTS)

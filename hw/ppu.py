@@ -19,8 +19,11 @@ bit and a sticky bit collected by the shifter's stages; a floor outside the wind
 value's bits from ``t + 1`` up are not all sign bits) is saturated to ``±2**17``, which every
 16-bit clamp bound maps to ``lo`` or ``hi`` exactly as the true value.
 
-Timing: a three-stage pipeline (add/activation, shift, round/clamp) with ``LATENCY`` = 3: a
-beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + 3`` when ``o`` never stalls.
+Timing: an input register, then a three-stage pipeline (add/activation, shift, round/clamp),
+``LATENCY`` = 4: a beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + 4`` when
+``o`` never stalls (the input register keeps whatever feeds the PPU — the retire stage's
+drain and row sums — off the add/activation stage's path). ``sum`` (the stage-1 value) follows
+the beat by 2 cycles.
 One beat per cycle. A stall on ``o`` freezes the whole pipeline (``i.ready`` = ``o.ready`` or
 ``o`` empty), so ``i.ready`` depends combinationally on ``o.ready``. ``post`` is sampled with
 each input beat, so it may change between instructions while older beats drain.
@@ -64,7 +67,7 @@ class PPU(wiring.Component):
     wrapped ``acc + bias`` that the partial-sum buffer keeps, :mod:`hw.retire`).
     """
 
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, lanes: int = 8, acc_bits: int = 32):
         if not 1 <= lanes <= 256:
@@ -83,25 +86,28 @@ class PPU(wiring.Component):
         m = Module()
         a, g, w = self.acc_bits, OUT_BITS, WINDOW_BITS
         advance = Signal()
-        v1, v2 = Signal(), Signal()
+        v0, v1, v2 = Signal(), Signal(), Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         with m.If(advance):
-            m.d.sync += [v1.eq(self.i.valid), v2.eq(v1), self.o.valid.eq(v2)]
+            m.d.sync += [v0.eq(self.i.valid), v1.eq(v0), v2.eq(v1), self.o.valid.eq(v2)]
 
-        # lo/hi travel with the data so that post may change while older beats drain.
+        # Stage 0: the input register (the beat and post, which travels with the data so that
+        # it may change while older beats drain).
+        beat, post = Signal.like(self.i.payload), Signal.like(self.post)
+        with m.If(advance):
+            m.d.sync += [beat.eq(self.i.payload), post.eq(self.post)]
         lo1, hi1, lo2, hi2 = (Signal(signed(OUT_BITS)) for _ in range(4))
         with m.If(advance):
-            m.d.sync += [lo1.eq(self.post.lo), hi1.eq(self.post.hi), lo2.eq(lo1), hi2.eq(hi1)]
+            m.d.sync += [lo1.eq(post.lo), hi1.eq(post.hi), lo2.eq(lo1), hi2.eq(hi1)]
 
         for lane in range(self.lanes):
             # Stage 1: add, activation; the effective shift s as t = s + 16 clamped to 0..a+16.
             v = Signal(signed(a))
             s = Signal(signed(10))
-            beat = self.i.payload
             m.d.comb += v.eq(beat.acc[lane] + Mux(beat.psum_in, beat.psum[lane], beat.bias[lane]))
-            act = self.post.act
+            act = post.act
             leaky_neg = (act == Act.LEAKY) & (v < 0)
-            m.d.comb += s.eq(self.i.payload.shift[lane] - Mux(leaky_neg, self.post.leaky_exp, 0))
+            m.d.comb += s.eq(beat.shift[lane] - Mux(leaky_neg, post.leaky_exp, 0))
             val1 = Signal(signed(a))
             t1 = Signal(range(a + g + 1))
             with m.If(advance):

@@ -12,7 +12,7 @@ chunk per cycle, straight from the (held) sums register:
 So a chunk is ``ppu_lanes/tn`` consecutive output words (pixel ``j``, block ``kb``), and lane
 ``λ`` always takes parameter entry ``λ % tm`` (VEC: bias 0, shift ``rshift``).
 
-After the PPU (3 cycles) each word goes to pooled position ``(r // p, q // p)`` (``p =
+After the PPU (4 cycles) each word goes to pooled position ``(r // p, q // p)`` (``p =
 post.pool``, 1 without pooling). Pixels of a chunk that share a pooling window are merged
 first (max), so the remaining words address distinct, consecutive positions; each then
 reads-modifies-writes a scratch row of 16-bit partial maxima (banked like the chunk, read one
@@ -160,7 +160,7 @@ class Retire(wiring.Component):
                          beat.psum[lane].eq(psum_rd[lane])]
         m.d.comb += beat.psum_in.eq(j.psum_in)
 
-        # -- where each word of the chunk goes (computed at drain, used 2-3 cycles later) -------
+        # -- where each word of the chunk goes (computed at drain, used 2-4 cycles later) -------
         info = data.StructLayout({
             "valid": unsigned(1), "done": unsigned(1), "prow": unsigned(OBUF_ADDR_BITS),
             "words": data.ArrayLayout(data.StructLayout({
@@ -198,12 +198,13 @@ class Retire(wiring.Component):
             ]
         m.d.comb += [now.valid.eq(valid), now.done.eq(valid & meta.final & (kk + 1 >= j.drain)),
                      now.prow.eq(j.obuf_addr + meta.prow)]
-        s1, s2, s3 = Signal(info), Signal(info), Signal(info)
+        # s0..s3 follow the chunk through the PPU's input register and three stages.
+        s0, s1, s2, s3 = Signal(info), Signal(info), Signal(info), Signal(info)
         # A wide output keeps its chunk in s3 for one cycle a byte plane (``wph`` counts them;
         # chunks reach s3 at least that many cycles apart), at ``plane_words`` steps.
         wph, plane_off = Signal(2), Signal(OBUF_ADDR_BITS)
         whold = s3.valid & (wph != j.planes_m1)
-        m.d.sync += [s1.eq(now), s2.eq(s1), wph.eq(Mux(whold, wph + 1, 0)),
+        m.d.sync += [s0.eq(now), s1.eq(s0), s2.eq(s1), wph.eq(Mux(whold, wph + 1, 0)),
                      plane_off.eq(Mux(whold, plane_off + j.plane_words, 0))]
         with m.If(~whold):
             m.d.sync += s3.eq(s2)
@@ -258,19 +259,20 @@ class Retire(wiring.Component):
         """The partial-sum buffer's ports: returns entry ``k`` while chunk ``k`` of the
         instruction is drained (``valid``; read a cycle ahead, at the count of chunks so far
         plus this cycle's); with ``psum_out`` the PPU's stage-1 value of chunk ``k`` is written
-        back to entry ``k`` a cycle later. Chunks count from 0 in every instruction (the count
+        back to entry ``k`` when it appears, two cycles later. Chunks count from 0 in every instruction (the count
         clears with ``done``), so every CONV over the same tile meets the same entries."""
         m.submodules.psum = mem = self.psum
         wp = mem.write_port()
         rp = mem.read_port()
-        count, written = Signal(range(self.cfg.psum_entries + 1)), Signal.like(rp.addr)
+        count = Signal(range(self.cfg.psum_entries + 1))
+        written, written2 = Signal.like(rp.addr), Signal.like(rp.addr)
         nxt = count + valid
-        m.d.sync += [count.eq(Mux(self.done, 0, nxt)), written.eq(count)]
+        m.d.sync += [count.eq(Mux(self.done, 0, nxt)), written.eq(count), written2.eq(written)]
         m.d.comb += [rp.addr.eq(Mux(self.done | (nxt >= self.cfg.psum_entries), 0, nxt)),
-                     wp.addr.eq(written), wp.data.eq(stage1)]
-        written_valid = Signal()
-        m.d.sync += written_valid.eq(valid)
-        m.d.comb += wp.en.eq(written_valid & self.job.psum_out)
+                     wp.addr.eq(written2), wp.data.eq(stage1)]
+        written_valid, written_valid2 = Signal(), Signal()
+        m.d.sync += [written_valid.eq(valid), written_valid2.eq(written_valid)]
+        m.d.comb += wp.en.eq(written_valid2 & self.job.psum_out)
         return rp.data
 
     def _pool(self, m, w, values, words, partials):

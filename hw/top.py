@@ -23,7 +23,8 @@ accepting its AR (beats back to back), answer a write burst ``dram_latency`` cyc
 its last W beat and never stall, a segment started by a CSR write of CTRL finishes in
 exactly ``ir.timeline.schedule(cfg, instrs).cycles`` cycles, which CYCLES then reads (the
 controller's contract, with every executor meeting ``instruction_cycles``). The top adds no
-cycles: the joiner and the AXI masters are wires apart from the masters' WLAST bookkeeping.
+cycles: the joiner is wires, and the AXI masters add none while the memories are ready (their
+request and write-data skid buffers pass straight through, hw/skid.py; WLAST bookkeeping aside).
 """
 
 from __future__ import annotations

@@ -45,17 +45,24 @@ def dma_box_beats(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride
                for ob, nb in _residues(nblk, blk_stride, bw) for orow, nr in _residues(nrows, row_stride, bw))
 
 
+#: Cycles from a DMA's accept to its first request (``hw/dma.py``): the command is registered
+#: and acted on from the next cycle, so no combinational path runs from the controller's issue
+#: decision into the request logic.
+DMA_START = 1
+
+
 def _dma_cycles(cfg: AcceleratorConfig, beats: int, extra: int) -> int:
     """Accept to done of a DMA transfer of ``beats`` beats (``hw/dma.py``): the first request
-    goes out in the accept cycle and later ones run ahead of the data, so the latency is paid
-    once and the beats stream back to back; ``extra`` cycles on top (a store's on-chip read).
-    A transfer without beats completes in the cycle after its acceptance."""
-    return cfg.dram_latency + beats + extra if beats else 1
+    goes out ``DMA_START`` cycles after the accept and later ones run ahead of the data, so
+    the latency is paid once and the beats stream back to back; ``extra`` cycles on top (a
+    store's on-chip read). A transfer without beats completes in the cycle after its
+    acceptance."""
+    return DMA_START + cfg.dram_latency + beats + extra if beats else 1
 
 
 def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                    ncols: int) -> int:
-    """LOAD_ACT: ``dram_latency + beats`` (read channel: the last beat is written on chip in
+    """LOAD_ACT: ``1 + dram_latency + beats`` (``DMA_START``; read channel: the last beat is written on chip in
     cycle ``latency + beats - 1``, done follows); each row segment (one channel block of one
     row: ``ncols*tn`` contiguous bytes) streams its beats."""
     return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 0)
@@ -63,14 +70,14 @@ def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_strid
 
 def dma_store_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                      ncols: int) -> int:
-    """STORE: ``1 + dram_latency + beats`` (write channel: the output buffer's one-cycle read
+    """STORE: ``2 + dram_latency + beats`` (``DMA_START``; write channel: the output buffer's one-cycle read
     before the first beat, then the beats, then the write response ``dram_latency`` cycles
     after the last beat; done follows it)."""
     return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 1)
 
 
 def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
-    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``, ``dram_latency + beats``."""
+    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``, ``1 + dram_latency + beats``."""
     return _dma_cycles(cfg, dma_segment_beats(cfg, addr, nbytes), 0)
 
 
@@ -121,9 +128,15 @@ def conv_psum_entries(cfg: AcceleratorConfig, pixel, rows, cols):
     return entries if isinstance(entries, np.ndarray) and entries.ndim else int(entries)
 
 
+#: Cycles from the compute unit's accept of a CONV or VEC to its start (``hw/compute.py``):
+#: the instruction is registered and decoded in the next cycle, so no combinational path runs
+#: from the controller's issue decision into the decoder. (A NOP takes its one cycle.)
+COMPUTE_START = 1
+
+
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
                 rows: int, cols: int, sw: int = 1, planes: int = 1) -> int:
-    """CONV: per output row, pixel groups (one pixel for channel-parallel, tn pixels for
+    """CONV: ``COMPUTE_START``, then per output row, pixel groups (one pixel for channel-parallel, tn pixels for
     pixel-parallel) each take max(accumulation steps, retire slots) cycles — the
     accumulators are double-buffered so a group's drain overlaps the next group's steps —
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
@@ -132,13 +145,13 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw)
     drain = conv_slots(cfg, pixel, planes)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
-    return rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
+    return COMPUTE_START + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 
 
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
-    """VEC: one word (tn lanes) per cycle per window tap (ADD reads both operands at once),
+    """VEC: ``COMPUTE_START``, then one word (tn lanes) per cycle per window tap (ADD reads both operands at once),
     then the last word's one-cycle drain and the fixed pipeline latency."""
-    return rows * cols * nblk * max(1, taps) + 1 + cfg.pe_latency
+    return COMPUTE_START + rows * cols * nblk * max(1, taps) + 1 + cfg.pe_latency
 
 
 def fetch_beats(cfg: AcceleratorConfig) -> int:

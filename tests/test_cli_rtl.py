@@ -51,6 +51,13 @@ def test_verilog_bad_target_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert main(["verilog", "-o", str(tmp_path), "--synth", "gowin"]) == 2
+    capsys.readouterr()
+    # --fmax places and routes on its own (benchmarks/bench_hw_resources.py measures it);
+    # without it, -o is needed.
+    for argv in (["verilog", "--fmax", "ecp5", "--synth", "xilinx"], ["verilog", "--target", "tiny"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ")
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_simulator_queue_depth_case():
         text, r"six (\d+)-cycle loads with `queue_depth = (\d+)` — the sixth dispatches at `S_1 \+ 1 = (\d+)` "
               r"instead of its fetch at (\d+), and the FINISH behind it at (\d+)")
     assert depth == TINY.queue_depth
-    nbytes = (load_cycles - TINY.dram_latency) * TINY.dram_bytes_per_cycle
+    nbytes = (load_cycles - cost.DMA_START - TINY.dram_latency) * TINY.dram_bytes_per_cycle
     tl = schedule(TINY, decode_program(b"".join([_wgt(nbytes)] * 6 + [encode(Opcode.FINISH)])))
     assert tl.cost[:6] == [load_cycles] * 6
     assert (tl.dispatch[5], tl.start[1] + 1, tl.fetch[5], tl.dispatch[6]) == (dispatch, dispatch, fetch, finish)

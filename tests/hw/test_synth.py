@@ -111,6 +111,8 @@ def test_parse_critical_path():
     cp = parse_critical_path(NEXTPNR_LOG)
     assert (cp.start, cp.end) == ("lb.c0_b5.0.0.DOB16", "mac.dsp_1_3_TRELLIS_FF_Q_1.DI")
     assert (cp.ns, cp.logic_ns, cp.routing_ns) == (9.29, 6.07, 3.22)
+    assert cp.steps == (("lb.c0_b5.0.0.DOB16", 5.83), ("mac.x_LUT4_Z_1.F", 9.16),
+                        ("mac.dsp_1_3_TRELLIS_FF_Q_1.DI", 9.29))
     assert parse_critical_path("Info: Program finished normally.") is None
 
 

@@ -41,7 +41,7 @@ def test_dram_round_trip_and_counters():
     assert c["cycles"] == cycles == acc.timeline().cycles
     assert c["dram_bytes"] == 64 and c["instructions"] == 4 and c["segments"] == 1
     # two 16-byte segments at 100 and 116, each starting 4 bytes into an 8-byte beat: 3 beats each
-    assert c["units"]["load"]["busy"] == 16 + 2 * 3
+    assert c["units"]["load"]["busy"] == 1 + 16 + 2 * 3  # DMA_START, dram_latency, beats
     acc.run_segment(3, 1)  # FINISH alone is a segment too
     assert acc.counters()["segments"] == 2
 

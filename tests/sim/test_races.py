@@ -54,7 +54,7 @@ def test_ordered_programs_have_no_race():
 def test_load_then_compute_without_token():
     message = race(copy_program(load_push=0, vec_pop=0))
     assert message.startswith("instruction 0 (LOAD_ACT) and instruction 1 (VEC) race on line buffer 0..3: "
-                              "the later one starts at cycle 33, before the earlier one ends at cycle 49")
+                              "the later one starts at cycle 33, before the earlier one ends at cycle 50")
 
 
 def test_compute_then_store_without_token():
