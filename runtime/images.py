@@ -190,10 +190,13 @@ def draw_boxes(pixels: np.ndarray, rows: np.ndarray, classes: tuple[str, ...], p
     labelled ``class score`` of that class, and ``+N`` when per-class NMS kept the same box
     for N more classes (all are in the JSON); the label on a filled background, kept inside
     the image."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(img)
+    side = min(img.width, img.height)  # labels and lines grow with the image, to stay legible
+    font = ImageFont.load_default(size=max(10, round(side / 40)))
+    line = max(2, round(side / 256))
     palette = [(230, 40, 40), (40, 180, 40), (50, 110, 255), (230, 170, 0), (190, 50, 240), (0, 180, 180)]
     rows = np.asarray(rows, np.float64).reshape(-1, 6)
     groups: dict[tuple, list] = {}  # box → its (score, class) rows, best first (rows are)
@@ -201,13 +204,13 @@ def draw_boxes(pixels: np.ndarray, rows: np.ndarray, classes: tuple[str, ...], p
         groups.setdefault(tuple(np.round(r[:4], 2)), []).append((r[4], int(r[5])))
     for (x0, y0, x1, y1), labels in reversed(list(groups.items())):  # the best box drawn last, on top
         colour = palette[labels[0][1] % len(palette)]
-        draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=colour, width=2)
+        draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=colour, width=line)
         sc, k = labels[0]
         text = f"{classes[k] if 0 <= k < len(classes) else k} {sc:.2f}" + (f" +{len(labels) - 1}" if len(labels) > 1 else "")
-        l, t, r, b = draw.textbbox((0, 0), text)
+        l, t, r, b = draw.textbbox((0, 0), text, font=font)
         tw, th = r - l + 4, b - t + 4
         tx = min(max(0.0, x0), max(0.0, img.width - tw))
         ty = y0 - th if y0 - th >= 0 else min(y0 + 2, max(0.0, img.height - th))
         draw.rectangle([tx, ty, tx + tw, ty + th], fill=colour)
-        draw.text((tx + 2 - l, ty + 2 - t), text, fill=(255, 255, 255))
+        draw.text((tx + 2 - l, ty + 2 - t), text, fill=(255, 255, 255), font=font)
     img.save(path, format="PNG")
