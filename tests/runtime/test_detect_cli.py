@@ -175,10 +175,12 @@ def test_nan_scores_rejected_by_post_stage(build, tmp_path):
         PostStage(spec)({"outputs": outs[1], "exponents": None, "geometry": seen[0].data["geometry"]})
 
 
-def test_run_reports_zero_dropped(build, capsys):
-    code = main(["run", build, "--frames", "6", "--json"])
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_run_reports_zero_dropped(build, capsys, mode):
+    code = main(["run", build, "--frames", "6", "--mode", mode, "--json"])
     rep = json.loads(capsys.readouterr().out)
-    assert code == 0 and rep["frames"] == 6 and rep["dropped"] == 0 and rep["mode"] == "thread"
+    assert code == 0 and rep["frames"] == 6 and rep["dropped"] == 0 and rep["mode"] == mode
+    assert all(s["frames"] == 6 for s in rep["measured"]["stages"].values())
     est = rep["deployment_estimate"]
     assert est["clock_mhz"] == 200 and est["accel_cycles_per_frame"] > 0
     assert est["slowest_stage"] in ("pre", "accel", "host", "post")
