@@ -167,12 +167,19 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
     for n in model.graph.node:
         for out in n.output:
             if out and out not in shapes:
+                if n.op_type in _DATA_DEPENDENT:
+                    raise UnsupportedError(
+                        f"node {n.name!r} ({n.op_type}): its output's length depends on the data, so the "
+                        f"model cannot be compiled with it; compile the model without it (shiftflow check "
+                        f"runs a trailing NonMaxSuppression as a CPU tail, docs/nms.md)")
                 raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
                                    f"{n.op_type}); the model lacks static shape information")
     return shapes
 
 
 _POOLS = ("MaxPool", "AveragePool")
+#: Ops whose output shape no static inference can give (their length is data).
+_DATA_DEPENDENT = ("NonMaxSuppression", "NonZero", "Unique")
 
 
 def _inferred_shapes(probe: onnx.ModelProto, source: str) -> dict[str, tuple[tuple[int, ...], int]]:
