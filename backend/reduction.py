@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div, conv_cycles, conv_psum_entries, conv_weight_words, dma_box_beats, dma_linear_cycles
+from ..ir.cost import DMA_START, ceil_div, conv_cycles, conv_psum_entries, conv_weight_words, dma_box_beats, dma_linear_cycles
 from ..ir.isa import PARAM_BYTES, Conv, field_max
 from .geometry import LayerShape, bands, kib
 from .plan import Layer, Tiling
@@ -94,7 +94,7 @@ class _Conv:
         """Load, compute and store totals of the split steps, overlapped as in
         ``tiling.estimate``; weights load in every step."""
         cfg, shape, g = self.cfg, self.shape, self.shape.geom
-        tn, lat, p = cfg.tn, cfg.dram_latency, shape.pool or 1
+        tn, lat, p = cfg.tn, DMA_START + cfg.dram_latency, shape.pool or 1
         in_row, out_row = g.in_w * tn, shape.out_w // p * tn
         in_blk, out_blk = g.in_h * in_row, shape.out_h // p * out_row
         per_unit = {"load": 0, "compute": 0, "store": 0, "instructions": 0}

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div, dma_box_beats, dma_linear_cycles
+from ..ir.cost import DMA_START, ceil_div, dma_box_beats, dma_linear_cycles
 from ..ir.isa import PARAM_BYTES
 from .geometry import LayerShape, kib, layer_shape
 from .plan import Layer, Plan, Tiling
@@ -118,7 +118,7 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
     """Analytic cycle estimate of a tiled layer: the load, compute and store units each run
     their total, overlapped, plus one step to fill the pipeline; fetch bounds it too."""
     g = shape.geom
-    bw, lat, tn = cfg.dram_bytes_per_cycle, cfg.dram_latency, cfg.tn
+    bw, lat, tn = cfg.dram_bytes_per_cycle, DMA_START + cfg.dram_latency, cfg.tn
     p = shape.pool or 1
     n_bands = t.bands
     last_br = shape.out_h - (n_bands - 1) * t.br
