@@ -4,14 +4,16 @@ yosys has a pass for this, ``ltp -noff``, but it does not fit a mapped Xilinx ne
 ``-noff`` knows only yosys's internal flip-flop types (``$dff``, ``$_DFF_P_``...), not
 ``FDRE``, so registers do not end its paths (the path runs on through them until a loop
 warning), and it counts every cell on a path alike — ``CARRY4``, ``DSP48E2``, ``RAMB36E2``
-included. :func:`netlist_depth` computes the same longest topological path on yosys's
-``write_json`` netlist, with each cell type given a role:
+included. Here :func:`module_graph` cuts yosys's ``write_json`` netlist into a timing graph
+and :func:`graph_depth` computes the same longest topological path on it, each cell type
+given a role:
 
 ============================================  ====================================================
 cell                                          role on a path
 ============================================  ====================================================
-``LUT1..LUT6``, ``INV``                       one LUT level, one logic level
-``CARRY4/8``, ``MUXF7/8/9``                   passed through: no LUT level, one logic level
+``LUT1..LUT6``                                one LUT level, one logic level
+``CARRY4/8``, ``MUXF7/8/9``, ``INV``          passed through: no LUT level, one logic level (an
+                                              inverter yosys leaves folds into a LUT beside it)
 LUTRAM (``RAM64M8``...), ``SRL16E/SRLC32E``   read address → data out: one LUT level (the read is
                                               a LUT); the write pins (data, enable) end paths
 ``DSP48E2`` with no pipeline register         passed through: no LUT level, one logic level
@@ -27,8 +29,14 @@ and ``logic_levels`` the cells on the path with the most LUT + carry + mux cells
 "logic levels"; a carry chain or combinational DSP is fast per cell but not free).
 ``reg_levels`` is ``lut_levels`` over the paths that start and end at this module's own
 cells, not at its ports or children: where it is below ``lut_levels`` the longest path
-crosses the module boundary, and in the split flow (``hw/synth.py``) its continuation in
-the neighbouring module is not seen. Only the ``xilinx`` family has a cell table here.
+crosses the module boundary, and a module alone does not see its continuation in the
+neighbouring one. :func:`flatten` joins the split flow's per-module graphs (``hw/synth.py``)
+into the design's, where such paths are whole.
+
+Simplifications: a ``DSP48E2`` with any of ``AREG/BREG/MREG/PREG`` set counts as registered
+(a DSP registered on its inputs only would still be combinational from its C port to P),
+and a block RAM is a register whether or not its output register is used (its clock-to-out
+is slower without, but it adds no LUT level). Only the ``xilinx`` family has a cell table.
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ from dataclasses import dataclass
 
 from .tools import SynthError
 
-_LUT = {**{f"LUT{i}": (1, 1) for i in range(1, 7)}, "INV": (1, 1),
-        **{t: (0, 1) for t in ("CARRY4", "CARRY8", "MUXF7", "MUXF8", "MUXF9")}}
+_LUT = {**{f"LUT{i}": (1, 1) for i in range(1, 7)},
+        **{t: (0, 1) for t in ("CARRY4", "CARRY8", "MUXF7", "MUXF8", "MUXF9", "INV")}}
 _ADDRESSED = ("RAM", "SRL")  # LUTRAM and shift registers: combinational read only
 _DSP_REGS = ("AREG", "BREG", "MREG", "PREG")
 _NONE = -1 << 30  # "no path": below any level

@@ -134,13 +134,14 @@ def _netlist(cells: dict) -> dict:
 
 
 DSP_OFF = {r: "00000000000000000000000000000000" for r in ("AREG", "BREG", "MREG", "PREG")}
-#: f1 -> LUT -> CARRY4 -> CARRY4 -> unregistered DSP -> LUT -> f2 (2 LUT levels, 5 logic levels);
+#: f1 -> LUT -> INV -> CARRY4 -> CARRY4 -> unregistered DSP -> LUT -> f2 (2 LUT levels, 6 logic);
 #: f2 -> LUTRAM read -> 3 LUTs -> child input (4 LUT levels, ends at the boundary);
 #: f2 -> LUTRAM read -> 2 LUTs -> registered DSP (3 LUT levels between own cells); child -> LUT -> y.
 DEPTH_CELLS = {
     "f1": _cell("FDRE", {"C": ["0"], "D": [2]}, {"Q": [3]}),
     "l1": _cell("LUT2", {"I0": [3], "I1": [3]}, {"O": [4]}),
-    "c1": _cell("CARRY4", {"CI": ["0"], "S": [4, "0"]}, {"CO": [5, 21]}),
+    "i1": _cell("INV", {"I": [4]}, {"O": [23]}),
+    "c1": _cell("CARRY4", {"CI": ["0"], "S": [23, "0"]}, {"CO": [5, 21]}),
     "c2": _cell("CARRY4", {"CI": [5], "S": ["0"]}, {"O": [22]}),
     "d1": _cell("DSP48E2", {"A": [22], "CLK": ["0"]}, {"P": [6]}, **DSP_OFF),
     "l2": _cell("LUT1", {"I0": [6]}, {"O": [7]}),
@@ -157,7 +158,7 @@ DEPTH_CELLS = {
 
 def test_netlist_depth_cell_roles():
     d = netlist_depth(_netlist(DEPTH_CELLS), "t", ("m_child",))
-    assert (d.lut_levels, d.logic_levels, d.reg_levels) == (4, 5, 3)
+    assert (d.lut_levels, d.logic_levels, d.reg_levels) == (4, 6, 3)
     assert (d.start, d.end, d.cells) == ("n8", "n13", ("RAM64M8", "LUT1", "LUT1", "LUT1"))
     # Without the child's name the black box is a register-like cell of this module's own.
     assert netlist_depth(_netlist(DEPTH_CELLS), "t").reg_levels == 4
