@@ -74,23 +74,26 @@ def build(cfg: AcceleratorConfig, design: str) -> tuple[list[tuple[str, wiring.C
 def measure(cfg: AcceleratorConfig, design: str, cache: Path) -> dict:
     components, label = build(cfg, design)
     total = {"lut": 0.0, "ff": 0, "dsp": 0, "bram36": 0.0}
-    parts, verilog_s, synth_s = [], 0.0, 0.0
+    parts, depths, verilog_s, synth_s = [], [], 0.0, 0.0
     for name, component in components:
         t0 = time.perf_counter()
         verilog = write_verilog(component, name, cache / "verilog")
         t1 = time.perf_counter()
         report = synthesize(verilog, "xilinx", work_dir=cache)
         verilog_s, synth_s = verilog_s + t1 - t0, synth_s + time.perf_counter() - t1
+        depths += [report.depth] if report.depth else []
         for key, value in (("lut", report.lut), ("ff", report.ff), ("dsp", report.dsp), ("bram36", report.bram)):
             total[key] += value
         parts += [{"module": p.name, "instances": p.instances, "lut": p.lut, "ff": p.ff, "dsp": p.dsp,
                    "bram36": p.bram, "seconds": p.seconds, **_depth(p.depth)} for p in report.parts]
     budget = cfg.budget
-    # The longest path in LUT levels of any part: paths crossing module boundaries are cut there
-    # (hw/logic_depth.py; each part's reg_levels says whether its longest path reaches a port).
+    # The design's longest path, the parts' graphs joined (hw/logic_depth.py), and the deepest
+    # part alone (whose ports end its paths).
+    whole = max(depths, key=lambda d: d.lut_levels, default=None)
     deepest = max(parts, key=lambda p: p.get("lut_levels", -1))
     return {"design": label, "total": total, "budget": budget,
-            "lut_levels": {"max": deepest.get("lut_levels"), "module": deepest["module"], "goal": LUT_LEVELS_GOAL},
+            "lut_levels": whole and whole.lut_levels, "lut_levels_goal": LUT_LEVELS_GOAL,
+            "depth": whole and {**_depth(whole), "cells": list(whole.cells), "deepest_part": deepest["module"]},
             "fraction": {k: round(v / budget[k], 4) for k, v in total.items()} if budget else None,
             "verilog_s": round(verilog_s, 1), "synth_s": round(synth_s, 1),
             "synth_s_uncached": round(sum(p["seconds"] for p in parts), 1), "parts": parts}
@@ -110,13 +113,17 @@ def show(name: str, r: dict) -> None:
         print(f"{p['module'][:40]:40} {p['instances']:3d} {p['lut']:8g} {p['ff']:8d} {p['dsp']:5d} "
               f"{p['bram36']:7g} {p['seconds']:6.0f} {p.get('lut_levels', '-'):>6}")
     t = r["total"]
-    levels = r["lut_levels"]["max"]
+    levels = r["lut_levels"]
     print(f"{'total':40} {'':3} {t['lut']:8g} {t['ff']:8d} {t['dsp']:5d} {t['bram36']:7g} {'':6} "
           f"{'-' if levels is None else levels:>6}")
     if r["budget"]:
         b, f = r["budget"], r["fraction"]
         print(f"{'budget':40} {'':3} {b['lut']:8d} {b['ff']:8d} {b['dsp']:5d} {b['bram36']:7d}")
         print(f"{'used':40} {'':3} {f['lut']:8.1%} {f['ff']:8.1%} {f['dsp']:5.0%} {f['bram36']:7.1%}")
+    if levels is not None:
+        d = r["depth"]
+        print(f"longest path {levels} LUT levels (goal <= {r['lut_levels_goal']}), {d['logic_levels']} logic "
+              f"levels: {d['path'][0]} -> {d['path'][1]}")
 
 
 def measure_fmax(design: str, timeout: float, log_dir: Path) -> dict:
