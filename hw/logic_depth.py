@@ -175,6 +175,9 @@ def flatten(graphs: dict[str, Graph], top: str) -> Graph:
 
     def inline(key: str, path: str, binding: dict | None) -> None:
         g = graphs[key]
+        if binding is not None and not set(binding) <= set(g.ports):
+            raise SynthError(f"instance {path.rstrip('.')} of {key} connects ports its module does not "
+                             f"have: {sorted(set(binding) - set(g.ports))}")
         local: dict[int, int | str] = {}
         for port, (_, bits) in g.ports.items():
             for b, outer in zip(bits, binding.get(port, ()) if binding is not None else ()):

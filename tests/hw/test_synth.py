@@ -8,7 +8,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from shiftflow.hw.fmax import fmax_ecp5, fmax_ecp5_report, parse_critical_path
-from shiftflow.hw.logic_depth import netlist_depth
+from shiftflow.hw.logic_depth import flatten, graph_depth, module_graph, netlist_depth
 from shiftflow.hw.pe import MAC, MACArray
 from shiftflow.hw.ppu import PPU
 from shiftflow.hw.synth import SynthError, count_cells, synthesize
@@ -221,3 +221,20 @@ def test_lut_levels_registered_vs_not(tmp_path):
         "xor_kid.groups": (1, 0), "xor_kid": (1, 0)}
     assert split.lut_levels == synthesize(design, "xilinx", split=False).lut_levels == 2
     assert split.depth.cells == ("LUT6", "LUT6") and split.depth.reg_levels == 2
+
+
+def test_flatten_joins_paths_across_instances():
+    child = {"modules": {"m_c": {
+        "ports": {"i": {"direction": "input", "bits": [2]}, "o": {"direction": "output", "bits": [4]}},
+        "cells": {"a": _cell("LUT1", {"I0": [2]}, {"O": [3]}), "b": _cell("LUT1", {"I0": [3]}, {"O": [4]})},
+        "netnames": {"i": {"bits": [2]}, "mid": {"bits": [3]}, "o": {"bits": [4]}}}}}
+    parent = _netlist({"f1": _cell("FDRE", {"D": [2]}, {"Q": [5]}), "l1": _cell("LUT1", {"I0": [5]}, {"O": [6]}),
+                       "k0": _cell("m_c", {"i": [6]}, {"o": [7]}), "k1": _cell("m_c", {"i": [7]}, {"o": [8]}),
+                       "l2": _cell("LUT1", {"I0": [8]}, {"O": [9]}), "f2": _cell("FDRE", {"D": [9]}, {"Q": [20]})})
+    graphs = {"t": module_graph(parent, "t", ("m_c",)), "m_c": module_graph(child, "m_c")}
+    assert graph_depth(graphs["t"], "t").lut_levels == 1 and graph_depth(graphs["m_c"], "m_c").lut_levels == 2
+    d = graph_depth(flatten(graphs, "t"), "t")  # f1 -> LUT -> 2 LUTs -> 2 LUTs -> LUT -> f2
+    assert (d.lut_levels, d.reg_levels, d.start, d.end) == (6, 6, "n5", "n9")
+    graphs["m_c"].ports.pop("o")
+    with pytest.raises(SynthError, match="k0 of m_c connects ports its module does not have"):
+        flatten(graphs, "t")
