@@ -264,8 +264,8 @@ def _longest(comb: list, own_sources: set, own_sinks: list, boundary_sinks: list
         cells.append(comb[driver[b]][0])
         b = back[driver[b]]
 
-    def name(x) -> str:
-        return "" if x is None else names.get(x, str(x)) if isinstance(x, int) else "const"
+    def name(x) -> str:  # no path through logic has no ends worth naming
+        return "" if x is None or not cells else names.get(x, str(x)) if isinstance(x, int) else "const"
 
     return Depth(lut_levels=max(0, at(end, lut)) if end is not None else 0,
                  logic_levels=max([0] + [at(b, logic) for b in sinks]),
