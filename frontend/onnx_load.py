@@ -178,8 +178,8 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
 
 
 _POOLS = ("MaxPool", "AveragePool")
-#: Ops whose output shape no static inference can give (their length is data).
-_DATA_DEPENDENT = ("NonMaxSuppression", "NonZero", "Unique")
+#: Ops a detector ends in whose output length is data (no static shape).
+_DATA_DEPENDENT = ("NonMaxSuppression",)
 
 
 def _inferred_shapes(probe: onnx.ModelProto, source: str) -> dict[str, tuple[tuple[int, ...], int]]:
