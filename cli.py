@@ -125,11 +125,11 @@ def cmd_compile(args) -> int:
     from .sim.run import host_convs
 
     _output_dir(args.output, "-o")
+    heads = find_heads(args.model)  # a malformed head spec fails before anything is written
     program = compile_model(args.model, args.target, dataflow=args.dataflow,
                             input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
     shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
-    heads = find_heads(args.model)
     if heads is not None:  # detect and run find a detector's head spec in the build
         with open(os.path.join(args.output, "heads.json"), "w") as f:
             f.write(heads.to_json())
@@ -199,9 +199,10 @@ def cmd_verilog(args) -> int:
         if args.json:
             print(json.dumps(out))
         else:
-            print(f"{out['target']}: {out['fmax_mhz']:.2f} MHz on {out['device']} ({out['seconds']:.0f} s); critical "
-                  f"path {out['critical_path_ns']} ns from {out['critical_path'][0]['cell']} to "
-                  f"{out['critical_path'][-1]['cell']}")
+            path = out["critical_path"]
+            print(f"{out['target']}: {out['fmax_mhz']:.2f} MHz on {out['device']} ({out['seconds']:.0f} s)"
+                  + (f"; critical path {out['critical_path_ns']} ns from {path[0]['cell']} to {path[-1]['cell']}"
+                     if path else "; nextpnr named no critical path"))
         return 0
     if not args.output:
         raise UsageError("verilog needs -o RTLDIR (or --fmax)")
