@@ -57,8 +57,9 @@ def format_report(rep: dict) -> str:
         if s["median_s"] is not None:
             lines.append(f"  {name:6s} median {s['median_s'] * 1e3:9.2f} ms  p95 {s['p95_s'] * 1e3:9.2f} ms")
     if d["fps"]:
-        lines.append(f"deployment estimate: accelerator {d['accel_cycles_per_frame']:,} cycles at "
-                     f"{d['clock_mhz']:g} MHz = {d['accel_s'] * 1e3:.2f} ms; system {d['fps']:.1f} fps "
+        lines.append(f"deployment estimate: accelerator {d['accel_cycles_per_frame']:,} cycles at the nominal "
+                     f"{d['clock_mhz']:g} MHz (cycle model, not a measured board) = {d['accel_s'] * 1e3:.2f} ms; "
+                     f"CPU stages as measured here; system {d['fps']:.1f} fps "
                      f"(slowest stage: {d['slowest_stage']}), latency {d['latency_s'] * 1e3:.1f} ms")
     macs = rep["host_macs"]
     lines.append(f"host conv MACs on the CPU per frame: {macs.get('accel', 0):,} in the accel stage, "
