@@ -119,6 +119,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_compile(args) -> int:
     from .backend.compile import compile_model
+    from .frontend.nms_tail import body_file, save_tails
     from .frontend.onnx_load import parse_input_shapes
     from .ir.program import SOURCE_MODEL, save_program
     from .runtime.heads import find_heads
@@ -126,9 +127,12 @@ def cmd_compile(args) -> int:
 
     _output_dir(args.output, "-o")
     heads = find_heads(args.model)  # a malformed head spec fails before anything is written
-    program = compile_model(args.model, args.target, dataflow=args.dataflow,
-                            input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
+    with body_file(args.model) as (body, tails, body_outputs):  # a trailing NMS stays on the CPU
+        program = compile_model(body, args.target, dataflow=args.dataflow,
+                                input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
+    if tails:
+        save_tails(args.output, tails, body_outputs)
     shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
     if heads is not None:  # detect and run find a detector's head spec in the build
         with open(os.path.join(args.output, "heads.json"), "w") as f:
@@ -142,16 +146,19 @@ def cmd_compile(args) -> int:
                "weights_bytes": len(program.weights), "dram_bytes": m["dram"]["size"],
                "accelerator_layers": len(m["layers"]),
                "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host"),
-               "host_macs": sum(c["macs"] for c in convs)}
+               "host_macs": sum(c["macs"] for c in convs), "nms_tail": [t.name for t in tails]}
     if args.json:
         print(json.dumps(summary))
     else:
+        tail = f", NonMaxSuppression {', '.join(summary['nms_tail'])} on the CPU" if tails else ""
         print(f"compiled {args.model} for {summary['target']}: {summary['instructions']} instructions, "
-              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops -> {args.output}")
+              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops{tail} "
+              f"-> {args.output}")
     return 0
 
 
 def cmd_simulate(args) -> int:
+    from .frontend.nms_tail import load_tails, run_on_program_outputs
     from .ir.program import load_program
     from .sim.run import format_report, simulate
 
@@ -165,10 +172,19 @@ def cmd_simulate(args) -> int:
         result = check_simulation(program, source if os.path.isfile(source) else None, inputs=given, seed=args.seed)
     else:
         result = simulate(program, given, seed=args.seed, progress=not args.json and sys.stderr.isatty())
+    tails, body_outputs = load_tails(args.build)
+    selected = run_on_program_outputs(tails, program.graph, result.outputs, body_outputs) if tails else {}
     if args.json:
-        print(json.dumps(result.to_json()))
+        out = result.to_json()
+        if tails:
+            out["nms_tail"] = {name: v.tolist() for name, v in selected.items()}
+        print(json.dumps(out))
     else:
         print(format_report(result))
+        for t in tails:
+            k = len(selected[t.output])
+            print(f"NonMaxSuppression {t.name!r} on the CPU: {k} box{'' if k == 1 else 'es'} selected "
+                  f"({t.output!r})")
     return 1 if args.check and not result.bit_exact else 0
 
 
@@ -377,9 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories of images")
     sp.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory for the PNGs")
     sp.add_argument("--target", default="tiny", help="target to compile a MODEL.onnx for")
-    sp.add_argument("--nms", default="greedy", choices=("greedy", "maxpool", "psrr"))
-    sp.add_argument("--score", type=float, default=0.3, help="score threshold")
-    sp.add_argument("--iou", type=float, default=0.5, help="IoU threshold (greedy NMS)")
+    sp.add_argument("--nms", choices=("greedy", "maxpool", "psrr", "model"),
+                    help="default: the model's own NonMaxSuppression if it has one (model), else greedy")
+    sp.add_argument("--score", type=float, help="score threshold (default 0.3; 0 with --nms model)")
+    sp.add_argument("--iou", type=float, help="IoU threshold of greedy NMS (default 0.5)")
     sp.add_argument("--accelerator", default="sim", choices=("sim", "rtl"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_detect)

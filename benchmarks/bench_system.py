@@ -71,8 +71,8 @@ def isolated(build_dir: str, files: list[str]) -> dict[str, list[float]]:
     """Each stage's seconds per frame with the stages run one after another on one frame at a
     time (``ISOLATED_PASSES`` passes over ``files``): no other stage competes for the GIL or
     the cores, as on a SoC whose CPU stages each have an ARM core."""
-    program, spec = load_detector(build_dir)
-    stages = make_stages(program, spec, keep_pixels=False)
+    program, spec, tail = load_detector(build_dir)
+    stages = make_stages(program, spec, keep_pixels=False, tail=tail)
     times: dict[str, list[float]] = {s.name: [] for s in stages}
     for _ in range(ISOLATED_PASSES):
         for f in files:

@@ -8,7 +8,7 @@ codes when the ONNX output is integer). Bit-exact means ``max_abs_diff == 0``.
 A model ending in ``NonMaxSuppression`` (a detector exported with its NMS) is checked as it
 will run: its body — the model up to the NMS's boxes and scores — is imported and compared
 as above, with those boxes and scores among its outputs; the NMS tail runs on the CPU
-(``runtime.nms_onnx``, as the runtime runs it) on L1's boxes and scores, and its
+(``nms_tail``, in onnxruntime, as compile/simulate/detect run it) on L1's boxes and scores, and its
 ``selected_indices`` must equal, index for index, what onnxruntime's own operator selects
 running the whole model at L0.
 """
@@ -16,7 +16,6 @@ running the whole model at L0.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ from . import cpu_ops
 from .importer import import_onnx
 from ..ir.semantics import dequantize
 from .interpreter import Interpreter
+from .nms_tail import body_file, run_nms_tail
 from .onnx_load import load_model
 from .qonnx_to_qdq import has_qonnx_nodes, qonnx_to_qdq
 
@@ -66,33 +66,14 @@ def _compare(name: str, ours: np.ndarray, ref: np.ndarray) -> dict:
             "mismatches": mismatches}
 
 
-def _nms_tails(path):
-    """The model at ``path`` split at its trailing NonMaxSuppression nodes: (whole model,
-    body, tails), or None when it has none. A file onnx cannot parse is left to
-    ``load_model``, which says what is wrong with it."""
-    from ..runtime.nms_onnx import split_nms_tail  # the CPU tail as the runtime runs it
-
-    try:
-        model = onnx.load(os.fspath(path))
-    except Exception:  # noqa: BLE001 - reported by load_model on the normal path
-        return None
-    body, tails = split_nms_tail(model)
-    return (model, body, tails) if tails else None
-
-
 def check_model(path: str | os.PathLike, given=None, seed: int = 0, input_shapes=None,
                 graph: Graph | None = None) -> CheckReport:
-    """Import ``path`` (unless ``graph`` is given), run L1 and L0 on the same input, compare.
-    A trailing ``NonMaxSuppression`` is split off and checked as the module docstring says;
-    its rows (``"nms": true``) follow the body's outputs in the report."""
-    split = _nms_tails(path) if graph is None else None
-    if split is None:
-        return _check(path, path, given, seed, input_shapes, graph, ())
-    model, body, tails = split
-    with tempfile.TemporaryDirectory() as tmp:
-        body_path = os.path.join(tmp, os.path.basename(os.fspath(path)))
-        onnx.save(body, body_path)
-        return _check(path, body_path, given, seed, input_shapes, None, tails, model)
+    """Import ``path`` (unless ``graph``, its body's IR, is given), run L1 and L0 on the same
+    input, compare. A trailing ``NonMaxSuppression`` is split off and checked as the module
+    docstring says; its rows (``"nms": true``) follow the body's outputs in the report."""
+    with body_file(path) as (body_path, tails, _):
+        whole = onnx.load(os.fspath(path)) if tails else None
+        return _check(path, body_path, given, seed, input_shapes, graph, tails, whole)
 
 
 def _check(path, body_path, given, seed, input_shapes, graph, tails, whole=None) -> CheckReport:
@@ -123,8 +104,6 @@ def _check(path, body_path, given, seed, input_shapes, graph, tails, whole=None)
         values[onnx_name] = ours.astype(ref.dtype)  # what the NMS tail reads (float32: exact when equal)
         outputs.append(_compare(onnx_name, ours, ref.astype(np.float64)))
     if tails:
-        from ..runtime.nms_onnx import run_nms_tail
-
         selected = run_nms_tail(tails, values)
         for t in tails:
             row = _compare(t.output, selected[t.output].astype(np.float64), np.asarray(l0[t.output], np.float64))

@@ -43,28 +43,34 @@ def _spec_source(path: str) -> str:
     return path
 
 
-def load_detector(path: str, target: str = "tiny") -> tuple[Program, HeadSpec]:
-    """(program, head spec) of a model file (compiled for ``target``) or a build directory
-    (its ``heads.json``, else its ``source.onnx``'s metadata); the spec is checked against the program."""
+def load_detector(path: str, target: str = "tiny") -> tuple[Program, HeadSpec, tuple | None]:
+    """(program, head spec, NMS tail) of a model file (compiled for ``target``) or a build
+    directory (its ``heads.json``, else its ``source.onnx``'s metadata); the spec is checked
+    against the program. The tail — ``(tails, body outputs, graph)`` for ``PostStage`` — is
+    None unless the model ends in its own NonMaxSuppression (``frontend.nms_tail``)."""
+    from ..frontend.nms_tail import body_file, load_tails
     from ..ir.program import load_program
 
     if os.path.isdir(path):
         program = load_program(path)
+        tails, body_outputs = load_tails(path)
     elif os.path.isfile(path):
         from ..backend.compile import compile_model
 
-        program = compile_model(path, target)
+        with body_file(path) as (body, tails, body_outputs):
+            program = compile_model(body, target)
     else:
         raise UsageError(f"model {path!r} does not exist (give MODEL.onnx or a build directory)")
     spec = load_heads(_spec_source(path))
     check_model_matches(program, spec)
-    return program, spec
+    return program, spec, ((tails, body_outputs, program.graph) if tails else None)
 
 
-def make_stages(program: Program, spec: HeadSpec, nms: str = "greedy", score: float = 0.3, iou: float = 0.5,
-                accelerator: str = "sim", keep_pixels: bool = True) -> list:
-    """The four stages (pre, accel, host, post) of ``program``."""
-    post = PostStage(spec, nms, score, iou)  # validates the flags before an accelerator starts
+def make_stages(program: Program, spec: HeadSpec, nms: str | None = None, score: float | None = None,
+                iou: float | None = None, accelerator: str = "sim", keep_pixels: bool = True, tail=None) -> list:
+    """The four stages (pre, accel, host, post) of ``program``; ``None`` flags take the
+    spec's defaults (``PostStage``)."""
+    post = PostStage(spec, nms, score, iou, tail)  # validates the flags before an accelerator starts
     return [PreStage(spec, keep_pixels), AcceleratorStage(program, make_accelerator(accelerator)),
             HostStage(program), post]
 
@@ -77,8 +83,8 @@ def _report(stages: list, result, cycles: int) -> dict:
                          {"accel": accel.host_macs, "host": host.host_macs})
 
 
-def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms: str = "greedy",
-           score: float = 0.3, iou: float = 0.5, accelerator: str = "sim",
+def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms: str | None = None,
+           score: float | None = None, iou: float | None = None, accelerator: str = "sim",
            on_note: Callable[[str], object] | None = None,
            on_error: Callable[[str], object] | None = None) -> dict:
     """Detect objects in ``images`` (files or directories): write ``OUTDIR/<name>.png`` with
@@ -87,8 +93,8 @@ def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms
     "stages", "fps", "report"}``. ``on_note`` gets each conversion note (grayscale, RGBA...),
     ``on_error`` each rejected image's one-line reason (module docstring)."""
     files = list_images(images)
-    program, spec = load_detector(model, target)
-    stages = make_stages(program, spec, nms, score, iou, accelerator)
+    program, spec, tail = load_detector(model, target)
+    stages = make_stages(program, spec, nms, score, iou, accelerator, tail=tail)
     os.makedirs(outdir, exist_ok=True)
     pngs = {}
     for f in files:  # two inputs with one base name must not overwrite each other's PNG
@@ -134,20 +140,20 @@ def detect(model: str, images: list[str], outdir: str, target: str = "tiny", nms
             "report": rep}
 
 
-def run_frames(build: str, frames: int, source: str = "synthetic", nms: str = "greedy", score: float = 0.3,
-               iou: float = 0.5, accelerator: str = "sim", mode: str = "thread", on_frame=None) -> dict:
+def run_frames(build: str, frames: int, source: str = "synthetic", nms: str | None = None,
+               score: float | None = None, iou: float | None = None, accelerator: str = "sim", mode: str = "thread", on_frame=None) -> dict:
     """Run ``frames`` frames of ``source`` (a directory of images, cycled, or ``synthetic``:
     seeded random images) through the pipeline of the build ``build``; the report of
     ``report.system_report``. ``on_frame`` is called once per delivered frame (progress)."""
     if frames < 1:
         raise UsageError(f"--frames must be at least 1, found {frames}")
-    program, spec = load_detector(build)
+    program, spec, tail = load_detector(build)
     if source == "synthetic":
         items = ((f"synthetic:{i}", synthetic_image(i)) for i in range(frames))
     else:
         files = list_images([source])
         items = ((files[i % len(files)], files[i % len(files)]) for i in range(frames))
-    stages = make_stages(program, spec, nms, score, iou, accelerator, keep_pixels=False)
+    stages = make_stages(program, spec, nms, score, iou, accelerator, keep_pixels=False, tail=tail)
     cycles = [0]
 
     def sink(frame: Frame) -> None:

@@ -17,7 +17,10 @@ from ..errors import UsageError
 
 FORMAT = "shiftflow.heads.v1"
 METADATA_KEY = "shiftflow.heads"
-DECODERS = ("ssd", "grid")
+DECODERS = ("ssd", "grid", "nms")
+# Box layouts a model's own NonMaxSuppression reads (decoder ``nms``): ONNX's [y1, x1, y2, x2]
+# (center_point_box 0), the same corners x first, or [x_center, y_center, w, h] (1).
+BOX_FORMATS = ("yxyx", "xyxy", "cxcywh")
 LAYOUTS = ("nchw", "rows")
 RESIZES = ("letterbox", "stretch")
 SIZES = ("exp", "linear")
@@ -81,6 +84,8 @@ class HeadSpec:
     score: str = "sigmoid"
     variances: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     size: str = "exp"
+    box_format: str = "yxyx"
+    normalized: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -113,8 +118,11 @@ class HeadSpec:
                "input": {"name": inp.name, "height": inp.height, "width": inp.width,
                          "channels": inp.channels, "resize": inp.resize, "pad_value": inp.pad_value,
                          "scale": inp.scale, "mean": list(inp.mean), "std": list(inp.std)},
-               "classes": list(self.classes), "decoder": self.decoder, "score": self.score,
-               "box": {"variances": list(self.variances), "size": self.size}, "levels": levels}
+               "classes": list(self.classes), "decoder": self.decoder, "score": self.score}
+        if self.decoder == "nms":
+            doc["box"] = {"format": self.box_format, "normalized": self.normalized}
+        else:
+            doc.update(box={"variances": list(self.variances), "size": self.size}, levels=levels)
         return json.dumps(doc, indent=1)
 
 
@@ -129,7 +137,7 @@ def _get(d: dict, key: str, where: str, kind, default=None, required: bool = Tru
         return default
     value = d[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise _err(f"{where}.{key}".lstrip("."), f"must be {names}, found {value!r}")
     return value
@@ -217,6 +225,13 @@ def parse_heads(doc: str | dict) -> HeadSpec:
     decoder = _choice(_get(doc, "decoder", "", str), DECODERS, "decoder")
     score = _choice(_get(doc, "score", "", str, "sigmoid", False), ("sigmoid",), "score")
     box = _get(doc, "box", "", dict, {}, required=False)
+    if decoder == "nms":  # boxes and scores are the model's own NonMaxSuppression's inputs
+        if "levels" in doc:
+            raise _err("levels", "must be absent for decoder 'nms' (the model's NonMaxSuppression reads "
+                       "its boxes and scores)")
+        fmt = _choice(_get(box, "format", "box", str, "yxyx", False), BOX_FORMATS, "box.format")
+        return HeadSpec(inp, tuple(classes), decoder, (), score, box_format=fmt,
+                        normalized=_get(box, "normalized", "box", bool, False, False))
     variances = _numbers(box.get("variances", [1.0] * 4), 4, "box.variances", positive=True)
     size = _choice(_get(box, "size", "box", str, "exp", False), SIZES, "box.size")
     levels = _get(doc, "levels", "", list)

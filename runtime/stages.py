@@ -7,8 +7,9 @@
            waits for them (their conv MACs are ``AcceleratorStage.host_macs``)
     host   the trailing host segments, after the last accelerator segment (onnxruntime for
            ``cpu`` ops, via ``sim.host.Host``), then the graph outputs are read
-    post   decode (runtime/decode.py) + NMS (runtime/nms*.py) + boxes mapped back to the
-           original image's pixels
+    post   decode (runtime/decode.py) + NMS (runtime/nms*.py), or the model's own
+           NonMaxSuppression (runtime/model_nms.py), + boxes mapped back to the original
+           image's pixels
 
 The frame data between stages is a dict: ``pixels``, ``note`` and ``geometry`` from pre,
 ``x`` the model input, ``feeds``/``carry`` between accel and host, ``outputs`` and
@@ -29,6 +30,7 @@ from ..sim.run import host_convs, make_feeds
 from .decode import decode
 from .heads import HeadSpec, validate_against
 from .images import read_rgb, to_input
+from .model_nms import ModelNms, resolve_flags
 from .nms import NMS_METHODS
 from .nms_pool import run_nms
 
@@ -161,23 +163,37 @@ class HostStage:
 
 
 class PostStage:
-    """Decode + NMS (``nms`` one of greedy, maxpool, psrr) → ``rows`` (K, 6) in the original
-    image's pixels; drops the raw outputs."""
+    """Decode + NMS (``nms`` one of greedy, maxpool, psrr; ``model`` for a detector exported
+    with its NonMaxSuppression, whose ``tail`` — (tails, body outputs, graph) — then runs as
+    it is) → ``rows`` (K, 6) in the original image's pixels; drops the raw outputs. ``None``
+    flags take the spec's defaults (``model_nms.resolve_flags``)."""
     name = "post"
 
-    def __init__(self, spec: HeadSpec, nms: str = "greedy", score: float = 0.3, iou: float = 0.5):
-        if nms not in NMS_METHODS:
-            raise UsageError(f"--nms must be one of {', '.join(NMS_METHODS)}, not {nms!r}")
-        if not 0.0 <= score <= 1.0:
+    def __init__(self, spec: HeadSpec, nms: str | None = None, score: float | None = None,
+                 iou: float | None = None, tail=None):
+        if nms is not None and nms not in NMS_METHODS + ("model",):
+            raise UsageError(f"--nms must be one of {', '.join(NMS_METHODS + ('model',))}, not {nms!r}")
+        if score is not None and not 0.0 <= score <= 1.0:
             raise UsageError(f"--score must be in [0, 1], found {score}")
-        if not 0.0 <= iou <= 1.0:
+        if iou is not None and not 0.0 <= iou <= 1.0:
             raise UsageError(f"--iou must be in [0, 1], found {iou}")
+        nms, score, iou = resolve_flags(spec, nms, score, iou)
         self.spec, self.nms, self.score, self.iou = spec, nms, score, iou
+        self.model_nms = None
+        if nms == "model":
+            if tail is None:
+                raise UsageError("head spec decoder 'nms' needs the model's NonMaxSuppression tail (compile the "
+                                 "model exported with it)")
+            self.model_nms = ModelNms(spec, *tail, score=score)
 
     def __call__(self, frame: dict) -> dict:
-        decoded = decode(self.spec, frame.pop("outputs"), frame.pop("exponents"))
-        dets = run_nms(self.nms, decoded, score_threshold=self.score, iou_threshold=self.iou)
-        rows = dets.rows.astype(np.float64)
+        outputs, exponents = frame.pop("outputs"), frame.pop("exponents")
+        if self.model_nms is not None:
+            rows = self.model_nms(outputs, exponents)
+        else:
+            decoded = decode(self.spec, outputs, exponents)
+            dets = run_nms(self.nms, decoded, score_threshold=self.score, iou_threshold=self.iou)
+            rows = dets.rows.astype(np.float64)
         rows[:, :4] = frame["geometry"].to_image(rows[:, :4])
         frame["rows"] = rows
         return frame

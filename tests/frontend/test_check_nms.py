@@ -81,10 +81,10 @@ def test_body_bit_exact_and_selected_indices_equal_onnxruntime(tmp_path, cpb, th
 
 
 def test_a_wrong_selection_is_a_mismatch(model_path, monkeypatch):
-    import shiftflow.runtime.nms_onnx as nms_onnx
+    import shiftflow.frontend.check as check
 
-    real = nms_onnx.run_nms_tail
-    monkeypatch.setattr(nms_onnx, "run_nms_tail", lambda tails, out: {k: v[:-1] for k, v in real(tails, out).items()})
+    real = check.run_nms_tail
+    monkeypatch.setattr(check, "run_nms_tail", lambda tails, out: {k: v[:-1] for k, v in real(tails, out).items()})
     report = check_model(model_path, seed=0)
     assert not report.bit_exact and report.max_abs_diff == float("inf")
     assert [o["bit_exact"] for o in report.outputs] == [True, True, False]
@@ -113,7 +113,19 @@ def test_an_nms_feeding_another_node_is_one_line(tmp_path, capsys):
     _one_line_exit_2(["check", str(path)], capsys, "NonMaxSuppression", "must end the model", "'after'")
 
 
-def test_compile_of_a_model_with_nms_is_one_line(model_path, tmp_path, capsys):
-    # The compiler's IR has static shapes; the NMS's output length depends on the data.
-    _one_line_exit_2(["compile", str(model_path), "--target", "tiny", "-o", str(tmp_path / "build")], capsys,
-                     "'nms'", "NonMaxSuppression", "depends on the data")
+def test_compile_of_an_inner_nms_is_one_line(tmp_path, capsys):
+    # A trailing NMS compiles (its tail runs on the CPU: tests/runtime/test_model_nms.py); one
+    # whose output feeds another node cannot be cut off.
+    path = tmp_path / "inner.onnx"
+    onnx.save(nms_detector(inner=True), path)
+    _one_line_exit_2(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "build")], capsys,
+                     "'nms'", "NonMaxSuppression", "must end the model")
+    assert not (tmp_path / "build").exists() or not any((tmp_path / "build").iterdir())
+
+
+def test_import_of_a_model_with_nms_says_what_runs_it(model_path):
+    from shiftflow.errors import UnsupportedError
+    from shiftflow.frontend.importer import import_onnx
+
+    with pytest.raises(UnsupportedError, match="depends on the data.*CPU tail"):
+        import_onnx(model_path)

@@ -151,7 +151,7 @@ def test_nan_scores_rejected_by_post_stage(build, tmp_path):
     """Integer outputs of the accelerator cannot be NaN; float outputs can. The real pre and
     post stages around outputs with a NaN in frame 1: that frame is rejected with one line,
     frames 0 and 2 keep their boxes."""
-    program, spec = load_detector(build)
+    program, spec, _ = load_detector(build)
     g = program.graph
     rng = np.random.default_rng(0)
     outs = [{t: rng.normal(-4, 1, g.types[t].shape).astype(np.float32) for t in g.outputs} for _ in range(3)]

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from shiftflow.errors import UnsupportedError
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.cpu_ops import make_session
-from shiftflow.runtime.nms_onnx import run_nms_tail, split_nms_tail
+from shiftflow.frontend.nms_tail import run_nms_tail, split_nms_tail
 from tests.modelgen import QDQBuilder
 
 
