@@ -176,3 +176,35 @@ def test_model_nms_rows_for_each_box_format():
         rows = ModelNms(spec(fmt, norm), (tail,), ["b", "s"], graph)({"b": boxes, "s": scores}, None)
         np.testing.assert_allclose(rows[:, :4], want)
         np.testing.assert_allclose(rows[:, 4:], [[0.9, 0], [0.8, 0]], rtol=1e-6)
+
+
+def test_shapesdet_exported_with_its_nms_draws_what_the_head_spec_pipeline_draws(tmp_path_factory, tmp_path, capsys):
+    """The trained shapesdet with its decode and NonMaxSuppression in the ONNX graph
+    (zoo/shapesdet_nms.py: 29 host ops, the NMS a CPU tail) gives, on validation images,
+    exactly the boxes of the plain model through the head-spec decoder and greedy NMS."""
+    import os
+
+    from PIL import Image
+
+    from shiftflow.zoo.shapes_data import make_image
+    from shiftflow.zoo.shapesdet_nms import append_decode_and_nms
+    from tests.runtime.test_detect_cli import shapesdet_build
+
+    plain = shapesdet_build(tmp_path_factory)
+    zoo = os.path.join(os.path.dirname(plain), "zoo")
+    (model,) = [f for f in os.listdir(zoo) if f.endswith(".qcdq.onnx")]
+    onnx.save(append_decode_and_nms(onnx.load(os.path.join(zoo, model)), (128, 128), iou=0.5, score=0.3),
+              tmp_path / "with_nms.onnx")
+    assert main(["compile", str(tmp_path / "with_nms.onnx"), "--target", "zu3eg", "-o", str(tmp_path / "b")]) == 0
+    for k in range(6):
+        Image.fromarray(make_image("val", k, 128)[0]).save(tmp_path / f"v{k}.png")
+    images = [str(tmp_path / f"v{k}.png") for k in range(6)]
+    capsys.readouterr()
+    runs = []
+    for build, flags in ((str(tmp_path / "b"), []), (plain, ["--nms", "greedy", "--score", "0.3", "--iou", "0.5"])):
+        assert main(["detect", build, *images, "-o", str(tmp_path / "out"), "--json", *flags]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["images"])
+    assert sum(len(e["boxes"]) for e in runs[0]) >= 6
+    for ours, theirs in zip(*runs):  # same boxes; the order within a class may differ on score ties
+        assert sorted(ours["boxes"], key=lambda r: (r[5], -r[4], r[:4])) == \
+            sorted(theirs["boxes"], key=lambda r: (r[5], -r[4], r[:4]))
