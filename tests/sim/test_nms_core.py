@@ -1,0 +1,181 @@
+"""The NMS instruction's functional model (sim/nms_core.py) against the software
+PSRR-MaxpoolNMS on integer codes (runtime/nms_pool.py): the same survivors in the same order
+once the CPU orders them, over hypothesis-drawn maps, kernels, ties, all-equal and empty maps,
+wide codes, full survivor lists; the activation-layout reader; the refusals and flags."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from shiftflow.ir.nms import (FLAG_BAD_PATCH, FLAG_LIST_FULL, FLAG_SPATIAL_FULL, NmsCore, NmsError,
+                              nms_cycles, spatial_cycles)
+from shiftflow.ir.config import TINY
+from shiftflow.runtime.decode import decode
+from shiftflow.runtime.heads import parse_heads
+from shiftflow.runtime.nms_pool import psrr_nms
+from shiftflow.sim.nms_core import execute, read_list, read_scores
+
+from .nms_host import core_setup, to_detections, write_scores
+
+SIZES = (1.0, 1.5, 2.0, 3.0)
+
+
+def head(levels, classes):
+    return parse_heads({"format": "shiftflow.heads.v1", "input": {"name": "x", "height": 128, "width": 128},
+                        "classes": [f"c{i}" for i in range(classes)], "decoder": "ssd",
+                        "levels": [{"stride": s, "grid": [h, w], "anchors": a, "scores": {"output": f"cls{s}"},
+                                    "boxes": {"output": f"box{s}"}} for s, h, w, a in levels]})
+
+
+@st.composite
+def scenes(draw):
+    levels = []
+    for li in range(draw(st.integers(1, 2))):
+        stride = 8 << li
+        anchors = [[stride * draw(st.sampled_from(SIZES)), stride * draw(st.sampled_from(SIZES))]
+                   for _ in range(draw(st.integers(1, 3)))]
+        levels.append((stride, draw(st.integers(2, 7)), draw(st.integers(2, 7)), anchors))
+    return dict(levels=levels, classes=draw(st.integers(1, 3)), tn=draw(st.sampled_from([2, 4, 8])),
+                alpha=draw(st.sampled_from([0.5, 0.75, 1.0])), reach=draw(st.sampled_from([1.0, 0.5, 2.0, None])),
+                shifted=draw(st.booleans()), planes=draw(st.sampled_from([1, 2])),
+                maps=draw(st.sampled_from(["random", "ties", "equal", "empty"])),
+                threshold=draw(st.sampled_from([0.05, 0.3, 0.6])), seed=draw(st.integers(0, 2**31)))
+
+
+def outputs(sp, maps: str, planes: int, rng):
+    """Integer score and box codes of every level and their po2 exponents."""
+    codes, exps = {}, {}
+    hi = 127 if planes == 1 else 3000
+    for lv in sp.levels:
+        a, (h, w) = len(lv.anchors), lv.grid
+        shape = (1, a * sp.num_classes, h, w)
+        if maps == "random":
+            s = rng.integers(-hi // 3, hi // 6, size=shape)
+        elif maps == "ties":
+            s = rng.integers(-2, 3, size=shape) * (hi // 20)
+        elif maps == "equal":
+            s = np.full(shape, hi // 4)
+        else:
+            s = np.full(shape, -hi)
+        codes[lv.scores.output] = s.astype(np.int8 if planes == 1 else np.int16)
+        exps[lv.scores.output] = int(rng.integers(-4, -1)) - (7 if planes == 2 else 0)
+        codes[lv.boxes.output] = rng.integers(-12, 13, size=(1, a * 4, h, w)).astype(np.int8)
+        exps[lv.boxes.output] = -2
+    return codes, exps
+
+
+def run_scene(sc, capacity=4000, core=None):
+    rng = np.random.default_rng(sc["seed"])
+    sp = head(sc["levels"], sc["classes"])
+    codes, exps = outputs(sp, sc["maps"], sc["planes"], rng)
+    d = decode(sp, codes, exps)
+    low = min(exps[lv.scores.output] for lv in sp.levels)
+    shifts = [exps[lv.scores.output] - low for lv in sp.levels]
+    dram, params, patches, end = core_setup(d, shifts, sc["threshold"], sc["alpha"], sc["reach"],
+                                            shifted=sc["shifted"], planes=sc["planes"], tn=sc["tn"],
+                                            capacity=capacity)
+    core = core or NmsCore(lanes=sc["tn"], max_width=16)
+    try:
+        params.check(core)
+    except NmsError:
+        assume(False)  # a kernel larger than its map: the program loader refuses it
+    res = execute(dram, params, core, patches, end)
+    return d, dram, params, patches, end, res
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(scenes())
+def test_the_core_equals_software_psrr(sc):
+    d, dram, params, patches, end, res = run_scene(sc)
+    count, flags, entries = read_list(dram, end, params.capacity)
+    assert flags == 0 and count == len(entries)
+    for limit in (None, 2):
+        got = to_detections(d, entries, limit)
+        expect = psrr_nms(d, sc["threshold"], alpha=sc["alpha"], max_per_class=limit, reach=sc["reach"],
+                          shifted=sc["shifted"])
+        np.testing.assert_array_equal(got.index, expect.index)
+        np.testing.assert_array_equal(got.rows, expect.rows)
+    if sc["maps"] == "empty":
+        assert count == 0 and len(res.spatial) == 0
+    blocks = sum(-(-lv.anchors * params.classes // sc["tn"]) for lv in params.levels)
+    assert len(res.decided) == blocks and sum(int(b.sum()) for b in res.decided) == len(res.spatial)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(scenes().filter(lambda sc: sc["maps"] != "empty"))
+def test_a_full_list_keeps_its_first_entries_and_says_so(sc):
+    _, dram, params, patches, end, res = run_scene(sc)
+    _, _, full = read_list(dram, end, params.capacity)
+    assume(len(full) >= 1)
+    cap = len(full) // 2
+    _, dram2, params2, _, _, _ = run_scene(sc, capacity=cap)
+    count, flags, entries = read_list(dram2, end, cap)
+    assert count == len(full) and flags == FLAG_LIST_FULL
+    assert entries.tobytes() == full[:cap].tobytes()
+
+
+def all_equal_scene(**kw):
+    return dict(dict(levels=[(8, 6, 5, [[16, 16], [24, 12]])], classes=2, tn=4, alpha=1.0, reach=1.0,
+                     shifted=True, planes=1, maps="equal", threshold=0.05, seed=3), **kw)
+
+
+def test_all_equal_maps_keep_the_lowest_index_of_each_tile():
+    d, dram, params, _, end, _ = run_scene(all_equal_scene())
+    _, flags, entries = read_list(dram, end, params.capacity)
+    expect = psrr_nms(d, 0.05, alpha=1.0, max_per_class=None)
+    assert flags == 0 and len(entries) > 0
+    np.testing.assert_array_equal(to_detections(d, entries, None).index, expect.index)
+
+
+def test_spatial_buffer_overflow_is_flagged_and_writes_nothing():
+    _, dram, params, patches, end, res = run_scene(all_equal_scene(maps="random", threshold=0.05))
+    n = len(res.spatial)
+    assert n > 2
+    small = NmsCore(lanes=4, max_width=16, survivors=n - 1)
+    again = execute(dram, params, small, patches, end)
+    count, flags, entries = read_list(dram, end, params.capacity)
+    assert again.flags == flags == FLAG_SPATIAL_FULL and len(entries) == 0 and count == 0
+
+
+def test_patches_out_of_order_are_flagged():
+    _, dram, params, patches, end, _ = run_scene(all_equal_scene(maps="random", seed=11))
+    assert len(patches) >= 2
+    res = execute(dram, params, NmsCore(lanes=4, max_width=16), patches[::-1], end)
+    assert res.flags == FLAG_BAD_PATCH and len(read_list(dram, end, params.capacity)[2]) == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 6), st.integers(1, 9), st.sampled_from([1, 2, 4]), st.sampled_from([2, 4]),
+       st.integers(0, 2**31))
+def test_read_scores_reassembles_wide_codes(h, w, ch, planes, tn, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (8 * planes - 1)), (1 << (8 * planes - 1)) - 1
+    codes = rng.integers(lo, hi, size=(h, w, ch), endpoint=True)
+    dram = np.zeros(planes * -(-ch // tn) * h * w * tn + 32, np.uint8)
+    rs, bs = write_scores(dram, 32, codes, planes, tn)
+    np.testing.assert_array_equal(read_scores(dram, 32, rs, bs, h, w, ch, planes, tn), codes)
+
+
+def test_refuses_kernels_larger_than_the_map_or_the_core():
+    sc = all_equal_scene()
+    rng = np.random.default_rng(0)
+    sp = head(sc["levels"], 2)
+    codes, exps = outputs(sp, "random", 1, rng)
+    d = decode(sp, codes, exps)
+    _, params, _, _ = core_setup(d, [0], 0.05, 4.0, 1.0, tn=4)  # alpha 4: k = 8 > the 6x5 map
+    with pytest.raises(NmsError, match="kernel 8 .* must be in 1..min"):
+        params.check(NmsCore(lanes=4))
+    _, params, _, _ = core_setup(d, [0], 0.05, 1.0, 1.0, tn=4)
+    with pytest.raises(NmsError, match="map width 5 exceeds the core's 4"):
+        params.check(NmsCore(lanes=4, max_width=4))
+
+
+def test_cycle_model_counts_positions_and_survivors():
+    assert spatial_cycles(np.zeros((5, 3), int)) == 15 + 2
+    assert spatial_cycles(np.array([[0, 3, 1], [2, 0, 0]])) == 1 + 3 + 1 + 2 + 1 + 1 + 2
+    d, dram, params, patches, end, res = run_scene(all_equal_scene(maps="random"))
+    n = len(res.spatial)
+    base = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n, res.count)
+    more = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n + 4, res.count)
+    assert more - base == (n + 4) * -(-(n + 4) // 4) - n * -(-n // 4)
