@@ -111,7 +111,8 @@ def cmd_quantize(args) -> int:
     _output_file(args.output, "-o")
     calib = load_calibration(args.calib) if args.calib else None
     model = quantize_model(args.model, calib=calib, calib_random=args.calib_random, wbits=args.wbits,
-                           abits=args.abits, weights=args.weights, per_channel=args.per_channel, seed=args.seed)
+                           abits=args.abits, weights=args.weights, per_channel=args.per_channel,
+                           wide_heads=args.wide_heads, seed=args.seed)
     onnx.save(model, args.output)
     print(f"wrote {args.output}")
     return 0
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--abits", type=int, default=8, help="activation bits, 4..8")
     sp.add_argument("--weights", default="int", help="weight encoding: int or pow2")
     sp.add_argument("--per-channel", action="store_true", help="one po2 scale per output channel")
+    sp.add_argument("--wide-heads", action="store_true",
+                    help="no output quantizers on the convs feeding the outputs: their exact sums (a detector's heads)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_quantize)
 

@@ -74,8 +74,7 @@ def run(tmp: Path) -> dict:
     fmodel = onnx.load(fp)
     calib = bf.calibration()
     plain = quantize_model(fp, calib=calib)   # shiftflow quantize --calib (defaults)
-    plain_wide = quantize_model(fp, calib=calib)
-    bf.wide_heads(plain_wide)
+    plain_wide = quantize_model(fp, calib=calib, wide_heads=True)  # shiftflow quantize --wide-heads
     programs = {}
     for t in TARGETS:
         assert cli(["compile", str(qp), "-o", str(tmp / t), "--target", t]) == 0

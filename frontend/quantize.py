@@ -47,7 +47,7 @@ FUSED_ACTIVATIONS = {"Relu", "LeakyRelu", "Clip"}
 def quantize_model(model: onnx.ModelProto | str | os.PathLike, *,
                    calib: np.ndarray | dict[str, np.ndarray] | None = None,
                    calib_random: int | None = None, wbits: int = 8, abits: int = 8,
-                   weights: str = "int", per_channel: bool = False,
+                   weights: str = "int", per_channel: bool = False, wide_heads: bool = False,
                    seed: int = 0) -> onnx.ModelProto:
     """Quantize a float32 ONNX model to QDQ ONNX with power-of-two scales.
 
@@ -55,7 +55,9 @@ def quantize_model(model: onnx.ModelProto | str | os.PathLike, *,
     see :func:`shiftflow.frontend.calib_data.calibration_feeds`); ``calib_random=N`` uses N
     seeded standard-normal samples instead. Exactly one must be given. ``wbits`` (2..8) and
     ``weights`` (``"int"`` or ``"pow2"``) choose the weight encoding, per tensor or per output
-    channel (``per_channel``); ``abits`` (4..8) the activation width.
+    channel (``per_channel``); ``abits`` (4..8) the activation width. ``wide_heads`` drops
+    the output quantizers of the convs feeding the graph outputs (``frontend/wide_heads.py``),
+    which keep per-tensor weights even with ``per_channel``.
 
     Returns a new model (IR 10, opset 21, shapes inferred) that onnxruntime runs: every
     activation the accelerator computes passes ``QuantizeLinear → [Clip] → DequantizeLinear``
@@ -71,9 +73,22 @@ def quantize_model(model: onnx.ModelProto | str | os.PathLike, *,
     plan = _plan(model.graph)
     ranges = collect_ranges(model, feeds, plan.activations)
     fracs = activation_fracs(model, feeds, ranges, abits)
-    rewriter = _Rewriter(model, ranges, fracs, wbits=wbits, abits=abits, pow2=weights == "pow2",
-                         per_channel=per_channel)
-    return _finish(rewriter.run(plan))
+    def rewrite(per_channel: bool) -> onnx.ModelProto:
+        m = onnx.ModelProto.FromString(model.SerializeToString())
+        return _Rewriter(m, ranges, fracs, wbits=wbits, abits=abits, pow2=weights == "pow2",
+                         per_channel=per_channel).run(plan)
+
+    quantized = rewrite(per_channel)
+    if wide_heads:
+        from shiftflow.frontend.wide_heads import per_tensor_heads, wide_heads as drop_output_quantizers
+
+        heads = drop_output_quantizers(quantized)
+        if not heads:
+            raise UsageError("--wide-heads: no conv feeds a graph output through layout ops only "
+                             "(Concat, Reshape, Transpose, Flatten)")
+        if per_channel:  # activation scales do not depend on the weight mode: the swap is exact
+            per_tensor_heads(quantized, rewrite(False), heads)
+    return _finish(quantized)
 
 
 def _check_args(wbits: int, abits: int, weights: str) -> None:

@@ -174,54 +174,6 @@ def convert(out_dir: str | os.PathLike, name: str = "blazeface", pad_as_conv: bo
     return path
 
 
-LAYOUT_OPS = ("Concat", "Reshape", "Transpose", "Flatten")
-
-
-def wide_heads(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Drop the output quantizers of the head, in place: every ``QuantizeLinear →
-    DequantizeLinear`` pair on the way from a graph output back through layout ops (Concat,
-    Reshape, Transpose, Flatten) to the convolutions that feed them. Those convs then give
-    their exact int32 sums (the accelerator's wide outputs) instead of 8-bit codes:
-    BlazeFace's regressors span ±155 px, which 8 bits hold only in 1-px steps. Returns the
-    head convs reached."""
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
-    drop, heads, todo = set(), [], [o.name for o in g.output]
-    rename = {}  # a removed DQ's output -> the float tensor before its Q
-    while todo:
-        n = producer.get(todo.pop())
-        if n is None:
-            continue
-        q = producer.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
-        if q is not None and q.op_type == "QuantizeLinear":
-            drop.update((id(n), id(q)))
-            rename[n.output[0]] = q.input[0]
-            todo.append(q.input[0])
-        elif n.op_type in LAYOUT_OPS:
-            todo.extend(n.input if n.op_type == "Concat" else n.input[:1])
-        elif n.op_type == "Conv":
-            heads.append(n)
-    outputs = {o.name for o in g.output}
-    back = {v: k for k, v in rename.items() if k in outputs}  # an output named on its DQ
-    keep = [n for n in g.node if id(n) not in drop]
-    for n in keep:
-        n.input[:] = [rename.get(i, i) for i in n.input]
-        n.output[:] = [back.get(o, o) for o in n.output]
-    del g.node[:]
-    g.node.extend(keep)
-    used = {i for n in keep for i in n.input}  # the dropped pairs' scales and zero points go too
-    unused = [t for t in g.initializer if t.name not in used]
-    for t in unused:
-        g.initializer.remove(t)
-    return heads
-
-
-def _weight_inits(model: onnx.ModelProto, conv: onnx.NodeProto) -> set[str]:
-    """Initializer names behind a quantized conv's weight and bias DequantizeLinear nodes."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    return {i for w in conv.input[1:] if w in producer for i in producer[w].input}
-
-
 def calibration() -> np.ndarray:
     """Calibration inputs (6, 3, 128, 128): six skimage photos stretched to the full square
     (no letterbox bars; on the test photos this picked ranges that kept every face at
@@ -253,17 +205,7 @@ def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike) -> Path
     from shiftflow.runtime.heads import embed_heads, load_heads
 
     spec = load_heads(float_path)
-    calib = calibration()
-    model = quantize_model(os.fspath(float_path), calib=calib, per_channel=True)
-    tensor = quantize_model(os.fspath(float_path), calib=calib, per_channel=False)
-    per_tensor = {i.name: i for i in tensor.graph.initializer}
-    for conv in wide_heads(model):
-        names = _weight_inits(model, conv)
-        if names != _weight_inits(tensor, next(n for n in tensor.graph.node if n.name == conv.name)):
-            raise ShiftflowError(f"head conv '{conv.name}' is quantized differently per tensor")
-        for init in model.graph.initializer:
-            if init.name in names:
-                init.CopyFrom(per_tensor[init.name])
+    model = quantize_model(os.fspath(float_path), calib=calibration(), per_channel=True, wide_heads=True)
     embed_heads(model, spec)
     out = Path(out_path)
     onnx.save(model, os.fspath(out))

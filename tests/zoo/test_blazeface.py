@@ -142,3 +142,16 @@ def test_tiny_target_bit_exact(built, tmp_path):
 
     r = check_simulation(prog, qp, inputs={"input": bf.letterbox(data.astronaut())})
     assert r.bit_exact and r.checks["L2_vs_L1"]["max_abs_diff"] == 0
+
+
+def test_cli_quantize_wide_heads_gives_the_documented_model(built, tmp_path):
+    """`shiftflow quantize --calib --per-channel --wide-heads` is the docs' quantization:
+    the same graph as zoo.blazeface.quantize's."""
+    from shiftflow.cli import main
+    from shiftflow.zoo import blazeface as bf
+
+    d, fp, qp = built
+    np.savez(tmp_path / "calib.npz", input=bf.calibration())
+    assert main(["quantize", str(fp), "-o", str(tmp_path / "q.onnx"), "--calib", str(tmp_path / "calib.npz"),
+                 "--per-channel", "--wide-heads"]) == 0
+    assert onnx.load(tmp_path / "q.onnx").graph.SerializeToString() == onnx.load(qp).graph.SerializeToString()
