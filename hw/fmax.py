@@ -5,6 +5,7 @@ critical path, the utilisation. The options and why: :func:`fmax_ecp5`'s docstri
 """
 
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
                      timeout: float = 1200.0, log_dir: str | Path | None = None) -> FmaxReport:
     """:func:`fmax_ecp5` with the details: device, options, critical path, phase times.
 
-    ``log_dir`` (optional) keeps ``nextpnr.log`` there."""
+    ``log_dir`` (optional) keeps ``nextpnr.log`` there and nextpnr's JSON timing report
+    (``--report --detailed-timing-report``: every net's arrival time at each of its sinks, so
+    all the failing endpoints can be listed, not just the worst one) as ``report.json``."""
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="shiftflow-fmax-") as tmp:
         work = Path(tmp)
@@ -99,12 +102,14 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
              deadline, timeout)
         t1 = time.perf_counter()
         options = (*FMAX_NEXTPNR_OPTIONS, "--seed", str(seed), "--freq", f"{freq:g}")
+        report = () if log_dir is None else ("--report", "report.json", "--detailed-timing-report")
         log = run_tool([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
-                    *options], f"nextpnr-ecp5 on {name}", work, deadline, timeout)
+                    *options, *report], f"nextpnr-ecp5 on {name}", work, deadline, timeout)
         t2 = time.perf_counter()
-    if log_dir is not None:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-        (Path(log_dir) / "nextpnr.log").write_text(log)
+        if log_dir is not None:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(log_dir) / "nextpnr.log").write_text(log)
+            shutil.move(work / "report.json", Path(log_dir) / "report.json")
     found = _FMAX.findall(log)
     if not found:
         raise SynthError(f"nextpnr-ecp5 on {name} printed no 'Max frequency' line")
