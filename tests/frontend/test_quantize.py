@@ -375,3 +375,27 @@ def test_refuses_quantized_or_non_float_models(tmp_path):
         quantize_model(f, calib_random=4)
     with pytest.raises(UsageError, match="model file '.*nope.onnx' does not exist"):
         quantize_model(tmp_path / "nope.onnx", calib_random=4)
+
+
+def test_wide_heads_leaves_the_output_conv_unquantized_and_refuses_a_model_without_one():
+    """cnn() ends in Gemm (not a conv): refused with one line; a conv-ended model's output is
+    the conv's exact sum (no QuantizeLinear after it), per tensor even with --per-channel, and
+    it checks bit-exact."""
+    with pytest.raises(UsageError, match="--wide-heads: no conv feeds a graph output"):
+        quantize_model(cnn(), calib_random=4, wide_heads=True)
+    nodes = [_conv("conv1", "x", "w1", "b1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
+             _conv("y", "relu1", "w2", "b2", pads=[1, 1, 1, 1])]  # the head conv: output y
+    float_model = _model(nodes, [_init("w1", 4, 3, 3, 3), _init("b1", 4), _init("w2", 6, 4, 3, 3), _init("b2", 6)],
+                         out_shape=[1, 6, 8, 8])
+    q = quantize_model(float_model, calib_random=4, per_channel=True, wide_heads=True)
+    head = next(n for n in q.graph.node if n.op_type == "Conv" and n.name == "y")
+    assert head.output[0] == q.graph.output[0].name
+    w_dq = _producer(q, head.input[1])
+    assert np.asarray(_const(q, w_dq.input[1])).size == 1  # one scale: per tensor
+    first = next(n for n in q.graph.node if n.op_type == "Conv" and n.name == "conv1")
+    assert np.asarray(_const(q, _producer(q, first.input[1]).input[1])).size == 4  # the body per channel
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        onnx.save(q, f"{d}/q.onnx")
+        assert check_model(f"{d}/q.onnx").bit_exact
