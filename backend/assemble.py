@@ -14,6 +14,7 @@ from ..ir.isa import Opcode
 from ..ir.ops import conv_macs
 from .emit import Emitter, Ins
 from .encode import Encoder, encode_all
+from .overlap import interleave
 from .plan import HostOp, Layer, Plan
 from .schedule import Tracker, assign_tokens, program_order, step_needs
 
@@ -57,6 +58,9 @@ def schedule_plan(plan: Plan) -> Plan:
         steps = []
         for li, layer in enumerate(run):
             steps += emitter.layer_steps(layer, li)
+        if plan.overlap:
+            steps = interleave(steps, step_needs(steps, grids),
+                               {li for li, layer in enumerate(run) if "overlap" in layer.params})
         ordered = program_order(steps, step_needs(steps, grids))
         code = assign_tokens(ordered, Tracker(cfg, grids, overlaps))
         start = len(sched.instructions)

@@ -1,6 +1,6 @@
 """The back end's entry points: Graph IR -> Program, as a flat pipeline of named passes.
 
-    partition -> fusion -> dataflow -> tiling -> buffers -> dram -> schedule -> encode
+    partition -> fusion -> dataflow -> tiling -> overlap -> buffers -> dram -> schedule -> encode
 
 Each pass maps a ``Plan`` to a ``Plan``; ``verify_plan`` runs after each and names the pass
 that broke an invariant; ``print_after=PASS`` (or ``all``) prints the plan after that pass.
@@ -17,6 +17,7 @@ from ..ir.program import Program
 from .assemble import encode_plan, manifest, schedule_plan
 from .dataflow import choose_dataflows
 from .fusion import fuse
+from .overlap import choose_overlaps
 from .memory import place_buffers, plan_dram
 from .partition import partition
 from .plan import Plan, format_plan
@@ -28,6 +29,7 @@ PASSES = [
     ("fusion", fuse),
     ("dataflow", choose_dataflows),
     ("tiling", tile_layers),
+    ("overlap", choose_overlaps),
     ("buffers", place_buffers),
     ("dram", plan_dram),
     ("schedule", schedule_plan),
@@ -37,11 +39,12 @@ PASS_NAMES = [name for name, _ in PASSES]
 
 
 def run_backend(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                print_after: str | None = None) -> Plan:
-    """All passes; returns the final plan (``plan.program`` holds the scheduled code)."""
+                print_after: str | None = None, overlap: bool = True) -> Plan:
+    """All passes; returns the final plan (``plan.program`` holds the scheduled code).
+    ``overlap=False`` keeps every layer whole in program order (no ``overlap`` pairs)."""
     if print_after is not None and print_after not in PASS_NAMES + ["all"]:
         raise UsageError(f"unknown pass {print_after!r} for --print-after; passes: {', '.join(PASS_NAMES)}")
-    plan = Plan(graph, config, dataflow)
+    plan = Plan(graph, config, dataflow, overlap=overlap)
     for name, fn in PASSES:
         plan = verify_plan(fn(plan), after=name)
         _show(plan, name, print_after)
@@ -55,20 +58,20 @@ def _show(plan: Plan, name: str, print_after: str | None) -> None:
 
 
 def compile_graph(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                  print_after: str | None = None) -> Program:
+                  print_after: str | None = None, overlap: bool = True) -> Program:
     """Compile a verified Graph IR for ``config``. ``dataflow`` is ``auto`` (per layer, by the
     cost model) or ``channel``/``pixel`` (forced wherever legal). Raises ``ResourceError`` for a layer that cannot fit the target,
     ``UnsupportedError`` for a model the back end refuses."""
-    plan = run_backend(graph, config, dataflow, print_after)
+    plan = run_backend(graph, config, dataflow, print_after, overlap)
     return Program(config, plan.program.code, plan.weights, graph, manifest(plan, PASS_NAMES))
 
 
 def compile_model(path: str | os.PathLike, target: str | AcceleratorConfig = "tiny", dataflow: str = "auto",
-                  input_shapes: dict | None = None, print_after: str | None = None) -> Program:
+                  input_shapes: dict | None = None, print_after: str | None = None, overlap: bool = True) -> Program:
     """Import the ONNX model at ``path`` (front end) and compile it for ``target`` (a name,
     a JSON file, or an ``AcceleratorConfig``)."""
     from ..frontend.importer import import_onnx  # the one place the back end calls the front end
 
     config = load_target(target)
     graph = import_onnx(path, input_shapes)
-    return compile_graph(graph, config, dataflow, print_after)
+    return compile_graph(graph, config, dataflow, print_after, overlap)

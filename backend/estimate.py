@@ -10,6 +10,13 @@ from ..ir.program import Program
 from ..ir.timeline import layer_cycles, schedule
 
 
+def segment_timelines(program: Program):
+    """The cycle model's ``Timeline`` of every accelerator segment, in order."""
+    for seg in program.manifest["segments"]:
+        if seg["kind"] == "accel":
+            yield schedule(program.config, decode_program(program.instructions, seg["start"], seg["count"]))
+
+
 def estimate_program(program: Program) -> dict:
     """Total cycles, fps, MAC utilization and per-layer rows (docs/simulator.md attribution)."""
     cfg = program.config
@@ -17,10 +24,7 @@ def estimate_program(program: Program) -> dict:
     rows = [{"name": x["name"], "op": x["op"], "dataflow": x["dataflow"], "macs": x["macs"], "cycles": 0}
             for x in layers]
     total = 0
-    for seg in program.manifest["segments"]:
-        if seg["kind"] != "accel":
-            continue
-        tl = schedule(cfg, decode_program(program.instructions, seg["start"], seg["count"]))
+    for tl in segment_timelines(program):
         total += tl.cycles
         for i, c in layer_cycles(layers, tl).items():
             rows[i]["cycles"] += c

@@ -76,7 +76,8 @@ def plan_dram(plan: Plan) -> Plan:
         if t.buffer == t.name:
             _, c, h, w = t.shape
             sizes[t.name] = (t.blocks * t.planes * h * w * cfg.tn, h, w)
-    addr, overlaps = _allocate(sizes, live, _align(const_base + const_size))
+    addr, overlaps = _allocate(sizes, live, _align(const_base + const_size),
+                                1 if any("overlap" in x.params for x in plan.layers) else 0)
     tensors = {}
     for name, t in plan.tensors.items():
         _, h, w = sizes[t.buffer]
@@ -123,15 +124,17 @@ def _liveness(plan: Plan) -> dict[str, tuple[int, int]]:
     return {buf: (a, b) for buf, (a, b) in live.items()}
 
 
-def _allocate(sizes: dict, live: dict, base: int) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """First-fit addresses; ``overlaps[b]`` lists the earlier (dead) buffers sharing b's bytes."""
+def _allocate(sizes: dict, live: dict, base: int, linger: int = 0) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """First-fit addresses; ``overlaps[b]`` lists the earlier (dead) buffers sharing b's bytes.
+    A buffer's bytes are free for buffers born more than ``linger`` positions after its last
+    reader (``linger`` = 1 when the next layer may run alongside, ``backend/overlap.py``)."""
     addr: dict[str, int] = {}
     active: list[tuple[int, int, str]] = []
     overlaps: dict[str, list[str]] = {}
     placed: list[tuple[int, int, str]] = []
     for name in sorted(sizes, key=lambda b: (live[b][0], b)):
         born = live[name][0]
-        active = [(a, e, n) for a, e, n in active if live[n][1] >= born]
+        active = [(a, e, n) for a, e, n in active if live[n][1] + linger >= born]
         size = _align(sizes[name][0])
         at = base
         for a, e, _ in sorted(active):

@@ -127,6 +127,9 @@ class Plan:
     dram: dict = field(default_factory=dict)
     weights: bytes = b""
     program: object = None
+    #: interleave consecutive layers' steps (backend/overlap.py); DRAM buffers then live one
+    #: layer longer, since the next layer's stores may run before this one's last loads
+    overlap: bool = True
 
     @property
     def layers(self) -> list[Layer]:

@@ -89,14 +89,17 @@ def _strip_widths(shape: LayerShape) -> list[int]:
 
 
 def _deepest_band(shape: LayerShape, cfg: AcceleratorConfig, sc: int, ring_blocks: int, obuf_blk: int,
-                  double: bool) -> int:
-    """Most output rows per band (a multiple of the row alignment) that fit both buffers; 0 if none."""
+                  double: bool, lb_words: int | None = None, ob_words: int | None = None) -> int:
+    """Most output rows per band (a multiple of the row alignment) that fit both buffers
+    (``lb_words`` of the line buffer and tiles of ``ob_words``, by default a whole line buffer
+    and output-buffer half); 0 if none."""
     a = shape.align_r
     p = shape.pool or 1
     per_row = (sc // p) * obuf_blk
-    top = min(ceil_div(shape.out_h, a) * a, (cfg.output_half_words // max(1, per_row)) * p // a * a)
+    ob = cfg.output_half_words if ob_words is None else ob_words
+    top = min(ceil_div(shape.out_h, a) * a, (ob // max(1, per_row)) * p // a * a)
     slot_words = ring_blocks * shape.geom.span_cols(sc)
-    lb = cfg.line_buffer_words
+    lb = cfg.line_buffer_words if lb_words is None else lb_words
 
     def fits(br: int) -> bool:
         return shape.rings * slots_for(shape, br, double) * slot_words <= lb
@@ -182,16 +185,25 @@ def choose_tiling(layer: Layer, plan: Plan) -> tuple[Tiling, dict]:
     return split_tiling(layer, shape, plan.config, x[1], w[2], w[3], _strip_widths(shape))
 
 
-def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig) -> tuple[Tiling, dict]:
-    """The cheapest tiling of a layer described by ``shape``; raises ``ResourceError``."""
+def tile_shape(layer: Layer, shape: LayerShape, cfg: AcceleratorConfig, lb_words: int | None = None,
+               whole_rows: bool = False) -> tuple[Tiling, dict]:
+    """The cheapest tiling of a layer described by ``shape``; raises ``ResourceError``.
+    ``lb_words`` limits its rings to that many line-buffer words; ``whole_rows`` asks for one
+    strip and (for a depthwise layer) one group, so that the layer sweeps its rows once, top
+    to bottom, all channels a band, in tiles of at most a quarter of the output buffer (two
+    overlapped layers then rotate through four of them; ``backend/overlap.py``)."""
     candidates = []
-    for size in _group_sizes(layer, shape, cfg):
+    sizes = _group_sizes(layer, shape, cfg)
+    for size in sizes[:1] if whole_rows else sizes:
         groups = split_units(shape.units, size, shape.unit_splits)
+        if whole_rows and layer.depthwise and len(groups) > 1:
+            continue
         ring_blocks = max(shape.ring_blocks(gr) for gr in groups)
         obuf_blk = max(shape.obuf_blk(gr) for gr in groups)
-        for sc in _strip_widths(shape):
+        for sc in _strip_widths(shape)[-1:] if whole_rows else _strip_widths(shape):
             for double in (True, False):
-                br = _deepest_band(shape, cfg, sc, ring_blocks, obuf_blk, double)
+                br = _deepest_band(shape, cfg, sc, ring_blocks, obuf_blk, double, lb_words,
+                                   cfg.output_half_words // 2 if whole_rows else None)
                 if not br:
                     continue
                 p = shape.pool or 1

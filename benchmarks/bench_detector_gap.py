@@ -1,0 +1,173 @@
+"""Benchmark: where the 512×512 detector's cycles go on zu3eg, against the compute bound.
+
+    python benchmarks/bench_detector_gap.py [--target zu3eg] [--variant w8a8]
+
+Compiles the zoo detector (``dataflow=auto``) twice — without the ``overlap`` pass (the
+compiler before it, ``without_overlap``) and with it (the default, ``with_overlap``;
+docs/backend.md "Layer overlap") — and runs the shared cycle model (``ir/timeline.py``, which the simulator and the RTL equal) over it. Per
+accelerator layer (each instruction counted for the layer the compiler emitted it for):
+
+- ``cycles`` (the simulator's completion-front attribution) and the ideal ``macs / (tm*tn)``;
+- ``read_cycles`` / ``write_cycles`` / ``compute_cycles``: the busy cycles of the load unit
+  (the AXI read channel: LOAD_ACT + LOAD_WGT), the store unit (write channel) and the compute
+  unit for the layer's instructions; ``read_bytes`` / ``write_bytes`` the bytes moved
+  (LOAD_ACT boxes and weights, STORE boxes), and ``input_bytes`` the bytes of the layer's
+  input tensors once each, so ``read_bytes / input_bytes`` shows re-reads (halo, weight
+  groups);
+- ``bound``: which of the three is largest — the resource the layer waits on.
+
+Then the per-class gap table (stem, depthwise, pointwise, heads, vector ops): cycles, ideal,
+gap and share of the whole gap. Writes ``benchmarks/results/detector_gap_<target>.json``.
+The cycle model is deterministic, so one run is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from guard import write_result
+from shiftflow.backend.assemble import manifest
+from shiftflow.backend.compile import PASS_NAMES, run_backend
+from shiftflow.backend.estimate import segment_timelines
+from shiftflow.frontend.importer import import_onnx
+from shiftflow.ir.config import load_target
+from shiftflow.ir.program import Program
+from shiftflow.ir.isa import Opcode
+from shiftflow.ir.timeline import layer_cycles
+from shiftflow.zoo import zoo_model
+
+CLASSES = ("stem", "depthwise", "pointwise", "heads", "vector")
+
+
+def layer_class(op, first_conv: bool) -> str:
+    """The gap-table class of a graph op."""
+    if op.kind != "conv":
+        return "vector"
+    if first_conv:
+        return "stem"
+    if "head" in op.name:
+        return "heads"
+    return "depthwise" if op.attrs["groups"] > 1 else "pointwise"
+
+
+def _box_bytes(f: dict, p: str, tn: int) -> int:
+    return f[p + "nblk"] * f[p + "nrows"] * f[p + "ncols"] * tn
+
+
+def compile_detector(variant: str, target: str, overlap: bool):
+    """The compiled detector and, per instruction, the index of its manifest layer."""
+    graph = import_onnx(zoo_model("detector", variant, "qcdq"))
+    plan = run_backend(graph, load_target(target), overlap=overlap)
+    program = Program(plan.config, plan.program.code, plan.weights, graph, manifest(plan, PASS_NAMES))
+    owner, base = [], 0
+    for seg in plan.program.segments:
+        if seg["kind"] != "accel":
+            continue
+        code = plan.program.instructions[seg["start"]:seg["start"] + seg["count"]]
+        owner += [base + ins.layer for ins in code]
+        base += 1 + max(ins.layer for ins in code)
+    return program, owner
+
+
+def analyse(program, owner: list[int]) -> dict:
+    """Per-layer bounds and the per-class gap table of one compiled program; ``owner[k]`` is
+    instruction ``k``'s manifest layer."""
+    cfg = program.config
+    layers = program.manifest["layers"]
+    ops = {op.name: op for op in program.graph.ops}
+    rows = [{"name": x["name"], "op": x["op"], "dataflow": x["dataflow"], "macs": x["macs"], "cycles": 0,
+             "ideal": x["macs"] / cfg.macs_per_cycle, "read_cycles": 0, "write_cycles": 0, "compute_cycles": 0,
+             "read_bytes": 0, "weight_bytes": 0, "write_bytes": 0} for x in layers]
+    total = 0
+    for tl in segment_timelines(program):
+        total += tl.cycles
+        for i, c in layer_cycles(layers, tl).items():
+            rows[i]["cycles"] += c
+        for ins, c in zip(tl.instrs, tl.cost):
+            if ins.opcode in (Opcode.FINISH, Opcode.NOP):
+                continue
+            r, f = rows[owner[ins.index]], ins.f
+            if ins.opcode == Opcode.LOAD_ACT:
+                r["read_cycles"] += c
+                r["read_bytes"] += _box_bytes(f, "src.", cfg.tn)
+            elif ins.opcode == Opcode.LOAD_WGT:
+                r["read_cycles"] += c
+                r["weight_bytes"] += f["nbytes"]
+            elif ins.opcode == Opcode.STORE:
+                r["write_cycles"] += c
+                r["write_bytes"] += _box_bytes(f, "dst.", cfg.tn)
+            else:
+                r["compute_cycles"] += c
+    tensors = program.manifest["tensors"]
+    first_conv = True
+    classes = {k: {"layers": 0, "cycles": 0, "ideal": 0.0} for k in CLASSES}
+    for r in rows:
+        op = ops.get(r["name"])
+        r["class"] = layer_class(op, first_conv and r["op"] == "conv") if op else "vector"
+        first_conv = first_conv and r["op"] != "conv"
+        r["input_bytes"] = sum(_tensor_bytes(tensors[t], cfg.tn) for t in (op.inputs[:1] if op else ()) if t in tensors)
+        r["bound"] = max(("read", r["read_cycles"]), ("write", r["write_cycles"]), ("compute", r["compute_cycles"]),
+                         key=lambda kv: kv[1])[0]
+        r["utilization"] = r["ideal"] / r["cycles"] if r["cycles"] else 0.0
+        c = classes[r["class"]]
+        c["layers"] += 1
+        c["cycles"] += r["cycles"]
+        c["ideal"] += r["ideal"]
+    ideal = sum(r["ideal"] for r in rows)
+    gap = total - ideal
+    for c in classes.values():
+        c["gap"] = c["cycles"] - c["ideal"]
+        c["share_of_gap"] = round(c["gap"] / gap, 4) if gap else 0.0
+        c["ideal"] = round(c["ideal"])
+        c["gap"] = round(c["gap"])
+    for r in rows:
+        r["ideal"] = round(r["ideal"])
+        r["utilization"] = round(r["utilization"], 4)
+    convs = [r for r in rows if r["op"] == "conv"]
+    weighted = sum(r["macs"] for r in convs) / (cfg.macs_per_cycle * sum(r["cycles"] for r in convs))
+    return {"total_cycles": total, "fps": round(cfg.clock_mhz * 1e6 / total, 2), "clock": "nominal",
+            "ideal_cycles": round(ideal), "gap_cycles": round(gap), "conv_utilization_weighted": round(weighted, 4),
+            "classes": classes, "layers": rows}
+
+
+def _tensor_bytes(t: dict, tn: int) -> int:
+    h, w = t["shape"][2], t["shape"][3]
+    return t["blocks"] * h * w * tn
+
+
+def show(res: dict) -> None:
+    print(f"{res['total_cycles']} cycles, {res['fps']} fps (nominal clock), ideal {res['ideal_cycles']}, "
+          f"gap {res['gap_cycles']}, conv MAC-weighted utilization {res['conv_utilization_weighted']}")
+    print(f"{'layer':32} {'class':9} {'cycles':>8} {'ideal':>8} {'read':>8} {'write':>8} {'compute':>8} "
+          f"{'rd MB':>6} {'in MB':>6} {'wr MB':>6} bound")
+    for r in res["layers"]:
+        print(f"{r['name'][-32:]:32} {r['class']:9} {r['cycles']:8d} {r['ideal']:8d} {r['read_cycles']:8d} "
+              f"{r['write_cycles']:8d} {r['compute_cycles']:8d} {r['read_bytes'] / 1e6:6.2f} "
+              f"{r['input_bytes'] / 1e6:6.2f} {r['write_bytes'] / 1e6:6.2f} {r['bound']}")
+    print(f"{'class':10} {'layers':>6} {'cycles':>10} {'ideal':>10} {'gap':>10} {'share':>6}")
+    for k, c in res["classes"].items():
+        print(f"{k:10} {c['layers']:6d} {c['cycles']:10d} {c['ideal']:10d} {c['gap']:10d} {c['share_of_gap']:6.3f}")
+    units = {k: sum(r[k] for r in res["layers"]) for k in ("read_cycles", "write_cycles", "compute_cycles")}
+    print("unit busy cycles over the frame: " + ", ".join(f"{k} {v}" for k, v in units.items()) + "\n")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", default="zu3eg")
+    p.add_argument("--variant", default="w8a8")
+    args = p.parse_args(argv)
+    runs = {}
+    for key, overlap in (("without_overlap", False), ("with_overlap", True)):
+        runs[key] = res = analyse(*compile_detector(args.variant, args.target, overlap))
+        res["busy"] = {k: sum(r[k] for r in res["layers"]) for k in ("read_cycles", "write_cycles", "compute_cycles")}
+        print(f"detector {args.variant} on {args.target}, {key.replace('_', ' ')}:")
+        show(res)
+    result = {"model": "detector", "variant": args.variant, "target": args.target, "statistic": "cycle model (exact)",
+              "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4)}
+    write_result(f"detector_gap_{args.target}.json", result, {})
+    return result
+
+
+if __name__ == "__main__":
+    main()
