@@ -46,6 +46,7 @@ def scenes(draw):
 def outputs(sp, maps: str, planes: int, rng):
     """Integer score and box codes of every level and their po2 exponents."""
     codes, exps = {}, {}
+    dtype = np.int8 if planes == 1 else np.int16
     hi = 127 if planes == 1 else 3000
     for lv in sp.levels:
         a, (h, w) = len(lv.anchors), lv.grid
@@ -56,9 +57,9 @@ def outputs(sp, maps: str, planes: int, rng):
             s = rng.integers(-2, 3, size=shape) * (hi // 20)
         elif maps == "equal":
             s = np.full(shape, hi // 4)
-        else:
-            s = np.full(shape, -hi)
-        codes[lv.scores.output] = s.astype(np.int8 if planes == 1 else np.int16)
+        else:  # the lowest code: below every threshold drawn
+            s = np.full(shape, np.iinfo(dtype).min)
+        codes[lv.scores.output] = s.astype(dtype)
         exps[lv.scores.output] = int(rng.integers(-4, -1)) - (7 if planes == 2 else 0)
         codes[lv.boxes.output] = rng.integers(-12, 13, size=(1, a * 4, h, w)).astype(np.int8)
         exps[lv.boxes.output] = -2

@@ -1,0 +1,188 @@
+"""The NMS core's spatial stage: shifted max-pooling of ``lanes`` score maps streaming in
+raster order, one word (one cell of every lane) a cycle (docs/nms_core.md).
+
+::
+
+    i: word (lanes × valid, key, box index) ─┬─▶ delay line: k rows of W cells a lane
+                                             │     (the cell of row y - k, read as row y is written)
+                                             ├─▶ aligned tile bests  [band parity][tile column]
+                                             └─▶ shifted tile bests  [band parity][tile column]
+    decision of cell (y - k, x): its box index is the winner's of both of its tiles
+         ─▶ survivor bank (one bit a lane) ─▶ o: one survivor a cycle (lane, y, x, key, index)
+
+Each lane pools with its own kernel ``k`` and shift ``s`` (the tiles of the shifted grid start
+at ``-s``). Tiles are non-overlapping, so a tile needs only its running best: while row ``y``
+streams, the best of each tile of its band is updated in place (read, compare, write
+through, an asynchronous read seeing the previous cycle's write), in the half of the
+memory of the band's parity. By the time row ``y + k`` streams both tiles of every cell of
+row ``y`` are complete and still held (the next band writes the other half), so the cell is
+decided then, from the delay line. Rows ``H .. H + max k - 1`` are a drain with no input.
+Survivors leave in the order (``y + k``, x, lane); a position with ``m > 1`` survivors holds
+the stream for ``m`` cycles. Cycles: ``ir.nms.spatial_cycles`` exactly (no stalls).
+
+A cell is the winner when its key is the highest, then its box index the lowest; box indices
+are unique within a map, so "is the winner" is "has the winner's box index".
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..ir.nms import KEY_BITS, NmsCore
+from ..errors import ShiftflowError
+
+Y_BITS = 16
+
+
+def cell_layout(index_bits: int) -> data.StructLayout:
+    return data.StructLayout({"valid": unsigned(1), "key": signed(KEY_BITS), "index": unsigned(index_bits)})
+
+
+class NmsSpatial(wiring.Component):
+    """Spatial stage of an ``NmsCore`` (see the module docstring). Set ``height``, ``width``,
+    ``kernel`` and ``shift`` (per lane; an unused lane: kernel 1) and raise ``start`` for one
+    cycle while not ``busy``; send ``height · width`` words on ``i``; survivors come out on
+    ``o``; ``done`` is high for one cycle when the last has left."""
+
+    def __init__(self, core: NmsCore):
+        if core.max_width < 1 or core.max_width & (core.max_width - 1):
+            raise ShiftflowError(f"NMS core max_width must be a power of two, found {core.max_width}")
+        if core.lanes < 1 or core.max_kernel < 1:
+            raise ShiftflowError(f"NMS core needs lanes and max_kernel >= 1, found {core.lanes}, {core.max_kernel}")
+        self.core = core
+        self.xbits = max(1, (core.max_width - 1).bit_length())
+        self.kbits = core.max_kernel.bit_length()
+        self.cell = cell_layout(core.index_bits)
+        self.survivor = data.StructLayout({
+            "lane": unsigned(max(1, (core.lanes - 1).bit_length())), "y": unsigned(Y_BITS),
+            "x": unsigned(self.xbits), "key": signed(KEY_BITS), "index": unsigned(core.index_bits)})
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "height": In(Y_BITS), "width": In(self.xbits + 1),
+            "kernel": In(data.ArrayLayout(unsigned(self.kbits), core.lanes)),
+            "shift": In(data.ArrayLayout(unsigned(self.kbits), core.lanes)),
+            "i": In(stream.Signature(data.ArrayLayout(self.cell, core.lanes))),
+            "o": Out(stream.Signature(self.survivor)),
+        })
+
+    @staticmethod
+    def _better(a, b):
+        """``a`` beats ``b``: a candidate, and ``b`` none, or a higher key, or an equal key
+        and a lower box index."""
+        return a.valid & (~b.valid | (a.key > b.key) | ((a.key == b.key) & (a.index < b.index)))
+
+    def elaborate(self, platform):
+        m = Module()
+        core, lanes = self.core, self.core.lanes
+        wm = 1 << self.xbits
+
+        height, width = Signal(Y_BITS), Signal(self.xbits + 1)
+        kernel = Signal(data.ArrayLayout(unsigned(self.kbits), lanes))
+        shift = Signal.like(kernel)
+        y_last = Signal(Y_BITS + 1)  # the last row: H + max k - 1
+        y, x = Signal(Y_BITS + 1), Signal(self.xbits)
+        active = Signal()  # from start to done
+        streaming = Signal()  # positions left
+        pending = Signal(lanes)  # survivors of the last position not yet sent
+        bank = Signal(data.ArrayLayout(self.cell, lanes))
+        bank_y, bank_x = Signal(Y_BITS + 1), Signal(self.xbits)
+
+        # The next position may be decided when the bank empties this cycle.
+        one_left = (pending & (pending - 1)) == 0
+        bank_free = (pending == 0) | (one_left & self.o.ready)
+        drain = y >= height
+        advance = streaming & bank_free & (drain | self.i.valid)
+        row_end = x == width - 1
+        m.d.comb += [self.busy.eq(active), self.i.ready.eq(streaming & bank_free & ~drain)]
+
+        kmax = Const(0, self.kbits)
+        for lane in range(lanes):
+            kmax = Mux(self.kernel[lane] > kmax, self.kernel[lane], kmax)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [height.eq(self.height), width.eq(self.width), kernel.eq(self.kernel),
+                         shift.eq(self.shift), y_last.eq(self.height + kmax - 1), y.eq(0), x.eq(0),
+                         streaming.eq(1), active.eq(1)]
+        with m.Elif(advance):
+            m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end)]
+            with m.If(row_end & (y == y_last)):
+                m.d.sync += streaming.eq(0)
+
+        survive = Signal(lanes)
+        for lane in range(lanes):
+            self._lane(m, lane, wm, kernel[lane], shift[lane], y, x, row_end, drain, advance, survive, bank)
+        with m.If(advance):
+            m.d.sync += [pending.eq(survive), bank_y.eq(y), bank_x.eq(x)]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += pending.eq(pending & (pending - 1))
+
+        # The lowest pending lane leaves first.
+        first = Signal(range(lanes))
+        for lane in reversed(range(lanes)):
+            with m.If(pending[lane]):
+                m.d.comb += first.eq(lane)
+        sel = bank[first]
+        m.d.comb += [
+            self.o.valid.eq(pending != 0),
+            self.o.payload.lane.eq(first), self.o.payload.y.eq(bank_y - kernel[first]),
+            self.o.payload.x.eq(bank_x), self.o.payload.key.eq(sel.key), self.o.payload.index.eq(sel.index),
+        ]
+        last_sent = (pending == 0) | (one_left & self.o.ready)
+        m.d.comb += self.done.eq(active & ~streaming & last_sent)
+        with m.If(self.done):
+            m.d.sync += active.eq(0)
+        return m
+
+    def _lane(self, m, lane, wm, k, s, y, x, row_end, drain, advance, survive, bank):
+        """One lane: its counters, delay line and tile-best memories, and its decision."""
+        core = self.core
+        ox, tcx, oy, par = (Signal(self.kbits, name=f"ox{lane}"), Signal(self.xbits, name=f"tcx{lane}"),
+                            Signal(self.kbits, name=f"oy{lane}"), Signal(name=f"par{lane}"))
+        sox, stcx, soy, spar = (Signal(self.kbits, name=f"sox{lane}"), Signal(self.xbits, name=f"stcx{lane}"),
+                                Signal(self.kbits, name=f"soy{lane}"), Signal(name=f"spar{lane}"))
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [ox.eq(0), tcx.eq(0), oy.eq(0), par.eq(0),
+                         sox.eq(self.shift[lane]), stcx.eq(0), soy.eq(self.shift[lane]), spar.eq(0)]
+        with m.Elif(advance):
+            with m.If(row_end):
+                m.d.sync += [ox.eq(0), tcx.eq(0), sox.eq(s), stcx.eq(0),
+                             oy.eq(Mux(oy + 1 == k, 0, oy + 1)), par.eq(par ^ (oy + 1 == k)),
+                             soy.eq(Mux(soy + 1 == k, 0, soy + 1)), spar.eq(spar ^ (soy + 1 == k))]
+            with m.Else():
+                m.d.sync += [ox.eq(Mux(ox + 1 == k, 0, ox + 1)), tcx.eq(tcx + (ox + 1 == k)),
+                             sox.eq(Mux(sox + 1 == k, 0, sox + 1)), stcx.eq(stcx + (sox + 1 == k))]
+
+        cell = Signal(self.cell, name=f"cell{lane}")
+        m.d.comb += cell.eq(self.i.payload[lane])
+        with m.If(drain):
+            m.d.comb += cell.valid.eq(0)
+
+        delay = Memory(shape=self.cell, depth=core.max_kernel * wm, init=[])
+        acc_a = Memory(shape=self.cell, depth=2 * wm, init=[])
+        acc_s = Memory(shape=self.cell, depth=2 * wm, init=[])
+        m.submodules[f"delay{lane}"], m.submodules[f"acc_a{lane}"], m.submodules[f"acc_s{lane}"] = delay, acc_a, acc_s
+
+        old = delay.read_port(domain="comb")
+        dw = delay.write_port()
+        m.d.comb += [old.addr.eq(Cat(x, oy)), dw.addr.eq(Cat(x, oy)), dw.data.eq(cell), dw.en.eq(advance)]
+
+        decided = []
+        for mem, off, col, row0, col0, p in ((acc_a, ox, tcx, oy == 0, ox == 0, par),
+                                             (acc_s, sox, stcx, (soy == 0) | (y == 0), (sox == 0) | (x == 0), spar)):
+            cur, best = mem.read_port(domain="comb"), Signal(self.cell)
+            wr, past = mem.write_port(), mem.read_port(domain="comb")
+            running = Signal(self.cell)
+            m.d.comb += [cur.addr.eq(Cat(col, p)), running.eq(cur.data)]
+            with m.If(row0 & col0):
+                m.d.comb += running.valid.eq(0)
+            m.d.comb += [best.eq(Mux(self._better(cell, running), cell, running)),
+                         wr.addr.eq(Cat(col, p)), wr.data.eq(best), wr.en.eq(advance),
+                         past.addr.eq(Cat(col, ~p))]
+            decided.append(past.data)
+        win_a, win_s = decided
+        m.d.comb += survive[lane].eq(old.data.valid & (y >= k) & win_a.valid & win_s.valid
+                                     & (old.data.index == win_a.index) & (old.data.index == win_s.index))
+        with m.If(advance):
+            m.d.sync += bank[lane].eq(old.data)
