@@ -136,23 +136,29 @@ class NmsSpatial(wiring.Component):
         return m
 
     def _lane(self, m, lane, wm, k, s, y, x, row_end, drain, advance, survive, bank):
-        """One lane: its counters, delay line and tile-best memories, and its decision."""
+        """One lane: its counters, delay line and tile-best memories, and its decision.
+
+        Every memory is read a position ahead (synchronous, so block RAM): at the edge a
+        position is taken, the next position's word is read, transparently to that edge's
+        write — the running best of a tile then includes the previous column. A tile column
+        keeps both band parities in one word: the half being accumulated and the half of the
+        band being decided, written back unchanged."""
         core = self.core
-        ox, tcx, oy, par = (Signal(self.kbits, name=f"ox{lane}"), Signal(self.xbits, name=f"tcx{lane}"),
-                            Signal(self.kbits, name=f"oy{lane}"), Signal(name=f"par{lane}"))
-        sox, stcx, soy, spar = (Signal(self.kbits, name=f"sox{lane}"), Signal(self.xbits, name=f"stcx{lane}"),
-                                Signal(self.kbits, name=f"soy{lane}"), Signal(name=f"spar{lane}"))
-        with m.If(self.start & ~self.busy):
+        accept = self.start & ~self.busy
+        ox, oy, sox, soy = (Signal(self.kbits, name=f"{n}{lane}") for n in ("ox", "oy", "sox", "soy"))
+        tcx, stcx = Signal(self.xbits, name=f"tcx{lane}"), Signal(self.xbits, name=f"stcx{lane}")
+        par, spar = Signal(name=f"par{lane}"), Signal(name=f"spar{lane}")
+        nxt = {}
+        for name, off, col, row_off, parity, first in (("a", ox, tcx, oy, par, 0), ("s", sox, stcx, soy, spar, s)):
+            wrap, row_wrap = off + 1 == k, row_off + 1 == k
+            nxt[name] = (Mux(row_end, first, Mux(wrap, 0, off + 1)), Mux(row_end, 0, col + wrap),
+                         Mux(row_end, Mux(row_wrap, 0, row_off + 1), row_off), parity ^ (row_end & row_wrap))
+        with m.If(accept):
             m.d.sync += [ox.eq(0), tcx.eq(0), oy.eq(0), par.eq(0),
                          sox.eq(self.shift[lane]), stcx.eq(0), soy.eq(self.shift[lane]), spar.eq(0)]
         with m.Elif(advance):
-            with m.If(row_end):
-                m.d.sync += [ox.eq(0), tcx.eq(0), sox.eq(s), stcx.eq(0),
-                             oy.eq(Mux(oy + 1 == k, 0, oy + 1)), par.eq(par ^ (oy + 1 == k)),
-                             soy.eq(Mux(soy + 1 == k, 0, soy + 1)), spar.eq(spar ^ (soy + 1 == k))]
-            with m.Else():
-                m.d.sync += [ox.eq(Mux(ox + 1 == k, 0, ox + 1)), tcx.eq(tcx + (ox + 1 == k)),
-                             sox.eq(Mux(sox + 1 == k, 0, sox + 1)), stcx.eq(stcx + (sox + 1 == k))]
+            m.d.sync += [reg.eq(val) for regs, name in (((ox, tcx, oy, par), "a"), ((sox, stcx, soy, spar), "s"))
+                         for reg, val in zip(regs, nxt[name])]
 
         cell = Signal(self.cell, name=f"cell{lane}")
         m.d.comb += cell.eq(self.i.payload[lane])
@@ -160,27 +166,31 @@ class NmsSpatial(wiring.Component):
             m.d.comb += cell.valid.eq(0)
 
         delay = Memory(shape=self.cell, depth=core.max_kernel * wm, init=[])
-        acc_a = Memory(shape=self.cell, depth=2 * wm, init=[])
-        acc_s = Memory(shape=self.cell, depth=2 * wm, init=[])
-        m.submodules[f"delay{lane}"], m.submodules[f"acc_a{lane}"], m.submodules[f"acc_s{lane}"] = delay, acc_a, acc_s
-
-        old = delay.read_port(domain="comb")
+        m.submodules[f"delay{lane}"] = delay
         dw = delay.write_port()
-        m.d.comb += [old.addr.eq(Cat(x, oy)), dw.addr.eq(Cat(x, oy)), dw.data.eq(cell), dw.en.eq(advance)]
+        old = delay.read_port(transparent_for=(dw,))
+        next_x, next_oy = Signal(self.xbits), Signal(self.kbits)
+        m.d.comb += [next_x.eq(Mux(row_end, 0, x + 1)), next_oy.eq(nxt["a"][2])]
+        m.d.comb += [dw.addr.eq(Cat(x, oy)), dw.data.eq(cell), dw.en.eq(advance),
+                     old.addr.eq(Mux(accept, 0, Cat(next_x, next_oy))), old.en.eq(accept | advance)]
 
         decided = []
-        for mem, off, col, row0, col0, p in ((acc_a, ox, tcx, oy == 0, ox == 0, par),
-                                             (acc_s, sox, stcx, (soy == 0) | (y == 0), (sox == 0) | (x == 0), spar)):
-            cur, best = mem.read_port(domain="comb"), Signal(self.cell)
-            wr, past = mem.write_port(), mem.read_port(domain="comb")
-            running = Signal(self.cell)
-            m.d.comb += [cur.addr.eq(Cat(col, p)), running.eq(cur.data)]
+        pair = data.ArrayLayout(self.cell, 2)
+        for name, col, row0, col0, p in (("a", tcx, oy == 0, ox == 0, par),
+                                         ("s", stcx, (soy == 0) | (y == 0), (sox == 0) | (x == 0), spar)):
+            mem = Memory(shape=pair, depth=wm, init=[])
+            m.submodules[f"acc_{name}{lane}"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port(transparent_for=(wr,))
+            running, best, word = Signal(self.cell), Signal(self.cell), Signal(pair)
+            m.d.comb += [rd.addr.eq(Mux(accept, 0, nxt[name][1])), rd.en.eq(accept | advance),
+                         running.eq(rd.data[p])]
             with m.If(row0 & col0):
                 m.d.comb += running.valid.eq(0)
             m.d.comb += [best.eq(Mux(self._better(cell, running), cell, running)),
-                         wr.addr.eq(Cat(col, p)), wr.data.eq(best), wr.en.eq(advance),
-                         past.addr.eq(Cat(col, ~p))]
-            decided.append(past.data)
+                         word[p].eq(best), word[~p].eq(rd.data[~p]),
+                         wr.addr.eq(col), wr.data.eq(word), wr.en.eq(advance)]
+            decided.append(rd.data[~p])
         win_a, win_s = decided
         m.d.comb += survive[lane].eq(old.data.valid & (y >= k) & win_a.valid & win_s.valid
                                      & (old.data.index == win_a.index) & (old.data.index == win_s.index))

@@ -95,7 +95,7 @@ def blocks(draw):
         kernels, shifts)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(blocks(), min_size=1, max_size=3))
 def test_survivors_and_cycles_equal_the_model(bs):
     for (got, cycles), b in zip(run(bs), bs):
