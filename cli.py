@@ -118,6 +118,35 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    import onnx
+
+    from .frontend.prune import prune_model
+    from .frontend.quantize import load_calibration
+
+    _output_file(args.output, "-o")
+    calib = load_calibration(args.calib) if args.calib else None
+    model, layers = prune_model(args.model, args.density, args.target, args.pattern, tuple(args.dense or ()),
+                                calib=calib, calib_random=args.calib_random, per_channel=args.per_channel,
+                                weights=args.weights, wbits=args.wbits)
+    onnx.save(model, args.output)
+    blocks = sum(x.blocks for x in layers)
+    kept = sum(x.kept_blocks for x in layers)
+    if args.json:
+        print(json.dumps({"output": args.output, "pattern": args.pattern, "density": args.density,
+                          "block_density": kept / blocks, "layers": [x.to_json() for x in layers]}))
+    else:
+        print(f"pruned {len(layers)} convs of {args.model} ({args.pattern}, 1x{load_tm(args.target)} blocks): "
+              f"{kept:,} of {blocks:,} blocks kept ({kept / blocks:.3f}) -> {args.output}")
+    return 0
+
+
+def load_tm(target: str) -> int:
+    from .ir.config import load_target
+
+    return load_target(target).tm
+
+
 def cmd_compile(args) -> int:
     from .backend.compile import compile_model
     from .frontend.nms_tail import body_file, save_tails
@@ -352,6 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="no output quantizers on the convs feeding the outputs: their exact sums (a detector's heads)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("prune", help="SIMD-structured (1xN block) magnitude pruning to a QDQ model")
+    sp.add_argument("model", help="float, QDQ/QCDQ or QONNX ONNX model")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    sp.add_argument("--density", type=float, required=True, metavar="D", help="share of blocks kept, in (0, 1]")
+    sp.add_argument("--target", default="tiny", help="target whose tm sets the block (1 x tm)")
+    sp.add_argument("--pattern", default="block", choices=("block", "unstructured", "filter"),
+                    help="block (the accelerator skips these), or unstructured/filter (for comparison)")
+    sp.add_argument("--dense", nargs="+", metavar="CONV", help="convs to keep dense (the stem always is)")
+    sp.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (float models)")
+    sp.add_argument("--calib-random", type=int, metavar="N", help="calibrate on N seeded random inputs (float models)")
+    sp.add_argument("--wbits", type=int, default=8, help="weight bits, 2..8 (float models)")
+    sp.add_argument("--weights", default="int", help="weight encoding: int or pow2 (float models)")
+    sp.add_argument("--per-channel", action="store_true", help="one po2 scale per output channel (float models)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_prune)
 
     sp = sub.add_parser("compile", help="compile a quantized model into an accelerator program")
     model_args(sp)
