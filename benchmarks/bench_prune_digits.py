@@ -56,22 +56,12 @@ def pruned_copy(net, pattern: str, tm: int, density: float):
 def fine_tune(net, mask, x: np.ndarray, y: np.ndarray, epochs: int):
     """Adam at a tenth of the training rate, the mask re-applied after every step."""
     import torch
-    from torch import nn
 
-    torch.manual_seed(SEED)
-    net.train()
-    conv = net.features[4]
-    opt = torch.optim.Adam(net.parameters(), lr=3e-4)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
-    gen = torch.Generator().manual_seed(SEED)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-            with torch.no_grad():
-                conv.weight.mul_(mask)
-    return net.eval()
+    def reapply(n):
+        with torch.no_grad():
+            n.features[4].weight.mul_(mask)
+
+    return train(x, y, epochs, net=net, lr=3e-4, after_step=reapply)
 
 
 def _second_conv_codes(model: onnx.ModelProto) -> np.ndarray:

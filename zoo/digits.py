@@ -52,15 +52,18 @@ def make_net():
     return DigitsCNN()
 
 
-def train(x: np.ndarray, y: np.ndarray, epochs: int = 40):
-    """Seeded Adam training on one thread (reproducible)."""
+def train(x: np.ndarray, y: np.ndarray, epochs: int = 40, net=None, lr: float = 3e-3, after_step=None):
+    """Seeded Adam training on one thread (reproducible): a new net, or further training of
+    ``net`` (fine-tuning); ``after_step(net)`` runs after every optimizer step (e.g. to
+    re-apply a pruning mask)."""
     import torch
     from torch import nn
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
-    net = make_net()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net = make_net() if net is None else net
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     gen = torch.Generator().manual_seed(SEED)
     for _ in range(epochs):
@@ -68,6 +71,8 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int = 40):
             opt.zero_grad()
             nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
             opt.step()
+            if after_step is not None:
+                after_step(net)
     return net.eval()
 
 

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 
 from shiftflow.cli import main
 from shiftflow.frontend.check import check_model
+from tests.cli_errors import one_line_exit_2
 from tests.modelgen import QDQBuilder
 
 CLASSES, ANCHORS, HW = 2, 2, 8  # stride-2 head on a 16×16 input: 8·8·2 = 128 boxes
@@ -99,18 +100,10 @@ def test_cli_check_prints_the_nms_row_and_json(model_path, capsys):
     assert rep["bit_exact"] and rep["outputs"][-1]["nms"] is True
 
 
-def _one_line_exit_2(argv, capsys, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    for p in phrases:
-        assert p in err, err
-
-
 def test_an_nms_feeding_another_node_is_one_line(tmp_path, capsys):
     path = tmp_path / "inner.onnx"
     onnx.save(nms_detector(inner=True), path)
-    _one_line_exit_2(["check", str(path)], capsys, "NonMaxSuppression", "must end the model", "'after'")
+    one_line_exit_2(["check", str(path)], capsys, "NonMaxSuppression", "must end the model", "'after'")
 
 
 def test_compile_of_an_inner_nms_is_one_line(tmp_path, capsys):
@@ -118,7 +111,7 @@ def test_compile_of_an_inner_nms_is_one_line(tmp_path, capsys):
     # whose output feeds another node cannot be cut off.
     path = tmp_path / "inner.onnx"
     onnx.save(nms_detector(inner=True), path)
-    _one_line_exit_2(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "build")], capsys,
+    one_line_exit_2(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "build")], capsys,
                      "'nms'", "NonMaxSuppression", "must end the model")
     assert not (tmp_path / "build").exists() or not any((tmp_path / "build").iterdir())
 

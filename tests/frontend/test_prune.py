@@ -15,6 +15,7 @@ from shiftflow.cli import main
 from shiftflow.errors import UsageError
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.prune import block_mask, pattern_mask, prune_model
+from tests.cli_errors import one_line_exit_2
 from tests.modelgen import QDQBuilder
 
 
@@ -102,20 +103,12 @@ def test_a_float_model_is_pruned_then_quantized(tmp_path, capsys):
     assert check_model(out).bit_exact
 
 
-def _one_line_exit_2(argv, capsys, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for p in phrases:
-        assert p in err, err
-
-
 def test_bad_arguments_are_one_line(tmp_path, capsys):
     path = str(qdq_chain(tmp_path / "m.onnx"))
     out = str(tmp_path / "o.onnx")
-    _one_line_exit_2(["prune", path, "-o", out, "--density", "0"], capsys, "--density must be in (0, 1]")
-    _one_line_exit_2(["prune", path, "-o", out, "--density", "0.5", "--calib-random", "4"], capsys,
+    one_line_exit_2(["prune", path, "-o", out, "--density", "0"], capsys, "--density must be in (0, 1]")
+    one_line_exit_2(["prune", path, "-o", out, "--density", "0.5", "--calib-random", "4"], capsys,
                      "already quantized")
-    _one_line_exit_2(["prune", path, "-o", out, "--density", "0.5", "--dense", "nope"], capsys, "--dense names no conv")
+    one_line_exit_2(["prune", path, "-o", out, "--density", "0.5", "--dense", "nope"], capsys, "--dense names no conv")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
-    _one_line_exit_2(["prune", str(tmp_path / "bad.onnx"), "-o", out, "--density", "0.5"], capsys, "cannot read")
+    one_line_exit_2(["prune", str(tmp_path / "bad.onnx"), "-o", out, "--density", "0.5"], capsys, "cannot read")

@@ -16,6 +16,7 @@ from shiftflow.ir.program import load_program
 from shiftflow.runtime.heads import HeadSpecError, embed_heads, parse_heads
 from shiftflow.runtime.images import to_input
 from shiftflow.sim.run import make_feeds
+from tests.cli_errors import one_line_exit_2
 from tests.frontend.test_check_nms import CLASSES, HW, nms_detector
 
 SIDE = 2 * HW  # the model input's height and width
@@ -115,22 +116,14 @@ def test_detect_draws_the_boxes_the_model_selects(detector, tmp_path, capsys, so
         assert (tmp_path / "out" / f"{entry['file'].split('/')[-1]}").is_file()
 
 
-def _one_line_exit_2(argv, capsys, *phrases):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for p in phrases:
-        assert p in err, err
-
-
 def test_flags_that_have_no_meaning_are_one_line(detector, tmp_path, capsys):
     from PIL import Image
 
     _, _, build = detector
     Image.fromarray(np.zeros((SIDE, SIDE, 3), np.uint8)).save(tmp_path / "a.png")
     args = ["detect", build, str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]
-    _one_line_exit_2(args + ["--nms", "psrr"], capsys, "its own NonMaxSuppression", "raw heads")
-    _one_line_exit_2(args + ["--iou", "0.3"], capsys, "--iou", "built in")
+    one_line_exit_2(args + ["--nms", "psrr"], capsys, "its own NonMaxSuppression", "raw heads")
+    one_line_exit_2(args + ["--iou", "0.3"], capsys, "--iou", "built in")
 
 
 def test_a_spec_that_does_not_match_the_tail_is_one_line(tmp_path, capsys):
@@ -140,7 +133,7 @@ def test_a_spec_that_does_not_match_the_tail_is_one_line(tmp_path, capsys):
     model = nms_detector(center_point_box=0)
     embed_heads(model, spec("cxcywh"))  # the NMS reads corners
     onnx.save(model, tmp_path / "m.onnx")
-    _one_line_exit_2(["detect", str(tmp_path / "m.onnx"), str(tmp_path / "a.png"), "-o", str(tmp_path / "o")],
+    one_line_exit_2(["detect", str(tmp_path / "m.onnx"), str(tmp_path / "a.png"), "-o", str(tmp_path / "o")],
                      capsys, "box.format 'cxcywh'", "center_point_box 0")
 
 
