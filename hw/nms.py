@@ -68,6 +68,15 @@ class NmsSpatial(wiring.Component):
             "o": Out(stream.Signature(self.survivor)),
         })
 
+    def _forwarded(self, m, accept, advance, rd, waddr, raddr_next, wdata):
+        """``rd``'s data, or ``wdata`` of the position before when it wrote the address read."""
+        fwd, last = Signal(), Signal(self.cell)
+        with m.If(accept | advance):
+            m.d.sync += [fwd.eq(~accept & (raddr_next == waddr)), last.eq(wdata)]
+        out = Signal(self.cell)
+        m.d.comb += out.eq(Mux(fwd, last, rd.data))
+        return out
+
     @staticmethod
     def _better(a, b):
         """``a`` beats ``b``: a candidate, and ``b`` none, or a higher key, or an equal key
@@ -138,11 +147,10 @@ class NmsSpatial(wiring.Component):
     def _lane(self, m, lane, wm, k, s, y, x, row_end, drain, advance, survive, bank):
         """One lane: its counters, delay line and tile-best memories, and its decision.
 
-        Every memory is read a position ahead (synchronous, so block RAM): at the edge a
-        position is taken, the next position's word is read, transparently to that edge's
-        write — the running best of a tile then includes the previous column. A tile column
-        keeps both band parities in one word: the half being accumulated and the half of the
-        band being decided, written back unchanged."""
+        Every memory is read a position ahead (synchronous, so block RAM or LUT RAM with an
+        output register): at the edge a position is taken, the next position's word is read.
+        A tile column keeps both band parities in one word: the half being accumulated
+        (written alone) and the half of the band being decided."""
         core = self.core
         accept = self.start & ~self.busy
         ox, oy, sox, soy = (Signal(self.kbits, name=f"{n}{lane}") for n in ("ox", "oy", "sox", "soy"))
@@ -165,34 +173,45 @@ class NmsSpatial(wiring.Component):
         with m.If(drain):
             m.d.comb += cell.valid.eq(0)
 
+        # Memories are read a position ahead, non-transparently: the only write the read can
+        # miss is the current position's, to the same address; then the written value is
+        # forwarded from a register (cheaper than a transparent port's whole-word bypass).
         delay = Memory(shape=self.cell, depth=core.max_kernel * wm, init=[])
         m.submodules[f"delay{lane}"] = delay
-        dw = delay.write_port()
-        old = delay.read_port(transparent_for=(dw,))
+        dw, old_rd = delay.write_port(), delay.read_port()
         next_x, next_oy = Signal(self.xbits), Signal(self.kbits)
         m.d.comb += [next_x.eq(Mux(row_end, 0, x + 1)), next_oy.eq(nxt["a"][2])]
+        old = self._forwarded(m, accept, advance, old_rd, Cat(x, oy), Cat(next_x, next_oy), cell)
         m.d.comb += [dw.addr.eq(Cat(x, oy)), dw.data.eq(cell), dw.en.eq(advance),
-                     old.addr.eq(Mux(accept, 0, Cat(next_x, next_oy))), old.en.eq(accept | advance)]
+                     old_rd.addr.eq(Mux(accept, 0, Cat(next_x, next_oy))), old_rd.en.eq(accept | advance)]
 
         decided = []
         pair = data.ArrayLayout(self.cell, 2)
         for name, col, row0, col0, p in (("a", tcx, oy == 0, ox == 0, par),
                                          ("s", stcx, (soy == 0) | (y == 0), (sox == 0) | (x == 0), spar)):
+            # One word a tile column: the half of the band accumulating (parity p), written
+            # alone, and the half of the band being decided.
             mem = Memory(shape=pair, depth=wm, init=[])
             m.submodules[f"acc_{name}{lane}"] = mem
-            wr = mem.write_port()
-            rd = mem.read_port(transparent_for=(wr,))
-            running, best, word = Signal(self.cell), Signal(self.cell), Signal(pair)
+            wr, rd = mem.write_port(granularity=1), mem.read_port()
+            running, best = Signal(self.cell), Signal(self.cell)
+            fwd, last, last_p = Signal(), Signal(self.cell), Signal()
+            with m.If(accept | advance):
+                m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last.eq(best), last_p.eq(p)]
             m.d.comb += [rd.addr.eq(Mux(accept, 0, nxt[name][1])), rd.en.eq(accept | advance),
-                         running.eq(rd.data[p])]
+                         running.eq(Mux(fwd, last, rd.data[p]))]
             with m.If(row0 & col0):
                 m.d.comb += running.valid.eq(0)
             m.d.comb += [best.eq(Mux(self._better(cell, running), cell, running)),
-                         word[p].eq(best), word[~p].eq(rd.data[~p]),
-                         wr.addr.eq(col), wr.data.eq(word), wr.en.eq(advance)]
-            decided.append(rd.data[~p])
+                         wr.addr.eq(col), wr.data[0].eq(best), wr.data[1].eq(best),
+                         wr.en.eq(Mux(advance, Mux(p, 0b10, 0b01), 0))]
+            # The decided half misses a write only at a band's first position in a map one
+            # tile column wide; then it is the best just written.
+            win = Signal(self.cell)
+            m.d.comb += win.eq(Mux(fwd & (last_p != p), last, rd.data[~p]))
+            decided.append(win)
         win_a, win_s = decided
-        m.d.comb += survive[lane].eq(old.data.valid & (y >= k) & win_a.valid & win_s.valid
-                                     & (old.data.index == win_a.index) & (old.data.index == win_s.index))
+        m.d.comb += survive[lane].eq(old.valid & (y >= k) & win_a.valid & win_s.valid
+                                     & (old.index == win_a.index) & (old.index == win_s.index))
         with m.If(advance):
-            m.d.sync += bank[lane].eq(old.data)
+            m.d.sync += bank[lane].eq(old)
