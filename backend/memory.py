@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir.cost import ceil_div
-from .plan import HostOp, Plan
+from .plan import HostOp, Layer, Plan
 from .tiling import ring_plan
 from .weights import pack_conv
 
@@ -30,14 +30,25 @@ def _align(n: int) -> int:
 
 
 def place_buffers(plan: Plan) -> Plan:
-    """The buffers pass: ring bases and weight banks per layer."""
+    """The buffers pass: ring bases and weight banks per layer. A layer that runs overlapped
+    with the one before (``params["overlap"]``, backend/overlap.py) gets the line-buffer words
+    next to that layer's rings, on the side away from its end, so the two never touch the
+    same words (their weights are in different banks: groups alternate)."""
     cfg = plan.config
     buffers = {}
     bank = 0
-    for k, layer in enumerate(plan.layers):
+    prev = None  # (first ring word, words, growing up from the bottom) of the previous layer
+    for layer in plan.layers:
         t = layer.tiling
         count, ring = ring_plan(layer, plan)
-        base = 0 if k % 2 == 0 else cfg.line_buffer_words - ring * count
+        words = ring * count
+        if "overlap" in layer.params and prev is not None:
+            lo, n, bottom = prev
+            base = lo + n if bottom else lo - words
+        else:  # the end away from the previous layer's rings, whose last rows may still load
+            bottom = prev is None or 2 * prev[0] + prev[1] >= cfg.line_buffer_words
+            base = 0 if bottom else cfg.line_buffer_words - words
+        prev = (base, words, bottom)
         rings = [base + i * ring for i in range(count)]
         banks = []
         if layer.is_conv:
@@ -76,8 +87,7 @@ def plan_dram(plan: Plan) -> Plan:
         if t.buffer == t.name:
             _, c, h, w = t.shape
             sizes[t.name] = (t.blocks * t.planes * h * w * cfg.tn, h, w)
-    addr, overlaps = _allocate(sizes, live, _align(const_base + const_size),
-                                1 if any("overlap" in x.params for x in plan.layers) else 0)
+    addr, overlaps = _allocate(sizes, live, _align(const_base + const_size))
     tensors = {}
     for name, t in plan.tensors.items():
         _, h, w = sizes[t.buffer]
@@ -121,20 +131,27 @@ def _liveness(plan: Plan) -> dict[str, tuple[int, int]]:
     for buf in filter(None, map(buffer, plan.graph.outputs)):
         if buf in live:
             live[buf][1] = end
+    # Layers run overlapped (backend/overlap.py) read until the last of their run ends.
+    run_end = list(range(len(plan.order)))
+    for pos in range(len(plan.order) - 2, -1, -1):
+        nxt = plan.order[pos + 1]
+        if isinstance(nxt, Layer) and "overlap" in nxt.params:
+            run_end[pos] = run_end[pos + 1]
+    for span in live.values():
+        if 0 <= span[1] < end:
+            span[1] = run_end[span[1]]
     return {buf: (a, b) for buf, (a, b) in live.items()}
 
 
-def _allocate(sizes: dict, live: dict, base: int, linger: int = 0) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """First-fit addresses; ``overlaps[b]`` lists the earlier (dead) buffers sharing b's bytes.
-    A buffer's bytes are free for buffers born more than ``linger`` positions after its last
-    reader (``linger`` = 1 when the next layer may run alongside, ``backend/overlap.py``)."""
+def _allocate(sizes: dict, live: dict, base: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """First-fit addresses; ``overlaps[b]`` lists the earlier (dead) buffers sharing b's bytes."""
     addr: dict[str, int] = {}
     active: list[tuple[int, int, str]] = []
     overlaps: dict[str, list[str]] = {}
     placed: list[tuple[int, int, str]] = []
     for name in sorted(sizes, key=lambda b: (live[b][0], b)):
         born = live[name][0]
-        active = [(a, e, n) for a, e, n in active if live[n][1] + linger >= born]
+        active = [(a, e, n) for a, e, n in active if live[n][1] >= born]
         size = _align(sizes[name][0])
         at = base
         for a, e, _ in sorted(active):

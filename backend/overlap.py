@@ -28,9 +28,6 @@ from .geometry import layer_shape
 from .plan import HostOp, Layer, Plan
 from .tiling import tile_shape
 
-#: shares of the line buffer tried for the producer's rings (the consumer gets the rest)
-SHARES = (0.25, 0.375, 0.5, 0.625, 0.75)
-
 #: producer steps that run ahead of the consumer step reading them: the consumer's loads are
 #: then issued after the producer's stores of those rows have completed, not behind them
 LAG = 3
@@ -54,8 +51,6 @@ def interleave(steps: list[Step], need: list[int], overlapped: set[int], lag: in
     for i, st in enumerate(steps):
         r = rank[st.layer]
         lo = key[i - 1] if i > first[st.layer] else -1.0
-        if r >= 2:
-            lo = max(lo, key[last[layers[r - 2]]])
         if r >= 1 and st.layer not in overlapped:
             lo = max(lo, key[last[layers[r - 1]]])
         elif r >= 1 and i == first[st.layer]:
@@ -71,56 +66,77 @@ def interleave(steps: list[Step], need: list[int], overlapped: set[int], lag: in
     return [steps[i] for i in order]
 
 
-def _pair_cost(ep: dict, ec: dict) -> int:
-    """Estimated cycles of two overlapped layers: each unit runs both layers' work."""
-    busy = max(ep["load"] + ec["load"], ep["compute"] + ec["compute"], ep["store"] + ec["store"])
-    return busy + ep["cycles"] - max(ep["load"], ep["compute"], ep["store"])
+def _run_cost(ests: list[dict]) -> int:
+    """Estimated cycles of layers run overlapped: each unit runs all their work, plus the
+    first layer's pipeline fill."""
+    busy = max(sum(e[k] for e in ests) for k in ("load", "compute", "store"))
+    return busy + ests[0]["cycles"] - max(ests[0]["load"], ests[0]["compute"], ests[0]["store"])
 
 
-def _retile(plan: Plan, prod: Layer, cons: Layer):
-    """The cheapest (estimate, producer, consumer) with both tiled whole-row within one line
-    buffer, or None when no split of the line buffer fits both."""
+def _shares(n: int, parts: int = 8):
+    """Splits of the line buffer into ``n`` shares, in ``1/parts`` steps, each at least one."""
+    if n == 1:
+        yield (parts,)
+        return
+    for first in range(1, parts - n + 2):
+        for rest in _shares(n - 1, parts - first):
+            yield (first,) + rest
+
+
+def _retile(plan: Plan, layers: list[Layer]):
+    """The cheapest ``(estimate, layers)`` with the run's layers tiled whole-row within one
+    line buffer (every split of it tried) and marked for ``interleave``, or None when none
+    fits."""
     cfg = plan.config
-    sp, sc = layer_shape(prod, plan), layer_shape(cons, plan)
+    shapes = [layer_shape(x, plan) for x in layers]
     best = None
-    for share in SHARES:
-        lb = int(cfg.line_buffer_words * share)
+    for shares in _shares(len(layers)):
         try:
-            tp, ep = tile_shape(prod, sp, cfg, lb, whole_rows=True)
-            tc, ec = tile_shape(cons, sc, cfg, cfg.line_buffer_words - lb, whole_rows=True)
+            tiled = [tile_shape(x, sh, cfg, cfg.line_buffer_words * k // 8, whole_rows=True)
+                     for x, sh, k in zip(layers, shapes, shares)]
         except ResourceError:
             continue
-        cost = _pair_cost(ep, ec)
+        cost = _run_cost([e for _, e in tiled])
         if best is None or cost < best[0]:
-            best = (cost, replace(prod, tiling=tp, params={**prod.params, "estimate": ep}),
-                    replace(cons, tiling=tc, params={**cons.params, "estimate": ec, "overlap": prod.name}))
+            run = [replace(x, tiling=t, params={**x.params, "estimate": e}) for x, (t, e) in zip(layers, tiled)]
+            run[1:] = [replace(x, params={**x.params, "overlap": p.name}) for p, x in zip(layers, run[1:])]
+            best = (cost, run)
     return best
 
 
-def _candidate(plan: Plan, prod, cons) -> bool:
-    if not (isinstance(prod, Layer) and isinstance(cons, Layer) and prod.is_conv and cons.is_conv):
-        return False
-    if not prod.depthwise or cons.depthwise or prod.tiling.chunks or cons.tiling.chunks:
-        return False
-    return prod.output in cons.inputs and prod.output not in plan.graph.outputs
+def _conv(x) -> bool:
+    return isinstance(x, Layer) and x.is_conv and not x.tiling.chunks
+
+
+def _feeds(plan: Plan, prod, cons) -> bool:
+    """Whether ``cons`` reads ``prod``'s output (and the output is not a graph output)."""
+    return _conv(prod) and _conv(cons) and prod.output in cons.inputs and prod.output not in plan.graph.outputs
+
+
+def _alone(*layers: Layer) -> int:
+    return sum(x.params["estimate"]["cycles"] for x in layers)
 
 
 def choose_overlaps(plan: Plan) -> Plan:
-    """The overlap pass: pairs (depthwise conv, the conv reading its output) that run
-    faster overlapped, by the tiler's estimates, are re-tiled whole-row within one line
-    buffer and the consumer is marked (``params["overlap"]`` = producer) for ``interleave``."""
+    """The overlap pass: a depthwise conv and the conv reading its output that run faster
+    overlapped, by the tiler's estimates, are re-tiled whole-row sharing the line buffer
+    (weights alternate banks anyway), and the consumer is marked (``params["overlap"]`` =
+    the producer) for ``interleave``. (Runs of three — the conv feeding the depthwise one
+    too — were tried on the detector and came out slower than pairs: the in-order units
+    couple three layers' steps too tightly.)"""
     if not plan.overlap:
         return plan
     order = list(plan.order)
     k = 0
     while k + 1 < len(order):
-        prod, cons = order[k], order[k + 1]
-        if _candidate(plan, prod, cons) and "overlap" not in prod.params:
-            alone = prod.params["estimate"]["cycles"] + cons.params["estimate"]["cycles"]
-            best = _retile(plan, prod, cons)
-            if best is not None and best[0] < alone:
-                order[k], order[k + 1] = best[1], best[2]
-                k += 2
-                continue
-        k += 1
+        dw, cons = order[k], order[k + 1]
+        if not (_feeds(plan, dw, cons) and dw.depthwise and not cons.depthwise):
+            k += 1
+            continue
+        best = _retile(plan, [dw, cons])
+        if best is not None and best[0] < _alone(dw, cons):
+            order[k:k + 2] = best[1]
+            k += 2
+        else:
+            k += 1
     return replace(plan, order=tuple(order))
