@@ -161,8 +161,9 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
                patches: int, spatial: int, written: int) -> int:
     """The whole instruction (docs/nms_core.md, "Cycle model"): the table and the patch list
     read, per level its latency then per position the larger of its word's read time and its
-    survivors (``blocks``: one ``decided`` array per level and block, as ``spatial_cycles``
-    takes; drain rows read nothing), the pyramid's ``n · ceil(n / lanes)`` comparisons of the
+    survivors (``blocks``: one ``decided`` array per level and block of ``core.lanes``
+    channels, as ``spatial_cycles`` takes; a position reads its ``tn``-byte word of each
+    plane, drain rows read nothing), the pyramid's ``n · ceil(n / lanes)`` comparisons of the
     ``spatial`` survivors, the header and ``written`` entries written."""
     bw = cfg.dram_bytes_per_cycle
     beats = lambda nbytes: -(-nbytes // bw)  # noqa: E731
@@ -171,7 +172,7 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     total = 1 + cfg.dram_latency + beats(table)
     if patches:
         total += cfg.dram_latency + beats(16 * patches)
-    read = max(1, beats(params.planes * core.lanes))
+    read = max(1, beats(params.planes * cfg.tn))  # a position reads its DRAM word of every plane
     it = iter(blocks)
     for lv in params.levels:
         total += cfg.dram_latency

@@ -107,7 +107,7 @@ def _patched(params: NmsParams, level: int, key: np.ndarray, index: np.ndarray, 
         valid[y, x, ch] = not p["empty"] and int(p["key"]) > params.thr
 
 
-def _patches_ok(params: NmsParams, patches: np.ndarray, tn: int) -> bool:
+def _patches_ok(params: NmsParams, patches: np.ndarray, lanes: int) -> bool:
     """Patches must lie in their maps and come in strictly increasing stream order (level,
     block, y, x, lane): the core merges them into the stream as it passes."""
     if len(patches) == 0:
@@ -121,7 +121,7 @@ def _patches_ok(params: NmsParams, patches: np.ndarray, tn: int) -> bool:
     c = patches["channel"].astype(np.int64)
     if ((c >= ch) | (patches["y"] >= h) | (patches["x"] >= w)).any():
         return False
-    pos = np.stack([lv, c // tn, patches["y"], patches["x"], c % tn], 1).astype(np.int64)
+    pos = np.stack([lv, c // lanes, patches["y"], patches["x"], c % lanes], 1).astype(np.int64)
     step = pos[1:] - pos[:-1]
     first = np.argmax(step != 0, axis=1)
     return bool((step[np.arange(len(step)), first] > 0).all())
@@ -148,33 +148,35 @@ def _pyramid(params: NmsParams, sv: np.ndarray) -> np.ndarray:
     return ((kk > 0) & cls & same & beats).any(axis=1)
 
 
-def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndarray, out_addr: int) -> NmsResult:
-    """Run one NMS instruction on ``dram`` (uint8, written in place): read the levels' maps,
-    pool, write the list's header and entries at ``out_addr``. ``params.check(core)`` must
-    hold (the program loader refuses the instruction otherwise)."""
+def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndarray, out_addr: int,
+            tn: int | None = None) -> NmsResult:
+    """Run one NMS instruction on ``dram`` (uint8, written in place): read the levels' maps
+    (DRAM words of ``tn`` channels, default ``core.lanes``), pool them ``core.lanes``
+    channels at a time, write the list's header and entries at ``out_addr``.
+    ``params.check(core)`` must hold (the program loader refuses the instruction otherwise)."""
     patches = np.asarray(patches, PATCH_DTYPE)
-    tn = core.lanes
+    lanes = core.lanes
     parts, decided = [], []
-    bad = not _patches_ok(params, patches, tn)
+    bad = not _patches_ok(params, patches, lanes)
     for li, lv in enumerate(params.levels):
         nch = lv.anchors * params.classes
         key = read_scores(dram, lv.dram_addr, lv.row_stride, lv.blk_stride, lv.height, lv.width, nch,
-                          params.planes, tn) << lv.shift
+                          params.planes, tn or lanes) << lv.shift
         cell = (np.arange(lv.height)[:, None, None] * lv.width + np.arange(lv.width)[None, :, None])
         index = lv.start + cell * lv.anchors + np.arange(nch)[None, None, :] // params.classes
         valid = key > params.thr
         if not bad:
             _patched(params, li, key, index, valid, patches)
         first = params.first_channel(li)
-        for b0 in range(0, nch, tn):
-            lanes = np.arange(b0, b0 + tn)
-            real = lanes < nch
-            chan = np.where(real, first + lanes // params.classes, first)
+        for b0 in range(0, nch, lanes):
+            ch = np.arange(b0, b0 + lanes)
+            real = ch < nch
+            chan = np.where(real, first + ch // params.classes, first)
             ks = [params.kernels[j] if r else 1 for j, r in zip(chan, real)]
             ss = [params.shifts[j] if r else 0 for j, r in zip(chan, real)]
-            pad = lambda a: np.concatenate([a, np.zeros(a.shape[:2] + (b0 + tn - nch,), a.dtype)], 2) \
-                if b0 + tn > nch else a  # noqa: E731
-            sl = slice(b0, min(b0 + tn, nch))
+            pad = lambda a: np.concatenate([a, np.zeros(a.shape[:2] + (b0 + lanes - nch,), a.dtype)], 2) \
+                if b0 + lanes > nch else a  # noqa: E731
+            sl = slice(b0, min(b0 + lanes, nch))
             y, x, lane, dec = spatial_block(pad(valid[:, :, sl]), pad(key[:, :, sl]), pad(index[:, :, sl]), ks, ss)
             decided.append(dec)
             rec = np.zeros(len(y), SURVIVOR_DTYPE)

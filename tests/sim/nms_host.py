@@ -32,9 +32,11 @@ def write_scores(dram: np.ndarray, addr: int, codes: np.ndarray, planes: int, tn
 
 
 def core_setup(decoded, shifts, score_threshold, alpha, reach, *, shifted=True, kernel_by="size", planes=1,
-               tn=4, capacity=1000, dram_bytes=1 << 20):
+               tn=4, lanes=None, capacity=1000, dram_bytes=1 << 20):
     """DRAM with every level's raw codes (``decoded``'s codes shifted back right by the
-    level's ``shifts``), the ``NmsParams`` and the sorted patch list of the recovery."""
+    level's ``shifts``; words of ``tn`` channels), the ``NmsParams``, the patch list of the
+    recovery in the stream order of a core of ``lanes`` (default ``tn``) and the first free
+    DRAM address."""
     chans = _channels(decoded)
     kernels = [int(k) for k in _kernels(chans, alpha, kernel_by)]
     n = len(chans)
@@ -60,12 +62,13 @@ def core_setup(decoded, shifts, score_threshold, alpha, reach, *, shifted=True, 
     params = NmsParams(tuple(levels), tuple(kernels), tuple(k // 2 if shifted else 0 for k in kernels),
                        tuple(map(tuple, pk)), tuple(map(tuple, ps)), classes, max(int(thr), INT32_MIN - 1),
                        capacity, planes)
-    return dram, params, recovery_patches(decoded, chans, keys, thr, tn), addr
+    return dram, params, recovery_patches(decoded, chans, keys, thr, lanes or tn), addr
 
 
-def recovery_patches(decoded, chans, keys, thr, tn: int) -> np.ndarray:
+def recovery_patches(decoded, chans, keys, thr, lanes: int) -> np.ndarray:
     """The cells where the recovered maps (``_recover``) differ from the thresholded raw
-    maps, in stream order: a recovered cell's key and box index, or empty."""
+    maps, in the stream order of a core of ``lanes``: a recovered cell's key and box index,
+    or empty."""
     first = np.cumsum([0] + [len(lm.level.anchors) for lm in decoded.levels])
     level_of = np.repeat(np.arange(len(decoded.levels)), np.diff(first))
     classes = keys.shape[1]
@@ -89,7 +92,7 @@ def recovery_patches(decoded, chans, keys, thr, tn: int) -> np.ndarray:
             rows.append((li, pos not in rec, (j - first[li]) * classes + cls, y, x, key, i))
     patches = np.array(rows, PATCH_DTYPE) if rows else np.zeros(0, PATCH_DTYPE)
     ch = patches["channel"].astype(np.int64)
-    return patches[np.lexsort((ch % tn, patches["x"], patches["y"], ch // tn, patches["level"]))]
+    return patches[np.lexsort((ch % lanes, patches["x"], patches["y"], ch // lanes, patches["level"]))]
 
 
 def to_detections(decoded, entries: np.ndarray, max_per_class):

@@ -37,6 +37,7 @@ def scenes(draw):
                    for _ in range(draw(st.integers(1, 3)))]
         levels.append((stride, draw(st.integers(2, 7)), draw(st.integers(2, 7)), anchors))
     return dict(levels=levels, classes=draw(st.integers(1, 3)), tn=draw(st.sampled_from([2, 4, 8])),
+                lanes=draw(st.sampled_from([1, 2, 4, 8])),
                 alpha=draw(st.sampled_from([0.5, 0.75, 1.0])), reach=draw(st.sampled_from([1.0, 0.5, 2.0, None])),
                 shifted=draw(st.booleans()), planes=draw(st.sampled_from([1, 2])),
                 maps=draw(st.sampled_from(["random", "ties", "equal", "empty"])),
@@ -75,13 +76,13 @@ def run_scene(sc, capacity=4000, core=None):
     shifts = [exps[lv.scores.output] - low for lv in sp.levels]
     dram, params, patches, end = core_setup(d, shifts, sc["threshold"], sc["alpha"], sc["reach"],
                                             shifted=sc["shifted"], planes=sc["planes"], tn=sc["tn"],
-                                            capacity=capacity)
-    core = core or NmsCore(lanes=sc["tn"], max_width=16)
+                                            lanes=sc["lanes"], capacity=capacity)
+    core = core or NmsCore(lanes=sc["lanes"], max_width=16)
     try:
         params.check(core)
     except NmsError:
         assume(False)  # a kernel larger than its map: the program loader refuses it
-    res = execute(dram, params, core, patches, end)
+    res = execute(dram, params, core, patches, end, tn=sc["tn"])
     return d, dram, params, patches, end, res
 
 
@@ -99,7 +100,7 @@ def test_the_core_equals_software_psrr(sc):
         np.testing.assert_array_equal(got.rows, expect.rows)
     if sc["maps"] == "empty":
         assert count == 0 and len(res.spatial) == 0
-    blocks = sum(-(-lv.anchors * params.classes // sc["tn"]) for lv in params.levels)
+    blocks = sum(-(-lv.anchors * params.classes // sc["lanes"]) for lv in params.levels)
     assert len(res.decided) == blocks and sum(int(b.sum()) for b in res.decided) == len(res.spatial)
 
 
@@ -117,7 +118,7 @@ def test_a_full_list_keeps_its_first_entries_and_says_so(sc):
 
 
 def all_equal_scene(**kw):
-    return dict(dict(levels=[(8, 6, 5, [[16, 16], [24, 12]])], classes=2, tn=4, alpha=1.0, reach=1.0,
+    return dict(dict(levels=[(8, 6, 5, [[16, 16], [24, 12]])], classes=2, tn=4, lanes=4, alpha=1.0, reach=1.0,
                      shifted=True, planes=1, maps="equal", threshold=0.05, seed=3), **kw)
 
 
