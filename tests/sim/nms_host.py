@@ -73,26 +73,41 @@ def recovery_patches(decoded, chans, keys, thr, lanes: int) -> np.ndarray:
     level_of = np.repeat(np.arange(len(decoded.levels)), np.diff(first))
     classes = keys.shape[1]
     idx, c = np.nonzero(keys > thr)
-    raw = {}
-    for i, cls in zip(idx.tolist(), c.tolist()):
-        li = int(np.searchsorted([lm.start for lm in decoded.levels], i, side="right") - 1)
-        lm = decoded.levels[li]
-        na, w = len(lm.level.anchors), lm.level.grid[1]
-        local = i - lm.start
-        raw[(int(first[li] + local % na), local // na // w, local // na % w, cls)] = (int(keys[i, cls]), i)
+    starts = np.array([lm.start for lm in decoded.levels])
+    li = np.searchsorted(starts, idx, side="right") - 1
+    na = np.array([len(lm.level.anchors) for lm in decoded.levels])[li]
+    w = np.array([lm.level.grid[1] for lm in decoded.levels])[li]
+    local = idx - starts[li]
+    span = 1 << 15  # above every grid side and channel count (as _group's columns)
+
+    def pos(ch, y, x, cls):
+        return ((np.asarray(ch, np.int64) * span + y) * span + x) * classes + cls
+
+    raw_pos = pos(first[li] + local % na, local // na // w, local // na % w, c)
     cand = _recover(decoded, chans, keys, thr)
-    rec = {(int(j), int(y), int(x), int(cls)): (int(k), int(i))
-           for j, y, x, cls, k, i in zip(cand.ch, cand.y, cand.x, cand.c, cand.key, cand.idx)}
-    rows = []
-    for pos in set(raw) | set(rec):
-        if raw.get(pos) != rec.get(pos):
-            j, y, x, cls = pos
-            li = int(level_of[j])
-            key, i = rec.get(pos, (0, 0))
-            rows.append((li, pos not in rec, (j - first[li]) * classes + cls, y, x, key, i))
-    patches = np.array(rows, PATCH_DTYPE) if rows else np.zeros(0, PATCH_DTYPE)
-    ch = patches["channel"].astype(np.int64)
-    return patches[np.lexsort((ch % lanes, patches["x"], patches["y"], ch // lanes, patches["level"]))]
+    rec_pos = pos(cand.ch, cand.y, cand.x, cand.c)
+    every = np.union1d(raw_pos, rec_pos)
+
+    def lookup(keys_at, values):
+        order = np.argsort(keys_at)
+        at = np.minimum(np.searchsorted(keys_at[order], every), max(len(keys_at) - 1, 0))
+        has = (keys_at[order][at] == every) if len(keys_at) else np.zeros(len(every), bool)
+        return has, [v[order][at] if len(keys_at) else np.zeros(len(every), np.int64) for v in values]
+
+    raw_has, (raw_key, raw_idx) = lookup(raw_pos, (keys[idx, c].astype(np.int64), idx))
+    rec_has, (rec_key, rec_idx) = lookup(rec_pos, (cand.key.astype(np.int64), cand.idx))
+    differ = (raw_has != rec_has) | (rec_has & ((raw_key != rec_key) | (raw_idx != rec_idx)))
+    p, ok = every[differ], rec_has[differ]
+    cls, rest = p % classes, p // classes
+    x, rest = rest % span, rest // span
+    y, ch = rest % span, rest // span
+    lv = level_of[ch]
+    patches = np.zeros(len(p), PATCH_DTYPE)
+    patches["level"], patches["empty"], patches["channel"] = lv, ~ok, (ch - first[lv]) * classes + cls
+    patches["y"], patches["x"] = y, x
+    patches["key"], patches["index"] = np.where(ok, rec_key[differ], 0), np.where(ok, rec_idx[differ], 0)
+    chan = patches["channel"].astype(np.int64)
+    return patches[np.lexsort((chan % lanes, patches["x"], patches["y"], chan // lanes, patches["level"]))]
 
 
 def to_detections(decoded, entries: np.ndarray, max_per_class):

