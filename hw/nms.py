@@ -31,14 +31,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ir.nms import KEY_BITS, NmsCore
+from ..ir.nms import NmsCore
 from ..errors import ShiftflowError
 
 Y_BITS = 16
 
 
-def cell_layout(index_bits: int) -> data.StructLayout:
-    return data.StructLayout({"valid": unsigned(1), "key": signed(KEY_BITS), "index": unsigned(index_bits)})
+def cell_layout(core: NmsCore) -> data.StructLayout:
+    return data.StructLayout({"valid": unsigned(1), "key": signed(core.key_bits), "index": unsigned(core.index_bits)})
 
 
 class NmsSpatial(wiring.Component):
@@ -55,10 +55,10 @@ class NmsSpatial(wiring.Component):
         self.core = core
         self.xbits = max(1, (core.max_width - 1).bit_length())
         self.kbits = core.max_kernel.bit_length()
-        self.cell = cell_layout(core.index_bits)
+        self.cell = cell_layout(core)
         self.survivor = data.StructLayout({
             "lane": unsigned(max(1, (core.lanes - 1).bit_length())), "y": unsigned(Y_BITS),
-            "x": unsigned(self.xbits), "key": signed(KEY_BITS), "index": unsigned(core.index_bits)})
+            "x": unsigned(self.xbits), "key": signed(core.key_bits), "index": unsigned(core.index_bits)})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
             "height": In(Y_BITS), "width": In(self.xbits + 1),

@@ -34,8 +34,6 @@ FLAG_LIST_FULL = 1
 FLAG_SPATIAL_FULL = 2
 FLAG_BAD_PATCH = 4
 
-KEY_BITS = 32  # a key (code << shift) is an int32: the widest head output, or int8 shifted
-
 
 class NmsError(ShiftflowError):
     """An NMS instruction the core cannot run (a program error, refused before it runs)."""
@@ -61,12 +59,14 @@ class NmsLevel:
 @dataclass(frozen=True)
 class NmsCore:
     """The core's size: ``lanes`` channels a cycle (a DRAM word: ``tn``), the widest map and
-    the largest kernel its memories hold, the spatial survivors and patches it buffers."""
+    the largest kernel its memories hold, the spatial survivors and patches it buffers, the
+    bits of a key (a code shifted to the common exponent, signed) and of a box index."""
     lanes: int
     max_width: int = 128
     max_kernel: int = 8
     survivors: int = 1024
     patches: int = 1024
+    key_bits: int = 32
     index_bits: int = 24
 
     @staticmethod
@@ -104,8 +104,8 @@ class NmsParams:
     def check(self, core: NmsCore) -> None:
         """Refuse, with one line, an instruction the core cannot run: a kernel larger than its
         map or than the core's line buffers, a map wider than them, a survivor list larger than
-        its 16-bit count field allows, keys that do not fit an int32, strides of competing
-        channels that are not a power-of-two ratio."""
+        its 16-bit count field allows, keys or box indices wider than the core's, strides of
+        competing channels that are not a power-of-two ratio."""
         n = self.channels
         if len(self.kernels) != n or len(self.shifts) != n or len(self.pair_k) != n or len(self.pair_s) != n:
             raise NmsError(f"NMS parameter table must have one kernel, shift and pair row per channel ({n}), "
@@ -125,9 +125,13 @@ class NmsParams:
         for i, lv in enumerate(self.levels):
             if lv.width > core.max_width:
                 raise NmsError(f"NMS level {i}: map width {lv.width} exceeds the core's {core.max_width}")
-            if 8 * self.planes + lv.shift > KEY_BITS:
+            if 8 * self.planes + lv.shift > core.key_bits:
                 raise NmsError(f"NMS level {i}: {self.planes}-byte codes shifted by {lv.shift} do not fit "
-                               f"{KEY_BITS}-bit keys")
+                               f"the core's {core.key_bits}-bit keys")
+        last = self.levels[-1]
+        if last.start + last.height * last.width * last.anchors > 1 << core.index_bits:
+            raise NmsError(f"NMS box indices must fit the core's {core.index_bits} bits, found "
+                           f"{last.start + last.height * last.width * last.anchors} boxes")
         strides = [self.levels[level[j]].stride for j in range(n)]
         for a in range(n):
             for b in range(n):

@@ -171,6 +171,10 @@ def test_refuses_kernels_larger_than_the_map_or_the_core():
     _, params, _, _ = core_setup(d, [0], 0.05, 1.0, 1.0, tn=4)
     with pytest.raises(NmsError, match="map width 5 exceeds the core's 4"):
         params.check(NmsCore(lanes=4, max_width=4))
+    with pytest.raises(NmsError, match="1-byte codes shifted by 0 do not fit the core's 6-bit keys"):
+        params.check(NmsCore(lanes=4, key_bits=6))
+    with pytest.raises(NmsError, match="box indices must fit the core's 5 bits, found 60 boxes"):
+        params.check(NmsCore(lanes=4, index_bits=5))
 
 
 def test_cycle_model_counts_positions_and_survivors():
