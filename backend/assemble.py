@@ -88,7 +88,7 @@ def _layer_entry(plan: Plan, layer: Layer, first: int, last: int, seg: int, tile
         macs = conv_macs(g.types[op.inputs[0]].shape, g.types[op.inputs[1]].shape, g.types[op.outputs[0]].shape)
     return {"name": layer.name, "op": "concat" if layer.kind == "copy" else layer.kind, "dataflow": layer.dataflow,
             "macs": macs, "first": first, "last": last, "segment": seg, "tiles": tiles, "note": layer.note,
-            "fused": list(layer.fused),
+            "fused": list(layer.fused), "overlap": layer.params.get("overlap", ""),
             "chunks": [c1 - c0 for c0, c1 in layer.tiling.chunks]}  # a split reduction's channels per chunk
 
 
