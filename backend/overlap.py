@@ -1,21 +1,26 @@
-"""Layer overlap: interleave the steps of consecutive layers so a DRAM-bound layer's traffic
-runs under its neighbour's compute.
+"""Pass ``overlap``: run a depthwise conv and the conv reading its output at the same time,
+so the depthwise layer's DRAM traffic runs under the pointwise layer's compute.
 
 A depthwise layer on a wide array is bound by DRAM: it reads (and writes) one byte per pixel
 and channel for a few MACs, while the pointwise layer after it computes for hundreds of
 cycles per byte and leaves the read and write channels mostly idle. The machine's three
 units already run independently; what keeps them from overlapping two layers is program
-order, because each unit runs its instructions in order. This pass reorders the *steps*
-(``emit.Step``: one band's loads, computes and stores) of a segment so that step ``j`` of a
-layer follows, by ``LAG`` steps of its producer, the producer step whose stores it reads:
-while the consumer computes band ``j``, the producer loads and stores band ``j + LAG``.
+order (each unit runs its instructions in order) and tiling (column strips and channel
+groups make the consumer's first band wait for the producer's last).
 
-Only the order changes: dependencies and tokens are derived from the regions every
-instruction touches afterwards (``schedule.py``), so any order the pass returns is correct
-by construction; the pass only decides which one is fast. A layer's steps keep their order,
-and never move before the last step of the layer two places earlier (so on-chip buffers,
-which the ``buffers`` pass alternates between consecutive layers, are shared by at most two
-layers at a time).
+``choose_overlaps`` re-tiles such a pair *whole-row* (one strip; the depthwise layer in one
+channel group) with the line buffer split between their rings, keeps it when the tiler's
+estimate of the two overlapped beats theirs apart by ``MIN_GAIN``, and marks the consumer
+(``params["overlap"]``). The buffers pass then puts the consumer's rings next to the
+producer's and the dram pass keeps buffers alive to the end of the pair. ``interleave``
+reorders the segment's *steps* (``emit.Step``: one band's loads, computes and stores) so that
+each consumer step follows, by ``LAG`` producer steps, the producer step whose stores it
+reads: while the consumer computes band ``j``, the producer loads and stores band
+``j + LAG``.
+
+Only tiling, placement and order change, no instruction or hardware: dependencies and
+tokens are derived from the regions every instruction touches (``schedule.py``), so any
+order is correct by construction; the pass only decides which one is fast.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import replace
 from ..errors import ResourceError
 from .emit import Step
 from .geometry import layer_shape
-from .plan import HostOp, Layer, Plan
+from .plan import Layer, Plan
 from .tiling import tile_shape
 
 #: least estimated gain (fraction of the two layers' own estimates) for which a pair is
@@ -53,21 +58,19 @@ def interleave(steps: list[Step], need: list[int], overlapped: set[int], lag: in
     for i, st in enumerate(steps):
         first.setdefault(st.layer, i)
         last[st.layer] = i
-    key = [0.0] * len(steps)
+    key = [0.0] * len(steps)  # steps run in key order; ties keep layer order
     for i, st in enumerate(steps):
         r = rank[st.layer]
-        lo = key[i - 1] if i > first[st.layer] else -1.0
-        if r >= 1 and st.layer not in overlapped:
-            lo = max(lo, key[last[layers[r - 1]]])
-        elif r >= 1 and i == first[st.layer]:
-            lo = max(lo, key[first[layers[r - 1]]])
-        n = need[i]
-        if n >= 0:
-            anchor = min(n + lag, last[steps[n].layer])
-            lo = max(lo, key[anchor])
-        key[i] = lo + 1e-6 if r or i > 0 else 0.0
         if r == 0:
             key[i] = float(i)
+            continue
+        prev = layers[r - 1]
+        lo = key[i - 1] if i > first[st.layer] else key[first[prev]]
+        if st.layer not in overlapped:
+            lo = max(lo, key[last[prev]])
+        elif need[i] >= 0:
+            lo = max(lo, key[min(need[i] + lag, last[steps[need[i]].layer])])
+        key[i] = lo + 1e-6
     order = sorted(range(len(steps)), key=lambda i: (key[i], rank[steps[i].layer], i))
     return [steps[i] for i in order]
 
@@ -79,27 +82,17 @@ def _run_cost(ests: list[dict]) -> int:
     return busy + ests[0]["cycles"] - max(ests[0]["load"], ests[0]["compute"], ests[0]["store"])
 
 
-def _shares(n: int, parts: int = 8):
-    """Splits of the line buffer into ``n`` shares, in ``1/parts`` steps, each at least one."""
-    if n == 1:
-        yield (parts,)
-        return
-    for first in range(1, parts - n + 2):
-        for rest in _shares(n - 1, parts - first):
-            yield (first,) + rest
-
-
-def _retile(plan: Plan, layers: list[Layer]):
-    """The cheapest ``(estimate, layers)`` with the run's layers tiled whole-row within one
-    line buffer (every split of it tried) and marked for ``interleave``, or None when none
-    fits."""
+def _retile(plan: Plan, layers: list[Layer], parts: int = 8):
+    """The cheapest ``(estimate, layers)`` with the pair tiled whole-row within one line
+    buffer (the producer's rings in ``k/parts`` of it, the consumer's in the rest, every ``k``
+    tried) and the consumer marked for ``interleave``, or None when no split fits."""
     cfg = plan.config
     shapes = [layer_shape(x, plan) for x in layers]
     best = None
-    for shares in _shares(len(layers)):
+    for k in range(1, parts):
         try:
-            tiled = [tile_shape(x, sh, cfg, cfg.line_buffer_words * k // 8, whole_rows=True)
-                     for x, sh, k in zip(layers, shapes, shares)]
+            tiled = [tile_shape(x, sh, cfg, cfg.line_buffer_words * share // parts, whole_rows=True)
+                     for x, sh, share in zip(layers, shapes, (k, parts - k))]
         except ResourceError:
             continue
         cost = _run_cost([e for _, e in tiled])
