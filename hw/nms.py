@@ -26,7 +26,7 @@ are unique within a map, so "is the winner" is "has the winner's box index".
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -91,7 +91,8 @@ class NmsSpatial(wiring.Component):
         height, width = Signal(Y_BITS), Signal(self.xbits + 1)
         kernel = Signal(data.ArrayLayout(unsigned(self.kbits), lanes))
         shift = Signal.like(kernel)
-        y_last = Signal(Y_BITS + 1)  # the last row: H + max k - 1
+        kmax = Signal(self.kbits)  # the drain's rows: the largest kernel
+        drow = Signal(self.kbits)  # drain rows done
         y, x = Signal(Y_BITS + 1), Signal(self.xbits)
         active = Signal()  # from start to done
         streaming = Signal()  # positions left
@@ -107,17 +108,21 @@ class NmsSpatial(wiring.Component):
         row_end = x == width - 1
         m.d.comb += [self.busy.eq(active), self.i.ready.eq(streaming & bank_free & ~drain)]
 
-        kmax = Const(0, self.kbits)
-        for lane in range(lanes):
-            kmax = Mux(self.kernel[lane] > kmax, self.kernel[lane], kmax)
+        # A balanced tree from the latched kernels, registered: first needed at the end of
+        # the first drain row, two cycles after start at the earliest.
+        level = [kernel[lane] for lane in range(lanes)]
+        while len(level) > 1:
+            level = [Mux(a > b, a, b) for a, b in zip(level[::2], level[1::2])] + level[len(level) & ~1:]
+        m.d.sync += kmax.eq(level[0])
         with m.If(self.start & ~self.busy):
             m.d.sync += [height.eq(self.height), width.eq(self.width), kernel.eq(self.kernel),
-                         shift.eq(self.shift), y_last.eq(self.height + kmax - 1), y.eq(0), x.eq(0),
-                         streaming.eq(1), active.eq(1)]
+                         shift.eq(self.shift), y.eq(0), x.eq(0), drow.eq(0), streaming.eq(1), active.eq(1)]
         with m.Elif(advance):
             m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end)]
-            with m.If(row_end & (y == y_last)):
-                m.d.sync += streaming.eq(0)
+            with m.If(row_end & drain):
+                m.d.sync += drow.eq(drow + 1)
+                with m.If(drow == kmax - 1):
+                    m.d.sync += streaming.eq(0)
 
         survive = Signal(lanes)
         for lane in range(lanes):
