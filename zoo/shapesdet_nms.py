@@ -88,3 +88,40 @@ def append_decode_and_nms(model: onnx.ModelProto, hw: tuple[int, int], iou: floa
     embed_heads(m, parse_heads(nms_head_spec(hw)))
     onnx.checker.check_model(m)
     return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shiftflow.zoo.shapesdet_nms SHAPESDET.onnx -o OUT.onnx``: write the form
+    with decode and NMS (its input size read from the model)."""
+    import argparse
+    import sys
+
+    from ..errors import ShiftflowError
+
+    p = argparse.ArgumentParser(prog="python -m shiftflow.zoo.shapesdet_nms", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="a shapesdet export (shiftflow zoo --only shapesdet)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--score", type=float, default=0.3)
+    p.add_argument("--max-per-class", type=int, default=100)
+    args = p.parse_args(argv)
+    try:
+        try:
+            model = onnx.load(args.model)
+        except Exception as exc:  # noqa: BLE001 - onnx raises OSError, DecodeError and others
+            raise ShiftflowError(f"cannot read {args.model!r} as ONNX: {exc}") from None
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        hw = (dims[2].dim_value, dims[3].dim_value)
+        missing = {f"{k}_s{s}" for s in STRIDES for k in ("cls", "box")} - {o.name for o in model.graph.output}
+        if missing:
+            raise ShiftflowError(f"{args.model} is not a shapesdet export: no output {', '.join(sorted(missing))}")
+        onnx.save(append_decode_and_nms(model, hw, args.iou, args.score, args.max_per_class), args.output)
+    except ShiftflowError as exc:
+        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({hw[0]}x{hw[1]}, NonMaxSuppression IoU {args.iou}, score {args.score})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -180,14 +180,15 @@ def test_shapesdet_exported_with_its_nms_draws_what_the_head_spec_pipeline_draws
     from PIL import Image
 
     from shiftflow.zoo.shapes_data import make_image
-    from shiftflow.zoo.shapesdet_nms import append_decode_and_nms
+    from shiftflow.zoo import shapesdet_nms
     from tests.runtime.test_detect_cli import shapesdet_build
 
     plain = shapesdet_build(tmp_path_factory)
     zoo = os.path.join(os.path.dirname(plain), "zoo")
     (model,) = [f for f in os.listdir(zoo) if f.endswith(".qcdq.onnx")]
-    onnx.save(append_decode_and_nms(onnx.load(os.path.join(zoo, model)), (128, 128), iou=0.5, score=0.3),
-              tmp_path / "with_nms.onnx")
+    assert shapesdet_nms.main([os.path.join(zoo, model), "-o", str(tmp_path / "with_nms.onnx")]) == 0
+    assert shapesdet_nms.main([str(tmp_path / "with_nms.onnx"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "is not a shapesdet export" in capsys.readouterr().err
     assert main(["compile", str(tmp_path / "with_nms.onnx"), "--target", "zu3eg", "-o", str(tmp_path / "b")]) == 0
     for k in range(6):
         Image.fromarray(make_image("val", k, 128)[0]).save(tmp_path / f"v{k}.png")
