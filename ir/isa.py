@@ -231,12 +231,30 @@ Vec = data.StructLayout({
     "rshift": signed(8),  # right shift of the result (half-to-even); negative: left shift
 })
 
+# PSRR-MaxpoolNMS of one image's score maps (docs/nms_core.md; records and rules in
+# ir/nms.py). The parameter table (levels, kernels, pair table), the patch list (the CPU's
+# Relationship Recovery) and the survivor list (a 16-byte header, then 16-byte entries) are
+# in DRAM.
+Nms = data.StructLayout({
+    "table_addr": unsigned(32),
+    "levels": unsigned(4),
+    "channels": unsigned(8),  # anchor channels over all levels
+    "classes": unsigned(12),
+    "planes": unsigned(2),  # a code is 2**planes bytes (byte planes of a wide output)
+    "thr": signed(33),  # a cell takes part when its key (code << level shift) > thr
+    "patch_addr": unsigned(32),
+    "patches": unsigned(16),
+    "out_addr": unsigned(32),
+    "capacity": unsigned(16),  # most survivor entries written (the header counts them all)
+})
+
 Body = data.UnionLayout({
     "load_act": LoadAct,
     "load_wgt": LoadWgt,
     "store": Store,
     "conv": Conv,
     "vec": Vec,
+    "nms": Nms,
 })
 
 INSTR = data.StructLayout({
@@ -248,7 +266,7 @@ INSTR = data.StructLayout({
 assert INSTR.size == INSTR_BITS, INSTR.size
 
 BODY_OF = {Opcode.LOAD_ACT: "load_act", Opcode.LOAD_WGT: "load_wgt", Opcode.STORE: "store",
-           Opcode.CONV: "conv", Opcode.VEC: "vec"}
+           Opcode.CONV: "conv", Opcode.VEC: "vec", Opcode.NMS: "nms"}
 
 
 def encode(opcode: Opcode, body: dict | None = None, *, pop_prev=0, pop_next=0, push_prev=0, push_next=0) -> bytes:
