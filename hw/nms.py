@@ -31,8 +31,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ir.nms import NmsCore
 from ..errors import ShiftflowError
+from ..ir.nms import NmsCore
 
 Y_BITS = 16
 
@@ -85,7 +85,7 @@ class NmsSpatial(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        core, lanes = self.core, self.core.lanes
+        lanes = self.core.lanes
         wm = 1 << self.xbits
 
         height, width = Signal(Y_BITS), Signal(self.xbits + 1)

@@ -26,6 +26,13 @@ SURVIVOR_DTYPE = np.dtype([("index", "<u4"), ("key", "<i4"), ("cls", "<u2"), ("c
                            ("y", "<u2"), ("x", "<u2")])
 HEADER_DTYPE = np.dtype([("count", "<u4"), ("flags", "<u4"), ("zero", "<u8")])
 assert PATCH_DTYPE.itemsize == SURVIVOR_DTYPE.itemsize == HEADER_DTYPE.itemsize == 16
+# The parameter table: one LEVEL_DTYPE a level, then one CHANNEL_DTYPE a channel (kernel,
+# shift), then the channels × channels pair table (K, K_s), each part padded to 16 bytes.
+LEVEL_DTYPE = np.dtype([("dram_addr", "<u4"), ("row_stride", "<u4"), ("blk_stride", "<u4"), ("start", "<u4"),
+                        ("height", "<u2"), ("width", "<u2"), ("stride", "<u2"), ("anchors", "<u1"),
+                        ("shift", "<u1"), ("zero", "<u8")])
+PAIR_DTYPE = np.dtype([("k", "<u1"), ("s", "<u1")])
+assert LEVEL_DTYPE.itemsize == 32
 
 #: Header flags: more survivors than ``capacity`` (the first ``capacity`` are written); the
 #: spatial survivors overflowed the core's buffer, or a patch is out of stream order or out
@@ -70,7 +77,7 @@ class NmsCore:
     index_bits: int = 24
 
     @staticmethod
-    def for_config(cfg: AcceleratorConfig) -> "NmsCore":
+    def for_config(cfg: AcceleratorConfig) -> NmsCore:
         """The core of a target: one lane per channel of a DRAM word (``tn``); the memories'
         sizes are the defaults above (not yet ``AcceleratorConfig`` fields)."""
         return NmsCore(lanes=cfg.tn)
@@ -146,6 +153,71 @@ class NmsParams:
                     raise NmsError(f"NMS pair ({a}, {b}): shift {ks} must be below its kernel {kk}")
 
 
+def _pad16(n: int) -> int:
+    return -(-n // 16) * 16
+
+
+def table_bytes(levels: int, channels: int) -> int:
+    """Size of the parameter table of ``levels`` levels and ``channels`` channels."""
+    return 32 * levels + _pad16(2 * channels) + _pad16(2 * channels * channels)
+
+
+def encode_table(params: NmsParams) -> bytes:
+    """The parameter table of ``params`` (the compiler writes it; the core reads it first)."""
+    lv = np.zeros(len(params.levels), LEVEL_DTYPE)
+    for i, level in enumerate(params.levels):
+        for name in LEVEL_DTYPE.names[:-1]:
+            lv[i][name] = getattr(level, name)
+    ch = np.zeros(params.channels, PAIR_DTYPE)
+    ch["k"], ch["s"] = params.kernels, params.shifts
+    pairs = np.zeros((params.channels, params.channels), PAIR_DTYPE)
+    pairs["k"], pairs["s"] = params.pair_k, params.pair_s
+    parts = [lv.tobytes(), ch.tobytes(), pairs.tobytes()]
+    return b"".join(p + bytes(_pad16(len(p)) - len(p)) for p in parts)
+
+
+def decode_table(table: bytes, levels: int, channels: int, classes: int, thr: int, capacity: int,
+                 planes: int) -> NmsParams:
+    """``NmsParams`` from a parameter table and the instruction's fields (``planes``: bytes)."""
+    lv = np.frombuffer(table[:32 * levels], LEVEL_DTYPE)
+    at = 32 * levels
+    ch = np.frombuffer(table[at:at + 2 * channels], PAIR_DTYPE)
+    at += _pad16(2 * channels)
+    pairs = np.frombuffer(table[at:at + 2 * channels * channels], PAIR_DTYPE).reshape(channels, channels)
+    return NmsParams(tuple(NmsLevel(**{n: int(r[n]) for n in LEVEL_DTYPE.names[:-1]}) for r in lv),
+                     tuple(int(k) for k in ch["k"]), tuple(int(k) for k in ch["s"]),
+                     tuple(tuple(int(k) for k in row) for row in pairs["k"]),
+                     tuple(tuple(int(k) for k in row) for row in pairs["s"]), classes, thr, capacity, planes)
+
+
+def _aligned(name: str):
+    return (name, f"`{name}` is a multiple of 16 and of the DRAM beat",
+            lambda f, c: f[name] % max(16, c.dram_bytes_per_cycle) == 0,
+            lambda f, c: f"{name} {f[name]} is not a multiple of {max(16, c.dram_bytes_per_cycle)}")
+
+
+def field_rules() -> list[tuple]:
+    """The NMS field rules, as ``(field, rule, ok, message)`` for ``ir.rules.Rule`` (whose
+    ``ok`` takes field columns and the target, ``message`` one instruction's fields): what
+    the fields alone must keep. The table's own rules (kernels against the maps) are
+    ``NmsParams.check``, run on the table as the program is loaded."""
+    core = NmsCore.for_config
+    return [
+        _aligned("table_addr"), _aligned("patch_addr"), _aligned("out_addr"),
+        ("planes", "a code is 1, 2 or 4 bytes: `planes` <= 2", lambda f, c: f["planes"] <= 2,
+         lambda f, c: f"planes {f['planes']} must be 0, 1 or 2 (1, 2 or 4 bytes a code)"),
+        ("levels", "at least one level, and a channel for each", lambda f, c: (f["levels"] >= 1)
+         & (f["channels"] >= f["levels"]), lambda f, c: f"needs levels >= 1 and channels >= levels, found "
+                                                         f"{f['levels']} levels, {f['channels']} channels"),
+        ("classes", "at least one class", lambda f, c: f["classes"] >= 1, lambda f, c: "classes must be >= 1, found 0"),
+        ("patches", "the patch list fits the core's patch buffer", lambda f, c: f["patches"] <= core(c).patches,
+         lambda f, c: f"patches {f['patches']} exceed the core's patch buffer of {core(c).patches}"),
+        ("capacity", "the survivor list fits the core's survivor buffer",
+         lambda f, c: f["capacity"] <= core(c).survivors,
+         lambda f, c: f"capacity {f['capacity']} exceeds the core's survivor buffer of {core(c).survivors}"),
+    ]
+
+
 # --- cycle model -------------------------------------------------------------------------
 
 #: Cycles of ``NmsSpatial`` beyond its positions: the accept of ``start`` and the last
@@ -170,10 +242,9 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     plane, drain rows read nothing), the pyramid's ``n · ceil(n / lanes)`` comparisons of the
     ``spatial`` survivors, the header and ``written`` entries written."""
     bw = cfg.dram_bytes_per_cycle
-    beats = lambda nbytes: -(-nbytes // bw)  # noqa: E731
+    beats = lambda nbytes: -(-nbytes // bw)
     n = params.channels
-    table = 16 * (len(params.levels) + n + n * n)
-    total = 1 + cfg.dram_latency + beats(table)
+    total = 1 + cfg.dram_latency + beats(table_bytes(len(params.levels), n))
     if patches:
         total += cfg.dram_latency + beats(16 * patches)
     read = max(1, beats(params.planes * cfg.tn))  # a position reads its DRAM word of every plane

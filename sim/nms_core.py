@@ -17,8 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.nms import (FLAG_BAD_PATCH, FLAG_LIST_FULL, FLAG_SPATIAL_FULL, HEADER_DTYPE, PATCH_DTYPE,
-                      SURVIVOR_DTYPE, NmsCore, NmsParams)
+from ..ir.nms import (
+    FLAG_BAD_PATCH,
+    FLAG_LIST_FULL,
+    FLAG_SPATIAL_FULL,
+    HEADER_DTYPE,
+    PATCH_DTYPE,
+    SURVIVOR_DTYPE,
+    NmsCore,
+    NmsParams,
+    decode_table,
+    table_bytes,
+)
 
 _NONE = np.iinfo(np.int64).min
 _LOW32 = np.int64(0xFFFFFFFF)
@@ -95,6 +105,11 @@ class NmsResult:
     entries: np.ndarray
     spatial: np.ndarray
     decided: list[np.ndarray]
+
+
+def _lanes(a: np.ndarray, lanes: int) -> np.ndarray:
+    """A block's (H, W, n) maps padded with empty lanes to ``lanes``."""
+    return np.concatenate([a, np.zeros(a.shape[:2] + (lanes - a.shape[2],), a.dtype)], 2)
 
 
 def _patched(params: NmsParams, level: int, key: np.ndarray, index: np.ndarray, valid: np.ndarray,
@@ -174,10 +189,8 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
             chan = np.where(real, first + ch // params.classes, first)
             ks = [params.kernels[j] if r else 1 for j, r in zip(chan, real)]
             ss = [params.shifts[j] if r else 0 for j, r in zip(chan, real)]
-            pad = lambda a: np.concatenate([a, np.zeros(a.shape[:2] + (b0 + lanes - nch,), a.dtype)], 2) \
-                if b0 + lanes > nch else a  # noqa: E731
             sl = slice(b0, min(b0 + lanes, nch))
-            y, x, lane, dec = spatial_block(pad(valid[:, :, sl]), pad(key[:, :, sl]), pad(index[:, :, sl]), ks, ss)
+            y, x, lane, dec = spatial_block(*(_lanes(a[:, :, sl], lanes) for a in (valid, key, index)), ks, ss)
             decided.append(dec)
             rec = np.zeros(len(y), SURVIVOR_DTYPE)
             p = b0 + lane
@@ -199,6 +212,20 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     blob = header.tobytes() + entries.tobytes()
     dram[out_addr:out_addr + len(blob)] = np.frombuffer(blob, np.uint8)
     return NmsResult(len(final), flags, entries, spatial, decided)
+
+
+def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, tn: int) -> NmsResult:
+    """One NMS instruction from its body's fields (``ir.isa.Nms`` names, ints) and DRAM: the
+    parameter table and the patch list are read from DRAM, the table checked
+    (``NmsParams.check``: ``NmsError``), then ``execute``."""
+    levels, channels = fields["levels"], fields["channels"]
+    at = fields["table_addr"]
+    params = decode_table(dram[at:at + table_bytes(levels, channels)].tobytes(), levels, channels,
+                          fields["classes"], fields["thr"], fields["capacity"], 1 << fields["planes"])
+    params.check(core)
+    at = fields["patch_addr"]
+    patches = np.frombuffer(dram[at:at + 16 * fields["patches"]].tobytes(), PATCH_DTYPE)
+    return execute(dram, params, core, patches, fields["out_addr"], tn)
 
 
 def read_list(dram: np.ndarray, out_addr: int, capacity: int) -> tuple[int, int, np.ndarray]:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.nms import NmsSpatial
 from shiftflow.ir.nms import NmsCore, spatial_cycles
 from shiftflow.sim.nms_core import spatial_block
+
 from tests.hw.streams import simulate
 
 CORE = NmsCore(lanes=3, max_width=8, max_kernel=4, index_bits=12)
@@ -116,7 +116,7 @@ def test_all_equal_map_keeps_the_lowest_index_of_each_tile_pair():
     valid, key, _ = draw_block(rng, 4, 4, 3, "equal")
     index = np.broadcast_to(np.arange(16).reshape(4, 4, 1), (4, 4, 3)).copy()
     b = (valid, key, index, [2, 2, 1], [1, 0, 0])
-    (got, cycles), = run([b])
+    (got, _cycles), = run([b])
     assert got == expected(*b)[0]
     # k 2 with shifted tiles: only cell 0 wins both grids; aligned only: one a tile; k 1: all.
     assert sorted((ln, i) for ln, _, _, _, i in got) == [(0, 0), (1, 0), (1, 2), (1, 8), (1, 10)] + [

@@ -7,10 +7,17 @@ survivors turned into ``Detections``. It belongs in runtime/ once the compiler e
 from __future__ import annotations
 
 import numpy as np
-
 from shiftflow.ir.nms import PATCH_DTYPE, NmsCore, NmsLevel, NmsParams
 from shiftflow.runtime.nms import make_detections
-from shiftflow.runtime.nms_pool import _channels, _keys, _kernels, _length, _pairs, _recover, kernel_size
+from shiftflow.runtime.nms_pool import (
+    _channels,
+    _kernels,
+    _keys,
+    _length,
+    _pairs,
+    _recover,
+    kernel_size,
+)
 
 INT32_MIN = -(1 << 31)
 

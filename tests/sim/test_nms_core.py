@@ -7,14 +7,24 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from shiftflow.ir.nms import (FLAG_BAD_PATCH, FLAG_LIST_FULL, FLAG_SPATIAL_FULL, NmsCore, NmsError,
-                              nms_cycles, spatial_cycles)
-from shiftflow.ir.config import TINY
+from shiftflow.ir.config import TINY, ZU3EG
+from shiftflow.ir.isa import Opcode, encode, to_dict
+from shiftflow.ir.nms import (
+    FLAG_BAD_PATCH,
+    FLAG_LIST_FULL,
+    FLAG_SPATIAL_FULL,
+    NmsCore,
+    NmsError,
+    decode_table,
+    encode_table,
+    field_rules,
+    nms_cycles,
+    spatial_cycles,
+)
 from shiftflow.runtime.decode import decode
 from shiftflow.runtime.heads import parse_heads
 from shiftflow.runtime.nms_pool import psrr_nms
-from shiftflow.sim.nms_core import execute, read_list, read_scores
+from shiftflow.sim.nms_core import execute, read_list, read_scores, run_instruction
 
 from .nms_host import core_setup, to_detections, write_scores
 
@@ -89,7 +99,7 @@ def run_scene(sc, capacity=4000, core=None):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(scenes())
 def test_the_core_equals_software_psrr(sc):
-    d, dram, params, patches, end, res = run_scene(sc)
+    d, dram, params, _patches, end, res = run_scene(sc)
     count, flags, entries = read_list(dram, end, params.capacity)
     assert flags == 0 and count == len(entries)
     for limit in (None, 2):
@@ -107,11 +117,11 @@ def test_the_core_equals_software_psrr(sc):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(scenes().filter(lambda sc: sc["maps"] != "empty"))
 def test_a_full_list_keeps_its_first_entries_and_says_so(sc):
-    _, dram, params, patches, end, res = run_scene(sc)
+    _, dram, params, _patches, end, _res = run_scene(sc)
     _, _, full = read_list(dram, end, params.capacity)
     assume(len(full) >= 1)
     cap = len(full) // 2
-    _, dram2, params2, _, _, _ = run_scene(sc, capacity=cap)
+    _, dram2, _params2, _, _, _ = run_scene(sc, capacity=cap)
     count, flags, entries = read_list(dram2, end, cap)
     assert count == len(full) and flags == FLAG_LIST_FULL
     assert entries.tobytes() == full[:cap].tobytes()
@@ -180,8 +190,44 @@ def test_refuses_kernels_larger_than_the_map_or_the_core():
 def test_cycle_model_counts_positions_and_survivors():
     assert spatial_cycles(np.zeros((5, 3), int)) == 15 + 2
     assert spatial_cycles(np.array([[0, 3, 1], [2, 0, 0]])) == 1 + 3 + 1 + 2 + 1 + 1 + 2
-    d, dram, params, patches, end, res = run_scene(all_equal_scene(maps="random"))
+    _d, _dram, params, patches, _end, res = run_scene(all_equal_scene(maps="random"))
     n = len(res.spatial)
     base = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n, res.count)
     more = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n + 4, res.count)
     assert more - base == (n + 4) * -(-(n + 4) // 4) - n * -(-n // 4)
+
+
+def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
+    sc = all_equal_scene(maps="random", seed=5)
+    _d, dram, params, patches, end, res = run_scene(sc)
+    table, at = encode_table(params), -(-end // 64) * 64
+    assert decode_table(table, len(params.levels), params.channels, params.classes, params.thr,
+                        params.capacity, params.planes) == params
+    dram[at:at + len(table)] = np.frombuffer(table, np.uint8)
+    pat = at + len(table)
+    dram[pat:pat + 16 * len(patches)] = np.frombuffer(patches.tobytes(), np.uint8)
+    out = pat + 16 * len(patches) + 64
+    body = {"table_addr": at, "levels": len(params.levels), "channels": params.channels,
+            "classes": params.classes, "planes": 0, "thr": params.thr, "patch_addr": pat,
+            "patches": len(patches), "out_addr": out, "capacity": params.capacity}
+    fields = to_dict(encode(Opcode.NMS, body))["nms"]
+    got = run_instruction(dram, fields, NmsCore(lanes=4, max_width=16), tn=4)
+    assert got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
+    assert read_list(dram, out, params.capacity)[2].tobytes() == res.entries.tobytes()
+    with pytest.raises(NmsError, match="kernel .* must be in 1..min"):
+        run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), tn=4)
+
+
+def test_field_rules_refuse_malformed_instructions():
+    good = {"table_addr": 64, "patch_addr": 128, "out_addr": 256, "planes": 1, "levels": 2, "channels": 3,
+            "classes": 2, "patches": 10, "capacity": 100}
+    bad = {"table_addr": 72, "planes": 3, "levels": 0, "classes": 0, "patches": 5000, "capacity": 5000}
+    for field, _rule, ok, message in field_rules():
+        cols = {k: np.array([v]) for k, v in good.items()}
+        assert ok(cols, ZU3EG).all(), field
+        if field in bad:
+            f = dict(good, **{field: bad[field]})
+            assert not ok({k: np.array([v]) for k, v in f.items()}, ZU3EG).any(), field
+            assert "\n" not in message(f, ZU3EG) and str(bad[field]) in message(f, ZU3EG)
+    assert [m(dict(good, capacity=5000), ZU3EG) for fl, _, _, m in field_rules() if fl == "capacity"] == [
+        "capacity 5000 exceeds the core's survivor buffer of 1024"]
