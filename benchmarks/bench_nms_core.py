@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_nms import IOU, SCORE, codes, frame, head_spec
 from guard import write_result
 from shiftflow.hw.nms import NmsSpatial
@@ -40,6 +39,9 @@ from shiftflow.tests.sim.nms_host import core_setup, recovery_patches, to_detect
 #: The core's memories at zu3eg: the 512×512 detector's widest map is 64 cells and its
 #: largest kernel 5 (alpha 0.75, anchors 6 strides wide).
 ZU3EG_CORE = {"max_width": 64, "max_kernel": 8}
+#: A narrower core that still takes this detector: its int16 codes need no shift (16-bit
+#: keys) and its 32,256 box indices fit 16 bits.
+NARROW = {"key_bits": 16, "index_bits": 16}
 MAX_PER_CLASS = 100
 
 
@@ -49,9 +51,9 @@ def timed(fn, *args, **kw):
     return r, time.perf_counter() - t0
 
 
-def synth(lanes: int, cache: Path) -> dict:
-    core = NmsCore(lanes=lanes, **ZU3EG_CORE)
-    v = write_verilog(NmsSpatial(core), f"nms_spatial_{lanes}", cache / "verilog")
+def synth(core: NmsCore, cache: Path) -> dict:
+    v = write_verilog(NmsSpatial(core), f"nms_spatial_{core.lanes}_{core.key_bits}_{core.index_bits}",
+                      cache / "verilog")
     r = synthesize(v, "xilinx", work_dir=cache)
     return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram, "lut_levels": r.lut_levels}
 
@@ -85,6 +87,7 @@ def main(argv=None) -> dict:
             dram, params, patches, end = core_setup(d, [0] * len(d.levels), SCORE, ALPHA, REACH, planes=2,
                                                     tn=ZU3EG.tn, lanes=lanes, capacity=4096)
             params.check(core)
+            params.check(NmsCore(lanes=lanes, **ZU3EG_CORE, **NARROW))
             res = execute(dram, params, core, patches, end, tn=ZU3EG.tn)
             _, flags, entries = read_list(dram, end, params.capacity)
             got, t = timed(to_detections, d, entries, MAX_PER_CLASS)
@@ -97,7 +100,7 @@ def main(argv=None) -> dict:
                     counts[k].append(v)
     result = {"frames": args.frames, "objects_per_frame": args.objects, "boxes": spec.num_boxes,
               "score_threshold": SCORE, "alpha": ALPHA, "reach": REACH, "target": ZU3EG.name,
-              "clock_mhz": ZU3EG.clock_mhz, "core_memories": ZU3EG_CORE, "planes": 2,
+              "clock_mhz": ZU3EG.clock_mhz, "core_memories": ZU3EG_CORE, "narrow": NARROW, "planes": 2,
               "cpu_median_ms": {k: round(1e3 * statistics.median(v), 3) for k, v in times.items()},
               "median_count": {k: statistics.median(v) for k, v in counts.items()},
               "core": {str(n): {"median_cycles": statistics.median(c),
@@ -111,11 +114,13 @@ def main(argv=None) -> dict:
     print("median counts:", result["median_count"], "bit-exact:", exact)
     if not args.no_synth:
         result["synth_spatial"] = {}
-        for lanes in args.lanes:
-            r = synth(lanes, args.cache)
-            result["synth_spatial"][str(lanes)] = r
-            print(f"NmsSpatial {lanes:>2} lanes: LUT {r['lut']:g}  FF {r['ff']}  DSP {r['dsp']}  "
-                  f"BRAM36 {r['bram36']:g}  LUT levels {r['lut_levels']}")
+        cores = [(str(n), NmsCore(lanes=n, **ZU3EG_CORE)) for n in args.lanes]
+        cores += [(f"{n}_narrow", NmsCore(lanes=n, **ZU3EG_CORE, **NARROW)) for n in args.lanes[1:2]]
+        for name, core in cores:
+            r = synth(core, args.cache)
+            result["synth_spatial"][name] = r
+            print(f"NmsSpatial {name:>9} lanes (keys {core.key_bits}, indices {core.index_bits} bits): "
+                  f"LUT {r['lut']:g}  FF {r['ff']}  DSP {r['dsp']}  BRAM36 {r['bram36']:g}  LUT levels {r['lut_levels']}")
     write_result("nms_core.json", result, {"core survivors equal software PSRR": exact})
     return result
 
