@@ -163,6 +163,29 @@ def _pyramid(params: NmsParams, sv: np.ndarray) -> np.ndarray:
     return ((kk > 0) & cls & same & beats).any(axis=1)
 
 
+def stream_blocks(dram: np.ndarray, params: NmsParams, lanes: int, patches: np.ndarray, tn: int):
+    """The spatial stage's inputs, block by block in stream order: ``(level, first channel
+    of the block, valid, key, index, kernels, shifts)`` with (H, W, lanes) maps — the maps
+    read from DRAM, thresholded and patched (``patches`` already checked), empty lanes
+    padded with kernel 1."""
+    for li, lv in enumerate(params.levels):
+        nch = lv.anchors * params.classes
+        key = read_scores(dram, lv.dram_addr, lv.row_stride, lv.blk_stride, lv.height, lv.width, nch,
+                          params.planes, tn) << lv.shift
+        cell = (np.arange(lv.height)[:, None, None] * lv.width + np.arange(lv.width)[None, :, None])
+        index = lv.start + cell * lv.anchors + np.arange(nch)[None, None, :] // params.classes
+        valid = key > params.thr
+        _patched(params, li, key, index, valid, patches)
+        first = params.first_channel(li)
+        for b0 in range(0, nch, lanes):
+            ch = np.arange(b0, b0 + lanes)
+            chan = np.where(ch < nch, first + ch // params.classes, -1)
+            ks = [params.kernels[j] if j >= 0 else 1 for j in chan]
+            ss = [params.shifts[j] if j >= 0 else 0 for j in chan]
+            sl = slice(b0, min(b0 + lanes, nch))
+            yield (li, b0, *(_lanes(a[:, :, sl], lanes) for a in (valid, key, index)), ks, ss)
+
+
 def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndarray, out_addr: int,
             tn: int | None = None) -> NmsResult:
     """Run one NMS instruction on ``dram`` (uint8, written in place): read the levels' maps
@@ -173,30 +196,16 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     lanes = core.lanes
     parts, decided = [], []
     bad = not _patches_ok(params, patches, lanes)
-    for li, lv in enumerate(params.levels):
-        nch = lv.anchors * params.classes
-        key = read_scores(dram, lv.dram_addr, lv.row_stride, lv.blk_stride, lv.height, lv.width, nch,
-                          params.planes, tn or lanes) << lv.shift
-        cell = (np.arange(lv.height)[:, None, None] * lv.width + np.arange(lv.width)[None, :, None])
-        index = lv.start + cell * lv.anchors + np.arange(nch)[None, None, :] // params.classes
-        valid = key > params.thr
-        if not bad:
-            _patched(params, li, key, index, valid, patches)
-        first = params.first_channel(li)
-        for b0 in range(0, nch, lanes):
-            ch = np.arange(b0, b0 + lanes)
-            real = ch < nch
-            chan = np.where(real, first + ch // params.classes, first)
-            ks = [params.kernels[j] if r else 1 for j, r in zip(chan, real)]
-            ss = [params.shifts[j] if r else 0 for j, r in zip(chan, real)]
-            sl = slice(b0, min(b0 + lanes, nch))
-            y, x, lane, dec = spatial_block(*(_lanes(a[:, :, sl], lanes) for a in (valid, key, index)), ks, ss)
-            decided.append(dec)
-            rec = np.zeros(len(y), SURVIVOR_DTYPE)
-            p = b0 + lane
-            rec["index"], rec["key"] = index[y, x, p], key[y, x, p]
-            rec["cls"], rec["channel"], rec["y"], rec["x"] = p % params.classes, first + p // params.classes, y, x
-            parts.append(rec)
+    blocks = stream_blocks(dram, params, lanes, patches[:0] if bad else patches, tn or lanes)
+    for li, b0, valid, key, index, ks, ss in blocks:
+        y, x, lane, dec = spatial_block(valid, key, index, ks, ss)
+        decided.append(dec)
+        rec = np.zeros(len(y), SURVIVOR_DTYPE)
+        p = b0 + lane
+        rec["index"], rec["key"] = index[y, x, lane], key[y, x, lane]
+        rec["cls"], rec["channel"] = p % params.classes, params.first_channel(li) + p // params.classes
+        rec["y"], rec["x"] = y, x
+        parts.append(rec)
     spatial = np.concatenate(parts) if parts else np.zeros(0, SURVIVOR_DTYPE)
     flags, final = 0, np.zeros(0, SURVIVOR_DTYPE)
     if bad:

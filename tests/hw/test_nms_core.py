@@ -2,8 +2,8 @@
 """hw/nms.py's spatial stage in amaranth.sim against the functional model's
 (``sim.nms_core.spatial_block``): the same survivors in the same order, and, with no stalls,
 exactly ``ir.nms.spatial_cycles`` — over hypothesis-drawn map sizes, per-lane kernels and
-shifts, ties, all-equal and empty maps, several maps one after another; with random stalls
-on both streams the same survivors."""
+shifts, ties, all-equal and empty maps, several maps one after another, and every block of
+a whole instruction; with random stalls on both streams the same survivors."""
 
 import random
 
@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.nms import NmsSpatial
 from shiftflow.ir.nms import NmsCore, spatial_cycles
-from shiftflow.sim.nms_core import spatial_block
+from shiftflow.runtime.decode import decode
+from shiftflow.sim.nms_core import execute, spatial_block, stream_blocks
 
 from tests.hw.streams import simulate
+from tests.sim.nms_host import core_setup, head, outputs
 
 CORE = NmsCore(lanes=3, max_width=8, max_kernel=4, index_bits=12)
 
@@ -121,6 +123,31 @@ def test_all_equal_map_keeps_the_lowest_index_of_each_tile_pair():
     # k 2 with shifted tiles: only cell 0 wins both grids; aligned only: one a tile; k 1: all.
     assert sorted((ln, i) for ln, _, _, _, i in got) == [(0, 0), (1, 0), (1, 2), (1, 8), (1, 10)] + [
         (2, i) for i in range(16)]
+
+
+def test_a_whole_instructions_spatial_stage_equals_the_model():
+    """Every block of one NMS instruction (two levels, three classes, recovery patches
+    applied) through the RTL: the model's spatial survivors in its order, each block in
+    ``spatial_cycles``."""
+    rng = np.random.default_rng(4)
+    sp = head([(8, 7, 8, [[16, 16], [24, 12]]), (16, 4, 4, [[32, 32]])], 3)
+    codes, exps = outputs(sp, "random", 1, rng)
+    d = decode(sp, codes, exps)
+    low = min(exps[lv.scores.output] for lv in sp.levels)
+    dram, params, patches, end = core_setup(d, [exps[lv.scores.output] - low for lv in sp.levels], 0.05, 1.0,
+                                            1.0, tn=4, lanes=CORE.lanes)
+    params.check(CORE)
+    assert len(patches) > 0
+    res = execute(dram.copy(), params, CORE, patches, end, tn=4)
+    blocks = list(stream_blocks(dram, params, CORE.lanes, patches, 4))
+    got = []
+    for (survivors, cycles), (li, b0, *_), decided in zip(run([b[2:] for b in blocks]), blocks, res.decided):
+        assert cycles == spatial_cycles(decided)
+        for lane, y, x, key, index in survivors:
+            p = b0 + lane
+            got.append((index, key, p % params.classes, params.first_channel(li) + p // params.classes, y, x))
+    assert len(got) > 10
+    assert got == [tuple(int(v) for v in r) for r in res.spatial]
 
 
 def test_refuses_a_width_that_is_not_a_power_of_two():

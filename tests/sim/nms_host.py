@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from shiftflow.ir.nms import PATCH_DTYPE, NmsCore, NmsLevel, NmsParams
+from shiftflow.runtime.heads import parse_heads
 from shiftflow.runtime.nms import make_detections
 from shiftflow.runtime.nms_pool import (
     _channels,
@@ -125,3 +126,34 @@ def to_detections(decoded, entries: np.ndarray, max_per_class):
 
 def default_core(tn: int, **kw) -> NmsCore:
     return NmsCore(lanes=tn, **kw)
+
+
+def head(levels, classes):
+    """An ``ssd`` head spec: levels (stride, H, W, anchors), 128 × 128 input."""
+    return parse_heads({"format": "shiftflow.heads.v1", "input": {"name": "x", "height": 128, "width": 128},
+                        "classes": [f"c{i}" for i in range(classes)], "decoder": "ssd",
+                        "levels": [{"stride": s, "grid": [h, w], "anchors": a, "scores": {"output": f"cls{s}"},
+                                    "boxes": {"output": f"box{s}"}} for s, h, w, a in levels]})
+
+
+def outputs(sp, maps: str, planes: int, rng):
+    """Integer score and box codes of every level and their po2 exponents."""
+    codes, exps = {}, {}
+    dtype = np.int8 if planes == 1 else np.int16
+    hi = 127 if planes == 1 else 3000
+    for lv in sp.levels:
+        a, (h, w) = len(lv.anchors), lv.grid
+        shape = (1, a * sp.num_classes, h, w)
+        if maps == "random":
+            s = rng.integers(-hi // 3, hi // 6, size=shape)
+        elif maps == "ties":
+            s = rng.integers(-2, 3, size=shape) * (hi // 20)
+        elif maps == "equal":
+            s = np.full(shape, hi // 4)
+        else:  # the lowest code: below every threshold drawn
+            s = np.full(shape, np.iinfo(dtype).min)
+        codes[lv.scores.output] = s.astype(dtype)
+        exps[lv.scores.output] = int(rng.integers(-4, -1)) - (7 if planes == 2 else 0)
+        codes[lv.boxes.output] = rng.integers(-12, 13, size=(1, a * 4, h, w)).astype(np.int8)
+        exps[lv.boxes.output] = -2
+    return codes, exps

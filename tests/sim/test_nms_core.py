@@ -22,20 +22,12 @@ from shiftflow.ir.nms import (
     spatial_cycles,
 )
 from shiftflow.runtime.decode import decode
-from shiftflow.runtime.heads import parse_heads
 from shiftflow.runtime.nms_pool import psrr_nms
 from shiftflow.sim.nms_core import execute, read_list, read_scores, run_instruction
 
-from .nms_host import core_setup, to_detections, write_scores
+from .nms_host import core_setup, head, outputs, to_detections, write_scores
 
 SIZES = (1.0, 1.5, 2.0, 3.0)
-
-
-def head(levels, classes):
-    return parse_heads({"format": "shiftflow.heads.v1", "input": {"name": "x", "height": 128, "width": 128},
-                        "classes": [f"c{i}" for i in range(classes)], "decoder": "ssd",
-                        "levels": [{"stride": s, "grid": [h, w], "anchors": a, "scores": {"output": f"cls{s}"},
-                                    "boxes": {"output": f"box{s}"}} for s, h, w, a in levels]})
 
 
 @st.composite
@@ -52,29 +44,6 @@ def scenes(draw):
                 shifted=draw(st.booleans()), planes=draw(st.sampled_from([1, 2])),
                 maps=draw(st.sampled_from(["random", "ties", "equal", "empty"])),
                 threshold=draw(st.sampled_from([0.05, 0.3, 0.6])), seed=draw(st.integers(0, 2**31)))
-
-
-def outputs(sp, maps: str, planes: int, rng):
-    """Integer score and box codes of every level and their po2 exponents."""
-    codes, exps = {}, {}
-    dtype = np.int8 if planes == 1 else np.int16
-    hi = 127 if planes == 1 else 3000
-    for lv in sp.levels:
-        a, (h, w) = len(lv.anchors), lv.grid
-        shape = (1, a * sp.num_classes, h, w)
-        if maps == "random":
-            s = rng.integers(-hi // 3, hi // 6, size=shape)
-        elif maps == "ties":
-            s = rng.integers(-2, 3, size=shape) * (hi // 20)
-        elif maps == "equal":
-            s = np.full(shape, hi // 4)
-        else:  # the lowest code: below every threshold drawn
-            s = np.full(shape, np.iinfo(dtype).min)
-        codes[lv.scores.output] = s.astype(dtype)
-        exps[lv.scores.output] = int(rng.integers(-4, -1)) - (7 if planes == 2 else 0)
-        codes[lv.boxes.output] = rng.integers(-12, 13, size=(1, a * 4, h, w)).astype(np.int8)
-        exps[lv.boxes.output] = -2
-    return codes, exps
 
 
 def run_scene(sc, capacity=4000, core=None):
