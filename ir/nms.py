@@ -67,7 +67,8 @@ class NmsLevel:
 class NmsCore:
     """The core's size: ``lanes`` channels a cycle (a DRAM word: ``tn``), the widest map and
     the largest kernel its memories hold, the spatial survivors and patches it buffers, the
-    bits of a key (a code shifted to the common exponent, signed) and of a box index."""
+    bits of a key (a code shifted to the common exponent, signed) and of a box index, the
+    anchor channels and the competing partners of one channel its pyramid stage holds."""
     lanes: int
     max_width: int = 128
     max_kernel: int = 8
@@ -75,6 +76,8 @@ class NmsCore:
     patches: int = 1024
     key_bits: int = 32
     index_bits: int = 24
+    max_channels: int = 32
+    partners: int = 8
 
     @staticmethod
     def for_config(cfg: AcceleratorConfig) -> NmsCore:
@@ -218,6 +221,50 @@ def field_rules() -> list[tuple]:
     ]
 
 
+# The pyramid stage's slot table (hw/nms_pyramid.py): per channel, ``partners`` slots, each
+# a competing channel with the pair's kernel K, its shift K_s and the two channels' stride
+# ratios to the coarser stride (as shifts); coordinates up to COORD_BITS, divided by K in
+# DIV_STEPS restoring steps.
+SLOT_KERNEL_BITS = 4
+SLOT_RATIO_BITS = 3
+COORD_BITS = 16
+DIV_STEPS = COORD_BITS + 1
+
+
+def slot_table(params: NmsParams, core: NmsCore) -> list[dict]:
+    """The pyramid stage's slot table of ``params`` (``channels · core.partners`` entries,
+    unused slots invalid); ``NmsError`` when a channel has more partners than slots, a pair
+    kernel or stride ratio exceeds its field, or there are more channels than the core's."""
+    n = params.channels
+    if n > core.max_channels:
+        raise NmsError(f"NMS needs {n} channels, more than the core's {core.max_channels}")
+    strides = [params.levels[lv].stride for lv in params.level_of()]
+    table = [{"valid": 0, "partner": 0, "k": 0, "ks": 0, "rho_a": 0, "rho_b": 0} for _ in range(n * core.partners)]
+    for a in range(n):
+        partners = [b for b in range(n) if params.pair_k[a][b]]
+        if len(partners) > core.partners:
+            raise NmsError(f"NMS channel {a} competes with {len(partners)} channels, more than the core's "
+                           f"{core.partners}")
+        for z, b in enumerate(partners):
+            k, common = params.pair_k[a][b], max(strides[a], strides[b])
+            rho_a, rho_b = (common // strides[a]).bit_length() - 1, (common // strides[b]).bit_length() - 1
+            if k >= 1 << SLOT_KERNEL_BITS or max(rho_a, rho_b) >= 1 << SLOT_RATIO_BITS:
+                raise NmsError(f"NMS pair ({a}, {b}): kernel {k} or stride ratio 2**{max(rho_a, rho_b)} "
+                               f"exceeds the core's fields")
+            table[a * core.partners + z] = {"valid": 1, "partner": b, "k": k, "ks": params.pair_s[a][b],
+                                            "rho_a": rho_a, "rho_b": rho_b}
+    return table
+
+
+def pyramid_cycles(n: int, core: NmsCore) -> int:
+    """``NmsPyramid``'s cycles from ``start`` to ``done`` for ``n`` buffered survivors (its
+    output always ready): per survivor, its read (2), per slot the slot read, the divisions
+    and the bounds (``DIV_STEPS + 2``), the scan (1 + ``ceil(n / lanes)``) and the result
+    (1); then two cycles a survivor to send the kept ones; 4 cycles of start and end."""
+    per = 2 + core.partners * (DIV_STEPS + 2) + 1 + -(-n // core.lanes) + 1
+    return 4 + n * (per + 2)
+
+
 # --- cycle model -------------------------------------------------------------------------
 
 #: Cycles of ``NmsSpatial`` beyond its positions: the accept of ``start`` and the last
@@ -239,8 +286,8 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     read, per level its latency then per position the larger of its word's read time and its
     survivors (``blocks``: one ``decided`` array per level and block of ``core.lanes``
     channels, as ``spatial_cycles`` takes; a position reads its ``tn``-byte word of each
-    plane, drain rows read nothing), the pyramid's ``n · ceil(n / lanes)`` comparisons of the
-    ``spatial`` survivors, the header and ``written`` entries written."""
+    plane, drain rows read nothing), the pyramid stage on the ``spatial`` survivors
+    (``pyramid_cycles``), the header and ``written`` entries written."""
     bw = cfg.dram_bytes_per_cycle
     beats = lambda nbytes: -(-nbytes // bw)
     n = params.channels
@@ -256,5 +303,5 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
             cost = np.maximum(decided, 1)
             cost[:lv.height] = np.maximum(decided[:lv.height], read)
             total += int(cost.sum())
-    total += spatial * -(-spatial // core.lanes)
+    total += pyramid_cycles(spatial, core)
     return total + cfg.dram_latency + beats(16 * (1 + written))

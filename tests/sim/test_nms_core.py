@@ -19,6 +19,7 @@ from shiftflow.ir.nms import (
     encode_table,
     field_rules,
     nms_cycles,
+    pyramid_cycles,
     spatial_cycles,
 )
 from shiftflow.runtime.decode import decode
@@ -163,7 +164,7 @@ def test_cycle_model_counts_positions_and_survivors():
     n = len(res.spatial)
     base = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n, res.count)
     more = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n + 4, res.count)
-    assert more - base == (n + 4) * -(-(n + 4) // 4) - n * -(-n // 4)
+    assert more - base == pyramid_cycles(n + 4, NmsCore(lanes=4)) - pyramid_cycles(n, NmsCore(lanes=4))
 
 
 def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
