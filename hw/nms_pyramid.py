@@ -83,16 +83,15 @@ class NmsPyramid(wiring.Component):
         m.submodules.kept = kept
         kw, kr = kept.write_port(), kept.read_port()
 
-        banks, scan_data, s_data = [], [], []
+        # One read port a bank: the scan's, which also reads s (in S_READ, s's group).
+        scan_data, reading_s = [], Signal()
         for b in range(lanes):
             mem = Memory(shape=self.entry, depth=depth, init=[])
             m.submodules[f"bank{b}"] = mem
-            w, rs, rt = mem.write_port(), mem.read_port(), mem.read_port()
+            w, rt = mem.write_port(), mem.read_port()
             m.d.comb += [w.addr.eq(n // lanes), w.data.eq(self.i.payload),
                          w.en.eq(self.i.valid & self.i.ready & (n % lanes == b)),
-                         rs.addr.eq(i // lanes), rt.addr.eq(g)]
-            banks.append(mem)
-            s_data.append(rs.data)
+                         rt.addr.eq(Mux(reading_s, i // lanes, g))]
             scan_data.append(rt.data)
         m.d.comb += self.i.ready.eq(~self.busy & (n < core.survivors))
         with m.If(self.i.valid & self.i.ready):
@@ -112,13 +111,14 @@ class NmsPyramid(wiring.Component):
         s_sel = Signal(self.entry)
         for b in range(lanes):
             with m.If(i % lanes == b):
-                m.d.comb += s_sel.eq(s_data[b])
+                m.d.comb += s_sel.eq(scan_data[b])
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [i.eq(0), g.eq(0)]
                     m.next = "S_READ"
             with m.State("S_READ"):  # s's bank read (address i // lanes) lands next cycle
+                m.d.comb += reading_s.eq(1)
                 with m.If(i == n):
                     m.d.sync += i.eq(0)
                     m.next = "OUT_READ"
@@ -170,15 +170,16 @@ class NmsPyramid(wiring.Component):
                 for lane in range(lanes):
                     t = scan_data[lane]
                     j = (g - 1) * lanes + lane
-                    found = []
-                    for zz in range(z_n):
-                        b = bounds[zz]
-                        ut, vt = t.y >> b.rho_b, t.x >> b.rho_b
-                        inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
-                                  | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
-                        found.append(b.valid & (b.partner == t.channel) & inside)
+                    # t's slot (its channel among s's partners), then t against its bounds.
+                    b = Signal(bound, name=f"slot_of_t{lane}")
+                    for bz in bounds:
+                        with m.If(bz.valid & (bz.partner == t.channel)):
+                            m.d.comb += b.eq(bz)
+                    ut, vt = t.y >> b.rho_b, t.x >> b.rho_b
+                    inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
+                              | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
                     beats = (t.key > s.key) | ((t.key == s.key) & (t.index < s.index))
-                    hit.append((j < n) & (t.cls == s.cls) & beats & _any(found))
+                    hit.append((j < n) & (t.cls == s.cls) & beats & b.valid & inside)
                 m.d.sync += beaten.eq(beaten | _any(hit))
                 m.d.sync += g.eq(g + 1)
                 with m.If(g == (n + lanes - 1) // lanes):
