@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shiftflow.ir.config import TINY
+from shiftflow.ir.cost import DMA_START
 from shiftflow.ir.graph import Graph
 from shiftflow.ir.isa import INSTR_BYTES, Dataflow, Opcode, VecOp, WgtTarget, encode
 from shiftflow.ir.program import Program, ProgramError
@@ -41,7 +42,7 @@ def test_dram_round_trip_and_counters():
     assert c["cycles"] == cycles == acc.timeline().cycles
     assert c["dram_bytes"] == 64 and c["instructions"] == 4 and c["segments"] == 1
     # two 16-byte segments at 100 and 116, each starting 4 bytes into an 8-byte beat: 3 beats each
-    assert c["units"]["load"]["busy"] == 1 + 16 + 2 * 3  # DMA_START, dram_latency, beats
+    assert c["units"]["load"]["busy"] == DMA_START + 16 + 2 * 3  # dram_latency 16, 3 beats each
     acc.run_segment(3, 1)  # FINISH alone is a segment too
     assert acc.counters()["segments"] == 2
 

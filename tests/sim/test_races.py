@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from shiftflow.ir.config import TINY
+from shiftflow.ir.cost import DMA_START
 from shiftflow.ir.isa import Opcode, VecOp
 from shiftflow.ir.program import ProgramError
 from shiftflow.sim.accelerator import SimAccelerator
@@ -53,8 +54,9 @@ def test_ordered_programs_have_no_race():
 
 def test_load_then_compute_without_token():
     message = race(copy_program(load_push=0, vec_pop=0))
+    end = 33 + DMA_START + 16  # the load starts at 33 too: DMA_START, dram_latency 16, its beat
     assert message.startswith("instruction 0 (LOAD_ACT) and instruction 1 (VEC) race on line buffer 0..3: "
-                              "the later one starts at cycle 33, before the earlier one ends at cycle 50")
+                              f"the later one starts at cycle 33, before the earlier one ends at cycle {end}")
 
 
 def test_compute_then_store_without_token():
