@@ -22,7 +22,8 @@ accelerator layer (each instruction counted for the layer the compiler emitted i
 Then the per-class gap table (stem, depthwise, pointwise, heads, vector ops, and depthwise
 and pointwise together — with overlap, a pair's cycles do not split between its two
 layers): cycles, ideal, gap and share of the whole gap. Writes ``benchmarks/results/detector_gap_<target>.json``.
-The cycle model is deterministic, so one run is the figure.
+The cycle model is deterministic, so one run is the figure. Verdicts: each program's simulated
+outputs equal the integer interpreter's and its simulated cycles the analysis's total.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from shiftflow.backend.assemble import manifest
 from shiftflow.backend.compile import PASS_NAMES, run_backend
 from shiftflow.backend.estimate import segment_timelines
 from shiftflow.frontend.importer import import_onnx
+from shiftflow.frontend.interpreter import Interpreter
 from shiftflow.ir.config import load_target
 from shiftflow.ir.program import Program
 from shiftflow.ir.isa import Opcode
 from shiftflow.ir import cost
 from shiftflow.ir.timeline import instruction_cycles, layer_cycles
+from shiftflow.sim.check import compare_outputs
+from shiftflow.sim.run import make_feeds, simulate
 from shiftflow.zoo import zoo_model
 
 CLASSES = ("stem", "depthwise", "pointwise", "heads", "vector")
@@ -184,16 +188,22 @@ def main(argv=None) -> dict:
     p.add_argument("--target", default="zu3eg")
     p.add_argument("--variant", default="w8a8")
     args = p.parse_args(argv)
-    runs = {}
+    runs, checks = {}, {}
     for key, overlap in (("without_overlap", False), ("with_overlap", True)):
-        runs[key] = res = analyse(*compile_detector(args.variant, args.target, overlap))
+        program, owner = compile_detector(args.variant, args.target, overlap)
+        runs[key] = res = analyse(program, owner)
+        sim = simulate(program, seed=0)
+        reference = Interpreter(program.graph).run(make_feeds(program, None, 0))
+        checks[f"{key}: simulator bit-exact with the interpreter"] = \
+            compare_outputs(program, sim.outputs, reference)["bit_exact"]
+        checks[f"{key}: simulator cycles equal the cycle model's"] = sim.total_cycles == res["total_cycles"]
         res["busy"] = {k: sum(r[k] for r in res["layers"]) for k in (
             "read_cycles", "write_cycles", "compute_cycles", "compute_fixed_cycles", "compute_instructions")}
         print(f"detector {args.variant} on {args.target}, {key.replace('_', ' ')}:")
         show(res)
     result = {"model": "detector", "variant": args.variant, "target": args.target, "statistic": "cycle model (exact)",
               "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4)}
-    write_result(f"detector_gap_{load_target(args.target).name}.json", result, {})
+    write_result(f"detector_gap_{load_target(args.target).name}.json", result, checks)
     return result
 
 
