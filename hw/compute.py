@@ -3,13 +3,13 @@
 ::
 
     instr ──▶ decode (hw/job.py) ──▶ job ──▶ Sequencer (hw/seq.py) ──▶ descriptor
-                                                │  (pe_latency - 6 delay stages)
+                                                │  (pe_latency - 8 delay stages)
                  load unit ─▶ lb_w ─▶ LineBuffer ◀┤ addresses ─▶ WeightBuffer ◀─ wb_w
                  load unit ─▶ pb_w ─▶ ParamBuffer │ (read: 1 cycle)
                                  │ (at accept)   ▼
                               params      operand router ──▶ MACArray (3) ─┐
                                  │                        └─▶ VecALU   (3) ─┤ sums + meta
-                                 └──────────────────────────▶ Retire: drain ─▶ PPU (4) ─▶
+                                 └──────────────────────────▶ Retire: drain ─▶ PPU (4) ─▶ (1) ─▶
                                         fused pool ─▶ OutputBuffer ─▶ ob_r/ob_rdata ─▶ store unit
 
 Semantics are docs/isa.md's and sim/machine.py's, bit for bit. Timing: an instruction
@@ -25,9 +25,10 @@ The leading 1 (``ir.cost.COMPUTE_START``) is the accept register: a CONV or VEC 
 from the registered instruction in the cycle after its accept, and starts then.
 
 Every group's drain overlaps the next group's beats; the last group's, ``min(steps, drain)``,
-has nothing to overlap. The fixed part, 7 cycles, is the line-buffer read (1), the MAC array (3)
-and the PPU (4: an input register and three stages) after the last beat's slot, less the first drain cycle that the drain term
-counts; ``pe_latency - 7`` extra register stages (block-RAM output registers, then the
+has nothing to overlap. The fixed part, 8 cycles, is the line-buffer read (1), the MAC array (3),
+the PPU (4: an input register and three stages) and the output-buffer write register (1) after
+the last beat's slot, less the first drain cycle that the drain term counts; ``pe_latency - 8``
+extra register stages (block-RAM output registers, then the
 operand router's output, then the descriptor) make it ``pe_latency``.
 
 Ports: ``instr`` (stream of ``ir.isa.INSTR``), ``done``, ``lb_w``/``wb_w``/``pb_w`` (load unit
@@ -53,8 +54,9 @@ from .seq import Sequencer
 from .vecalu import VecALU
 
 #: The fixed part of an instruction's cycles: the line-buffer read, the MAC array and the PPU
-#: after the last beat's slot, less one cycle that the drain term already counts.
-BASE_LATENCY = 1 + MACArray.LATENCY + PPU.LATENCY - 1
+#: and the retire stage's write register after the last beat's slot, less one cycle that the
+#: drain term already counts.
+BASE_LATENCY = 1 + MACArray.LATENCY + PPU.LATENCY + Retire.LATENCY - 1
 
 
 def _pow2(n: int) -> bool:
@@ -122,7 +124,10 @@ class ComputeUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.pb_w), pb.w)
         wiring.connect(m, wiring.flipped(self.ob_r), ob.rd)
         wiring.connect(m, ob.rd_data, wiring.flipped(self.ob_rdata))
-        m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape)
+        # The first extra stage beyond the block-RAM output and router registers goes inside
+        # the sequencer, between its address sums' terms and their offsets.
+        seq_staged = cfg.pe_latency - BASE_LATENCY >= 3
+        m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape, seq_staged)
         m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits)
         m.submodules.vec = vec = VecALU(tn, cfg.acc_bits)
         m.submodules.retire = retire = Retire(cfg, self.job_shape)
@@ -141,8 +146,11 @@ class ComputeUnit(wiring.Component):
         m.d.sync += [nop_done.eq(accept & (opcode != Opcode.CONV) & (opcode != Opcode.VEC)),
                      go.eq(accept & ((opcode == Opcode.CONV) | (opcode == Opcode.VEC)))]
         m.d.comb += self.done.eq(nop_done | retire.done)
+        # ``ins`` is used only in the cycle after an accept, so it samples the payload every
+        # cycle: no enable fanning out from the issue decision to its hundreds of bits.
+        m.d.sync += ins.eq(self.instr.payload)
         with m.If(accept):
-            m.d.sync += [ins.eq(self.instr.payload), busy.eq(1)]
+            m.d.sync += busy.eq(1)
         with m.Elif(self.done):
             m.d.sync += busy.eq(0)
         with m.If(go):
@@ -163,10 +171,11 @@ class ComputeUnit(wiring.Component):
 
         # -- descriptor, memory read, operand router, with pe_latency - BASE_LATENCY extra
         # register stages where they cut the longest paths: first the memories' outputs (block
-        # RAM output registers), then the router's output, then before the memories.
+        # RAM output registers), then the router's output, then inside the sequencer's address
+        # sums (``seq_staged``), then before the memories.
         extra = cfg.pe_latency - BASE_LATENCY
         desc = seq.desc
-        for k in range(max(0, extra - 2)):
+        for k in range(max(0, extra - 2 - seq_staged)):
             desc = _stage(m, desc, f"desc_stage{k}")
         m.d.comb += [lb.rd_addr.eq(desc.addr), lb.rd_stride.eq(desc.stride), wb.rd_addr.eq(desc.w_row)]
         rd = _stage(m, desc, "rd")

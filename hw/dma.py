@@ -26,14 +26,15 @@ Timing with a memory that never stalls, accepts a request per cycle and presents
 beat of a request ``L >= 1`` cycles after accepting it (later beats back to back), with
 ``B = Σ_segments ceil((dram_addr % beat_bytes + seg_bytes) / beat_bytes)``:
 
-- a load command accepted in cycle 0 is registered and issues its first request in cycle 1
-  (one request per cycle afterwards; every request is computed from registers, so no
-  combinational path runs from ``cmd`` into the DRAM port), writes its beats on chip in
-  cycles ``1+L .. L+B`` and pulses ``done`` in cycle ``1 + L + B``;
-- a store command issues its first write request and its first on-chip read in cycle 1; with
-  an on-chip read latency of 1 its write beats go out in cycles ``2 .. B+1``, the memory
-  answers the last burst ``L`` cycles after its last beat (cycle ``B + 1 + L``) and ``done``
-  pulses in cycle ``2 + L + B``;
+- a load command accepted in cycle 0 is registered, loaded into the segment walkers in cycle
+  1 and issues its first request in cycle 2 (one request per cycle afterwards; every request
+  is computed from registers, so no combinational path runs from ``cmd`` into the DRAM
+  port), writes its beats on chip in cycles ``2+L .. 1+L+B`` and pulses ``done`` in cycle
+  ``2 + L + B``;
+- a store command issues its first write request and its first on-chip read in cycle 2; with
+  an on-chip read latency of 1 its write beats go out in cycles ``3 .. B+2``, the memory
+  answers the last burst ``L`` cycles after its last beat (cycle ``B + 2 + L``) and ``done``
+  pulses in cycle ``3 + L + B``;
 - an empty command (no segment, or empty segments) pulses ``done`` in cycle 1.
 
 Requests run ahead of data, so the latency is paid once per command. ``ir.cost``'s
@@ -214,20 +215,25 @@ class DMA(wiring.Component):
         start, req_left, data_left = Signal(), Signal(), Signal()
         p = self.cmd.payload
         empty = (p.nblk == 0) | (p.nrows == 0) | (p.seg_bytes == 0)
-        # The accepted command is registered and acted on from the next cycle: nothing
-        # combinational runs from the incoming command (the controller's issue decision) into
-        # the request or data side.
+        # The incoming command is sampled every cycle (``pre``: no enable fanning out from the
+        # accept) and acted on from the cycle after an accept (``launch``), when the walkers
+        # load it from ``pre``; requests and on-chip reads start the cycle after that
+        # (``ir.cost.DMA_START`` = 2). So nothing combinational runs from the controller's
+        # issue decision into the DMA beyond ``busy`` and these two registers.
+        pre, launch = Signal(DmaCmd), Signal()
         dcmd = cmd
         m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy), cmd.eq(cmd_reg),
-                     req_left.eq(busy & ~req_done), data_left.eq(busy & ~data_done)]
-        m.d.sync += self.done.eq(0)
+                     req_left.eq(busy & ~req_done & ~launch), data_left.eq(busy & ~data_done & ~launch)]
+        m.d.sync += [self.done.eq(0), pre.eq(p), launch.eq(start & ~empty)]
         with m.If(start):
-            m.d.sync += [cmd_reg.eq(p), busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
+            m.d.sync += [busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
+        with m.If(launch):
+            m.d.sync += cmd_reg.eq(pre)
 
         walk_req, walk_data = _Walker(bb, requests=True), _Walker(bb, requests=False)
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
         for w in (walk_req, walk_data):
-            m.d.comb += [w.cmd.eq(p), w.start.eq(start)]
+            m.d.comb += [w.cmd.eq(pre), w.start.eq(launch)]
 
         # Request side: one burst request per cycle, split at max_burst and 4 KiB boundaries.
         # ``in_seg``: inside a segment split into several bursts (never at a command's start).

@@ -21,8 +21,8 @@ when ``instr.ready = ~busy | done``; an instruction accepted in cycle ``s`` puls
 cycle ``s + ir.timeline.instruction_cycles(cfg, ins)`` when the memory never stalls,
 accepts a request a cycle and answers ``dram_latency`` cycles after a request (reads) or after
 a burst's last beat (write responses) — ``ir.cost.dma_box_cycles`` / ``dma_linear_cycles``
-(``1 + dram_latency + beats``: the DMA registers the command, its first request goes out the
-cycle after the accept) and
+(``2 + dram_latency + beats``: the DMA registers the command, its first request goes out two
+cycles after the accept) and
 ``dma_store_cycles`` (one more: the output buffer's read). Memory stalls only add cycles.
 
 What the on-chip memories require, and compiled programs satisfy: LOAD_ACT DRAM addresses

@@ -15,10 +15,11 @@ So a chunk is ``ppu_lanes/tn`` consecutive output words (pixel ``j``, block ``kb
 After the PPU (4 cycles) each word goes to pooled position ``(r // p, q // p)`` (``p =
 post.pool``, 1 without pooling). Pixels of a chunk that share a pooling window are merged
 first (max), so the remaining words address distinct, consecutive positions; each then
-reads-modifies-writes a scratch row of 16-bit partial maxima (banked like the chunk, read one
-cycle ahead, transparent for the write of the same cycle) — or, for the window's first pixel,
-just writes it — and the window's last pixel writes the result's low bytes to the output
-buffer. Without pooling every word is first and last: a plain write.
+reads-modifies-writes a scratch row of 16-bit partial maxima (banked like the chunk, read two
+cycles ahead into a register; the writes of the read's cycle and of the cycle between are
+forwarded) — or, for the window's first pixel, just writes it — and the
+window's last pixel writes the result's low bytes to the output buffer, through a register
+(``Retire.LATENCY``, one cycle). Without pooling every word is first and last: a plain write.
 
 ``done`` pulses in the cycle the instruction's last chunk is written.
 """
@@ -32,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import conv_drain
 from ..ir.isa import Act
+from .arith import csa_sum
 from .buffers import OBUF_ADDR_BITS, ParamEntry, word_write_layout
 from .job import Kind
 from .ppu import OUT_BITS, PPU
@@ -52,15 +54,21 @@ def select_tree(m: Module, values: list, sel, name: str):
     return out
 
 
-def _max(a, b):
-    return Mux(a > b, a, b)
+def _or(values):
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 class Retire(wiring.Component):
-    """Ports: ``job``; ``params`` (``tm`` entries of the CONV's block; a VEC's hold bias 0 and
+    """``LATENCY``: cycles from a chunk's PPU result to its output-buffer write (the write
+    register). Ports: ``job``; ``params`` (``tm`` entries of the CONV's block; a VEC's hold bias 0 and
     shift ``rshift``); ``sums`` (the MAC array's held output), ``vsums`` (the vector ALU's),
     ``meta`` with ``meta_valid`` (in the cycle the group's sums first appear) and
     ``meta_soon`` (``meta_valid`` one cycle ahead); ``wr`` (to ``OutputBuffer.wr``); ``done``."""
+
+    LATENCY = 1
 
     def __init__(self, cfg: AcceleratorConfig, job_shape):
         self.cfg = cfg
@@ -133,28 +141,25 @@ class Retire(wiring.Component):
             m.d.comb += ppu.post.act.eq(Act.NONE)
         psum_rd = self._psum_buffer(m, valid, ppu.sum)
         # Chunk kk of the held sums (lane λ: row λ % tm, column kk*npc + λ // tm): one
-        # dmax:1 mux tree per lane bit. Channel-parallel adds the chunks into a running sum
-        # per lane; with the last chunk, row i's total is the sum of its npc lanes.
+        # dmax:1 mux tree per lane bit. Channel-parallel adds each chunk's npc lanes of row i
+        # into the row's running sum; with the last chunk it is the row's total.
         chunk = [select_tree(m, [self.sums[lane % tm][kc * npc + lane // tm] for kc in range(dmax)], kk, f"drain{lane}")
                  for lane in range(self.lanes)]
         acc = signed(self.cfg.acc_bits)
-        run = Signal(data.ArrayLayout(acc, self.lanes))
-        part = []
-        for lane in range(self.lanes):
-            total = Signal(acc, name=f"run_next{lane}")
-            m.d.comb += total.eq(Mux(kk == 0, 0, run[lane]) + chunk[lane])
+        # Row i's running total over the chunks so far (channel-parallel), and with this chunk:
+        # its npc lanes and the total so far summed at once (a carry-save sum, one adder deep).
+        rows = []
+        for i in range(tm):
+            run = Signal(acc, name=f"run{i}")
+            total = Signal(acc, name=f"run_next{i}")
+            m.d.comb += total.eq(csa_sum(m, [Mux(kk == 0, 0, run)] + [chunk[pix * tm + i] for pix in range(npc)],
+                                      self.cfg.acc_bits, f"row{i}"))
             with m.If(advance):
-                m.d.sync += run[lane].eq(total)
-            part.append(total)
+                m.d.sync += run.eq(total)
+            rows.append(total)
         for lane in range(self.lanes):
             i = lane % tm
-            if lane < tm:
-                row = part[i]
-                for pix in range(1, npc):
-                    row = row + part[pix * tm + i]
-                value = Mux(channel, row, chunk[lane])
-            else:
-                value = Mux(channel, 0, chunk[lane])
+            value = Mux(channel, rows[i] if lane < tm else 0, chunk[lane])
             m.d.comb += [beat.acc[lane].eq(Mux(is_vec, self.vsums[lane] if lane < tn else 0, value)),
                          beat.bias[lane].eq(self.params[i].bias), beat.shift[lane].eq(self.params[i].shift),
                          beat.psum[lane].eq(psum_rd[lane])]
@@ -210,30 +215,46 @@ class Retire(wiring.Component):
             m.d.sync += s3.eq(s2)
         planes = self._wide_bytes(m, s1.valid, s2.valid, ppu.sum, wph)
 
-        # -- scratch read (stage 2) and read-modify-write (stage 3, with the PPU's output) -------
+        # -- scratch read (stage 1, registered) and read-modify-write (stage 3) -----------------
+        # The read is addressed two stages early and its data registered, so the max at stage
+        # 3 starts from flip-flops, not from a block RAM's slow output (nor from the fabric
+        # logic a transparent port would need there). It misses the writes of its own cycle
+        # and of the cycle between (the chunks two and one stages ahead, then at stage 3):
+        # both are forwarded from registers.
         lg = (nw - 1).bit_length()
-        ports = []
+        partials, writes = [], []
         for b, mem in enumerate(self.scratch):
             m.submodules[f"scratch{b}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
+            rp = mem.read_port(transparent_for=())
             for w in range(nw):
-                with m.If(s2.words[w].en & (s2.words[w].pidx % nw == b)):
-                    m.d.comb += rp.addr.eq(s2.words[w].pidx >> lg)
-            ports.append((rp, wp))
-        results = [self._pool(m, w, ppu.o.payload, s3.words, [rp.data for rp, _ in ports]) for w in range(nw)]
-        for b, (_, wp) in enumerate(ports):
+                with m.If(s1.words[w].en & (s1.words[w].pidx % nw == b)):
+                    m.d.comb += rp.addr.eq(s1.words[w].pidx >> lg)
+            raddr = Signal.like(rp.addr, name=f"scratch_raddr{b}")
+            rdata = Signal.like(rp.data, name=f"scratch_rd{b}")
+            # ``fwd``: the last cycle's write; ``match0`` (for the read of the last cycle, taken
+            # into ``rdata`` now) and ``match1`` (for the read of the cycle before: its data is
+            # in ``rdata``) say whether it wrote the row read.
+            fwd, match0, match1 = Signal.like(wp.data, name=f"scratch_fwd{b}"), Signal(), Signal()
+            m.d.sync += [raddr.eq(rp.addr), fwd.eq(wp.data), rdata.eq(Mux(match0, fwd, rp.data)),
+                         match0.eq(wp.en & (wp.addr == rp.addr)), match1.eq(wp.en & (wp.addr == raddr))]
+            partials.append(Mux(match1, fwd, rdata))
+            writes.append(wp)
+        results = [self._pool(m, w, ppu.o.payload, s3.words, partials) for w in range(nw)]
+        for b, wp in enumerate(writes):
             for w in range(nw):
                 ww = s3.words[w]
                 with m.If(s3.valid & ww.en & ~ww.last & (ww.pidx % nw == b)):
                     m.d.comb += [wp.en.eq(1), wp.addr.eq(ww.pidx >> lg), wp.data.eq(Cat(*results[w]))]
+        # The output-buffer writes and ``done`` leave from registers (``LATENCY``): the pooled
+        # maxima reach a register, not the output buffer's banking and block RAM inputs.
         for w in range(nw):
             ww = s3.words[w]
-            m.d.comb += [self.wr[w].en.eq(s3.valid & ww.en & ww.last),
+            m.d.sync += [self.wr[w].en.eq(s3.valid & ww.en & ww.last),
                          self.wr[w].addr.eq(s3.prow + ww.pidx + plane_off),
                          self.wr[w].data.eq(Mux(wide, Cat(*planes[w * tn:(w + 1) * tn]),
                                                 Cat(*[v[:8] for v in results[w]])))]
-        m.d.comb += self.done.eq(s3.done & ~whold)
+        m.d.sync += self.done.eq(s3.done & ~whold)
         return m
 
     def _wide_bytes(self, m, s1_valid, s2_valid, stage1, wph):
@@ -276,8 +297,11 @@ class Retire(wiring.Component):
         return rp.data
 
     def _pool(self, m, w, values, words, partials):
-        """Word ``w``'s 16-bit lanes: the PPU's results, merged (max) with the chunk's other
-        pixels in the same window, then with the window's partial maximum unless first."""
+        """Word ``w``'s 16-bit lanes: the maximum of the PPU's result, the chunk's other pixels
+        in the same window, and the window's partial maximum unless first. All candidates
+        are compared pairwise at once (one comparator deep, not a chain of maxima); a
+        candidate at least as large as every other one present is taken (several are taken
+        only when equal, so OR-ing them gives that value)."""
         tn, nw, bpp = self.tn, self.words, self.bpp
         p, kb = w // bpp, w % bpp
         ww = words[w]
@@ -287,10 +311,17 @@ class Retire(wiring.Component):
                 m.d.comb += old.eq(d)
         res = []
         for lane in range(tn):
-            v = values[w * tn + lane]
-            for t in range(p + 1, self.npc):
-                v = Mux(ww.merge[t], _max(v, values[(t * bpp + kb) * tn + lane]), v)
+            cands = [(values[w * tn + lane], 1)]
+            cands += [(values[(t * bpp + kb) * tn + lane], ww.merge[t]) for t in range(p + 1, self.npc)]
+            cands.append((old.word_select(lane, OUT_BITS).as_signed(), ~ww.first))
+            taken = []
+            for i, (v, present) in enumerate(cands):
+                wins = present
+                for k, (u, there) in enumerate(cands):
+                    if k != i:
+                        wins = wins & (~there | (v >= u))
+                taken.append(Mux(wins, v, 0))
             r = Signal(signed(OUT_BITS), name=f"res{w}_{lane}")
-            m.d.comb += r.eq(Mux(ww.first, v, _max(v, old.word_select(lane, OUT_BITS).as_signed())))
+            m.d.comb += r.eq(_or(taken))
             res.append(r)
         return res

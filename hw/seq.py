@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.isa import InGeom, Post, Tile, Window
 from .buffers import OBUF_ADDR_BITS
+from .arith import csa_sum
 from .job import OFF_BITS, STEP_BITS, Kind
 
 #: Output position of a group, for pooling and output-buffer addresses.
@@ -57,10 +58,12 @@ def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.St
 
 class Sequencer(wiring.Component):
     """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``desc``
-    (the current slot's descriptor, combinational from the state registers)."""
+    (the current slot's descriptor, combinational from the state registers; with ``staged``,
+    the descriptor of the slot before, from a register that cuts the line-buffer address sums
+    in two: the state's terms summed in front of it, the copy and wrap offsets after)."""
 
-    def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape):
-        self.tn, self.copies, self.addr_bits = tn, copies, addr_bits
+    def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape, staged: bool = False):
+        self.tn, self.copies, self.addr_bits, self.staged = tn, copies, addr_bits, staged
         super().__init__({"start": In(1), "job": In(job_shape),
                           "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits))})
 
@@ -104,12 +107,9 @@ class Sequencer(wiring.Component):
                      group_end.eq(active & (padding | inner_last) & (gs >= j.slots - 1))]
 
         # -- descriptor --------------------------------------------------------------------------
-        addr, row_ok = [], []
-        for o, op in enumerate(ops):
-            a = Signal(aw, name=f"addr{'ab'[o]}")
-            m.d.comb += a.eq(op.k + ra[o] - Mux(ro >= op.wrap_at, op.ss, 0) + bof[o] + co)
-            addr.append(a)
-            row_ok.append((ro >= op.row_lo) & (ro < op.row_hi))
+        # ``out`` is the slot's descriptor; ``staged`` registers it into ``desc``.
+        out = Signal.like(d) if self.staged else d
+        row_ok = [(ro >= op.row_lo) & (ro < op.row_hi) for op in ops]
         col_ok = []
         for lane in range(tn):
             c = Signal(OFF_BITS + 2, name=f"col{lane}")
@@ -122,20 +122,35 @@ class Sequencer(wiring.Component):
         for lane in range(tn):
             chan_ok = cleft > lane
             half_ok = ~split | (phase == (lane >= tn // 2))
-            m.d.comb += [d.lane_ok[lane].eq(~j.empty & half_ok &
-                                            Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
-                         d.b_ok[lane].eq(b_tap & chan_ok)]
-        m.d.comb += [d.valid.eq(beat), d.first.eq(fresh), d.last.eq(beat & inner_last), d.tap_ok.eq(tap_ok),
-                     d.stride.eq(j.lsw), d.w_row.eq(j.w_row + wrow), d.wl.eq(wl), d.cl.eq(cl)]
-        # Copy 0: operand a; copy 1: VEC's operand b, else (depthwise) a's next block; copy c:
-        # a's block c.
-        a0 = Signal(aw)
-        m.d.comb += [a0.eq(addr[0] + Mux(split & phase, tn, 0)), d.addr[0].eq(a0)]
-        for c in range(1, self.copies):
-            m.d.comb += d.addr[c].eq(a0 + c * j.a.cols)
-        with m.If(j.kind == Kind.VEC):
-            m.d.comb += d.addr[1].eq(addr[1])
-        mt = d.meta
+            m.d.comb += [out.lane_ok[lane].eq(~j.empty & half_ok &
+                                              Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
+                         out.b_ok[lane].eq(b_tap & chan_ok)]
+        m.d.comb += [out.valid.eq(beat), out.first.eq(fresh), out.last.eq(beat & inner_last), out.tap_ok.eq(tap_ok),
+                     out.stride.eq(j.lsw), out.w_row.eq(j.w_row + wrow), out.wl.eq(wl), out.cl.eq(cl)]
+        # Line-buffer word addresses: operand o's k + ra + bof + co (less ss past the ring's
+        # wrap), copy 0 operand a (tn words on in a split step's second half), copy 1 VEC's
+        # operand b, else (depthwise) a's next block; copy c: a's block c.
+        base, offs = [], []
+        for o, op in enumerate(ops):
+            terms = [op.k, ra[o], bof[o], co] + ([Mux(split & phase, tn, 0)] if o == 0 else [])
+            base.append(csa_sum(m, terms, aw, f"addr_base{'ab'[o]}"))
+            wrap = Mux(ro >= op.wrap_at, op.ss, 0)
+            offs.append([-wrap + c * j.a.cols for c in range(self.copies)] if o == 0 else [-wrap])
+        if self.staged:  # the sums' terms before the register, the offsets' additions after
+            regs = [(Signal(aw, name=f"addr_base{'ab'[o]}_r"), [Signal(aw, name=f"addr_off{'ab'[o]}{c}_r")
+                                                                 for c in range(len(offs[o]))])
+                    for o in range(2)]
+            for (b_r, o_r), b, o in zip(regs, base, offs):
+                m.d.sync += [b_r.eq(b), *[r.eq(v) for r, v in zip(o_r, o)]]
+            base, offs = [b for b, _ in regs], [o for _, o in regs]
+            for name, _ in d.shape():
+                if name != "addr":
+                    m.d.sync += getattr(d, name).eq(getattr(out, name))
+        for c in range(self.copies):
+            m.d.comb += d.addr[c].eq(base[0] + offs[0][c])
+        with m.If(j.kind == Kind.VEC):  # constant through the instruction, staged or not
+            m.d.comb += d.addr[1].eq(base[1] + offs[1][0])
+        mt = out.meta
         m.d.comb += [mt.final.eq(bo_last & q_last & r_last), mt.rfirst.eq(rpm == 0), mt.rlast.eq(rpm == j.pool - 1),
                      mt.prow.eq(prow), mt.q0.eq(q0), mt.qd.eq(qd), mt.qm.eq(qm), mt.pcol.eq(pcol), mt.kb.eq(bo)]
 

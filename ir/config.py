@@ -43,7 +43,7 @@ class AcceleratorConfig:
     #: lanes of the post-processing unit (results retired per cycle)
     ppu_lanes: int
     #: fixed pipeline latency of a compute instruction (PE array + post-processing), cycles
-    pe_latency: int = 7
+    pe_latency: int = 8
     #: depth of each unit's instruction queue
     queue_depth: int = 8
     #: instruction-fetch buffer, instructions: fetched or in flight but not yet dispatched
@@ -201,7 +201,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=10, queue_depth=4, psum_entries=64,
+    pe_latency=11, queue_depth=4, psum_entries=64,
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
@@ -220,7 +220,7 @@ TINY = AcceleratorConfig(
 ZU3EG = AcceleratorConfig(
     name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=128 * 1024, weight_bank_bytes=128 * 1024,
     output_buffer_bytes=32 * 1024, param_entries=512, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
-    pe_latency=9, queue_depth=16, acc_bits=24, psum_entries=512,
+    pe_latency=10, queue_depth=16, acc_bits=24, psum_entries=512,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
 

@@ -45,10 +45,11 @@ def dma_box_beats(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride
                for ob, nb in _residues(nblk, blk_stride, bw) for orow, nr in _residues(nrows, row_stride, bw))
 
 
-#: Cycles from a DMA's accept to its first request (``hw/dma.py``): the command is registered
-#: and acted on from the next cycle, so no combinational path runs from the controller's issue
-#: decision into the request logic.
-DMA_START = 1
+#: Cycles from a DMA's accept to its first request (``hw/dma.py``): the command is registered,
+#: loaded into the segment walkers in the next cycle, and the first request (a store's first
+#: on-chip read too) goes out the cycle after, so no combinational path runs from the
+#: controller's issue decision into the walkers' address arithmetic or the request logic.
+DMA_START = 2
 
 
 def _dma_cycles(cfg: AcceleratorConfig, beats: int, extra: int) -> int:
@@ -62,7 +63,7 @@ def _dma_cycles(cfg: AcceleratorConfig, beats: int, extra: int) -> int:
 
 def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                    ncols: int) -> int:
-    """LOAD_ACT: ``1 + dram_latency + beats`` (``DMA_START``; read channel: the last beat is written on chip in
+    """LOAD_ACT: ``2 + dram_latency + beats`` (``DMA_START``; read channel: the last beat is written on chip in
     cycle ``latency + beats - 1``, done follows); each row segment (one channel block of one
     row: ``ncols*tn`` contiguous bytes) streams its beats."""
     return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 0)
@@ -70,14 +71,14 @@ def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_strid
 
 def dma_store_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                      ncols: int) -> int:
-    """STORE: ``2 + dram_latency + beats`` (``DMA_START``; write channel: the output buffer's one-cycle read
+    """STORE: ``3 + dram_latency + beats`` (``DMA_START``; write channel: the output buffer's one-cycle read
     before the first beat, then the beats, then the write response ``dram_latency`` cycles
     after the last beat; done follows it)."""
     return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 1)
 
 
 def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
-    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``, ``1 + dram_latency + beats``."""
+    """LOAD_WGT: one contiguous burst from DRAM byte ``addr``, ``2 + dram_latency + beats``."""
     return _dma_cycles(cfg, dma_segment_beats(cfg, addr, nbytes), 0)
 
 

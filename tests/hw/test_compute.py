@@ -91,7 +91,7 @@ WIDE_OUTPUTS = {
 }
 
 
-@pytest.mark.parametrize("cfg", [TINY, WIDE := dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=10,
+@pytest.mark.parametrize("cfg", [TINY, WIDE := dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=11,
                                                                     acc_bits=24)], ids=lambda c: c.name)
 @pytest.mark.parametrize("case", sorted(WIDE_OUTPUTS))
 def test_wide_outputs(case, cfg, tmp_path):
@@ -110,7 +110,7 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
-#: drain 4), pe_latency 10 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
+#: drain 4), pe_latency 11 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
 
 
 @pytest.mark.parametrize("model,dataflow,feature", [
@@ -262,11 +262,11 @@ def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
 
 def test_cycle_model_counts_the_last_drain():
     # tiny: drain = ceil(16/8) = 2 in both dataflows (channel-parallel adds a row's 4 sums
-    # over the 2 chunks); pe_latency 10; 1 to start (the accept register)
-    assert conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) == 1 + 2 * 2 * 27 + 2 + 10
-    assert conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) == 1 + 2 * 2 * 2 + 1 + 10
-    assert conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) == 1 + 2 * 8 * 9 + 2 + 10
-    assert conv_cycles(TINY, False, False, 4, 1, 1, 2, 8) == 1 + 2 * 8 * 2 + 1 + 10  # 1 step, 2-cycle groups
+    # over the 2 chunks); pe_latency 11; 1 to start (the accept register)
+    assert conv_cycles(TINY, True, False, 3, 3, 3, 2, 8) == 1 + 2 * 2 * 27 + 2 + 11
+    assert conv_cycles(TINY, True, True, 4, 1, 1, 2, 8) == 1 + 2 * 2 * 2 + 1 + 11
+    assert conv_cycles(TINY, False, False, 3, 3, 3, 2, 8) == 1 + 2 * 8 * 9 + 2 + 11
+    assert conv_cycles(TINY, False, False, 4, 1, 1, 2, 8) == 1 + 2 * 8 * 2 + 1 + 11  # 1 step, 2-cycle groups
 
 
 @pytest.mark.parametrize("change,match", [

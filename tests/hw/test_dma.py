@@ -9,6 +9,7 @@ import pytest
 
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.dma import DMA, DmaCmd
+from shiftflow.ir.cost import DMA_START
 from tests.hw.memmodel import Dram, Sram
 from tests.hw.streams import put, simulate
 
@@ -111,9 +112,10 @@ def test_load_wgt_linear_bursts(stall):
 
 
 def test_cycles_without_stalls():
-    """Loads: done comes 1 + latency + Σ beats after acceptance (the first request goes out
-    the cycle after the accept); stores: 2 + latency + Σ beats (and the on-chip read's cycle,
-    the write response latency after the last beat). Σ is over segments of their beats."""
+    """Loads: done comes DMA_START (2) + latency + Σ beats after acceptance (the first request
+    goes out two cycles after the accept); stores: DMA_START + 1 + latency + Σ beats (and the
+    on-chip read's cycle, the write response latency after the last beat). Σ is over segments
+    of their beats."""
     L = 7
     cmds = [box_cmd(dram_addr=64, ncols=6, nblk=2, nrows=3, row_stride=80, blk_stride=400,
                     sram_addr=0, row_step=24, blk_step=200),  # aligned: 3 beats a segment
@@ -126,7 +128,8 @@ def test_cycles_without_stalls():
             box_cmd(store=True, sel=2, dram_addr=64, ncols=1, nblk=1, nrows=1, row_stride=0, blk_stride=0,
                     sram_addr=0, row_step=0, blk_step=0)]  # one beat
     _, _, took = run(cmds, dram_bytes=dram_pattern(2048), latency=L)
-    assert took == [1 + L + 6 * 3, 1 + L + 4 * 4, 1 + L + 38, 1 + L + 1, 2 + L + 6 * 3, 2 + L + 1]
+    S = DMA_START
+    assert took == [S + L + 6 * 3, S + L + 4 * 4, S + L + 38, S + L + 1, S + 1 + L + 6 * 3, S + 1 + L + 1]
 
 
 def test_empty_command_completes():

@@ -16,20 +16,20 @@ def test_unaligned_segment_pays_the_partial_first_beat():
     assert dma_segment_beats(TINY, 4, 8) == 2  # bytes 4..11 touch beats 0 and 1
     assert dma_segment_beats(TINY, 4, 4) == 1 and dma_segment_beats(TINY, 12, 12) == 2
     assert dma_segment_beats(TINY, 4, 0) == 0
-    assert dma_linear_cycles(TINY, 68, 64) == 1 + 16 + 9  # DMA_START + dram_latency + beats
+    assert dma_linear_cycles(TINY, 68, 64) == 2 + 16 + 9  # DMA_START + dram_latency + beats
 
 
 def test_box_of_odd_width_rows():
     # 3 rows of 3 pixels (12 bytes) with row stride 12: segments at 0, 12, 24 take 2, 2, 2 beats;
     # two blocks 36 bytes apart: the second block's rows start at 36, 48, 60 (2, 2, 2 beats).
-    assert dma_box_cycles(TINY, 0, 36, 12, 2, 3, 3) == 1 + 16 + 12
+    assert dma_box_cycles(TINY, 0, 36, 12, 2, 3, 3) == 2 + 16 + 12
     # a 1-pixel strip at column 1 of 4-pixel rows: 4 bytes at offset 4 of each beat, 1 beat each
-    assert dma_box_cycles(TINY, 4, 64, 16, 1, 5, 1) == 1 + 16 + 5
+    assert dma_box_cycles(TINY, 4, 64, 16, 1, 5, 1) == 2 + 16 + 5
     assert dma_box_cycles(TINY, 4, 64, 16, 0, 5, 1) == 1  # an empty box completes the cycle after accept
 
 
 def test_store_pays_the_output_buffer_read():
-    assert dma_store_cycles(TINY, 0, 36, 12, 2, 3, 3) == 2 + 16 + 12
+    assert dma_store_cycles(TINY, 0, 36, 12, 2, 3, 3) == 3 + 16 + 12
     assert dma_store_cycles(TINY, 4, 64, 16, 1, 5, 0) == 1
     assert dma_linear_cycles(TINY, 0, 0) == 1
 

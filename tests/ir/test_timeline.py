@@ -11,7 +11,7 @@ from shiftflow.ir.program import ProgramError
 from shiftflow.ir.timeline import schedule
 
 # TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1).
-assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency) == (16, 8, 4, 10)
+assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency) == (16, 8, 4, 11)
 
 
 def wgt(nbytes, **flags):
@@ -21,7 +21,7 @@ def wgt(nbytes, **flags):
 def conv_1x4(**flags):
     """Pixel-parallel 1x1 conv over one row of 4 columns, 1 channel: cost 1 (the start) +
     rows*ceil(cols/tn)*max(steps=1, drain=ceil(tm*tn/ppu_lanes)=2) + min(steps, drain) + pe_latency
-    = 14."""
+    = 15."""
     return encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": {"kh": 1, "kw": 1, "sh": 1, "sw": 1},
                                 "inp": {"chans": 1}, "tile": {"rows": 1, "cols": 4}}, **flags)
 
@@ -34,25 +34,25 @@ def test_three_instructions_with_a_token():
     tl = timeline(wgt(64, push_next=1), conv_1x4(pop_prev=1), encode(Opcode.FINISH))
     assert tl.fetch == [24, 32, 40]
     assert tl.dispatch == [24, 32, 40]
-    # LOAD_WGT: 1 + 16 + 64/8 = 25 cycles from 25. CONV waits for its token (end of the load, 50).
-    assert tl.start == [25, 50, 64]
-    assert tl.end == [50, 64, 65]
-    assert tl.cost == [25, 14, 1]
-    assert tl.stall == [0, 50 - 33, 0]
-    assert tl.cycles == 65
-    assert tl.unit_totals() == {"load": {"busy": 25, "stall": 0}, "compute": {"busy": 15, "stall": 17},
+    # LOAD_WGT: 2 + 16 + 64/8 = 26 cycles from 25. CONV waits for its token (end of the load, 51).
+    assert tl.start == [25, 51, 66]
+    assert tl.end == [51, 66, 67]
+    assert tl.cost == [26, 15, 1]
+    assert tl.stall == [0, 51 - 33, 0]
+    assert tl.cycles == 67
+    assert tl.unit_totals() == {"load": {"busy": 26, "stall": 0}, "compute": {"busy": 16, "stall": 18},
                                 "store": {"busy": 0, "stall": 0}}
 
 
 def test_queue_depth_delays_dispatch():
-    # Six 117-cycle loads: with 4 queue entries, load 5 dispatches only once load 1 has
-    # started (142 + 1), and the FINISH behind it dispatches one cycle later.
+    # Six 118-cycle loads: with 4 queue entries, load 5 dispatches only once load 1 has
+    # started (143 + 1), and the FINISH behind it dispatches one cycle later.
     tl = timeline(*[wgt(800)] * 6, encode(Opcode.FINISH))
     assert tl.fetch == [24, 32, 40, 48, 56, 64, 72]
-    assert tl.dispatch == [24, 32, 40, 48, 56, 143, 144]
-    assert tl.start == [25, 142, 259, 376, 493, 610, 727]
-    assert tl.end == [142, 259, 376, 493, 610, 727, 728]
-    assert tl.stall == [0, 0, 0, 0, 0, 0, 727 - 145]
+    assert tl.dispatch == [24, 32, 40, 48, 56, 144, 145]
+    assert tl.start == [25, 143, 261, 379, 497, 615, 733]
+    assert tl.end == [143, 261, 379, 497, 615, 733, 734]
+    assert tl.stall == [0, 0, 0, 0, 0, 0, 733 - 146]
 
 
 def test_fetch_bound_program():
@@ -63,12 +63,12 @@ def test_fetch_bound_program():
 
 def test_fetch_buffer_bound():
     # fetch_depth 2: instruction k's request waits for instruction k-2's dispatch, and its word
-    # arrives 1 + latency 16 + 8 beats after it; the queue (depth 4) holds dispatch 5 to 143,
+    # arrives 1 + latency 16 + 8 beats after it; the queue (depth 4) holds dispatch 5 to 144,
     # so the FINISH's word is requested only then.
     tl = schedule(dataclasses.replace(TINY, fetch_depth=2),
                   decode_program(b"".join([wgt(800)] * 7 + [encode(Opcode.FINISH)])))
-    assert tl.fetch == [24, 32, 49, 57, 74, 82, 99, 143 + 25]
-    assert tl.dispatch[:6] == [24, 32, 49, 57, 74, 143]
+    assert tl.fetch == [24, 32, 49, 57, 74, 82, 99, 144 + 25]
+    assert tl.dispatch[:6] == [24, 32, 49, 57, 74, 144]
     assert all(tl.fetch[k] == max(tl.fetch[k - 1] + 8, tl.dispatch[k - 2] + 25) for k in range(2, 8))
 
 
@@ -86,8 +86,8 @@ def test_token_fifo_depth_is_enforced():
 def test_kth_pop_takes_kth_push():
     tl = timeline(wgt(8, push_next=1), wgt(80, push_next=1), conv_1x4(pop_prev=1), conv_1x4(pop_prev=1),
                   encode(Opcode.FINISH))
-    assert tl.end[:2] == [43, 43 + 27]
-    assert tl.start[2:4] == [43, 70]
+    assert tl.end[:2] == [44, 44 + 28]
+    assert tl.start[2:4] == [44, 72]
 
 
 def test_pop_without_push_is_a_deadlock():
