@@ -22,9 +22,7 @@ value's bits from ``t + 1`` up are not all sign bits) is saturated to ``±2**17`
 Timing: an input register, then a three-stage pipeline (add/activation, shift, round/clamp),
 ``LATENCY`` = 4: a beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + 4`` when
 ``o`` never stalls (the input register keeps whatever feeds the PPU — the retire stage's
-drain and row sums — off the add/activation stage's path; each lane's clamped shift amount,
-for a non-negative and for a negative value, is computed in front of it, so stage 1 only
-picks one by the sum's sign). ``sum`` (the stage-1 value) follows
+drain and row sums — off the add/activation stage's path). ``sum`` (the stage-1 value) follows
 the beat by 2 cycles.
 One beat per cycle. A stall on ``o`` freezes the whole pipeline (``i.ready`` = ``o.ready`` or
 ``o`` empty), so ``i.ready`` depends combinationally on ``o.ready``. ``post`` is sampled with
@@ -98,18 +96,6 @@ class PPU(wiring.Component):
         beat, post = Signal.like(self.i.payload), Signal.like(self.post)
         with m.If(advance):
             m.d.sync += [beat.eq(self.i.payload), post.eq(self.post)]
-        # Each lane's effective shift as t = s + 16 clamped to 0..a+16, for a non-negative and
-        # for a negative value (leaky: s = shift - leaky_exp), computed before the input
-        # register from the beat's shift and ``post``, so stage 1 only picks one by the sign.
-        t_shapes = range(a + g + 1)
-        t_pos = [Signal(t_shapes, name=f"t_pos{lane}") for lane in range(self.lanes)]
-        t_neg = [Signal(t_shapes, name=f"t_neg{lane}") for lane in range(self.lanes)]
-        for lane in range(self.lanes):
-            shift = self.i.payload.shift[lane]
-            leaky = Mux(self.post.act == Act.LEAKY, self.post.leaky_exp, 0)
-            for reg, s in ((t_pos[lane], shift), (t_neg[lane], shift - leaky)):
-                with m.If(advance):
-                    m.d.sync += reg.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))
         lo1, hi1, lo2, hi2 = (Signal(signed(OUT_BITS)) for _ in range(4))
         with m.If(advance):
             m.d.sync += [lo1.eq(post.lo), hi1.eq(post.hi), lo2.eq(lo1), hi2.eq(hi1)]
@@ -117,12 +103,15 @@ class PPU(wiring.Component):
         for lane in range(self.lanes):
             # Stage 1: add, activation; the effective shift s as t = s + 16 clamped to 0..a+16.
             v = Signal(signed(a))
+            s = Signal(signed(10))
             m.d.comb += v.eq(beat.acc[lane] + Mux(beat.psum_in, beat.psum[lane], beat.bias[lane]))
             act = post.act
+            leaky_neg = (act == Act.LEAKY) & (v < 0)
+            m.d.comb += s.eq(beat.shift[lane] - Mux(leaky_neg, post.leaky_exp, 0))
             val1 = Signal(signed(a))
-            t1 = Signal(t_shapes)
+            t1 = Signal(range(a + g + 1))
             with m.If(advance):
-                m.d.sync += t1.eq(Mux(v < 0, t_neg[lane], t_pos[lane]))
+                m.d.sync += t1.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))
                 # ReLU as the register's synchronous reset, not a mux in front of it.
                 with m.If((act == Act.RELU) & (v < 0)):
                     m.d.sync += val1.eq(0)
