@@ -11,6 +11,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from shiftflow.hw.dma import SRAM_ADDR_BITS, DmaCmd, SramRead, sram_write_layout
 from shiftflow.hw.tb.dram import AxiDram
 from shiftflow.hw.tb.streams import issue, value
+from shiftflow.ir.cost import DMA_START
 from tests.hw.test_dma import BB, TN, box_cmd, linear_cmd
 
 ADDR_MASK = (1 << SRAM_ADDR_BITS) - 1  # on-chip addresses wrap (masked lanes may point below 0)
@@ -91,9 +92,9 @@ async def load_then_store_with_stalls(dut):
 
 @cocotb.test()
 async def exact_cycles_without_stalls(dut):
-    """Through AXI the DMA keeps its cycle count: a load takes 1 + latency + Σ segment beats."""
+    """Through AXI the DMA keeps its cycle count: a load takes DMA_START + latency + Σ segment beats."""
     latency = 16
     await setup(dut, latency=latency, stall=0.0)
     took = await run_cmd(dut, box_cmd(dram_addr=64, ncols=6, nblk=2, nrows=3, row_stride=80, blk_stride=400,
                                       sram_addr=0, row_step=24, blk_step=200))
-    assert took == 1 + latency + 6 * 3, took
+    assert took == DMA_START + latency + 6 * 3, took
