@@ -78,7 +78,7 @@ def split_nms_tail(model: onnx.ModelProto) -> tuple[onnx.ModelProto, tuple[NmsTa
     outputs = {o.name for o in graph.output}
     consumers = {i: n for n in graph.node for i in n.input}
     consts = _constants(graph)
-    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
     tails = []
     for n in nms:
         out = n.output[0]

@@ -36,11 +36,18 @@ def _keep(scores: np.ndarray, density: float) -> np.ndarray:
     """Boolean mask of the ``round(density * n)`` (at least 1) largest of ``scores`` (flat
     order breaks ties: the lower index wins)."""
     flat = scores.reshape(-1)
-    k = max(1, int(round(density * flat.size)))
+    k = max(1, round(density * flat.size))
     order = np.lexsort((np.arange(flat.size), -flat))  # by score descending, then index
     keep = np.zeros(flat.size, bool)
     keep[order[:k]] = True
     return keep.reshape(scores.shape)
+
+
+def _blocks(a: np.ndarray, tm: int) -> np.ndarray:
+    """``a`` (M, ...) as (blocks, tm, ...), the last block padded with zeros past M."""
+    padded = np.zeros((-(-a.shape[0] // tm) * tm,) + a.shape[1:], a.dtype)
+    padded[:a.shape[0]] = a
+    return padded.reshape((-1, tm) + a.shape[1:])
 
 
 def block_mask(w: np.ndarray, tm: int, density: float) -> np.ndarray:
@@ -48,10 +55,7 @@ def block_mask(w: np.ndarray, tm: int, density: float) -> np.ndarray:
     ``(M, C, kh, kw)`` by L1 norm; the last block of a layer whose M is not a multiple of
     ``tm`` has fewer rows."""
     m = w.shape[0]
-    blocks = -(-m // tm)
-    padded = np.zeros((blocks * tm,) + w.shape[1:], np.float64)
-    padded[:m] = np.abs(w)
-    scores = padded.reshape((blocks, tm) + w.shape[1:]).sum(axis=1)
+    scores = _blocks(np.abs(w).astype(np.float64), tm).sum(axis=1)
     keep = _keep(scores, density)
     return np.repeat(keep, tm, axis=0)[:m]
 
@@ -146,12 +150,9 @@ def prune_weights(model: onnx.ModelProto, density: float, tm: int, pattern: str 
             real = real * (scale.reshape(-1, 1, 1, 1) if scale.size > 1 else scale.reshape(()))
         mask = pattern_mask(real, pattern, tm, density)
         init.CopyFrom(numpy_helper.from_array(np.where(mask, codes, np.zeros_like(codes)), init.name))
-        m = codes.shape[0]
-        kept_steps = np.zeros((-(-m // tm) * tm,) + codes.shape[1:], bool)
-        kept_steps[:m] = mask
-        kept = int(np.count_nonzero(kept_steps.reshape((-1, tm) + codes.shape[1:]).any(axis=1)))
-        nblocks = kept_steps.size // tm
-        report.append(PrunedLayer(node.name, nblocks, kept, int(codes.size), int(np.count_nonzero(mask))))
+        steps = _blocks(mask, tm).any(axis=1)  # a block is kept when any of its weights is
+        report.append(PrunedLayer(node.name, steps.size, int(np.count_nonzero(steps)), int(codes.size),
+                                  int(np.count_nonzero(mask))))
     missing = sorted(set(dense) - found)
     if missing:
         raise UsageError(f"--dense names no conv: {', '.join(missing)} (convs: {', '.join(sorted(found))})")

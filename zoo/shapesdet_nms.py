@@ -62,16 +62,18 @@ def append_decode_and_nms(model: onnx.ModelProto, hw: tuple[int, int], iou: floa
         sizes.append(np.broadcast_to(np.asarray(anchor_sizes(s), np.float32), (gh * gw, ANCHORS, 2)).reshape(-1, 2))
     logits = op("Concat", scores, "nms_logits", axis=1)  # (1, N, C)
     d = op("Concat", deltas, "nms_deltas", axis=1)  # (1, N, 4): dx, dy, dw, dh
-    start = lambda name, lo, hi: op("Slice", [d, const(f"{name}_lo", np.array([lo])),  # noqa: E731
-                                              const(f"{name}_hi", np.array([hi])), const(f"{name}_ax", np.array([2]))],
-                                    name)
+
+    def channels(name: str, lo: int, hi: int) -> str:  # d[..., lo:hi]
+        return op("Slice", [d, const(f"{name}_lo", np.array([lo])), const(f"{name}_hi", np.array([hi])),
+                            const(f"{name}_ax", np.array([2]))], name)
+
     v = np.asarray(VARIANCES, np.float32)
     a_c = const("nms_anchor_centres", np.concatenate(centres)[None].astype(np.float32))
     a_s = const("nms_anchor_sizes", np.concatenate(sizes)[None].astype(np.float32))
     # cx = ax + dx * v0 * aw (as runtime/decode.py: (d * v) * a, then + centre)
-    c = op("Add", [a_c, op("Mul", [op("Mul", [start("nms_dxy", 0, 2), const("nms_v01", v[:2])], "nms_dxy_v"), a_s],
+    c = op("Add", [a_c, op("Mul", [op("Mul", [channels("nms_dxy", 0, 2), const("nms_v01", v[:2])], "nms_dxy_v"), a_s],
                            "nms_dxy_va")], "nms_cxy")
-    wh = op("Mul", [a_s, op("Exp", [op("Mul", [start("nms_dwh", 2, 4), const("nms_v23", v[2:])], "nms_dwh_v")],
+    wh = op("Mul", [a_s, op("Exp", [op("Mul", [channels("nms_dwh", 2, 4), const("nms_v23", v[2:])], "nms_dwh_v")],
                             "nms_dwh_e")], "nms_wh")
     half = op("Div", [wh, const("nms_two", np.float32(2.0))], "nms_half")
     boxes = op("Concat", [op("Sub", [c, half], "nms_lo"), op("Add", [c, half], "nms_hi")], "nms_boxes", axis=2)
