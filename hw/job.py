@@ -20,7 +20,7 @@ partial-sum buffer (``psum_out``, see :mod:`hw.retire`).
 
 from __future__ import annotations
 
-from amaranth import Mux, signed, unsigned
+from amaranth import Array, Mux, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
@@ -90,6 +90,13 @@ def _at_least_one(v):
     return Mux(v == 0, 1, v)
 
 
+def _by_pool(n: int, window):
+    """``(n % p, n // p)`` for the constant ``n`` and ``p = max(1, window)``, as two tables
+    indexed by the 3-bit ``window`` (a divider here was zu3eg's deepest path: 14 LUT levels)."""
+    ps = [max(1, w) for w in range(1 << Post["pool"].shape.width)]
+    return Array(n % p for p in ps)[window], Array(n // p for p in ps)[window]
+
+
 def _operand(geom, sh, dh) -> dict:
     ring = geom.ring
     return {
@@ -144,8 +151,8 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     planes_m1 = Mux(wide == 0, 0, Mux(wide == 1, 1, 3))
     slots = Mux(is_conv, Mux(pixel, conv_drain(cfg) << wide, conv_drain(cfg) + planes_m1), 1)
     pool = _at_least_one(post.pool)
-    qstep = Mux(pixel, tn, 1)
-    npc = lanes // tm
+    (tn_mod, tn_div), (one_mod, one_div) = _by_pool(tn, post.pool), _by_pool(1, post.pool)
+    npc_mod, npc_div = _by_pool(lanes // tm, post.pool)
     blk = Mux(is_conv, tm // tn, tile.obuf_blk)
     _assign(m, job, {
         "kind": Mux(is_conv, Kind.CONV, Mux(op == Opcode.VEC, Kind.VEC, Kind.NOP)),
@@ -162,7 +169,8 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "wl_wrap": Mux(pixel, tn - 1, 0),
         "chans": inp.chans, "post": post, "rshift": v.rshift, "shift_a": v.shift_a, "shift_b": v.shift_b,
         "obuf_addr": tile.obuf_addr, "d_prow": tile.obuf_cols * blk, "blk": blk, "half": tile.half,
-        "pool": pool, "qstep": qstep, "qstep_mod": qstep % pool, "qstep_div": qstep // pool,
-        "npc_mod": npc % pool, "npc_div": npc // pool, "cols": tile.cols, "drain": drain,
+        "pool": pool, "qstep": Mux(pixel, tn, 1), "qstep_mod": Mux(pixel, tn_mod, one_mod),
+        "qstep_div": Mux(pixel, tn_div, one_div), "npc_mod": npc_mod, "npc_div": npc_div, "cols": tile.cols,
+        "drain": drain,
         "planes_m1": planes_m1, "plane_words": c.plane_words, "slots": slots,
     })
