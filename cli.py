@@ -149,7 +149,7 @@ def load_tm(target: str) -> int:
 
 def cmd_compile(args) -> int:
     from .backend.compile import compile_model
-    from .frontend.nms_tail import body_file, save_tails
+    from .frontend.nms_tail import body_file, save_tail
     from .frontend.onnx_load import parse_input_shapes
     from .ir.program import SOURCE_MODEL, save_program
     from .runtime.heads import find_heads
@@ -157,12 +157,12 @@ def cmd_compile(args) -> int:
 
     _output_dir(args.output, "-o")
     heads = find_heads(args.model)  # a malformed head spec fails before anything is written
-    with body_file(args.model) as (body, tails, body_outputs):  # a trailing NMS stays on the CPU
+    with body_file(args.model) as (body, tail, body_outputs):  # an NMS and what follows it stay on the CPU
         program = compile_model(body, args.target, dataflow=args.dataflow,
                                 input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
     save_program(program, args.output)
-    if tails:
-        save_tails(args.output, tails, body_outputs)
+    if tail is not None:
+        save_tail(args.output, tail, body_outputs)
     shutil.copyfile(args.model, os.path.join(args.output, SOURCE_MODEL))  # for simulate --check (L0)
     if heads is not None:  # detect and run find a detector's head spec in the build
         with open(os.path.join(args.output, "heads.json"), "w") as f:
@@ -176,19 +176,22 @@ def cmd_compile(args) -> int:
                "weights_bytes": len(program.weights), "dram_bytes": m["dram"]["size"],
                "accelerator_layers": len(m["layers"]),
                "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host"),
-               "host_macs": sum(c["macs"] for c in convs), "nms_tail": [t.name for t in tails]}
+               "host_macs": sum(c["macs"] for c in convs), "nms_tail": [t.name for t in tail.nms] if tail is not None else [],
+               "nms_tail_ops": tail.post_ops if tail is not None else []}
     if args.json:
         print(json.dumps(summary))
     else:
-        tail = f", NonMaxSuppression {', '.join(summary['nms_tail'])} on the CPU" if tails else ""
+        n_after = len(summary["nms_tail_ops"])
+        after = f" and {n_after} op{'' if n_after == 1 else 's'} after it" if n_after else ""
+        on_cpu = f", NonMaxSuppression {', '.join(summary['nms_tail'])}{after} on the CPU" if tail is not None else ""
         print(f"compiled {args.model} for {summary['target']}: {summary['instructions']} instructions, "
-              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops{tail} "
+              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops{on_cpu} "
               f"-> {args.output}")
     return 0
 
 
 def cmd_simulate(args) -> int:
-    from .frontend.nms_tail import load_tails, run_on_program_outputs
+    from .frontend.nms_tail import load_tail, run_on_program_outputs
     from .ir.program import load_program
     from .sim.run import format_report, simulate
 
@@ -202,19 +205,22 @@ def cmd_simulate(args) -> int:
         result = check_simulation(program, source if os.path.isfile(source) else None, inputs=given, seed=args.seed)
     else:
         result = simulate(program, given, seed=args.seed, progress=not args.json and sys.stderr.isatty())
-    tails, body_outputs = load_tails(args.build)
-    selected = run_on_program_outputs(tails, program.graph, result.outputs, body_outputs) if tails else {}
+    tail, body_outputs = load_tail(args.build)
+    computed = run_on_program_outputs(tail, program.graph, result.outputs, body_outputs) if tail is not None else {}
     if args.json:
         out = result.to_json()
-        if tails:
-            out["nms_tail"] = {name: v.tolist() for name, v in selected.items()}
+        if tail is not None:
+            out["nms_tail"] = {name: v.tolist() for name, v in computed.items()}
         print(json.dumps(out))
     else:
         print(format_report(result))
-        for t in tails:
-            k = len(selected[t.output])
+        for t in tail.nms if tail is not None else ():
+            k = len(computed[t.output])
             print(f"NonMaxSuppression {t.name!r} on the CPU: {k} box{'' if k == 1 else 'es'} selected "
                   f"({t.output!r})")
+        for name in tail.outputs if tail is not None else ():
+            if name not in {t.output for t in tail.nms}:
+                print(f"after it on the CPU: {name!r} shape {list(computed[name].shape)}")
     return 1 if args.check and not result.bit_exact else 0
 
 

@@ -5,12 +5,13 @@ float Q/DQ arithmetic of the file (QONNX ``Quant`` nodes are first rewritten to 
 Both see the same float input; every graph output is compared as real values (or as integer
 codes when the ONNX output is integer). Bit-exact means ``max_abs_diff == 0``.
 
-A model ending in ``NonMaxSuppression`` (a detector exported with its NMS) is checked as it
-will run: its body — the model up to the NMS's boxes and scores — is imported and compared
-as above, with those boxes and scores among its outputs; the NMS tail runs on the CPU
-(``nms_tail``, in onnxruntime, as compile/simulate/detect run it) on L1's boxes and scores, and its
-``selected_indices`` must equal, index for index, what onnxruntime's own operator selects
-running the whole model at L0.
+A model with a ``NonMaxSuppression`` (a detector exported with its NMS, and perhaps
+post-processing after it) is checked as it will run: its body — the model up to the NMS's
+boxes and scores and whatever else the tail reads — is imported and compared as above, with
+those tensors among its outputs; the tail (``nms_tail``: the NMS and everything after it, in
+onnxruntime, as compile/simulate/detect run it) runs on L1's values, and each of its outputs
+(each NMS's ``selected_indices`` and the model outputs computed from them) must equal, index
+for index, what onnxruntime computes running the whole model at L0.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from . import cpu_ops
 from .importer import import_onnx
 from ..ir.semantics import dequantize
 from .interpreter import Interpreter
-from .nms_tail import body_file, run_nms_tail
+from .nms_tail import body_file
 from .onnx_load import load_model
 from .qonnx_to_qdq import has_qonnx_nodes, qonnx_to_qdq
 
@@ -69,14 +70,14 @@ def _compare(name: str, ours: np.ndarray, ref: np.ndarray) -> dict:
 def check_model(path: str | os.PathLike, given=None, seed: int = 0, input_shapes=None,
                 graph: Graph | None = None) -> CheckReport:
     """Import ``path`` (unless ``graph``, its body's IR, is given), run L1 and L0 on the same
-    input, compare. A trailing ``NonMaxSuppression`` is split off and checked as the module
-    docstring says; its rows (``"nms": true``) follow the body's outputs in the report."""
-    with body_file(path) as (body_path, tails, _):
-        whole = onnx.load(os.fspath(path)) if tails else None
-        return _check(path, body_path, given, seed, input_shapes, graph, tails, whole)
+    input, compare. A ``NonMaxSuppression`` and what follows it are split off and checked as the
+    module docstring says; the tail's rows (``"nms": true``) follow the body's outputs."""
+    with body_file(path) as (body_path, tail, _):
+        whole = onnx.load(os.fspath(path)) if tail is not None else None
+        return _check(path, body_path, given, seed, input_shapes, graph, tail, whole)
 
 
-def _check(path, body_path, given, seed, input_shapes, graph, tails, whole=None) -> CheckReport:
+def _check(path, body_path, given, seed, input_shapes, graph, tail, whole=None) -> CheckReport:
     t0 = time.perf_counter()
     graph = graph if graph is not None else import_onnx(body_path, input_shapes)
     t1 = time.perf_counter()
@@ -86,11 +87,13 @@ def _check(path, body_path, given, seed, input_shapes, graph, tails, whole=None)
     body = load_model(body_path, input_shapes).model
     onnx_outputs = [o.name for o in body.graph.output]
     ref_model = body
-    if tails:  # L0 runs the whole model, its NMS included, with the body's outputs exposed
+    tail_outputs = list(tail.outputs) if tail is not None else []
+    if tail is not None:  # L0 runs the whole model, its tail included, with the body's and tail's outputs exposed
         ref_model = onnx.ModelProto.FromString(whole.SerializeToString())
         have = {o.name for o in ref_model.graph.output}
-        ref_model.graph.output.extend(o for o in body.graph.output if o.name not in have)
-    names = onnx_outputs + [t.output for t in tails]
+        tail_infos = onnx.ModelProto.FromString(tail.model).graph.output
+        ref_model.graph.output.extend(o for o in list(body.graph.output) + list(tail_infos) if o.name not in have)
+    names = onnx_outputs + tail_outputs
     with cpu_ops.onnxruntime_errors(f"{os.fspath(path)!r} (L0)"):
         l0 = dict(zip(names, reference_session(ref_model).run(names, feeds)))
     t3 = time.perf_counter()
@@ -103,14 +106,14 @@ def _check(path, body_path, given, seed, input_shapes, graph, tails, whole=None)
             ours = dequantize(l1[ir_name], graph.types[ir_name])
         values[onnx_name] = ours.astype(ref.dtype)  # what the NMS tail reads (float32: exact when equal)
         outputs.append(_compare(onnx_name, ours, ref.astype(np.float64)))
-    if tails:
-        selected = run_nms_tail(tails, values)
-        for t in tails:
-            row = _compare(t.output, selected[t.output].astype(np.float64), np.asarray(l0[t.output], np.float64))
+    if tail is not None:
+        computed = tail.run(values)
+        for name in tail_outputs:
+            row = _compare(name, np.asarray(computed[name], np.float64), np.asarray(l0[name], np.float64))
             outputs.append({**row, "nms": True})
     t4 = time.perf_counter()
     worst = max((o["max_abs_diff"] for o in outputs), default=0.0)
     secs = {"import": t1 - t0, "interpreter": t2 - t1, "onnxruntime": t3 - t2}
-    if tails:
+    if tail is not None:
         secs["nms_tail"] = t4 - t3
     return CheckReport(worst == 0.0, worst, outputs, {k: round(v, 4) for k, v in secs.items()})

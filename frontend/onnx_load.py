@@ -171,7 +171,7 @@ def _infer_shapes(model: onnx.ModelProto, real_inputs, source: str) -> dict[str,
                     raise UnsupportedError(
                         f"node {n.name!r} ({n.op_type}): its output's length depends on the data, so the "
                         f"graph cannot be imported with it (shiftflow check, compile and detect split a "
-                        f"trailing NonMaxSuppression off as a CPU tail, docs/nms.md)")
+                        f"NonMaxSuppression and what follows it off as a CPU tail, docs/nms.md)")
                 raise ImportError_(f"cannot determine the shape of tensor {out!r} (output of node {n.name!r}, "
                                    f"{n.op_type}); the model lacks static shape information")
     return shapes

@@ -46,24 +46,24 @@ def _spec_source(path: str) -> str:
 def load_detector(path: str, target: str = "tiny") -> tuple[Program, HeadSpec, tuple | None]:
     """(program, head spec, NMS tail) of a model file (compiled for ``target``) or a build
     directory (its ``heads.json``, else its ``source.onnx``'s metadata); the spec is checked
-    against the program. The tail — ``(tails, body outputs, graph)`` for ``PostStage`` — is
-    None unless the model ends in its own NonMaxSuppression (``frontend.nms_tail``)."""
-    from ..frontend.nms_tail import body_file, load_tails
+    against the program. The tail — ``(tail, body outputs, graph)`` for ``PostStage`` — is
+    None unless the model has its own NonMaxSuppression (``frontend.nms_tail``)."""
+    from ..frontend.nms_tail import body_file, load_tail
     from ..ir.program import load_program
 
     if os.path.isdir(path):
         program = load_program(path)
-        tails, body_outputs = load_tails(path)
+        tail, body_outputs = load_tail(path)
     elif os.path.isfile(path):
         from ..backend.compile import compile_model
 
-        with body_file(path) as (body, tails, body_outputs):
+        with body_file(path) as (body, tail, body_outputs):
             program = compile_model(body, target)
     else:
         raise UsageError(f"model {path!r} does not exist (give MODEL.onnx or a build directory)")
     spec = load_heads(_spec_source(path))
     check_model_matches(program, spec)
-    return program, spec, ((tails, body_outputs, program.graph) if tails else None)
+    return program, spec, ((tail, body_outputs, program.graph) if tail is not None else None)
 
 
 def make_stages(program: Program, spec: HeadSpec, nms: str | None = None, score: float | None = None,

@@ -1,9 +1,9 @@
 """The post stage of a detector exported with its own ``NonMaxSuppression`` (head spec
 decoder ``nms``, docs/heads.md): the model's NMS runs as it is, on the CPU.
 
-The build keeps the NMS as a tail (``frontend.nms_tail``); its boxes and scores are program
-outputs. ``ModelNms`` runs the tail in onnxruntime on each frame's outputs and turns its
-``selected_indices`` ``[batch, class, box]`` into rows ``x0, y0, x1, y1, score, class`` in
+The build keeps the NMS, and any post-processing after it, as a tail (``frontend.nms_tail``);
+its boxes and scores are program outputs. ``ModelNms`` runs the tail in onnxruntime on each
+frame's outputs and turns the NMS's ``selected_indices`` ``[batch, class, box]`` into rows ``x0, y0, x1, y1, score, class`` in
 model-input pixels, in the operator's order (class, then selection order).
 """
 
@@ -12,21 +12,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..frontend.nms_tail import NmsTail, run_nms_tail
+from ..frontend.nms_tail import CpuTail
 from ..ir.graph import Graph
 from .decode import DetectionInputError
 from .heads import HeadSpec, HeadSpecError
 from .nms import check_scores
 
 
-def check_tail_matches(spec: HeadSpec, tails: tuple[NmsTail, ...], body_outputs: list[str], graph: Graph) -> None:
-    """A decoder-``nms`` spec needs exactly one NMS tail whose boxes are (1, N, 4) and scores
-    (1, classes, N), and a ``box.format`` its ``center_point_box`` agrees with. One-line
+def check_tail_matches(spec: HeadSpec, tail: CpuTail, body_outputs: list[str], graph: Graph) -> None:
+    """A decoder-``nms`` spec needs a tail with exactly one NMS whose boxes are (1, N, 4) and
+    scores (1, classes, N), and a ``box.format`` its ``center_point_box`` agrees with. One-line
     ``HeadSpecError`` otherwise."""
-    if len(tails) != 1:
-        raise HeadSpecError(f"head spec decoder 'nms' needs a model ending in one NonMaxSuppression, "
-                            f"found {len(tails)}")
-    t = tails[0]
+    if len(tail.nms) != 1:
+        raise HeadSpecError(f"head spec decoder 'nms' needs a model with one NonMaxSuppression, "
+                            f"found {len(tail.nms)}")
+    t = tail.nms[0]
     shapes = {o: tuple(graph.types[ir].shape) for o, ir in zip(body_outputs, graph.outputs)}
     boxes, scores = shapes[t.boxes], shapes[t.scores]
     if len(boxes) != 3 or boxes[0] != 1 or boxes[2] != 4 or scores != (1, spec.num_classes, boxes[1]):
@@ -58,10 +58,10 @@ class ModelNms:
     """The tail's selection on one frame's outputs (by IR name; integer codes with
     ``exponents``, or float32) → (K, 6) rows in model-input pixels."""
 
-    def __init__(self, spec: HeadSpec, tails: tuple[NmsTail, ...], body_outputs: list[str], graph: Graph,
+    def __init__(self, spec: HeadSpec, tail: CpuTail, body_outputs: list[str], graph: Graph,
                  score: float = 0.0):
-        check_tail_matches(spec, tails, body_outputs, graph)
-        self.spec, self.tail, self.score = spec, tails[0], score
+        check_tail_matches(spec, tail, body_outputs, graph)
+        self.spec, self.cpu_tail, self.tail, self.score = spec, tail, tail.nms[0], score
         self.onnx_name = dict(zip(graph.outputs, body_outputs))
 
     def __call__(self, outputs: dict[str, np.ndarray], exponents: dict[str, int] | None) -> np.ndarray:
@@ -75,7 +75,7 @@ class ModelNms:
         if not np.isfinite(boxes).all():
             raise DetectionInputError(f"boxes {t.boxes!r} must be finite, found {int((~np.isfinite(boxes)).sum())} "
                                       f"non-finite values")
-        sel = run_nms_tail((t,), values)[t.output]
+        sel = self.cpu_tail.run(values)[t.output]
         cls, idx = sel[:, 1], sel[:, 2]
         b = boxes[idx].astype(np.float64)
         if self.spec.box_format == "cxcywh":

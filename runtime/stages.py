@@ -164,7 +164,7 @@ class HostStage:
 
 class PostStage:
     """Decode + NMS (``nms`` one of greedy, maxpool, psrr; ``model`` for a detector exported
-    with its NonMaxSuppression, whose ``tail`` — (tails, body outputs, graph) — then runs as
+    with its NonMaxSuppression, whose ``tail`` — (tail, body outputs, graph) — then runs as
     it is) → ``rows`` (K, 6) in the original image's pixels; drops the raw outputs. ``None``
     flags take the spec's defaults (``model_nms.resolve_flags``)."""
     name = "post"

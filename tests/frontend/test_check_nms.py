@@ -12,7 +12,6 @@ from onnx import TensorProto, helper
 
 from shiftflow.cli import main
 from shiftflow.frontend.check import check_model
-from tests.cli_errors import one_line_exit_2
 from tests.modelgen import QDQBuilder
 
 CLASSES, ANCHORS, HW = 2, 2, 8  # stride-2 head on a 16×16 input: 8·8·2 = 128 boxes
@@ -82,10 +81,10 @@ def test_body_bit_exact_and_selected_indices_equal_onnxruntime(tmp_path, cpb, th
 
 
 def test_a_wrong_selection_is_a_mismatch(model_path, monkeypatch):
-    import shiftflow.frontend.check as check
+    from shiftflow.frontend.nms_tail import CpuTail
 
-    real = check.run_nms_tail
-    monkeypatch.setattr(check, "run_nms_tail", lambda tails, out: {k: v[:-1] for k, v in real(tails, out).items()})
+    real = CpuTail.run
+    monkeypatch.setattr(CpuTail, "run", lambda self, out: {k: v[:-1] for k, v in real(self, out).items()})
     report = check_model(model_path, seed=0)
     assert not report.bit_exact and report.max_abs_diff == float("inf")
     assert [o["bit_exact"] for o in report.outputs] == [True, True, False]
@@ -100,20 +99,16 @@ def test_cli_check_prints_the_nms_row_and_json(model_path, capsys):
     assert rep["bit_exact"] and rep["outputs"][-1]["nms"] is True
 
 
-def test_an_nms_feeding_another_node_is_one_line(tmp_path, capsys):
+def test_an_nms_feeding_another_node_checks_and_compiles_with_it_in_the_tail(tmp_path, capsys):
+    """What reads the NMS's selection runs in the CPU tail with it: ``check`` compares both
+    the selection and the node after it with onnxruntime; ``compile`` names it."""
     path = tmp_path / "inner.onnx"
     onnx.save(nms_detector(inner=True), path)
-    one_line_exit_2(["check", str(path)], capsys, "NonMaxSuppression", "must end the model", "'after'")
-
-
-def test_compile_of_an_inner_nms_is_one_line(tmp_path, capsys):
-    # A trailing NMS compiles (its tail runs on the CPU: tests/runtime/test_model_nms.py); one
-    # whose output feeds another node cannot be cut off.
-    path = tmp_path / "inner.onnx"
-    onnx.save(nms_detector(inner=True), path)
-    one_line_exit_2(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "build")], capsys,
-                     "'nms'", "NonMaxSuppression", "must end the model")
-    assert not (tmp_path / "build").exists() or not any((tmp_path / "build").iterdir())
+    assert main(["check", str(path), "--json"]) == 0
+    rows = [o for o in json.loads(capsys.readouterr().out)["outputs"] if o.get("nms")]
+    assert [o["name"] for o in rows] == ["selected_f", "selected"] and all(o["bit_exact"] for o in rows)
+    assert main(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "build")]) == 0
+    assert "NonMaxSuppression nms and 1 op after it on the CPU" in capsys.readouterr().out
 
 
 def test_import_of_a_model_with_nms_says_what_runs_it(model_path):

@@ -11,7 +11,7 @@ import pytest
 
 from shiftflow.cli import main
 from shiftflow.frontend.cpu_ops import make_session
-from shiftflow.frontend.nms_tail import TAIL_FILE, load_tails
+from shiftflow.frontend.nms_tail import TAIL_FILE, load_tail
 from shiftflow.ir.program import load_program
 from shiftflow.runtime.heads import HeadSpecError, embed_heads, parse_heads
 from shiftflow.runtime.images import to_input
@@ -51,8 +51,8 @@ def detector(tmp_path_factory):
 
 def test_compile_keeps_the_nms_as_a_cpu_tail(detector, capsys):
     model, path, build = detector
-    tails, body_outputs = load_tails(build)
-    assert [t.name for t in tails] == ["nms"] and tails[0].max_output_boxes_per_class == 5
+    tail, body_outputs = load_tail(build)
+    assert [t.name for t in tail.nms] == ["nms"] and tail.nms[0].max_output_boxes_per_class == 5
     assert len(body_outputs) == len(load_program(build).graph.outputs) == 2
     assert main(["compile", str(path), "--target", "tiny", "-o", build + "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nms_tail"] == ["nms"]
@@ -149,9 +149,26 @@ def test_spec_fields_of_decoder_nms():
         spec(normalized=1)
 
 
+def nms_only_model(cpb: int):
+    """A model of one NonMaxSuppression over inputs ``b`` (1, 2, 4) and ``s`` (1, CLASSES, 2)
+    (fed by Identity nodes: a tail may not read a model input), IoU 1, score threshold 0.5."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([10], np.int64), "m"), numpy_helper.from_array(np.array([1.0], np.float32), "i"),
+             numpy_helper.from_array(np.array([0.5], np.float32), "t")]
+    nodes = [helper.make_node("Identity", ["bi"], ["b"]), helper.make_node("Identity", ["si"], ["s"]),
+             helper.make_node("NonMaxSuppression", ["b", "s", "m", "i", "t"], ["sel"], name="n", center_point_box=cpb)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("bi", TensorProto.FLOAT, [1, 2, 4]),
+                                       helper.make_tensor_value_info("si", TensorProto.FLOAT, [1, CLASSES, 2])],
+                          [helper.make_tensor_value_info("sel", TensorProto.INT64, ["K", 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    return m
+
+
 def test_model_nms_rows_for_each_box_format():
     """ModelNms on hand-made outputs: corners in either order, centre-size, normalized."""
-    from shiftflow.frontend.nms_tail import NmsTail
+    from shiftflow.frontend.nms_tail import split_nms_tail
     from shiftflow.ir.graph import Graph
     from shiftflow.ir.types import TensorType
     from shiftflow.runtime.model_nms import ModelNms
@@ -165,8 +182,8 @@ def test_model_nms_rows_for_each_box_format():
             ("xyxy", 0, False, [[4, 2, 8, 6], [6, 12, 10, 14]]),
             ("cxcywh", 1, False, [[0, -1, 8, 5], [7, 5, 13, 19]]),
             ("xyxy", 0, True, [[4 * SIDE, 2 * SIDE, 8 * SIDE, 6 * SIDE], [6 * SIDE, 12 * SIDE, 10 * SIDE, 14 * SIDE]])]:
-        tail = NmsTail("n", "b", "s", "sel", 10, 1.0, 0.5, cpb)  # IoU 1: nothing suppressed
-        rows = ModelNms(spec(fmt, norm), (tail,), ["b", "s"], graph)({"b": boxes, "s": scores}, None)
+        tail = split_nms_tail(nms_only_model(cpb))[1]  # IoU 1: nothing suppressed
+        rows = ModelNms(spec(fmt, norm), tail, ["b", "s"], graph)({"b": boxes, "s": scores}, None)
         np.testing.assert_allclose(rows[:, :4], want)
         np.testing.assert_allclose(rows[:, 4:], [[0.9, 0], [0.8, 0]], rtol=1e-6)
 
