@@ -83,12 +83,14 @@ def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:
 
 
 def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
-                     sw: int = 1) -> int:
+                     sw: int = 1, kept: int | None = None) -> int:
     """PE-array steps (cycles) to accumulate one pixel group. Pixel-parallel at column stride
     ``sw >= 2`` takes two cycles a step: the line buffer's ``tn`` banks deliver the ``tn``
-    pixels at stride 2 as two halves of ``tn/2``."""
+    pixels at stride 2 as two halves of ``tn/2``. ``kept``: an SPCONV's listed steps instead
+    of the dense ``chans*kh*kw`` (``kh*kw`` depthwise; docs/sparsity.md)."""
     if pixel:
-        return (1 if depthwise else chans) * kh * kw * (2 if sw >= 2 else 1)
+        steps = (1 if depthwise else chans) * kh * kw if kept is None else kept
+        return steps * (2 if sw >= 2 else 1)
     return ceil_div(chans, cfg.tn) * kh * kw
 
 
@@ -136,14 +138,15 @@ COMPUTE_START = 1
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
-                rows: int, cols: int, sw: int = 1, planes: int = 1) -> int:
+                rows: int, cols: int, sw: int = 1, planes: int = 1, kept: int | None = None) -> int:
     """CONV: ``COMPUTE_START``, then per output row, pixel groups (one pixel for channel-parallel, tn pixels for
     pixel-parallel) each take max(accumulation steps, retire slots) cycles — the
     accumulators are double-buffered so a group's drain overlaps the next group's steps —
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
     first chunk retires with its last step), and the fixed pipeline latency. ``drain`` is
-    ``conv_slots`` (``planes`` byte planes a result: 1, or 2 and 4 for wide outputs)."""
-    inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw)
+    ``conv_slots`` (``planes`` byte planes a result: 1, or 2 and 4 for wide outputs). An
+    SPCONV is this rule with its ``kept`` steps (pixel-parallel only)."""
+    inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw, kept)
     drain = conv_slots(cfg, pixel, planes)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
     return COMPUTE_START + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency

@@ -32,7 +32,7 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     STORE = 5  # output buffer box -> DRAM
     FINISH = 6  # end of an accelerator segment: waits for all units, raises done
     NMS = 8  # reserved: PSRR-MaxpoolNMS core
-    SPCONV = 9  # reserved: SIMD-structured sparse convolution core
+    SPCONV = 9  # PE array: a pixel-parallel CONV over a list of kept steps (docs/sparsity.md)
 
 
 class Unit(enum.Enum, shape=unsigned(2)):
@@ -231,6 +231,13 @@ Vec = data.StructLayout({
     "rshift": signed(8),  # right shift of the result (half-to-even); negative: left shift
 })
 
+# SPCONV: a pixel-parallel CONV (dense or depthwise) whose accumulation steps are a list: the
+# CONV fields at the same bit offsets, then ``kept``, the number of kept steps. The bank holds
+# the kept steps' weights from ``w_addr`` on (packed as a dense CONV's steps), then the index
+# list: one little-endian 16-bit dense step number a kept step, strictly increasing (formats
+# and checks in ir/sparse.py, docs/sparsity.md).
+SpConv = data.StructLayout({**{name: fld.shape for name, fld in Conv}, "kept": unsigned(16)})
+
 # PSRR-MaxpoolNMS of one image's score maps (docs/nms_core.md; records and rules in
 # ir/nms.py). The parameter table (levels, kernels, pair table), the patch list (the CPU's
 # Relationship Recovery) and the survivor list (a 16-byte header, then 16-byte entries) are
@@ -255,6 +262,7 @@ Body = data.UnionLayout({
     "conv": Conv,
     "vec": Vec,
     "nms": Nms,
+    "spconv": SpConv,
 })
 
 INSTR = data.StructLayout({
@@ -266,7 +274,8 @@ INSTR = data.StructLayout({
 assert INSTR.size == INSTR_BITS, INSTR.size
 
 BODY_OF = {Opcode.LOAD_ACT: "load_act", Opcode.LOAD_WGT: "load_wgt", Opcode.STORE: "store",
-           Opcode.CONV: "conv", Opcode.VEC: "vec", Opcode.NMS: "nms"}
+           Opcode.CONV: "conv", Opcode.VEC: "vec", Opcode.NMS: "nms",
+           Opcode.SPCONV: "spconv"}
 
 
 def encode(opcode: Opcode, body: dict | None = None, *, pop_prev=0, pop_next=0, push_prev=0, push_next=0) -> bytes:

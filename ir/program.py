@@ -27,6 +27,7 @@ from .config import AcceleratorConfig
 from .decode import opcodes, scan
 from .graph import Graph
 from .isa import INSTR_BYTES, Opcode
+from .sparse import check_program as check_spconv
 from .text import parse_graph, print_graph
 
 FORMAT = "shiftflow-program"
@@ -113,6 +114,9 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
     if expect_target is not None and config != expect_target:
         raise ProgramError(f"program was compiled for target {config.name!r}, not {expect_target.name!r}")
     _check_instructions(blobs["program.bin"], manifest.get("n_instructions"), config)
+    const_base = manifest["dram"].get("const_base") if isinstance(manifest["dram"], dict) else None
+    if _count(const_base):
+        check_spconv(config, blobs["program.bin"], blobs["weights.bin"], const_base)
     graph = parse_graph(blobs["graph.ir"].decode())
     check_manifest(manifest, graph, len(blobs["program.bin"]) // INSTR_BYTES)
     return Program(config, blobs["program.bin"], blobs["weights.bin"], graph, manifest)
@@ -121,7 +125,7 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
 def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) -> None:
     """``program.bin`` holds the ``listed`` number of valid instructions (``ir/decode.py``,
     with the field rules of ``ir/rules.py`` for ``config``), none of them for a core the
-    target lacks."""
+    target lacks (every target's simulator has SPCONV; no target has NMS yet)."""
     if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != listed:
         raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
                            f"{listed} instructions of {INSTR_BYTES} bytes the manifest lists")
@@ -129,7 +133,7 @@ def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) 
     if problems:
         raise ProgramError(f"program.bin {problems[min(problems)]}")
     codes = opcodes(instructions)
-    uses = np.flatnonzero(np.isin(codes, [Opcode.NMS.value, Opcode.SPCONV.value]))
+    uses = np.flatnonzero(codes == Opcode.NMS.value)
     if uses.size:
         op = Opcode(int(codes[uses[0]]))
         raise ProgramError(f"program.bin instruction {uses[0]} uses {op.name}, which target {config.name!r} lacks")

@@ -28,6 +28,7 @@ import numpy as np
 from .config import AcceleratorConfig
 from .cost import conv_psum_entries, conv_weight_words
 from .isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
+from .sparse import MAX_DENSE_STEPS, bank_words, dense_steps
 
 Columns = dict  # dotted field name -> np.ndarray (int64), one entry per instruction
 
@@ -209,28 +210,32 @@ def _conv_ring_blocks(f, c):
     return _cdiv(np.where(f["depthwise"] != 0, np.minimum(f["inp.chans"], c.tm), f["inp.chans"]), c.tn)
 
 
-def _conv() -> list[Rule]:
-    op = Opcode.CONV
+def _conv(op: Opcode = Opcode.CONV) -> list[Rule]:
+    """CONV's rules; SPCONV (a CONV over a list of steps, ir/sparse.py) keeps them all but
+    the weight-word range and the two that need PIXEL, which ``_spconv`` states its own way."""
+    conv = op == Opcode.CONV
     return [
         *_window_rules(op),
-        Rule(op, "depthwise", "`depthwise` = 1 needs `dataflow` = PIXEL",
-             lambda f, c: (f["depthwise"] == 0) | _pixel(f),
-             lambda f, c: "depthwise is set, but the channel-parallel dataflow has no depthwise mode"),
+        *([Rule(op, "depthwise", "`depthwise` = 1 needs `dataflow` = PIXEL",
+                 lambda f, c: (f["depthwise"] == 0) | _pixel(f),
+                 lambda f, c: "depthwise is set, but the channel-parallel dataflow has no depthwise mode")]
+          if conv else []),
         Rule(op, "win.sw", "`win.sw` ≤ 2 when `dataflow` = PIXEL (the line buffer reads stride 1 or 2)",
              lambda f, c: ~_pixel(f) | (f["win.sw"] <= 2),
              lambda f, c: f"pixel-parallel reads column stride 1 or 2, win.sw is {f['win.sw']}"),
-        Rule(op, "pow2", "`pow2` = 1 needs `dataflow` = PIXEL (one code decoder per PE row)",
-             lambda f, c: (f["pow2"] == 0) | _pixel(f),
-             lambda f, c: "pow2 weights need the pixel-parallel dataflow (channel-parallel takes int weights)"),
+        *([Rule(op, "pow2", "`pow2` = 1 needs `dataflow` = PIXEL (one code decoder per PE row)",
+                 lambda f, c: (f["pow2"] == 0) | _pixel(f),
+                 lambda f, c: "pow2 weights need the pixel-parallel dataflow (channel-parallel takes int weights)")] if op == Opcode.CONV else []),
         Rule(op, "pow2", "the weight encoding (`pow2`: pow2, else int) is one of the target's `weight_encodings`",
              lambda f, c: np.isin(np.where(f["pow2"] != 0, 1, 0),
                                   [int(e == "pow2") for e in c.weight_encodings]),
              lambda f, c: f"target {c.name!r} has no {'pow2' if f['pow2'] else 'int'} weights (pow2 = {f['pow2']})"),
         *_tile_rules(op, lambda f, c: c.tm // c.tn, "`tm/tn`"),
-        Rule(op, "w_addr", "the weight words the CONV reads from `w_addr` on are inside a weight bank",
-             lambda f, c: f["w_addr"] + _conv_weight_words(f, c) <= c.weight_bank_words,
-             lambda f, c: f"reads weight words {f['w_addr']}..{f['w_addr'] + _conv_weight_words(f, c) - 1} "
-                          f"of a bank of {c.weight_bank_words} (w_addr on)"),
+        *([Rule(op, "w_addr", "the weight words the CONV reads from `w_addr` on are inside a weight bank",
+                lambda f, c: f["w_addr"] + _conv_weight_words(f, c) <= c.weight_bank_words,
+                lambda f, c: f"reads weight words {f['w_addr']}..{f['w_addr'] + _conv_weight_words(f, c) - 1} "
+                             f"of a bank of {c.weight_bank_words} (w_addr on)")]
+          if conv else []),
         Rule(op, "p_addr", "`p_addr + tm` ≤ `param_entries`",
              lambda f, c: f["p_addr"] + c.tm <= c.param_entries,
              lambda f, c: f"reads parameter entries {f['p_addr']}..{f['p_addr'] + c.tm - 1} of a bank "
@@ -244,7 +249,31 @@ def _conv() -> list[Rule]:
              lambda f, c: ((f["psum_in"] | f["psum_out"]) == 0) | (_psum_entries(f, c) <= c.psum_entries),
              lambda f, c: f"psum_in/psum_out: a {f['tile.rows']}x{f['tile.cols']} tile needs {_psum_entries(f, c)} "
                           f"partial-sum entries, the buffer holds {c.psum_entries}"),
-        *_wide_rules(),
+        *_wide_rules(op),
+    ]
+
+
+def _dense_steps(f):
+    return dense_steps(f["depthwise"], f["inp.chans"], f["win.kh"], f["win.kw"])
+
+
+def _spconv() -> list[Rule]:
+    """SPCONV (docs/sparsity.md): pixel-parallel; CONV's rules; 1 to dense-steps kept steps,
+    whose weights and index list are inside the bank."""
+    op = Opcode.SPCONV
+    return [
+        Rule(op, "dataflow", "`dataflow` = PIXEL (a step is one input channel at one tap)",
+             lambda f, c: _pixel(f), lambda f, c: "SPCONV is pixel-parallel only (dataflow is channel)"),
+        *_conv(op),
+        Rule(op, "kept", f"1 ≤ `kept` ≤ the dense steps (`inp.chans·kh·kw`, `kh·kw` depthwise) ≤ {MAX_DENSE_STEPS} "
+                         "(an index entry is 16 bits)",
+             lambda f, c: (f["kept"] >= 1) & (f["kept"] <= _dense_steps(f)) & (_dense_steps(f) <= MAX_DENSE_STEPS),
+             lambda f, c: f"kept is {f['kept']}, the conv has {int(_dense_steps(f))} dense steps (kept must be "
+                          f"1..{min(int(_dense_steps(f)), MAX_DENSE_STEPS)}, at most {MAX_DENSE_STEPS} dense steps)"),
+        Rule(op, "w_addr", "the kept weights and the index list from `w_addr` on are inside a weight bank",
+             lambda f, c: f["w_addr"] + bank_words(c, f["kept"]) <= c.weight_bank_words,
+             lambda f, c: f"reads weight and index words {f['w_addr']}..{f['w_addr'] + bank_words(c, f['kept']) - 1} "
+                          f"of a bank of {c.weight_bank_words} (w_addr on)"),
     ]
 
 
@@ -259,10 +288,12 @@ def _plane_end(f, c):
     return f["tile.obuf_addr"] + (_planes(f) - 1) * f["plane_words"] + tile
 
 
-def _wide_rules() -> list[Rule]:
+def _wide_rules(op: Opcode) -> list[Rule]:
     """A wide CONV (docs/isa.md "Wide outputs"): 2 or 4 bytes, no fused pool, no leaky
     activation (its scaling is a shift), a result to store, planes apart and inside a half."""
-    op, wide = Opcode.CONV, (lambda f: f["wide"] != 0)
+    def wide(f):
+        return f["wide"] != 0
+
     tile = (lambda f, c: ((f["tile.rows"] // _pool(f) - 1) * f["tile.obuf_cols"] + f["tile.cols"] // _pool(f))
             * (c.tm // c.tn))
     return [
@@ -319,7 +350,7 @@ def _vec() -> list[Rule]:
 
 
 #: The table: every rule, grouped by opcode, in the order they are checked.
-RULES: tuple[Rule, ...] = (*_load_act(), *_load_wgt(), *_store(), *_conv(), *_vec())
+RULES: tuple[Rule, ...] = (*_load_act(), *_load_wgt(), *_store(), *_conv(), *_vec(), *_spconv())
 
 
 def broken(opcode: Opcode, columns: Columns, config: AcceleratorConfig) -> list[tuple[int, str]]:

@@ -42,10 +42,10 @@ def instruction_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
                    f[p + "ncols"])
     if op == Opcode.LOAD_WGT:
         return cost.dma_linear_cycles(cfg, f["dram_addr"], f["nbytes"])
-    if op == Opcode.CONV:
+    if op == Opcode.CONV or op == Opcode.SPCONV:
         return cost.conv_cycles(cfg, bool(f["dataflow"]), bool(f["depthwise"]), f["inp.chans"],
                                 f["win.kh"], f["win.kw"], f["tile.rows"], f["tile.cols"], f["win.sw"],
-                                1 << f["wide"])
+                                1 << f["wide"], f.get("kept"))
     if op == Opcode.VEC:
         taps = f["win.kh"] * f["win.kw"] if f["op"] in _POOLS else 1
         return cost.vec_cycles(cfg, taps, cost.ceil_div(f["inp.chans"], cfg.tn), f["tile.rows"], f["tile.cols"])

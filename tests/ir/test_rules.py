@@ -83,6 +83,13 @@ CASES = [
     (Opcode.VEC, "inp_b.ring.slot_words", {"inp_b.ring.slot_words": 3}, TINY),
     (Opcode.VEC, "inp_b.ring.base", {"inp_b.ring.base": 4094}, TINY),
 ]
+# SPCONV (ir/sparse.py): its own rules, then CONV's, less those it states its own way.
+VALID[Opcode.SPCONV] = dict(VALID[Opcode.CONV], kept=1)
+CASES += [(Opcode.SPCONV, "dataflow", {"dataflow": Dataflow.CHANNEL}, TINY),
+          (Opcode.SPCONV, "kept", {"kept": 2}, TINY),
+          (Opcode.SPCONV, "w_addr", {"w_addr": 511}, TINY),  # 1 weight word + 1 index word
+          *[(Opcode.SPCONV, field, changes, cfg) for op, field, changes, cfg in CASES
+            if op == Opcode.CONV and field not in ("depthwise", "w_addr") and "dataflow" not in changes]]
 
 
 def _with(body: dict, changes: dict) -> dict:
