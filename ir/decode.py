@@ -56,9 +56,11 @@ _HEADER, _BODIES = _layout_fields()
 _FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 _OPCODES = {op.value: op for op in Opcode}  # Opcode(v) through amaranth's enum metaclass is slow
 _ENUMS = {op: {f.name: f.enum for f in fields if f.enum is not None} for op, fields in _BODIES.items()}
-# Flags each unit may not use: the load unit has no previous unit, the store unit no next one.
-_BAD_FLAGS = {Unit.LOAD: ("pop_prev", "push_prev", "the load unit has no previous unit to pop from or push to"),
-              Unit.STORE: ("pop_next", "push_next", "the store unit has no next unit to pop from or push to")}
+# Flags each unit may not use: the load unit has no previous unit, the store unit no next one,
+# the NMS unit no neighbour at all.
+_BAD_FLAGS = {Unit.LOAD: (("pop_prev", "push_prev"), "the load unit has no previous unit to pop from or push to"),
+              Unit.STORE: (("pop_next", "push_next"), "the store unit has no next unit to pop from or push to"),
+              Unit.NMS: (_FLAGS, "the NMS unit takes and gives no tokens (it runs as a barrier)")}
 assert max(f.width for f in list(_HEADER.values()) + [f for fs in _BODIES.values() for f in fs]) <= 56
 
 
@@ -130,9 +132,10 @@ def _check(words: np.ndarray, head: dict[str, np.ndarray], start: int,
     codes = head["opcode"]
     for i in np.flatnonzero(~np.isin(codes, list(_OPCODES))).tolist():
         problems[start + i] = Problem(start + i, None, f"invalid opcode {int(codes[i])}")
-    for unit, (a, b, why) in _BAD_FLAGS.items():
+    for unit, (flags, why) in _BAD_FLAGS.items():
         ops = [op.value for op, u in UNIT_OF.items() if u == unit]
-        for i in np.flatnonzero(np.isin(codes, ops) & ((head[a] | head[b]) != 0)).tolist():
+        used = np.bitwise_or.reduce([head[f] for f in flags])
+        for i in np.flatnonzero(np.isin(codes, ops) & (used != 0)).tolist():
             problems.setdefault(start + i, Problem(start + i, _OPCODES[int(codes[i])], why))
     for op, fields in _BODIES.items():
         rows = np.flatnonzero(codes == op.value)

@@ -7,7 +7,8 @@ layouts: the compiler encodes with ``INSTR.const(...).as_bits()``, the simulator
 no hand-written shifts and masks anywhere else. Semantics: ``docs/isa.md``.
 
 Units and tokens (decoupled access/execute): LOAD_* run on the load unit, CONV/VEC/FINISH on
-the compute unit, STORE on the store unit. ``pop_prev``/``pop_next`` wait for a token from
+the compute unit, STORE on the store unit, NMS on the NMS unit (a barrier: it takes no
+tokens, starts when every other unit is idle, and nothing is dispatched while it runs). ``pop_prev``/``pop_next`` wait for a token from
 the unit before/after in the chain load → compute → store; ``push_prev``/``push_next`` send
 one when the instruction completes.
 """
@@ -31,7 +32,7 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     VEC = 4  # vector unit: add / pool / resize / requant over line-buffer tiles
     STORE = 5  # output buffer box -> DRAM
     FINISH = 6  # end of an accelerator segment: waits for all units, raises done
-    NMS = 8  # reserved: PSRR-MaxpoolNMS core
+    NMS = 8  # NMS unit: PSRR-MaxpoolNMS of one image's score maps (docs/nms_core.md)
     SPCONV = 9  # PE array: a pixel-parallel CONV over a list of kept steps (docs/sparsity.md)
 
 
@@ -39,11 +40,12 @@ class Unit(enum.Enum, shape=unsigned(2)):
     LOAD = 0
     COMPUTE = 1
     STORE = 2
+    NMS = 3  # no token neighbour: issued as a barrier (docs/nms_core.md)
 
 
 UNIT_OF = {Opcode.NOP: Unit.COMPUTE, Opcode.LOAD_ACT: Unit.LOAD, Opcode.LOAD_WGT: Unit.LOAD,
            Opcode.CONV: Unit.COMPUTE, Opcode.VEC: Unit.COMPUTE, Opcode.STORE: Unit.STORE,
-           Opcode.FINISH: Unit.COMPUTE, Opcode.NMS: Unit.COMPUTE, Opcode.SPCONV: Unit.COMPUTE}
+           Opcode.FINISH: Unit.COMPUTE, Opcode.NMS: Unit.NMS, Opcode.SPCONV: Unit.COMPUTE}
 
 
 class Dataflow(enum.Enum, shape=unsigned(1)):

@@ -13,11 +13,12 @@ changed cell), ``SURVIVOR_DTYPE`` (one survivor), after the list's ``HEADER_DTYP
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ShiftflowError
+from ..errors import ProgramError, ShiftflowError
 from .config import AcceleratorConfig
 
 PATCH_DTYPE = np.dtype([("level", "<u1"), ("empty", "<u1"), ("channel", "<u2"), ("y", "<u2"), ("x", "<u2"),
@@ -193,6 +194,47 @@ def decode_table(table: bytes, levels: int, channels: int, classes: int, thr: in
                      tuple(tuple(int(k) for k in row) for row in pairs["s"]), classes, thr, capacity, planes)
 
 
+def params_json(params: NmsParams) -> dict:
+    """``params`` as JSON (the manifest's ``nms.params``)."""
+    return dataclasses.asdict(params)
+
+
+def params_from_json(doc) -> NmsParams:
+    """``NmsParams`` from ``params_json``; ``NmsError`` when the document is not one."""
+    try:
+        levels = tuple(NmsLevel(**lv) for lv in doc["levels"])
+        tables = {k: tuple(tuple(r) if isinstance(r, list) else r for r in doc[k])
+                  for k in ("kernels", "shifts", "pair_k", "pair_s")}
+        return NmsParams(levels, **tables, **{k: doc[k] for k in ("classes", "thr", "capacity", "planes")})
+    except (KeyError, TypeError) as exc:
+        raise NmsError(f"manifest nms.params is not an NMS parameter table ({exc})") from None
+
+
+def check_program(cfg: AcceleratorConfig, fields: list[tuple[int, dict]], manifest: dict) -> None:
+    """The program loader's check of its NMS instructions (``(index, body fields)``): the
+    parameter table the compiler wrote (``manifest["nms"]``: its address and ``params``) is
+    the one each instruction names, with the instruction's levels, channels, classes,
+    threshold, capacity and code bytes, and the core runs it (``NmsParams.check``, the
+    pyramid's ``slot_table``). ``ProgramError`` naming the instruction otherwise."""
+    core = NmsCore.for_config(cfg)
+    for i, f in fields:
+        try:
+            nms = manifest.get("nms")
+            if not isinstance(nms, dict) or "params" not in nms:
+                raise NmsError("needs its parameter table in manifest.json nms.params; recompile the model")
+            params = params_from_json(nms["params"])
+            given = {"table_addr": nms.get("table_addr"), "levels": len(params.levels),
+                     "channels": params.channels, "classes": params.classes, "thr": params.thr,
+                     "capacity": params.capacity, "planes": params.planes.bit_length() - 1}
+            for name, v in given.items():
+                if f[name] != v:
+                    raise NmsError(f"field {name} is {f[name]}, its parameter table (manifest nms) says {v}")
+            params.check(core)
+            slot_table(params, core)
+        except NmsError as exc:
+            raise ProgramError(f"program.bin instruction {i} (NMS): {exc}") from None
+
+
 def _aligned(name: str):
     return (name, f"`{name}` is a multiple of 16 and of the DRAM beat",
             lambda f, c: f[name] % max(16, c.dram_bytes_per_cycle) == 0,
@@ -213,7 +255,8 @@ def field_rules() -> list[tuple]:
          & (f["channels"] >= f["levels"]), lambda f, c: f"needs levels >= 1 and channels >= levels, found "
                                                          f"{f['levels']} levels, {f['channels']} channels"),
         ("classes", "at least one class", lambda f, c: f["classes"] >= 1, lambda f, c: "classes must be >= 1, found 0"),
-        ("patches", "the patch list fits the core's patch buffer", lambda f, c: f["patches"] <= core(c).patches,
+        ("patches", "`patches` (the most entries the patch list may hold) fits the core's patch buffer",
+         lambda f, c: f["patches"] <= core(c).patches,
          lambda f, c: f"patches {f['patches']} exceed the core's patch buffer of {core(c).patches}"),
         ("capacity", "the survivor list fits the core's survivor buffer",
          lambda f, c: f["capacity"] <= core(c).survivors,
@@ -283,7 +326,7 @@ def spatial_cycles(decided: np.ndarray) -> int:
 def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks: list[np.ndarray],
                patches: int, spatial: int, written: int) -> int:
     """The whole instruction (docs/nms_core.md, "Cycle model"): the table and the patch list
-    read, per level its latency then per position the larger of its word's read time and its
+    (its header and ``patches`` entries) read, per level its latency then per position the larger of its word's read time and its
     survivors (``blocks``: one ``decided`` array per level and block of ``core.lanes``
     channels, as ``spatial_cycles`` takes; a position reads its ``tn``-byte word of each
     plane, drain rows read nothing), the pyramid stage on the ``spatial`` survivors
@@ -292,8 +335,7 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     beats = lambda nbytes: -(-nbytes // bw)
     n = params.channels
     total = 1 + cfg.dram_latency + beats(table_bytes(len(params.levels), n))
-    if patches:
-        total += cfg.dram_latency + beats(16 * patches)
+    total += cfg.dram_latency + beats(16 * (1 + patches))  # the patch list's header, then its entries
     read = max(1, beats(params.planes * cfg.tn))  # a position reads its DRAM word of every plane
     it = iter(blocks)
     for lv in params.levels:

@@ -26,7 +26,8 @@ from ..errors import ProgramError, ShiftflowError  # ProgramError: also imported
 from .config import AcceleratorConfig
 from .decode import opcodes, scan
 from .graph import Graph
-from .isa import INSTR_BYTES, Opcode
+from .isa import INSTR_BYTES, Opcode, to_dict
+from .nms import check_program as check_nms
 from .sparse import check_program as check_spconv
 from .text import parse_graph, print_graph
 
@@ -117,6 +118,9 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
     const_base = manifest["dram"].get("const_base") if isinstance(manifest["dram"], dict) else None
     if _count(const_base):
         check_spconv(config, blobs["program.bin"], blobs["weights.bin"], const_base)
+    nms = np.flatnonzero(opcodes(blobs["program.bin"]) == Opcode.NMS.value).tolist()
+    check_nms(config, [(i, to_dict(blobs["program.bin"][i * INSTR_BYTES:(i + 1) * INSTR_BYTES])["nms"]) for i in nms],
+              manifest)
     graph = parse_graph(blobs["graph.ir"].decode())
     check_manifest(manifest, graph, len(blobs["program.bin"]) // INSTR_BYTES)
     return Program(config, blobs["program.bin"], blobs["weights.bin"], graph, manifest)
@@ -124,19 +128,14 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
 
 def _check_instructions(instructions: bytes, listed, config: AcceleratorConfig) -> None:
     """``program.bin`` holds the ``listed`` number of valid instructions (``ir/decode.py``,
-    with the field rules of ``ir/rules.py`` for ``config``), none of them for a core the
-    target lacks (every target's simulator has SPCONV; no target has NMS yet)."""
+    with the field rules of ``ir/rules.py`` for ``config``). Every target's simulator has
+    SPCONV and NMS (whose parameter table ``load_program`` checks: ``ir.nms.check_program``)."""
     if len(instructions) % INSTR_BYTES or len(instructions) // INSTR_BYTES != listed:
         raise ProgramError(f"program.bin holds {len(instructions)} bytes, not the "
                            f"{listed} instructions of {INSTR_BYTES} bytes the manifest lists")
     problems = scan(instructions, config=config)
     if problems:
         raise ProgramError(f"program.bin {problems[min(problems)]}")
-    codes = opcodes(instructions)
-    uses = np.flatnonzero(codes == Opcode.NMS.value)
-    if uses.size:
-        op = Opcode(int(codes[uses[0]]))
-        raise ProgramError(f"program.bin instruction {uses[0]} uses {op.name}, which target {config.name!r} lacks")
 
 
 def _need(ok: bool, where: str, what: str, value) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from .config import AcceleratorConfig
 from .cost import conv_psum_entries, conv_weight_words
 from .isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
+from .nms import field_rules as nms_field_rules
 from .sparse import MAX_DENSE_STEPS, bank_words, dense_steps
 
 Columns = dict  # dotted field name -> np.ndarray (int64), one entry per instruction
@@ -350,7 +351,8 @@ def _vec() -> list[Rule]:
 
 
 #: The table: every rule, grouped by opcode, in the order they are checked.
-RULES: tuple[Rule, ...] = (*_load_act(), *_load_wgt(), *_store(), *_conv(), *_vec(), *_spconv())
+RULES: tuple[Rule, ...] = (*_load_act(), *_load_wgt(), *_store(), *_conv(), *_vec(), *_spconv(),
+                           *(Rule(Opcode.NMS, *r) for r in nms_field_rules()))
 
 
 def broken(opcode: Opcode, columns: Columns, config: AcceleratorConfig) -> list[tuple[int, str]]:

@@ -33,9 +33,14 @@ _UNIT_NAMES = {u.value: u.name.lower() for u in Unit}
 _POOLS = (VecOp.MAXPOOL.value, VecOp.AVGPOOL.value)
 
 
-def instruction_cycles(cfg: AcceleratorConfig, ins: Instr) -> int:
-    """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md)."""
+def instruction_cycles(cfg: AcceleratorConfig, ins: Instr, measured: dict[int, int] | None = None) -> int:
+    """Cycles instruction ``ins`` occupies its unit (the cost table of docs/isa.md). An NMS
+    instruction's cycles depend on the score maps (``ir.nms.nms_cycles``): they are taken
+    from ``measured`` (by instruction index, as the functional model ran it), else 1 (an
+    estimate before the data exists)."""
     f, op = ins.f, ins.opcode
+    if op == Opcode.NMS:
+        return (measured or {}).get(ins.index, 1)
     if op in (Opcode.LOAD_ACT, Opcode.STORE):
         p, box = ("src.", cost.dma_box_cycles) if op == Opcode.LOAD_ACT else ("dst.", cost.dma_store_cycles)
         return box(cfg, f[p + "dram_addr"], f[p + "blk_stride"], f[p + "row_stride"], f[p + "nblk"], f[p + "nrows"],
@@ -81,9 +86,12 @@ class Timeline:
         return out
 
 
-def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
+def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, int] | None = None) -> Timeline:
     """The timeline of one segment (``instrs`` ends with its only FINISH). Raises
-    ``ProgramError`` for a segment without that FINISH and for a token deadlock."""
+    ``ProgramError`` for a segment without that FINISH and for a token deadlock. NMS is a
+    barrier: it starts when every unit has ended, like FINISH, and the next instruction is
+    dispatched no earlier than its end; its cost comes from ``measured``
+    (``instruction_cycles``)."""
     if not instrs or instrs[-1].opcode != Opcode.FINISH:
         where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
         raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
@@ -91,13 +99,14 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
     last_end = {u: 0 for u in _UNIT_NAMES}
     starts: dict[int, list[int]] = {u: [] for u in _UNIT_NAMES}
     fetch, dispatch, start, end, costs, stall = [], [], [], [], [], []
+    barrier = 0  # the end of the last NMS: nothing is dispatched before it
     for k, ins in enumerate(instrs):
         if ins.opcode == Opcode.FINISH and k != len(instrs) - 1:
             raise ProgramError(f"{ins.where()} ends the segment before its last instruction {instrs[-1].index}")
         u = ins.unit.value
         f = cost.fetch_ready(cfg, k, fetch[-1] if k else None,
                              dispatch[k - cfg.fetch_depth] if k >= cfg.fetch_depth else None)
-        d = f if k == 0 else max(f, dispatch[-1] + 1)
+        d = max(f if k == 0 else max(f, dispatch[-1] + 1), barrier)
         queue = starts[u]
         if len(queue) >= cfg.queue_depth:
             d = max(d, queue[-cfg.queue_depth] + 1)
@@ -110,10 +119,12 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr]) -> Timeline:
                     raise ProgramError(f"{ins.where()} pops a token from the {_UNIT_NAMES[other]} unit that no "
                                        f"earlier instruction pushed: the program would deadlock")
                 s = max(s, fifo.popleft())
-        if ins.opcode == Opcode.FINISH:
+        if ins.opcode == Opcode.FINISH or ins.opcode == Opcode.NMS:
             s = max(s, *last_end.values())
-        c = instruction_cycles(cfg, ins)
+        c = instruction_cycles(cfg, ins, measured)
         e = s + c
+        if ins.opcode == Opcode.NMS:
+            barrier = e
         for flag, other in ((ins.push_prev, _PREV.get(u)), (ins.push_next, _NEXT.get(u))):
             if flag:
                 fifos.setdefault((u, other), deque()).append(e)

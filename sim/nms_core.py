@@ -27,8 +27,10 @@ from ..ir.nms import (
     NmsCore,
     NmsParams,
     decode_table,
+    nms_cycles,
     table_bytes,
 )
+from ..ir.config import AcceleratorConfig
 
 _NONE = np.iinfo(np.int64).min
 _LOW32 = np.int64(0xFFFFFFFF)
@@ -105,6 +107,7 @@ class NmsResult:
     entries: np.ndarray
     spatial: np.ndarray
     decided: list[np.ndarray]
+    cycles: int = 0  # the cycle model's (set by ``run_instruction``)
 
 
 def _lanes(a: np.ndarray, lanes: int) -> np.ndarray:
@@ -187,7 +190,7 @@ def stream_blocks(dram: np.ndarray, params: NmsParams, lanes: int, patches: np.n
 
 
 def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndarray, out_addr: int,
-            tn: int | None = None) -> NmsResult:
+            tn: int | None = None, patch_overflow: bool = False) -> NmsResult:
     """Run one NMS instruction on ``dram`` (uint8, written in place): read the levels' maps
     (DRAM words of ``tn`` channels, default ``core.lanes``), pool them ``core.lanes``
     channels at a time, write the list's header and entries at ``out_addr``.
@@ -195,7 +198,7 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     patches = np.asarray(patches, PATCH_DTYPE)
     lanes = core.lanes
     parts, decided = [], []
-    bad = not _patches_ok(params, patches, lanes)
+    bad = patch_overflow or not _patches_ok(params, patches, lanes)
     blocks = stream_blocks(dram, params, lanes, patches[:0] if bad else patches, tn or lanes)
     for li, b0, valid, key, index, ks, ss in blocks:
         y, x, lane, dec = spatial_block(valid, key, index, ks, ss)
@@ -223,18 +226,33 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     return NmsResult(len(final), flags, entries, spatial, decided)
 
 
-def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, tn: int) -> NmsResult:
+def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: AcceleratorConfig) -> NmsResult:
     """One NMS instruction from its body's fields (``ir.isa.Nms`` names, ints) and DRAM: the
-    parameter table and the patch list are read from DRAM, the table checked
-    (``NmsParams.check``: ``NmsError``), then ``execute``."""
+    parameter table is read and checked (``NmsParams.check``: ``NmsError``), then the patch
+    list — a 16-byte header whose ``count`` must not exceed the field ``patches`` (else the
+    result is flagged ``FLAG_BAD_PATCH``), then its entries — then ``execute`` with DRAM words
+    of ``cfg.tn`` channels; ``cycles`` of the result is ``ir.nms.nms_cycles``."""
     levels, channels = fields["levels"], fields["channels"]
     at = fields["table_addr"]
     params = decode_table(dram[at:at + table_bytes(levels, channels)].tobytes(), levels, channels,
                           fields["classes"], fields["thr"], fields["capacity"], 1 << fields["planes"])
     params.check(core)
     at = fields["patch_addr"]
-    patches = np.frombuffer(dram[at:at + 16 * fields["patches"]].tobytes(), PATCH_DTYPE)
-    return execute(dram, params, core, patches, fields["out_addr"], tn)
+    count = int(np.frombuffer(dram[at:at + 16].tobytes(), HEADER_DTYPE)[0]["count"])
+    over = count > fields["patches"]
+    n = 0 if over else count
+    patches = np.frombuffer(dram[at + 16:at + 16 * (1 + n)].tobytes(), PATCH_DTYPE)
+    res = execute(dram, params, core, patches, fields["out_addr"], cfg.tn, patch_overflow=over)
+    res.cycles = nms_cycles(cfg, params, core, res.decided, n, len(res.spatial), len(res.entries))
+    return res
+
+
+def write_patches(dram: np.ndarray, patch_addr: int, patches: np.ndarray) -> None:
+    """The patch list as the NMS instruction reads it: a header (``count``), then the entries."""
+    header = np.zeros(1, HEADER_DTYPE)
+    header["count"] = len(patches)
+    blob = header.tobytes() + np.asarray(patches, PATCH_DTYPE).tobytes()
+    dram[patch_addr:patch_addr + len(blob)] = np.frombuffer(blob, np.uint8)
 
 
 def read_list(dram: np.ndarray, out_addr: int, capacity: int) -> tuple[int, int, np.ndarray]:

@@ -90,6 +90,13 @@ CASES += [(Opcode.SPCONV, "dataflow", {"dataflow": Dataflow.CHANNEL}, TINY),
           (Opcode.SPCONV, "w_addr", {"w_addr": 511}, TINY),  # 1 weight word + 1 index word
           *[(Opcode.SPCONV, field, changes, cfg) for op, field, changes, cfg in CASES
             if op == Opcode.CONV and field not in ("depthwise", "w_addr") and "dataflow" not in changes]]
+# NMS (ir/nms.py field_rules): addresses, code bytes, levels, classes, the core's buffers.
+VALID[Opcode.NMS] = {"table_addr": 64, "levels": 1, "channels": 1, "classes": 1, "patch_addr": 128, "patches": 10,
+                     "out_addr": 256, "capacity": 10}
+CASES += [(Opcode.NMS, "table_addr", {"table_addr": 72}, TINY), (Opcode.NMS, "patch_addr", {"patch_addr": 136}, TINY),
+          (Opcode.NMS, "out_addr", {"out_addr": 264}, TINY), (Opcode.NMS, "planes", {"planes": 3}, TINY),
+          (Opcode.NMS, "levels", {"levels": 2}, TINY), (Opcode.NMS, "classes", {"classes": 0}, TINY),
+          (Opcode.NMS, "patches", {"patches": 5000}, TINY), (Opcode.NMS, "capacity", {"capacity": 5000}, TINY)]
 
 
 def _with(body: dict, changes: dict) -> dict:

@@ -41,7 +41,7 @@ def test_three_instructions_with_a_token():
     assert tl.stall == [0, 51 - 33, 0]
     assert tl.cycles == 67
     assert tl.unit_totals() == {"load": {"busy": 26, "stall": 0}, "compute": {"busy": 16, "stall": 18},
-                                "store": {"busy": 0, "stall": 0}}
+                                "store": {"busy": 0, "stall": 0}, "nms": {"busy": 0, "stall": 0}}
 
 
 def test_queue_depth_delays_dispatch():

@@ -100,7 +100,7 @@ def test_interface_errors():
     (encode(Opcode.VEC, {"op": VecOp.REQUANT, "win": {"sh": 1, "sw": 1},
                          "inp": dict(geom(ring(0, 2, 8, 8), 4, 8, 4, True), slot_first=1),
                          "tile": {"rows": 4, "cols": 8, "obuf_blk": 1, "obuf_cols": 8}}), "not below 2\\*slots"),
-    (encode(Opcode.NMS), "has no NMS core"),
+    (encode(Opcode.NMS), "needs levels >= 1"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_instruction_is_named(word, message):
     with pytest.raises(ProgramError, match=r"instruction 1 \(") as info:

@@ -24,7 +24,7 @@ from shiftflow.ir.nms import (
 )
 from shiftflow.runtime.decode import decode
 from shiftflow.runtime.nms_pool import psrr_nms
-from shiftflow.sim.nms_core import execute, read_list, read_scores, run_instruction
+from shiftflow.sim.nms_core import execute, read_list, read_scores, run_instruction, write_patches
 
 from .nms_host import core_setup, head, outputs, to_detections, write_scores
 
@@ -175,17 +175,22 @@ def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
                         params.capacity, params.planes) == params
     dram[at:at + len(table)] = np.frombuffer(table, np.uint8)
     pat = at + len(table)
-    dram[pat:pat + 16 * len(patches)] = np.frombuffer(patches.tobytes(), np.uint8)
-    out = pat + 16 * len(patches) + 64
+    write_patches(dram, pat, patches)
+    out = pat + 16 * (1 + len(patches)) + 64
     body = {"table_addr": at, "levels": len(params.levels), "channels": params.channels,
             "classes": params.classes, "planes": 0, "thr": params.thr, "patch_addr": pat,
             "patches": len(patches), "out_addr": out, "capacity": params.capacity}
     fields = to_dict(encode(Opcode.NMS, body))["nms"]
-    got = run_instruction(dram, fields, NmsCore(lanes=4, max_width=16), tn=4)
-    assert got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
+    core = NmsCore(lanes=4, max_width=16)
+    got = run_instruction(dram, fields, core, TINY)
+    assert TINY.tn == 4 and got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
     assert read_list(dram, out, params.capacity)[2].tobytes() == res.entries.tobytes()
+    assert got.cycles == nms_cycles(TINY, params, core, res.decided, len(patches), len(res.spatial), res.count)
     with pytest.raises(NmsError, match="kernel .* must be in 1..min"):
-        run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), tn=4)
+        run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), TINY)
+    # A patch list longer than the instruction allows: flagged, nothing pooled from it.
+    over = run_instruction(dram, dict(fields, patches=len(patches) - 1), core, TINY)
+    assert over.flags == FLAG_BAD_PATCH and len(read_list(dram, out, params.capacity)[2]) == 0
 
 
 def test_field_rules_refuse_malformed_instructions():

@@ -88,7 +88,7 @@ def test_reserved_opcode_is_rejected(build):
     data = bytearray((build / "program.bin").read_bytes())
     data[0:INSTR_BYTES] = encode(Opcode.NMS)
     _rewrite(build, "program.bin", bytes(data))
-    assert "instruction 0 uses NMS" in _load_error(build)
+    assert "instruction 0 (NMS): needs levels >= 1" in _load_error(build)
 
 
 @pytest.mark.parametrize("damage, message", [
