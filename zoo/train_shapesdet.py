@@ -113,8 +113,10 @@ def _targets(anchors, boxes_list):
             torch.from_numpy(np.stack([p[1] for p in pairs])))
 
 
-def train(net, images, boxes, steps, lr, batch, rng, pow2=False, log=print):
-    """Adam with a cosine schedule for ``steps`` batches; random horizontal flips."""
+def train(net, images, boxes, steps, lr, batch, rng, pow2=False, log=print, after_step=None):
+    """Adam with a cosine schedule for ``steps`` batches; random horizontal flips.
+    ``after_step(net)``, if given, runs after every optimizer step (e.g. re-applying a
+    pruning mask, so the zeros stay zeros)."""
     anchors = anchor_boxes(TRAIN_HW)
     layers = nets.weight_layers(net)
     shadows = [layer.weight.detach().clone().requires_grad_(True) for layer in layers] if pow2 else []
@@ -142,6 +144,8 @@ def train(net, images, boxes, steps, lr, batch, rng, pow2=False, log=print):
             s.grad = layer.weight.grad
         opt.step()
         sched.step()
+        if after_step is not None:
+            after_step(net)
         if step % 100 == 0 or step == steps - 1:
             log(f"step {step}/{steps} loss {float(loss):.3f} {time.perf_counter() - start:.0f} s")
     if pow2:
