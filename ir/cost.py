@@ -168,8 +168,8 @@ def conv_min_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: 
     a product: the input channels (pixel-parallel), one (depthwise), the input blocks
     (channel-parallel)."""
     if pixel:
-        return 1 if depthwise else max(1, chans)
-    return max(1, ceil_div(chans, cfg.tn))
+        return 1 if depthwise else chans
+    return ceil_div(chans, cfg.tn)
 
 
 def conv_overlap_start(cfg: AcceleratorConfig, end: int, slots: int, psum_out: bool, next_min_steps: int) -> int:
