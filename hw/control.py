@@ -71,7 +71,7 @@ __all__ = ["Controller", "csr_signature", "LEGAL"]
 
 #: Opcodes this controller executes; the rest (NMS, SPCONV, unassigned codes) are errors.
 LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH)
-UNITS = tuple(Unit)
+UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with executors here (NMS is not LEGAL)
 _PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
 _NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
 
