@@ -160,6 +160,12 @@ def cmd_compile(args) -> int:
     with body_file(args.model) as (body, tail, body_outputs):  # an NMS and what follows it stay on the CPU
         program = compile_model(body, args.target, dataflow=args.dataflow,
                                 input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
+    if args.nms is not None:  # the NMS core's part after the heads (runtime/nms_core.py)
+        from .runtime.nms_core import attach_nms
+
+        if heads is None or tail is not None:
+            raise UsageError(f"--nms {args.nms} needs a detector with a head spec and without its own NonMaxSuppression")
+        program = attach_nms(program, heads, args.nms, args.score)
     save_program(program, args.output)
     if tail is not None:
         save_tail(args.output, tail, body_outputs)
@@ -410,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", default="tiny", help="tiny, zu3eg, or a target JSON file")
     sp.add_argument("--dataflow", default="auto", choices=("auto", "channel", "pixel"))
     sp.add_argument("--print-after", metavar="PASS", help="print the plan after this back-end pass")
+    sp.add_argument("--nms", choices=("psrr",), help="append the NMS core's instruction (PSRR-MaxpoolNMS after the "
+                                                     "heads; docs/nms_core.md)")
+    sp.add_argument("--score", type=float, default=0.3, help="score threshold of --nms psrr (default 0.3)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_compile)
 

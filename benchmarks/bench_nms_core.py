@@ -34,9 +34,10 @@ from shiftflow.ir.config import ZU3EG
 from shiftflow.ir.nms import NmsCore, nms_cycles, slot_table
 from shiftflow.runtime.decode import decode
 from shiftflow.runtime.nms import greedy_nms
+from shiftflow.runtime.nms_core import recovery_patches, to_detections
 from shiftflow.runtime.nms_pool import ALPHA, REACH, _channels, _keys, psrr_nms
 from shiftflow.sim.nms_core import execute, read_list
-from shiftflow.tests.sim.nms_host import core_setup, recovery_patches, to_detections
+from shiftflow.tests.sim.nms_host import core_setup
 
 #: The core's memories at zu3eg: the 512×512 detector's widest map is 64 cells and its
 #: largest kernel 5 (alpha 0.75, anchors 6 strides wide).

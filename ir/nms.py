@@ -31,7 +31,7 @@ assert PATCH_DTYPE.itemsize == SURVIVOR_DTYPE.itemsize == HEADER_DTYPE.itemsize 
 # shift), then the channels × channels pair table (K, K_s), each part padded to 16 bytes.
 LEVEL_DTYPE = np.dtype([("dram_addr", "<u4"), ("row_stride", "<u4"), ("blk_stride", "<u4"), ("start", "<u4"),
                         ("height", "<u2"), ("width", "<u2"), ("stride", "<u2"), ("anchors", "<u1"),
-                        ("shift", "<u1"), ("zero", "<u8")])
+                        ("shift", "<u1"), ("blocks", "<u4"), ("zero", "<u4")])
 PAIR_DTYPE = np.dtype([("k", "<u1"), ("s", "<u1")])
 assert LEVEL_DTYPE.itemsize == 32
 
@@ -52,7 +52,10 @@ class NmsLevel:
     """One level's score map: ``height × width`` cells of ``anchors · classes`` channels
     (channel ``a·C + c``), stride in input pixels, the left ``shift`` of its codes to the
     common exponent, the box index of its cell (0, 0) anchor 0; where it is in DRAM (the
-    activation layout of docs/isa.md: ``dram_addr``, ``row_stride``, ``blk_stride``)."""
+    activation layout of docs/isa.md: ``dram_addr``, ``row_stride``, ``blk_stride``, and
+    ``blocks``, the channel blocks of one byte plane — the stored tensor's, which may be more
+    than ``ceil(anchors · classes / tn)`` when the conv wrote whole ``tm``-channel blocks;
+    0 means that many)."""
     height: int
     width: int
     anchors: int
@@ -62,6 +65,7 @@ class NmsLevel:
     dram_addr: int = 0
     row_stride: int = 0
     blk_stride: int = 0
+    blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ class NmsCore:
     """The core's size: ``lanes`` channels a cycle (a DRAM word: ``tn``), the widest map and
     the largest kernel its memories hold, the spatial survivors and patches it buffers, the
     bits of a key (a code shifted to the common exponent, signed) and of a box index, the
-    anchor channels and the competing partners of one channel its pyramid stage holds."""
+    anchor channels and the competing partners of one channel its pyramid stage holds;
+    ``code_bits``, the widest value the accelerator stores (its ``acc_bits``: a wide output
+    is the accumulator's sum, so a 4-byte code holds at most that many significant bits)."""
     lanes: int
     max_width: int = 128
     max_kernel: int = 8
@@ -79,12 +85,14 @@ class NmsCore:
     index_bits: int = 24
     max_channels: int = 32
     partners: int = 8
+    code_bits: int = 32
 
     @staticmethod
     def for_config(cfg: AcceleratorConfig) -> NmsCore:
-        """The core of a target: one lane per channel of a DRAM word (``tn``); the memories'
-        sizes are the defaults above (not yet ``AcceleratorConfig`` fields)."""
-        return NmsCore(lanes=cfg.tn)
+        """The core of a target: one lane per channel of a DRAM word (``tn``), codes of at
+        most ``acc_bits``; the memories' sizes are the defaults above (not yet
+        ``AcceleratorConfig`` fields)."""
+        return NmsCore(lanes=cfg.tn, code_bits=cfg.acc_bits)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class NmsParams:
         its 16-bit count field allows, keys or box indices wider than the core's, strides of
         competing channels that are not a power-of-two ratio."""
         n = self.channels
+        if not self.levels:
+            raise NmsError("NMS needs at least one level, found 0")
         if len(self.kernels) != n or len(self.shifts) != n or len(self.pair_k) != n or len(self.pair_s) != n:
             raise NmsError(f"NMS parameter table must have one kernel, shift and pair row per channel ({n}), "
                            f"found {len(self.kernels)}, {len(self.shifts)}, {len(self.pair_k)}, {len(self.pair_s)}")
@@ -136,8 +146,9 @@ class NmsParams:
         for i, lv in enumerate(self.levels):
             if lv.width > core.max_width:
                 raise NmsError(f"NMS level {i}: map width {lv.width} exceeds the core's {core.max_width}")
-            if 8 * self.planes + lv.shift > core.key_bits:
-                raise NmsError(f"NMS level {i}: {self.planes}-byte codes shifted by {lv.shift} do not fit "
+            bits = min(8 * self.planes, core.code_bits)
+            if bits + lv.shift > core.key_bits:
+                raise NmsError(f"NMS level {i}: {bits}-bit codes shifted by {lv.shift} do not fit "
                                f"the core's {core.key_bits}-bit keys")
         last = self.levels[-1]
         if last.start + last.height * last.width * last.anchors > 1 << core.index_bits:

@@ -71,8 +71,13 @@ def make_stages(program: Program, spec: HeadSpec, nms: str | None = None, score:
     """The four stages (pre, accel, host, post) of ``program``; ``None`` flags take the
     spec's defaults (``PostStage``)."""
     post = PostStage(spec, nms, score, iou, tail)  # validates the flags before an accelerator starts
-    return [PreStage(spec, keep_pixels), AcceleratorStage(program, make_accelerator(accelerator)),
-            HostStage(program), post]
+    stages = [PreStage(spec, keep_pixels), AcceleratorStage(program, make_accelerator(accelerator)),
+              HostStage(program), post]
+    if post.nms == "psrr" and "nms" in program.manifest:  # a build with the NMS core (runtime/nms_core.py)
+        from .nms_core import with_core
+
+        stages = with_core(stages, program, spec, post.score)
+    return stages
 
 
 def _report(stages: list, result, cycles: int) -> dict:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ProgramError
+from ..ir.config import AcceleratorConfig
 from ..ir.nms import (
     FLAG_BAD_PATCH,
     FLAG_LIST_FULL,
@@ -25,28 +27,29 @@ from ..ir.nms import (
     PATCH_DTYPE,
     SURVIVOR_DTYPE,
     NmsCore,
+    NmsError,
     NmsParams,
     decode_table,
     nms_cycles,
     table_bytes,
 )
-from ..ir.config import AcceleratorConfig
 
 _NONE = np.iinfo(np.int64).min
 _LOW32 = np.int64(0xFFFFFFFF)
 
 
 def read_scores(dram: np.ndarray, addr: int, row_stride: int, blk_stride: int, height: int, width: int,
-                channels: int, planes: int, tn: int) -> np.ndarray:
+                channels: int, planes: int, tn: int, blocks: int = 0) -> np.ndarray:
     """The (H, W, channels) int64 codes of a map in the activation layout: byte ``k`` of block
-    ``b`` in block ``k·B + b`` (``B = ceil(channels / tn)``), sign-extended from
+    ``b`` in block ``k·B + b`` (``B = blocks``, or ``ceil(channels / tn)`` when 0), sign-extended from
     ``8·planes`` bits."""
     nblk = -(-channels // tn)
     c = np.arange(nblk * tn)
+    plane = blocks or nblk
     y, x = np.arange(height)[:, None, None], np.arange(width)[None, :, None]
     value = np.zeros((height, width, nblk * tn), np.int64)
     for k in range(planes):
-        at = addr + (k * nblk + c // tn) * blk_stride + y * row_stride + x * tn + c % tn
+        at = addr + (k * plane + c // tn) * blk_stride + y * row_stride + x * tn + c % tn
         value |= dram[at].astype(np.int64) << (8 * k)
     half = np.int64(1) << (8 * planes - 1)
     return ((value ^ half) - half)[:, :, :channels]
@@ -174,7 +177,7 @@ def stream_blocks(dram: np.ndarray, params: NmsParams, lanes: int, patches: np.n
     for li, lv in enumerate(params.levels):
         nch = lv.anchors * params.classes
         key = read_scores(dram, lv.dram_addr, lv.row_stride, lv.blk_stride, lv.height, lv.width, nch,
-                          params.planes, tn) << lv.shift
+                          params.planes, tn, lv.blocks) << lv.shift
         cell = (np.arange(lv.height)[:, None, None] * lv.width + np.arange(lv.width)[None, :, None])
         index = lv.start + cell * lv.anchors + np.arange(nch)[None, None, :] // params.classes
         valid = key > params.thr
@@ -237,6 +240,7 @@ def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: Accelera
     params = decode_table(dram[at:at + table_bytes(levels, channels)].tobytes(), levels, channels,
                           fields["classes"], fields["thr"], fields["capacity"], 1 << fields["planes"])
     params.check(core)
+    _check_dram(dram.size, fields, params, cfg.tn)
     at = fields["patch_addr"]
     count = int(np.frombuffer(dram[at:at + 16].tobytes(), HEADER_DTYPE)[0]["count"])
     over = count > fields["patches"]
@@ -245,6 +249,31 @@ def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: Accelera
     res = execute(dram, params, core, patches, fields["out_addr"], cfg.tn, patch_overflow=over)
     res.cycles = nms_cycles(cfg, params, core, res.decided, n, len(res.spatial), len(res.entries))
     return res
+
+
+def _check_dram(size: int, fields: dict, params: NmsParams, tn: int) -> None:
+    """Every DRAM byte the instruction reads or writes is inside the DRAM (``NmsError``)."""
+    spans = [("parameter table", fields["table_addr"], table_bytes(len(params.levels), params.channels)),
+             ("patch list", fields["patch_addr"], 16 * (1 + fields["patches"])),
+             ("survivor list", fields["out_addr"], 16 * (1 + fields["capacity"]))]
+    for i, lv in enumerate(params.levels):
+        nblk = lv.blocks or -(-lv.anchors * params.classes // tn)
+        end = (params.planes * nblk - 1) * lv.blk_stride + (lv.height - 1) * lv.row_stride + lv.width * tn
+        spans.append((f"level {i}'s score map", lv.dram_addr, end))
+    for what, addr, n in spans:
+        if addr + n > size:
+            raise NmsError(f"the {what} at {addr}..{addr + n - 1} is outside the DRAM of {size} bytes")
+
+
+def run_on(machine, ins) -> None:
+    """An NMS instruction on the functional model's ``machine`` (sim/machine.py): its DRAM,
+    the target's core; its cycles go to ``machine.measured[ins.index]`` (the timeline's cost
+    of it). A table or DRAM range the core cannot run raises ``ProgramError`` naming ``ins``."""
+    try:
+        res = run_instruction(machine.dram, ins.f, NmsCore.for_config(machine.cfg), machine.cfg)
+    except NmsError as exc:
+        raise ProgramError(f"{ins.where()}: {exc}") from None
+    machine.measured[ins.index] = res.cycles
 
 
 def write_patches(dram: np.ndarray, patch_addr: int, patches: np.ndarray) -> None:

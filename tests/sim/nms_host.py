@@ -1,24 +1,16 @@
-"""The CPU's half of the NMS instruction, for the tests (docs/nms_core.md): the parameter
-table from a decoded head (the golden model's kernels and pairs), Relationship Recovery as
-a patch list, the score maps written to DRAM as the head's STOREs leave them, and the core's
-survivors turned into ``Detections``. It belongs in runtime/ once the compiler emits NMS.
+"""The NMS instruction's tests' host: the score maps written to DRAM as the head's STOREs
+leave them and a whole instruction's inputs from a decoded head (``core_setup``), with the
+CPU's half from runtime/nms_core.py (kernels and pairs, the recovery's patch list, the
+survivors as ``Detections``); small heads and their outputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from shiftflow.ir.nms import PATCH_DTYPE, NmsCore, NmsLevel, NmsParams
+from shiftflow.ir.nms import NmsCore, NmsLevel, NmsParams
 from shiftflow.runtime.heads import parse_heads
-from shiftflow.runtime.nms import make_detections
-from shiftflow.runtime.nms_pool import (
-    _channels,
-    _kernels,
-    _keys,
-    _length,
-    _pairs,
-    _recover,
-    kernel_size,
-)
+from shiftflow.runtime.nms_core import pool_tables, recovery_patches
+from shiftflow.runtime.nms_pool import _channels, _keys
 
 INT32_MIN = -(1 << 31)
 
@@ -46,15 +38,7 @@ def core_setup(decoded, shifts, score_threshold, alpha, reach, *, shifted=True, 
     recovery in the stream order of a core of ``lanes`` (default ``tn``) and the first free
     DRAM address."""
     chans = _channels(decoded)
-    kernels = [int(k) for k in _kernels(chans, alpha, kernel_by)]
-    n = len(chans)
-    pk = [[0] * n for _ in range(n)]
-    ps = [[0] * n for _ in range(n)]
-    for a, b in _pairs(chans, list(range(n)), reach):
-        common = max(chans[a][2], chans[b][2])
-        k = kernel_size(alpha, max(_length(chans[a], kernel_by), _length(chans[b], kernel_by)), common)
-        pk[a][b] = pk[b][a] = k
-        ps[a][b] = ps[b][a] = k // 2 if shifted else 0
+    kernels, kshifts, pk, ps = pool_tables(chans, alpha, reach, shifted, kernel_by)
     dram = np.zeros(dram_bytes, np.uint8)
     levels, addr = [], 0
     classes = decoded.spec.num_classes
@@ -67,61 +51,8 @@ def core_setup(decoded, shifts, score_threshold, alpha, reach, *, shifted=True, 
         levels.append(NmsLevel(h, w, a, lm.level.stride, shift, lm.start, addr, rs, bs))
         addr += planes * -(-a * classes // tn) * bs
     keys, thr = _keys(decoded, score_threshold)
-    params = NmsParams(tuple(levels), tuple(kernels), tuple(k // 2 if shifted else 0 for k in kernels),
-                       tuple(map(tuple, pk)), tuple(map(tuple, ps)), classes, max(int(thr), INT32_MIN - 1),
-                       capacity, planes)
+    params = NmsParams(tuple(levels), kernels, kshifts, pk, ps, classes, max(int(thr), INT32_MIN - 1), capacity, planes)
     return dram, params, recovery_patches(decoded, chans, keys, thr, lanes or tn), addr
-
-
-def recovery_patches(decoded, chans, keys, thr, lanes: int) -> np.ndarray:
-    """The cells where the recovered maps (``_recover``) differ from the thresholded raw
-    maps, in the stream order of a core of ``lanes``: a recovered cell's key and box index,
-    or empty."""
-    first = np.cumsum([0] + [len(lm.level.anchors) for lm in decoded.levels])
-    level_of = np.repeat(np.arange(len(decoded.levels)), np.diff(first))
-    classes = keys.shape[1]
-    idx, c = np.nonzero(keys > thr)
-    starts = np.array([lm.start for lm in decoded.levels])
-    li = np.searchsorted(starts, idx, side="right") - 1
-    na = np.array([len(lm.level.anchors) for lm in decoded.levels])[li]
-    w = np.array([lm.level.grid[1] for lm in decoded.levels])[li]
-    local = idx - starts[li]
-    span = 1 << 15  # above every grid side and channel count (as _group's columns)
-
-    def pos(ch, y, x, cls):
-        return ((np.asarray(ch, np.int64) * span + y) * span + x) * classes + cls
-
-    raw_pos = pos(first[li] + local % na, local // na // w, local // na % w, c)
-    cand = _recover(decoded, chans, keys, thr)
-    rec_pos = pos(cand.ch, cand.y, cand.x, cand.c)
-    every = np.union1d(raw_pos, rec_pos)
-
-    def lookup(keys_at, values):
-        order = np.argsort(keys_at)
-        at = np.minimum(np.searchsorted(keys_at[order], every), max(len(keys_at) - 1, 0))
-        has = (keys_at[order][at] == every) if len(keys_at) else np.zeros(len(every), bool)
-        return has, [v[order][at] if len(keys_at) else np.zeros(len(every), np.int64) for v in values]
-
-    raw_has, (raw_key, raw_idx) = lookup(raw_pos, (keys[idx, c].astype(np.int64), idx))
-    rec_has, (rec_key, rec_idx) = lookup(rec_pos, (cand.key.astype(np.int64), cand.idx))
-    differ = (raw_has != rec_has) | (rec_has & ((raw_key != rec_key) | (raw_idx != rec_idx)))
-    p, ok = every[differ], rec_has[differ]
-    cls, rest = p % classes, p // classes
-    x, rest = rest % span, rest // span
-    y, ch = rest % span, rest // span
-    lv = level_of[ch]
-    patches = np.zeros(len(p), PATCH_DTYPE)
-    patches["level"], patches["empty"], patches["channel"] = lv, ~ok, (ch - first[lv]) * classes + cls
-    patches["y"], patches["x"] = y, x
-    patches["key"], patches["index"] = np.where(ok, rec_key[differ], 0), np.where(ok, rec_idx[differ], 0)
-    chan = patches["channel"].astype(np.int64)
-    return patches[np.lexsort((chan % lanes, patches["x"], patches["y"], chan // lanes, patches["level"]))]
-
-
-def to_detections(decoded, entries: np.ndarray, max_per_class):
-    """The core's survivors as the CPU reports them: ``make_detections``' order and limit."""
-    return make_detections(decoded.boxes, decoded.scores, entries["index"].astype(np.int64),
-                           entries["cls"].astype(np.int64), max_per_class)
 
 
 def default_core(tn: int, **kw) -> NmsCore:

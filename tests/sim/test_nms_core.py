@@ -23,10 +23,17 @@ from shiftflow.ir.nms import (
     spatial_cycles,
 )
 from shiftflow.runtime.decode import decode
+from shiftflow.runtime.nms_core import to_detections
 from shiftflow.runtime.nms_pool import psrr_nms
-from shiftflow.sim.nms_core import execute, read_list, read_scores, run_instruction, write_patches
+from shiftflow.sim.nms_core import (
+    execute,
+    read_list,
+    read_scores,
+    run_instruction,
+    write_patches,
+)
 
-from .nms_host import core_setup, head, outputs, to_detections, write_scores
+from .nms_host import core_setup, head, outputs, write_scores
 
 SIZES = (1.0, 1.5, 2.0, 3.0)
 
@@ -151,7 +158,7 @@ def test_refuses_kernels_larger_than_the_map_or_the_core():
     _, params, _, _ = core_setup(d, [0], 0.05, 1.0, 1.0, tn=4)
     with pytest.raises(NmsError, match="map width 5 exceeds the core's 4"):
         params.check(NmsCore(lanes=4, max_width=4))
-    with pytest.raises(NmsError, match="1-byte codes shifted by 0 do not fit the core's 6-bit keys"):
+    with pytest.raises(NmsError, match="8-bit codes shifted by 0 do not fit the core's 6-bit keys"):
         params.check(NmsCore(lanes=4, key_bits=6))
     with pytest.raises(NmsError, match="box indices must fit the core's 5 bits, found 60 boxes"):
         params.check(NmsCore(lanes=4, index_bits=5))
