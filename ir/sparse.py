@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ProgramError
 from .config import AcceleratorConfig
 from .cost import ceil_div
-from .isa import INSTR_BYTES, Opcode, WgtTarget
+from .isa import Opcode, WgtTarget
 
 INDEX_BYTES = 2  # one index entry (a dense step number), little endian
 MAX_DENSE_STEPS = 1 << (8 * INDEX_BYTES)  # dense steps an index entry can name
@@ -87,11 +87,11 @@ def check_program(cfg: AcceleratorConfig, instructions: bytes, weights: bytes, c
     codes = opcodes(instructions)
     if not np.any(codes == Opcode.SPCONV.value):
         return
-    wanted = np.flatnonzero(np.isin(codes, [Opcode.SPCONV.value, Opcode.LOAD_WGT.value]))
+    instrs = decode_program(instructions, check=False)
     banks = np.zeros((2, cfg.weight_bank_bytes), np.uint8)
     const = np.frombuffer(weights, np.uint8)
-    for i in wanted.tolist():
-        ins = decode_program(instructions[i * INSTR_BYTES:(i + 1) * INSTR_BYTES], i, 1, check=False)[0]
+    for i in np.flatnonzero(np.isin(codes, [Opcode.SPCONV.value, Opcode.LOAD_WGT.value])).tolist():
+        ins = instrs[i]
         f = ins.f
         if ins.opcode is Opcode.LOAD_WGT:
             if f["target"] != WgtTarget.WEIGHTS.value:

@@ -87,12 +87,7 @@ class ConvPlan:
         self.taps = self.kh * self.kw
         self.lanes = min(chans, tm) if self.depthwise else chans
         nblk = ceil_div(self.lanes, tn)
-        if self.depthwise:
-            nwords = ceil_div(self.taps, tn)
-        elif self.pixel:
-            nwords = ceil_div(chans * self.taps, tn)
-        else:
-            nwords = nblk * self.taps
+        nwords = self.weight_words(ins, cfg)
         start, bank_words = f["w_addr"], cfg.weight_bank_words
         if start + nwords > bank_words:
             fail(ins, f"reads weight words {start}..{start + nwords - 1} of a bank of {bank_words}")
@@ -120,6 +115,15 @@ class ConvPlan:
         self.key = (self.depthwise, self.pixel, self.pow2, self.taps, chans, self.lanes, nblk, self.signed,
                     self.act, self.leaky_exp, self.fast_ok)
         self._weights = None
+
+    def weight_words(self, ins: Instr, cfg) -> int:
+        """Weight words the CONV reads from ``w_addr`` on (docs/isa.md "LOAD_WGT"); SPCONV's
+        plan (``sim/sparse.py``) reads its kept steps' words instead."""
+        if self.depthwise:
+            return ceil_div(self.taps, cfg.tn)
+        if self.pixel:
+            return ceil_div(ins.f["inp.chans"] * self.taps, cfg.tn)
+        return ceil_div(self.lanes, cfg.tn) * self.taps
 
     def weights(self, m, ins: Instr) -> "Weights":
         """The prepared weights of the banks' current bytes (cached by content)."""
@@ -201,9 +205,9 @@ class Weights:
         self.nbytes = len(wraw) + len(praw) + sum(a.nbytes for a in kept)
 
 
-def execute(m, ins: Instr) -> None:
-    """Run CONV ``ins`` on machine ``m``."""
-    plan = m.plan(ins, ConvPlan)
+def execute(m, ins: Instr, plan_class=ConvPlan) -> None:
+    """Run CONV ``ins`` on machine ``m`` (SPCONV: with ``sim.sparse.SparseConvPlan``)."""
+    plan = m.plan(ins, plan_class)
     w = plan.weights(m, ins)
     for r0, r1, region in plan.chunks:
         n = r1 - r0

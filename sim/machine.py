@@ -27,6 +27,7 @@ from ..ir.isa import PARAM_BYTES, Act, Opcode, VecOp, WgtTarget
 from . import conv
 from .cache import PLANS, target_key
 from .gather import NONE, fail, ring_geometry, tap_words, word_index
+from .sparse import SparseConvPlan
 
 _GATHERED_BYTES = 1 << 26  # gathered copies kept within one run (beyond: dropped and re-gathered)
 _LOAD_ACT, _STORE, _LOAD_WGT = Opcode.LOAD_ACT, Opcode.STORE, Opcode.LOAD_WGT  # enum lookups are slow
@@ -71,7 +72,8 @@ class Machine:
         self._gathered_bytes = 0
         handlers = {Opcode.NOP: _nothing, Opcode.FINISH: _nothing, Opcode.LOAD_ACT: self._load_act,
                     Opcode.LOAD_WGT: self._load_wgt, Opcode.STORE: self._store,
-                    Opcode.CONV: lambda ins: conv.execute(self, ins), Opcode.VEC: self._vec}
+                    Opcode.CONV: lambda ins: conv.execute(self, ins), Opcode.VEC: self._vec,
+                    Opcode.SPCONV: lambda ins: conv.execute(self, ins, SparseConvPlan)}
         self._handlers = {id(op): h for op, h in handlers.items()}  # hashing amaranth enums is slow
 
     def run(self, instrs: Iterable[Instr], progress: Callable[[int], object] | None = None) -> None:

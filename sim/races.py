@@ -21,6 +21,7 @@ from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div
 from ..ir.decode import Instr
 from ..ir.isa import PARAM_BYTES, Opcode, Unit, VecOp, WgtTarget
+from ..ir.sparse import bank_words
 from ..ir.timeline import Timeline
 
 
@@ -77,18 +78,21 @@ def footprint(cfg: AcceleratorConfig, ins: Instr) -> list[_Access]:
     if op == Opcode.STORE:
         n = f["dst.nblk"] * f["dst.nrows"] * f["dst.ncols"]
         return [_span(f"output buffer half {f['half']}", f["obuf_addr"], n, False), _box(f, "dst.", tn, True)]
-    if op not in (Opcode.CONV, Opcode.VEC):
+    if op not in (Opcode.CONV, Opcode.VEC, Opcode.SPCONV):
         return []
+    conv = op != Opcode.VEC
     p = f["post.pool"] or 1
     rows, cols = f["tile.rows"], f["tile.cols"]
     blk = f["tile.obuf_blk"]
     out = (rows // p - 1) * f["tile.obuf_cols"] * blk + cols // p * blk if rows and cols else 0
-    if op == Opcode.CONV and f["wide"] and out:  # byte planes, plane_words apart (docs/isa.md "Wide outputs")
+    if conv and f["wide"] and out:  # byte planes, plane_words apart (docs/isa.md "Wide outputs")
         out += ((1 << f["wide"]) - 1) * f["plane_words"]
     accesses = [_span(f"output buffer half {f['tile.half']}", f["tile.obuf_addr"], out, True)]
-    if op == Opcode.CONV:
+    if conv:
         chans, kh, kw = f["inp.chans"], f["win.kh"], f["win.kw"]
-        if f["depthwise"]:
+        if op == Opcode.SPCONV:  # kept weights, then the index list (ir/sparse.py)
+            words, nblk = bank_words(cfg, f["kept"]), ceil_div(min(chans, cfg.tm) if f["depthwise"] else chans, tn)
+        elif f["depthwise"]:
             words, nblk = ceil_div(kh * kw, tn), ceil_div(min(chans, cfg.tm), tn)
         elif f["dataflow"]:
             words, nblk = ceil_div(chans * kh * kw, tn), ceil_div(chans, tn)
