@@ -17,6 +17,7 @@ from .encode import Encoder, encode_all
 from .overlap import interleave
 from .plan import HostOp, Layer, Plan
 from .schedule import Tracker, assign_tokens, program_order, step_needs
+from .sparse import summary as sparse_summary
 
 
 @dataclass
@@ -71,7 +72,7 @@ def schedule_plan(plan: Plan) -> Plan:
         for k, ins in enumerate(code[:-1]):
             r = ranges.setdefault(ins.layer, [start + k, start + k])
             r[1] = start + k
-            if ins.opcode in (Opcode.CONV, Opcode.VEC):
+            if ins.opcode in (Opcode.CONV, Opcode.VEC, Opcode.SPCONV):
                 tiles[ins.layer] = tiles.get(ins.layer, 0) + 1
         for li, layer in enumerate(run):
             first, last = ranges.get(li, [start, start - 1])
@@ -89,7 +90,8 @@ def _layer_entry(plan: Plan, layer: Layer, first: int, last: int, seg: int, tile
     return {"name": layer.name, "op": "concat" if layer.kind == "copy" else layer.kind, "dataflow": layer.dataflow,
             "macs": macs, "first": first, "last": last, "segment": seg, "tiles": tiles, "note": layer.note,
             "fused": list(layer.fused), "overlap": layer.params.get("overlap", ""),
-            "chunks": [c1 - c0 for c0, c1 in layer.tiling.chunks]}  # a split reduction's channels per chunk
+            "chunks": [c1 - c0 for c0, c1 in layer.tiling.chunks],  # a split reduction's channels per chunk
+            **({"sparse": sparse} if (sparse := sparse_summary(plan, layer)) else {})}
 
 
 def encode_plan(plan: Plan, check: bool = True) -> Plan:

@@ -39,12 +39,13 @@ PASS_NAMES = [name for name, _ in PASSES]
 
 
 def run_backend(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                print_after: str | None = None, overlap: bool = True) -> Plan:
+                print_after: str | None = None, overlap: bool = True, sparse: bool = False) -> Plan:
     """All passes; returns the final plan (``plan.program`` holds the scheduled code).
-    ``overlap=False`` keeps every layer whole in program order (no ``overlap`` pairs)."""
+    ``overlap=False`` keeps every layer whole in program order (no ``overlap`` pairs);
+    ``sparse=True`` emits SPCONV where the cycle model finds it faster (docs/sparsity.md)."""
     if print_after is not None and print_after not in PASS_NAMES + ["all"]:
         raise UsageError(f"unknown pass {print_after!r} for --print-after; passes: {', '.join(PASS_NAMES)}")
-    plan = Plan(graph, config, dataflow, overlap=overlap)
+    plan = Plan(graph, config, dataflow, overlap=overlap, sparse=sparse)
     for name, fn in PASSES:
         plan = verify_plan(fn(plan), after=name)
         _show(plan, name, print_after)
@@ -58,20 +59,21 @@ def _show(plan: Plan, name: str, print_after: str | None) -> None:
 
 
 def compile_graph(graph: Graph, config: AcceleratorConfig, dataflow: str = "auto",
-                  print_after: str | None = None, overlap: bool = True) -> Program:
+                  print_after: str | None = None, overlap: bool = True, sparse: bool = False) -> Program:
     """Compile a verified Graph IR for ``config``. ``dataflow`` is ``auto`` (per layer, by the
     cost model) or ``channel``/``pixel`` (forced wherever legal). Raises ``ResourceError`` for a layer that cannot fit the target,
     ``UnsupportedError`` for a model the back end refuses."""
-    plan = run_backend(graph, config, dataflow, print_after, overlap)
+    plan = run_backend(graph, config, dataflow, print_after, overlap, sparse)
     return Program(config, plan.program.code, plan.weights, graph, manifest(plan, PASS_NAMES))
 
 
 def compile_model(path: str | os.PathLike, target: str | AcceleratorConfig = "tiny", dataflow: str = "auto",
-                  input_shapes: dict | None = None, print_after: str | None = None, overlap: bool = True) -> Program:
+                  input_shapes: dict | None = None, print_after: str | None = None, overlap: bool = True,
+                  sparse: bool = False) -> Program:
     """Import the ONNX model at ``path`` (front end) and compile it for ``target`` (a name,
     a JSON file, or an ``AcceleratorConfig``)."""
     from ..frontend.importer import import_onnx  # the one place the back end calls the front end
 
     config = load_target(target)
     graph = import_onnx(path, input_shapes)
-    return compile_graph(graph, config, dataflow, print_after, overlap)
+    return compile_graph(graph, config, dataflow, print_after, overlap, sparse)

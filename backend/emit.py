@@ -21,6 +21,7 @@ from ..ir.isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 from . import numerics
 from .geometry import bands, layer_shape
 from .plan import Layer, Plan
+from .sparse import kept_steps
 from .tiling import ring_plan
 from .weights import uses_pow2
 
@@ -301,7 +302,10 @@ class Emitter:
                 "post": post, "wbank": bank, "w_addr": w_addr, "p_addr": k * cfg.tm,
                 "cout": min(cfg.tm, cout - u * cfg.tm), "psum_in": int(psum_in), "psum_out": int(psum_out),
                 "wide": planes.bit_length() - 1, "plane_words": out_words if planes > 1 else 0}
-        conv = Ins(Opcode.CONV, body, li)
+        index = kept_steps(plan, layer).get(u) if not t.chunks else None
+        if index is not None:  # an SPCONV in the unit's dense slot (backend/sparse.py)
+            body["kept"] = len(index)
+        conv = Ins(Opcode.CONV if index is None else Opcode.SPCONV, body, li)
         conv.onchip = [("wb", bank, w_addr, w_addr + words, False), ("pb", bank, k * cfg.tm, (k + 1) * cfg.tm, False)]
         if not psum_out:
             conv.onchip.append(("ob", half, addr, addr + out_words * planes, True))

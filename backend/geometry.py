@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, conv_cycles, conv_weight_words, vec_cycles
+from .sparse import kept_steps
 from .plan import Layer, Plan
 
 
@@ -192,10 +193,11 @@ def _conv_shape(layer: Layer, plan: Plan, cfg: AcceleratorConfig) -> LayerShape:
     words = conv_weight_words(cfg, pixel, dw and pixel, cfg.tm if dw and not pixel else cin, kh, kw)
     align_c = cfg.tn * p // _gcd(cfg.tn, p) if pixel else p
     planes = output_planes(layer, plan)
+    kept = {u: len(index) for u, index in kept_steps(plan, layer).items()}  # SPCONV units (backend/sparse.py)
 
     def compute(rows: int, cols: int, unit: int) -> int:
         chans = min(cfg.tm, cout - unit * cfg.tm) if dw else cin
-        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols, geom.sw, planes)
+        return conv_cycles(cfg, pixel, dw and pixel, chans, kh, kw, rows, cols, geom.sw, planes, kept.get(unit))
 
     return LayerShape(geom, ho, wo, p, align_c, p, 1, units, cfg.tm // cfg.tn, words,
                       0 if dw else ceil_div(cin, cfg.tn), compute, units, planes=planes)

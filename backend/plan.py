@@ -130,6 +130,9 @@ class Plan:
     #: interleave consecutive layers' steps (backend/overlap.py); DRAM buffers then live one
     #: layer longer, since the next layer's stores may run before this one's last loads
     overlap: bool = True
+    #: emit SPCONV for pixel-parallel blocks with zero steps where faster (backend/sparse.py);
+    #: off by default while the RTL does not execute SPCONV
+    sparse: bool = False
 
     @property
     def layers(self) -> list[Layer]:

@@ -15,11 +15,11 @@ from shiftflow.ir.isa import Act, Dataflow, Opcode, VecOp, WgtTarget
 from shiftflow.ir.program import Program
 from shiftflow.ir.decode import decode_program
 
-UNIT = {"LOAD_ACT": 0, "LOAD_WGT": 0, "CONV": 1, "VEC": 1, "NOP": 1, "FINISH": 1, "STORE": 2}
+UNIT = {"LOAD_ACT": 0, "LOAD_WGT": 0, "CONV": 1, "SPCONV": 1, "VEC": 1, "NOP": 1, "FINISH": 1, "STORE": 2}
 
 
 _BODY = {Opcode.LOAD_ACT: "load_act", Opcode.LOAD_WGT: "load_wgt", Opcode.STORE: "store", Opcode.CONV: "conv",
-         Opcode.VEC: "vec"}
+         Opcode.VEC: "vec", Opcode.SPCONV: "spconv"}
 _ENUMS = {"target": WgtTarget, "op": VecOp, "dataflow": Dataflow, "post.act": Act}
 
 
@@ -127,25 +127,28 @@ def accesses(cfg, d: dict) -> list[tuple[str, int, int, bool]]:
             for row in range(s["nrows"]):
                 a = s["dram_addr"] + blk * s["blk_stride"] + row * s["row_stride"]
                 out.append(("dram", a, a + s["ncols"] * tn, True))
-    elif op in ("CONV", "VEC"):
-        b = d["conv"] if op == "CONV" else d["vec"]
+    elif op in ("CONV", "VEC", "SPCONV"):
+        b = d[op.lower()]
+        conv = op != "VEC"
         tile, post = b["tile"], b["post"]
         p = post["pool"] or 1
         inps = [b["inp"]] + ([b["inp_b"]] if op == "VEC" and b["op"] == "add" else [])
         for inp in inps:
             chans = inp["chans"]
-            if op == "CONV" and b["depthwise"]:
+            if conv and b["depthwise"]:
                 chans = min(chans, cfg.tm)
             for slot, c0, c1 in _lb_rows(inp, b["win"], tile, op == "VEC" and b["op"] == "resize"):
                 for blk in range(ceil_div(chans, tn)):
                     w = inp["ring"]["base"] + slot * inp["ring"]["slot_words"] + blk * inp["ring"]["cols"]
                     out.append(("lb", w + c0, w + c1 + 1, False))
         n = (tile["rows"] // p) * tile["obuf_cols"] * tile["obuf_blk"]
-        if not (op == "CONV" and b["psum_out"]):  # a partial sum goes to the partial-sum buffer
+        if not (conv and b["psum_out"]):  # a partial sum goes to the partial-sum buffer
             out.append((f"ob{tile['half']}", tile["obuf_addr"], tile["obuf_addr"] + n, True))
-        if op == "CONV":
+        if conv:
             chans, kk = b["inp"]["chans"], b["win"]["kh"] * b["win"]["kw"]
-            if b["dataflow"] == "pixel":
+            if op == "SPCONV":  # kept steps' words, then 2-byte index entries (docs/isa.md "SPCONV")
+                words = ceil_div(b["kept"], tn) + ceil_div(2 * b["kept"], cfg.tm * tn)
+            elif b["dataflow"] == "pixel":
                 words = ceil_div(kk if b["depthwise"] else chans * kk, tn)
             else:
                 words = ceil_div(chans, tn) * kk
