@@ -121,20 +121,34 @@ def cmd_quantize(args) -> int:
 def cmd_prune(args) -> int:
     import onnx
 
-    from .frontend.prune import prune_model
+    from .frontend.prune import prune_model, prune_to_budget
     from .frontend.quantize import load_calibration
 
     _output_file(args.output, "-o")
+    if (args.density is None) == (args.latency_budget is None):
+        raise UsageError("give one of --density D and --latency-budget CYCLES")
     calib = load_calibration(args.calib) if args.calib else None
-    model, layers = prune_model(args.model, args.density, args.target, args.pattern, tuple(args.dense or ()),
-                                calib=calib, calib_random=args.calib_random, per_channel=args.per_channel,
-                                weights=args.weights, wbits=args.wbits)
+    quant = dict(calib=calib, calib_random=args.calib_random, per_channel=args.per_channel, weights=args.weights,
+                 wbits=args.wbits)
+    budget = None
+    if args.latency_budget is not None:  # block pattern, per-conv densities (backend/sparse_budget.py)
+        model, layers, budget = prune_to_budget(args.model, args.latency_budget, args.target,
+                                                tuple(args.dense or ()), method=args.allocation, **quant)
+    else:
+        model, layers = prune_model(args.model, args.density, args.target, args.pattern, tuple(args.dense or ()),
+                                    **quant)
     onnx.save(model, args.output)
     blocks = sum(x.blocks for x in layers)
     kept = sum(x.kept_blocks for x in layers)
+    if budget is not None and not args.json:
+        print(f"latency budget {args.latency_budget:,} cycles ({args.allocation}): the compiled program takes "
+              f"{budget.measured:,} (interpolated {budget.predicted:,}; dense {budget.samples[1.0]:,})")
     if args.json:
         print(json.dumps({"output": args.output, "pattern": args.pattern, "density": args.density,
-                          "block_density": kept / blocks, "layers": [x.to_json() for x in layers]}))
+                          "block_density": kept / blocks, "layers": [x.to_json() for x in layers],
+                          **({"latency_budget": {"cycles": args.latency_budget, "allocation": args.allocation,
+                                                 "measured": budget.measured, "predicted": budget.predicted,
+                                                 "densities": budget.densities}} if budget else {})}))
     else:
         print(f"pruned {len(layers)} convs of {args.model} ({args.pattern}, 1x{load_tm(args.target)} blocks): "
               f"{kept:,} of {blocks:,} blocks kept ({kept / blocks:.3f}) -> {args.output}")
@@ -159,7 +173,8 @@ def cmd_compile(args) -> int:
     heads = find_heads(args.model)  # a malformed head spec fails before anything is written
     with body_file(args.model) as (body, tail, body_outputs):  # an NMS and what follows it stay on the CPU
         program = compile_model(body, args.target, dataflow=args.dataflow,
-                                input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after)
+                                input_shapes=parse_input_shapes(args.input_shape), print_after=args.print_after,
+                                sparse=args.sparse)
     if args.nms is not None:  # the NMS core's part after the heads (runtime/nms_core.py)
         from .runtime.nms_core import attach_nms
 
@@ -183,7 +198,8 @@ def cmd_compile(args) -> int:
                "accelerator_layers": len(m["layers"]),
                "host_ops": sum(len(s["ops"]) for s in m["segments"] if s["kind"] == "host"),
                "host_macs": sum(c["macs"] for c in convs), "nms_tail": [t.name for t in tail.nms] if tail is not None else [],
-               "nms_tail_ops": tail.post_ops if tail is not None else []}
+               "nms_tail_ops": tail.post_ops if tail is not None else [],
+               "sparse_layers": [x["name"] for x in m["layers"] if "sparse" in x]}  # with SPCONV blocks
     if args.json:
         print(json.dumps(summary))
     else:
@@ -191,8 +207,8 @@ def cmd_compile(args) -> int:
         after = f" and {n_after} op{'' if n_after == 1 else 's'} after it" if n_after else ""
         on_cpu = f", NonMaxSuppression {', '.join(summary['nms_tail'])}{after} on the CPU" if tail is not None else ""
         print(f"compiled {args.model} for {summary['target']}: {summary['instructions']} instructions, "
-              f"{summary['accelerator_layers']} accelerator layers, {summary['host_ops']} host ops{on_cpu} "
-              f"-> {args.output}")
+              f"{summary['accelerator_layers']} accelerator layers ({len(summary['sparse_layers'])} with SPCONV), "
+              f"{summary['host_ops']} host ops{on_cpu} -> {args.output}")
     return 0
 
 
@@ -397,7 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prune", help="SIMD-structured (1xN block) magnitude pruning to a QDQ model")
     sp.add_argument("model", help="float, QDQ/QCDQ or QONNX ONNX model")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    sp.add_argument("--density", type=float, required=True, metavar="D", help="share of blocks kept, in (0, 1]")
+    sp.add_argument("--density", type=float, metavar="D", help="share of blocks kept, in (0, 1]")
+    sp.add_argument("--latency-budget", type=int, metavar="CYCLES",
+                    help="per-conv densities so that the program (with SPCONV) takes at most CYCLES a frame")
+    sp.add_argument("--allocation", default="knapsack", choices=("knapsack", "lagrange"),
+                    help="--latency-budget's solver (docs/sparsity.md)")
     sp.add_argument("--target", default="tiny", help="target whose tm sets the block (1 x tm)")
     sp.add_argument("--pattern", default="block", choices=("block", "unstructured", "filter"),
                     help="block (the accelerator skips these), or unstructured/filter (for comparison)")
@@ -416,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", default="tiny", help="tiny, zu3eg, or a target JSON file")
     sp.add_argument("--dataflow", default="auto", choices=("auto", "channel", "pixel"))
     sp.add_argument("--print-after", metavar="PASS", help="print the plan after this back-end pass")
+    sp.add_argument("--sparse", action="store_true",
+                    help="emit SPCONV where faster (pruned models; simulator only: the RTL lacks it)")
     sp.add_argument("--nms", choices=("psrr",), help="append the NMS core's instruction (PSRR-MaxpoolNMS after the "
                                                      "heads; docs/nms_core.md)")
     sp.add_argument("--score", type=float, default=0.3, help="score threshold of --nms psrr (default 0.3)")

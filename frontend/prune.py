@@ -129,11 +129,35 @@ def _weight_sources(model: onnx.ModelProto):
     return out
 
 
+def _real(codes: np.ndarray, scale) -> np.ndarray:
+    """Real weights of codes and their dequantization scale (None: float weights)."""
+    real = codes.astype(np.float64)
+    if scale is not None:  # magnitude of the real weight: per-channel scales differ
+        real = real * (scale.reshape(-1, 1, 1, 1) if scale.size > 1 else scale.reshape(()))
+    return real
+
+
+def real_weights(model: onnx.ModelProto, dense: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The real 4-D weights of every conv ``prune_weights`` would prune, by node name (a
+    weight tensor shared by several convs under its first one)."""
+    out, done = {}, set()
+    for node, init, scale, stem in _weight_sources(model):
+        if stem or node.name in dense or init.name in done:
+            continue
+        done.add(init.name)
+        codes = numpy_helper.to_array(init)
+        if codes.ndim == 4:
+            out[node.name] = _real(codes, scale)
+    return out
+
+
 def prune_weights(model: onnx.ModelProto, density: float, tm: int, pattern: str = "block",
-                  dense: tuple[str, ...] = ()) -> list[PrunedLayer]:
-    """Prune ``model``'s conv weights in place (module docstring) and report each conv."""
-    if not 0.0 < density <= 1.0:
-        raise UsageError(f"--density must be in (0, 1], found {density}")
+                  dense: tuple[str, ...] = (), densities: dict[str, float] | None = None) -> list[PrunedLayer]:
+    """Prune ``model``'s conv weights in place (module docstring) and report each conv;
+    ``densities`` overrides ``density`` per conv (node name)."""
+    for d in (density, *(densities or {}).values()):
+        if not 0.0 < d <= 1.0:
+            raise UsageError(f"--density must be in (0, 1], found {d}")
     found = set()
     report = []
     done: set[str] = set()
@@ -145,10 +169,7 @@ def prune_weights(model: onnx.ModelProto, density: float, tm: int, pattern: str 
         codes = numpy_helper.to_array(init)
         if codes.ndim != 4:
             continue
-        real = codes.astype(np.float64)
-        if scale is not None:  # magnitude of the real weight: per-channel scales differ
-            real = real * (scale.reshape(-1, 1, 1, 1) if scale.size > 1 else scale.reshape(()))
-        mask = pattern_mask(real, pattern, tm, density)
+        mask = pattern_mask(_real(codes, scale), pattern, tm, (densities or {}).get(node.name, density))
         init.CopyFrom(numpy_helper.from_array(np.where(mask, codes, np.zeros_like(codes)), init.name))
         steps = _blocks(mask, tm).any(axis=1)  # a block is kept when any of its weights is
         report.append(PrunedLayer(node.name, steps.size, int(np.count_nonzero(steps)), int(codes.size),
@@ -189,3 +210,22 @@ def prune_model(path: str | os.PathLike, density: float, target: str = "tiny", p
     model = load_float_model(model)  # BatchNormalization folded first: its scale is per channel anyway
     report = prune_weights(model, density, tm, pattern, dense)
     return quantize_model(model, calib=calib, calib_random=calib_random, **quantize_args), report
+
+
+def prune_to_budget(path: str | os.PathLike, budget: int, target: str = "tiny", dense: tuple[str, ...] = (),
+                    input_shapes: dict | None = None, method: str = "knapsack", calib=None,
+                    calib_random: int | None = None, **quantize_args):
+    """The QDQ model of ``path`` pruned in ``target``'s blocks with per-conv densities chosen
+    so that its program (compiled with SPCONV) takes at most ``budget`` cycles a frame
+    (``backend/sparse_budget.py``); returns (model, per-conv report, the allocation). A float
+    model is quantized first (as ``shiftflow quantize`` does) and pruned on that grid."""
+    from ..backend.sparse_budget import allocate
+    from ..ir.config import load_target
+
+    if budget <= 0:
+        raise UsageError(f"--latency-budget must be a positive number of cycles, found {budget}")
+    tm = load_target(target).tm
+    model, _ = prune_model(path, 1.0, target, dense=dense, calib=calib, calib_random=calib_random, **quantize_args)
+    alloc = allocate(model, budget, target, tm, list(real_weights(model, dense)), input_shapes=input_shapes,
+                     method=method)
+    return model, prune_weights(model, 1.0, tm, dense=dense, densities=alloc.densities), alloc

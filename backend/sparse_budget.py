@@ -1,0 +1,170 @@
+"""Per-layer densities under a latency budget (``shiftflow prune --latency-budget``, issue 12).
+
+As ALCS (Zhao et al. 2021) does, the latency of a layer at a density is estimated by sampling
+and piecewise-linear interpolation — here with the project's own cycle model: the model is
+pruned at every density of ``SAMPLES`` at once, compiled with SPCONV and costed
+(``backend/estimate.py``, the simulator's per-layer attribution), which gives each pruned
+conv's cycles at those densities; between them, cycles are interpolated linearly.
+
+The allocation picks one density per layer from ``CHOICES`` to minimize the accuracy proxy
+under the budget. The proxy is the relative reconstruction error of each layer's weights,
+``||W - W_pruned|| / ||W||`` (real weights, the magnitude rule's blocks), summed over layers —
+every layer counts alike, whatever its size. Two solvers:
+
+- ``knapsack``: the exact multiple-choice knapsack by dynamic programming over the cycles,
+  counted in units of ``budget / RESOLUTION`` and rounded up (so the chosen set meets the
+  interpolated budget);
+- ``lagrange``: the dual (ADMM-style price on cycles): each layer minimizes
+  ``error + λ·cycles`` on its own and ``λ`` is bisected to the budget — the ALCS-style
+  relaxation, which can only reach the allocations on the lower convex hull.
+
+Interpolation is an estimate, so ``allocate`` compiles the result and, while it is over the
+budget, lowers the target by the overshoot and solves again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from ..errors import UsageError
+
+SAMPLES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)  # densities the cycle model is sampled at
+CHOICES = tuple(np.round(np.arange(4, 33) / 32, 5)[::-1])  # densities a layer may take: 1.0 .. 0.125
+RESOLUTION = 4000  # cycle units of the knapsack's budget
+ROUNDS = 5  # compile-and-correct rounds
+
+
+@dataclass
+class Allocation:
+    densities: dict[str, float]  # per pruned conv (ONNX node name)
+    predicted: int  # interpolated frame cycles
+    measured: int  # the compiled program's frame cycles (cycle model)
+    error: float  # the proxy: sum of relative reconstruction errors
+    rounds: int
+    samples: dict = field(default_factory=dict)  # density -> frame cycles at uniform density
+
+
+def _compile_cycles(model: onnx.ModelProto, target: str, input_shapes) -> tuple[int, dict[str, int]]:
+    """Frame cycles and per-layer cycles of ``model`` compiled with SPCONV for ``target``."""
+    from .compile import compile_model
+    from .estimate import estimate_program
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        onnx.save(model, path)
+        est = estimate_program(compile_model(path, target, input_shapes=input_shapes, sparse=True))
+    return est["total_cycles"], {r["name"]: r["cycles"] for r in est["layers"]}
+
+
+def _errors(model: onnx.ModelProto, tm: int, names: list[str]) -> np.ndarray:
+    """(layers, CHOICES): the relative reconstruction error of each layer at each density."""
+    from ..frontend.prune import pattern_mask, real_weights
+
+    real = real_weights(model)
+    out = np.zeros((len(names), len(CHOICES)))
+    for i, name in enumerate(names):
+        w = real[name]
+        norm = np.sqrt((w ** 2).sum()) or 1.0
+        for j, d in enumerate(CHOICES):
+            out[i, j] = np.sqrt((w[~pattern_mask(w, "block", tm, d)] ** 2).sum()) / norm
+    return out
+
+
+def knapsack(costs: np.ndarray, errors: np.ndarray, budget: float) -> np.ndarray | None:
+    """Exact multiple-choice knapsack: one choice per row minimizing ``errors`` with summed
+    ``costs`` (rounded up to units of ``budget / RESOLUTION``) within ``budget``; the chosen
+    column per row, or None when no choice fits."""
+    if budget <= 0:
+        return None
+    unit = budget / RESOLUTION
+    units = np.ceil(costs / unit - 1e-9).astype(np.int64)
+    best = np.full(RESOLUTION + 1, np.inf)
+    best[0] = 0.0
+    picks = []
+    for row in range(costs.shape[0]):
+        nxt = np.full(RESOLUTION + 1, np.inf)
+        arg = np.zeros(RESOLUTION + 1, np.int64)
+        for j in range(costs.shape[1]):
+            u = units[row, j]
+            if u > RESOLUTION:
+                continue
+            cand = np.full(RESOLUTION + 1, np.inf)
+            cand[u:] = best[:RESOLUTION + 1 - u] + errors[row, j]
+            better = cand < nxt
+            nxt[better], arg[better] = cand[better], j
+        picks.append(arg)
+        best = nxt
+    if not np.isfinite(best).any():
+        return None
+    c = int(np.argmin(best))
+    chosen = np.zeros(costs.shape[0], np.int64)
+    for row in range(costs.shape[0] - 1, -1, -1):
+        chosen[row] = picks[row][c]
+        c -= units[row, chosen[row]]
+    return chosen
+
+
+def lagrange(costs: np.ndarray, errors: np.ndarray, budget: float) -> np.ndarray | None:
+    """The dual relaxation: per row ``argmin(errors + λ·costs)``, ``λ`` bisected to the
+    smallest price whose choice fits ``budget``; None when even the cheapest does not."""
+    def pick(lam):
+        return np.argmin(errors + lam * costs, axis=1)
+
+    rows = np.arange(costs.shape[0])
+    if costs[rows, pick(1e9)].sum() > budget:
+        return None
+    lo, hi = 0.0, 1e-12
+    while costs[rows, pick(hi)].sum() > budget:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if costs[rows, pick(mid)].sum() <= budget else (mid, hi)
+    return pick(hi)
+
+
+def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable: list[str], *,
+             input_shapes=None, method: str = "knapsack") -> Allocation:
+    """Densities for the ``prunable`` convs of the QDQ ``model`` so that the compiled program
+    (SPCONV, ``target``) takes at most ``budget`` frame cycles; ``UsageError`` when the budget
+    is below what the sparsest choice reaches."""
+    from ..frontend.prune import prune_weights
+
+    solve = {"knapsack": knapsack, "lagrange": lagrange}[method]
+    names = list(prunable)
+    samples, table = {}, np.zeros((len(names), len(SAMPLES)))
+    for k, d in enumerate(SAMPLES):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        if d < 1.0:
+            prune_weights(m, 1.0, tm, densities={n: d for n in names})
+        total, layers = _compile_cycles(m, target, input_shapes)
+        samples[d] = total
+        table[:, k] = [layers.get(n, 0) for n in names]
+    order = np.argsort(SAMPLES)
+    dens = np.array(SAMPLES)[order]
+    costs = np.stack([np.interp(CHOICES, dens, row[order]) for row in table])
+    rest = samples[1.0] - table[:, 0].sum()  # cycles of what is not pruned (stem, vector layers, host gaps)
+    errors = _errors(model, tm, names)
+    target_cycles = float(budget)
+    for rounds in range(1, ROUNDS + 1):
+        chosen = solve(costs, errors, target_cycles - rest)
+        if chosen is None:
+            raise UsageError(f"--latency-budget {budget} cycles is below what density {CHOICES[-1]} everywhere "
+                             f"reaches (about {int(rest + costs[:, -1].sum()):,} cycles on {target})")
+        densities = {n: float(CHOICES[j]) for n, j in zip(names, chosen)}
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        prune_weights(m, 1.0, tm, densities=densities)
+        measured, _ = _compile_cycles(m, target, input_shapes)
+        predicted = int(round(rest + costs[np.arange(len(names)), chosen].sum()))
+        if measured <= budget:
+            return Allocation(densities, predicted, measured, float(errors[np.arange(len(names)), chosen].sum()),
+                              rounds, samples)
+        target_cycles -= measured - budget
+    raise UsageError(f"--latency-budget {budget} cycles: no allocation met it within {ROUNDS} rounds "
+                     f"(last {measured:,} cycles); give a larger budget")

@@ -1,0 +1,84 @@
+"""Per-layer densities under a latency budget (backend/sparse_budget.py): the exact
+multiple-choice knapsack against brute force, the Lagrangian relaxation never better, and
+``prune_to_budget`` whose compiled program (SPCONV) meets the budget."""
+
+import itertools
+import json
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shiftflow.backend.compile import compile_model
+from shiftflow.backend.estimate import estimate_program
+from shiftflow.backend.sparse_budget import RESOLUTION, knapsack, lagrange
+from shiftflow.errors import UsageError
+from shiftflow.frontend.prune import prune_to_budget
+from tests.frontend.test_prune import qdq_chain
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 999), share=st.floats(0.2, 1.2))
+def test_knapsack_is_exact_and_lagrange_no_better(rows, cols, seed, share):
+    rng = np.random.default_rng(seed)
+    costs = rng.integers(1, 1000, (rows, cols)).astype(float) * RESOLUTION  # whole knapsack units
+    errors = rng.random((rows, cols))
+    budget = share * costs.max(axis=1).sum()
+    best = None
+    for pick in itertools.product(range(cols), repeat=rows):
+        c, e = sum(costs[r, j] for r, j in enumerate(pick)), sum(errors[r, j] for r, j in enumerate(pick))
+        if c <= budget and (best is None or e < best - 1e-12):
+            best = e
+    chosen = knapsack(costs, errors, budget)
+    relaxed = lagrange(costs, errors, budget)
+    if best is None:
+        assert chosen is None and relaxed is None
+        return
+    rows_ = np.arange(rows)
+    assert costs[rows_, chosen].sum() <= budget
+    assert errors[rows_, chosen].sum() == pytest.approx(best)
+    assert costs[rows_, relaxed].sum() <= budget and errors[rows_, relaxed].sum() >= best - 1e-12
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    return qdq_chain(tmp_path_factory.mktemp("budget") / "m.onnx")
+
+
+@pytest.mark.parametrize("method", ["knapsack", "lagrange"])
+def test_the_compiled_program_meets_the_budget(chain, tmp_path, method):
+    dense = estimate_program(compile_model(chain, "tiny", sparse=True))["total_cycles"]
+    budget = int(0.5 * dense)
+    model, report, alloc = prune_to_budget(chain, budget, "tiny", method=method)
+    assert alloc.measured <= budget and min(alloc.densities.values()) < 1.0
+    for layer in report:  # each conv kept its allocated share of blocks
+        assert layer.kept_blocks == max(1, round(alloc.densities[layer.name] * layer.blocks))
+    onnx.save(model, tmp_path / "p.onnx")
+    assert estimate_program(compile_model(tmp_path / "p.onnx", "tiny", sparse=True))["total_cycles"] <= budget
+
+
+def test_a_budget_below_the_sparsest_is_one_line(chain):
+    with pytest.raises(UsageError, match="--latency-budget 100 cycles is below") as info:
+        prune_to_budget(chain, 100, "tiny")
+    assert "\n" not in str(info.value)
+
+
+def test_cli_prune_to_a_budget_then_compile_sparse_and_check(chain, tmp_path, capsys):
+    from shiftflow.cli import main
+    from tests.cli_errors import one_line_exit_2
+
+    out, build = str(tmp_path / "p.onnx"), str(tmp_path / "build")
+    assert main(["prune", str(chain), "-o", out, "--latency-budget", "3500", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["latency_budget"]["measured"] <= 3500 and rep["latency_budget"]["allocation"] == "knapsack"
+    assert main(["compile", out, "-o", build, "--sparse", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sparse_layers"]
+    assert main(["disasm", build]) == 0 and "SPCONV" in capsys.readouterr().out
+    assert main(["simulate", build, "--check", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["total_cycles"] <= 3500 and sim["bit_exact"] is True
+    one_line_exit_2(["prune", str(chain), "-o", out], capsys, "give one of --density D and --latency-budget")
+    one_line_exit_2(["prune", str(chain), "-o", out, "--density", "0.5", "--latency-budget", "9"], capsys,
+                    "give one of")
