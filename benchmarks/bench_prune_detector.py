@@ -12,7 +12,8 @@ every pattern. Each model is scored on the first ``--images`` validation images 
 0.50:0.95), and must pass ``shiftflow check`` bit-exactly. With ``--fine-tune-steps N`` each
 pruned model is also fine-tuned — QAT as ``zoo/train_shapesdet.py`` trains it, N steps at
 peak learning rate ``--fine-tune-lr`` (one-cycle), the pruned model's own zero pattern re-applied after every step —
-re-exported, and scored again (its exported zeros checked against the mask). Writes
+re-exported, and scored again (its exported zeros checked against the mask); the dense model
+is fine-tuned as long, so the comparison is at equal training. Writes
 ``benchmarks/results/prune_detector.json``.
 """
 
@@ -113,8 +114,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--fine-tune-steps", type=int, default=0, help="QAT steps per fine-tuned model (>= 40)")
     ap.add_argument("--fine-tune-lr", type=float, default=1e-3)
-    ap.add_argument("--fine-tune-densities", type=float, nargs="+", default=list(DENSITIES[1:]),
-                    help="densities to fine-tune at (each costs --fine-tune-steps QAT steps per pattern)")
+    ap.add_argument("--fine-tune-densities", type=float, nargs="+", default=list(DENSITIES),
+                    help="densities to fine-tune at (each costs --fine-tune-steps QAT steps per pattern; "
+                         "1.0, the dense reference fine-tuned as long, once)")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="shiftflow_prune_det_")
@@ -134,7 +136,7 @@ def main(argv=None) -> dict:
             row = {"density": d, "block_density": round(sum(x.kept_blocks for x in layers) / blocks, 4),
                    "weight_density": round(sum(x.kept_weights for x in layers) / sum(x.weights for x in layers), 4),
                    "pruned": score(p, images, gts, spec)}
-            if args.fine_tune_steps and d < 1.0 and d in args.fine_tune_densities:
+            if args.fine_tune_steps and d in args.fine_tune_densities and (d < 1.0 or pattern == PATTERNS[0]):
                 q = os.path.join(tmp, f"{pattern}-{d}-ft.onnx")
                 checks[f"{pattern} d={d}: fine-tuned zeros kept"] = fine_tune(model, args.fine_tune_steps, args.fine_tune_lr, q)
                 row["fine_tuned"] = score(q, images, gts, spec)
