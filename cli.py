@@ -121,7 +121,8 @@ def cmd_quantize(args) -> int:
 def cmd_prune(args) -> int:
     import onnx
 
-    from .frontend.prune import prune_model, prune_to_budget
+    from .backend.sparse_budget import prune_to_budget
+    from .frontend.prune import prune_model
     from .frontend.quantize import load_calibration
 
     _output_file(args.output, "-o")

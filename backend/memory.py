@@ -20,7 +20,7 @@ from dataclasses import replace
 from ..ir.cost import ceil_div
 from .plan import HostOp, Layer, Plan
 from .tiling import ring_plan
-from .weights import pack_conv
+from .sparse import pack_conv  # weights.pack_conv with SPCONV blocks compacted
 
 ALIGN = 64
 

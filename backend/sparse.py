@@ -19,16 +19,15 @@ import numpy as np
 from ..ir import sparse
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import ceil_div, conv_inner_steps, conv_slots, conv_weight_words
+from . import weights
 from .plan import Layer, Plan
 
 
 def _step_mask(plan: Plan, layer: Layer) -> np.ndarray:
     """(units, dense steps): whether a unit's step has a nonzero weight, in the pixel-parallel
     step order (``(c*kh + y)*kw + x``; ``y*kw + x`` depthwise)."""
-    from .weights import dense_weights  # weights imports this module
-
     tm = plan.config.tm
-    w = dense_weights(plan, layer)
+    w = weights.dense_weights(plan, layer)
     units = ceil_div(w.shape[0], tm)
     padded = np.zeros((units * tm,) + w.shape[1:], bool)
     padded[:w.shape[0]] = w != 0
@@ -60,6 +59,22 @@ def kept_steps(plan: Plan, layer: Layer) -> dict[int, np.ndarray]:
         if kept < dense and sparse.bank_words(cfg, kept) <= slot:
             out[u] = index if index.size else np.zeros(1, np.int64)
     return out
+
+
+def pack_conv(plan: Plan, layer: Layer) -> list[tuple[bytes, bytes]]:
+    """``weights.pack_conv``'s blobs with the SPCONV units' slots packed by ``pack_units``
+    (a weight group's blob is its units' dense slots back to back)."""
+    blobs = weights.pack_conv(plan, layer)
+    kept = kept_steps(plan, layer)
+    if not kept:
+        return blobs
+    cfg = plan.config
+    for gi, group in enumerate(layer.tiling.groups):
+        wbytes, pbytes = blobs[gi]
+        words = np.frombuffer(wbytes, np.uint8).reshape(len(group), -1, cfg.tm, cfg.tn)
+        mine = {k: kept[u] for k, u in enumerate(group) if u in kept}
+        blobs[gi] = (pack_units(cfg, words, mine).tobytes(), pbytes)
+    return blobs
 
 
 def pack_units(cfg: AcceleratorConfig, words: np.ndarray, kept: dict[int, np.ndarray]) -> np.ndarray:

@@ -4,7 +4,11 @@ As ALCS (Zhao et al. 2021) does, the latency of a layer at a density is estimate
 and piecewise-linear interpolation — here with the project's own cycle model: the model is
 pruned at every density of ``SAMPLES`` at once, compiled with SPCONV and costed
 (``backend/estimate.py``, the simulator's per-layer attribution), which gives each pruned
-conv's cycles at those densities; between them, cycles are interpolated linearly.
+conv's cycles at those densities; between them, cycles are interpolated linearly. The samples
+are compiled without layer overlap: with it, the completion-front attribution books one
+layer's cycles to its overlapped neighbour (a depthwise conv would carry its pointwise
+successor's work), and the per-layer table would price the wrong layer. The frame the user
+compiles (with overlap) is then at most about the sum, and the final check measures it.
 
 The allocation picks one density per layer from ``CHOICES`` to minimize the accuracy proxy
 under the budget. The proxy is the relative reconstruction error of each layer's weights,
@@ -35,7 +39,7 @@ from ..errors import UsageError
 
 SAMPLES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)  # densities the cycle model is sampled at
 CHOICES = tuple(np.round(np.arange(4, 33) / 32, 5)[::-1])  # densities a layer may take: 1.0 .. 0.125
-RESOLUTION = 4000  # cycle units of the knapsack's budget
+RESOLUTION = 20000  # cycle units of the knapsack's budget (rounding costs up loses at most one a layer)
 ROUNDS = 5  # compile-and-correct rounds
 
 
@@ -49,15 +53,16 @@ class Allocation:
     samples: dict = field(default_factory=dict)  # density -> frame cycles at uniform density
 
 
-def _compile_cycles(model: onnx.ModelProto, target: str, input_shapes) -> tuple[int, dict[str, int]]:
-    """Frame cycles and per-layer cycles of ``model`` compiled with SPCONV for ``target``."""
+def compile_cycles(model: onnx.ModelProto, target: str, input_shapes, overlap: bool = True) -> tuple[int, dict[str, int]]:
+    """Frame cycles and per-layer cycles of ``model`` compiled with SPCONV for ``target``
+    (``overlap``: as ``compile_model`` takes it)."""
     from .compile import compile_model
     from .estimate import estimate_program
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.onnx")
         onnx.save(model, path)
-        est = estimate_program(compile_model(path, target, input_shapes=input_shapes, sparse=True))
+        est = estimate_program(compile_model(path, target, input_shapes=input_shapes, sparse=True, overlap=overlap))
     return est["total_cycles"], {r["name"]: r["cycles"] for r in est["layers"]}
 
 
@@ -127,32 +132,43 @@ def lagrange(costs: np.ndarray, errors: np.ndarray, budget: float) -> np.ndarray
     return pick(hi)
 
 
-def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable: list[str], *,
-             input_shapes=None, method: str = "knapsack") -> Allocation:
-    """Densities for the ``prunable`` convs of the QDQ ``model`` so that the compiled program
-    (SPCONV, ``target``) takes at most ``budget`` frame cycles; ``UsageError`` when the budget
-    is below what the sparsest choice reaches."""
+def sample(model: onnx.ModelProto, target: str, tm: int, names: list[str], input_shapes=None):
+    """``(frame cycles by density, (layers, SAMPLES) cycles of the convs ``names``)`` of
+    ``model`` pruned uniformly at each of ``SAMPLES`` and compiled with SPCONV."""
     from ..frontend.prune import prune_weights
 
-    solve = {"knapsack": knapsack, "lagrange": lagrange}[method]
-    names = list(prunable)
     samples, table = {}, np.zeros((len(names), len(SAMPLES)))
     for k, d in enumerate(SAMPLES):
         m = onnx.ModelProto()
         m.CopyFrom(model)
         if d < 1.0:
             prune_weights(m, 1.0, tm, densities={n: d for n in names})
-        total, layers = _compile_cycles(m, target, input_shapes)
+        total, layers = compile_cycles(m, target, input_shapes, overlap=False)
         samples[d] = total
         table[:, k] = [layers.get(n, 0) for n in names]
+    return samples, table
+
+
+def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable: list[str], *,
+             input_shapes=None, method: str = "knapsack", sampled=None) -> Allocation:
+    """Densities for the ``prunable`` convs of the QDQ ``model`` so that the compiled program
+    (SPCONV, ``target``) takes at most ``budget`` frame cycles; ``UsageError`` when the budget
+    is below what the sparsest choice reaches. ``sampled``: ``sample``'s result, when known."""
+    from ..frontend.prune import prune_weights
+
+    solve = {"knapsack": knapsack, "lagrange": lagrange}[method]
+    names = list(prunable)
+    samples, table = sampled or sample(model, target, tm, names, input_shapes)
     order = np.argsort(SAMPLES)
     dens = np.array(SAMPLES)[order]
     costs = np.stack([np.interp(CHOICES, dens, row[order]) for row in table])
-    rest = samples[1.0] - table[:, 0].sum()  # cycles of what is not pruned (stem, vector layers, host gaps)
+    rest = samples[1.0] - table[:, 0].sum()  # cycles of what is not pruned (stem, vector layers, gaps)
     errors = _errors(model, tm, names)
     target_cycles = float(budget)
     for rounds in range(1, ROUNDS + 1):
         chosen = solve(costs, errors, target_cycles - rest)
+        if chosen is None and rounds > 1:
+            break
         if chosen is None:
             raise UsageError(f"--latency-budget {budget} cycles is below what density {CHOICES[-1]} everywhere "
                              f"reaches (about {int(rest + costs[:, -1].sum()):,} cycles on {target})")
@@ -160,11 +176,30 @@ def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable
         m = onnx.ModelProto()
         m.CopyFrom(model)
         prune_weights(m, 1.0, tm, densities=densities)
-        measured, _ = _compile_cycles(m, target, input_shapes)
-        predicted = int(round(rest + costs[np.arange(len(names)), chosen].sum()))
+        measured, _ = compile_cycles(m, target, input_shapes)
+        predicted = round(float(rest + costs[np.arange(len(names)), chosen].sum()))
         if measured <= budget:
             return Allocation(densities, predicted, measured, float(errors[np.arange(len(names)), chosen].sum()),
                               rounds, samples)
         target_cycles -= measured - budget
-    raise UsageError(f"--latency-budget {budget} cycles: no allocation met it within {ROUNDS} rounds "
-                     f"(last {measured:,} cycles); give a larger budget")
+    raise UsageError(f"--latency-budget {budget} cycles: no allocation met it in {rounds} rounds (the last "
+                     f"compiled to {measured:,} cycles); give a larger budget")
+
+
+def prune_to_budget(path: str | os.PathLike, budget: int, target: str = "tiny", dense: tuple[str, ...] = (),
+                    input_shapes: dict | None = None, method: str = "knapsack", calib=None,
+                    calib_random: int | None = None, **quantize_args):
+    """``shiftflow prune --latency-budget``: the QDQ model of ``path`` pruned in ``target``'s
+    blocks with per-conv densities chosen so that its program (compiled with SPCONV) takes at
+    most ``budget`` cycles a frame; returns (model, per-conv report, the ``Allocation``). A
+    float model is quantized first (as ``shiftflow quantize`` does) and pruned on that grid."""
+    from ..frontend.prune import prune_model, prune_weights, real_weights
+    from ..ir.config import load_target
+
+    if budget <= 0:
+        raise UsageError(f"--latency-budget must be a positive number of cycles, found {budget}")
+    tm = load_target(target).tm
+    model, _ = prune_model(path, 1.0, target, dense=dense, calib=calib, calib_random=calib_random, **quantize_args)
+    alloc = allocate(model, budget, target, tm, list(real_weights(model, dense)), input_shapes=input_shapes,
+                     method=method)
+    return model, prune_weights(model, 1.0, tm, dense=dense, densities=alloc.densities), alloc

@@ -16,7 +16,6 @@ from ..ir.cost import ceil_div
 from ..ir.isa import PARAM_DTYPE, POW2_MAX_EXP, POW2_NONZERO, POW2_SIGN
 from . import numerics
 from .plan import Layer, Plan
-from .sparse import kept_steps, pack_units
 
 
 def dense_weights(plan: Plan, layer: Layer) -> np.ndarray:
@@ -112,7 +111,6 @@ def pack_conv(plan: Plan, layer: Layer) -> list[tuple[bytes, bytes]]:
     params = np.zeros(units * cfg.tm, dtype=PARAM_DTYPE)
     params["bias"][:len(bias)] = bias
     params["shift"][:len(shift)] = shift
-    data[0] = pack_units(cfg, data[0], kept_steps(plan, layer))  # SPCONV units (none when chunked)
     if layer.tiling.chunks:
         return [(data[ci][u].tobytes(), params[u * cfg.tm:(u + 1) * cfg.tm].tobytes())
                 for u in range(units) for ci in range(len(chunks))]

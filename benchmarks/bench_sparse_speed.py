@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import onnx
-
 from guard import write_result
 from shiftflow.backend.compile import compile_model
 from shiftflow.frontend.interpreter import Interpreter

@@ -211,21 +211,3 @@ def prune_model(path: str | os.PathLike, density: float, target: str = "tiny", p
     report = prune_weights(model, density, tm, pattern, dense)
     return quantize_model(model, calib=calib, calib_random=calib_random, **quantize_args), report
 
-
-def prune_to_budget(path: str | os.PathLike, budget: int, target: str = "tiny", dense: tuple[str, ...] = (),
-                    input_shapes: dict | None = None, method: str = "knapsack", calib=None,
-                    calib_random: int | None = None, **quantize_args):
-    """The QDQ model of ``path`` pruned in ``target``'s blocks with per-conv densities chosen
-    so that its program (compiled with SPCONV) takes at most ``budget`` cycles a frame
-    (``backend/sparse_budget.py``); returns (model, per-conv report, the allocation). A float
-    model is quantized first (as ``shiftflow quantize`` does) and pruned on that grid."""
-    from ..backend.sparse_budget import allocate
-    from ..ir.config import load_target
-
-    if budget <= 0:
-        raise UsageError(f"--latency-budget must be a positive number of cycles, found {budget}")
-    tm = load_target(target).tm
-    model, _ = prune_model(path, 1.0, target, dense=dense, calib=calib, calib_random=calib_random, **quantize_args)
-    alloc = allocate(model, budget, target, tm, list(real_weights(model, dense)), input_shapes=input_shapes,
-                     method=method)
-    return model, prune_weights(model, 1.0, tm, dense=dense, densities=alloc.densities), alloc

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ProgramError, ShiftflowError  # ProgramError: also imported from here
 from .config import AcceleratorConfig
-from .decode import opcodes, scan
+from .decode import decode_program, opcodes, scan
 from .graph import Graph
 from .isa import INSTR_BYTES, Opcode, to_dict
 from .nms import check_program as check_nms
@@ -116,8 +116,8 @@ def load_program(build_dir: str | os.PathLike, expect_target: AcceleratorConfig 
         raise ProgramError(f"program was compiled for target {config.name!r}, not {expect_target.name!r}")
     _check_instructions(blobs["program.bin"], manifest.get("n_instructions"), config)
     const_base = manifest["dram"].get("const_base") if isinstance(manifest["dram"], dict) else None
-    if _count(const_base):
-        check_spconv(config, blobs["program.bin"], blobs["weights.bin"], const_base)
+    if _count(const_base) and np.any(opcodes(blobs["program.bin"]) == Opcode.SPCONV.value):
+        check_spconv(config, decode_program(blobs["program.bin"], check=False), blobs["weights.bin"], const_base)
     nms = np.flatnonzero(opcodes(blobs["program.bin"]) == Opcode.NMS.value).tolist()
     check_nms(config, [(i, to_dict(blobs["program.bin"][i * INSTR_BYTES:(i + 1) * INSTR_BYTES])["nms"]) for i in nms],
               manifest)

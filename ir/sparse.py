@@ -76,33 +76,26 @@ def index_problem(index: np.ndarray, dense: int) -> str | None:
     return None
 
 
-def check_program(cfg: AcceleratorConfig, instructions: bytes, weights: bytes, const_base: int) -> None:
-    """Follow the program's LOAD_WGTs into two model weight banks, in program order, and check
-    every SPCONV's index list against what its bank then holds; ``ProgramError`` naming the
-    first malformed one. Weights come from the constant image (``weights.bin`` at
-    ``const_base``); bytes loaded from elsewhere read as zero here and are checked by the
-    simulator when it runs."""
-    from .decode import decode_program, opcodes  # decode imports the rules, which import this module
-
-    codes = opcodes(instructions)
-    if not np.any(codes == Opcode.SPCONV.value):
-        return
-    instrs = decode_program(instructions, check=False)
+def check_program(cfg: AcceleratorConfig, instrs: list, weights: bytes, const_base: int) -> None:
+    """Follow the program's LOAD_WGTs (``instrs``: the decoded program) into two model weight
+    banks, in program order, and check every SPCONV's index list against what its bank then
+    holds; ``ProgramError`` naming the first malformed one. Weights come from the constant
+    image (``weights.bin`` at ``const_base``); bytes loaded from elsewhere read as zero here and
+    are checked by the simulator when it runs."""
     banks = np.zeros((2, cfg.weight_bank_bytes), np.uint8)
     const = np.frombuffer(weights, np.uint8)
-    for i in np.flatnonzero(np.isin(codes, [Opcode.SPCONV.value, Opcode.LOAD_WGT.value])).tolist():
-        ins = instrs[i]
+    for ins in instrs:
+        if ins is None:
+            continue
         f = ins.f
-        if ins.opcode is Opcode.LOAD_WGT:
-            if f["target"] != WgtTarget.WEIGHTS.value:
-                continue
+        if ins.opcode is Opcode.LOAD_WGT and f["target"] == WgtTarget.WEIGHTS.value:
             n, sram, src = f["nbytes"], f["sram_addr"], f["dram_addr"] - const_base
             part = const[max(src, 0):max(src + n, 0)]
             banks[f["bank"], sram:sram + n] = 0
             if src >= 0:
                 banks[f["bank"], sram:sram + len(part)] = part
-            continue
-        problem = index_problem(read_index(cfg, banks[f["wbank"]], f["w_addr"], f["kept"]),
-                                int(dense_steps(f["depthwise"], f["inp.chans"], f["win.kh"], f["win.kw"])))
-        if problem:
-            raise ProgramError(f"program.bin {ins.where()}: {problem}")
+        elif ins.opcode is Opcode.SPCONV:
+            problem = index_problem(read_index(cfg, banks[f["wbank"]], f["w_addr"], f["kept"]),
+                                    int(dense_steps(f["depthwise"], f["inp.chans"], f["win.kh"], f["win.kw"])))
+            if problem:
+                raise ProgramError(f"program.bin {ins.where()}: {problem}")

@@ -10,12 +10,16 @@ import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from shiftflow.backend.compile import compile_model
 from shiftflow.backend.estimate import estimate_program
-from shiftflow.backend.sparse_budget import RESOLUTION, knapsack, lagrange
+from shiftflow.backend.sparse_budget import (
+    RESOLUTION,
+    knapsack,
+    lagrange,
+    prune_to_budget,
+)
 from shiftflow.errors import UsageError
-from shiftflow.frontend.prune import prune_to_budget
+
 from tests.frontend.test_prune import qdq_chain
 
 
@@ -23,9 +27,10 @@ from tests.frontend.test_prune import qdq_chain
 @given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 999), share=st.floats(0.2, 1.2))
 def test_knapsack_is_exact_and_lagrange_no_better(rows, cols, seed, share):
     rng = np.random.default_rng(seed)
-    costs = rng.integers(1, 1000, (rows, cols)).astype(float) * RESOLUTION  # whole knapsack units
+    unit = 3.0  # the knapsack's unit (budget / RESOLUTION): costs in whole units are not rounded
+    costs = rng.integers(1, max(2, int(share * 2 * RESOLUTION / rows)), (rows, cols)) * unit
     errors = rng.random((rows, cols))
-    budget = share * costs.max(axis=1).sum()
+    budget = RESOLUTION * unit
     best = None
     for pick in itertools.product(range(cols), repeat=rows):
         c, e = sum(costs[r, j] for r, j in enumerate(pick)), sum(errors[r, j] for r, j in enumerate(pick))
@@ -67,6 +72,7 @@ def test_a_budget_below_the_sparsest_is_one_line(chain):
 
 def test_cli_prune_to_a_budget_then_compile_sparse_and_check(chain, tmp_path, capsys):
     from shiftflow.cli import main
+
     from tests.cli_errors import one_line_exit_2
 
     out, build = str(tmp_path / "p.onnx"), str(tmp_path / "build")

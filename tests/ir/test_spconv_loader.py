@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import onnx
 import pytest
-
 from shiftflow.backend.compile import compile_model
 from shiftflow.cli import main
 from shiftflow.errors import ProgramError
@@ -16,6 +15,7 @@ from shiftflow.ir import sparse
 from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import INSTR, INSTR_BYTES, Opcode, SpConv, WgtTarget
 from shiftflow.ir.program import Program, load_program, save_program
+
 from tests.cli_errors import one_line_exit_2
 from tests.frontend.test_prune import qdq_chain
 
