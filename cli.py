@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--density", type=float, metavar="D", help="share of blocks kept, in (0, 1]")
     sp.add_argument("--latency-budget", type=int, metavar="CYCLES",
                     help="per-conv densities so that the program (with SPCONV) takes at most CYCLES a frame")
-    sp.add_argument("--allocation", default="knapsack", choices=("knapsack", "lagrange"),
+    sp.add_argument("--allocation", default="knapsack", choices=("knapsack", "lagrange", "admm"),
                     help="--latency-budget's solver (docs/sparsity.md)")
     sp.add_argument("--target", default="tiny", help="target whose tm sets the block (1 x tm)")
     sp.add_argument("--pattern", default="block", choices=("block", "unstructured", "filter"),

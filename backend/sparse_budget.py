@@ -18,9 +18,11 @@ every layer counts alike, whatever its size. Two solvers:
 - ``knapsack``: the exact multiple-choice knapsack by dynamic programming over the cycles,
   counted in units of ``budget / RESOLUTION`` and rounded up (so the chosen set meets the
   interpolated budget);
-- ``lagrange``: the dual (ADMM-style price on cycles): each layer minimizes
-  ``error + λ·cycles`` on its own and ``λ`` is bisected to the budget — the ALCS-style
-  relaxation, which can only reach the allocations on the lower convex hull.
+- ``lagrange``: the dual relaxation, a price on cycles: each layer minimizes
+  ``error + λ·cycles`` on its own and ``λ`` is bisected to the budget — it can only reach the
+  allocations on the lower convex hull;
+- ``admm``: ADMM as ALCS solves it, the cycles split off as a variable constrained to the
+  budget (each layer's choice exact, the split a projection), the best feasible iterate.
 
 Interpolation is an estimate, so ``allocate`` compiles the result and, while it is over the
 budget, lowers the target by the overshoot and solves again.
@@ -149,6 +151,31 @@ def sample(model: onnx.ModelProto, target: str, tm: int, names: list[str], input
     return samples, table
 
 
+def admm(costs: np.ndarray, errors: np.ndarray, budget: float, iterations: int = 300) -> np.ndarray | None:
+    """ADMM (scaled form) on ``min Σ errors[l, x_l]`` s.t. ``Σ costs[l, x_l] <= budget``, split
+    as ``s_l = costs[l, x_l]`` and ``z`` in the half-space ``Σ z <= budget``: the x-update is
+    each layer's exact search over its choices, the z-update a projection, the penalty ``ρ``
+    grows so the iterates settle. Costs are in units of ``budget / layers``. Returns the best
+    feasible iterate, or None when even the cheapest choices do not fit."""
+    rows = np.arange(costs.shape[0])
+    if costs.min(axis=1).sum() > budget:
+        return None
+    scale = budget / costs.shape[0]
+    c, b = costs / scale, costs.shape[0]
+    z, u, rho = c.min(axis=1), np.zeros(costs.shape[0]), 0.01
+    best, best_err = None, np.inf
+    for _ in range(iterations):
+        x = np.argmin(errors + rho / 2 * (c - (z - u)[:, None]) ** 2, axis=1)
+        s = c[rows, x]
+        v = s + u
+        z = v - max(0.0, (v.sum() - b) / len(v))
+        u += s - z
+        rho *= 1.03
+        if s.sum() <= b and errors[rows, x].sum() < best_err:
+            best, best_err = x, errors[rows, x].sum()
+    return best if best is not None else np.argmin(c, axis=1)
+
+
 def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable: list[str], *,
              input_shapes=None, method: str = "knapsack", sampled=None) -> Allocation:
     """Densities for the ``prunable`` convs of the QDQ ``model`` so that the compiled program
@@ -156,7 +183,7 @@ def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable
     is below what the sparsest choice reaches. ``sampled``: ``sample``'s result, when known."""
     from ..frontend.prune import prune_weights
 
-    solve = {"knapsack": knapsack, "lagrange": lagrange}[method]
+    solve = {"knapsack": knapsack, "lagrange": lagrange, "admm": admm}[method]
     names = list(prunable)
     samples, table = sampled or sample(model, target, tm, names, input_shapes)
     order = np.argsort(SAMPLES)

@@ -5,8 +5,8 @@
 The zoo 512×512 detector at ``--target``: for the frame cycles of uniform densities 0.5 and
 0.375 (pruned by ``shiftflow prune``'s rule, compiled with SPCONV and layer overlap) as
 budgets, the
-allocations of ``backend/sparse_budget.py`` — the exact knapsack and the Lagrangian
-relaxation — against the uniform model: the accuracy proxy (sum over pruned convs of the
+allocations of ``backend/sparse_budget.py`` — the exact knapsack, the Lagrangian relaxation
+and ADMM — against the uniform model: the accuracy proxy (sum over pruned convs of the
 relative reconstruction error ``||W - W_pruned|| / ||W||``), the compiled program's cycles
 (cycle model), the kept share of blocks. Accuracy itself (mAP after fine-tuning) is not
 measured here. The budget must be met (else nothing is written). Writes
@@ -32,6 +32,7 @@ from shiftflow.ir.config import load_target
 from shiftflow.zoo import zoo_model
 
 UNIFORM = (0.5, 0.375)
+METHODS = ("knapsack", "lagrange", "admm")
 
 
 def proxy(real: dict, tm: int, densities: dict) -> float:
@@ -60,7 +61,7 @@ def main(argv=None) -> dict:
         budget = compile_cycles(uniform, args.target, None)[0]  # the uniform model's frame, as compiled
         row = {"uniform_density": d, "budget": budget,
                "uniform": {"cycles": budget, "proxy": round(proxy(real, tm, {n: d for n in names}), 4)}}
-        for method in ("knapsack", "lagrange"):
+        for method in METHODS:
             t0 = time.perf_counter()
             a = allocate(model, budget, args.target, tm, names, method=method, sampled=sampled)
             m = onnx.ModelProto()
@@ -72,15 +73,14 @@ def main(argv=None) -> dict:
                            "seconds": round(time.perf_counter() - t0, 1), "densities": a.densities}
             assert compile_cycles(m, args.target, None)[0] == a.measured
         runs.append(row)
-        print(f"budget {budget:,} (uniform {d}): proxy uniform {row['uniform']['proxy']:.3f}, "
-              f"knapsack {row['knapsack']['proxy']:.3f} ({row['knapsack']['cycles']:,} cycles, "
-              f"kept {row['knapsack']['block_density']:.3f}), lagrange {row['lagrange']['proxy']:.3f} "
-              f"({row['lagrange']['cycles']:,}, kept {row['lagrange']['block_density']:.3f})")
+        print(f"budget {budget:,} (uniform {d}): proxy uniform {row['uniform']['proxy']:.3f}, " + ", ".join(
+            f"{m} {row[m]['proxy']:.3f} ({row[m]['cycles']:,} cycles, kept {row[m]['block_density']:.3f})"
+            for m in METHODS))
     result = {"model": "detector " + args.variant, "target": args.target, "sample_s": round(sample_s, 1),
               "samples_without_overlap": [{"density": k, "cycles": v} for k, v in sampled[0].items()], "runs": runs}
     write_result(f"sparse_budget_{args.target}.json", result,
                  {f"{m} meets budget {r['budget']}": r[m]["cycles"] <= r["budget"]
-                  for r in runs for m in ("knapsack", "lagrange")})
+                  for r in runs for m in METHODS})
     return result
 
 

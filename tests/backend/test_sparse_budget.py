@@ -1,5 +1,5 @@
 """Per-layer densities under a latency budget (backend/sparse_budget.py): the exact
-multiple-choice knapsack against brute force, the Lagrangian relaxation never better, and
+multiple-choice knapsack against brute force, the Lagrangian relaxation and ADMM never better, and
 ``prune_to_budget`` whose compiled program (SPCONV) meets the budget."""
 
 import itertools
@@ -12,12 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shiftflow.backend.compile import compile_model
 from shiftflow.backend.estimate import estimate_program
-from shiftflow.backend.sparse_budget import (
-    RESOLUTION,
-    knapsack,
-    lagrange,
-    prune_to_budget,
-)
+from shiftflow.backend.sparse_budget import RESOLUTION, admm, knapsack, lagrange, prune_to_budget
 from shiftflow.errors import UsageError
 
 from tests.frontend.test_prune import qdq_chain
@@ -25,7 +20,7 @@ from tests.frontend.test_prune import qdq_chain
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 999), share=st.floats(0.2, 1.2))
-def test_knapsack_is_exact_and_lagrange_no_better(rows, cols, seed, share):
+def test_knapsack_is_exact_and_the_relaxations_no_better(rows, cols, seed, share):
     rng = np.random.default_rng(seed)
     unit = 3.0  # the knapsack's unit (budget / RESOLUTION): costs in whole units are not rounded
     costs = rng.integers(1, max(2, int(share * 2 * RESOLUTION / rows)), (rows, cols)) * unit
@@ -37,14 +32,15 @@ def test_knapsack_is_exact_and_lagrange_no_better(rows, cols, seed, share):
         if c <= budget and (best is None or e < best - 1e-12):
             best = e
     chosen = knapsack(costs, errors, budget)
-    relaxed = lagrange(costs, errors, budget)
+    others = [lagrange(costs, errors, budget), admm(costs, errors, budget)]
     if best is None:
-        assert chosen is None and relaxed is None
+        assert chosen is None and others == [None, None]
         return
     rows_ = np.arange(rows)
     assert costs[rows_, chosen].sum() <= budget
     assert errors[rows_, chosen].sum() == pytest.approx(best)
-    assert costs[rows_, relaxed].sum() <= budget and errors[rows_, relaxed].sum() >= best - 1e-12
+    for pick in others:
+        assert costs[rows_, pick].sum() <= budget and errors[rows_, pick].sum() >= best - 1e-12
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +48,7 @@ def chain(tmp_path_factory):
     return qdq_chain(tmp_path_factory.mktemp("budget") / "m.onnx")
 
 
-@pytest.mark.parametrize("method", ["knapsack", "lagrange"])
+@pytest.mark.parametrize("method", ["knapsack", "lagrange", "admm"])
 def test_the_compiled_program_meets_the_budget(chain, tmp_path, method):
     dense = estimate_program(compile_model(chain, "tiny", sparse=True))["total_cycles"]
     budget = int(0.5 * dense)
