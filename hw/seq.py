@@ -22,7 +22,7 @@ offsets, weight rows, pooled output positions — so no multiplier sits in the p
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -113,7 +113,9 @@ class Sequencer(wiring.Component):
         col_ok = []
         for lane in range(tn):
             c = Signal(OFF_BITS + 2, name=f"col{lane}")
-            m.d.comb += c.eq(co + lane * j.lsw)
+            # lane * lsw by a 4-entry table of constants: a product here became a multiplier
+            # block on ECP5, the head of tiny's critical path.
+            m.d.comb += c.eq(co + Array(lane * s for s in range(1 << len(j.lsw)))[j.lsw])
             col_ok.append((c >= j.a.col_lo) & (c < j.a.col_hi))
         b_tap = row_ok[1] & (co >= j.b.col_lo) & (co < j.b.col_hi)
         cleft = Signal(signed(cbase.shape().width + 1))
