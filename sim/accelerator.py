@@ -137,6 +137,9 @@ class SimAccelerator(Accelerator):
         # on a busy 2-core machine it made the detector 6x slower (12 s instead of 2 s).
         with threadpool_limits(limits=1, user_api="blas"):
             machine.run(instrs, self._progress)
+        if machine.measured:  # NMS: its cycles depend on the data it just ran on
+            timeline = schedule(machine.cfg, instrs, machine.measured)
+            unit_totals = timeline.unit_totals()
         # After execution, which has validated every address the footprints are built from.
         race = find_race(machine.cfg, timeline) if self._check_races else None
         if race:

@@ -24,7 +24,7 @@ from ..ir.cost import ceil_div, conv_psum_entries
 from ..ir.decode import Instr
 from ..ir.intmath import round_shift
 from ..ir.isa import PARAM_BYTES, Act, Opcode, VecOp, WgtTarget
-from . import conv
+from . import conv, nms_core
 from .cache import PLANS, target_key
 from .gather import NONE, fail, ring_geometry, tap_words, word_index
 from .sparse import SparseConvPlan
@@ -73,12 +73,17 @@ class Machine:
         handlers = {Opcode.NOP: _nothing, Opcode.FINISH: _nothing, Opcode.LOAD_ACT: self._load_act,
                     Opcode.LOAD_WGT: self._load_wgt, Opcode.STORE: self._store,
                     Opcode.CONV: lambda ins: conv.execute(self, ins), Opcode.VEC: self._vec,
-                    Opcode.SPCONV: lambda ins: conv.execute(self, ins, SparseConvPlan)}
+                    Opcode.SPCONV: lambda ins: conv.execute(self, ins, SparseConvPlan),
+                    Opcode.NMS: lambda ins: nms_core.run_on(self, ins)}
+        # Cycles of the data-dependent instructions (NMS) of the last ``run``, by instruction
+        # index: the timeline's cost of them (ir/timeline.py).
+        self.measured: dict[int, int] = {}
         self._handlers = {id(op): h for op, h in handlers.items()}  # hashing amaranth enums is slow
 
     def run(self, instrs: Iterable[Instr], progress: Callable[[int], object] | None = None) -> None:
         """Execute ``instrs`` in order (``progress(1)`` after each)."""
         self._drop_gathered()  # the state may have been written from outside since the last run
+        self.measured = {}
         try:
             for ins in instrs:
                 handler = self._handlers.get(id(ins.opcode))
