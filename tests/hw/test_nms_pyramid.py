@@ -29,6 +29,16 @@ from tests.sim.test_nms_core import run_scene, scenes
 CORE = NmsCore(lanes=3, survivors=64, max_channels=8, partners=5)
 
 
+async def load_slots(ctx, dut, slots) -> None:
+    """Write the slot table through ``dut``'s ``slot_*`` port, one entry a cycle."""
+    for addr, slot in enumerate(slots):
+        ctx.set(dut.slot_we, 1)
+        ctx.set(dut.slot_addr, addr)
+        ctx.set(dut.slot_data, slot)
+        await ctx.tick()
+    ctx.set(dut.slot_we, 0)
+
+
 def run(slots, entries, stall=0.0, seed=0):
     """Load the slot table and the survivors, run; the kept buffer addresses and the cycles
     from ``start`` to ``done``."""
@@ -37,12 +47,7 @@ def run(slots, entries, stall=0.0, seed=0):
     out = {}
 
     async def bench(ctx):
-        for addr, slot in enumerate(slots):
-            ctx.set(dut.slot_we, 1)
-            ctx.set(dut.slot_addr, addr)
-            ctx.set(dut.slot_data, slot)
-            await ctx.tick()
-        ctx.set(dut.slot_we, 0)
+        await load_slots(ctx, dut, slots)
         for e in entries:
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.payload, {k: int(e[k]) for k in ("channel", "cls", "y", "x", "key", "index")})
