@@ -49,7 +49,8 @@ def kept_steps(plan: Plan, layer: Layer) -> dict[int, np.ndarray]:
     dense = chans * kh * kw
     planes = plan.tensors[layer.output].planes if layer.output in plan.tensors else 1
     drain = conv_slots(cfg, True, planes)
-    if dense > sparse.MAX_DENSE_STEPS or conv_inner_steps(cfg, True, layer.depthwise, chans, kh, kw, sw) <= drain:
+    if (sparse.index_span(layer.depthwise, chans, kh, kw) > sparse.INDEX_SPAN
+            or conv_inner_steps(cfg, True, layer.depthwise, chans, kh, kw, sw) <= drain):
         return {}
     slot = conv_weight_words(cfg, True, layer.depthwise, chans, kh, kw)
     out = {}
@@ -69,17 +70,19 @@ def pack_conv(plan: Plan, layer: Layer) -> list[tuple[bytes, bytes]]:
     if not kept:
         return blobs
     cfg = plan.config
+    kh, kw = plan.graph.types[layer.op.inputs[1]].shape[2:4]
     for gi, group in enumerate(layer.tiling.groups):
         wbytes, pbytes = blobs[gi]
         words = np.frombuffer(wbytes, np.uint8).reshape(len(group), -1, cfg.tm, cfg.tn)
         mine = {k: kept[u] for k, u in enumerate(group) if u in kept}
-        blobs[gi] = (pack_units(cfg, words, mine).tobytes(), pbytes)
+        blobs[gi] = (pack_units(cfg, words, mine, kh, kw).tobytes(), pbytes)
     return blobs
 
 
-def pack_units(cfg: AcceleratorConfig, words: np.ndarray, kept: dict[int, np.ndarray]) -> np.ndarray:
+def pack_units(cfg: AcceleratorConfig, words: np.ndarray, kept: dict[int, np.ndarray], kh: int, kw: int) -> np.ndarray:
     """The units' weight-word bytes ``(units, words, tm, tn)`` with each sparse unit's slot
-    holding its kept steps' words, then its index list (``ir/sparse.py``), then zeros."""
+    holding its kept steps' words, then its index list (``ir/sparse.py``; ``kept``: dense step
+    numbers of a ``kh×kw`` kernel), then zeros."""
     if not kept:
         return words
     tm, tn = cfg.tm, cfg.tn
@@ -91,7 +94,7 @@ def pack_units(cfg: AcceleratorConfig, words: np.ndarray, kept: dict[int, np.nda
         packed[:len(index)] = steps
         slot = np.zeros(words[u].size, np.uint8)
         slot[:packed.size] = packed.reshape(nw, tn, tm).transpose(0, 2, 1).reshape(-1)
-        ix = np.frombuffer(sparse.index_bytes(index), np.uint8)
+        ix = np.frombuffer(sparse.index_bytes(sparse.pack_index(index, kh, kw)), np.uint8)
         slot[packed.size:packed.size + ix.size] = ix
         out[u] = slot.reshape(words[u].shape)
     return out

@@ -29,7 +29,7 @@ from .config import AcceleratorConfig
 from .cost import conv_psum_entries, conv_weight_words
 from .isa import PARAM_BYTES, Act, Dataflow, Opcode, VecOp, WgtTarget
 from .nms import field_rules as nms_field_rules
-from .sparse import MAX_DENSE_STEPS, bank_words, dense_steps
+from .sparse import INDEX_SPAN, bank_words, dense_steps, index_span
 
 Columns = dict  # dotted field name -> np.ndarray (int64), one entry per instruction
 
@@ -258,6 +258,10 @@ def _dense_steps(f):
     return dense_steps(f["depthwise"], f["inp.chans"], f["win.kh"], f["win.kw"])
 
 
+def _index_span(f):
+    return index_span(f["depthwise"], f["inp.chans"], f["win.kh"], f["win.kw"])
+
+
 def _spconv() -> list[Rule]:
     """SPCONV (docs/sparsity.md): pixel-parallel; CONV's rules; 1 to dense-steps kept steps,
     whose weights and index list are inside the bank."""
@@ -266,11 +270,14 @@ def _spconv() -> list[Rule]:
         Rule(op, "dataflow", "`dataflow` = PIXEL (a step is one input channel at one tap)",
              lambda f, c: _pixel(f), lambda f, c: "SPCONV is pixel-parallel only (dataflow is channel)"),
         *_conv(op),
-        Rule(op, "kept", f"1 ≤ `kept` ≤ the dense steps (`inp.chans·kh·kw`, `kh·kw` depthwise) ≤ {MAX_DENSE_STEPS} "
-                         "(an index entry is 16 bits)",
-             lambda f, c: (f["kept"] >= 1) & (f["kept"] <= _dense_steps(f)) & (_dense_steps(f) <= MAX_DENSE_STEPS),
-             lambda f, c: f"kept is {f['kept']}, the conv has {int(_dense_steps(f))} dense steps (kept must be "
-                          f"1..{min(int(_dense_steps(f)), MAX_DENSE_STEPS)}, at most {MAX_DENSE_STEPS} dense steps)"),
+        Rule(op, "kept", "1 ≤ `kept` ≤ the dense steps (`inp.chans·kh·kw`, `kh·kw` depthwise)",
+             lambda f, c: (f["kept"] >= 1) & (f["kept"] <= _dense_steps(f)),
+             lambda f, c: f"kept is {f['kept']}, the conv has {int(_dense_steps(f))} dense steps"),
+        Rule(op, "inp.chans", f"`(inp.chans or 1 depthwise) << (bits(kh-1) + bits(kw-1))` ≤ {INDEX_SPAN} "
+                              "(an index entry packs channel, row and column in 16 bits)",
+             lambda f, c: _index_span(f) <= INDEX_SPAN,
+             lambda f, c: f"inp.chans is {f['inp.chans']}: its index entries at {f['win.kh']}x{f['win.kw']} need "
+                          f"{int(_index_span(f))} values, more than the {INDEX_SPAN} of a 16-bit entry"),
         Rule(op, "w_addr", "the kept weights and the index list from `w_addr` on are inside a weight bank",
              lambda f, c: f["w_addr"] + bank_words(c, f["kept"]) <= c.weight_bank_words,
              lambda f, c: f"reads weight and index words {f['w_addr']}..{f['w_addr'] + bank_words(c, f['kept']) - 1} "

@@ -49,10 +49,11 @@ class SparseConvPlan(ConvPlan):
         key = (m.target_key, self.key, "sparse", self.dense, f["kept"], wraw, praw)
         w = WEIGHTS.get(key)
         if w is None:
-            index = sparse.read_index(cfg, m.wbuf[bank], f["w_addr"], f["kept"])
-            problem = sparse.index_problem(index, self.dense)
+            entries = sparse.read_index(cfg, m.wbuf[bank], f["w_addr"], f["kept"])
+            problem = sparse.index_problem(entries, f["depthwise"], f["inp.chans"], self.kh, self.kw)
             if problem:
                 fail(ins, problem)
+            index = sparse.index_steps(entries, self.kh, self.kw)
             w = WEIGHTS.put(key, Weights(cfg, ins, self, _scatter(cfg, m.wbuf[bank, lo:hi], index, self.dense),
                                          praw))
             w.wraw = wraw  # the bytes it was prepared from, for the check above

@@ -87,6 +87,8 @@ CASES = [
 VALID[Opcode.SPCONV] = dict(VALID[Opcode.CONV], kept=1)
 CASES += [(Opcode.SPCONV, "dataflow", {"dataflow": Dataflow.CHANNEL}, TINY),
           (Opcode.SPCONV, "kept", {"kept": 2}, TINY),
+          (Opcode.SPCONV, "inp.chans", {"inp.chans": 260, "win.kh": 15, "win.kw": 15, "inp.ring.slot_words": 260},
+           TINY),  # 260 << (4 + 4) packed values > 65536
           (Opcode.SPCONV, "w_addr", {"w_addr": 511}, TINY),  # 1 weight word + 1 index word
           *[(Opcode.SPCONV, field, changes, cfg) for op, field, changes, cfg in CASES
             if op == Opcode.CONV and field not in ("depthwise", "w_addr") and "dataflow" not in changes]]

@@ -1,6 +1,6 @@
-"""The program loader refuses a malformed SPCONV index list (ir/sparse.py): an entry out of
-range, an unsorted list, or more entries than dense steps — one line, and the CLI exits 2;
-the disassembler shows SPCONV with its ``kept``."""
+"""The program loader refuses a malformed SPCONV index list (ir/sparse.py): an entry naming a
+channel, row or column outside the conv, or an unsorted list — one line, and the CLI exits 2;
+the disassembler shows SPCONV with its ``kept``; the packed entries name the dense steps."""
 
 import dataclasses
 
@@ -49,6 +49,17 @@ def _with_index(program: Program, at: int, entries) -> Program:
     return dataclasses.replace(program, weights=bytes(weights))
 
 
+def test_packed_entries_round_trip():
+    for kh, kw, chans in ((1, 1, 300), (3, 3, 7), (5, 2, 3), (15, 15, 2), (1, 7, 5)):
+        steps = np.arange(chans * kh * kw)
+        entries = sparse.pack_index(steps, kh, kw)
+        assert (np.diff(entries) > 0).all() and entries.max() < sparse.index_span(0, chans, kh, kw)
+        assert sparse.index_problem(entries, 0, chans, kh, kw) is None
+        assert (sparse.index_steps(entries, kh, kw) == steps).all()
+        c, y, x = sparse.unpack_index(entries, kh, kw)
+        assert (c == steps // (kh * kw)).all() and (y == steps % (kh * kw) // kw).all() and (x == steps % kw).all()
+
+
 def test_the_loader_accepts_the_compiled_list_and_disasm_shows_it(build, capsys):
     program, path = build
     ins, at = _first_spconv(load_program(path))
@@ -59,18 +70,22 @@ def test_the_loader_accepts_the_compiled_list_and_disasm_shows_it(build, capsys)
     assert "SPCONV" in out and f"kept={ins.f['kept']}" in out
 
 
-@pytest.mark.parametrize("how, phrase", [("range", "outside the"), ("order", "must strictly increase")])
+@pytest.mark.parametrize("how, phrase", [("channel", "outside the"), ("column", "outside the"),
+                                         ("order", "must strictly increase")])
 def test_a_malformed_list_is_refused(build, tmp_path, capsys, how, phrase):
     program, _ = build
     ins, at = _first_spconv(program)
     kept = ins.f["kept"]
     assert kept >= 2
-    dense = ins.f["inp.chans"] * ins.f["win.kh"] * ins.f["win.kw"]
-    entries = list(range(kept))
-    if how == "range":
-        entries[-1] = dense
+    kh, kw = ins.f["win.kh"], ins.f["win.kw"]
+    assert kw == 3  # so column 3 fits the entry's two column bits but is outside the conv
+    entries = sparse.pack_index(np.arange(kept), kh, kw)
+    if how == "channel":
+        entries[-1] = ins.f["inp.chans"] << 4
+    elif how == "column":  # channel 0 row 0 column 3 (ranges are checked before the order)
+        entries[0] = 3
     else:
-        entries[0], entries[1] = 1, 0
+        entries[0], entries[1] = entries[1], entries[0]
     save_program(_with_index(program, at, entries), tmp_path / "bad")
     with pytest.raises(ProgramError, match=rf"instruction {ins.index} \(SPCONV\): index entry") as info:
         load_program(tmp_path / "bad")
