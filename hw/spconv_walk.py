@@ -1,0 +1,129 @@
+"""SPCONV's index walker: the kept steps' ``(c, y, x)``, one a cycle, from the weight bank.
+
+An SPCONV (docs/isa.md, ``ir/sparse.py``) lists its kept steps in the weight bank after their
+weights, one 16-bit entry a step packing the input channel, kernel row and column as
+``(c << (yb + xb)) | (y << xb) | x``. The walker reads the list through a weight-bank read port
+and streams the steps on ``o`` in list order, over and over (every pixel group of the
+instruction runs the whole list), from ``start`` until the next ``start``:
+
+- ``start`` (one cycle) samples ``kept``, ``base`` (the bank row of the list's first word:
+  ``wbank*weight_bank_words + w_addr + ceil(kept/tn)``), ``kh`` and ``kw``;
+- the port: ``rd_en`` asks for a read of row ``rd_addr``; ``rd_grant`` says the port reads
+  for the walker this cycle (the owner of the port gives it the cycles the weight stream does
+  not use); ``rd_data`` is the row's word the cycle after a granted read, as
+  ``hw.buffers.WeightBuffer.rd_data`` gives it (``tm`` rows of ``tn`` bytes, byte ``i*tn + l``
+  of the word in row ``i`` lane ``l``);
+- ``o``: a stream of :data:`Step`; ``last`` marks the list's last entry (a pixel group's last
+  step). A consumer that holds ``ready`` low stalls the walker, nothing is lost.
+
+A read fetches one row of a word: ``tn // 2`` entries (a *chunk*), chunk ``k`` at word
+``base + k // tm``, row ``k % tm``. Chunks wait in a ``depth``-chunk queue; a read is asked
+for while the queue and the read in flight leave room. With every read granted and ``o``
+always ready, the first step is on ``o`` :data:`PRIMING` cycles after ``start`` and one
+follows every cycle after (``tests/hw/test_spconv_walk.py``). The walker needs the port for
+one cycle every ``tn // 2`` steps. Splitting an entry is two shifts by amounts fixed at
+``start`` (a flat step number ``(c*kh + y)*kw + x`` would need a divider by ``kh*kw``:
+docs/sparsity.md "The RTL").
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.config import AcceleratorConfig
+from ..ir.isa import InGeom, SpConv, Window
+from ..ir.sparse import INDEX_BYTES
+
+#: One kept step: input channel, kernel row and column, and whether it ends the list.
+Step = data.StructLayout({"c": InGeom["chans"].shape, "y": Window["kh"].shape, "x": Window["kw"].shape,
+                          "last": unsigned(1)})
+#: Cycles from ``start`` to the first step on ``o`` (reads granted at once): the first read
+#: is asked for the cycle after ``start``, its word comes a cycle later into the queue, and
+#: the queue's head goes through ``o``'s register.
+PRIMING = 4
+
+
+class SpconvWalk(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig, depth: int = 3):
+        tm, tn = cfg.tm, cfg.tn
+        if tn < 2 or tn & (tn - 1) or tm & (tm - 1):
+            raise ValueError(f"the walker needs tn >= 2 and tm, tn powers of two (tm={tm}, tn={tn})")
+        self.tm, self.tn, self.depth = tm, tn, depth
+        self.per = tn * 8 // (8 * INDEX_BYTES)  # entries a chunk (one row of a word)
+        self.row_bits = max(1, (2 * cfg.weight_bank_words - 1).bit_length())
+        super().__init__({
+            "start": In(1), "kept": In(SpConv["kept"].shape), "base": In(self.row_bits),
+            "kh": In(Window["kh"].shape), "kw": In(Window["kw"].shape),
+            "rd_en": Out(1), "rd_addr": Out(self.row_bits), "rd_grant": In(1),
+            "rd_data": In(data.ArrayLayout(data.ArrayLayout(unsigned(8), tn), tm)),
+            "o": Out(stream.Signature(Step)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        tm, per, depth = self.tm, self.per, self.depth
+        kept_bits = self.kept.shape().width
+        ebits = 8 * INDEX_BYTES
+        # The instruction's constants, sampled at start.
+        active = Signal()
+        last_j = Signal(kept_bits)  # kept - 1
+        last_k = Signal(kept_bits)  # chunks - 1
+        base = Signal(self.row_bits)
+        xb, yb = Signal(range(ebits)), Signal(range(ebits))
+        bits = Array(max(0, (k - 1).bit_length()) for k in range(1 << self.kh.shape().width))
+
+        # -- reads: chunk rk at word rword, row rrow; the word comes the cycle after the grant.
+        rk, rword, rrow = Signal(kept_bits), Signal(self.row_bits), Signal(range(tm))
+        inflight, inrow = Signal(), Signal(range(tm))
+        # -- the chunk queue: depth registers, head and tail pointers, fill level.
+        queue = Array(Signal(per * ebits, name=f"chunk{i}") for i in range(depth))
+        head, tail, level = Signal(range(depth)), Signal(range(depth)), Signal(range(depth + 1))
+        push, pop = Signal(), Signal()
+
+        def succ(p):
+            return Mux(p == depth - 1, 0, p + 1)
+
+        m.d.comb += [self.rd_en.eq(active & (level + inflight < depth)), self.rd_addr.eq(rword)]
+        granted = self.rd_en & self.rd_grant
+        m.d.sync += [inflight.eq(granted), inrow.eq(rrow)]
+        with m.If(granted):
+            with m.If(rk == last_k):
+                m.d.sync += [rk.eq(0), rword.eq(base), rrow.eq(0)]
+            with m.Else():
+                m.d.sync += [rk.eq(rk + 1), rrow.eq(rrow + 1)]
+                if tm > 1:
+                    with m.If(rrow == tm - 1):
+                        m.d.sync += rword.eq(rword + 1)
+                else:
+                    m.d.sync += rword.eq(rword + 1)
+        m.d.comb += push.eq(inflight)
+        with m.If(push):
+            m.d.sync += [queue[tail].eq(self.rd_data.as_value().word_select(inrow, self.tn * 8)), tail.eq(succ(tail))]
+        m.d.sync += level.eq(level + push - pop)
+
+        # -- the head chunk's entry e, split, into o's register.
+        e = Signal(range(per))
+        j = Signal(kept_bits)
+        entry = Signal(ebits)
+        m.d.comb += entry.eq(Array(queue[head].word_select(i, ebits) for i in range(per))[e])
+        load = (level != 0) & (~self.o.valid | self.o.ready)
+        end = j == last_j
+        m.d.comb += pop.eq(load & (end | (e == per - 1)))
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(load):
+            p = self.o.payload
+            m.d.sync += [self.o.valid.eq(1), p.x.eq(entry & ((1 << xb) - 1)), p.y.eq((entry >> xb) & ((1 << yb) - 1)),
+                         p.c.eq(entry >> (xb + yb)), p.last.eq(end),
+                         e.eq(Mux(pop, 0, e + 1)), j.eq(Mux(end, 0, j + 1))]
+            with m.If(pop):
+                m.d.sync += head.eq(succ(head))
+
+        with m.If(self.start):  # after everything above: a new instruction drops the old state
+            nchunks_m1 = ((self.kept + per - 1) >> (per - 1).bit_length()) - 1
+            m.d.sync += [active.eq(1), last_j.eq(self.kept - 1), last_k.eq(nchunks_m1), base.eq(self.base),
+                         xb.eq(bits[self.kw]), yb.eq(bits[self.kh]), rk.eq(0), rword.eq(self.base), rrow.eq(0),
+                         inflight.eq(0), head.eq(0), tail.eq(0), level.eq(0), e.eq(0), j.eq(0), self.o.valid.eq(0)]
+        return m
