@@ -16,12 +16,13 @@ instruction runs the whole list), from ``start`` until the next ``start``:
 - ``o``: a stream of :data:`Step`; ``last`` marks the list's last entry (a pixel group's last
   step). A consumer that holds ``ready`` low stalls the walker, nothing is lost.
 
-A read fetches one row of a word: ``tn // 2`` entries (a *chunk*), chunk ``k`` at word
-``base + k // tm``, row ``k % tm``. Chunks wait in a ``depth``-chunk queue; a read is asked
-for while the queue and the read in flight leave room. With every read granted and ``o``
+A read fetches a *chunk* of ``per`` entries (one row of a word, ``tn // 2`` entries, but at
+least :data:`CHUNK_MIN`: a whole word at ``tiny``), chunk ``k`` at word ``base + k // chunks``
+(``chunks`` a word). Chunks wait in a ``depth``-chunk queue; a read is asked for while the
+queue and the read in flight leave room; a list of one chunk is read once and kept. With every read granted and ``o``
 always ready, the first step is on ``o`` :data:`PRIMING` cycles after ``start`` and one
 follows every cycle after (``tests/hw/test_spconv_walk.py``). The walker needs the port for
-one cycle every ``tn // 2`` steps. Splitting an entry is two shifts by amounts fixed at
+one cycle every ``per`` steps, and once more a pixel group for the list's last, partial chunk. Splitting an entry is two shifts by amounts fixed at
 ``start`` (a flat step number ``(c*kh + y)*kw + x`` would need a divider by ``kh*kw``:
 docs/sparsity.md "The RTL").
 """
@@ -43,6 +44,15 @@ Step = data.StructLayout({"c": InGeom["chans"].shape, "y": Window["kh"].shape, "
 #: is asked for the cycle after ``start``, its word comes a cycle later into the queue, and
 #: the queue's head goes through ``o``'s register.
 PRIMING = 4
+#: Fewest entries a read takes (a chunk): with a whole list in one chunk the walker reads it
+#: once, else it needs at most ``ceil(kept/8) + 1`` of a group's ``max(kept, drain)`` cycles.
+CHUNK_MIN = 8
+
+
+def chunk_entries(cfg: AcceleratorConfig) -> int:
+    """Entries a read takes: one row of a word, at least ``CHUNK_MIN`` (a ``tiny`` word's rows
+    hold two), at most the word."""
+    return min(cfg.tm * cfg.tn, max(cfg.tn, CHUNK_MIN * INDEX_BYTES)) // INDEX_BYTES
 
 
 class SpconvWalk(wiring.Component):
@@ -50,8 +60,9 @@ class SpconvWalk(wiring.Component):
         tm, tn = cfg.tm, cfg.tn
         if tn < 2 or tn & (tn - 1) or tm & (tm - 1):
             raise ValueError(f"the walker needs tn >= 2 and tm, tn powers of two (tm={tm}, tn={tn})")
-        self.tm, self.tn, self.depth = tm, tn, depth
-        self.per = tn * 8 // (8 * INDEX_BYTES)  # entries a chunk (one row of a word)
+        self.depth = depth
+        self.per = chunk_entries(cfg)
+        self.chunks = tm * tn // (self.per * INDEX_BYTES)  # chunks a word
         self.row_bits = max(1, (2 * cfg.weight_bank_words - 1).bit_length())
         super().__init__({
             "start": In(1), "kept": In(SpConv["kept"].shape), "base": In(self.row_bits),
@@ -63,7 +74,7 @@ class SpconvWalk(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        tm, per, depth = self.tm, self.per, self.depth
+        chunks, per, depth = self.chunks, self.per, self.depth
         kept_bits = self.kept.shape().width
         ebits = 8 * INDEX_BYTES
         # The instruction's constants, sampled at start.
@@ -74,9 +85,11 @@ class SpconvWalk(wiring.Component):
         xb, yb = Signal(range(ebits)), Signal(range(ebits))
         bits = Array(max(0, (k - 1).bit_length()) for k in range(1 << self.kh.shape().width))
 
-        # -- reads: chunk rk at word rword, row rrow; the word comes the cycle after the grant.
-        rk, rword, rrow = Signal(kept_bits), Signal(self.row_bits), Signal(range(tm))
-        inflight, inrow = Signal(), Signal(range(tm))
+        # -- reads: chunk rk at word rword, chunk rsel of the word; the word comes the cycle
+        # after the grant. A list in one chunk is read once and stays at the queue's head.
+        rk, rword, rsel = Signal(kept_bits), Signal(self.row_bits), Signal(range(chunks))
+        inflight, insel = Signal(), Signal(range(chunks))
+        single = Signal()
         # -- the chunk queue: depth registers, head and tail pointers, fill level.
         queue = Array(Signal(per * ebits, name=f"chunk{i}") for i in range(depth))
         head, tail, level = Signal(range(depth)), Signal(range(depth)), Signal(range(depth + 1))
@@ -85,22 +98,24 @@ class SpconvWalk(wiring.Component):
         def succ(p):
             return Mux(p == depth - 1, 0, p + 1)
 
-        m.d.comb += [self.rd_en.eq(active & (level + inflight < depth)), self.rd_addr.eq(rword)]
+        room = Mux(single, 1, depth)
+        m.d.comb += [self.rd_en.eq(active & (level + inflight < room)), self.rd_addr.eq(rword)]
         granted = self.rd_en & self.rd_grant
-        m.d.sync += [inflight.eq(granted), inrow.eq(rrow)]
+        m.d.sync += [inflight.eq(granted), insel.eq(rsel)]
         with m.If(granted):
             with m.If(rk == last_k):
-                m.d.sync += [rk.eq(0), rword.eq(base), rrow.eq(0)]
+                m.d.sync += [rk.eq(0), rword.eq(base), rsel.eq(0)]
             with m.Else():
-                m.d.sync += [rk.eq(rk + 1), rrow.eq(rrow + 1)]
-                if tm > 1:
-                    with m.If(rrow == tm - 1):
+                m.d.sync += rk.eq(rk + 1)
+                if chunks > 1:
+                    m.d.sync += rsel.eq(rsel + 1)
+                    with m.If(rsel == chunks - 1):
                         m.d.sync += rword.eq(rword + 1)
                 else:
                     m.d.sync += rword.eq(rword + 1)
         m.d.comb += push.eq(inflight)
         with m.If(push):
-            m.d.sync += [queue[tail].eq(self.rd_data.as_value().word_select(inrow, self.tn * 8)), tail.eq(succ(tail))]
+            m.d.sync += [queue[tail].eq(self.rd_data.as_value().word_select(insel, per * ebits)), tail.eq(succ(tail))]
         m.d.sync += level.eq(level + push - pop)
 
         # -- the head chunk's entry e, split, into o's register.
@@ -110,20 +125,21 @@ class SpconvWalk(wiring.Component):
         m.d.comb += entry.eq(Array(queue[head].word_select(i, ebits) for i in range(per))[e])
         load = (level != 0) & (~self.o.valid | self.o.ready)
         end = j == last_j
-        m.d.comb += pop.eq(load & (end | (e == per - 1)))
+        m.d.comb += pop.eq(load & ~single & (end | (e == per - 1)))
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(load):
             p = self.o.payload
             m.d.sync += [self.o.valid.eq(1), p.x.eq(entry & ((1 << xb) - 1)), p.y.eq((entry >> xb) & ((1 << yb) - 1)),
                          p.c.eq(entry >> (xb + yb)), p.last.eq(end),
-                         e.eq(Mux(pop, 0, e + 1)), j.eq(Mux(end, 0, j + 1))]
+                         e.eq(Mux(pop | end, 0, e + 1)), j.eq(Mux(end, 0, j + 1))]
             with m.If(pop):
                 m.d.sync += head.eq(succ(head))
 
         with m.If(self.start):  # after everything above: a new instruction drops the old state
             nchunks_m1 = ((self.kept + per - 1) >> (per - 1).bit_length()) - 1
             m.d.sync += [active.eq(1), last_j.eq(self.kept - 1), last_k.eq(nchunks_m1), base.eq(self.base),
-                         xb.eq(bits[self.kw]), yb.eq(bits[self.kh]), rk.eq(0), rword.eq(self.base), rrow.eq(0),
+                         single.eq(nchunks_m1 == 0),
+                         xb.eq(bits[self.kw]), yb.eq(bits[self.kh]), rk.eq(0), rword.eq(self.base), rsel.eq(0),
                          inflight.eq(0), head.eq(0), tail.eq(0), level.eq(0), e.eq(0), j.eq(0), self.o.valid.eq(0)]
         return m

@@ -1,16 +1,18 @@
 """hw/spconv_walk.py against ir/sparse.py's decoding, in amaranth.sim: random kernels, channel
 counts and kept lists (length 1, random, and every dense step), random port grants and
-consumer stalls; the stream repeats the list, a new ``start`` drops the old one; with every
-read granted and no stall, one step a cycle after ``PRIMING``, also when the port is busy one
-cycle in ``tn`` (the weight stream's reads)."""
+consumer stalls; the stream repeats the list, a new ``start`` drops the old one; under the
+sequencer's schedule (kept steps a pixel group of ``max(kept, drain)`` slots, the port taken
+by the weight stream once a weight word), every step on time from ``PRIMING`` on."""
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shiftflow.hw.spconv_walk import PRIMING, SpconvWalk
+from shiftflow.hw.spconv_walk import PRIMING, SpconvWalk, chunk_entries
 from shiftflow.ir import sparse
 from shiftflow.ir.config import TINY, ZU3EG
+from shiftflow.ir.cost import conv_slots
 
 CFGS = {"tiny": TINY, "zu3eg": ZU3EG}
 
@@ -35,10 +37,11 @@ def _expected(job, n):
 
 def _run(cfg, jobs, outs, grant, ready, depth=3, limit=None):
     """Start each job in turn, the next one once ``outs[i]`` steps were accepted; per job the
-    steps accepted, the cycle (from its start) of its first valid step and the cycles it ran."""
+    steps accepted, the cycle (from its start) of its first valid step, the cycles it ran and
+    its bubbles (cycles from ``PRIMING`` on with ``ready`` and no step)."""
     dut = SpconvWalk(cfg, depth)
     got = [[] for _ in jobs]
-    first, ran = [None] * len(jobs), [0] * len(jobs)
+    first, ran, bubbles = [None] * len(jobs), [0] * len(jobs), [0] * len(jobs)
     limit = limit or 20 * sum(outs) + 100
 
     async def bench(ctx):
@@ -57,6 +60,7 @@ def _run(cfg, jobs, outs, grant, ready, depth=3, limit=None):
                 ctx.set(dut.o.ready, r)
                 word = job["bank"][pending] if pending is not None else rng.integers(0, 256, cfg.tm * cfg.tn, np.uint8)
                 ctx.set(dut.rd_data.as_value(), int.from_bytes(word.tobytes(), "little"))
+                bubbles[n] += cycle - t0 >= PRIMING and r and not ctx.get(dut.o.valid)
                 if ctx.get(dut.o.valid):
                     if first[n] is None:
                         first[n] = cycle - t0
@@ -75,10 +79,10 @@ def _run(cfg, jobs, outs, grant, ready, depth=3, limit=None):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return got, first, ran
+    return got, first, ran, bubbles
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target=st.sampled_from(sorted(CFGS)), kh=st.integers(1, 4), kw=st.integers(1, 4), chans=st.integers(1, 12),
        depthwise=st.booleans(), length=st.sampled_from(["one", "all", "some"]), seed=st.integers(0, 2 ** 31),
        p_grant=st.sampled_from([1.0, 0.6, 0.3]), p_ready=st.sampled_from([1.0, 0.7, 0.3]),
@@ -96,32 +100,47 @@ def test_the_stream_is_the_decoded_list(target, kh, kw, chans, depthwise, length
     grants = rng.random(100_000) < p_grant
     readies = rng.random(100_000) < p_ready
     n = 2 * kept + 3
-    got, _, _ = _run(cfg, jobs, [cut, n], lambda c: bool(grants[c]), lambda c: bool(readies[c]), depth)
+    got, _, _, _ = _run(cfg, jobs, [cut, n], lambda c: bool(grants[c]), lambda c: bool(readies[c]), depth)
     assert got[0] == _expected(jobs[0], cut)
     assert got[1] == _expected(jobs[1], n)[:len(got[1])] and len(got[1]) == n
 
 
-def _busy_port(cfg):
-    return lambda c: c % cfg.tn != 0  # the weight stream's read: one cycle in tn
+def _sequencer(cfg, kept):
+    """The consumer the sequencer is, from ``PRIMING`` on: pixel groups of ``max(kept, drain)``
+    slots, ready in the first ``kept``; the port busy (weights) the cycle before each step
+    that starts a weight word (``j % tn == 0``)."""
+    group = max(kept, conv_slots(cfg, True, 1))
+
+    def step(c):  # the step the consumer takes in cycle c, or None
+        return None if c < PRIMING or (c - PRIMING) % group >= kept else (c - PRIMING) % group
+
+    def ready(c):
+        return step(c) is not None
+
+    def grant(c):
+        return step(c + 1) is None or step(c + 1) % cfg.tn != 0
+
+    return grant, ready
 
 
-@settings(max_examples=6, deadline=None)
-@given(target=st.sampled_from(sorted(CFGS)), kh=st.sampled_from([1, 3]), seed=st.integers(0, 2 ** 31))
-def test_one_step_a_cycle_after_priming(target, kh, seed):
+@pytest.mark.parametrize("target", sorted(CFGS))
+def test_no_bubble_under_the_sequencer(target):
+    """Lists of 1 entry, around a chunk and two, and longer, each run for three pixel groups
+    against the sequencer's schedule: every step on time, the first at PRIMING."""
     cfg = CFGS[target]
-    chans = 64 if kh == 3 else 300
-    job = _list(cfg, kh, kh, chans, False, int(np.random.default_rng(seed).integers(1, 200)), 5, seed)
-    n = 3 * len(job["steps"]) + 10
-    for grant in (lambda c: True, _busy_port(cfg)):
-        got, first, ran = _run(cfg, [job], [n], grant, lambda c: True)
-        assert got[0] == _expected(job, n)
-        assert first[0] == PRIMING and ran[0] == PRIMING + n
+    per = chunk_entries(cfg)
+    for kept in (1, 2, per - 1, per, per + 1, 2 * per + 1, 3 * per - 1, 37, 300):
+        job = _list(cfg, 3, 3, 64, False, kept, 5, kept)
+        grant, ready = _sequencer(cfg, kept)
+        got, first, _, bubbles = _run(cfg, [job], [3 * kept], grant, ready)
+        assert got[0] == _expected(job, 3 * kept) and first[0] == PRIMING and bubbles[0] == 0, kept
 
 
 def test_a_long_list_at_zu3eg_streams_without_a_bubble():
-    """A whole 512-channel 3x3 conv's steps at zu3eg (4,608 entries, 18 index words), the port
-    busy one cycle in tn: every cycle after priming delivers a step."""
+    """A whole 512-channel 3x3 conv's steps at zu3eg (4,608 entries, 18 index words) under the
+    sequencer's schedule: one step a cycle after priming."""
     job = _list(ZU3EG, 3, 3, 512, False, 4608, 100, 3)
-    n = 4608 + 50
-    got, first, ran = _run(ZU3EG, [job], [n], _busy_port(ZU3EG), lambda c: True)
-    assert got[0] == _expected(job, n) and first[0] == PRIMING and ran[0] == PRIMING + n
+    grant, ready = _sequencer(ZU3EG, 4608)
+    got, first, ran, bubbles = _run(ZU3EG, [job], [4608 + 50], grant, ready)
+    assert got[0] == _expected(job, 4608 + 50) and first[0] == PRIMING and bubbles[0] == 0
+    assert ran[0] == PRIMING + 4608 + 50
