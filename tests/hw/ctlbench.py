@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shiftflow.hw.control import Controller
+from shiftflow.hw.control import UNITS, Controller
 from shiftflow.hw.csr import Reg
 from shiftflow.ir.config import AcceleratorConfig
 from shiftflow.ir.cost import fetch_beats
 from shiftflow.ir.decode import decode_program
-from shiftflow.ir.isa import INSTR_BYTES, Unit
+from shiftflow.ir.isa import INSTR_BYTES
 from shiftflow.ir.timeline import instruction_cycles
+
 from tests.hw.memmodel import Dram
 from tests.hw.streams import simulate
 
-UNIT_NAMES = {u: u.name.lower() for u in Unit}
+UNIT_NAMES = {u: u.name.lower() for u in UNITS}
 
 
 @dataclass
@@ -30,9 +31,9 @@ class Observed:
     """One segment as the bench saw it (cycles relative to its cycle 0)."""
     fetch: list[int] = field(default_factory=list)  # cycle after each word's last beat
     dispatch: list[int] = field(default_factory=list)
-    start: dict = field(default_factory=lambda: {u: [] for u in Unit})  # accept cycles per unit
-    end: dict = field(default_factory=lambda: {u: [] for u in Unit})  # done cycles per unit
-    words: dict = field(default_factory=lambda: {u: [] for u in Unit})  # accepted payloads (ints)
+    start: dict = field(default_factory=lambda: {u: [] for u in UNITS})  # accept cycles per unit
+    end: dict = field(default_factory=lambda: {u: [] for u in UNITS})  # done cycles per unit
+    words: dict = field(default_factory=lambda: {u: [] for u in UNITS})  # accepted payloads (ints)
     done: int | None = None  # first cycle with the done output high
     error: int | None = None  # first cycle with the error output high
     busy_at_done: bool | None = None  # the busy output in the done cycle
@@ -65,7 +66,7 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
     costs = _costs(cfg, program)
     nb = fetch_beats(cfg)
     beats, dispatches = [], []  # absolute cycles
-    execs = {u: {"start": [], "end": [], "words": []} for u in Unit}
+    execs = {u: {"start": [], "end": [], "words": []} for u in UNITS}
     out = []
 
     def executor(unit):
@@ -121,7 +122,7 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
                 await ctx.tick()
                 cycle += 1
             seen_beats, seen_dispatches = len(beats), len(dispatches)
-            seen = {u: {k: len(v) for k, v in execs[u].items()} for u in Unit}
+            seen = {u: {k: len(v) for k, v in execs[u].items()} for u in UNITS}
             await write(Reg.SEG_ADDR, base + first * INSTR_BYTES)
             await write(Reg.SEG_LEN, count)
             await write(Reg.CTRL, 1)
@@ -149,11 +150,11 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
             cycle += 1
             obs.fetch = [t + 1 - zero for t in beats[seen_beats:][nb - 1::nb]]
             obs.dispatch = [t - zero for t in dispatches[seen_dispatches:]]
-            for u in Unit:
+            for u in UNITS:
                 for k in ("start", "end", "words"):
                     vals = execs[u][k][seen[u][k]:]
                     getattr(obs, k)[u] = vals if k == "words" else [t - zero for t in vals]
             out.append(obs)
 
-    simulate(dut, host, background=[executor(u) for u in Unit] + [monitor, dram.run], deadline=deadline)
+    simulate(dut, host, background=[executor(u) for u in UNITS] + [monitor, dram.run], deadline=deadline)
     return out

@@ -12,7 +12,7 @@ import pytest
 
 from shiftflow.backend.compile import compile_model
 from shiftflow.errors import ShiftflowError
-from shiftflow.hw.control import Controller
+from shiftflow.hw.control import UNITS, Controller
 from shiftflow.hw.csr import STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg
 from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.ir.decode import decode_program
@@ -45,7 +45,7 @@ def check_exact(cfg, program: bytes, segments, obs_list):
         assert obs.error is None, obs.regs
         assert obs.fetch == tl.fetch
         assert obs.dispatch == tl.dispatch
-        for u in Unit:
+        for u in UNITS:
             mine = [k for k, ins in enumerate(instrs) if ins.unit == u and ins.opcode != Opcode.FINISH]
             assert obs.start[u] == [tl.start[k] for k in mine], u
             assert obs.end[u] == [tl.end[k] for k in mine], u
@@ -54,7 +54,7 @@ def check_exact(cfg, program: bytes, segments, obs_list):
         assert obs.done == tl.cycles == obs.regs[Reg.CYCLES] and not obs.busy_at_done
         assert obs.regs[Reg.STATUS] == STATUS_DONE and obs.regs[Reg.ERROR] == 0
         totals = tl.unit_totals()
-        for u, (busy, stall) in zip(Unit, UNIT_COUNTERS):
+        for u, (busy, stall) in zip(UNITS, UNIT_COUNTERS):
             assert (obs.regs[busy], obs.regs[stall]) == (totals[u.name.lower()]["busy"],
                                                          totals[u.name.lower()]["stall"]), u
 
@@ -131,9 +131,9 @@ def test_fetch_stalls_keep_order(cfg, stall, tmp_path):
         assert obs.error is None and obs.done == obs.regs[Reg.CYCLES] >= tl.cycles
         assert len(obs.dispatch) == count and all(d >= f for d, f in zip(obs.dispatch, obs.fetch))
         assert all(b > a for a, b in zip(obs.dispatch, obs.dispatch[1:]))
-        position = {u: 0 for u in Unit}
-        ends = {u: 0 for u in Unit}
-        busy, stall_cycles = {u: 0 for u in Unit}, {u: 0 for u in Unit}
+        position = {u: 0 for u in UNITS}
+        ends = {u: 0 for u in UNITS}
+        busy, stall_cycles = {u: 0 for u in UNITS}, {u: 0 for u in UNITS}
         for k, ins in enumerate(instrs):
             u = ins.unit
             if ins.opcode == Opcode.FINISH:
@@ -150,7 +150,7 @@ def test_fetch_stalls_keep_order(cfg, stall, tmp_path):
             busy[u] += e - s
             stall_cycles[u] += s - ready
             ends[u] = e
-        for u, (b, st) in zip(Unit, UNIT_COUNTERS):
+        for u, (b, st) in zip(UNITS, UNIT_COUNTERS):
             assert (obs.regs[b], obs.regs[st]) == (busy[u], stall_cycles[u])
 
 
