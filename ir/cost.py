@@ -152,42 +152,6 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     return COMPUTE_START + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 
 
-#: CONV after CONV (docs/isa.md "Compute overlap"): the compute unit accepts the next CONV
-#: ``OVERLAP_LEAD`` cycles after the previous one's last beat at the earliest (the last beat
-#: seen at the sequencer's output, registered), while that one's last drain and pipeline
-#: latency finish.
-OVERLAP_LEAD = 2
-#: Cycles a CONV's first drain waits past the previous CONV's last one when that one wrote
-#: partial sums: the write lands two cycles after its drain and the buffer's read is
-#: registered, so an entry read sooner would miss it.
-PSUM_GAP = 3
-
-
-def conv_min_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int) -> int:
-    """A lower bound of ``conv_inner_steps`` that the compute unit computes at accept without
-    a product: the input channels (pixel-parallel), one (depthwise), the input blocks
-    (channel-parallel)."""
-    if pixel:
-        return 1 if depthwise else chans
-    return ceil_div(chans, cfg.tn)
-
-
-def conv_overlap_start(cfg: AcceleratorConfig, end: int, slots: int, psum_out: bool, next_min_steps: int) -> int:
-    """Earliest accept of a CONV right after a CONV that ends (pulses done) in cycle ``end``,
-    whose groups retire in ``slots`` cycles (``conv_slots``) and which wrote partial sums
-    when ``psum_out``; the next one's ``conv_min_steps`` is ``next_min_steps``.
-
-    The previous CONV's last beat is in cycle ``b = end - slots - pe_latency`` (its last
-    drain and the pipeline follow it). The next CONV's first group must reach the drain no
-    earlier than the previous one's last drain has ended (``PSUM_GAP`` cycles later after
-    partial-sum writes): with its first group's last beat ``1 + steps`` cycles after its
-    accept, accepting in ``b + slots + gap - 1 - min_steps`` or later is safe, and never before
-    ``b + OVERLAP_LEAD``."""
-    last_beat = end - slots - cfg.pe_latency
-    gap = PSUM_GAP if psum_out else 0
-    return last_beat + max(OVERLAP_LEAD, slots + gap - 1 - next_min_steps)
-
-
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
     """VEC: ``COMPUTE_START``, then one word (tn lanes) per cycle per window tap (ADD reads both operands at once),
     then the last word's one-cycle drain and the fixed pipeline latency."""
