@@ -9,8 +9,9 @@ the score threshold, ``alpha`` and ``reach`` the kernels and pairs were computed
 part is not one of ``manifest["segments"]``: it needs the CPU's Relationship Recovery first,
 which only a runtime that knows the head spec can do (``CoreNms``).
 
-Run (``CoreNms``), per frame, after the model's segments: decode the boxes of the
-candidates (score above the threshold: the recovery needs their regressed boxes), form the
+Run (``CoreNms``), per frame, after the model's segments: decode the boxes and scores of the
+candidates only (score above the threshold: the recovery needs their regressed boxes, the
+survivors are candidates; ``nms_core_decode``), form the
 patch list (``recovery_patches``), write it and the table, run the NMS part, read the
 survivor list, and turn the survivors into ``Detections`` (``to_detections``: the order and
 ``max_per_class`` of ``make_detections``). The result is ``psrr_nms``'s on integer codes,
@@ -43,10 +44,10 @@ from ..ir.program import Program
 from .decode import Decoded, decode
 from .heads import HeadSpec
 from .nms import Detections, make_detections
+from .nms_core_decode import decode_candidates
 from .nms_pool import (
     ALPHA,
     REACH,
-    _keys,
     _length,
     _pairs,
     _recover,
@@ -254,17 +255,18 @@ class CoreNms:
         g = program.graph
         self.outputs = sorted({ref.output for lv in spec.levels for ref in (lv.scores, lv.boxes)})
         self.exponents = {t: -int(g.types[t].frac) for t in self.outputs}
+        self.score_exponent = min(self.exponents[lv.scores.output] for lv in spec.levels)
         self.fallbacks = 0
 
     def run(self, acc, outputs: dict[str, np.ndarray]) -> tuple[Detections, int]:
         """Detections of one frame whose model segments just ran on ``acc``, and the cycles of
         the NMS part (0 when it fell back to the CPU)."""
         nms = self.nms
-        decoded = decode(self.spec, outputs, self.exponents)
-        keys, thr = _keys(decoded, self.score)
+        thr = self.params.thr
+        decoded, keys = decode_candidates(self.spec, outputs, self.exponents, self.score_exponent, thr)
         patches = recovery_patches(decoded, self.chans, keys, thr, self.lanes)
         if len(patches) > nms["patch_capacity"]:
-            return self._fallback(decoded), 0
+            return self._fallback(outputs), 0
         header = np.zeros(1, HEADER_DTYPE)
         header["count"] = len(patches)
         acc.write_dram(nms["table_addr"], self.table)
@@ -274,13 +276,13 @@ class CoreNms:
         raw = acc.read_dram(nms["out_addr"], 16 * (1 + n))
         head = np.frombuffer(raw[:16], HEADER_DTYPE)[0]
         if head["flags"]:
-            return self._fallback(decoded), cycles
+            return self._fallback(outputs), cycles
         entries = np.frombuffer(raw[16:16 * (1 + int(head["count"]))], SURVIVOR_DTYPE)
         return to_detections(decoded, entries, self.max_per_class), cycles
 
-    def _fallback(self, decoded: Decoded) -> Detections:
+    def _fallback(self, outputs: dict[str, np.ndarray]) -> Detections:
         self.fallbacks += 1
-        return psrr_nms(decoded, self.score, self.nms["alpha"], self.max_per_class, self.nms["reach"])
+        return psrr_nms(decode(self.spec, outputs, self.exponents), self.score, self.nms["alpha"], self.max_per_class, self.nms["reach"])
 
 
 class CoreAccelStage:
