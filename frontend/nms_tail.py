@@ -26,6 +26,7 @@ the build, with the body's output names, whose order is the program's graph outp
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -76,12 +77,16 @@ class CpuTail:
         return [n.op_type for n in onnx.ModelProto.FromString(self.model).graph.node
                 if n.op_type not in ("NonMaxSuppression", "Constant")]
 
+    @functools.cached_property
+    def _dtypes(self) -> dict:
+        """The tail's input dtypes (parsed once, not every frame)."""
+        graph = onnx.ModelProto.FromString(self.model).graph
+        return {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph.input}
+
     def run(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every tail output from the body's output ``values`` (by ONNX name, float32 or
         integer codes already in real units), run by onnxruntime."""
-        model = onnx.ModelProto.FromString(self.model)
-        dtypes = {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
-        feeds = {name: np.asarray(values[name]).astype(dtypes[name]) for name in self.inputs}
+        feeds = {name: np.asarray(values[name]).astype(self._dtypes[name]) for name in self.inputs}
         key = tuple(v.shape for v in feeds.values())
         what = f"the NonMaxSuppression tail ({', '.join(t.name for t in self.nms)})"
         if key not in self._sessions:  # one session per input shapes, reused frame after frame

@@ -128,8 +128,14 @@ def _xyxy(cx, cy, bw, bh) -> np.ndarray:
 def _decode_ssd(spec: HeadSpec, lv: Level, outputs, exponents, i: int):
     raw, exp_s = _read(outputs, exponents, lv.scores, lv, spec.num_classes, f"levels[{i}].scores")
     reg, exp_b = _read(outputs, exponents, lv.boxes, lv, 4, f"levels[{i}].boxes")
-    d = _dequant(reg, exp_b)
-    ax, ay, aw, ah = _centres(lv)
+    codes = raw.astype(np.int64) if exp_s is not None else None
+    return _dequant(raw, exp_s), ssd_boxes(spec, _dequant(reg, exp_b), *_centres(lv)), codes, exp_s or 0
+
+
+def ssd_boxes(spec: HeadSpec, d: np.ndarray, ax, ay, aw, ah) -> np.ndarray:
+    """SSD box regressions ``d`` (..., 4) against anchors (centres ``ax, ay``, sizes
+    ``aw, ah``, broadcast against ``d[..., k]``) → corners (..., 4) float32, with the spec's
+    variances and size encoding; the one float32 arithmetic every decoder of these heads uses."""
     v0, v1, v2, v3 = (np.float32(v) for v in spec.variances)
     cx = ax + d[..., 0] * v0 * aw
     cy = ay + d[..., 1] * v1 * ah
@@ -137,8 +143,7 @@ def _decode_ssd(spec: HeadSpec, lv: Level, outputs, exponents, i: int):
         bw, bh = aw * np.exp(d[..., 2] * v2), ah * np.exp(d[..., 3] * v3)
     else:
         bw, bh = aw * d[..., 2] * v2, ah * d[..., 3] * v3
-    codes = raw.astype(np.int64) if exp_s is not None else None
-    return _dequant(raw, exp_s), _xyxy(cx, cy, bw, bh), codes, exp_s or 0
+    return _xyxy(cx, cy, bw, bh)
 
 
 def _decode_grid(spec: HeadSpec, lv: Level, outputs, exponents, i: int):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import _centres, _dequant, _xyxy, sigmoid
+from .decode import _centres, _dequant, sigmoid, ssd_boxes
 from .heads import HeadSpec, Level
 
 
@@ -68,14 +68,6 @@ def decode_candidates(spec: HeadSpec, outputs: dict, exponents: dict, score_expo
         y, x = cell // w, cell % w
         d = _dequant(_maps(outputs[lv.boxes.output], lv)[y, x, a, :4], exponents[lv.boxes.output])
         ax, ay, aw, ah = _centres(lv)
-        ax, ay, aw, ah = ax[0, x, 0], ay[y, 0, 0], aw[a], ah[a]
-        v0, v1, v2, v3 = (np.float32(v) for v in spec.variances)
-        cx = ax + d[..., 0] * v0 * aw
-        cy = ay + d[..., 1] * v1 * ah
-        if spec.size == "exp":
-            bw, bh = aw * np.exp(d[..., 2] * v2), ah * np.exp(d[..., 3] * v3)
-        else:
-            bw, bh = aw * d[..., 2] * v2, ah * d[..., 3] * v3
-        boxes[rows] = _xyxy(cx, cy, bw, bh)
+        boxes[rows] = ssd_boxes(spec, d, ax[0, x, 0], ay[y, 0, 0], aw[a], ah[a])
     levels = tuple(LevelView(lv, s) for lv, s in zip(spec.levels, starts))
     return Candidates(spec, levels, boxes, scores), keys
