@@ -56,8 +56,10 @@ def chunk_entries(cfg: AcceleratorConfig) -> int:
 
 
 class SpconvWalk(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig, depth: int = 3):
+    def __init__(self, cfg: AcceleratorConfig, depth: int = 4):
         tm, tn = cfg.tm, cfg.tn
+        if depth < 2 or depth & (depth - 1):  # a power of two: the queue's pointers wrap by themselves
+            raise ValueError(f"the walker's queue depth must be a power of two of at least 2 (depth={depth})")
         if tn < 2 or tn & (tn - 1) or tm & (tm - 1):
             raise ValueError(f"the walker needs tn >= 2 and tm, tn powers of two (tm={tm}, tn={tn})")
         self.depth = depth
@@ -87,8 +89,9 @@ class SpconvWalk(wiring.Component):
 
         # -- reads: chunk rk at word rword, chunk rsel of the word; the word comes the cycle
         # after the grant. A list in one chunk is read once and stays at the queue's head.
-        rk, rword, rsel = Signal(kept_bits), Signal(self.row_bits), Signal(range(chunks))
-        inflight, insel = Signal(), Signal(range(chunks))
+        # (range(max(2, chunks)): no zero-width signals where a word is one chunk, as at tiny.)
+        rk, rword, rsel = Signal(kept_bits), Signal(self.row_bits), Signal(range(max(2, chunks)))
+        inflight, insel = Signal(), Signal(range(max(2, chunks)))
         single = Signal()
         # -- the chunk queue: depth registers, head and tail pointers, fill level.
         queue = Array(Signal(per * ebits, name=f"chunk{i}") for i in range(depth))
@@ -96,7 +99,7 @@ class SpconvWalk(wiring.Component):
         push, pop = Signal(), Signal()
 
         def succ(p):
-            return Mux(p == depth - 1, 0, p + 1)
+            return (p + 1)[:len(p)]
 
         room = Mux(single, 1, depth)
         m.d.comb += [self.rd_en.eq(active & (level + inflight < room)), self.rd_addr.eq(rword)]
@@ -115,11 +118,16 @@ class SpconvWalk(wiring.Component):
                     m.d.sync += rword.eq(rword + 1)
         m.d.comb += push.eq(inflight)
         with m.If(push):
-            m.d.sync += [queue[tail].eq(self.rd_data.as_value().word_select(insel, per * ebits)), tail.eq(succ(tail))]
+            word = self.rd_data.as_value()
+            chunk = word.word_select(insel, per * ebits) if chunks > 1 else word[:per * ebits]
+            m.d.sync += tail.eq(succ(tail))
+            for i in range(depth):  # one enable a register (an Array target lowers to an incomplete case)
+                with m.If(tail == i):
+                    m.d.sync += queue[i].eq(chunk)
         m.d.sync += level.eq(level + push - pop)
 
         # -- the head chunk's entry e, split, into o's register.
-        e = Signal(range(per))
+        e = Signal(range(max(2, per)))
         j = Signal(kept_bits)
         entry = Signal(ebits)
         m.d.comb += entry.eq(Array(queue[head].word_select(i, ebits) for i in range(per))[e])
