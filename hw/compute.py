@@ -51,6 +51,7 @@ from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
 from .retire import Retire
 from .seq import Sequencer
+from .spconv_walk import SpconvWalk
 from .vecalu import VecALU
 
 #: The fixed part of an instruction's cycles: the line-buffer read, the MAC array and the PPU
@@ -143,8 +144,8 @@ class ComputeUnit(wiring.Component):
         job_next, job = Signal(self.job_shape), Signal(self.job_shape)
         decode_job(m, cfg, ins, job_next)
         nop_done = Signal()
-        m.d.sync += [nop_done.eq(accept & (opcode != Opcode.CONV) & (opcode != Opcode.VEC)),
-                     go.eq(accept & ((opcode == Opcode.CONV) | (opcode == Opcode.VEC)))]
+        runs = (opcode == Opcode.CONV) | (opcode == Opcode.VEC) | (opcode == Opcode.SPCONV)
+        m.d.sync += [nop_done.eq(accept & ~runs), go.eq(accept & runs)]
         m.d.comb += self.done.eq(nop_done | retire.done)
         # ``ins`` is used only in the cycle after an accept, so it samples the payload every
         # cycle: no enable fanning out from the issue decision to its hundreds of bits.
@@ -155,7 +156,21 @@ class ComputeUnit(wiring.Component):
             m.d.sync += busy.eq(0)
         with m.If(go):
             m.d.sync += job.eq(job_next)
-        m.d.comb += [seq.start.eq(go), seq.job.eq(job)]
+        # SPCONV: the index walker starts with the instruction; the sequencer starts when the
+        # first step has reached its offset stage (ir.cost.SPCONV_START cycles later).
+        m.submodules.walk = walk = SpconvWalk(cfg)
+        sp_wait = Signal()
+        sp_go = go & job_next.sparse
+        m.d.comb += [walk.start.eq(sp_go), walk.kept.eq(job_next.kept), walk.kh.eq(job_next.n_y),
+                     walk.kw.eq(job_next.n_x),
+                     walk.base.eq(job_next.w_row + ((job_next.kept + tn - 1) >> (tn - 1).bit_length())),
+                     seq.sp.payload.eq(walk.o.payload), seq.sp.valid.eq(walk.o.valid), walk.o.ready.eq(seq.sp.ready),
+                     seq.sp_flush.eq(go), seq.sp_start.eq(sp_wait & seq.sp_primed)]
+        with m.If(sp_go):
+            m.d.sync += sp_wait.eq(1)
+        with m.Elif(seq.sp_start):
+            m.d.sync += sp_wait.eq(0)
+        m.d.comb += [seq.start.eq((go & ~job_next.sparse) | seq.sp_start), seq.job.eq(job)]
 
         # The block's parameters, read in the start cycle and held for the instruction; a VEC
         # holds bias 0 and shift rshift in every entry, so the drain needs no mux for them.
@@ -177,11 +192,25 @@ class ComputeUnit(wiring.Component):
         desc = seq.desc
         for k in range(max(0, extra - 2 - seq_staged)):
             desc = _stage(m, desc, f"desc_stage{k}")
-        m.d.comb += [lb.rd_addr.eq(desc.addr), lb.rd_stride.eq(desc.stride), wb.rd_addr.eq(desc.w_row)]
+        # The weight port: a beat's weight word is read when the step is a word's first
+        # (``wl == 0``); the other cycles of an SPCONV the walker reads its index list through
+        # it, and the word is held in ``wgt_reg`` (enabled by the read) for the word's steps.
+        wread = desc.valid & (desc.wl == 0)
+        m.d.comb += [lb.rd_addr.eq(desc.addr), lb.rd_stride.eq(desc.stride),
+                     wb.rd_addr.eq(Mux(job.sparse & ~wread, walk.rd_addr, desc.w_row)),
+                     walk.rd_grant.eq(job.sparse & ~wread), walk.rd_data.eq(wb.rd_data)]
         rd = _stage(m, desc, "rd")
         words, wgt = lb.rd_data, wb.rd_data
         if extra >= 1:
-            rd, words, wgt = _stage(m, rd, "rd_reg"), _stage(m, words, "words_reg"), _stage(m, wgt, "wgt_reg")
+            wgt_reg = Signal.like(wgt, name="wgt_reg")
+            with m.If(~job.sparse | (rd.valid & (rd.wl == 0))):
+                m.d.sync += wgt_reg.eq(wgt)
+            rd, words, wgt = _stage(m, rd, "rd_reg"), _stage(m, words, "words_reg"), wgt_reg
+        else:  # no register stage to enable: a hold register and a multiplexer
+            held, wgt_now = Signal.like(wgt, name="wgt_held"), Signal.like(wgt, name="wgt_now")
+            m.d.comb += wgt_now.eq(Mux(~job.sparse | (rd.valid & (rd.wl == 0)), wgt, held))
+            m.d.sync += held.eq(wgt_now)
+            wgt = wgt_now
         beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")
         self._route(m, job, rd, words, wgt, beat)
         m.d.comb += [beat.first.eq(rd.first), beat.last.eq(rd.last),

@@ -25,7 +25,7 @@ from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import conv_drain, conv_slots
-from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, Tile, Vec, VecOp, Window, field_max, field_shape
+from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, SpConv, Tile, Vec, VecOp, Window, field_max, field_shape
 from .buffers import OBUF_ADDR_BITS
 
 #: Bits of the row/column offsets and their bounds (rows*sh + kh*dh and cols*sw + kw*dw at
@@ -62,6 +62,7 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
     win, tile, chans, pool = Window.members, Tile.members, InGeom["chans"].shape, Post["pool"].shape
     return data.StructLayout({
         "kind": unsigned(2), "pixel": unsigned(1), "depthwise": unsigned(1), "pow2": Conv["pow2"].shape,
+        "sparse": unsigned(1), "kept": SpConv["kept"].shape,  # SPCONV: its steps are the index list's
         "op": Vec["op"].shape,
         # Loop counts: rows, columns (or pixel groups), channel blocks, channels, kernel taps.
         "n_r": tile["rows"], "n_q": tile["cols"], "n_bo": chans, "n_bi": chans,
@@ -124,7 +125,8 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     lg_tn = (tn - 1).bit_length()
     op = instr.header.opcode
     c, v = instr.body.conv, instr.body.vec
-    is_conv = op == Opcode.CONV
+    sparse = op == Opcode.SPCONV  # a CONV's fields at the same offsets, then ``kept``
+    is_conv = (op == Opcode.CONV) | sparse
 
     def pick(conv_value, vec_value):
         return Mux(is_conv, conv_value, vec_value)
@@ -157,6 +159,7 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     _assign(m, job, {
         "kind": Mux(is_conv, Kind.CONV, Mux(op == Opcode.VEC, Kind.VEC, Kind.NOP)),
         "pixel": pixel, "depthwise": depthwise, "pow2": is_conv & c.pow2, "op": v.op,
+        "sparse": sparse, "kept": instr.body.spconv.kept,
         "n_r": _at_least_one(tile.rows), "n_q": _at_least_one(n_q), "n_bo": _at_least_one(n_bo), "n_bi": n_bi1,
         "n_y": n_y1, "n_x": n_x1,
         "rep_r": Mux(resize, _at_least_one(win.kh), 1), "rep_q": Mux(resize, _at_least_one(win.kw), 1),

@@ -23,13 +23,14 @@ offsets, weight rows, pooled output positions — so no multiplier sits in the p
 from __future__ import annotations
 
 from amaranth import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.isa import InGeom, Post, Tile, Window
 from .buffers import OBUF_ADDR_BITS
 from .arith import csa_sum
 from .job import OFF_BITS, STEP_BITS, Kind
+from .spconv_walk import Step
 
 #: Output position of a group, for pooling and output-buffer addresses.
 Meta = data.StructLayout({
@@ -65,7 +66,12 @@ class Sequencer(wiring.Component):
     def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape, staged: bool = False):
         self.tn, self.copies, self.addr_bits, self.staged = tn, copies, addr_bits, staged
         super().__init__({"start": In(1), "job": In(job_shape),
-                          "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits))})
+                          "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits)),
+                          # SPCONV: the index walker's steps (hw/spconv_walk.py); ``sp_flush``
+                          # empties the offset stage (a new instruction), ``sp_primed`` says it
+                          # holds a step, ``sp_start`` marks a start whose first step it is.
+                          "sp": In(stream.Signature(Step)), "sp_flush": In(1), "sp_primed": Out(1),
+                          "sp_start": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -100,7 +106,14 @@ class Sequencer(wiring.Component):
         split, phase = Signal(), Signal()
         m.d.comb += split.eq(j.pixel & (j.lsw >= 2))
         step_done = ~split | phase  # this slot finishes the step
-        inner_last = x_last & y_last & bi_last & step_done
+        # SPCONV: the current step's offsets come from the walker's list, through the offset
+        # stage ``nx`` (the next step's products, registered), and its end from the list's
+        # ``last`` (``s_last``, the current step's).
+        s_last = Signal()
+        nx_valid, nx_last, nx_cl = Signal(), Signal(), Signal(lane_bits)
+        nx_co, nx_ro, nx_ra, nx_bof = Signal(OFF_BITS, name="nx_co"), Signal(OFF_BITS, name="nx_ro"), \
+            Signal(aw, name="nx_ra"), Signal(aw, name="nx_bof")
+        inner_last = Mux(j.sparse, s_last, x_last & y_last & bi_last) & step_done
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
@@ -157,15 +170,42 @@ class Sequencer(wiring.Component):
                      mt.prow.eq(prow), mt.q0.eq(q0), mt.qd.eq(qd), mt.qm.eq(qm), mt.pcol.eq(pcol), mt.kb.eq(bo)]
 
         # -- next state ----------------------------------------------------------------------------
+        take = Signal()  # SPCONV: the current step becomes nx's
+
+        def load_step(co_base, ro_base, ra_base):
+            """SPCONV: the next step's offsets from the offset stage onto these bases."""
+            m.d.sync += [co.eq(co_base + nx_co), ro.eq(ro_base + nx_ro), ra[0].eq(ra_base + nx_ra),
+                         bof[0].eq(nx_bof), cl.eq(nx_cl), s_last.eq(nx_last)]
+
         def restart_inner(new_co, new_ro, new_ra):
             m.d.sync += [x.eq(0), y.eq(0), bi.eq(0), cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
+            with m.If(j.sparse):
+                m.d.comb += take.eq(1)
+                load_step(new_co, new_ro, new_ra[0])
+
+        # The offset stage: a step's products with the job's steps (small: a 4-bit kernel
+        # row/column, and the channel block times the ring's columns), registered, so that the
+        # sequencer's state takes only adds. It holds the step after the current one.
+        sp = self.sp.payload
+        m.d.comb += [self.sp.ready.eq(~nx_valid | take), self.sp_primed.eq(nx_valid)]
+        with m.If(take):
+            m.d.sync += nx_valid.eq(0)
+        with m.If(self.sp.valid & self.sp.ready):
+            m.d.sync += [nx_valid.eq(1), nx_last.eq(sp.last), nx_cl.eq(sp.c[:lane_bits]),
+                         nx_co.eq(sp.x * j.dcol), nx_ro.eq(sp.y * j.dh), nx_ra.eq(sp.y * j.a.dra_y),
+                         nx_bof.eq((sp.c >> lane_bits) * j.a.cols)]
+        with m.If(self.sp_flush):
+            m.d.sync += nx_valid.eq(0)
 
         with m.If(self.start):
             m.d.sync += [active.eq(1), fresh.eq(1), phase.eq(0)]
             for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
-                      rpm, qm, prow, pcol, q0, qd):
+                      rpm, qm, prow, pcol, q0, qd, s_last):
                 m.d.sync += s.eq(0)
+            with m.If(self.sp_start):
+                m.d.comb += take.eq(1)
+                load_step(0, 0, 0)
         with m.Elif(active):
             m.d.sync += phase.eq(beat & split & ~phase)
             m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.slots - 1, gs, gs + 1))),
@@ -209,7 +249,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += [wl.eq(0), wrow.eq(wrow + 1)]
                 with m.Else():
                     m.d.sync += wl.eq(wl + 1)
-                with m.If(~x_last):
+                with m.If(j.sparse):  # the list's next step
+                    m.d.comb += take.eq(1)
+                    load_step(co_q, ro_r, ra_r[0])
+                with m.Elif(~x_last):
                     m.d.sync += [x.eq(x + 1), co.eq(co + j.dcol)]
                 with m.Elif(~y_last):
                     m.d.sync += [x.eq(0), y.eq(y + 1), co.eq(co_q), ro.eq(ro + j.dh),

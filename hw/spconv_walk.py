@@ -34,6 +34,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
+from ..ir.cost import SPCONV_PRIMING
 from ..ir.isa import InGeom, SpConv, Window
 from ..ir.sparse import INDEX_BYTES
 
@@ -42,8 +43,8 @@ Step = data.StructLayout({"c": InGeom["chans"].shape, "y": Window["kh"].shape, "
                           "last": unsigned(1)})
 #: Cycles from ``start`` to the first step on ``o`` (reads granted at once): the first read
 #: is asked for the cycle after ``start``, its word comes a cycle later into the queue, and
-#: the queue's head goes through ``o``'s register.
-PRIMING = 4
+#: the queue's head goes through ``o``'s register. The cycle model's (``ir.cost``).
+PRIMING = SPCONV_PRIMING
 #: Fewest entries a read takes (a chunk): with a whole list in one chunk the walker reads it
 #: once, else it needs at most ``ceil(kept/8) + 1`` of a group's ``max(kept, drain)`` cycles.
 CHUNK_MIN = 8

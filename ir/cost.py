@@ -135,6 +135,13 @@ def conv_psum_entries(cfg: AcceleratorConfig, pixel, rows, cols):
 #: the instruction is registered and decoded in the next cycle, so no combinational path runs
 #: from the controller's issue decision into the decoder. (A NOP takes its one cycle.)
 COMPUTE_START = 1
+#: Cycles from an SPCONV's start until its index walker's first step is on its stream
+#: (``hw/spconv_walk.py``: the first read asked for the cycle after the start, its word a
+#: cycle later into the chunk queue, the queue's head through the stream's register).
+SPCONV_PRIMING = 4
+#: An SPCONV's extra start cycles over a CONV's: the walker's priming, then the sequencer's
+#: offset stage (``hw/seq.py``), after which the sequencer starts with the first step.
+SPCONV_START = SPCONV_PRIMING + 1
 
 
 def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int, kh: int, kw: int,
@@ -145,11 +152,13 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     then the last group's drain, which has nothing to overlap (``min(steps, drain)``: its
     first chunk retires with its last step), and the fixed pipeline latency. ``drain`` is
     ``conv_slots`` (``planes`` byte planes a result: 1, or 2 and 4 for wide outputs). An
-    SPCONV is this rule with its ``kept`` steps (pixel-parallel only)."""
+    SPCONV is this rule with its ``kept`` steps (pixel-parallel only), started
+    ``SPCONV_START`` cycles later."""
     inner = conv_inner_steps(cfg, pixel, depthwise, chans, kh, kw, sw, kept)
     drain = conv_slots(cfg, pixel, planes)
     groups = ceil_div(cols, cfg.tn) if pixel else cols
-    return COMPUTE_START + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
+    start = COMPUTE_START + (SPCONV_START if kept is not None else 0)
+    return start + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 
 
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:

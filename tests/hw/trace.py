@@ -2,7 +2,7 @@
 
 ``trace(program, select)`` runs ``program`` through ``sim.run.simulate`` on an
 ``Accelerator`` that executes with the simulator's ``Machine`` one instruction at a time and,
-for every CONV/VEC that ``select`` accepts, records what the RTL needs to replay it: the
+for every CONV/VEC/SPCONV that ``select`` accepts, records what the RTL needs to replay it: the
 instruction word and the line buffer, weight banks, parameter banks and output buffer
 before it, and the output buffer after it.
 """
@@ -54,7 +54,7 @@ class _Tracer(Accelerator):
     def run_segment(self, start: int, count: int) -> int:
         mach = self.machine
         for ins in self.instrs[start:start + count]:
-            keep = (ins.opcode in (Opcode.CONV, Opcode.VEC) and len(self.snapshots) < self.limit
+            keep = (ins.opcode in (Opcode.CONV, Opcode.VEC, Opcode.SPCONV) and len(self.snapshots) < self.limit
                     and self.select(ins))
             if keep:
                 before = (mach.lb.copy(), mach.wbuf.copy(), mach.pbuf.copy(), mach.obuf.copy())
