@@ -69,8 +69,9 @@ from .fetch import Fetch, check_fetch_config, used_bits
 
 __all__ = ["Controller", "csr_signature", "LEGAL"]
 
-#: Opcodes this controller executes; the rest (NMS, SPCONV, unassigned codes) are errors.
-LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH)
+#: Opcodes this controller executes; the rest (NMS, unassigned codes) are errors.
+LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH,
+         Opcode.SPCONV)
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with executors here (NMS is not LEGAL)
 _PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
 _NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}

@@ -34,7 +34,7 @@ class Reg(enum.IntEnum):
 
 class ErrorCode(enum.IntEnum):
     NONE = 0
-    ILLEGAL_OPCODE = 1  # an opcode other than NOP/LOAD_ACT/LOAD_WGT/CONV/VEC/STORE/FINISH
+    ILLEGAL_OPCODE = 1  # an opcode other than NOP/LOAD_ACT/LOAD_WGT/CONV/VEC/STORE/FINISH/SPCONV
     TOKEN_OVERFLOW = 2  # a token pushed into a counter already holding token_depth
     NO_FINISH = 3  # SEG_LEN instructions without a FINISH among them (or SEG_LEN = 0)
 

@@ -156,7 +156,6 @@ def test_fetch_stalls_keep_order(cfg, stall, tmp_path):
 
 @pytest.mark.parametrize("bad,code", [
     (encode(Opcode.NMS), ErrorCode.ILLEGAL_OPCODE),
-    (encode(Opcode.SPCONV), ErrorCode.ILLEGAL_OPCODE),
     ((7).to_bytes(64, "little"), ErrorCode.ILLEGAL_OPCODE),
     (word(Opcode.NOP), ErrorCode.NO_FINISH),  # the segment's last word is not FINISH
 ])
