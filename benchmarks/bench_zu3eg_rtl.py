@@ -1,7 +1,7 @@
 """Benchmark: the deployment target's RTL runs programs. zu3eg's AcceleratorTop under
 Verilator runs a zoo network at a small input (with VEC ops), ten single conv layers (both
-dataflows, depthwise, stride 2, pow2, a wide head) and the zoo network again with random DRAM
-stalls; each is compared with the simulator (``hw.tb.rtlsim.rtlsim``): outputs bit-exact and,
+dataflows, depthwise, stride 2, pow2, a wide head), three pruned layers compiled to SPCONV,
+and the zoo network and a SPCONV layer again with random DRAM stalls; each is compared with the simulator (``hw.tb.rtlsim.rtlsim``): outputs bit-exact and,
 without stalls, the cycle model's cycles in every segment.
 
     python benchmarks/bench_zu3eg_rtl.py [--cold] [--network resnet] [--hw 16x16]
@@ -33,6 +33,9 @@ from shiftflow.hw.tb.rtl_accel import RtlAccelerator, bench_model  # noqa: E402
 from shiftflow.hw.tb.rtlsim import rtlsim  # noqa: E402
 from shiftflow.ir.config import load_target  # noqa: E402
 from shiftflow.zoo import zoo_model  # noqa: E402
+from shiftflow.ir.decode import decode_program  # noqa: E402
+from shiftflow.ir.isa import Opcode  # noqa: E402
+from tests.backend.test_spconv import prune_all  # noqa: E402
 from tests.modelgen import conv_layer_model  # noqa: E402
 
 #: (name, conv_layer_model arguments, dataflow): the layer kinds the issue names.
@@ -48,6 +51,22 @@ LAYERS = (
     ("conv5x5 pixel", dict(cin=8, cout=40, hw=(9, 9), k=5, pad=2), "pixel"),
     ("wide head", dict(cin=16, cout=24, hw=(8, 8), act=None, out_quant=False), "auto"),
 )
+#: SPCONV (docs/sparsity.md): (name, conv_layer_model arguments, density), pruned in 1x32 blocks
+#: by ``shiftflow prune``'s rule and compiled with ``sparse=True``.
+SPARSE = (
+    ("spconv 3x3 d0.5", dict(cin=16, cout=32, hw=(12, 10)), 0.5),
+    ("spconv 1x1 d0.25", dict(cin=64, cout=32, hw=(8, 8), k=1, pad=0), 0.25),
+    ("spconv 3x3 s2 d0.5", dict(cin=16, cout=32, hw=(13, 11), stride=2), 0.5),
+)
+
+
+def sparse_program(work: str, cfg, kw: dict, density: float, seed: int):
+    """A conv layer pruned in 1 x tm blocks at ``density``, compiled with SPCONV."""
+    path = Path(work) / f"sparse{seed}.onnx"
+    model = conv_layer_model(seed=seed, **kw)
+    prune_all(model, density, cfg.tm)
+    onnx.save(model, path)
+    return compile_model(path, cfg, dataflow="pixel", sparse=True)
 
 
 def case(name: str, program, rtl, stalls: bool = False) -> dict:
@@ -89,7 +108,14 @@ def main(argv=None) -> dict:
             path = Path(work) / f"layer{len(rows)}.onnx"
             onnx.save(conv_layer_model(seed=len(rows), **kw), path)
             rows.append(case(name, compile_model(path, cfg, dataflow=dataflow), rtl))
+        for name, kw, density in SPARSE:
+            program = sparse_program(work, cfg, kw, density, len(rows))
+            spconvs = sum(i.opcode == Opcode.SPCONV for i in decode_program(program.instructions, config=cfg))
+            rows.append({**case(name, program, rtl), "spconv_instructions": spconvs})
+            rows[-1]["passed"] = rows[-1]["passed"] and spconvs > 0
         rows.append(case(f"{args.network} {args.hw}", net, rtl, stalls=True))
+        rows.append(case(f"{SPARSE[0][0]}", sparse_program(work, cfg, *SPARSE[0][1:], 99), rtl,
+                         stalls=True))
     finally:
         rtl.close()
     out = {"target": "zu3eg", "build": {"seconds": round(build_s, 1), "cold": args.cold,
