@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataflow", default="auto", choices=("auto", "channel", "pixel"))
     sp.add_argument("--print-after", metavar="PASS", help="print the plan after this back-end pass")
     sp.add_argument("--sparse", action="store_true",
-                    help="emit SPCONV where faster (pruned models; simulator only: the RTL lacks it)")
+                    help="emit SPCONV where faster (pruned models; docs/sparsity.md)")
     sp.add_argument("--nms", choices=("psrr",), help="append the NMS core's instruction (PSRR-MaxpoolNMS after the "
                                                      "heads; docs/nms_core.md)")
     sp.add_argument("--score", type=float, default=0.3, help="score threshold of --nms psrr (default 0.3)")
