@@ -259,8 +259,8 @@ class ComputeUnit(wiring.Component):
 
         real = [job.chans > c for c in range(tm)]  # depthwise: channels past chans read zero
 
-        def dw_act(c, l):  # depthwise: channel c of pixel l
-            return Mux(rd.lane_ok[l] & real[c], act_operand(words[c // tn][l][c % tn], a_s), 0)
+        def dw_act(c, l):  # depthwise: channel c of pixel l (a channel past chans: below)
+            return Mux(rd.lane_ok[l], act_operand(words[c // tn][l][c % tn], a_s), 0)
 
         # Channel-parallel: every PE its own weight, always int8 (pow2 codes are pixel-parallel
         # only, docs/isa.md), so no decoder per PE.
@@ -269,7 +269,9 @@ class ComputeUnit(wiring.Component):
                 (lo_r, lo_l), (hi_r, hi_l) = dsp_pairs(q, l, True)
                 op = beat.dsp[q][l]
                 m.d.comb += [
-                    op.shared.eq(Mux(dw, wrow[lo_r], dense[l])),
+                    # Depthwise: lo and hi are both row lo_r's, so a channel past chans is
+                    # zeroed in the shared weight (both products 0), not in each activation.
+                    op.shared.eq(Mux(dw, Mux(real[lo_r], wrow[lo_r], 0), dense[l])),
                     op.lo.eq(Mux(dw, dw_act(lo_r, lo_l), Mux(pixel, wrow[2 * q], wgt[2 * q][l].as_signed()))),
                     op.hi.eq(Mux(dw, dw_act(hi_r, hi_l), Mux(pixel, wrow[2 * q + 1], wgt[2 * q + 1][l].as_signed()))),
                 ]
