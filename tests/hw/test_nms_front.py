@@ -3,19 +3,24 @@
 functional model: fed each block's plane bytes straight from the DRAM of a hypothesis-drawn
 NMS instruction (1-, 2- and 4-byte codes, shifted levels) and the instruction's patch list, it
 gives exactly ``sim.nms_core.stream_blocks``' cells (valid, and key and box index of every
-valid cell), also with random stalls on every stream."""
+valid cell), also with random stalls on every stream; feeding ``NmsBack`` (hw/nms_unit.py),
+the two write the model's survivor list byte for byte from the DRAM's bytes."""
 
 import random
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from amaranth import Elaboratable, Module
+from amaranth.lib import wiring
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shiftflow.hw.nms_front import NmsCells
-from shiftflow.ir.nms import NmsCore
-from shiftflow.sim.nms_core import stream_blocks
+from shiftflow.hw.nms_unit import NmsBack
+from shiftflow.ir.nms import FLAG_SPATIAL_FULL, NmsCore, NmsError, slot_table
+from shiftflow.sim.nms_core import execute, stream_blocks
 
 from tests.hw.streams import get, put, simulate
+from tests.hw.test_nms_pyramid import load_slots
 from tests.sim.test_nms_core import all_equal_scene, run_scene, scenes
 
 
@@ -100,3 +105,102 @@ def test_cells_equal_the_model(sc, stall, patched):
 def test_wide_codes_with_stalls(planes, patched):
     sc = all_equal_scene(maps="random", seed=11, planes=planes)
     check(sc, 0.3, patched)
+
+
+class _CellsBack(Elaboratable):
+    """``NmsCells`` feeding ``NmsBack``: the core from plane words to the survivor list."""
+
+    def __init__(self, core):
+        self.cells, self.back = NmsCells(core), NmsBack(core)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.cells, m.submodules.back = self.cells, self.back
+        wiring.connect(m, self.cells.o, self.back.i)
+        return m
+
+
+def run_pair(core, dram, params, patches, tn, out_addr, stall):
+    """The list that ``NmsCells`` + ``NmsBack`` write, as {byte address: 16 bytes}, fed each
+    block's plane words straight from DRAM and the patch list."""
+    top = _CellsBack(core)
+    cells, back = top.cells, top.back
+    rng = random.Random(9)
+    recs = [{n: int(r[n]) for n in patches.dtype.names} for r in patches]
+    writes = {}
+
+    async def feed(ctx):
+        await put(ctx, cells.p, recs, stall=stall, rng=random.Random(5))
+        ctx.set(cells.p_end, 1)
+
+    async def bench(ctx):
+        await load_slots(ctx, back, slot_table(params, core))
+        ctx.set(back.out_addr, out_addr)
+        ctx.set(back.capacity, params.capacity)
+        for li, lv in enumerate(params.levels):
+            nch = lv.anchors * params.classes
+            first = params.first_channel(li)
+            for b0 in range(0, nch, core.lanes):
+                p = [b0 + q for q in range(core.lanes)]
+                chan = [first + q // params.classes if q < nch else -1 for q in p]
+                await ctx.tick().until(~back.block_busy)
+                for name, v in (("level", li), ("planes_log2", params.planes.bit_length() - 1),
+                                ("shift", lv.shift), ("start", lv.start), ("anchors", lv.anchors),
+                                ("thr", params.thr), ("width", lv.width), ("b0", b0),
+                                ("anchor", [q // params.classes if q < nch else 0 for q in p]),
+                                ("active", sum(1 << q for q in range(core.lanes) if p[q] < nch))):
+                    ctx.set(getattr(cells, name), v)
+                for name, v in (("height", lv.height), ("width", lv.width),
+                                ("kernel", [params.kernels[j] if j >= 0 else 1 for j in chan]),
+                                ("shift", [params.shifts[j] if j >= 0 else 0 for j in chan]),
+                                ("chan", [max(j, 0) for j in chan]), ("cls", [q % params.classes for q in p])):
+                    ctx.set(getattr(back, name), v)
+                ctx.set(cells.block_start, 1)
+                ctx.set(back.block_start, 1)
+                await ctx.tick()
+                ctx.set(cells.block_start, 0)
+                ctx.set(back.block_start, 0)
+                await put(ctx, cells.i, plane_words(dram, params, li, b0, core.lanes, tn), stall=stall, rng=rng)
+        await ctx.tick().until(~back.block_busy)
+        ctx.set(back.finish, 1)
+        await ctx.tick()
+        ctx.set(back.finish, 0)
+        while True:
+            ready = rng.random() >= stall
+            ctx.set(back.w.ready, ready)
+            _, _, valid, payload, done = await ctx.tick().sample(back.w.valid, back.w.payload, back.done)
+            if ready and valid:
+                writes[int(payload.addr)] = int(payload.data).to_bytes(16, "little")
+            if done:
+                break
+
+    simulate(top, bench, background=(feed,), deadline=400_000)
+    return writes
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scenes(), st.sampled_from([0.0, 0.3]))
+def test_cells_and_back_write_the_models_list(sc, stall):
+    check_pair(sc, stall)
+
+
+@pytest.mark.parametrize("planes", [1, 2])
+def test_cells_and_back_on_a_crowded_map(planes):
+    res, patches = check_pair(all_equal_scene(maps="random", seed=11, planes=planes), 0.3)
+    assert res.count > 3 and len(patches) > 3
+
+
+def check_pair(sc, stall):
+    _, dram, params, patches, _, _ = run_scene(sc, capacity=60)
+    core = NmsCore(lanes=sc["lanes"], max_width=16, survivors=64, max_channels=8, partners=5)
+    try:
+        slot_table(params, core)
+    except NmsError:
+        assume(False)
+    out = -(-dram.size // 2)
+    model = dram.copy()
+    res = execute(model, params, core, patches, out, sc["tn"])
+    n = 0 if res.flags & FLAG_SPATIAL_FULL else min(res.count, params.capacity)
+    want = {out + 16 * k: model[out + 16 * k:out + 16 * (k + 1)].tobytes() for k in range(n + 1)}
+    assert run_pair(core, dram, params, patches, sc["tn"], out, stall) == want
+    return res, patches
