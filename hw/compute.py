@@ -205,14 +205,23 @@ class ComputeUnit(wiring.Component):
             wgt_reg = Signal.like(wgt, name="wgt_reg")
             with m.If(~job.sparse | (rd.valid & (rd.wl == 0))):
                 m.d.sync += wgt_reg.eq(wgt)
-            rd, words, wgt = _stage(m, rd, "rd_reg"), _stage(m, words, "words_reg"), wgt_reg
+            # Depthwise: a lane's words are zeroed as they are registered (a synchronous reset
+            # of the flip-flops), so the router's tm*tn depthwise operands need no lane mask.
+            words_reg = Signal.like(words, name="words_reg")
+            for c in range(lb.copies):
+                for lane in range(tn):
+                    with m.If(job.depthwise & ~rd.lane_ok[lane]):
+                        m.d.sync += words_reg[c][lane].eq(0)
+                    with m.Else():
+                        m.d.sync += words_reg[c][lane].eq(words[c][lane])
+            rd, words, wgt = _stage(m, rd, "rd_reg"), words_reg, wgt_reg
         else:  # no register stage to enable: a hold register and a multiplexer
             held, wgt_now = Signal.like(wgt, name="wgt_held"), Signal.like(wgt, name="wgt_now")
             m.d.comb += wgt_now.eq(Mux(~job.sparse | (rd.valid & (rd.wl == 0)), wgt, held))
             m.d.sync += held.eq(wgt_now)
             wgt = wgt_now
         beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")
-        self._route(m, job, rd, words, wgt, beat)
+        self._route(m, job, rd, words, wgt, beat, dw_masked=extra >= 1)
         m.d.comb += [beat.first.eq(rd.first), beat.last.eq(rd.last),
                      vb.a.eq(words[0][0]), vb.b.eq(words[1][0]), vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
                      vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first), vb.last.eq(rd.last)]
@@ -237,7 +246,7 @@ class ComputeUnit(wiring.Component):
                      ob.wr.eq(retire.wr), ob.wr_half.eq(job.half)]
         return m
 
-    def _route(self, m, job, rd, words, wgt, beat):
+    def _route(self, m, job, rd, words, wgt, beat, dw_masked):
         """The operand router: each DSP's decoded operands (``hw.pe.dsp_pairs``) with one level
         of multiplexing from the line-buffer words and the weight word. Shared values (a
         lane's dense activation, a row's broadcast weight) are decoded once; channel-parallel
@@ -260,7 +269,8 @@ class ComputeUnit(wiring.Component):
         real = [job.chans > c for c in range(tm)]  # depthwise: channels past chans read zero
 
         def dw_act(c, l):  # depthwise: channel c of pixel l (a channel past chans: below)
-            return Mux(rd.lane_ok[l], act_operand(words[c // tn][l][c % tn], a_s), 0)
+            act = act_operand(words[c // tn][l][c % tn], a_s)
+            return act if dw_masked else Mux(rd.lane_ok[l], act, 0)  # dw_masked: zeroed words
 
         # Channel-parallel: every PE its own weight, always int8 (pow2 codes are pixel-parallel
         # only, docs/isa.md), so no decoder per PE.
