@@ -21,6 +21,7 @@ from shiftflow.sim.nms_core import execute, stream_blocks
 
 from tests.hw.streams import get, put, simulate
 from tests.hw.test_nms_pyramid import load_slots
+from tests.hw.test_nms_unit import finish_and_collect
 from tests.sim.test_nms_core import all_equal_scene, run_scene, scenes
 
 
@@ -161,18 +162,7 @@ def run_pair(core, dram, params, patches, tn, out_addr, stall):
                 ctx.set(cells.block_start, 0)
                 ctx.set(back.block_start, 0)
                 await put(ctx, cells.i, plane_words(dram, params, li, b0, core.lanes, tn), stall=stall, rng=rng)
-        await ctx.tick().until(~back.block_busy)
-        ctx.set(back.finish, 1)
-        await ctx.tick()
-        ctx.set(back.finish, 0)
-        while True:
-            ready = rng.random() >= stall
-            ctx.set(back.w.ready, ready)
-            _, _, valid, payload, done = await ctx.tick().sample(back.w.valid, back.w.payload, back.done)
-            if ready and valid:
-                writes[int(payload.addr)] = int(payload.data).to_bytes(16, "little")
-            if done:
-                break
+        await finish_and_collect(ctx, back, writes, rng, stall)
 
     simulate(top, bench, background=(feed,), deadline=400_000)
     return writes

@@ -59,21 +59,27 @@ def run_rtl(core: NmsCore, dram, params, patches, tn, out_addr, stall=0.0):
                                              "index": int(index[y, x, lane])} for lane in range(core.lanes)])
                     await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
-        await ctx.tick().until(~dut.block_busy)
-        ctx.set(dut.finish, 1)
-        await ctx.tick()
-        ctx.set(dut.finish, 0)
-        while True:
-            ready = rng.random() >= stall
-            ctx.set(dut.w.ready, ready)
-            _, _, valid, payload, done = await ctx.tick().sample(dut.w.valid, dut.w.payload, dut.done)
-            if ready and valid:
-                writes[int(payload.addr)] = int(payload.data).to_bytes(16, "little")
-            if done:
-                break
+        await finish_and_collect(ctx, dut, writes, rng, stall)
 
     simulate(dut, bench, deadline=200_000)
     return writes
+
+
+async def finish_and_collect(ctx, back, writes: dict, rng: random.Random, stall: float) -> None:
+    """After the last block: ``finish`` to ``back`` (an ``NmsBack``), then its list's writes
+    into ``writes`` ({byte address: 16 bytes}), the writer stalled with probability ``stall``."""
+    await ctx.tick().until(~back.block_busy)
+    ctx.set(back.finish, 1)
+    await ctx.tick()
+    ctx.set(back.finish, 0)
+    while True:
+        ready = rng.random() >= stall
+        ctx.set(back.w.ready, ready)
+        _, _, valid, payload, done = await ctx.tick().sample(back.w.valid, back.w.payload, back.done)
+        if ready and valid:
+            writes[int(payload.addr)] = int(payload.data).to_bytes(16, "little")
+        if done:
+            break
 
 
 def check(core, dram, params, patches, tn, stall=0.0):
