@@ -40,7 +40,8 @@ class NmsCells(wiring.Component):
     held, raise ``block_start`` for a cycle before the block's first plane word; ``i`` takes
     ``planes`` words a position in raster order; ``p`` offers the patches in stream order
     (a patch of a later position waits; the caller drops none) and raises ``p_end`` once the
-    list has no more (a cell leaves only when ``p`` shows a later patch or ``p_end``)."""
+    list has no more (a cell leaves only when ``p`` shows a later patch or ``p_end``).
+    After the last block ``bad`` tells the patch list was not a legal one (FLAG_BAD_PATCH)."""
 
     def __init__(self, core: NmsCore):
         self.core = core
@@ -52,7 +53,7 @@ class NmsCells(wiring.Component):
             "anchors": In(8), "thr": In(signed(33)), "width": In(Y_BITS), "b0": In(16),
             "anchor": In(data.ArrayLayout(unsigned(8), lanes)), "active": In(lanes),
             "i": In(stream.Signature(unsigned(8 * lanes))),
-            "p": In(stream.Signature(PATCH)), "p_end": In(1),
+            "p": In(stream.Signature(PATCH)), "p_end": In(1), "bad": Out(1),
             "o": Out(stream.Signature(data.ArrayLayout(self.cell, lanes))),
         })
 
@@ -77,7 +78,18 @@ class NmsCells(wiring.Component):
         m.d.comb += match.eq(cur_valid & self.p.valid & (pp.level == self.level) & (pp.channel >= self.b0)
                              & (pp.channel < self.b0 + lanes) & (pp.y == cy) & (pp.x == cx))
         m.d.comb += self.p.ready.eq(match)
+        # A legal list is consumed whole, in strictly increasing (position, lane) order, on
+        # active lanes (ir/nms.py: FLAG_BAD_PATCH): so a patch on an inactive lane or at a
+        # lane not above the previous patch's at the same position, or patches left at the
+        # end (``p_end`` low: an out-of-order or out-of-map patch is never matched and blocks
+        # the rest), make the result invalid. Cleared by the instruction's first block.
+        sticky, prev, merged = Signal(), Signal(range(lanes)), Signal()
+        m.d.comb += self.bad.eq(sticky | ~self.p_end)
         with m.If(match):
+            m.d.sync += [prev.eq(lane_of), merged.eq(1)]
+            with m.If(~self.active.bit_select(lane_of[:max(1, (lanes - 1).bit_length())], 1)
+                      | (merged & (lane_of <= prev))):
+                m.d.sync += sticky.eq(1)
             for lane in range(lanes):
                 with m.If(lane_of == lane):
                     m.d.sync += [cur[lane].key.eq(pp.key), cur[lane].index.eq(pp.index),
@@ -121,11 +133,14 @@ class NmsCells(wiring.Component):
                     m.d.sync += [cur[lane].key.eq(Mux(act, key, 0)),
                                  cur[lane].index.eq(Mux(act, base + self.anchor[lane], 0)),
                                  cur[lane].valid.eq(act & (key > self.thr))]
-                m.d.sync += [cur_valid.eq(1), plane.eq(0), cy.eq(y), cx.eq(x), base.eq(base + self.anchors)]
+                m.d.sync += [cur_valid.eq(1), plane.eq(0), cy.eq(y), cx.eq(x), base.eq(base + self.anchors),
+                             merged.eq(0)]
                 with m.If(x == self.width - 1):
                     m.d.sync += [x.eq(0), y.eq(y + 1)]
                 with m.Else():
                     m.d.sync += x.eq(x + 1)
         with m.If(self.block_start):
             m.d.sync += [plane.eq(0), x.eq(0), y.eq(0), base.eq(self.start)]
+            with m.If((self.level == 0) & (self.b0 == 0)):
+                m.d.sync += sticky.eq(0)
         return m

@@ -9,7 +9,7 @@ the survivor-list writer (docs/nms_core.md).
                                    ─▶ NmsPyramid's buffer (or, past its size, the overflow flag)
     finish ─▶ NmsPyramid ─▶ kept buffer addresses ─▶ entry buffer ─▶ w: one 16-byte entry
               (SURVIVOR_DTYPE) a write, the first ``capacity``; then the 16-byte header
-              (count, flags: FLAG_LIST_FULL, FLAG_SPATIAL_FULL)
+              (count, flags: FLAG_LIST_FULL, FLAG_SPATIAL_FULL, FLAG_BAD_PATCH)
 
 The front end (not built yet) reads the parameter table, streams each level's blocks from
 the score maps' byte planes with the patches merged, and gives each block's lanes their
@@ -30,7 +30,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ir.nms import FLAG_LIST_FULL, FLAG_SPATIAL_FULL, NmsCore
+from ..ir.nms import FLAG_BAD_PATCH, FLAG_LIST_FULL, FLAG_SPATIAL_FULL, NmsCore
 from .nms import Y_BITS, NmsSpatial
 from .nms_pyramid import NmsPyramid, entry_layout
 
@@ -43,7 +43,8 @@ class NmsBack(wiring.Component):
     ``out_addr`` and ``capacity``; for each block, raise ``block_start`` for a cycle while
     ``block_busy`` is low with its ``height``, ``width``, ``kernel``, ``shift``, ``chan``
     and ``cls`` set (held until the next block) and send its cells on ``i``; after the last
-    block has left (``block_busy`` low), raise ``finish`` for a cycle. The list's writes come
+    block has left (``block_busy`` low), raise ``finish`` for a cycle, with ``bad`` high when
+    the patch list was not legal (then only the header is written: count 0, FLAG_BAD_PATCH). The list's writes come
     out on ``w``; ``done`` is high for one cycle after the header's."""
 
     def __init__(self, core: NmsCore):
@@ -61,7 +62,7 @@ class NmsBack(wiring.Component):
             "chan": In(data.ArrayLayout(chan_shape, core.lanes)),
             "cls": In(data.ArrayLayout(unsigned(16), core.lanes)),
             "i": In(stream.Signature(data.ArrayLayout(self.spatial.cell, core.lanes))),
-            "finish": In(1), "busy": Out(1), "done": Out(1),
+            "finish": In(1), "bad": In(1), "busy": Out(1), "done": Out(1),
             "w": Out(stream.Signature(WRITE)),
         })
 
@@ -100,7 +101,7 @@ class NmsBack(wiring.Component):
         kept = Signal(range(core.survivors + 1))  # survivors the pyramid kept
         pending = Signal()  # a kept survivor's entry is being read
         py_done = Signal()
-        flags = Signal(2)
+        flags = Signal(3)
         record = Signal(128)
         e = er.data
         # SURVIVOR_DTYPE: index u32, key i32, cls u16, channel u16, y u16, x u16.
@@ -110,7 +111,10 @@ class NmsBack(wiring.Component):
         with m.FSM(name="nms_back") as fsm:
             with m.State("SPATIAL"), m.If(self.finish):
                 m.d.sync += [kept.eq(0), py_done.eq(0)]
-                with m.If(n > core.survivors):
+                with m.If(self.bad):
+                    m.d.sync += flags.eq(FLAG_BAD_PATCH)
+                    m.next = "HEADER"
+                with m.Elif(n > core.survivors):
                     m.d.sync += flags.eq(FLAG_SPATIAL_FULL)
                     m.next = "HEADER"
                 with m.Elif(n == 0):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shiftflow.hw.nms_front import NmsCells
 from shiftflow.hw.nms_unit import NmsBack
-from shiftflow.ir.nms import FLAG_SPATIAL_FULL, NmsCore, NmsError, slot_table
+from shiftflow.ir.nms import FLAG_BAD_PATCH, FLAG_SPATIAL_FULL, NmsCore, NmsError, slot_table
 from shiftflow.sim.nms_core import execute, stream_blocks
 
 from tests.hw.streams import get, put, simulate
@@ -118,6 +118,7 @@ class _CellsBack(Elaboratable):
         m = Module()
         m.submodules.cells, m.submodules.back = self.cells, self.back
         wiring.connect(m, self.cells.o, self.back.i)
+        m.d.comb += self.back.bad.eq(self.cells.bad)
         return m
 
 
@@ -131,7 +132,17 @@ def run_pair(core, dram, params, patches, tn, out_addr, stall):
     writes = {}
 
     async def feed(ctx):
-        await put(ctx, cells.p, recs, stall=stall, rng=random.Random(5))
+        # Not ``put``: an illegal list is never consumed whole, so this waits forever (no
+        # ``until`` left suspended at the end of the simulation).
+        frng = random.Random(5)
+        for r in recs:
+            while frng.random() < stall:
+                await ctx.tick()
+            ctx.set(cells.p.valid, 1)
+            ctx.set(cells.p.payload, r)
+            while not (await ctx.tick().sample(cells.p.ready))[2]:
+                pass
+            ctx.set(cells.p.valid, 0)
         ctx.set(cells.p_end, 1)
 
     async def bench(ctx):
@@ -190,7 +201,33 @@ def check_pair(sc, stall):
     out = -(-dram.size // 2)
     model = dram.copy()
     res = execute(model, params, core, patches, out, sc["tn"])
-    n = 0 if res.flags & FLAG_SPATIAL_FULL else min(res.count, params.capacity)
+    n = 0 if res.flags & (FLAG_SPATIAL_FULL | FLAG_BAD_PATCH) else min(res.count, params.capacity)
     want = {out + 16 * k: model[out + 16 * k:out + 16 * (k + 1)].tobytes() for k in range(n + 1)}
     assert run_pair(core, dram, params, patches, sc["tn"], out, stall) == want
     return res, patches
+
+
+def _moved(patches, field, by):
+    patches = patches.copy()
+    patches[field] += by
+    return patches
+
+
+@pytest.mark.parametrize("bad", ["reversed", "duplicate", "past_map", "past_channels", "past_levels"])
+def test_an_illegal_patch_list_is_flagged(bad):
+    """Out of order, repeated, or outside the maps: the header says FLAG_BAD_PATCH, count 0,
+    and no entry is written (as the model), and the core does not hang."""
+    sc = all_equal_scene(maps="random", seed=11)
+    _, dram, params, patches, _, _ = run_scene(sc, capacity=60)
+    last = patches[-1:]
+    lv = params.levels[int(last["level"][0])]
+    wrong = {"reversed": patches[::-1], "duplicate": np.concatenate([patches, last]),
+             "past_map": np.concatenate([patches, _moved(last, "x", lv.width)]),
+             "past_channels": np.concatenate([patches, _moved(last, "channel", lv.anchors * params.classes)]),
+             "past_levels": np.concatenate([patches, _moved(last, "level", len(params.levels))])}[bad]
+    core = NmsCore(lanes=sc["lanes"], max_width=16, survivors=64, max_channels=8, partners=5)
+    out = -(-dram.size // 2)
+    model = dram.copy()
+    res = execute(model, params, core, wrong, out, sc["tn"])
+    assert res.flags == FLAG_BAD_PATCH and res.count == 0
+    assert run_pair(core, dram, params, wrong, sc["tn"], out, 0.2) == {out: model[out:out + 16].tobytes()}
