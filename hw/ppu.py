@@ -69,12 +69,12 @@ class PPU(wiring.Component):
 
     LATENCY = 4
 
-    def __init__(self, lanes: int = 8, acc_bits: int = 32):
+    def __init__(self, lanes: int = 8, acc_bits: int = 32, early_shift: bool = False):
         if not 1 <= lanes <= 256:
             raise ShiftflowError(f"PPU lanes must be in 1..256, got {lanes}")
         if not OUT_BITS <= acc_bits <= 48:
             raise ShiftflowError(f"PPU acc_bits must be in {OUT_BITS}..48, got {acc_bits}")
-        self.lanes, self.acc_bits = lanes, acc_bits
+        self.lanes, self.acc_bits, self.early_shift = lanes, acc_bits, early_shift
         super().__init__({
             "post": In(Post),
             "i": In(stream.Signature(beat_layout(lanes, acc_bits))),
@@ -107,11 +107,26 @@ class PPU(wiring.Component):
             m.d.comb += v.eq(beat.acc[lane] + Mux(beat.psum_in, beat.psum[lane], beat.bias[lane]))
             act = post.act
             leaky_neg = (act == Act.LEAKY) & (v < 0)
-            m.d.comb += s.eq(beat.shift[lane] - Mux(leaky_neg, post.leaky_exp, 0))
             val1 = Signal(signed(a))
             t1 = Signal(range(a + g + 1))
+
+            def clamp(x):
+                return Mux(x < -g, 0, Mux(x > a, a + g, x + g))
+            if self.early_shift:
+                # Both clamped shifts computed beside the add, the add's sign only picks one:
+                # the carry chain no longer feeds a subtraction and a clamp (ECP5 timing,
+                # AcceleratorConfig.ppu_early_shift; one more subtract + clamp a lane in LUTs).
+                s_leaky = Signal(signed(10))
+                m.d.comb += [s.eq(beat.shift[lane]), s_leaky.eq(beat.shift[lane] - post.leaky_exp)]
+                t_plain, t_leaky = Signal.like(t1), Signal.like(t1)
+                m.d.comb += [t_plain.eq(clamp(s)), t_leaky.eq(clamp(s_leaky))]
+                with m.If(advance):
+                    m.d.sync += t1.eq(Mux(leaky_neg, t_leaky, t_plain))
+            else:
+                m.d.comb += s.eq(beat.shift[lane] - Mux(leaky_neg, post.leaky_exp, 0))
+                with m.If(advance):
+                    m.d.sync += t1.eq(clamp(s))
             with m.If(advance):
-                m.d.sync += t1.eq(Mux(s < -g, 0, Mux(s > a, a + g, s + g)))
                 # ReLU as the register's synchronous reset, not a mux in front of it.
                 with m.If((act == Act.RELU) & (v < 0)):
                     m.d.sync += val1.eq(0)

@@ -95,7 +95,7 @@ class Retire(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         j, tm, tn, nw, npc, bpp = self.job, self.tm, self.tn, self.words, self.npc, self.bpp
-        m.submodules.ppu = ppu = PPU(self.lanes, self.cfg.acc_bits)
+        m.submodules.ppu = ppu = PPU(self.lanes, self.cfg.acc_bits, self.cfg.ppu_early_shift)
         is_vec = j.kind == Kind.VEC
 
         # -- drain: chunk k of the latched group -------------------------------------------------

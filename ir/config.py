@@ -55,6 +55,10 @@ class AcceleratorConfig:
     weight_encodings: tuple[str, ...] = ("int", "pow2")
     #: accumulator width of the PE array and the post-processing unit
     acc_bits: int = 32
+    #: timing only, no cycle: the PPU computes both clamped shifts (plain, leaky) beside its
+    #: 32-bit add and lets the add's sign pick one (hw/ppu.py; docs/microarchitecture.md
+    #: "Timing closure") — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~17 a lane)
+    ppu_early_shift: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -171,7 +175,7 @@ _NON_NEGATIVE = ("dram_latency",)
 
 def _field_problems(cfg: AcceleratorConfig) -> list[str]:
     """Each field's type and sign, by its annotation: an ``int`` field takes an integer (not a
-    bool or a float such as ``4.0``), ``clock_mhz`` a positive finite number, ``name`` a
+    bool or a float such as ``4.0``), ``clock_mhz`` a positive finite number, a ``bool`` field a bool, ``name`` a
     non-empty string, ``weight_encodings`` a list of encoding names, ``budget`` a mapping of
     resource names to non-negative integers."""
     problems = []
@@ -185,6 +189,9 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
         elif f.type == "float":
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
                 problems.append(f"{f.name} must be a positive number, got {v!r}")
+        elif f.type == "bool":
+            if not isinstance(v, bool):
+                problems.append(f"{f.name} must be True or False, got {v!r}")
         elif f.type == "str":
             if not isinstance(v, str) or not v:
                 problems.append(f"{f.name} must be a non-empty string, got {v!r}")
@@ -201,7 +208,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=11, queue_depth=4, psum_entries=64,
+    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True,
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the

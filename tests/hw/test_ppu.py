@@ -29,9 +29,9 @@ def reference(acc, bias, shift, act, leaky_exp, lo, hi, acc_bits=32):
     return min(max(q, lo), hi)
 
 
-def run_ppu(lanes, beats, post, *, stall=0.0, seed=0):
+def run_ppu(lanes, beats, post, *, stall=0.0, seed=0, early_shift=False):
     """Push ``beats`` (lists of (acc, bias, shift) per lane) through a PPU; the results."""
-    dut = PPU(lanes=lanes)
+    dut = PPU(lanes=lanes, early_shift=early_shift)
     rng = random.Random(seed)
     got = []
 
@@ -93,6 +93,17 @@ def test_leaky_and_stalls():
     beats = [[(rng.randint(-5000, 5000), rng.randint(-100, 100), rng.randint(-2, 8)) for _ in range(8)]
              for _ in range(40)]
     check(8, beats, "leaky", 3, -128, 127, stall=0.4, seed=3)
+
+
+def test_early_shift_same_results():
+    """The timing variant (both clamped shifts beside the add, tiny's) computes the same."""
+    rng = random.Random(7)
+    beats = [[(rng.randrange(-1 << 31, 1 << 31), rng.randrange(-1 << 20, 1 << 20), rng.randrange(-40, 60))
+              for _ in range(4)] for _ in range(60)]
+    for act, leaky_exp in (("leaky", 3), ("leaky", 0), ("relu", 0), ("none", 0)):
+        post = {"act": ACTS[act], "leaky_exp": leaky_exp, "lo": -128, "hi": 127, "pool": 0}
+        want = [[reference(a, b, s, act, leaky_exp, -128, 127) for a, b, s in beat] for beat in beats]
+        assert run_ppu(4, beats, post, stall=0.3, seed=5, early_shift=True) == want
 
 
 def test_latency_is_three_cycles():
