@@ -28,14 +28,11 @@ import time
 
 import onnx
 
-from bench_prune_detector import TARGET, fine_tune, kept_dense, score
+from bench_prune_detector import TARGET, fine_tune, score, shapesdet_setup
 from guard import write_result
 from shiftflow.backend.sparse_budget import compile_cycles, prune_to_budget
 from shiftflow.frontend.check import check_model
 from shiftflow.frontend.prune import prune_model
-from shiftflow.runtime.heads import load_heads
-from shiftflow.zoo.build import build_zoo
-from shiftflow.zoo.shapesdet_eval import val_set
 
 METHODS = ("knapsack", "admm")
 
@@ -65,10 +62,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="shiftflow_prune_budget_")
-    (path,) = build_zoo(tmp, names=["shapesdet"], variants=["w8a8"], forms=["qcdq"], log=lambda _: None)
-    spec = load_heads(path)
-    images, gts = val_set(args.images)
-    dense = kept_dense(onnx.load(path))
+    path, spec, images, gts, dense = shapesdet_setup(tmp, args.images)
     shapes = {onnx.load(path).graph.input[0].name: [1, 3, args.hw, args.hw]}
     checks, runs = {}, []
     for d in args.densities:

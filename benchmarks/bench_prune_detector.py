@@ -73,6 +73,13 @@ def kept_dense(model: onnx.ModelProto) -> tuple[str, ...]:
     return tuple(dense)
 
 
+def shapesdet_setup(tmp: str, images: int):
+    """The trained shapesdet (w8a8 QCDQ) built into ``tmp``: its path, head spec, the first
+    ``images`` validation images with their boxes, and the convs every pattern leaves dense."""
+    (path,) = build_zoo(tmp, names=["shapesdet"], variants=["w8a8"], forms=["qcdq"], log=lambda _: None)
+    return path, load_heads(path), *val_set(images), kept_dense(onnx.load(path))
+
+
 def score(path, images, gts, spec) -> dict:
     outs = onnxruntime_outputs(path, images)
     return mean_ap([detections(spec, o) for o in outs], gts)
@@ -120,10 +127,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="shiftflow_prune_det_")
-    (path,) = build_zoo(tmp, names=["shapesdet"], variants=["w8a8"], forms=["qcdq"], log=lambda _: None)
-    spec = load_heads(path)
-    images, gts = val_set(args.images)
-    dense = kept_dense(onnx.load(path))
+    path, spec, images, gts, dense = shapesdet_setup(tmp, args.images)
     rows, checks = {}, {}
     for pattern in PATTERNS:
         rows[pattern] = []

@@ -201,9 +201,10 @@ class ComputeUnit(wiring.Component):
                      walk.rd_grant.eq(job.sparse & ~wread), walk.rd_data.eq(wb.rd_data)]
         rd = _stage(m, desc, "rd")
         words, wgt = lb.rd_data, wb.rd_data
+        wgt_new = ~job.sparse | (rd.valid & (rd.wl == 0))  # wb.rd_data is a weight word this cycle
         if extra >= 1:
             wgt_reg = Signal.like(wgt, name="wgt_reg")
-            with m.If(~job.sparse | (rd.valid & (rd.wl == 0))):
+            with m.If(wgt_new):
                 m.d.sync += wgt_reg.eq(wgt)
             # Depthwise: a lane's words are zeroed as they are registered (a synchronous reset
             # of the flip-flops), so the router's tm*tn depthwise operands need no lane mask.
@@ -217,7 +218,7 @@ class ComputeUnit(wiring.Component):
             rd, words, wgt = _stage(m, rd, "rd_reg"), words_reg, wgt_reg
         else:  # no register stage to enable: a hold register and a multiplexer
             held, wgt_now = Signal.like(wgt, name="wgt_held"), Signal.like(wgt, name="wgt_now")
-            m.d.comb += wgt_now.eq(Mux(~job.sparse | (rd.valid & (rd.wl == 0)), wgt, held))
+            m.d.comb += wgt_now.eq(Mux(wgt_new, wgt, held))
             m.d.sync += held.eq(wgt_now)
             wgt = wgt_now
         beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")

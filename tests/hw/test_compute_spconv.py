@@ -5,33 +5,22 @@ replayed from the simulator's machine state, leave the output buffer bit for bit
 ``sim.machine`` does and take exactly the cycle model's cycles (``ir.cost.conv_cycles`` with
 ``kept``, plus ``SPCONV_START``)."""
 
-import dataclasses
-
-import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import numpy_helper
 
 from shiftflow.backend.compile import compile_model
-from shiftflow.frontend.prune import _weight_sources, block_mask
 from shiftflow.ir.config import TINY
 from shiftflow.ir.isa import Opcode
-from tests.hw.test_compute import check_replay
+from tests.backend.test_spconv import prune_all
+from tests.hw.test_compute import WIDE, check_replay  # WIDE: tiny with tm 8
 from tests.modelgen import conv_layer_model
 
-#: tiny with a wider array (tm 8), as tests/hw/test_compute.py's WIDE: weight words of two rows a lane.
-WIDE = dataclasses.replace(TINY, name="wide", tm=8, ppu_lanes=8, pe_latency=11, acc_bits=24)
 
-
-def pruned_program(tmp_path, cfg, density, seed=0, **layer):
+def pruned_program(tmp_path, cfg, density, **layer):
     model = conv_layer_model(**layer)
-    for _, init, _, _ in _weight_sources(model):
-        codes = numpy_helper.to_array(init)
-        if codes.ndim == 4:
-            mask = block_mask(codes.astype(float), cfg.tm, density)
-            init.CopyFrom(numpy_helper.from_array(np.where(mask, codes, np.zeros_like(codes)), init.name))
+    prune_all(model, density, cfg.tm)
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
     return compile_model(path, cfg, dataflow="pixel", sparse=True)
