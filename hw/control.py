@@ -51,6 +51,16 @@ stalls and has latency ``dram_latency``, and every executor obeys its contract):
 Token flags naming a neighbour the unit does not have (load's ``*_prev``, store's ``*_next``)
 are ignored: ``ir.decode`` rejects them at load time, and there is no counter to act on.
 Tokens left at FINISH are dropped (the counters are cleared at start).
+
+NMS (only with ``nms``: a target with the NMS core; else it is an illegal opcode): the
+fourth executor, ``nms`` / ``nms_done``, run as a barrier exactly as ``ir.timeline.schedule``
+models it. Its queue is one register (an NMS is never dispatched while another is pending).
+It starts (is offered) when it heads that register, the segment runs and every other unit is
+idle (queue empty, nothing in flight or its ``done`` this cycle), as FINISH; from its dispatch
+until its ``done`` (that cycle included: ``D_next >= E_NMS``) nothing else is dispatched. Its
+token flags are ignored (``ir.decode`` rejects them: it has no neighbour). ``nms_busy`` is
+high from the cycle after its start through its done cycle (a register: the top's data-port
+select; by the barrier no other unit has a DRAM transfer then). It has no busy/stall CSRs.
 """
 
 from __future__ import annotations
@@ -72,7 +82,7 @@ __all__ = ["Controller", "csr_signature", "LEGAL"]
 #: Opcodes this controller executes; the rest (NMS, unassigned codes) are errors.
 LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH,
          Opcode.SPCONV)
-UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with executors here (NMS is not LEGAL)
+UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with queues and tokens (NMS: ``nms``)
 _PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
 _NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
 
@@ -90,14 +100,17 @@ class Controller(wiring.Component):
     """Runs one segment per CTRL start; ports and timing in the module docstring.
 
     ``fetcher`` (the :class:`hw.fetch.Fetch` instance) is exposed so that tests can observe
-    dispatch (its ``word`` handshake)."""
+    dispatch (its ``word`` handshake). ``nms``: the target has the NMS core (the ``nms``,
+    ``nms_done`` and ``nms_busy`` ports; NMS is legal)."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, nms: bool = False):
         check_fetch_config(cfg)
-        self.cfg = cfg
+        self.cfg, self.has_nms = cfg, bool(nms)
         # Dispatch's decisions, decoded as words enter the fetch buffer: the unit of each
-        # queue, and FINISH.
-        self.fetcher = Fetch(cfg, [[op for op in LEGAL if UNIT_OF[op] == u] for u in UNITS] + [[Opcode.FINISH]])
+        # queue, FINISH, and NMS.
+        self.fetcher = Fetch(cfg, [[op for op in LEGAL if UNIT_OF[op] == u] for u in UNITS] + [[Opcode.FINISH]]
+                             + ([[Opcode.NMS]] if self.has_nms else []))
+        nms_ports = {"nms": Out(stream.Signature(INSTR)), "nms_done": In(1), "nms_busy": Out(1)} if nms else {}
         super().__init__({
             "fetch": Out(mem_signature(cfg.dram_bytes_per_cycle)),
             "load": Out(stream.Signature(INSTR)),
@@ -110,6 +123,7 @@ class Controller(wiring.Component):
             "done": Out(1),
             "busy": Out(1),
             "error": Out(1),
+            **nms_ports,
         })
 
     def elaborate(self, platform):
@@ -192,16 +206,43 @@ class Controller(wiring.Component):
             started[Unit.COMPUTE].eq(self.compute.valid & self.compute.ready | finish_start),
         ]
 
-        # -- dispatch ---------------------------------------------------------------------------
+        # -- NMS: a one-word queue and the barrier -------------------------------------------------
         to = {u: fetch.cls[i] for i, u in enumerate(UNITS)}
         is_finish = fetch.cls[len(UNITS)]
-        legal = Cat(to.values()).any()
-        room = Cat(to[u] & queue[u].w_rdy for u in UNITS).any()
+        barrier = Signal()  # dispatch holds while an NMS is pending or runs (to its done cycle)
+        extra = []  # NMS's class bit: legal, and its one-word queue has room whenever dispatch runs
+        if self.has_nms:
+            is_nms = fetch.cls[len(UNITS) + 1]
+            extra = [is_nms]
+            nms_word = Signal(used_bits([Opcode.NMS]))
+            nms_queued, nms_inflight = Signal(), Signal()
+            nms_head = Signal(INSTR)
+            m.d.comb += nms_head.as_value().eq(nms_word)
+            # As FINISH: every other unit idle (the queues hold only instructions before the NMS).
+            nms_go = running & nms_queued & idle[Unit.LOAD] & idle[Unit.COMPUTE] & idle[Unit.STORE]
+            nms_accept = nms_go & self.nms.ready
+            m.d.comb += [barrier.eq(nms_queued | nms_inflight & ~self.nms_done), self.nms.valid.eq(nms_go),
+                         self.nms.payload.eq(nms_head), self.nms_busy.eq(nms_inflight)]
+            with m.If(nms_accept):
+                m.d.sync += nms_inflight.eq(1)
+            with m.Elif(self.nms_done):
+                m.d.sync += nms_inflight.eq(0)
+            inflight[Unit.NMS] = nms_inflight  # in STATUS.busy
+        # -- dispatch ---------------------------------------------------------------------------
+        legal = Cat(*to.values(), *extra).any()
+        room = Cat(*(to[u] & queue[u].w_rdy for u in UNITS), *extra).any()
         # ``dleft`` == 1 and == 0, registered with it (no wide comparison after dispatch).
         dleft_one, dleft_zero = Signal(), Signal()
         misplaced = dleft_one & ~is_finish  # the segment's last word must be FINISH
         offered = running & ~finishing & fetch.word.valid
-        dispatch = offered & legal & room & ~misplaced
+        dispatch = offered & legal & room & ~misplaced & ~barrier
+        if self.has_nms:
+            with m.If(start):
+                m.d.sync += nms_queued.eq(0)
+            with m.Elif(dispatch & is_nms):
+                m.d.sync += [nms_queued.eq(1), nms_word.eq(fetch.word.payload)]
+            with m.Elif(nms_accept):
+                m.d.sync += nms_queued.eq(0)
         m.d.comb += [fetch.word.ready.eq(dispatch), fetch.start.eq(start), fetch.seg_addr.eq(seg_addr),
                      fetch.seg_len.eq(seg_len), fetch.run.eq(running & ~finishing)]
         for u in UNITS:
