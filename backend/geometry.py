@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import ceil_div, conv_cycles, conv_weight_words, vec_cycles
+from ..ir.cost import ceil_div, conv_cycles, conv_weight_words, vec_cycles, vec_taps
 from .sparse import kept_steps
 from .plan import Layer, Plan
 
@@ -162,7 +162,7 @@ def layer_shape(layer: Layer, plan: Plan) -> LayerShape:
         return _conv_shape(layer, plan, cfg)
     geom = vec_geom(layer, plan)
     out = plan.graph.types[layer.output if layer.kind != "copy" else layer.op.outputs[0]].shape
-    taps = geom.kh * geom.kw if layer.kind in ("maxpool", "avgpool") else 1
+    taps = vec_taps(cfg, layer.kind in ("maxpool", "avgpool"), layer.kind == "add", geom.kh, geom.kw)
     if layer.kind == "copy":
         units, splits = 0, []
         for src, _ in layer.copies:

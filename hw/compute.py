@@ -224,7 +224,8 @@ class ComputeUnit(wiring.Component):
         beat, vb = Signal.like(mac.i.payload, name="mac_beat"), Signal.like(vec.i.payload, name="vec_beat")
         self._route(m, job, rd, words, wgt, beat, dw_masked=extra >= 1)
         m.d.comb += [beat.first.eq(rd.first), beat.last.eq(rd.last),
-                     vb.a.eq(words[0][0]), vb.b.eq(words[1][0]), vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
+                     vb.a.eq(words[0][0]), vb.b.eq(words[min(1, lb.copies - 1)][0]),  # one copy: b a cycle after a
+                     vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
                      vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first), vb.last.eq(rd.last)]
         if extra >= 2:
             rd, beat, vb = _stage(m, rd, "beat_desc"), _stage(m, beat, "beat_reg"), _stage(m, vb, "vec_beat_reg")
@@ -267,10 +268,13 @@ class ComputeUnit(wiring.Component):
         # Pixel-parallel and depthwise: row i's weight for this step, broadcast across lanes.
         wrow = [named(weight_operand(wgt[i][rd.wl], pow2), f"row_w{i}", keep=True) for i in range(tm)]
 
-        real = [job.chans > c for c in range(tm)]  # depthwise: channels past chans read zero
+        # Depthwise: channels past chans read zero; with one line-buffer copy so do the rows
+        # of the channel block the slot does not read (``rd.blk``, hw/seq.py).
+        one = self.lb.copies == 1
+        real = [(job.chans > c) & (rd.blk == c // tn) if one else job.chans > c for c in range(tm)]
 
         def dw_act(c, l):  # depthwise: channel c of pixel l (a channel past chans: below)
-            act = act_operand(words[c // tn][l][c % tn], a_s)
+            act = act_operand(words[0 if one else c // tn][l][c % tn], a_s)
             return act if dw_masked else Mux(rd.lane_ok[l], act, 0)  # dw_masked: zeroed words
 
         # Channel-parallel: every PE its own weight, always int8 (pow2 codes are pixel-parallel

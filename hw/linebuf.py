@@ -18,7 +18,10 @@ are few and mostly bound by DRAM.)
 Why copies: reads at unrelated addresses in one cycle (VEC ADD's two operands; the ``tm/tn``
 channel blocks of a depthwise pixel group, ``cols`` words apart for any ring width) cannot be
 made conflict-free by any banking of the flat address space the ISA defines, so each gets a
-copy. ``copies = max(2, tm // tn)``.
+copy: ``copies = max(2, tm // tn)`` — or, with ``cfg.lb_copies == 1``, one copy, read twice
+for them (the sequencer reads VEC ADD's ``b`` in a second cycle and a depthwise group's second
+channel block after its first: ``ir.cost.vec_taps``, ``conv_inner_steps``). On ``zu3eg`` the
+second copy is 32 BRAM36 and a rotator of ~6k LUTs (docs/hardware.md "One line-buffer copy").
 
 Ports: ``w`` (stream of :func:`beat_write_layout`, always ready): a DRAM beat of ``beat_bytes``
 bytes for word address ``addr // tn`` on (``addr`` a multiple of ``tn``, as the load unit gives
@@ -84,7 +87,7 @@ class LineBuffer(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig):
         self.tn, self.words = cfg.tn, cfg.line_buffer_words
         self.banks = cfg.tn
-        self.copies = max(2, cfg.tm // cfg.tn)
+        self.copies = 1 if cfg.lb_copies == 1 else max(2, cfg.tm // cfg.tn)
         self.beat_words = cfg.dram_bytes_per_cycle // cfg.tn
         self.addr_bits = max(1, (self.words - 1).bit_length())
         self.depth = -(-self.words // self.banks)

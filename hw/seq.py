@@ -26,7 +26,7 @@ from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ir.isa import InGeom, Post, Tile, Window
+from ..ir.isa import InGeom, Post, Tile, VecOp, Window
 from .buffers import OBUF_ADDR_BITS
 from .arith import csa_sum
 from .job import OFF_BITS, STEP_BITS, Kind
@@ -46,7 +46,8 @@ Meta = data.StructLayout({
 
 def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.StructLayout:
     lane = unsigned(max(1, (tn - 1).bit_length()))
-    return data.StructLayout({
+    # One line-buffer copy: ``blk`` is the depthwise channel block this slot reads.
+    return data.StructLayout({**({"blk": unsigned(1)} if copies == 1 else {}),
         "valid": unsigned(1), "first": unsigned(1), "last": unsigned(1),
         "addr": data.ArrayLayout(unsigned(addr_bits), copies), "stride": Window["sw"].shape,
         "w_row": unsigned(wrow_bits), "wl": lane, "cl": lane,
@@ -105,7 +106,18 @@ class Sequencer(wiring.Component):
         # lanes at the step's address, then the high half tn words on (hw/linebuf.py).
         split, phase = Signal(), Signal()
         m.d.comb += split.eq(j.pixel & (j.lsw >= 2))
-        step_done = ~split | phase  # this slot finishes the step
+        twice = split
+        if self.copies == 1:
+            # One line-buffer copy (hw/linebuf.py): a VEC ADD reads ``b`` in a second slot
+            # (``phase`` 1, operand a's lanes masked, b's kept: the vector ALU sums the two
+            # slots as taps), and a depthwise step of more than tn channels reads its second
+            # channel block in further slots (``bphase`` 1, at ``cols`` words on, in ``bof``).
+            vsplit, bser, bphase = Signal(), Signal(), Signal()
+            m.d.comb += [vsplit.eq((j.kind == Kind.VEC) & (j.op == VecOp.ADD)), bser.eq(j.depthwise & (j.chans > tn))]
+            twice = split | vsplit
+            step_done = (~twice | phase) & (~bser | bphase)
+        else:
+            step_done = ~split | phase  # this slot finishes the step
         # SPCONV: the current step's offsets come from the walker's list, through the offset
         # stage ``nx`` (the next step's products, registered), and its end from the list's
         # ``last`` (``s_last``, the current step's).
@@ -137,9 +149,14 @@ class Sequencer(wiring.Component):
         for lane in range(tn):
             chan_ok = cleft > lane
             half_ok = ~split | (phase == (lane >= tn // 2))
+            b_ok = b_tap & chan_ok
+            if self.copies == 1:  # a VEC ADD's slot reads one operand
+                half_ok, b_ok = half_ok & ~(vsplit & phase), b_ok & phase
             m.d.comb += [out.lane_ok[lane].eq(~j.empty & half_ok &
                                               Mux(j.pixel, row_ok[0] & col_ok[lane], tap_ok & chan_ok)),
-                         out.b_ok[lane].eq(b_tap & chan_ok)]
+                         out.b_ok[lane].eq(b_ok)]
+        if self.copies == 1:
+            m.d.comb += out.blk.eq(bphase)
         m.d.comb += [out.valid.eq(beat), out.first.eq(fresh), out.last.eq(beat & inner_last), out.tap_ok.eq(tap_ok),
                      out.stride.eq(j.lsw), out.w_row.eq(j.w_row + wrow), out.wl.eq(wl), out.cl.eq(cl)]
         # Line-buffer word addresses: operand o's k + ra + bof + co (less ss past the ring's
@@ -151,6 +168,9 @@ class Sequencer(wiring.Component):
             base.append(csa_sum(m, terms, aw, f"addr_base{'ab'[o]}"))
             wrap = Mux(ro >= op.wrap_at, op.ss, 0)
             offs.append([-wrap + c * j.a.cols for c in range(self.copies)] if o == 0 else [-wrap])
+        if self.copies == 1:  # the one copy reads operand b in a VEC ADD's second slot
+            vsel = vsplit & phase
+            base[0], offs[0] = Mux(vsel, base[1], base[0]), [Mux(vsel, offs[1][0], offs[0][0])]
         if self.staged:  # the sums' terms before the register, the offsets' additions after
             regs = [(Signal(aw, name=f"addr_base{'ab'[o]}_r"), [Signal(aw, name=f"addr_off{'ab'[o]}{c}_r")
                                                                  for c in range(len(offs[o]))])
@@ -163,8 +183,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += getattr(d, name).eq(getattr(out, name))
         for c in range(self.copies):
             m.d.comb += d.addr[c].eq(base[0] + offs[0][c])
-        with m.If(j.kind == Kind.VEC):  # constant through the instruction, staged or not
-            m.d.comb += d.addr[1].eq(base[1] + offs[1][0])
+        if self.copies > 1:
+            with m.If(j.kind == Kind.VEC):  # constant through the instruction, staged or not
+                m.d.comb += d.addr[1].eq(base[1] + offs[1][0])
         mt = out.meta
         m.d.comb += [mt.final.eq(bo_last & q_last & r_last), mt.rfirst.eq(rpm == 0), mt.rlast.eq(rpm == j.pool - 1),
                      mt.prow.eq(prow), mt.q0.eq(q0), mt.qd.eq(qd), mt.qm.eq(qm), mt.pcol.eq(pcol), mt.kb.eq(bo)]
@@ -200,6 +221,8 @@ class Sequencer(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [active.eq(1), fresh.eq(1), phase.eq(0)]
+            if self.copies == 1:
+                m.d.sync += bphase.eq(0)
             for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
                       rpm, qm, prow, pcol, q0, qd, s_last):
                 m.d.sync += s.eq(0)
@@ -207,7 +230,13 @@ class Sequencer(wiring.Component):
                 m.d.comb += take.eq(1)
                 load_step(0, 0, 0)
         with m.Elif(active):
-            m.d.sync += phase.eq(beat & split & ~phase)
+            m.d.sync += phase.eq(beat & twice & ~phase)
+            if self.copies == 1:  # the second block after both halves of the first
+                bnext = Signal()
+                m.d.comb += bnext.eq(bphase ^ (beat & bser & (~twice | phase)))
+                m.d.sync += bphase.eq(bnext)
+                with m.If(bser):  # (a depthwise group keeps bof 0 otherwise)
+                    m.d.sync += bof[0].eq(Mux(bnext, j.a.cols, 0))
             m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.slots - 1, gs, gs + 1))),
                          padding.eq(~group_end & (padding | inner_last)), fresh.eq(group_end)]
             with m.If(group_end):

@@ -63,6 +63,12 @@ class AcceleratorConfig:
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
     psum_entries: int = 32
+    #: copies of the line buffer: 2 (one read port each: VEC ADD reads both operands in one
+    #: cycle, a depthwise group's ``tm/tn`` channel blocks are read together; ``max(2, tm/tn)``
+    #: copies are built) or 1 (ADD reads ``b`` in a second cycle, a depthwise group of more
+    #: than ``tn`` channels reads its two blocks one after the other: ``ir.cost.conv_inner_steps``,
+    #: ``vec_taps``; needs ``tm <= 2*tn``). docs/hardware.md "One line-buffer copy"
+    lb_copies: int = 2
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
     #: resource budget this target must fit (LUT, FF, DSP, BRAM36), for reports
@@ -84,6 +90,11 @@ class AcceleratorConfig:
             problems.append(f"instr_bytes ({self.instr_bytes}) must be whole DRAM beats ({bw} bytes)")
         if not set(self.weight_encodings) <= {"int", "pow2"}:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
+        if self.lb_copies not in (1, 2):
+            problems.append(f"lb_copies ({self.lb_copies}) must be 1 or 2")
+        elif self.lb_copies == 1 and self.tm > 2 * self.tn:
+            problems.append(f"one line-buffer copy (lb_copies 1) serves at most two channel blocks: tm ({self.tm}) "
+                            f"must be at most 2*tn ({2 * self.tn})")
         if self.line_buffer_bytes % self.tn or self.output_buffer_bytes % (2 * self.tn):
             problems.append("buffer sizes must be whole words (multiples of tn; the output buffer of 2*tn)")
         problems += [f"{name} ({value}) must be at most {limit} ({why})" for name, value, limit, why in _isa_limits(self)
@@ -212,8 +223,9 @@ TINY = AcceleratorConfig(
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
-# broadcast activation per DSP) — and buffers within the 216 BRAM36 budget: the line buffer's
-# two copies 64, the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
+# broadcast activation per DSP) — and buffers within the 216 BRAM36 budget: the line buffer
+# 32 (one copy, lb_copies=1: its second copy and rotator freed ~6k LUTs and 32 BRAM36 for the
+# NMS core, for depthwise and VEC ADD reads made one after the other), the weight banks 2 x 512 B x 256 rows 64, the output buffer and the pool
 # scratch 8 each, the partial-sum buffer 11 (512 entries of 32 x 24 bits: BRAM36 are 72 bits
 # wide, so 32 entries would take as many, or ~1.2k LUTs as LUT RAM; docs/hardware.md,
 # "Synthesis figures"). A 128 KiB line buffer (was 256) frees 64 BRAM36 for 0.5 % of the
@@ -227,7 +239,7 @@ TINY = AcceleratorConfig(
 ZU3EG = AcceleratorConfig(
     name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=128 * 1024, weight_bank_bytes=128 * 1024,
     output_buffer_bytes=32 * 1024, param_entries=512, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
-    pe_latency=10, queue_depth=16, acc_bits=24, psum_entries=512,
+    pe_latency=10, queue_depth=16, acc_bits=24, psum_entries=512, lb_copies=1,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
 

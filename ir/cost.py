@@ -86,11 +86,14 @@ def conv_inner_steps(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans
                      sw: int = 1, kept: int | None = None) -> int:
     """PE-array steps (cycles) to accumulate one pixel group. Pixel-parallel at column stride
     ``sw >= 2`` takes two cycles a step: the line buffer's ``tn`` banks deliver the ``tn``
-    pixels at stride 2 as two halves of ``tn/2``. ``kept``: an SPCONV's listed steps instead
-    of the dense ``chans*kh*kw`` (``kh*kw`` depthwise; docs/sparsity.md)."""
+    pixels at stride 2 as two halves of ``tn/2``. With one line-buffer copy
+    (``cfg.lb_copies == 1``) a depthwise step of more than ``tn`` channels reads its two
+    channel blocks one after the other: twice the cycles again. ``kept``: an SPCONV's listed
+    steps instead of the dense ``chans*kh*kw`` (``kh*kw`` depthwise; docs/sparsity.md)."""
     if pixel:
         steps = (1 if depthwise else chans) * kh * kw if kept is None else kept
-        return steps * (2 if sw >= 2 else 1)
+        blocks = 2 if depthwise and cfg.lb_copies == 1 and chans > cfg.tn else 1
+        return steps * (2 if sw >= 2 else 1) * blocks
     return ceil_div(chans, cfg.tn) * kh * kw
 
 
@@ -161,9 +164,16 @@ def conv_cycles(cfg: AcceleratorConfig, pixel: bool, depthwise: bool, chans: int
     return start + rows * groups * max(inner, drain) + min(inner, drain) + cfg.pe_latency
 
 
+def vec_taps(cfg: AcceleratorConfig, pool: bool, add: bool, kh: int, kw: int) -> int:
+    """Line-buffer reads a VEC makes per output word: a pool's ``kh*kw`` window taps; ADD one
+    (both operands at once, from two line-buffer copies) or, with one copy
+    (``cfg.lb_copies == 1``), two (``a``, then ``b``); the others one."""
+    return kh * kw if pool else 2 if add and cfg.lb_copies == 1 else 1
+
+
 def vec_cycles(cfg: AcceleratorConfig, taps: int, nblk: int, rows: int, cols: int) -> int:
-    """VEC: ``COMPUTE_START``, then one word (tn lanes) per cycle per window tap (ADD reads both operands at once),
-    then the last word's one-cycle drain and the fixed pipeline latency."""
+    """VEC: ``COMPUTE_START``, then one word (tn lanes) per cycle per read (``taps``:
+    ``vec_taps``), then the last word's one-cycle drain and the fixed pipeline latency."""
     return COMPUTE_START + rows * cols * nblk * max(1, taps) + 1 + cfg.pe_latency
 
 

@@ -52,7 +52,7 @@ def instruction_cycles(cfg: AcceleratorConfig, ins: Instr, measured: dict[int, i
                                 f["win.kh"], f["win.kw"], f["tile.rows"], f["tile.cols"], f["win.sw"],
                                 1 << f["wide"], f.get("kept"))
     if op == Opcode.VEC:
-        taps = f["win.kh"] * f["win.kw"] if f["op"] in _POOLS else 1
+        taps = cost.vec_taps(cfg, f["op"] in _POOLS, f["op"] == VecOp.ADD.value, f["win.kh"], f["win.kw"])
         return cost.vec_cycles(cfg, taps, cost.ceil_div(f["inp.chans"], cfg.tn), f["tile.rows"], f["tile.cols"])
     return 1
 

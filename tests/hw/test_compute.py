@@ -16,7 +16,7 @@ from shiftflow.backend.compile import compile_model
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.compute import ComputeUnit, check_config
 from shiftflow.ir.config import TINY, ZU3EG
-from shiftflow.ir.cost import conv_cycles
+from shiftflow.ir.cost import conv_cycles, conv_inner_steps
 from shiftflow.ir.isa import INSTR, Opcode, encode
 from shiftflow.sim.machine import Machine
 from shiftflow.zoo import zoo_model
@@ -111,21 +111,40 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
 #: drain 4), pe_latency 11 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
+#: WIDE1: the same with one line-buffer copy (as zu3eg): depthwise reads its two channel
+#: blocks one after the other, VEC ADD its operand b after a.
+WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1)
 
 
+@pytest.mark.parametrize("cfg", [WIDE, WIDE1], ids=lambda c: c.name)
 @pytest.mark.parametrize("model,dataflow,feature", [
     (conv_layer_model(cin=6, cout=6, groups=6, hw=(7, 9), stride=2), "pixel", lambda f: f["depthwise"]),
     (vec_model("maxpool", k=3, s=3, p=0, hw=(9, 15)), "pixel", lambda f: f["post.pool"] == 3),
     (conv_layer_model(cin=5, cout=7, hw=(6, 7), act="leaky"), "channel", lambda f: f["dataflow"] == 0),
     (conv_layer_model(cin=3, cout=8, hw=(5, 6), k=1, pad=0), "channel", lambda f: f["dataflow"] == 0),
 ], ids=["depthwise-two-blocks", "pooled-pixel", "channel", "channel-1x1-one-step"])
-def test_wide_array(model, dataflow, feature, tmp_path):
-    check_replay(compiled(tmp_path, model, dataflow, WIDE), {Opcode.CONV: 2}, WIDE, feature)
+def test_wide_array(model, dataflow, feature, cfg, tmp_path):
+    check_replay(compiled(tmp_path, model, dataflow, cfg), {Opcode.CONV: 2}, cfg, feature)
 
 
+@pytest.mark.parametrize("model,feature", [
+    (conv_layer_model(cin=8, cout=8, groups=8, hw=(6, 7)), lambda f: f["depthwise"] and f["inp.chans"] > 4),
+    (conv_layer_model(cin=3, cout=3, groups=3, hw=(6, 7), stride=2), lambda f: f["depthwise"] and f["inp.chans"] <= 4),
+], ids=["depthwise-stride1", "depthwise-one-block"])
+def test_one_copy_depthwise(model, feature, tmp_path):
+    """One line-buffer copy: a depthwise group of more than tn channels takes twice the steps
+    (its blocks one after the other), one of at most tn channels the same as with two."""
+    snaps = check_replay(compiled(tmp_path, model, "pixel", WIDE1), {Opcode.CONV: 2}, WIDE1, feature)
+    for s in snaps:
+        f = s.ins.f
+        args = (True, True, f["inp.chans"], f["win.kh"], f["win.kw"], f["win.sw"])
+        assert conv_inner_steps(WIDE1, *args) == conv_inner_steps(WIDE, *args) * (2 if f["inp.chans"] > 4 else 1)
+
+
+@pytest.mark.parametrize("cfg", [WIDE, WIDE1], ids=lambda c: c.name)
 @pytest.mark.parametrize("kind", ["add", "maxpool", "avgpool"])
-def test_wide_array_vec(kind, tmp_path):
-    snaps = check_replay(compiled(tmp_path, vec_model(kind), cfg=WIDE), {Opcode.VEC: 2}, WIDE)
+def test_wide_array_vec(kind, cfg, tmp_path):
+    snaps = check_replay(compiled(tmp_path, vec_model(kind), cfg=cfg), {Opcode.VEC: 2}, cfg)
     assert {s.ins.opcode for s in snaps} == {Opcode.VEC}
 
 

@@ -14,7 +14,7 @@ from shiftflow.backend.compile import compile_model
 from shiftflow.ir.config import TINY
 from shiftflow.ir.isa import Opcode
 from tests.backend.test_spconv import prune_all
-from tests.hw.test_compute import WIDE, check_replay  # WIDE: tiny with tm 8
+from tests.hw.test_compute import WIDE, WIDE1, check_replay  # WIDE: tiny with tm 8; WIDE1 one line-buffer copy
 from tests.modelgen import conv_layer_model
 
 
@@ -41,6 +41,13 @@ def test_spconv(case, tmp_path):
     layer, density = CASES[case]
     program = pruned_program(tmp_path, TINY, density, **layer)
     check_replay(program, {Opcode.SPCONV: 3}, TINY, feature=lambda f: f.get("kept", 0) > 0)
+
+
+def test_spconv_depthwise_one_copy(tmp_path):
+    """A depthwise SPCONV of two channel blocks with one line-buffer copy: each listed step
+    reads its blocks one after the other (hw/seq.py)."""
+    program = pruned_program(tmp_path, WIDE1, 0.5, cin=8, cout=8, groups=8, hw=(6, 7))
+    check_replay(program, {Opcode.SPCONV: 2}, WIDE1, feature=lambda f: f["depthwise"] and f["inp.chans"] > 4)
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, database=None,
