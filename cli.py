@@ -253,9 +253,14 @@ def cmd_rtlsim(args) -> int:
     from .ir.program import load_program
 
     program = load_program(_build_dir(args.build))
+    spec = None
+    if "nms" in program.manifest:  # a build with the NMS core's part: it runs too (its head spec)
+        from .runtime.detect import load_detector
+
+        _, spec, _ = load_detector(_build_dir(args.build), program.config.name)
     given = load_array(args.input) if args.input else None
     with Phases("rtlsim") as phase:  # on stderr, only when it is a terminal
-        report = rtlsim(program, given, seed=args.seed, stalls=args.stalls, progress=phase)
+        report = rtlsim(program, given, seed=args.seed, stalls=args.stalls, progress=phase, spec=spec)
     print(json.dumps(report) if args.json else format_rtlsim(report))
     return 0 if report["passed"] else 1
 

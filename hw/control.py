@@ -209,7 +209,6 @@ class Controller(wiring.Component):
         # -- NMS: a one-word queue and the barrier -------------------------------------------------
         to = {u: fetch.cls[i] for i, u in enumerate(UNITS)}
         is_finish = fetch.cls[len(UNITS)]
-        barrier = Signal()  # dispatch holds while an NMS is pending or runs (to its done cycle)
         extra = []  # NMS's class bit: legal, and its one-word queue has room whenever dispatch runs
         if self.has_nms:
             is_nms = fetch.cls[len(UNITS) + 1]
@@ -221,6 +220,8 @@ class Controller(wiring.Component):
             # As FINISH: every other unit idle (the queues hold only instructions before the NMS).
             nms_go = running & nms_queued & idle[Unit.LOAD] & idle[Unit.COMPUTE] & idle[Unit.STORE]
             nms_accept = nms_go & self.nms.ready
+            # Dispatch holds while an NMS is pending or runs, up to its done cycle.
+            barrier = Signal()
             m.d.comb += [barrier.eq(nms_queued | nms_inflight & ~self.nms_done), self.nms.valid.eq(nms_go),
                          self.nms.payload.eq(nms_head), self.nms_busy.eq(nms_inflight)]
             with m.If(nms_accept):
@@ -235,8 +236,9 @@ class Controller(wiring.Component):
         dleft_one, dleft_zero = Signal(), Signal()
         misplaced = dleft_one & ~is_finish  # the segment's last word must be FINISH
         offered = running & ~finishing & fetch.word.valid
-        dispatch = offered & legal & room & ~misplaced & ~barrier
+        dispatch = offered & legal & room & ~misplaced
         if self.has_nms:
+            dispatch = dispatch & ~barrier
             with m.If(start):
                 m.d.sync += nms_queued.eq(0)
             with m.Elif(dispatch & is_nms):

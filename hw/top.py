@@ -1,4 +1,4 @@
-"""The accelerator's top level: controller, load / compute / store units, two AXI4 masters.
+"""The accelerator's top level: controller, load / compute / store (/ NMS) units, two AXI4 masters.
 
 ::
 
@@ -9,8 +9,18 @@
          lb_w/wb_w/pb_w            ob_r/ob_rdata
               │ mem (reads)              │ mem (writes)
               └──────── MemJoin ─────────┘
+                          │ mem                        NmsUnit (a target with the core)
+                       MemMux ◀──── sel: ctl.nms_busy ───── │ mem (reads and writes)
                           │ mem
-                      AXI4Master ──▶ axi__*   (data: loads read, stores write)
+                      AXI4Master ──▶ axi__*   (data: loads read, stores write; the NMS both)
+
+The NMS core (``cfg.nms_lanes`` > 0) is the controller's fourth executor, a barrier: it starts
+when every other unit is idle and nothing is dispatched until it is done (hw/control.py), so
+while it runs no other unit has a DRAM transfer open (a load is done with its last beat, a
+store with its last write response; the NMS unit likewise). The data port is then switched
+to it by :class:`MemMux` with the controller's ``nms_busy`` register as the select: no
+arbiter, no added cycle, provided the NMS unit requests nothing in its start cycle (it is
+high from the next cycle through its done cycle).
 
 ``AcceleratorTop(cfg)`` has exactly the ports of the shared spec's "Top": ``axi`` and
 ``ifetch`` (:func:`hw.axi.axi4_signature` of ``cfg.dram_bytes_per_cycle`` bytes, so a beat is
@@ -29,7 +39,7 @@ request and write-data skid buffers pass straight through, hw/skid.py; WLAST boo
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, flipped
 
@@ -38,21 +48,60 @@ from .axi import AXI4Master, MemJoin, axi4_signature
 from .compute import ComputeUnit
 from .control import Controller
 from .csr import csr_signature
+from .dma import mem_signature
 from .loadstore import LoadUnit, StoreUnit
 
-__all__ = ["AcceleratorTop"]
+__all__ = ["AcceleratorTop", "MemMux", "has_nms_core"]
+
+
+def has_nms_core(cfg: AcceleratorConfig) -> bool:
+    """Whether target ``cfg`` has the NMS core (``nms_lanes`` > 0)."""
+    return getattr(cfg, "nms_lanes", 0) > 0
+
+
+class MemMux(wiring.Component):
+    """One :func:`hw.dma.mem_signature` port (``mem``) from ``a`` (``sel`` low) or ``b``
+    (``sel`` high), every channel by ``sel``, combinationally: the deselected port's requests
+    and write data are not accepted and it is presented no response. ``sel`` may change only
+    while neither port has a transfer open (the barrier above guarantees it)."""
+
+    def __init__(self, data_bytes: int):
+        sig = mem_signature(data_bytes)
+        super().__init__({"a": In(sig), "b": In(sig), "sel": In(1), "mem": Out(sig)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sel, a, b, mem = self.sel, self.a, self.b, self.mem
+        for name in ("rd_req", "wr_req", "wr_data"):  # initiator to memory
+            out, pa, pb = getattr(mem, name), getattr(a, name), getattr(b, name)
+            m.d.comb += [out.valid.eq(Mux(sel, pb.valid, pa.valid)), out.payload.eq(Mux(sel, pb.payload, pa.payload)),
+                         pa.ready.eq(out.ready & ~sel), pb.ready.eq(out.ready & sel)]
+        for name in ("rd_resp", "wr_resp"):  # memory to initiator
+            src, pa, pb = getattr(mem, name), getattr(a, name), getattr(b, name)
+            m.d.comb += [pa.valid.eq(src.valid & ~sel), pb.valid.eq(src.valid & sel), pa.payload.eq(src.payload),
+                         pb.payload.eq(src.payload), src.ready.eq(Mux(sel, pb.ready, pa.ready))]
+        return m
 
 
 class AcceleratorTop(wiring.Component):
     """The whole accelerator for target ``cfg`` (validated by its units' constructors).
 
     The submodules are attributes (``controller``, ``load``, ``compute``, ``store``,
-    ``data_master``, ``fetch_master``) so benches can name their signals."""
+    ``data_master``, ``fetch_master``; with the NMS core ``nms`` and ``mux``) so benches can
+    name their signals."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, nms: bool = False):
         self.cfg = cfg
         beat = cfg.dram_bytes_per_cycle
-        self.controller = Controller(cfg)
+        # ``nms``: build the NMS core in (only for a target that has one); off by default
+        # until the whole programs with NMS run on it (tests/hw/test_nms_rtl.py).
+        nms = bool(nms) and has_nms_core(cfg)
+        self.controller = Controller(cfg, nms=nms)
+        self.nms = self.mux = None
+        if nms:
+            from .nms_dma import NmsUnit
+
+            self.nms, self.mux = NmsUnit(cfg), MemMux(beat)
         self.load = LoadUnit(cfg)
         self.compute = ComputeUnit(cfg)
         self.store = StoreUnit(cfg)
@@ -94,7 +143,15 @@ class AcceleratorTop(wiring.Component):
         # DRAM: loads' reads and stores' writes on one AXI port, instruction fetch on the other
         wiring.connect(m, load.mem, self.join.rd)
         wiring.connect(m, store.mem, self.join.wr)
-        wiring.connect(m, self.join.mem, self.data_master.mem)
+        if self.nms is None:
+            wiring.connect(m, self.join.mem, self.data_master.mem)
+        else:  # the NMS unit: an executor whose DMA takes the data port while it runs
+            m.submodules.nms, m.submodules.mux = nms, mux = self.nms, self.mux
+            wiring.connect(m, ctl.nms, nms.instr)
+            m.d.comb += [ctl.nms_done.eq(nms.done), mux.sel.eq(ctl.nms_busy)]
+            wiring.connect(m, self.join.mem, mux.a)
+            wiring.connect(m, nms.mem, mux.b)
+            wiring.connect(m, mux.mem, self.data_master.mem)
         wiring.connect(m, ctl.fetch, self.fetch_master.mem)
         wiring.connect(m, self.data_master.axi, flipped(self.axi))
         wiring.connect(m, self.fetch_master.axi, flipped(self.ifetch))

@@ -10,7 +10,9 @@ process and segments on the RTL, and many small programs share one process.
 
 DRAM layout on the bench: the program's DRAM (``manifest["dram"]["size"]`` bytes) at 0, the
 instructions after it at the next 4 KiB boundary (``SEG_ADDR`` points there). Each segment
-reseeds the DRAM model's stall generators from ``seed`` and the segment number.
+reseeds the DRAM model's stall generators from ``seed`` and the segment number. A segment
+with an NMS (a target with the core) is modelled with the NMS's data-dependent cycles, which
+the functional model gives from the DRAM as the segment starts (``_nms_cycles``).
 
 Checks, each a one-line :class:`RtlError` (a ``ProgramError``): STATUS.error (with the
 ERROR code), no done within ``timeout`` times the cycle model's count (plus 10,000 cycles),
@@ -28,9 +30,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Listener
 from pathlib import Path
 
+import numpy as np
+
 from ...ir.config import AcceleratorConfig
 from ...ir.decode import decode_program
-from ...ir.isa import INSTR_BYTES, Unit
+from ...errors import ShiftflowError
+from ...ir.isa import INSTR_BYTES, Opcode, Unit
 from ...ir.program import Program, ProgramError
 from ...ir.timeline import schedule
 from ...sim.accelerator import Accelerator, dram_size
@@ -216,7 +221,8 @@ class RtlAccelerator(Accelerator):
             raise ProgramError(f"segment {start}..{start + count - 1} is outside the program's "
                                f"{len(self._instrs)} instructions")
         instrs = self._instrs[start:start + count]
-        model = schedule(self._program.config, instrs).cycles  # also rejects what the RTL would deadlock on
+        measured = self._nms_cycles(session, instrs)
+        model = schedule(self._program.config, instrs, measured).cycles  # also rejects what the RTL would deadlock on
         limit = int(self.timeout * model) + 10_000
         r = session.call("run", self._base + start * INSTR_BYTES, count,
                          round(self.stall * 4096), (self.seed * 1_000_003 + self._segment) & (2**64 - 1), limit)
@@ -243,6 +249,24 @@ class RtlAccelerator(Accelerator):
                               "waited": r["waited"], "edges": r["edges"], "seconds": r["seconds"],
                               "units": r["units"]})
         return r["cycles"]
+
+    def _nms_cycles(self, session: RtlSession, instrs) -> dict[int, int] | None:
+        """The cycle model's cost of each NMS of the segment (``ir.timeline``'s ``measured``):
+        the functional model (``sim.nms_core``) run on a copy of the bench's DRAM as the
+        segment starts — what the NMS reads when, as the compiler emits it, the NMS part is
+        a segment of its own (NMS, FINISH). None without an NMS."""
+        nms = [ins for ins in instrs if ins.opcode == Opcode.NMS]
+        if not nms:
+            return None
+        from ...ir.nms import NmsCore
+        from ...sim.nms_core import run_instruction
+
+        cfg = self._program.config
+        dram = np.frombuffer(session.call("read", 0, self._size), np.uint8).copy()
+        try:
+            return {ins.index: run_instruction(dram, ins.f, NmsCore.for_config(cfg), cfg).cycles for ins in nms}
+        except ShiftflowError as exc:  # what the loader or the simulator would refuse
+            raise ProgramError(f"{nms[0].where()}: {exc}") from None
 
     def counters(self) -> dict:
         return {k: ({u: dict(t) for u, t in v.items()} if k == "units" else v) for k, v in self._counters.items()}
