@@ -42,7 +42,7 @@ Requests run ahead of data, so the latency is paid once per command. ``ir.cost``
 """
 
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -108,18 +108,22 @@ class _Walker(wiring.Component):
     from registers (nothing combinational runs from the incoming command into them):
     ``dram``/``sram`` its start addresses, ``last`` whether it is the command's last one,
     ``addr``/``beats``/``to_boundary`` its first beat-aligned DRAM address, its beat count
-    (``ir.cost.dma_segment_beats``) and the beats from ``addr`` to the next 4 KiB boundary.
-    ``next`` moves on to the following segment (whose fields are computed as it is stepped to).
-    The last three only with ``requests`` (the request side's walker; the data side's does
-    without them)."""
+    (``ir.cost.dma_segment_beats``) and the beats from ``addr`` to the next 4 KiB boundary,
+    ``whole`` whether one burst of at most ``max_burst`` beats, not crossing the boundary,
+    carries the segment. Only with ``requests`` (the request side's walker); the data side's
+    has ``rem0`` (the segment's bytes counted from its first beat's byte 0:
+    ``dram % beat_bytes + seg_bytes``) and ``fits0`` (``rem0 <= beat_bytes``: one beat).
+    ``next`` moves on to the following segment; every one of these fields is computed as the
+    segment is stepped to, so the DMA decides from registers (timing closure)."""
 
-    def __init__(self, beat_bytes: int, requests: bool):
-        self.lg, self.requests = (beat_bytes - 1).bit_length(), requests
+    def __init__(self, beat_bytes: int, requests: bool, max_burst: int = 16):
+        self.lg, self.requests, self.bb, self.max_burst = (beat_bytes - 1).bit_length(), requests, beat_bytes, max_burst
         super().__init__({
             "cmd": In(DmaCmd), "start": In(1), "next": In(1),
             "dram": Out(ADDR_BITS), "sram": Out(SRAM_ADDR_BITS), "last": Out(1),
             "addr": Out(ADDR_BITS), "beats": Out(DmaCmd["seg_bytes"].width),
-            "to_boundary": Out(range(BOUNDARY // beat_bytes + 1)),
+            "to_boundary": Out(range(BOUNDARY // beat_bytes + 1)), "whole": Out(1),
+            "rem0": Out(DmaCmd["seg_bytes"].width + 1), "fits0": Out(1),
         })
 
     def elaborate(self, platform):
@@ -146,20 +150,47 @@ class _Walker(wiring.Component):
                      self.last.eq(last_b & last_r)]
         # The next segment's DRAM address and what depends on it only.
         new_dram, seg_bytes = Signal(ADDR_BITS), Signal.like(c.seg_bytes)
-        m.d.comb += [new_dram.eq(Mux(self.start, c.dram_addr,
-                                     Mux(last_r, cur["blk_dram"] + k["blk_stride"], cur["dram"] + k["row_stride"]))),
+        next_blk, next_row = Signal(ADDR_BITS), Signal(ADDR_BITS)
+        m.d.comb += [next_blk.eq(cur["blk_dram"] + k["blk_stride"]), next_row.eq(cur["dram"] + k["row_stride"]),
+                     new_dram.eq(Mux(self.start, c.dram_addr, Mux(last_r, next_blk, next_row))),
                      seg_bytes.eq(Mux(self.start, c.seg_bytes, k["seg_bytes"]))]
+        # ``new_dram[:bits] + seg_bytes <= limit`` is decided as ``x <= limit - seg_bytes`` for
+        # each of the three candidate addresses, and the answer picked: the room is subtracted
+        # from the command once (registered at start), so that a segment's step has one carry
+        # chain (its address) and a comparison before its register, no mux between them.
+        rooms = {}
+
+        def fits(limit, bits):
+            def low(v):
+                return v[:bits] if bits else Const(0, 1)
+
+            if limit not in rooms:
+                kept = Signal(signed(c.seg_bytes.shape().width + 2), name=f"room_{limit}")
+                with m.If(self.start):
+                    m.d.sync += kept.eq(limit - c.seg_bytes)
+                rooms[limit] = kept
+            kept = rooms[limit]
+            return Mux(self.start, low(c.dram_addr) <= limit - c.seg_bytes,
+                       Mux(last_r, low(next_blk) <= kept, low(next_row) <= kept))
+
         addr, beats, tb = Signal(ADDR_BITS), Signal.like(self.beats), Signal.like(self.to_boundary)
-        m.d.comb += [self.addr.eq(addr), self.beats.eq(beats), self.to_boundary.eq(tb)]
+        whole, rem0, fits0 = Signal(), Signal.like(self.rem0), Signal()
+        m.d.comb += [self.addr.eq(addr), self.beats.eq(beats), self.to_boundary.eq(tb), self.whole.eq(whole),
+                     self.rem0.eq(rem0), self.fits0.eq(fits0)]
         with m.If(first):  # before the stepping below, which overrides it (a store: slot0 = 0)
             product = k["slot0"] * k["sram_row_step"]
             m.d.sync += [first_off.eq(product), cur["row_off"].eq(product)]
         with m.If(self.start | self.next):
             m.d.sync += cur["dram"].eq(new_dram)
+            offset = new_dram[:lg] if lg else 0
             if self.requests:
-                offset = new_dram[:lg] if lg else 0
+                # beats <= max_burst and beats <= tb, from the address's low bits (no chain
+                # through ``beats`` and ``tb``): the span ends by max_burst beats / the boundary.
                 m.d.sync += [addr.eq(new_dram - offset), beats.eq((offset + seg_bytes + (1 << lg) - 1) >> lg),
-                             tb.eq((BOUNDARY >> lg) - new_dram[lg:12])]
+                             tb.eq((BOUNDARY >> lg) - new_dram[lg:12]),
+                             whole.eq(fits(self.max_burst * self.bb, lg) & fits(BOUNDARY, 12))]
+            else:
+                m.d.sync += [rem0.eq(offset + seg_bytes), fits0.eq(fits(self.bb, lg))]
         with m.If(self.start):
             m.d.sync += [cur["b"].eq(0), cur["r"].eq(0), cur["slot"].eq(c.slot0), cur["blk_dram"].eq(c.dram_addr),
                          cur["blk_sram"].eq(c.sram_addr), cur["row_off"].eq(0), first_off.eq(0),
@@ -230,7 +261,7 @@ class DMA(wiring.Component):
         with m.If(launch):
             m.d.sync += cmd_reg.eq(pre)
 
-        walk_req, walk_data = _Walker(bb, requests=True), _Walker(bb, requests=False)
+        walk_req, walk_data = _Walker(bb, requests=True, max_burst=self.max_burst), _Walker(bb, requests=False)
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data
         for w in (walk_req, walk_data):
             m.d.comb += [w.cmd.eq(pre), w.start.eq(launch)]
@@ -241,7 +272,7 @@ class DMA(wiring.Component):
         # a split segment, with its distance to the boundary computed as it was split), so
         # the request and the decision to step are one comparison deep.
         seg_bits = DmaCmd["seg_bytes"].width
-        in_seg_reg, cur_addr, cur_rem = Signal(), Signal(ADDR_BITS), Signal(seg_bits)
+        in_seg_reg, cur_addr, cur_rem, cur_ends = Signal(), Signal(ADDR_BITS), Signal(seg_bits), Signal()
         cur_tb = Signal.like(walk_req.to_boundary)
         in_seg = Signal()
         m.d.comb += in_seg.eq(in_seg_reg & busy)
@@ -251,9 +282,12 @@ class DMA(wiring.Component):
                      tb.eq(Mux(in_seg, cur_tb, walk_req.to_boundary))]
         # The segment ends with this burst when its rest fits both limits; otherwise the burst
         # is the smaller limit.
-        ends = (rem <= self.max_burst) & (rem <= tb)
+        # ``ends`` = (rem <= max_burst) & (rem <= tb), registered: the walker's ``whole``, or
+        # computed as the segment was split.
+        ends = Mux(in_seg, cur_ends, walk_req.whole)
         at_boundary = tb <= self.max_burst  # a split burst ends at the boundary
-        burst_len = Mux(ends, rem, Mux(at_boundary, tb, self.max_burst))
+        split_len = Mux(at_boundary, tb, self.max_burst)
+        burst_len = Mux(ends, rem, split_len)
         for port, is_store in ((self.mem.rd_req, 0), (self.mem.wr_req, 1)):
             m.d.comb += [port.valid.eq(req_left & (cmd.store == is_store)),
                          port.payload.addr.eq(addr), port.payload.beats.eq(burst_len)]
@@ -265,11 +299,16 @@ class DMA(wiring.Component):
                 with m.If(walk_req.last):
                     m.d.sync += req_done.eq(1)
             with m.Else():
-                m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (burst_len << lg)), cur_rem.eq(rem - burst_len),
-                             cur_tb.eq(Mux(at_boundary, BOUNDARY >> lg, tb - self.max_burst))]
+                # The rest ends with its next burst: after a burst to the boundary (the next
+                # one starts on it), when rem - tb <= max_burst; after a max_burst one (tb >
+                # max_burst and rem > max_burst), when rem - max_burst <= max_burst and <= tb - max_burst.
+                mb = self.max_burst
+                m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (split_len << lg)), cur_rem.eq(rem - split_len),
+                             cur_tb.eq(Mux(at_boundary, BOUNDARY >> lg, tb - mb)),
+                             cur_ends.eq(Mux(at_boundary, rem <= tb + mb, (rem <= 2 * mb) & (rem <= tb)))]
 
         # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
-        d_in_seg_reg, d_sram, d_rem = Signal(), Signal(SRAM_ADDR_BITS), Signal(seg_bits + 1)
+        d_in_seg_reg, d_sram, d_rem, d_fits = Signal(), Signal(SRAM_ADDR_BITS), Signal(seg_bits + 1), Signal()
         d_in_seg = Signal()
         m.d.comb += d_in_seg.eq(d_in_seg_reg & busy)
         m.d.sync += d_in_seg_reg.eq(d_in_seg)
@@ -280,25 +319,29 @@ class DMA(wiring.Component):
         lo = Signal(range(bb + 1))
         strb = Signal(bb)
         ones = (1 << bb) - 1
+        # ``fits``: this beat is the segment's last (rem_bytes <= bb), from registers.
+        fits = Signal()
         m.d.comb += [
             sram.eq(Mux(d_in_seg, d_sram,
                         walk_data.sram - words_back * dcmd.stride - (d_off % self.word_bytes if lg else 0))),
-            rem_bytes.eq(Mux(d_in_seg, d_rem, d_off + dcmd.seg_bytes)),
+            rem_bytes.eq(Mux(d_in_seg, d_rem, walk_data.rem0)),
+            fits.eq(Mux(d_in_seg, d_fits, walk_data.fits0)),
             lo.eq(Mux(d_in_seg, 0, d_off)),
             # Bytes lo .. rem_bytes-1 of the beat: ones from lo up, cut at rem_bytes.
-            strb.eq((Const(ones, bb) << lo)[:bb] & Mux(rem_bytes >= bb, ones, (Const(1, bb + 1) << rem_bytes[:lg + 1]) - 1)),
+            strb.eq((Const(ones, bb) << lo)[:bb] & Mux(fits, (Const(1, bb + 1) << rem_bytes[:lg + 1]) - 1, ones)),
         ]
         beat_fire, last_beat = Signal(), Signal()
-        m.d.comb += last_beat.eq(beat_fire & (rem_bytes <= bb) & walk_data.last)
+        m.d.comb += last_beat.eq(beat_fire & fits & walk_data.last)
         with m.If(beat_fire):
-            with m.If(rem_bytes <= bb):
+            with m.If(fits):
                 m.d.sync += d_in_seg_reg.eq(0)
                 m.d.comb += walk_data.next.eq(1)
                 with m.If(walk_data.last):
                     m.d.sync += data_done.eq(1)
             with m.Else():
                 words_per_beat = bb // self.word_bytes
-                m.d.sync += [d_in_seg_reg.eq(1), d_sram.eq(sram + words_per_beat * dcmd.stride), d_rem.eq(rem_bytes - bb)]
+                m.d.sync += [d_in_seg_reg.eq(1), d_sram.eq(sram + words_per_beat * dcmd.stride), d_rem.eq(rem_bytes - bb),
+                             d_fits.eq(rem_bytes <= 2 * bb)]
 
         # Loads: response beats go straight to the on-chip write port.
         rd, wr = self.mem.rd_resp, self.sram_wr
