@@ -2,9 +2,10 @@
 
     python benchmarks/bench_detector_gap.py [--target zu3eg] [--variant w8a8]
 
-Compiles the zoo detector (``dataflow=auto``) twice — without the ``overlap`` pass (the
-compiler before it, ``without_overlap``) and with it (the default, ``with_overlap``;
-docs/backend.md "Layer overlap") — and runs the shared cycle model (``ir/timeline.py``, which the simulator and the RTL equal) over it. Per
+Compiles the zoo detector (``dataflow=auto``) three times — without the ``overlap`` pass (the
+compiler before it, ``without_overlap``), with it (the default, ``with_overlap``;
+docs/backend.md "Layer overlap"), and with it but without the space-to-depth stem
+(``without_s2d``; docs/backend.md "Space-to-depth stem") — and runs the shared cycle model (``ir/timeline.py``, which the simulator and the RTL equal) over it. Per
 accelerator layer (each instruction counted for the layer the compiler emitted it for):
 
 - ``cycles`` (the simulator's completion-front attribution) and the ideal ``macs / (tm*tn)``;
@@ -78,11 +79,11 @@ def _box_bytes(f: dict, p: str, tn: int) -> int:
     return f[p + "nblk"] * f[p + "nrows"] * f[p + "ncols"] * tn
 
 
-def compile_detector(variant: str, target: str, overlap: bool):
+def compile_detector(variant: str, target: str, overlap: bool, s2d: bool = True):
     """The compiled detector and, per instruction, the index of its manifest layer."""
     graph = import_onnx(zoo_model("detector", variant, "qcdq"))
-    plan = run_backend(graph, load_target(target), overlap=overlap)
-    program = Program(plan.config, plan.program.code, plan.weights, graph, manifest(plan, PASS_NAMES))
+    plan = run_backend(graph, load_target(target), overlap=overlap, s2d=s2d)
+    program = Program(plan.config, plan.program.code, plan.weights, plan.graph, manifest(plan, PASS_NAMES))
     owner, base = [], 0
     for seg in plan.program.segments:
         if seg["kind"] != "accel":
@@ -189,8 +190,9 @@ def main(argv=None) -> dict:
     p.add_argument("--variant", default="w8a8")
     args = p.parse_args(argv)
     runs, checks = {}, {}
-    for key, overlap in (("without_overlap", False), ("with_overlap", True)):
-        program, owner = compile_detector(args.variant, args.target, overlap)
+    for key, overlap, s2d in (("without_overlap", False, True), ("with_overlap", True, True),
+                              ("without_s2d", True, False)):
+        program, owner = compile_detector(args.variant, args.target, overlap, s2d)
         runs[key] = res = analyse(program, owner)
         sim = simulate(program, seed=0)
         reference = Interpreter(program.graph).run(make_feeds(program, None, 0))
@@ -202,7 +204,8 @@ def main(argv=None) -> dict:
         print(f"detector {args.variant} on {args.target}, {key.replace('_', ' ')}:")
         show(res)
     result = {"model": "detector", "variant": args.variant, "target": args.target, "statistic": "cycle model (exact)",
-              "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4)}
+              "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4),
+              "s2d_speedup": round(runs["without_s2d"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4)}
     write_result(f"detector_gap_{load_target(args.target).name}.json", result, checks)
     return result
 

@@ -74,6 +74,8 @@ def features(spec: GraphSpec, program) -> set[str]:
         out.add("strips")
     if any(t.get("planes", 1) > 1 for t in m["tensors"].values()):
         out.add("wide output")
+    if any(op.name.endswith("/s2d_pack") for op in program.graph.ops):
+        out.add("space-to-depth stem")  # rare in these draws: tests/backend/test_stem.py draws them
     return out
 
 
