@@ -86,7 +86,9 @@ def _layer_entry(plan: Plan, layer: Layer, first: int, last: int, seg: int, tile
     macs = 0
     if layer.is_conv:
         op = layer.op
-        macs = conv_macs(g.types[op.inputs[0]].shape, g.types[op.inputs[1]].shape, g.types[op.outputs[0]].shape)
+        # the model's MACs: a space-to-depth stem's zero taps (backend/stem.py) are not counted
+        wshape = op.attrs.get("model_weight_shape", g.types[op.inputs[1]].shape)
+        macs = conv_macs(g.types[op.inputs[0]].shape, wshape, g.types[op.outputs[0]].shape)
     return {"name": layer.name, "op": "concat" if layer.kind == "copy" else layer.kind, "dataflow": layer.dataflow,
             "macs": macs, "first": first, "last": last, "segment": seg, "tiles": tiles, "note": layer.note,
             "fused": list(layer.fused), "overlap": layer.params.get("overlap", ""),

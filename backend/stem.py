@@ -11,7 +11,9 @@ channel ``c`` — makes the same conv a 2×2 stride-1 one with pads (1, 1, 0, 0)
               = Σ W'[o, (dy·2 + dx)·C + c, KY, KX] · s2d[y + KY − 1, x + KX − 1]
 
 with ``ky = 2·KY + dy − 1`` (and ``kx`` likewise); the tap ``KY = 0, dy = 0`` (``ky = −1``)
-has no source and its weight is zero. The sums are the same integers term for term, so the
+has no source and its weight is zero. The rewritten conv keeps the model's weight shape in
+its ``model_weight_shape`` attribute, so MAC counts (the manifest's, utilization) stay the
+model's, not the zero taps'. The sums are the same integers term for term, so the
 result is bit-exact; the accelerator reads a quarter of the words and runs ``16·C``
 one-cycle steps a pixel group instead of ``9·C`` two-cycle ones. The rearrangement is a
 ``reshape → transpose → reshape`` of integer codes, run on the host where the input's
@@ -95,5 +97,6 @@ def space_to_depth_stem(graph: Graph, cfg: AcceleratorConfig) -> Graph:
         constants[wnew] = _rearranged_weights(np.asarray(graph.constants[wname]))
         types[wnew] = types[wname].with_shape(constants[wnew].shape)
         ops.append(Op(op.name, "conv", (packed, wnew) + op.inputs[2:], op.outputs,
-                      op.attrs.updated(strides=(1, 1), pads=(1, 1, 0, 0))))
+                      op.attrs.updated(strides=(1, 1), pads=(1, 1, 0, 0),
+                                       model_weight_shape=tuple(types[wname].shape))))
     return graph.with_ops(ops, types=types, constants=constants)
