@@ -140,8 +140,8 @@ def main(argv=None) -> dict:
             _, flags, entries = read_list(dram, end, params.capacity)
             got, t = timed(to_detections, d, entries, MAX_PER_CLASS)
             exact &= flags == 0 and np.array_equal(got.index, expect.index) and np.array_equal(got.rows, expect.rows)
-            cycles[lanes].append(nms_cycles(ZU3EG, params, core, res.decided, len(patches), len(res.spatial),
-                                            len(entries)))
+            cycles[lanes].append(nms_cycles(ZU3EG, params, core, res.decided, patches, len(res.spatial),
+                                            res.count))
             if lanes == args.lanes[0]:
                 times["core_cpu_side"].append(t_patch + t)
                 for k, v in (("patches", len(patches)), ("spatial", len(res.spatial)), ("survivors", len(entries))):

@@ -71,6 +71,20 @@ class AcceleratorConfig:
     lb_copies: int = 2
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
+    #: the NMS core (docs/nms_core.md, ``ir.nms.NmsCore``): channels pooled a cycle (0: the
+    #: target has no core; it must divide ``tn`` and the DRAM beat), the widest map and the
+    #: largest kernel its line memories hold, the spatial survivors and the patches it buffers,
+    #: the bits of a key and of a box index, the anchor channels and the competing partners
+    #: of one channel its pyramid stage holds
+    nms_lanes: int = 0
+    nms_max_width: int = 128
+    nms_max_kernel: int = 8
+    nms_survivors: int = 1024
+    nms_patches: int = 1024
+    nms_key_bits: int = 32
+    nms_index_bits: int = 24
+    nms_max_channels: int = 32
+    nms_partners: int = 8
     #: resource budget this target must fit (LUT, FF, DSP, BRAM36), for reports
     budget: dict = field(default_factory=dict)
 
@@ -181,7 +195,7 @@ MAX_PSUM_ENTRIES = 1 << 20
 
 
 #: Integer fields that may be 0 (all others must be positive)
-_NON_NEGATIVE = ("dram_latency",)
+_NON_NEGATIVE = ("dram_latency", "nms_lanes")
 
 
 def _field_problems(cfg: AcceleratorConfig) -> list[str]:
@@ -220,6 +234,9 @@ TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True,
+    # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
+    nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
+    nms_max_channels=16, nms_partners=4,
 )
 
 # Ultra96 / ZU3EG class: 32x16 MACs — 512 int8 MACs in 256 DSP48E2 (two MACs sharing the
@@ -240,6 +257,10 @@ ZU3EG = AcceleratorConfig(
     name="zu3eg", tm=32, tn=16, clock_mhz=200.0, line_buffer_bytes=128 * 1024, weight_bank_bytes=128 * 1024,
     output_buffer_bytes=32 * 1024, param_entries=512, dram_bytes_per_cycle=16, dram_latency=40, ppu_lanes=32,
     pe_latency=10, queue_depth=16, acc_bits=24, psum_entries=512, lb_copies=1,
+    # One lane (NmsBack alone is ~2.6k LUTs at 1 lane, 31.7k at 16: docs/nms_core.md); maps up
+    # to 64 wide (the 512x512 detector's stride-8 level), its 32,256 boxes in 16-bit indices; 32-bit
+    # keys (a wide head's 24-bit codes shifted to the common exponent).
+    nms_lanes=1, nms_max_width=64, nms_max_kernel=8, nms_index_bits=16,
     budget={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},
 )
 

@@ -31,7 +31,7 @@ assert PATCH_DTYPE.itemsize == SURVIVOR_DTYPE.itemsize == HEADER_DTYPE.itemsize 
 # shift), then the channels × channels pair table (K, K_s), each part padded to 16 bytes.
 LEVEL_DTYPE = np.dtype([("dram_addr", "<u4"), ("row_stride", "<u4"), ("blk_stride", "<u4"), ("start", "<u4"),
                         ("height", "<u2"), ("width", "<u2"), ("stride", "<u2"), ("anchors", "<u1"),
-                        ("shift", "<u1"), ("blocks", "<u4"), ("zero", "<u4")])
+                        ("shift", "<u1"), ("blocks", "<u4"), ("bits", "<u4")])
 PAIR_DTYPE = np.dtype([("k", "<u1"), ("s", "<u1")])
 assert LEVEL_DTYPE.itemsize == 32
 
@@ -55,7 +55,9 @@ class NmsLevel:
     activation layout of docs/isa.md: ``dram_addr``, ``row_stride``, ``blk_stride``, and
     ``blocks``, the channel blocks of one byte plane — the stored tensor's, which may be more
     than ``ceil(anchors · classes / tn)`` when the conv wrote whole ``tm``-channel blocks;
-    0 means that many)."""
+    0 means that many), and ``bits``, the significant bits of its codes (the graph's type of
+    the score map; 0: all of ``8 · planes``) — only the key check uses it: the core
+    sign-extends whole codes, and a code within ``bits`` shifts exactly."""
     height: int
     width: int
     anchors: int
@@ -66,6 +68,7 @@ class NmsLevel:
     row_stride: int = 0
     blk_stride: int = 0
     blocks: int = 0
+    bits: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,22 @@ class NmsCore:
 
     @staticmethod
     def for_config(cfg: AcceleratorConfig) -> NmsCore:
-        """The core of a target: one lane per channel of a DRAM word (``tn``), codes of at
-        most ``acc_bits``; the memories' sizes are the defaults above (not yet
-        ``AcceleratorConfig`` fields)."""
-        return NmsCore(lanes=cfg.tn, code_bits=cfg.acc_bits)
+        """The core of a target: its ``nms_*`` fields, codes of at most ``acc_bits``;
+        ``NmsError`` when the target has none (``nms_lanes`` 0)."""
+        core = core_of(cfg)
+        if core is None:
+            raise NmsError(f"target {cfg.name} has no NMS core (nms_lanes 0)")
+        return core
+
+
+def core_of(cfg: AcceleratorConfig) -> NmsCore | None:
+    """The NMS core of ``cfg`` (its ``nms_*`` fields), None when it has none."""
+    if not cfg.nms_lanes:
+        return None
+    return NmsCore(lanes=cfg.nms_lanes, max_width=cfg.nms_max_width, max_kernel=cfg.nms_max_kernel,
+                   survivors=cfg.nms_survivors, patches=cfg.nms_patches, key_bits=cfg.nms_key_bits,
+                   index_bits=cfg.nms_index_bits, max_channels=cfg.nms_max_channels, partners=cfg.nms_partners,
+                   code_bits=cfg.acc_bits)
 
 
 @dataclass(frozen=True)
@@ -146,7 +161,7 @@ class NmsParams:
         for i, lv in enumerate(self.levels):
             if lv.width > core.max_width:
                 raise NmsError(f"NMS level {i}: map width {lv.width} exceeds the core's {core.max_width}")
-            bits = min(8 * self.planes, core.code_bits)
+            bits = min(8 * self.planes, core.code_bits, lv.bits or 32)
             if bits + lv.shift > core.key_bits:
                 raise NmsError(f"NMS level {i}: {bits}-bit codes shifted by {lv.shift} do not fit "
                                f"the core's {core.key_bits}-bit keys")
@@ -181,7 +196,7 @@ def encode_table(params: NmsParams) -> bytes:
     """The parameter table of ``params`` (the compiler writes it; the core reads it first)."""
     lv = np.zeros(len(params.levels), LEVEL_DTYPE)
     for i, level in enumerate(params.levels):
-        for name in LEVEL_DTYPE.names[:-1]:
+        for name in LEVEL_DTYPE.names:
             lv[i][name] = getattr(level, name)
     ch = np.zeros(params.channels, PAIR_DTYPE)
     ch["k"], ch["s"] = params.kernels, params.shifts
@@ -199,7 +214,7 @@ def decode_table(table: bytes, levels: int, channels: int, classes: int, thr: in
     ch = np.frombuffer(table[at:at + 2 * channels], PAIR_DTYPE)
     at += _pad16(2 * channels)
     pairs = np.frombuffer(table[at:at + 2 * channels * channels], PAIR_DTYPE).reshape(channels, channels)
-    return NmsParams(tuple(NmsLevel(**{n: int(r[n]) for n in LEVEL_DTYPE.names[:-1]}) for r in lv),
+    return NmsParams(tuple(NmsLevel(**{n: int(r[n]) for n in LEVEL_DTYPE.names}) for r in lv),
                      tuple(int(k) for k in ch["k"]), tuple(int(k) for k in ch["s"]),
                      tuple(tuple(int(k) for k in row) for row in pairs["k"]),
                      tuple(tuple(int(k) for k in row) for row in pairs["s"]), classes, thr, capacity, planes)
@@ -257,8 +272,11 @@ def field_rules() -> list[tuple]:
     ``ok`` takes field columns and the target, ``message`` one instruction's fields): what
     the fields alone must keep. The table's own rules (kernels against the maps) are
     ``NmsParams.check``, run on the table as the program is loaded."""
-    core = NmsCore.for_config
+    core = lambda c: core_of(c) or NmsCore(lanes=1, survivors=0, patches=0)
     return [
+        ("channels", "the target has an NMS core (`nms_lanes` > 0)",
+         lambda f, c: (f["channels"] >= 0) & (c.nms_lanes > 0),
+         lambda f, c: f"target {c.name} has no NMS core to pool {f['channels']} channels (nms_lanes 0)"),
         _aligned("table_addr"), _aligned("patch_addr"), _aligned("out_addr"),
         ("planes", "a code is 1, 2 or 4 bytes: `planes` <= 2", lambda f, c: f["planes"] <= 2,
          lambda f, c: f"planes {f['planes']} must be 0, 1 or 2 (1, 2 or 4 bytes a code)"),
@@ -334,27 +352,95 @@ def spatial_cycles(decided: np.ndarray) -> int:
     return SPATIAL_LATENCY + int(np.maximum(decided, 1).sum())
 
 
+#: ``NmsUnit``'s fixed steps (hw/nms_dma.py): from the instruction's acceptance to the table's
+#: first request (the table size n·n by the shift-add multiplier), a level's setup (its entry
+#: read and latched, A·C and the plane step multiplied) to its first lane, per channel the
+#: slot table's fixed cycles beyond its n pairs and unused slots.
+MUL_STEPS = 16  # a product's steps (hw/nms_walk.py ``Multiplier``: a 16-bit multiplier)
+UNIT_START = MUL_STEPS + 2  # accept, the product, the table read's start
+LEVEL_SETUP = 2 * (MUL_STEPS + 1) + 2  # read, latch, A·C, the plane step (the walkers start with the last)
+SCAN_FIXED = 2
+MAX_BURST = 16  # beats of one read request (hw/nms_walk.py ``LinearReader``)
+
+
+def _bursts(addr: int, nbytes: int, bw: int) -> int:
+    """Read requests of ``nbytes`` from ``addr``: at most ``MAX_BURST`` beats, never across 4 KiB."""
+    n, left = 0, nbytes // bw
+    while left:
+        beats = min(left, MAX_BURST, (4096 - addr % 4096) // bw)
+        addr, left, n = addr + beats * bw, left - beats, n + 1
+    return n
+
+
 def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks: list[np.ndarray],
-               patches: int, spatial: int, written: int) -> int:
-    """The whole instruction (docs/nms_core.md, "Cycle model"): the table and the patch list
-    (its header and ``patches`` entries) read, per level its latency then per position the larger of its word's read time and its
-    survivors (``blocks``: one ``decided`` array per level and block of ``core.lanes``
-    channels, as ``spatial_cycles`` takes; a position reads its ``tn``-byte word of each
-    plane, drain rows read nothing), the pyramid stage on the ``spatial`` survivors
-    (``pyramid_cycles``), the header and ``written`` entries written."""
-    bw = cfg.dram_bytes_per_cycle
+               patches: np.ndarray, spatial: int, kept: int, *, table_addr: int = 0, patch_addr: int = 0,
+               count: int | None = None, bad: bool = False) -> int:
+    """``NmsUnit``'s cycles from taking the instruction to ``done`` (docs/nms_core.md, "Cycle
+    model"), with a memory that answers a read's first beat ``dram_latency`` cycles after its
+    request and a write's response as long after its last beat, and never stalls:
+
+    - the table size, then the table and the patch list's header read back to back, then (when
+      the header's ``count`` is in 1..``patches``) the entries;
+    - two cycles a level (strides), per channel its ``n`` pairs, ``SCAN_FIXED`` and its unused
+      partner slots (the pyramid's slot table);
+    - per level ``LEVEL_SETUP``, the first word ``dram_latency`` after its walker starts; per
+      block ``lanes`` cycles (its lanes' fields), ``block_start``, then position ``q`` of the
+      ``H·W`` leaves the cell former ``max(planes + patches merged at q, survivors decided at
+      q - 1)`` after ``q - 1`` (the spatial stage holds a position one cycle a survivor), the
+      drain positions ``max(survivors, 1)`` each (``blocks``: the survivors decided at each
+      position, as ``spatial_cycles`` takes), and a cycle for the stage's end;
+    - the pyramid stage on the ``spatial`` survivors (none when ``bad``, when there are none or
+      more than ``core.survivors``), its ``kept`` survivors' writes overlapped, then the header
+      written and its response.
+
+    ``patches``: the entries read and merged (PATCH_DTYPE), ``count`` the header's (default
+    their number; more than the entries when the list was over ``patches``: then none read)."""
+    bw, lat, lanes = cfg.dram_bytes_per_cycle, cfg.dram_latency, core.lanes
     beats = lambda nbytes: -(-nbytes // bw)
-    n = params.channels
-    total = 1 + cfg.dram_latency + beats(table_bytes(len(params.levels), n))
-    total += cfg.dram_latency + beats(16 * (1 + patches))  # the patch list's header, then its entries
-    read = max(1, beats(params.planes * cfg.tn))  # a position reads its DRAM word of every plane
+    n, planes = params.channels, params.planes
+    patches = np.asarray(patches, PATCH_DTYPE)
+    count = len(patches) if count is None else count
+    # Table and header: requests from UNIT_START, data back to back from UNIT_START + lat.
+    tlen = table_bytes(len(params.levels), n)
+    r1 = _bursts(table_addr, tlen, bw)
+    first = max(UNIT_START + 1 + r1 + lat, UNIT_START + lat + beats(tlen))
+    t = first + beats(16) - 1 + 2  # the header's last beat, its count seen, the next state
+    if 0 < count == len(patches):
+        t += 1 + lat + beats(16 * count)
+    t += 2 * len(params.levels)
+    for a in range(n):
+        found = sum(1 for b in range(n) if params.pair_k[a][b])
+        t += n + SCAN_FIXED + core.partners - min(found, core.partners)
+    # The levels' blocks.
+    merged = {}
+    for p in patches:
+        key = (int(p["level"]), int(p["channel"]) // lanes)
+        merged.setdefault(key, []).append((int(p["y"]), int(p["x"])))
     it = iter(blocks)
-    for lv in params.levels:
-        total += cfg.dram_latency
-        for _ in range(-(-lv.anchors * params.classes // core.lanes)):
-            decided = np.asarray(next(it)).reshape(-1, lv.width)
-            cost = np.maximum(decided, 1)
-            cost[:lv.height] = np.maximum(decided[:lv.height], read)
-            total += int(cost.sum())
-    total += pyramid_cycles(spatial, core)
-    return total + cfg.dram_latency + beats(16 * (1 + written))
+    for li, lv in enumerate(params.levels):
+        lanes_at = t + LEVEL_SETUP
+        x_end = None
+        for bi in range(-(-lv.anchors * params.classes // lanes)):
+            decided = np.asarray(next(it)).reshape(-1)
+            hw = lv.height * lv.width
+            npq = np.zeros(hw, np.int64)
+            for y, x in merged.get((li, bi), ()):
+                if y < lv.height and x < lv.width:  # (an illegal list's cycles are not the model's)
+                    npq[y * lv.width + x] += 1
+            if x_end is None:
+                s0 = lanes_at + lanes
+                e = max(lanes_at + lat, s0 + 1) + planes + int(npq[0])
+            else:
+                s0 = x_end + 1 + lanes
+                e = s0 + 1 + planes + int(npq[0])
+            e += int(np.maximum(planes + npq[1:], decided[:hw - 1]).sum())
+            x_end = e + int(np.maximum(decided[hw - 1:], 1).sum()) + 1
+        t = x_end + 1
+    # FIN at t; the back end, the header's write and its response.
+    header_only = bad or spatial == 0 or spatial > core.survivors
+    t += 1 if header_only else PYRAMID_TAIL + pyramid_cycles(spatial, core)
+    return t + 2 + beats(16) + lat
+
+
+#: Cycles from ``finish`` to the header's write beyond ``pyramid_cycles``.
+PYRAMID_TAIL = 0

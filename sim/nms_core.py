@@ -247,7 +247,10 @@ def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: Accelera
     n = 0 if over else count
     patches = np.frombuffer(dram[at + 16:at + 16 * (1 + n)].tobytes(), PATCH_DTYPE)
     res = execute(dram, params, core, patches, fields["out_addr"], cfg.tn, patch_overflow=over)
-    res.cycles = nms_cycles(cfg, params, core, res.decided, n, len(res.spatial), len(res.entries))
+    bad = bool(res.flags & FLAG_BAD_PATCH)
+    res.cycles = nms_cycles(cfg, params, core, res.decided, patches[:0] if over else patches, len(res.spatial),
+                            res.count, table_addr=fields["table_addr"], patch_addr=fields["patch_addr"],
+                            count=count, bad=bad)
     return res
 
 

@@ -98,7 +98,8 @@ VALID[Opcode.NMS] = {"table_addr": 64, "levels": 1, "channels": 1, "classes": 1,
 CASES += [(Opcode.NMS, "table_addr", {"table_addr": 72}, TINY), (Opcode.NMS, "patch_addr", {"patch_addr": 136}, TINY),
           (Opcode.NMS, "out_addr", {"out_addr": 264}, TINY), (Opcode.NMS, "planes", {"planes": 3}, TINY),
           (Opcode.NMS, "levels", {"levels": 2}, TINY), (Opcode.NMS, "classes", {"classes": 0}, TINY),
-          (Opcode.NMS, "patches", {"patches": 5000}, TINY), (Opcode.NMS, "capacity", {"capacity": 5000}, TINY)]
+          (Opcode.NMS, "patches", {"patches": 5000}, TINY), (Opcode.NMS, "capacity", {"capacity": 5000}, TINY),
+          (Opcode.NMS, "channels", {}, dataclasses.replace(TINY, name="tiny-no-nms", nms_lanes=0))]
 
 
 def _with(body: dict, changes: dict) -> dict:

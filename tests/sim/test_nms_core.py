@@ -169,9 +169,12 @@ def test_cycle_model_counts_positions_and_survivors():
     assert spatial_cycles(np.array([[0, 3, 1], [2, 0, 0]])) == 1 + 3 + 1 + 2 + 1 + 1 + 2
     _d, _dram, params, patches, _end, res = run_scene(all_equal_scene(maps="random"))
     n = len(res.spatial)
-    base = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n, res.count)
-    more = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, len(patches), n + 4, res.count)
+    base = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, patches, n, res.count)
+    more = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, patches, n + 4, res.count)
     assert more - base == pyramid_cycles(n + 4, NmsCore(lanes=4)) - pyramid_cycles(n, NmsCore(lanes=4))
+    # A patch merged at a position costs the cell former a cycle there (when it is the bound).
+    fewer = nms_cycles(TINY, params, NmsCore(lanes=4), res.decided, patches[:0], n, res.count, count=0)
+    assert fewer < base
 
 
 def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
@@ -192,7 +195,8 @@ def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
     got = run_instruction(dram, fields, core, TINY)
     assert TINY.tn == 4 and got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
     assert read_list(dram, out, params.capacity)[2].tobytes() == res.entries.tobytes()
-    assert got.cycles == nms_cycles(TINY, params, core, res.decided, len(patches), len(res.spatial), res.count)
+    assert got.cycles == nms_cycles(TINY, params, core, res.decided, patches, len(res.spatial), res.count,
+                                    table_addr=at, patch_addr=pat)
     with pytest.raises(NmsError, match="kernel .* must be in 1..min"):
         run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), TINY)
     # A patch list longer than the instruction allows: flagged, nothing pooled from it.

@@ -1,0 +1,323 @@
+"""The NMS unit: the ``NMS`` instruction's executor — the DMA front end and sequencer around
+the cell former (``NmsCells``) and the core behind it (``NmsBack``) (docs/nms_core.md).
+
+::
+
+    instr ─▶ fields ─▶ table size (n·n) ─▶ read the parameter table and the patch list's
+             header (one linear read each, requests back to back): levels → level memory,
+             (k, s) → channel registers, pairs → pair memory; header → count
+          ─▶ read the patch entries → patch buffer (when 0 < count <= patches)
+          ─▶ per level: its stride to its channels' registers (2 cycles a level)
+          ─▶ the pyramid's slot table from the pair table (ir.nms.slot_table): per channel a,
+             its n pairs one a cycle (a competing one written to the next slot), a cycle, then
+             the unused slots cleared one a cycle, and one more
+          ─▶ per level: its entry, A·C and the plane step (two shift-add products), the map
+             walkers started; per block: its lanes' (anchor, class, channel, kernel, shift) one
+             lane a cycle, block_start, its words from DRAM to NmsCells (patches merged from
+             the buffer), wait until NmsBack's spatial stage has drained the block
+          ─▶ finish (bad: the patch list's count over ``patches``, or NmsCells' flag)
+          ─▶ NmsBack's pyramid and list writes ─▶ ListWriter ─▶ the last response ─▶ done
+
+Executor contract (hw/control.py): ``instr`` is taken with ``ready = ~busy | done``; ``done``
+pulses in cycle ``S + ir.nms.nms_cycles(...)`` when the memory answers a read's first beat
+``dram_latency`` cycles after the request, beats back to back, a write's response
+``dram_latency`` cycles after its last beat and never stalls. Reads and writes share ``mem``
+(the target's DRAM beat, 8 or 16 bytes). The map words are one-beat requests issued one a cycle
+ahead of the data; the data side walks the same addresses to find its lanes' bytes.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ShiftflowError
+from ..ir.config import AcceleratorConfig
+from ..ir.isa import INSTR
+from ..ir.nms import NmsCore, core_of
+from .dma import mem_signature
+from .nms_front import PATCH, NmsCells
+from .nms_unit import NmsBack
+from .nms_walk import LinearReader, ListWriter, MapWalker, Multiplier
+
+#: One level of the parameter table (ir.nms.LEVEL_DTYPE, little-endian, LSB first).
+LEVEL = data.StructLayout({"dram_addr": unsigned(32), "row_stride": unsigned(32), "blk_stride": unsigned(32),
+                           "start": unsigned(32), "height": unsigned(16), "width": unsigned(16),
+                           "stride": unsigned(16), "anchors": unsigned(8), "shift": unsigned(8),
+                           "blocks": unsigned(32), "bits": unsigned(32)})
+MAX_LEVELS = 16  # the instruction's 4-bit ``levels``
+
+
+class NmsUnit(wiring.Component):
+    """The NMS executor of ``cfg`` (module docstring): ``instr`` (an NMS instruction word),
+    ``done`` (a one-cycle pulse), ``mem`` (its DRAM reads and writes)."""
+
+    def __init__(self, cfg: AcceleratorConfig, core: NmsCore | None = None):
+        self.cfg, self.core = cfg, core or core_of(cfg)
+        if self.core is None:
+            raise ShiftflowError(f"target {cfg.name} has no NMS core")
+        bw, lanes, tn = cfg.dram_bytes_per_cycle, self.core.lanes, cfg.tn
+        if 16 % bw or bw < 2 or tn % lanes or bw % lanes:
+            raise ShiftflowError(f"NMS unit needs a DRAM beat dividing 16 bytes and lanes ({lanes}) dividing tn "
+                                 f"({tn}) and the beat ({bw})")
+        self.cells, self.back = NmsCells(self.core), NmsBack(self.core)
+        super().__init__({"instr": In(stream.Signature(INSTR)), "done": Out(1),
+                          "mem": Out(mem_signature(bw))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, core = self.cfg, self.core
+        bw, lanes, tn, zn = cfg.dram_bytes_per_cycle, core.lanes, cfg.tn, core.partners
+        lg = (bw - 1).bit_length()
+        nmax = core.max_channels
+        m.submodules.cells, m.submodules.back = cells, back = self.cells, self.back
+        m.submodules.mul = mul = Multiplier()
+        m.submodules.rd = rd = LinearReader(bw)
+        m.submodules.rq = rq = MapWalker(32, lanes, tn)
+        m.submodules.dw = dw = MapWalker(lg, lanes, tn)
+        m.submodules.wr = wr = ListWriter(bw)
+        wiring.connect(m, cells.o, back.i)
+
+        f = Signal.like(self.instr.payload.body.nms)
+        lv = Signal(LEVEL)
+        n = f.channels
+
+        # --- memories and registers the table fills ---
+        lvl_mem = Memory(shape=unsigned(256), depth=MAX_LEVELS, init=[])
+        pair_mem = Memory(shape=unsigned(8 * bw), depth=max(1, -(-2 * nmax * nmax // bw)), init=[])
+        patch_mem = Memory(shape=unsigned(PATCH.size), depth=core.patches, init=[])
+        m.submodules.lvl_mem, m.submodules.pair_mem, m.submodules.patch_mem = lvl_mem, pair_mem, patch_mem
+        lvl_w, lvl_r = lvl_mem.write_port(granularity=8 * bw), lvl_mem.read_port()
+        pair_w, pair_r = pair_mem.write_port(), pair_mem.read_port()
+        patch_w, patch_r = patch_mem.write_port(granularity=8 * bw), patch_mem.read_port()
+        kreg = Signal(data.ArrayLayout(unsigned(8), nmax))
+        sreg = Signal(data.ArrayLayout(unsigned(8), nmax))
+        stride = Signal(data.ArrayLayout(unsigned(16), nmax))
+
+        # --- the table's byte layout: levels, then (k, s) per channel, then the pairs ---
+        tlen, cbase, pbase = Signal(32), Signal(16), Signal(16)
+        m.d.comb += [cbase.eq(f.levels << 5), pbase.eq(cbase + (((n << 1) + 15) & ~15)),
+                     tlen.eq(pbase + (((mul.p << 1) + 15) & ~15))]
+        off = Signal(32)  # bytes of the linear read received
+        count, over = Signal(32), Signal()  # the patch list's header
+        beat = self.mem.rd_resp.payload
+        linear = Signal()  # a linear read's beats are arriving (else map words)
+        got = self.mem.rd_resp.valid & self.mem.rd_resp.ready
+        with m.If(linear & got):
+            m.d.sync += off.eq(off + bw)
+            with m.If(off < cbase):
+                m.d.comb += [lvl_w.addr.eq(off[5:]), lvl_w.data.eq(beat.replicate(32 // bw)),
+                             lvl_w.en.eq(1 << off[lg:5])]
+            with m.Elif(off < pbase):
+                for c in range(nmax):
+                    group, i = c // (bw // 2), c % (bw // 2)
+                    with m.If((off - cbase)[lg:] == group):
+                        m.d.sync += [kreg[c].eq(beat[16 * i:16 * i + 8]), sreg[c].eq(beat[16 * i + 8:16 * i + 16])]
+            with m.Elif(off < tlen):
+                m.d.comb += [pair_w.addr.eq((off - pbase)[lg:]), pair_w.data.eq(beat), pair_w.en.eq(1)]
+            with m.Elif(off == tlen):
+                m.d.sync += count.eq(beat[:32])
+        poff, patching = Signal(32), Signal()
+        with m.If(patching & got):  # the patch entries
+            m.d.sync += poff.eq(poff + bw)
+            m.d.comb += [patch_w.addr.eq(poff[4:]), patch_w.data.eq(beat.replicate(16 // bw)),
+                         patch_w.en.eq(1 << poff[lg:4])]
+
+        # --- patches to NmsCells ---
+        pidx, pcount = Signal(16), Signal(16)
+        m.d.comb += [cells.p.valid.eq(pidx < pcount), cells.p.payload.eq(patch_r.data),
+                     cells.p_end.eq(pidx >= pcount),
+                     patch_r.addr.eq(Mux(cells.p.valid & cells.p.ready, pidx + 1, pidx))]
+        with m.If(cells.p.valid & cells.p.ready):
+            m.d.sync += pidx.eq(pidx + 1)
+
+        # --- level, block and lane state ---
+        li, first = Signal(4), Signal(8)
+        arun, crun, b0, lane = Signal(8), Signal(12), Signal(16), Signal(range(lanes))
+        nch, plane_step = Signal(20), Signal(32)
+        m.d.comb += lvl_r.addr.eq(li)
+        k_of = lambda c: kreg[c][:len(back.kernel[0])]
+        s_of = lambda c: sreg[c][:len(back.shift[0])]
+        m.d.comb += [cells.level.eq(li), cells.planes_log2.eq(f.planes), cells.shift.eq(lv.shift),
+                     cells.start.eq(lv.start), cells.anchors.eq(lv.anchors), cells.thr.eq(f.thr),
+                     cells.width.eq(lv.width), cells.b0.eq(b0), back.height.eq(lv.height), back.width.eq(lv.width),
+                     back.out_addr.eq(f.out_addr), back.capacity.eq(f.capacity)]
+        for w in (rq, dw):
+            m.d.comb += [w.dram_addr.eq(lv.dram_addr), w.row_stride.eq(lv.row_stride), w.blk_stride.eq(lv.blk_stride),
+                         w.plane_step.eq(plane_step), w.height.eq(lv.height), w.width.eq(lv.width),
+                         w.planes_log2.eq(f.planes), w.nch.eq(nch)]
+
+        # --- DRAM read port: linear reads, or one-beat map words ---
+        mapping, feeding = Signal(), Signal()
+        req = self.mem.rd_req
+        m.d.comb += [req.valid.eq(Mux(mapping, rq.busy, rd.req.valid)),
+                     req.payload.addr.eq(Mux(mapping, rq.addr & ~(bw - 1), rd.req.payload.addr)),
+                     req.payload.beats.eq(Mux(mapping, 1, rd.req.payload.beats)),
+                     rd.req.ready.eq(~mapping & req.ready), rq.step.eq(mapping & req.ready)]
+        m.d.comb += [cells.i.valid.eq(feeding & self.mem.rd_resp.valid),
+                     cells.i.payload.eq(beat.bit_select(dw.addr * 8, 8 * lanes)),
+                     self.mem.rd_resp.ready.eq(Mux(feeding, cells.i.ready, ~mapping)),
+                     dw.step.eq(feeding & got)]
+        with m.If(feeding & got & dw.block_end):
+            m.d.sync += feeding.eq(0)
+
+        # --- list writes ---
+        wiring.connect(m, back.w, wr.w)
+        for name in ("wr_req", "wr_data"):
+            wiring.connect(m, getattr(wr, name), wiring.flipped(getattr(self.mem, name)))
+        wiring.connect(m, wiring.flipped(self.mem.wr_resp), wr.wr_resp)
+
+        # --- slot table scan ---
+        a, b, q, z = Signal(8), Signal(8), Signal(16), Signal(range(zn + 1))
+        vd, bd, qd = Signal(), Signal(8), Signal(16)
+        m.d.comb += pair_r.addr.eq(q[lg:])
+        kk, ks = Signal(8), Signal(8)
+        m.d.comb += [kk.eq(pair_r.data.bit_select(qd[:lg] * 8, 8)),
+                     ks.eq(pair_r.data.bit_select(qd[:lg] * 8 + 8, 8))]
+        sa, sb, common = Signal(16), Signal(16), Signal(16)
+        m.d.comb += [sa.eq(stride[a]), sb.eq(stride[bd]), common.eq(Mux(sa > sb, sa, sb))]
+        rho = lambda s: _log2_ratio(m, s, common)
+        slot = back.slot_data
+        m.d.comb += [back.slot_addr.eq(a * zn + z), slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks),
+                     slot.rho_a.eq(rho(sa)), slot.rho_b.eq(rho(sb))]
+        process = Signal()
+        with m.If(process & vd & (kk != 0) & (z < zn)):
+            m.d.comb += [back.slot_we.eq(1), slot.valid.eq(1)]
+            m.d.sync += z.eq(z + 1)
+
+        busy, take = Signal(), Signal()
+        m.d.comb += [self.instr.ready.eq(~busy | self.done), take.eq(self.instr.valid & self.instr.ready)]
+        with m.If(take):
+            m.d.sync += [f.eq(self.instr.payload.body.nms), busy.eq(1)]
+        m.d.comb += [mul.a.eq(self.instr.payload.body.nms.channels),
+                     mul.b.eq(self.instr.payload.body.nms.channels), mul.start.eq(take)]
+
+        with m.FSM(name="nms_dma"):
+            with m.State("IDLE"):
+                with m.If(take):
+                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
+                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0)]
+                    m.next = "TSIZE"
+            with m.State("TSIZE"), m.If(~mul.busy):
+                m.d.comb += [rd.start.eq(1), rd.addr.eq(f.table_addr), rd.nbytes.eq(tlen)]
+                m.next = "TREQ"
+            with m.State("TREQ"), m.If(~rd.busy):
+                m.d.comb += [rd.start.eq(1), rd.addr.eq(f.patch_addr), rd.nbytes.eq(16)]
+                m.next = "HREQ"
+            with m.State("HREQ"), m.If(off == tlen + 16):
+                m.d.sync += linear.eq(0)
+                with m.If(count > f.patches):
+                    m.d.sync += over.eq(1)
+                    m.next = "STRIDE_RD"
+                with m.Elif(count == 0):
+                    m.next = "STRIDE_RD"
+                with m.Else():
+                    m.d.comb += [rd.start.eq(1), rd.addr.eq(f.patch_addr + 16), rd.nbytes.eq(count << 4)]
+                    m.next = "PREQ"
+            with m.State("PREQ"):
+                m.d.comb += patching.eq(1)
+                with m.If(poff == count << 4):
+                    m.d.sync += pcount.eq(count)
+                    m.next = "STRIDE_RD"
+            with m.State("STRIDE_RD"):
+                m.next = "STRIDE_WR"
+            with m.State("STRIDE_WR"):
+                e = Signal(LEVEL, name="stride_e")
+                m.d.comb += e.eq(lvl_r.data)
+                for c in range(nmax):
+                    with m.If((c >= first) & (c < first + e.anchors)):
+                        m.d.sync += stride[c].eq(e.stride)
+                m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1)]
+                m.next = "STRIDE_RD"
+                with m.If(li == f.levels - 1):
+                    m.d.sync += li.eq(0)
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += process.eq(1)
+                m.d.sync += [vd.eq(1), bd.eq(b), qd.eq(q), b.eq(b + 1), q.eq(q + 2)]
+                with m.If(b == n - 1):
+                    m.next = "TAIL"
+            with m.State("TAIL"):
+                m.d.comb += process.eq(1)
+                m.d.sync += [vd.eq(0), b.eq(0)]
+                m.next = "FILL"
+            with m.State("FILL"):
+                with m.If(z < zn):
+                    m.d.comb += [back.slot_we.eq(1), slot.valid.eq(0)]
+                    m.d.sync += z.eq(z + 1)
+                with m.Else():
+                    m.d.sync += [a.eq(a + 1), z.eq(0), first.eq(0)]
+                    m.next = "SCAN"
+                    with m.If(a == n - 1):
+                        m.next = "LV_RD"
+            with m.State("LV_RD"):
+                m.next = "LV_LATCH"
+            with m.State("LV_LATCH"):
+                e = Signal(LEVEL, name="level_e")
+                m.d.comb += [e.eq(lvl_r.data), mul.start.eq(1), mul.a.eq(e.anchors), mul.b.eq(f.classes)]
+                m.d.sync += lv.eq(e)
+                m.next = "LV_MUL1"
+            with m.State("LV_MUL1"), m.If(~mul.busy):
+                nblk = Mux(lv.blocks != 0, lv.blocks, (mul.p + tn - 1) >> (tn - 1).bit_length())
+                m.d.comb += [mul.start.eq(1), mul.a.eq(lv.blk_stride), mul.b.eq(nblk)]
+                m.d.sync += nch.eq(mul.p)
+                m.next = "LV_MUL2"
+            with m.State("LV_MUL2"), m.If(~mul.busy):
+                m.d.sync += [plane_step.eq(mul.p), arun.eq(0), crun.eq(0), b0.eq(0), lane.eq(0), mapping.eq(1)]
+                m.d.comb += [rq.start.eq(1), dw.start.eq(1)]
+                m.next = "LANES"
+            with m.State("LANES"):
+                act = arun < lv.anchors
+                for i in range(lanes):
+                    with m.If(lane == i):
+                        ch = first + arun
+                        m.d.sync += [cells.anchor[i].eq(Mux(act, arun, 0)), cells.active[i].eq(act),
+                                     back.chan[i].eq(Mux(act, ch, 0)), back.cls[i].eq(crun),
+                                     back.kernel[i].eq(Mux(act, k_of(ch), 1)), back.shift[i].eq(Mux(act, s_of(ch), 0))]
+                with m.If(crun == f.classes - 1):
+                    m.d.sync += [crun.eq(0), arun.eq(arun + 1)]
+                with m.Else():
+                    m.d.sync += crun.eq(crun + 1)
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == lanes - 1):
+                    m.d.sync += lane.eq(0)
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [cells.block_start.eq(1), back.block_start.eq(1)]
+                m.d.sync += feeding.eq(1)
+                m.next = "BWAIT"
+            with m.State("BWAIT"), m.If(~back.block_busy):
+                with m.If(b0 + lanes < nch):
+                    m.d.sync += b0.eq(b0 + lanes)
+                    m.next = "LANES"
+                with m.Elif(li != f.levels - 1):
+                    m.d.sync += [li.eq(li + 1), first.eq(first + lv.anchors), mapping.eq(0)]
+                    m.next = "LV_RD"
+                with m.Else():
+                    m.d.sync += mapping.eq(0)
+                    m.next = "FIN"
+            with m.State("FIN"):
+                m.d.comb += [back.finish.eq(1), back.bad.eq(over | cells.bad)]
+                m.next = "BACK"
+            with m.State("BACK"), m.If(back.done):
+                m.next = "DRAIN"
+            with m.State("DRAIN"), m.If(wr.idle):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(take)
+                m.next = "IDLE"
+                with m.If(take):
+                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
+                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0)]
+                    m.next = "TSIZE"
+        return m
+
+
+def _log2_ratio(m: Module, s, common):
+    """``r`` with ``s << r == common`` (0 when none: the loader refuses such pairs)."""
+    r = Signal(3)
+    for i in reversed(range(8)):
+        with m.If((s << i)[:16] == common):
+            m.d.comb += r.eq(i)
+    return r
