@@ -4,7 +4,7 @@
 
     start ─▶ addr, left ──▶ rd_req {addr, nb beats}  (while run, left > 0, held < fetch_depth)
                                    │ DRAM (own read port)
-    rd_resp beats ──▶ assemble nb beats ──▶ SyncFIFO(fetch_depth) ──▶ word (to dispatch)
+    rd_resp beats ──▶ assemble nb beats ──▶ HeadFifo(fetch_depth) ──▶ word (to dispatch)
                                   └─ classes (opcode decoded) ─┘──▶ cls
 
 ``held`` counts the words requested and not yet dispatched (in flight or in the buffer), so
@@ -53,6 +53,63 @@ def used_bits(opcodes) -> int:
 WORD_BITS = used_bits(BODY_OF)
 
 
+class HeadFifo(wiring.Component):
+    """A ``SyncFIFO`` (same ports and timing: an entry written in cycle ``t`` is readable from
+    ``t + 1``, a read frees its slot for the next cycle's write) with a side field ``tag``
+    whose head value ``r_tag`` comes from a register, not from the memory's read: dispatch
+    decides from ``r_tag`` (and ``r_rdy``, a register too) one register deep (timing closure;
+    the word itself is still read from the memory, it only feeds data inputs). The register
+    is loaded with the next head's tag in the cycle before: the entry after the head (a
+    second, tag-only memory read one slot ahead) when the head is read, else the incoming
+    tag when the queue is (or becomes) empty of others."""
+
+    def __init__(self, width: int, tag_width: int, depth: int):
+        assert depth >= 1
+        self.depth = depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "w_tag": In(tag_width), "w_rdy": Out(1),
+                          "r_en": In(1), "r_data": Out(width), "r_tag": Out(tag_width), "r_rdy": Out(1)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+
+        m = Module()
+        d = self.depth
+
+        def incr(v):
+            return Mux(v == d - 1, 0, v + 1)
+
+        words = m.submodules.words = Memory(shape=len(self.w_data), depth=d, init=[])
+        tags = m.submodules.tags = Memory(shape=len(self.w_tag), depth=d, init=[])
+        w_words, w_tags = words.write_port(), tags.write_port()
+        r_words, r_tags = words.read_port(domain="comb"), tags.read_port(domain="comb")
+        level = Signal(range(d + 1))
+        produce, consume, after = Signal(range(d)), Signal(range(d)), Signal(range(d), init=1 % d)
+        head_tag, nonempty = Signal.like(self.w_tag), Signal()
+        do_write = self.w_en & self.w_rdy
+        do_read = self.r_en & nonempty
+        m.d.comb += [
+            self.w_rdy.eq(level != d), self.r_rdy.eq(nonempty), self.r_tag.eq(head_tag),
+            w_words.addr.eq(produce), w_words.data.eq(self.w_data), w_words.en.eq(do_write),
+            w_tags.addr.eq(produce), w_tags.data.eq(self.w_tag), w_tags.en.eq(do_write),
+            r_words.addr.eq(consume), self.r_data.eq(r_words.data), r_tags.addr.eq(after),
+        ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_read):
+            m.d.sync += [consume.eq(incr(consume)), after.eq(incr(after))]
+        with m.If(do_write & ~do_read):
+            m.d.sync += [level.eq(level + 1), nonempty.eq(1)]
+        with m.If(do_read & ~do_write):
+            m.d.sync += [level.eq(level - 1), nonempty.eq(level != 1)]
+        # The next head: after a read, the entry behind it (stored if level >= 2, else the one
+        # written now); without a read, the same head, or the one written now into an empty queue.
+        with m.If(do_read):
+            m.d.sync += head_tag.eq(Mux(level >= 2, r_tags.data, self.w_tag))
+        with m.Elif(~nonempty):
+            m.d.sync += head_tag.eq(self.w_tag)
+        return m
+
+
 def check_fetch_config(cfg: AcceleratorConfig) -> None:
     if not isinstance(cfg, AcceleratorConfig):
         raise ShiftflowError(f"expected an AcceleratorConfig, got {type(cfg).__name__}")
@@ -85,8 +142,18 @@ class Fetch(wiring.Component):
         align = (INSTR_BYTES - 1).bit_length()
 
         # The buffer starts empty at every segment (a stopped segment may leave words in it).
+        # With cfg.fetch_head_reg the classes travel beside the word with a registered head
+        # (timing only); otherwise they are stored with it, read through the same memory.
         ncls = len(self.cls)
-        buf = SyncFIFO(width=WORD_BITS + ncls, depth=depth)
+        whole_word, cls_in = Signal(WORD_BITS), Signal(ncls)
+        if cfg.fetch_head_reg:
+            buf = HeadFifo(WORD_BITS, ncls, depth)
+            m.d.comb += [buf.w_data.eq(whole_word), buf.w_tag.eq(cls_in), self.word.payload.eq(buf.r_data),
+                         self.cls.eq(buf.r_tag)]
+        else:
+            buf = SyncFIFO(width=WORD_BITS + ncls, depth=depth)
+            m.d.comb += [buf.w_data.eq(Cat(whole_word, cls_in)), self.word.payload.eq(buf.r_data[:WORD_BITS]),
+                         self.cls.eq(buf.r_data[WORD_BITS:])]
         m.submodules.buf = ResetInserter(self.start)(buf)
 
         addr = Signal(ADDR_BITS - align)  # in words
@@ -138,10 +205,8 @@ class Fetch(wiring.Component):
         cls = Cat(*[Cat(op == o for o in c).any() for c in self.classes]) if self.classes else Const(0, 1)
         m.d.comb += [
             buf.w_en.eq(beat_in & last),
-            buf.w_data.eq(Cat(whole[:WORD_BITS], cls)),
+            whole_word.eq(whole[:WORD_BITS]), cls_in.eq(cls),
             self.word.valid.eq(buf.r_rdy),
-            self.word.payload.eq(buf.r_data[:WORD_BITS]),
-            self.cls.eq(buf.r_data[WORD_BITS:]),
             buf.r_en.eq(self.word.ready),
         ]
         return m

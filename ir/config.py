@@ -59,6 +59,10 @@ class AcceleratorConfig:
     #: 32-bit add and lets the add's sign pick one (hw/ppu.py; docs/microarchitecture.md
     #: "Timing closure") — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~17 a lane)
     ppu_early_shift: bool = False
+    #: timing only, no cycle: the fetch buffer keeps its head's dispatch classes in a register
+    #: (hw/fetch.py ``HeadFifo``), so dispatch decides from flip-flops, not through a LUT-RAM
+    #: read — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~29)
+    fetch_head_reg: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -233,7 +237,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True,
+    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True,
     # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
     nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
     nms_max_channels=16, nms_partners=4,
