@@ -18,7 +18,7 @@ be accepted in that same cycle (``instr.ready`` is ``~busy | done``), where, wit
 max(steps, drain)`` slots per group (exactly ``ir.cost.conv_cycles`` / ``vec_cycles``):
 
     C = 1 + rows * groups * S + min(steps, drain) + pe_latency        (CONV)
-    C = 1 + rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1)
+    C = 1 + rows * cols * nblk * taps + 1 + pe_latency                 (VEC; drain = 1; ir.cost.vec_taps)
     C = 1                                                              (NOP)
 
 The leading 1 (``ir.cost.COMPUTE_START``) is the accept register: a CONV or VEC is decoded

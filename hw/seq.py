@@ -161,7 +161,8 @@ class Sequencer(wiring.Component):
                      out.stride.eq(j.lsw), out.w_row.eq(j.w_row + wrow), out.wl.eq(wl), out.cl.eq(cl)]
         # Line-buffer word addresses: operand o's k + ra + bof + co (less ss past the ring's
         # wrap), copy 0 operand a (tn words on in a split step's second half), copy 1 VEC's
-        # operand b, else (depthwise) a's next block; copy c: a's block c.
+        # operand b, else (depthwise) a's next block; copy c: a's block c. (One copy: b in a VEC
+        # ADD's second slot, a's second block through bof.)
         base, offs = [], []
         for o, op in enumerate(ops):
             terms = [op.k, ra[o], bof[o], co] + ([Mux(split & phase, tn, 0)] if o == 0 else [])
