@@ -97,41 +97,48 @@ class NmsUnit(wiring.Component):
         stride = Signal(data.ArrayLayout(unsigned(16), nmax))
 
         # --- the table's byte layout: levels, then (k, s) per channel, then the pairs ---
-        tlen, cbase, pbase = Signal(32), Signal(16), Signal(16)
-        m.d.comb += [cbase.eq(f.levels << 5), pbase.eq(cbase + (((n << 1) + 15) & ~15)),
-                     tlen.eq(pbase + (((mul.p << 1) + 15) & ~15))]
-        off = Signal(32)  # bytes of the linear read received
+        # Registered once the n·n product is in (TSIZE), so the routing below compares the
+        # beat's offset with registers only (timing); the first read takes them unregistered.
+        tlen_c, cbase, pbase, tlen = Signal(20), Signal(20), Signal(20), Signal(20)
+        m.d.comb += tlen_c.eq((f.levels << 5) + (((n << 1) + 15) & ~15) + (((mul.p << 1) + 15) & ~15))
+        off = Signal(20)  # bytes of the linear read received
+        cbeat, pbeat = Signal(8), Signal(16)  # beats of the channel part, of the pair part
         count, over = Signal(32), Signal()  # the patch list's header
         beat = self.mem.rd_resp.payload
-        linear = Signal()  # a linear read's beats are arriving (else map words)
-        got = self.mem.rd_resp.valid & self.mem.rd_resp.ready
-        with m.If(linear & got):
+        linear, patching = Signal(), Signal()  # a linear read's beats are arriving (else map words)
+        lin = linear & self.mem.rd_resp.valid  # rd_resp.ready is 1 in these phases
+        with m.If(lin):
             m.d.sync += off.eq(off + bw)
             with m.If(off < cbase):
                 m.d.comb += [lvl_w.addr.eq(off[5:]), lvl_w.data.eq(beat.replicate(32 // bw)),
                              lvl_w.en.eq(1 << off[lg:5])]
             with m.Elif(off < pbase):
+                m.d.sync += cbeat.eq(cbeat + 1)
                 for c in range(nmax):
                     group, i = c // (bw // 2), c % (bw // 2)
-                    with m.If((off - cbase)[lg:] == group):
+                    with m.If(cbeat == group):
                         m.d.sync += [kreg[c].eq(beat[16 * i:16 * i + 8]), sreg[c].eq(beat[16 * i + 8:16 * i + 16])]
             with m.Elif(off < tlen):
-                m.d.comb += [pair_w.addr.eq((off - pbase)[lg:]), pair_w.data.eq(beat), pair_w.en.eq(1)]
+                m.d.sync += pbeat.eq(pbeat + 1)
+                m.d.comb += [pair_w.addr.eq(pbeat), pair_w.data.eq(beat), pair_w.en.eq(1)]
             with m.Elif(off == tlen):
                 m.d.sync += count.eq(beat[:32])
-        poff, patching = Signal(32), Signal()
-        with m.If(patching & got):  # the patch entries
+        poff = Signal(32)
+        with m.If(patching & self.mem.rd_resp.valid):  # the patch entries
             m.d.sync += poff.eq(poff + bw)
             m.d.comb += [patch_w.addr.eq(poff[4:]), patch_w.data.eq(beat.replicate(16 // bw)),
                          patch_w.en.eq(1 << poff[lg:4])]
 
-        # --- patches to NmsCells ---
+        # --- patches to NmsCells, from a register (timing: no block RAM output in the merge
+        # path): it holds patch pidx, the memory's output patch pidx + 1 (one read ahead) ---
         pidx, pcount = Signal(16), Signal(16)
-        m.d.comb += [cells.p.valid.eq(pidx < pcount), cells.p.payload.eq(patch_r.data),
-                     cells.p_end.eq(pidx >= pcount),
-                     patch_r.addr.eq(Mux(cells.p.valid & cells.p.ready, pidx + 1, pidx))]
-        with m.If(cells.p.valid & cells.p.ready):
-            m.d.sync += pidx.eq(pidx + 1)
+        preg = Signal(PATCH)
+        prime = Signal()  # (STRIDE_RD) read patch 0 into the register
+        take_p = cells.p.valid & cells.p.ready
+        m.d.comb += [cells.p.valid.eq(pidx < pcount), cells.p.payload.eq(preg), cells.p_end.eq(pidx >= pcount),
+                     patch_r.addr.eq(Mux(prime, 0, Mux(take_p, pidx + 2, pidx + 1)))]
+        with m.If(take_p):
+            m.d.sync += [pidx.eq(pidx + 1), preg.eq(patch_r.data)]
 
         # --- level, block and lane state ---
         li, first = Signal(4), Signal(8)
@@ -151,6 +158,7 @@ class NmsUnit(wiring.Component):
 
         # --- DRAM read port: linear reads, or one-beat map words ---
         mapping, feeding = Signal(), Signal()
+        got = self.mem.rd_resp.valid & self.mem.rd_resp.ready
         req = self.mem.rd_req
         m.d.comb += [req.valid.eq(Mux(mapping, rq.busy, rd.req.valid)),
                      req.payload.addr.eq(Mux(mapping, rq.addr & ~(bw - 1), rd.req.payload.addr)),
@@ -198,10 +206,13 @@ class NmsUnit(wiring.Component):
             with m.State("IDLE"):
                 with m.If(take):
                     m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
-                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0)]
+                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
+                                 cbeat.eq(0), pbeat.eq(0)]
                     m.next = "TSIZE"
             with m.State("TSIZE"), m.If(~mul.busy):
-                m.d.comb += [rd.start.eq(1), rd.addr.eq(f.table_addr), rd.nbytes.eq(tlen)]
+                m.d.comb += [rd.start.eq(1), rd.addr.eq(f.table_addr), rd.nbytes.eq(tlen_c)]
+                m.d.sync += [cbase.eq(f.levels << 5), pbase.eq((f.levels << 5) + (((n << 1) + 15) & ~15)),
+                             tlen.eq(tlen_c)]
                 m.next = "TREQ"
             with m.State("TREQ"), m.If(~rd.busy):
                 m.d.comb += [rd.start.eq(1), rd.addr.eq(f.patch_addr), rd.nbytes.eq(16)]
@@ -222,8 +233,10 @@ class NmsUnit(wiring.Component):
                     m.d.sync += pcount.eq(count)
                     m.next = "STRIDE_RD"
             with m.State("STRIDE_RD"):
+                m.d.comb += prime.eq(1)
                 m.next = "STRIDE_WR"
             with m.State("STRIDE_WR"):
+                m.d.sync += preg.eq(patch_r.data)
                 e = Signal(LEVEL, name="stride_e")
                 m.d.comb += e.eq(lvl_r.data)
                 for c in range(nmax):
@@ -309,7 +322,8 @@ class NmsUnit(wiring.Component):
                 m.next = "IDLE"
                 with m.If(take):
                     m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
-                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0)]
+                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
+                                 cbeat.eq(0), pbeat.eq(0)]
                     m.next = "TSIZE"
         return m
 

@@ -37,7 +37,7 @@ class NmsCells(wiring.Component):
     """The cell former of an ``NmsCore`` (module docstring). Protocol: with the level's
     ``level``, ``planes_log2``, ``shift``, ``start``, ``anchors``, ``thr`` and the block's
     ``width``, ``b0`` (its first channel in the level), ``anchor`` and ``active`` (per lane)
-    held, raise ``block_start`` for a cycle before the block's first plane word; ``i`` takes
+    held (``thr`` and ``shift`` from the cycle before), raise ``block_start`` for a cycle before the block's first plane word; ``i`` takes
     ``planes`` words a position in raster order; ``p`` offers the patches in stream order
     (a patch of a later position waits; the caller drops none) and raises ``p_end`` once the
     list has no more (a cell leaves only when ``p`` shows a later patch or ``p_end``).
@@ -101,6 +101,8 @@ class NmsCells(wiring.Component):
         leaving = self.o.valid & self.o.ready
         m.d.comb += self.i.ready.eq(~cur_valid | leaving)
 
+        thr_s = Signal(signed(33))  # thr >> shift, the level's threshold on codes (held inputs)
+        m.d.sync += thr_s.eq(self.thr >> self.shift)
         nplanes = Signal(3)
         m.d.comb += nplanes.eq(Mux(self.planes_log2 == 0, 1, Mux(self.planes_log2 == 1, 2, 4)))
         last = plane == nplanes - 1
@@ -130,9 +132,11 @@ class NmsCells(wiring.Component):
                     key = Signal(signed(kb + 32), name=f"key{lane}")
                     m.d.comb += key.eq(code << self.shift)
                     act = self.active[lane]
+                    # key > thr  <=>  code > floor(thr / 2**shift) (key is code · 2**shift): the
+                    # compare needs no shifter in front of it (timing).
                     m.d.sync += [cur[lane].key.eq(Mux(act, key, 0)),
                                  cur[lane].index.eq(Mux(act, base + self.anchor[lane], 0)),
-                                 cur[lane].valid.eq(act & (key > self.thr))]
+                                 cur[lane].valid.eq(act & (code > thr_s))]
                 m.d.sync += [cur_valid.eq(1), plane.eq(0), cy.eq(y), cx.eq(x), base.eq(base + self.anchors),
                              merged.eq(0)]
                 with m.If(x == self.width - 1):

@@ -373,7 +373,7 @@ def _bursts(addr: int, nbytes: int, bw: int) -> int:
 
 
 def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks: list[np.ndarray],
-               patches: np.ndarray, spatial: int, kept: int, *, table_addr: int = 0, patch_addr: int = 0,
+               patches: np.ndarray, spatial: int, kept: int, *, table_addr: int = 0,
                count: int | None = None, bad: bool = False) -> int:
     """``NmsUnit``'s cycles from taking the instruction to ``done`` (docs/nms_core.md, "Cycle
     model"), with a memory that answers a read's first beat ``dram_latency`` cycles after its

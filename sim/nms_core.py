@@ -249,8 +249,7 @@ def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: Accelera
     res = execute(dram, params, core, patches, fields["out_addr"], cfg.tn, patch_overflow=over)
     bad = bool(res.flags & FLAG_BAD_PATCH)
     res.cycles = nms_cycles(cfg, params, core, res.decided, patches[:0] if over else patches, len(res.spatial),
-                            res.count, table_addr=fields["table_addr"], patch_addr=fields["patch_addr"],
-                            count=count, bad=bad)
+                            res.count, table_addr=fields["table_addr"], count=count, bad=bad)
     return res
 
 

@@ -196,7 +196,7 @@ def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
     assert TINY.tn == 4 and got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
     assert read_list(dram, out, params.capacity)[2].tobytes() == res.entries.tobytes()
     assert got.cycles == nms_cycles(TINY, params, core, res.decided, patches, len(res.spatial), res.count,
-                                    table_addr=at, patch_addr=pat)
+                                    table_addr=at)
     with pytest.raises(NmsError, match="kernel .* must be in 1..min"):
         run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), TINY)
     # A patch list longer than the instruction allows: flagged, nothing pooled from it.
