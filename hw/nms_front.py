@@ -73,10 +73,18 @@ class NmsCells(wiring.Component):
         # Patch merge: a patch of cur's position replaces its lane's cell, one a cycle.
         pp = self.p.payload
         lane_of = Signal(16)
-        m.d.comb += lane_of.eq(pp.channel - self.b0)
         match = Signal()
-        m.d.comb += match.eq(cur_valid & self.p.valid & (pp.level == self.level) & (pp.channel >= self.b0)
-                             & (pp.channel < self.b0 + lanes) & (pp.y == cy) & (pp.x == cx))
+        if lanes & (lanes - 1) == 0:
+            # Blocks start at multiples of ``lanes``: the block and the lane are the channel's
+            # bits, equalities only (timing: no adder before the merge decision).
+            lg = (lanes - 1).bit_length()
+            m.d.comb += [lane_of.eq(pp.channel[:lg]),
+                         match.eq(cur_valid & self.p.valid & (pp.level == self.level)
+                                  & (pp.channel[lg:] == self.b0[lg:]) & (pp.y == cy) & (pp.x == cx))]
+        else:
+            m.d.comb += [lane_of.eq(pp.channel - self.b0),
+                         match.eq(cur_valid & self.p.valid & (pp.level == self.level) & (pp.channel >= self.b0)
+                                  & (pp.channel < self.b0 + lanes) & (pp.y == cy) & (pp.x == cx))]
         m.d.comb += self.p.ready.eq(match)
         # A legal list is consumed whole, in strictly increasing (position, lane) order, on
         # active lanes (ir/nms.py: FLAG_BAD_PATCH): so a patch on an inactive lane or at a
