@@ -30,11 +30,12 @@ def linear_cmd(*, dram_addr, nbytes, sram_addr, sel=1):
             "sram_blk_step": 0, "slots": 1, "slot0": 0, "stride": TN}
 
 
-def run(cmds, *, dram_bytes=None, sram_bytes=None, stall=0.0, latency=5, sram_latency=1, max_burst=16, seed=0):
+def run(cmds, *, dram_bytes=None, sram_bytes=None, stall=0.0, latency=5, sram_latency=1, max_burst=16, seed=0,
+        bb=BB):
     """Run ``cmds`` one after another; returns (dram, sram, the cycle of each command's
     ``done`` counted from its acceptance, 0)."""
-    dut = DMA(beat_bytes=BB, word_bytes=TN, max_burst=max_burst)
-    dram = Dram(dut.mem, BB, latency=latency, stall=stall, seed=seed)
+    dut = DMA(beat_bytes=bb, word_bytes=TN, max_burst=max_burst)
+    dram = Dram(dut.mem, bb, latency=latency, stall=stall, seed=seed)
     sram = Sram(dut, TN, latency=sram_latency, stall=stall, seed=seed + 1)
     for a, b in (dram_bytes or {}).items():
         dram.mem[a] = b
@@ -149,28 +150,32 @@ def test_bad_parameters(kw, match):
         DMA(**kw)
 
 
-@pytest.mark.parametrize("max_burst", [4, 16])
-def test_random_linear_copies_split_greedily(max_burst):
+@pytest.mark.parametrize("bb,max_burst", [(8, 4), (8, 16), (16, 16)])  # 16-byte beats: zu3eg's
+def test_random_linear_copies_split_greedily(bb, max_burst):
     """Random copies around 4 KiB boundaries: every segment is cut into the greedy bursts
     (each min(rest, max_burst, beats to the boundary)), the bytes land, and without stalls a
     copy takes DMA_START + latency + beats (the registered ``whole`` / ``ends`` / ``fits``
     decisions of hw/dma.py against their arithmetic definition)."""
-    rng = random.Random(max_burst)
+    rng = random.Random(max_burst + bb)
     cmds, spans = [], []
     for _ in range(12):
         addr = rng.choice([4096, 8192]) - rng.randrange(0, 300)
         nbytes = rng.randrange(1, 400)
-        cmds.append(linear_cmd(dram_addr=addr, nbytes=nbytes, sram_addr=addr % BB))
+        cmds.append(linear_cmd(dram_addr=addr, nbytes=nbytes, sram_addr=addr % bb))
         spans.append((addr, nbytes))
     src = {a: (a * 13 + 5) & 0xFF for a in range(3000, 8600)}
     latency = 5
-    dram, _, took = run(cmds, dram_bytes=src, latency=latency, max_burst=max_burst)
+    dram, sram, took = run(cmds, dram_bytes=src, latency=latency, max_burst=max_burst, bb=bb)
     want_reqs = []
     for addr, nbytes in spans:
-        a, end = addr - addr % BB, addr + nbytes
+        a, end = addr - addr % bb, addr + nbytes
         while a < end:
-            beats = min(-(-(end - a) // BB), max_burst, (4096 - a % 4096) // BB)
+            beats = min(-(-(end - a) // bb), max_burst, (4096 - a % 4096) // bb)
             want_reqs.append((a, beats))
-            a += beats * BB
+            a += beats * bb
     assert [(addr, beats) for _, addr, beats in dram.requests] == want_reqs
-    assert took == [DMA_START + latency + -(-(a % BB + n) // BB) for a, n in spans]
+    want = {}
+    for addr, nbytes in spans:  # later copies overwrite earlier ones' bytes
+        want.update({(1, addr % bb + i): src[addr + i] for i in range(nbytes)})
+    assert sram.mem == want
+    assert took == [DMA_START + latency + -(-(a % bb + n) // bb) for a, n in spans]
