@@ -56,7 +56,7 @@ __all__ = ["AcceleratorTop", "MemMux", "has_nms_core"]
 
 def has_nms_core(cfg: AcceleratorConfig) -> bool:
     """Whether target ``cfg`` has the NMS core (``nms_lanes`` > 0)."""
-    return getattr(cfg, "nms_lanes", 0) > 0
+    return cfg.nms_lanes > 0
 
 
 class MemMux(wiring.Component):
@@ -90,12 +90,10 @@ class AcceleratorTop(wiring.Component):
     ``data_master``, ``fetch_master``; with the NMS core ``nms`` and ``mux``) so benches can
     name their signals."""
 
-    def __init__(self, cfg: AcceleratorConfig, nms: bool = False):
+    def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
         beat = cfg.dram_bytes_per_cycle
-        # ``nms``: build the NMS core in (only for a target that has one); off by default
-        # until the whole programs with NMS run on it (tests/hw/test_nms_rtl.py).
-        nms = bool(nms) and has_nms_core(cfg)
+        nms = has_nms_core(cfg)
         self.controller = Controller(cfg, nms=nms)
         self.nms = self.mux = None
         if nms:

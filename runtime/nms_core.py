@@ -169,7 +169,7 @@ def _score_maps(program: Program, spec: HeadSpec) -> list[dict]:
         if list(t["shape"]) != want or not ty.is_int or isinstance(ty.frac, tuple) or not t["signed"]:
             raise UsageError(f"--nms psrr: level {i}'s score map {name!r} must be signed integer codes of "
                              f"shape {want} with one exponent, found {t['shape']}")
-        maps.append({"name": name, "exponent": -int(ty.frac), **t})
+        maps.append({"name": name, "exponent": -int(ty.frac), **t, "bits": int(ty.bits)})
     if len({m.get("planes", 1) for m in maps}) != 1:
         raise UsageError(f"--nms psrr: the score maps must have the same bytes a code, found "
                          f"{[m.get('planes', 1) for m in maps]}")
@@ -185,7 +185,7 @@ def nms_params(program: Program, spec: HeadSpec, score: float, alpha: float, rea
     for lv, m in zip(spec.levels, maps):
         h, w = lv.grid
         levels.append(NmsLevel(h, w, len(lv.anchors), lv.stride, m["exponent"] - low, start, m["addr"],
-                               m["row_stride"], m["blk_stride"], m.get("blocks", 0)))
+                               m["row_stride"], m["blk_stride"], m.get("blocks", 0), m["bits"]))
         start += lv.size
     kernels, shifts, pk, ps = pool_tables(spec_channels(spec), alpha, reach)
     return NmsParams(tuple(levels), kernels, shifts, pk, ps, spec.num_classes, code_threshold(score, low),

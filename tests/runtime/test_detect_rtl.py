@@ -31,3 +31,25 @@ def test_rtl_boxes_equal_simulator_boxes(tmp_path_factory, tmp_path, capsys):
         boxes[acc] = json.loads(out)["images"][0]["boxes"]
     assert boxes["sim"], "the simulator found no box: the comparison would prove nothing"
     assert boxes["rtl"] == boxes["sim"]
+
+
+
+@pytest.mark.slow
+def test_rtl_with_the_nms_core_gives_the_simulator_boxes(tmp_path_factory, tmp_path, capsys):
+    """`detect --nms psrr --accelerator rtl` on shapesdet (64×64) compiled for tiny with
+    `--nms psrr`: the NMS part runs on the RTL's NMS core, and the boxes equal
+    `--accelerator sim`'s."""
+    from tests.hw.test_nms_rtl import FRAMES, tiny_nms_build, val_image
+
+    build = tiny_nms_build(tmp_path_factory)
+    Image.fromarray(val_image(FRAMES[0])).save(tmp_path / "val.png")
+    capsys.readouterr()
+    boxes = {}
+    for acc in ("sim", "rtl"):
+        code = main(["detect", build, str(tmp_path / "val.png"), "--nms", "psrr", "-o", str(tmp_path / acc),
+                     "--accelerator", acc, "--json"])
+        out, _ = capsys.readouterr()
+        assert code == 0
+        boxes[acc] = json.loads(out)["images"][0]["boxes"]
+    assert len(boxes["sim"]) >= 2, "too few boxes: the comparison would prove little"
+    assert boxes["rtl"] == boxes["sim"]
