@@ -184,15 +184,19 @@ class NmsUnit(wiring.Component):
         kk, ks = Signal(8), Signal(8)
         m.d.comb += [kk.eq(pair_r.data.bit_select(qd[:lg] * 8, 8)),
                      ks.eq(pair_r.data.bit_select(qd[:lg] * 8 + 8, 8))]
+        # The two strides from registers (a is held through its scan, b's is taken as it is
+        # issued), and the slot's write registered (timing: the pyramid reads the slots long
+        # after; the last write lands in LV_RD).
         sa, sb, common = Signal(16), Signal(16), Signal(16)
-        m.d.comb += [sa.eq(stride[a]), sb.eq(stride[bd]), common.eq(Mux(sa > sb, sa, sb))]
+        m.d.sync += sa.eq(stride[a])
+        m.d.comb += common.eq(Mux(sa > sb, sa, sb))
         rho = lambda s: _log2_ratio(m, s, common)
-        slot = back.slot_data
-        m.d.comb += [back.slot_addr.eq(a * zn + z), slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks),
-                     slot.rho_a.eq(rho(sa)), slot.rho_b.eq(rho(sb))]
+        slot, slot_we = Signal.like(back.slot_data), Signal()
+        m.d.comb += [slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho(sa)), slot.rho_b.eq(rho(sb))]
+        m.d.sync += [back.slot_we.eq(slot_we), back.slot_addr.eq(a * zn + z), back.slot_data.eq(slot)]
         process = Signal()
         with m.If(process & vd & (kk != 0) & (z < zn)):
-            m.d.comb += [back.slot_we.eq(1), slot.valid.eq(1)]
+            m.d.comb += [slot_we.eq(1), slot.valid.eq(1)]
             m.d.sync += z.eq(z + 1)
 
         busy, take = Signal(), Signal()
@@ -249,7 +253,7 @@ class NmsUnit(wiring.Component):
                     m.next = "SCAN"
             with m.State("SCAN"):
                 m.d.comb += process.eq(1)
-                m.d.sync += [vd.eq(1), bd.eq(b), qd.eq(q), b.eq(b + 1), q.eq(q + 2)]
+                m.d.sync += [vd.eq(1), bd.eq(b), sb.eq(stride[b]), qd.eq(q), b.eq(b + 1), q.eq(q + 2)]
                 with m.If(b == n - 1):
                     m.next = "TAIL"
             with m.State("TAIL"):
@@ -258,7 +262,7 @@ class NmsUnit(wiring.Component):
                 m.next = "FILL"
             with m.State("FILL"):
                 with m.If(z < zn):
-                    m.d.comb += [back.slot_we.eq(1), slot.valid.eq(0)]
+                    m.d.comb += [slot_we.eq(1), slot.valid.eq(0)]
                     m.d.sync += z.eq(z + 1)
                 with m.Else():
                     m.d.sync += [a.eq(a + 1), z.eq(0), first.eq(0)]
