@@ -131,3 +131,28 @@ def test_bad_patch_list_is_flagged_not_hung(rtl, detector):
     head = np.frombuffer(got["list"][:16], HEADER_DTYPE)[0]
     assert head["flags"] & FLAG_BAD_PATCH and head["count"] == 0
     assert got["list"] == want["list"] and got["cycles"] == want["cycles"] > 0
+
+
+def test_table_the_loader_refuses_completes_on_the_rtl(rtl, detector):
+    """Kernels over the core's ``max_kernel`` and larger than every map, written past the
+    loader (which refuses them, tests/runtime/test_nms_core_detect.py; so does the simulator,
+    hence the bench's raw ``run``): the RTL completes the segment without an error or a hang.
+    (It writes a list but no flag: ``NmsUnit`` does not check the table.)"""
+    import dataclasses
+
+    from shiftflow.ir.isa import INSTR_BYTES
+    from shiftflow.ir.nms import encode_table
+
+    program, spec = detector
+    nms = program.manifest["nms"]
+    sim = SimAccelerator()
+    simulate(program, PreStage(spec)(val_image(FRAMES[0]))["x"], accelerator=sim)
+    params = CoreNms(program, spec, nms["score"]).params
+    n = params.channels
+    bad = dataclasses.replace(params, kernels=(7,) * n, shifts=(3,) * n)
+    rtl.load_program(program)
+    rtl.write_dram(0, sim.read_dram(0, dram_size(program)))
+    rtl.write_dram(nms["table_addr"], encode_table(bad))
+    rtl.write_dram(nms["patch_addr"], np.zeros(1, HEADER_DTYPE).tobytes())
+    r = rtl._session.call("run", rtl._base + nms["start"] * INSTR_BYTES, nms["count"], 0, 1, 100_000)
+    assert not r["timeout"] and r["done"] and r["error"] == 0 and 0 < r["cycles"] < 100_000
