@@ -50,7 +50,7 @@ from .linebuf import LineBuffer, beat_write_layout
 from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
 from .retire import Retire
-from .seq import Sequencer
+from .seq import LOOP_FLAGS, Sequencer, loop_ones
 from .spconv_walk import SpconvWalk
 from .vecalu import VecALU
 
@@ -171,6 +171,10 @@ class ComputeUnit(wiring.Component):
         with m.Elif(seq.sp_start):
             m.d.sync += sp_wait.eq(0)
         m.d.comb += [seq.start.eq((go & ~job_next.sparse) | seq.sp_start), seq.job.eq(job)]
+        # The sequencer's loop-end flags at a start: the decoded job's in ``go`` (the job
+        # register loads then), the registered job's at an SPCONV's later start.
+        for name, now, later in zip(LOOP_FLAGS, loop_ones(job_next).values(), loop_ones(job).values()):
+            m.d.comb += getattr(seq.ones, name).eq(Mux(go, now, later))
 
         # The block's parameters, read in the start cycle and held for the instruction; a VEC
         # holds bias 0 and shift rshift in every entry, so the drain needs no mux for them.

@@ -58,15 +58,30 @@ def desc_layout(tn: int, copies: int, addr_bits: int, wrow_bits: int) -> data.St
     })
 
 
+#: The loop-end flags the sequencer keeps in registers (``x`` is ``x == n_x - 1``, ...; ``gs``:
+#: the group has had its ``slots - 1`` slots), and their values with every counter at zero.
+LOOP_FLAGS = ("x", "y", "bi", "bo", "q", "r", "qsub", "rsub", "rpm", "gs")
+Ones = data.StructLayout({name: unsigned(1) for name in LOOP_FLAGS})
+
+
+def loop_ones(job) -> dict:
+    """Each loop-end flag of ``job`` (a ``job_layout`` view) with its counter at zero: the
+    count is one (``gs``: at most one slot a group)."""
+    return {"x": job.n_x == 1, "y": job.n_y == 1, "bi": job.n_bi == 1, "bo": job.n_bo == 1, "q": job.n_q == 1,
+            "r": job.n_r == 1, "qsub": job.rep_q == 1, "rsub": job.rep_r == 1, "rpm": job.pool == 1,
+            "gs": job.slots <= 1}
+
+
 class Sequencer(wiring.Component):
-    """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``desc``
+    """Ports: ``start``, ``job`` (registered; valid from the cycle after ``start``), ``ones``
+    (:func:`loop_ones` of the job being started, valid with ``start``), ``desc``
     (the current slot's descriptor, combinational from the state registers; with ``staged``,
     the descriptor of the slot before, from a register that cuts the line-buffer address sums
     in two: the state's terms summed in front of it, the copy and wrap offsets after)."""
 
     def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape, staged: bool = False):
         self.tn, self.copies, self.addr_bits, self.staged = tn, copies, addr_bits, staged
-        super().__init__({"start": In(1), "job": In(job_shape),
+        super().__init__({"start": In(1), "job": In(job_shape), "ones": In(Ones),
                           "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits)),
                           # SPCONV: the index walker's steps (hw/spconv_walk.py); ``sp_flush``
                           # empties the offset stage (a new instruction), ``sp_primed`` says it
@@ -100,8 +115,13 @@ class Sequencer(wiring.Component):
         q0, qd = Signal(j.cols.shape()), Signal(j.cols.shape())
         ops = (j.a, j.b)
 
-        x_last, y_last, bi_last = x == j.n_x - 1, y == j.n_y - 1, bi == j.n_bi - 1
-        bo_last, q_last, r_last = bo == j.n_bo - 1, q == j.n_q - 1, r == j.n_r - 1
+        # Loop-end flags in registers, each set as its counter steps from a comparison of the
+        # counter's current value (``c + 2 == n``): the group end and the enables of all the
+        # state registers start from flip-flops, not from ``c == n - 1`` (an adder and a
+        # comparison on the job register: tiny's critical path at 55.33 MHz).
+        lf = {name: Signal(name=f"{name}_last") for name in LOOP_FLAGS}
+        ones = loop_ones(j)  # at a restart within the instruction
+        x_last, y_last, bi_last, bo_last, q_last, r_last = (lf[n] for n in ("x", "y", "bi", "bo", "q", "r"))
         # Pixel-parallel at column stride 2: each step takes two slots, the low half of the
         # lanes at the step's address, then the high half tn words on (hw/linebuf.py).
         split, phase = Signal(), Signal()
@@ -129,7 +149,7 @@ class Sequencer(wiring.Component):
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
-                     group_end.eq(active & (padding | inner_last) & (gs >= j.slots - 1))]
+                     group_end.eq(active & (padding | inner_last) & lf["gs"])]
 
         # -- descriptor --------------------------------------------------------------------------
         # ``out`` is the slot's descriptor; ``staged`` registers it into ``desc``.
@@ -188,7 +208,7 @@ class Sequencer(wiring.Component):
             with m.If(j.kind == Kind.VEC):  # constant through the instruction, staged or not
                 m.d.comb += d.addr[1].eq(base[1] + offs[1][0])
         mt = out.meta
-        m.d.comb += [mt.final.eq(bo_last & q_last & r_last), mt.rfirst.eq(rpm == 0), mt.rlast.eq(rpm == j.pool - 1),
+        m.d.comb += [mt.final.eq(bo_last & q_last & r_last), mt.rfirst.eq(rpm == 0), mt.rlast.eq(lf["rpm"]),
                      mt.prow.eq(prow), mt.q0.eq(q0), mt.qd.eq(qd), mt.qm.eq(qm), mt.pcol.eq(pcol), mt.kb.eq(bo)]
 
         # -- next state ----------------------------------------------------------------------------
@@ -199,8 +219,18 @@ class Sequencer(wiring.Component):
             m.d.sync += [co.eq(co_base + nx_co), ro.eq(ro_base + nx_ro), ra[0].eq(ra_base + nx_ra),
                          bof[0].eq(nx_bof), cl.eq(nx_cl), s_last.eq(nx_last)]
 
+        def step(name, counter, count):
+            """``counter`` one on; its flag from the counter's current value."""
+            m.d.sync += [counter.eq(counter + 1), lf[name].eq(counter + 2 == count)]
+
+        def clear(*pairs):
+            """Counters back to zero, their flags to ``loop_ones``."""
+            for name, counter in pairs:
+                m.d.sync += [counter.eq(0), lf[name].eq(ones[name])]
+
         def restart_inner(new_co, new_ro, new_ra):
-            m.d.sync += [x.eq(0), y.eq(0), bi.eq(0), cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
+            clear(("x", x), ("y", y), ("bi", bi))
+            m.d.sync += [cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
             with m.If(j.sparse):
                 m.d.comb += take.eq(1)
@@ -227,6 +257,7 @@ class Sequencer(wiring.Component):
             for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
                       rpm, qm, prow, pcol, q0, qd, s_last):
                 m.d.sync += s.eq(0)
+            m.d.sync += [lf[name].eq(getattr(self.ones, name)) for name in LOOP_FLAGS]
             with m.If(self.sp_start):
                 m.d.comb += take.eq(1)
                 load_step(0, 0, 0)
@@ -238,39 +269,47 @@ class Sequencer(wiring.Component):
                 m.d.sync += bphase.eq(bnext)
                 with m.If(bser):  # (a depthwise group keeps bof 0 otherwise)
                     m.d.sync += bof[0].eq(Mux(bnext, j.a.cols, 0))
-            m.d.sync += [gs.eq(Mux(group_end, 0, Mux(gs >= j.slots - 1, gs, gs + 1))),
+            m.d.sync += [gs.eq(Mux(group_end, 0, Mux(lf["gs"], gs, gs + 1))),
+                         lf["gs"].eq(Mux(group_end, ones["gs"], lf["gs"] | (gs + 2 >= j.slots))),
                          padding.eq(~group_end & (padding | inner_last)), fresh.eq(group_end)]
             with m.If(group_end):
                 with m.If(~bo_last):  # VEC: next channel block of the same pixel
-                    m.d.sync += [bo.eq(bo + 1), cbase.eq(cbase + tn)]
+                    step("bo", bo, j.n_bo)
+                    m.d.sync += cbase.eq(cbase + tn)
                     m.d.sync += [bof[o].eq(bof[o] + ops[o].cols) for o in range(2)]
                     restart_inner(co_q, ro_r, ra_r)
                 with m.Elif(~q_last):  # next column (VEC) or pixel group (CONV)
-                    m.d.sync += [q.eq(q + 1), bo.eq(0), cbase.eq(0), *[bof[o].eq(0) for o in range(2)],
-                                 q0.eq(q0 + j.qstep)]
+                    step("q", q, j.n_q)
+                    clear(("bo", bo))
+                    m.d.sync += [cbase.eq(0), *[bof[o].eq(0) for o in range(2)], q0.eq(q0 + j.qstep)]
                     mod = qm + j.qstep_mod
                     carry = mod >= j.pool
                     m.d.sync += [qm.eq(Mux(carry, mod - j.pool, mod)), qd.eq(qd + j.qstep_div + carry),
                                  pcol.eq(pcol + Mux((j.qstep_div + carry) != 0, j.blk, 0))]
-                    with m.If(qsub == j.rep_q - 1):
-                        m.d.sync += [qsub.eq(0), co_q.eq(co_q + j.csw)]
+                    with m.If(lf["qsub"]):
+                        clear(("qsub", qsub))
+                        m.d.sync += co_q.eq(co_q + j.csw)
                         restart_inner(co_q + j.csw, ro_r, ra_r)
                     with m.Else():
-                        m.d.sync += qsub.eq(qsub + 1)
+                        step("qsub", qsub, j.rep_q)
                         restart_inner(co_q, ro_r, ra_r)
                 with m.Elif(~r_last):  # next output row
-                    m.d.sync += [r.eq(r + 1), q.eq(0), qsub.eq(0), bo.eq(0), cbase.eq(0), co_q.eq(0), q0.eq(0),
+                    step("r", r, j.n_r)
+                    clear(("q", q), ("qsub", qsub), ("bo", bo))
+                    m.d.sync += [cbase.eq(0), co_q.eq(0), q0.eq(0),
                                  qm.eq(0), qd.eq(0), pcol.eq(0), *[bof[o].eq(0) for o in range(2)]]
-                    with m.If(rpm == j.pool - 1):
-                        m.d.sync += [rpm.eq(0), prow.eq(prow + j.d_prow)]
+                    with m.If(lf["rpm"]):
+                        clear(("rpm", rpm))
+                        m.d.sync += prow.eq(prow + j.d_prow)
                     with m.Else():
-                        m.d.sync += rpm.eq(rpm + 1)
-                    with m.If(rsub == j.rep_r - 1):
+                        step("rpm", rpm, j.pool)
+                    with m.If(lf["rsub"]):
                         new_ra = [ra_r[o] + ops[o].dra_r for o in range(2)]
-                        m.d.sync += [rsub.eq(0), ro_r.eq(ro_r + j.sh), *[ra_r[o].eq(new_ra[o]) for o in range(2)]]
+                        clear(("rsub", rsub))
+                        m.d.sync += [ro_r.eq(ro_r + j.sh), *[ra_r[o].eq(new_ra[o]) for o in range(2)]]
                         restart_inner(0, ro_r + j.sh, new_ra)
                     with m.Else():
-                        m.d.sync += rsub.eq(rsub + 1)
+                        step("rsub", rsub, j.rep_r)
                         restart_inner(0, ro_r, ra_r)
                 with m.Else():
                     m.d.sync += active.eq(0)
@@ -283,13 +322,16 @@ class Sequencer(wiring.Component):
                     m.d.comb += take.eq(1)
                     load_step(co_q, ro_r, ra_r[0])
                 with m.Elif(~x_last):
-                    m.d.sync += [x.eq(x + 1), co.eq(co + j.dcol)]
+                    step("x", x, j.n_x)
+                    m.d.sync += co.eq(co + j.dcol)
                 with m.Elif(~y_last):
-                    m.d.sync += [x.eq(0), y.eq(y + 1), co.eq(co_q), ro.eq(ro + j.dh),
-                                 *[ra[o].eq(ra[o] + ops[o].dra_y) for o in range(2)]]
+                    clear(("x", x))
+                    step("y", y, j.n_y)
+                    m.d.sync += [co.eq(co_q), ro.eq(ro + j.dh), *[ra[o].eq(ra[o] + ops[o].dra_y) for o in range(2)]]
                 with m.Else():  # next input block (channel-parallel) or channel (pixel-parallel)
-                    m.d.sync += [x.eq(0), y.eq(0), bi.eq(bi + 1), co.eq(co_q), ro.eq(ro_r),
-                                 *[ra[o].eq(ra_r[o]) for o in range(2)]]
+                    clear(("x", x), ("y", y))
+                    step("bi", bi, j.n_bi)
+                    m.d.sync += [co.eq(co_q), ro.eq(ro_r), *[ra[o].eq(ra_r[o]) for o in range(2)]]
                     with m.If(~j.pixel):
                         m.d.sync += [bof[0].eq(bof[0] + j.a.cols), cbase.eq(cbase + tn)]
                     with m.Elif(cl == tn - 1):
