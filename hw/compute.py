@@ -129,8 +129,8 @@ class ComputeUnit(wiring.Component):
         # the sequencer, between its address sums' terms and their offsets.
         seq_staged = cfg.pe_latency - BASE_LATENCY >= 3
         m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape, seq_staged)
-        m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits)
-        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits)
+        m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits, packed=not cfg.split_products)
+        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits, cfg.split_products)
         m.submodules.retire = retire = Retire(cfg, self.job_shape)
 
         # -- accept, decode, done ------------------------------------------------------------------

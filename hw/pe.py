@@ -142,7 +142,10 @@ class MACArray(wiring.Component):
 
     Packing: DSP ``(q, l)`` computes ``shared * ((hi << 18) + lo)``: the low product is bits
     0..15, the high one bits 18..33 plus bit 17 (the low product's borrow), added as the
-    carry-in of the adder that takes it — exact, and no correction logic. Depthwise, half the
+    carry-in of the adder that takes it — exact, and no correction logic. ``packed=False``
+    (``AcceleratorConfig.split_products``, for ECP5): the two 9 × 9 products in their own
+    multipliers, side by side in the same 36 bits (no borrow), since a 27 × 9 product takes
+    two ECP5 multiplier blocks and an adder in the fabric anyway. Depthwise, half the
     accumulators take their product from the neighbouring DSP (a mux in front of the
     accumulator's adder).
 
@@ -152,13 +155,13 @@ class MACArray(wiring.Component):
 
     LATENCY = 3
 
-    def __init__(self, rows: int, cols: int, acc_bits: int = 32):
+    def __init__(self, rows: int, cols: int, acc_bits: int = 32, packed: bool = True):
         _check("MACArray rows", rows, 2, 256)
         _check("MACArray cols", cols, 2, 256)
         if rows % 2 or cols % 2:
             raise ShiftflowError(f"MACArray rows ({rows}) and cols ({cols}) must be even (two MACs per DSP)")
         _check("MACArray acc_bits", acc_bits, PRODUCT16 + 1, 64)
-        self.rows, self.cols, self.acc_bits = rows, cols, acc_bits
+        self.rows, self.cols, self.acc_bits, self.packed = rows, cols, acc_bits, packed
         beat = data.StructLayout({
             "dsp": data.ArrayLayout(data.ArrayLayout(DspOperands, cols), rows // 2),
             "first": unsigned(1),
@@ -183,6 +186,9 @@ class MACArray(wiring.Component):
                 op = p.dsp[q][l]
                 # The DSP48E2's A port, (hi << 18) + lo: lo's bits, its sign in bits 9..17, and
                 # hi - sign above (only a 9-bit decrement, not a 27-bit adder).
+                if not self.packed:  # two 9 x 9 products side by side, each its own multiplier
+                    m.d.sync += prod[q][l].eq(Cat((op.lo * op.shared)[:PACK_SHIFT], (op.hi * op.shared)[:PACK_SHIFT]))
+                    continue
                 packed = Signal(signed(27), name=f"a_{q}_{l}")
                 sign = op.lo[8]
                 m.d.comb += packed.eq(Cat(op.lo.as_unsigned(), sign.replicate(PACK_SHIFT - 9), (op.hi - sign)[:9]))
@@ -194,8 +200,8 @@ class MACArray(wiring.Component):
         def low(v):
             return v[:PRODUCT16].as_signed(), Const(0, 1)
 
-        def high(v):
-            return v[PACK_SHIFT:PACK_SHIFT + PRODUCT16].as_signed(), v[PACK_SHIFT - 1]
+        def high(v):  # unpacked: no borrow
+            return v[PACK_SHIFT:PACK_SHIFT + PRODUCT16].as_signed(), v[PACK_SHIFT - 1] if self.packed else Const(0, 1)
 
         # Stage 2: products delayed (the DSP's P register, then fabric).
         valid2, last2, dw2 = Signal(), Signal(), Signal()

@@ -36,8 +36,11 @@ class VecALU(wiring.Component):
 
     LATENCY = 3
 
-    def __init__(self, lanes: int, acc_bits: int = 32):
-        self.lanes, self.acc_bits = lanes, acc_bits
+    #: ``split``: where the factor is cut in two (below: a product of at most 18 × 18 bits)
+    SPLIT = 17
+
+    def __init__(self, lanes: int, acc_bits: int = 32, split: bool = False):
+        self.lanes, self.acc_bits, self.split = lanes, acc_bits, split and acc_bits > self.SPLIT
         beat = data.StructLayout({
             "a": data.ArrayLayout(unsigned(8), lanes), "b": data.ArrayLayout(unsigned(8), lanes),
             "a_ok": unsigned(lanes), "b_ok": unsigned(lanes), "tap_ok": unsigned(1),
@@ -63,12 +66,21 @@ class VecALU(wiring.Component):
         fa, fb = Signal(acc_bits), Signal(acc_bits)
         m.d.sync += [fa.eq((1 << Mux(md.op == VecOp.ADD, md.shift_a, 0))[:acc_bits]),
                      fb.eq((1 << md.shift_b)[:acc_bits])]
+
+        def shifted(x, f):
+            """``x * f`` for a power of two ``f`` (or 0). ``split`` (for ECP5, whose multiplier
+            blocks are 18 × 18): the factor's low and high bits as two products, one of them
+            zero, so an OR joins them, not the adder a single wide product would need."""
+            if not self.split:
+                return x * f
+            lo, hi = f[:self.SPLIT], f[self.SPLIT:]
+            return (x * lo) | ((x * hi) << self.SPLIT)
         for lane in range(self.lanes):
             a = Mux(md.a_signed, p.a[lane].as_signed(), p.a[lane].as_unsigned())
             b = Mux(md.b_signed, p.b[lane].as_signed(), p.b[lane].as_unsigned())
             # Stage 1: masked operands, shifted for ADD.
             a1, b1 = Signal(signed(acc_bits), name=f"a1_{lane}"), Signal(signed(acc_bits), name=f"b1_{lane}")
-            m.d.sync += [a1.eq(Mux(p.a_ok[lane], a, 0) * fa), b1.eq(Mux(p.b_ok[lane], b, 0) * fb)]
+            m.d.sync += [a1.eq(shifted(Mux(p.a_ok[lane], a, 0), fa)), b1.eq(shifted(Mux(p.b_ok[lane], b, 0), fb))]
             # Stage 2: the lane's value for this tap.
             v = Signal(signed(acc_bits), name=f"v2_{lane}")
             with m.Switch(md.op):
@@ -81,7 +93,11 @@ class VecALU(wiring.Component):
             # Stage 3: reduce over the word's taps; the last tap also loads the output.
             acc = Signal(signed(acc_bits), name=f"acc_{lane}")
             nxt = Signal(signed(acc_bits), name=f"next_{lane}")
-            m.d.comb += nxt.eq(Mux(first2, v, Mux(md.op == VecOp.MAXPOOL, Mux(v > acc, v, acc), acc + v)))
+            # One select of ``v`` (the first tap, or a larger one for MAXPOOL) in front of the
+            # other choice made without it: the comparison's carry chain, one LUT, then a bit's mux.
+            take_v = Signal(name=f"take_v{lane}")
+            m.d.comb += [take_v.eq(first2 | ((md.op == VecOp.MAXPOOL) & (v > acc))),
+                         nxt.eq(Mux(take_v, v, Mux(md.op == VecOp.MAXPOOL, acc, acc + v)))]
             with m.If(v2):
                 m.d.sync += acc.eq(nxt)
                 with m.If(last2):

@@ -63,6 +63,11 @@ class AcceleratorConfig:
     #: (hw/fetch.py ``HeadFifo``), so dispatch decides from flip-flops, not through a LUT-RAM
     #: read — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~29)
     fetch_head_reg: bool = False
+    #: timing only, no cycle: products wider than an ECP5 multiplier block (18 x 18) cut into
+    #: block-sized products joined without an adder — the MAC array's two 9 x 9 products of a
+    #: DSP pair in their own multipliers, the VEC shifts' factor in two halves (hw/pe.py,
+    #: hw/vecalu.py) — on for tiny, off for zu3eg (its DSP48E2s take the packed 27 x 18 forms)
+    split_products: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -237,7 +242,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True,
+    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, split_products=True,
     # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
     nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
     nms_max_channels=16, nms_partners=4,

@@ -75,10 +75,11 @@ def dsp_beat(act: np.ndarray, wgt: np.ndarray, depthwise: bool) -> list:
     return out
 
 
-def run_array(rows, cols, pow2, a_signed, groups, depthwise=False):
+def run_array(rows, cols, pow2, a_signed, groups, depthwise=False, packed=True):
     """Feed ``groups`` (lists of (act, wgt) beats; ``act`` one row broadcast to every row, or
-    depthwise ``rows × cols``; ``wgt`` ``rows × cols`` codes) back to back; the sums."""
-    dut = MACArray(rows, cols)
+    depthwise ``rows × cols``; ``wgt`` ``rows × cols`` codes) back to back; the sums.
+    ``packed=False``: the array with each DSP pair's products in their own multipliers."""
+    dut = MACArray(rows, cols, packed=packed)
     got = []
 
     async def drive(ctx):
@@ -104,46 +105,49 @@ def run_array(rows, cols, pow2, a_signed, groups, depthwise=False):
     return got
 
 
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("pow2,a_signed", [(False, True), (True, False), (True, True)])
-def test_array(pow2, a_signed):
+def test_array(pow2, a_signed, packed):
     """Dense: one activation per column broadcast to every row, every PE its own weight and
     sum (both dataflows: channel-parallel adds a row's sums while draining)."""
     rows, cols = 4, 4
     rng = np.random.default_rng(7)
     groups = [[(rng.integers(0, 256, cols), random_weights(rng, (rows, cols), pow2)) for _ in range(n)]
               for n in (1, 3, 9, 2, 1)]
-    got = run_array(rows, cols, pow2, a_signed, groups)
+    got = run_array(rows, cols, pow2, a_signed, groups, packed=packed)
     want = [sum(weight_values(w, pow2) * act_values(a, a_signed)[None, :] for a, w in beats) for beats in groups]
     assert len(got) == len(want)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("pow2,a_signed", [(False, True), (True, False)])
-def test_array_depthwise(pow2, a_signed):
+def test_array_depthwise(pow2, a_signed, packed):
     """Depthwise pixel-parallel: every PE its own activation, one weight per row (the DSPs pair
     lanes instead of rows); a dense group follows to check the pairing switches back."""
     rows, cols = 4, 6
     rng = np.random.default_rng(11)
     groups = [[(rng.integers(0, 256, (rows, cols)), np.repeat(random_weights(rng, (rows, 1), pow2), cols, 1))
                for _ in range(n)] for n in (1, 9, 4)]
-    got = run_array(rows, cols, pow2, a_signed, groups, depthwise=True)
+    got = run_array(rows, cols, pow2, a_signed, groups, depthwise=True, packed=packed)
     want = [sum(weight_values(w, pow2) * act_values(a, a_signed) for a, w in beats) for beats in groups]
     assert len(got) == len(want)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 
 
-def test_array_extremes():
+@pytest.mark.parametrize("packed", [True, False])
+def test_array_extremes(packed):
     """Largest magnitudes: -128 * -128 summed, unsigned 255 * -2**7 and 255 * +2**7."""
     big = [(np.full(4, 0x80), np.full((2, 4), 0x80))] * 5
-    assert run_array(2, 4, False, True, [big])[0].tolist() == [[5 * 16384] * 4] * 2
+    assert run_array(2, 4, False, True, [big], packed=packed)[0].tolist() == [[5 * 16384] * 4] * 2
     top = [(np.full(4, 255), np.full((2, 4), 0xC7))] * 3  # -2**7
-    assert run_array(2, 4, True, False, [top])[0].tolist() == [[-3 * 255 << 7] * 4] * 2
+    assert run_array(2, 4, True, False, [top], packed=packed)[0].tolist() == [[-3 * 255 << 7] * 4] * 2
     pos = [(np.full(4, 255), np.full((2, 4), 0x47))] * 3  # +2**7
-    assert run_array(2, 4, True, False, [pos])[0].tolist() == [[3 * 255 << 7] * 4] * 2
+    assert run_array(2, 4, True, False, [pos], packed=packed)[0].tolist() == [[3 * 255 << 7] * 4] * 2
     low = [(np.full(4, 0x7F), np.full((2, 4), 0x80))] * 2  # 127 * -128 twice: the low product's sign
-    assert run_array(2, 4, False, True, [low])[0].tolist() == [[-2 * 127 * 128] * 4] * 2
+    assert run_array(2, 4, False, True, [low], packed=packed)[0].tolist() == [[-2 * 127 * 128] * 4] * 2
 
 
 @pytest.mark.parametrize("kw", [{"rows": 0, "cols": 4}, {"rows": 3, "cols": 4}, {"rows": 4, "cols": 4, "acc_bits": 16}])
