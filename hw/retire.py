@@ -165,7 +165,14 @@ class Retire(wiring.Component):
                          beat.psum[lane].eq(psum_rd[lane])]
         m.d.comb += beat.psum_in.eq(j.psum_in)
 
-        # -- where each word of the chunk goes (computed at drain, used 2-4 cycles later) -------
+        # -- where each word of the chunk goes (used 2-4 cycles after the drain) ----------------
+        # Computed a cycle after the drain from its registered inputs, straight into s1 (the
+        # chunk's stage in the PPU's first stage): the drain's multiplexers (``meta_valid``
+        # picking the arriving or the held group) are not in front of this arithmetic.
+        delayed = [Signal.like(v, name=f"{n}_d") for v, n in ((meta, "meta"), (qd0, "qd0"), (qm0, "qm0"), (kk, "kk"),
+                                                              (valid, "valid"))]
+        m.d.sync += [d.eq(v) for d, v in zip(delayed, (meta, qd0, qm0, kk, valid))]
+        meta, qd0, qm0, kk, valid = delayed  # below: the registered ones
         info = data.StructLayout({
             "valid": unsigned(1), "done": unsigned(1), "prow": unsigned(OBUF_ADDR_BITS),
             "words": data.ArrayLayout(data.StructLayout({
@@ -203,13 +210,13 @@ class Retire(wiring.Component):
             ]
         m.d.comb += [now.valid.eq(valid), now.done.eq(valid & meta.final & (kk + 1 >= j.drain)),
                      now.prow.eq(j.obuf_addr + meta.prow)]
-        # s0..s3 follow the chunk through the PPU's input register and three stages.
-        s0, s1, s2, s3 = Signal(info), Signal(info), Signal(info), Signal(info)
+        # s1..s3 follow the chunk through the PPU's three stages.
+        s1, s2, s3 = Signal(info), Signal(info), Signal(info)
         # A wide output keeps its chunk in s3 for one cycle a byte plane (``wph`` counts them;
         # chunks reach s3 at least that many cycles apart), at ``plane_words`` steps.
         wph, plane_off = Signal(2), Signal(OBUF_ADDR_BITS)
         whold = s3.valid & (wph != j.planes_m1)
-        m.d.sync += [s0.eq(now), s1.eq(s0), s2.eq(s1), wph.eq(Mux(whold, wph + 1, 0)),
+        m.d.sync += [s1.eq(now), s2.eq(s1), wph.eq(Mux(whold, wph + 1, 0)),
                      plane_off.eq(Mux(whold, plane_off + j.plane_words, 0))]
         with m.If(~whold):
             m.d.sync += s3.eq(s2)
