@@ -114,6 +114,8 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 #: WIDE1: the same with one line-buffer copy (as zu3eg): depthwise reads its two channel
 #: blocks one after the other, VEC ADD its operand b after a.
 WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1)
+#: ... and with zu3eg's pe_latency 10: the sequencer's address sums not staged.
+WIDE1_UNSTAGED = dataclasses.replace(WIDE1, name="wide-1copy-unstaged", pe_latency=10)
 
 
 @pytest.mark.parametrize("cfg", [WIDE, WIDE1], ids=lambda c: c.name)
@@ -130,15 +132,22 @@ def test_wide_array(model, dataflow, feature, cfg, tmp_path):
 @pytest.mark.parametrize("model,feature", [
     (conv_layer_model(cin=8, cout=8, groups=8, hw=(6, 7)), lambda f: f["depthwise"] and f["inp.chans"] > 4),
     (conv_layer_model(cin=3, cout=3, groups=3, hw=(6, 7), stride=2), lambda f: f["depthwise"] and f["inp.chans"] <= 4),
-], ids=["depthwise-stride1", "depthwise-one-block"])
-def test_one_copy_depthwise(model, feature, tmp_path):
+    (conv_layer_model(cin=8, cout=8, groups=8, hw=(7, 9), stride=2), lambda f: f["depthwise"] and f["win.sw"] == 2),
+], ids=["depthwise-stride1", "depthwise-one-block", "depthwise-stride2"])
+@pytest.mark.parametrize("cfg", [WIDE1, WIDE1_UNSTAGED], ids=lambda c: c.name)
+def test_one_copy_depthwise(model, feature, cfg, tmp_path):
     """One line-buffer copy: a depthwise group of more than tn channels takes twice the steps
     (its blocks one after the other), one of at most tn channels the same as with two."""
-    snaps = check_replay(compiled(tmp_path, model, "pixel", WIDE1), {Opcode.CONV: 2}, WIDE1, feature)
+    snaps = check_replay(compiled(tmp_path, model, "pixel", cfg), {Opcode.CONV: 2}, cfg, feature)
     for s in snaps:
         f = s.ins.f
         args = (True, True, f["inp.chans"], f["win.kh"], f["win.kw"], f["win.sw"])
-        assert conv_inner_steps(WIDE1, *args) == conv_inner_steps(WIDE, *args) * (2 if f["inp.chans"] > 4 else 1)
+        assert conv_inner_steps(cfg, *args) == conv_inner_steps(WIDE, *args) * (2 if f["inp.chans"] > 4 else 1)
+
+
+def test_one_copy_vec_add_unstaged(tmp_path):
+    """VEC ADD reading b a slot after a, with the unstaged sequencer (as zu3eg)."""
+    check_replay(compiled(tmp_path, vec_model("add"), cfg=WIDE1_UNSTAGED), {Opcode.VEC: 2}, WIDE1_UNSTAGED)
 
 
 @pytest.mark.parametrize("cfg", [WIDE, WIDE1], ids=lambda c: c.name)
