@@ -194,8 +194,8 @@ class NmsUnit(wiring.Component):
         slot, slot_we = Signal.like(back.slot_data), Signal()
         m.d.comb += [slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho(sa)), slot.rho_b.eq(rho(sb))]
         m.d.sync += [back.slot_we.eq(slot_we), back.slot_addr.eq(a * zn + z), back.slot_data.eq(slot)]
-        process = Signal()
-        with m.If(process & vd & (kk != 0) & (z < zn)):
+        scanning = Signal()  # (not "process": a SystemVerilog class name Verilator reserves)
+        with m.If(scanning & vd & (kk != 0) & (z < zn)):
             m.d.comb += [slot_we.eq(1), slot.valid.eq(1)]
             m.d.sync += z.eq(z + 1)
 
@@ -252,12 +252,12 @@ class NmsUnit(wiring.Component):
                     m.d.sync += li.eq(0)
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += process.eq(1)
+                m.d.comb += scanning.eq(1)
                 m.d.sync += [vd.eq(1), bd.eq(b), sb.eq(stride[b]), qd.eq(q), b.eq(b + 1), q.eq(q + 2)]
                 with m.If(b == n - 1):
                     m.next = "TAIL"
             with m.State("TAIL"):
-                m.d.comb += process.eq(1)
+                m.d.comb += scanning.eq(1)
                 m.d.sync += [vd.eq(0), b.eq(0)]
                 m.next = "FILL"
             with m.State("FILL"):
