@@ -70,29 +70,15 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
     out = []
 
     def executor(unit):
-        port, done = getattr(dut, UNIT_NAMES[unit]), getattr(dut, UNIT_NAMES[unit] + "_done")
         log = execs[unit]
 
-        async def run(ctx):
-            cycle, done_at = 0, None
-            while True:
-                pulse = done_at == cycle
-                ctx.set(done, pulse)
-                ready = done_at is None or pulse
-                ctx.set(port.ready, ready)
-                _clk, _rst, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if pulse:
-                    log["end"].append(cycle)
-                    done_at = None
-                if valid and ready:
-                    word = payload.as_bits()
-                    cost = costs[word]
-                    assert cost >= 1
-                    log["start"].append(cycle)
-                    log["words"].append(word)
-                    done_at = cycle + cost
-                cycle += 1
-        return run
+        def started(cycle, word, done_at):
+            assert done_at > cycle
+            log["start"].append(cycle)
+            log["words"].append(word)
+
+        return fake_executor(getattr(dut, UNIT_NAMES[unit]), getattr(dut, UNIT_NAMES[unit] + "_done"),
+                             costs.__getitem__, started, log["end"].append)
 
     async def monitor(ctx):
         cycle, f = 0, dut.fetcher
@@ -158,3 +144,29 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
 
     simulate(dut, host, background=[executor(u) for u in UNITS] + [monitor, dram.run], deadline=deadline)
     return out
+
+
+def fake_executor(port, done, cost_of, started, ended=None):
+    """An amaranth.sim process standing in for a unit behind the controller's ``port`` (its
+    instruction stream) and ``done``: it takes a word with ``ready = idle | done`` and pulses
+    ``done`` ``cost_of(word)`` cycles later; ``started(cycle, word, done_cycle)`` and
+    ``ended(cycle)`` see each instruction (cycles counted from the process's start)."""
+
+    async def run(ctx):
+        cycle, done_at = 0, None
+        while True:
+            pulse = done_at == cycle
+            ctx.set(done, pulse)
+            ready = done_at is None or pulse
+            ctx.set(port.ready, ready)
+            _clk, _rst, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+            if pulse:
+                if ended is not None:
+                    ended(cycle)
+                done_at = None
+            if valid and ready:
+                word = payload.as_bits()
+                done_at = cycle + cost_of(word)
+                started(cycle, word, done_at)
+            cycle += 1
+    return run

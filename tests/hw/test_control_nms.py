@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """hw/control.py with the NMS core (``Controller(cfg, nms=True)``) in amaranth.sim: the NMS
 barrier exactly as ``ir.timeline.schedule`` models it. A test-local bench: the fetch port's
-DRAM model holds the words, fake executors pulse ``done`` ``instruction_cycles`` after their
+DRAM model holds the words, fake executors (``tests.hw.ctlbench.fake_executor``) pulse ``done`` ``instruction_cycles`` after their
 start — the NMS executor after a per-instruction latency given by the test (the data-dependent
 cost the simulator measures) — and every dispatch, start, end, the done cycle and CYCLES
 equal the model's, with the fetch buffer and queues at depth 1-2 too (without the core NMS
@@ -17,6 +17,7 @@ from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.ir.decode import decode_program
 from shiftflow.ir.isa import INSTR_BYTES, Opcode, Unit, encode
 from shiftflow.ir.timeline import instruction_cycles, schedule
+from tests.hw.ctlbench import fake_executor
 from tests.hw.memmodel import Dram
 from tests.hw.streams import simulate
 
@@ -42,23 +43,8 @@ def run_segment(cfg, program: bytes, measured: dict[int, int], deadline: int = 2
 
     def executor(unit):
         name = unit.name.lower()
-        port, done = getattr(dut, name), getattr(dut, name + "_done")
-
-        async def run(ctx):
-            cycle, done_at = 0, None
-            while True:
-                pulse = done_at == cycle
-                ctx.set(done, pulse)
-                ready = done_at is None or pulse
-                ctx.set(port.ready, ready)
-                _clk, _rst, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if pulse:
-                    done_at = None
-                if valid and ready:
-                    done_at = cycle + costs[payload.as_bits()]
-                    log[unit].append((cycle, done_at))
-                cycle += 1
-        return run
+        return fake_executor(getattr(dut, name), getattr(dut, name + "_done"), costs.__getitem__,
+                             lambda cycle, _word, done_at: log[unit].append((cycle, done_at)))
 
     async def monitor(ctx):
         cycle = 0
