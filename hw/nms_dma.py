@@ -35,19 +35,18 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
-from ..ir.isa import INSTR
-from ..ir.nms import NmsCore, core_of
+from ..ir.isa import INSTR, Nms
+from ..ir.nms import LEVEL_DTYPE, NmsCore, core_of
 from .dma import mem_signature
 from .nms_front import PATCH, NmsCells
 from .nms_unit import NmsBack
 from .nms_walk import LinearReader, ListWriter, MapWalker, Multiplier
 
-#: One level of the parameter table (ir.nms.LEVEL_DTYPE, little-endian, LSB first).
-LEVEL = data.StructLayout({"dram_addr": unsigned(32), "row_stride": unsigned(32), "blk_stride": unsigned(32),
-                           "start": unsigned(32), "height": unsigned(16), "width": unsigned(16),
-                           "stride": unsigned(16), "anchors": unsigned(8), "shift": unsigned(8),
-                           "blocks": unsigned(32), "bits": unsigned(32)})
-MAX_LEVELS = 16  # the instruction's 4-bit ``levels``
+#: One level of the parameter table: ir.nms.LEVEL_DTYPE's fields (little-endian, no padding)
+#: in order, LSB first.
+LEVEL = data.StructLayout({name: unsigned(8 * LEVEL_DTYPE[name].itemsize) for name in LEVEL_DTYPE.names})
+assert LEVEL.size == 8 * LEVEL_DTYPE.itemsize
+MAX_LEVELS = 1 << Nms["levels"].shape.width  # the instruction's ``levels`` field
 
 
 class NmsUnit(wiring.Component):
@@ -85,7 +84,7 @@ class NmsUnit(wiring.Component):
         n = f.channels
 
         # --- memories and registers the table fills ---
-        lvl_mem = Memory(shape=unsigned(256), depth=MAX_LEVELS, init=[])
+        lvl_mem = Memory(shape=unsigned(LEVEL.size), depth=MAX_LEVELS, init=[])
         pair_mem = Memory(shape=unsigned(8 * bw), depth=max(1, -(-2 * nmax * nmax // bw)), init=[])
         patch_mem = Memory(shape=unsigned(PATCH.size), depth=core.patches, init=[])
         m.submodules.lvl_mem, m.submodules.pair_mem, m.submodules.patch_mem = lvl_mem, pair_mem, patch_mem
