@@ -5,7 +5,12 @@
 Compiles the zoo detector (``dataflow=auto``) three times — without the ``overlap`` pass (the
 compiler before it, ``without_overlap``), with it (the default, ``with_overlap``;
 docs/backend.md "Layer overlap"), and with it but without the space-to-depth stem
-(``without_s2d``; docs/backend.md "Space-to-depth stem") — and runs the shared cycle model (``ir/timeline.py``, which the simulator and the RTL equal) over it. Per
+(``without_s2d``; docs/backend.md "Space-to-depth stem") — and runs the shared cycle model (``ir/timeline.py``, which the simulator and the RTL equal) over it. Two what-ifs of the
+cycle model alone reschedule the default program (same instructions): ``chained``, a compute
+unit that starts the next CONV/VEC while the previous one's last group drains
+(``compute_chain``, ``ir.timeline.chain_window``; docs/backend.md "Chaining"; no RTL builds
+it yet), and ``chained_two_lb_copies``, that with a second line-buffer copy too (a depthwise
+group's two channel blocks read together: 9 steps instead of 18). Per
 accelerator layer (each instruction counted for the layer the compiler emitted it for):
 
 - ``cycles`` (the simulator's completion-front attribution) and the ideal ``macs / (tm*tn)``;
@@ -30,6 +35,7 @@ outputs equal the integer interpreter's and its simulated cycles the analysis's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from guard import write_result
 from shiftflow.backend.assemble import manifest
@@ -190,10 +196,19 @@ def main(argv=None) -> dict:
     p.add_argument("--variant", default="w8a8")
     args = p.parse_args(argv)
     runs, checks = {}, {}
-    for key, overlap, s2d in (("without_overlap", False, True), ("with_overlap", True, True),
-                              ("without_s2d", True, False)):
-        program, owner = compile_detector(args.variant, args.target, overlap, s2d)
+    base = None
+    for key, overlap, s2d, what_if in (("without_overlap", False, True, {}), ("with_overlap", True, True, {}),
+                                       ("without_s2d", True, False, {}),
+                                       ("chained", True, True, {"compute_chain": True}),
+                                       ("chained_two_lb_copies", True, True, {"compute_chain": True, "lb_copies": 2})):
+        if what_if:  # the default program rescheduled on a changed target (cycle model only)
+            program, owner = base
+            program = dataclasses.replace(program, config=dataclasses.replace(program.config, **what_if))
+        else:
+            program, owner = compile_detector(args.variant, args.target, overlap, s2d)
+            base = (program, owner) if key == "with_overlap" else base
         runs[key] = res = analyse(program, owner)
+        res["what_if"] = what_if
         sim = simulate(program, seed=0)
         reference = Interpreter(program.graph).run(make_feeds(program, None, 0))
         checks[f"{key}: simulator bit-exact with the interpreter"] = \
@@ -205,7 +220,8 @@ def main(argv=None) -> dict:
         show(res)
     result = {"model": "detector", "variant": args.variant, "target": args.target, "statistic": "cycle model (exact)",
               "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4),
-              "s2d_speedup": round(runs["without_s2d"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4)}
+              "s2d_speedup": round(runs["without_s2d"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4),
+              "chain_speedup": round(runs["with_overlap"]["total_cycles"] / runs["chained"]["total_cycles"], 4)}
     write_result(f"detector_gap_{load_target(args.target).name}.json", result, checks)
     return result
 

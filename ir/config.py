@@ -78,6 +78,11 @@ class AcceleratorConfig:
     #: than ``tn`` channels reads its two blocks one after the other: ``ir.cost.conv_inner_steps``,
     #: ``vec_taps``; needs ``tm <= 2*tn``). docs/hardware.md "One line-buffer copy"
     lb_copies: int = 2
+    #: the compute unit chains its instructions: it starts the next CONV/VEC when the sequencer
+    #: has issued the previous one's last pixel group, while that group drains and the pipeline
+    #: empties (``ir.timeline.chain_window``). A what-if of the cycle model today: no target's
+    #: RTL does it, and the RTL bench refuses a target with it on (docs/backend.md "Chaining")
+    compute_chain: bool = False
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
     #: the NMS core (docs/nms_core.md, ``ir.nms.NmsCore``): channels pooled a cycle (0: the

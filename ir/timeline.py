@@ -57,6 +57,30 @@ def instruction_cycles(cfg: AcceleratorConfig, ins: Instr, measured: dict[int, i
     return 1
 
 
+def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
+    """``(tail, lead)`` of a CONV, SPCONV or VEC for a compute unit that chains its
+    instructions (``cfg.compute_chain``), else ``None``. ``tail``: the cycles at the end of
+    its cost the next one overlaps — its last group's drain, ``min(steps, drain)``, and the
+    pipeline latency — so the unit takes the next instruction ``cost - tail`` cycles after
+    the start, when the sequencer would start one more group. ``lead``: the cycles from its
+    start to its first group's drain (start cycles and one group's steps); the retire stage
+    drains groups in order, so no first drain begins before the previous instruction's last
+    drain ends (its end less ``pe_latency``). Under that rule a chained CONV's groups follow
+    the previous instruction's at the same cadence as its own (docs/backend.md "Chaining")."""
+    f, op = ins.f, ins.opcode
+    if op == Opcode.CONV or op == Opcode.SPCONV:
+        kept = f.get("kept")
+        steps = cost.conv_inner_steps(cfg, bool(f["dataflow"]), bool(f["depthwise"]), f["inp.chans"], f["win.kh"],
+                                      f["win.kw"], f["win.sw"], kept)
+        drain = cost.conv_slots(cfg, bool(f["dataflow"]), 1 << f["wide"])
+        start = cost.COMPUTE_START + (cost.SPCONV_START if kept is not None else 0)
+        return min(steps, drain) + cfg.pe_latency, start + steps
+    if op == Opcode.VEC:
+        taps = cost.vec_taps(cfg, f["op"] in _POOLS, f["op"] == VecOp.ADD.value, f["win.kh"], f["win.kw"])
+        return 1 + cfg.pe_latency, cost.COMPUTE_START + max(1, taps)
+    return None
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Per-instruction times of one segment (lists indexed by position in the segment).
@@ -91,7 +115,9 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
     ``ProgramError`` for a segment without that FINISH and for a token deadlock. NMS is a
     barrier: it starts when every unit has ended, like FINISH, and the next instruction is
     dispatched no earlier than its end; its cost comes from ``measured``
-    (``instruction_cycles``)."""
+    (``instruction_cycles``). With ``cfg.compute_chain`` a CONV/SPCONV/VEC may start before
+    the previous compute instruction ends (``chain_window``); every other instruction, and
+    the tokens, still wait for ends."""
     if not instrs or instrs[-1].opcode != Opcode.FINISH:
         where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
         raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
@@ -100,6 +126,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
     starts: dict[int, list[int]] = {u: [] for u in _UNIT_NAMES}
     fetch, dispatch, start, end, costs, stall = [], [], [], [], [], []
     barrier = 0  # the end of the last NMS: nothing is dispatched before it
+    free = dict(last_end)  # when each unit takes its next instruction (before its end only if chained)
+    drained = 0  # compute_chain: when the retire stage has drained the last chained instruction
     for k, ins in enumerate(instrs):
         if ins.opcode == Opcode.FINISH and k != len(instrs) - 1:
             raise ProgramError(f"{ins.where()} ends the segment before its last instruction {instrs[-1].index}")
@@ -110,7 +138,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
         queue = starts[u]
         if len(queue) >= cfg.queue_depth:
             d = max(d, queue[-cfg.queue_depth] + 1)
-        ready = max(d + 1, last_end[u])
+        window = chain_window(cfg, ins) if cfg.compute_chain and u == Unit.COMPUTE.value else None
+        ready = max(d + 1, free[u], drained - window[1]) if window else max(d + 1, last_end[u])
         s = ready
         for flag, other in ((ins.pop_prev, _PREV.get(u)), (ins.pop_next, _NEXT.get(u))):
             if flag:
@@ -129,7 +158,9 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
             if flag:
                 fifos.setdefault((u, other), deque()).append(e)
         queue.append(s)
-        last_end[u] = e
+        last_end[u] = free[u] = e
+        if window:
+            free[u], drained = e - window[0], e - cfg.pe_latency
         fetch.append(f)
         dispatch.append(d)
         start.append(s)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ...ir.config import AcceleratorConfig
 from ...ir.decode import decode_program
-from ...errors import ShiftflowError
+from ...errors import ShiftflowError, UnsupportedError
 from ...ir.isa import INSTR_BYTES, Opcode, Unit
 from ...ir.program import Program, ProgramError
 from ...ir.timeline import schedule
@@ -61,7 +61,11 @@ def bench_model(cfg: AcceleratorConfig, dram_bytes: int = 1 << 24,
                 progress: Callable[[str], object] | None = None) -> Model:
     """The Verilator model of the bench for ``cfg`` (built once, then from the cache; the
     Verilog is generated once per process). ``progress`` is told ``Verilog`` and
-    ``Verilator build`` as they start."""
+    ``Verilator build`` as they start. A target whose cycle model chains compute
+    instructions (``compute_chain``, a what-if the RTL does not build) is refused."""
+    if cfg.compute_chain:
+        raise UnsupportedError(f"target {cfg.name!r}: the RTL does not chain compute instructions (compute_chain); "
+                               f"its cycles would not equal the cycle model's")
     key = repr((cfg, dram_bytes))
     if key not in _MODELS:
         out = cache_root() / "verilog" / f"bench-{cfg.name}-{dram_bytes}"

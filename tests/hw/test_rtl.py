@@ -36,3 +36,15 @@ def test_a_run_without_tests_fails(tmp_path, modules, testcase):
 def test_axi_dma_under_cocotb(tmp_path):
     model = build_model(write_verilog(AxiDma(beat_bytes=BB, word_bytes=TN), "axi_dma", tmp_path))
     run_cocotb(model, cocotb_dma.__name__, test_dir=tmp_path / "run")
+
+
+def test_a_chaining_target_is_refused():
+    # compute_chain is a what-if of the cycle model (ir/timeline.chain_window): the RTL bench
+    # refuses it before building anything rather than report unequal cycles.
+    import dataclasses
+
+    from shiftflow.errors import UnsupportedError
+    from shiftflow.hw.tb.rtl_accel import bench_model
+    from shiftflow.ir.config import TINY
+    with pytest.raises(UnsupportedError, match="compute_chain"):
+        bench_model(dataclasses.replace(TINY, compute_chain=True))

@@ -102,3 +102,42 @@ def test_segment_must_end_with_its_only_finish():
         timeline(wgt(8))
     with pytest.raises(ProgramError, match="instruction 0 \\(FINISH\\) ends the segment before"):
         timeline(encode(Opcode.FINISH), encode(Opcode.FINISH))
+
+
+def conv(rows=1, chans=1, wide=0, **flags):
+    """Pixel-parallel 1x1 conv over ``rows`` rows of 4 columns: ``chans`` steps a group, a drain of
+    ceil(tm*tn/ppu_lanes) = 2 slots times 2**wide byte planes."""
+    return encode(Opcode.CONV, {"dataflow": Dataflow.PIXEL, "win": {"kh": 1, "kw": 1, "sh": 1, "sw": 1},
+                                "inp": {"chans": chans}, "tile": {"rows": rows, "cols": 4}, "wide": wide}, **flags)
+
+
+def chained(*words):
+    return schedule(dataclasses.replace(TINY, compute_chain=True), decode_program(b"".join(words)))
+
+
+def test_chained_compute_starts_the_next_conv_during_the_last_drain():
+    words = (conv(rows=4), conv(rows=4), encode(Opcode.NOP), encode(Opcode.FINISH))
+    # Each CONV: 1 + 4 groups * max(1, 2) + min(1, 2) + 11 = 21 cycles.
+    assert timeline(*words).start == [25, 46, 67, 68]
+    tl = chained(*words)
+    # The second CONV starts 21 - (min(1, 2) + 11) = 9 cycles after the first, when a fifth
+    # group would have; the NOP (not chained) waits for its end, FINISH for every end.
+    assert tl.start == [25, 34, 55, 56]
+    assert tl.end == [46, 55, 56, 57]
+    assert tl.cost == [21, 21, 1, 1]
+
+
+def test_chained_conv_waits_for_the_previous_last_drain():
+    # The first CONV: 8 steps, a drain of 2 * 4 planes = 8 slots: 1 + 8 + 8 + 11 = 28 cycles
+    # from 25; its unit is free at 53 - 19 = 34, its last drain ends at 53 - 11 = 42. The second
+    # (1 step) would start its first drain 1 + 1 cycles after its start: not before 42.
+    tl = chained(conv(chans=8, wide=2), conv(), encode(Opcode.FINISH))
+    assert tl.start[:2] == [25, 40]
+    assert tl.end[:2] == [53, 55]
+
+
+def test_chained_tokens_still_follow_ends():
+    # A token pushed by a chained CONV is pushed at its end, as without chaining.
+    tl = chained(conv(rows=4, push_prev=1), conv(rows=4), wgt(64, pop_next=1), encode(Opcode.FINISH))
+    assert tl.start[:2] == [25, 34]
+    assert tl.start[2] == 46
