@@ -28,7 +28,7 @@ ahead of the data; the data side walks the same addresses to find its lanes' byt
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
 from ..ir.isa import INSTR, Nms
-from ..ir.nms import LEVEL_DTYPE, NmsCore, core_of
+from ..ir.nms import FLAG_BAD_TABLE, LEVEL_DTYPE, SLOT_KERNEL_BITS, NmsCore, core_of
 from .dma import mem_signature
 from .nms_front import PATCH, NmsCells
 from .nms_unit import NmsBack
@@ -171,7 +171,12 @@ class NmsUnit(wiring.Component):
             m.d.sync += feeding.eq(0)
 
         # --- list writes ---
-        wiring.connect(m, back.w, wr.w)
+        # The header of a flagged table: NmsBack writes count 0 with FLAG_BAD_PATCH (its ``bad``),
+        # the flags word becomes FLAG_BAD_TABLE alone (the only record written then).
+        tflag = Signal()  # the fields or the table are ones the core cannot run
+        m.d.comb += [wr.w.valid.eq(back.w.valid), back.w.ready.eq(wr.w.ready), wr.w.payload.eq(back.w.payload)]
+        with m.If(tflag):
+            m.d.comb += wr.w.payload.data[32:64].eq(FLAG_BAD_TABLE)
         for name in ("wr_req", "wr_data"):
             wiring.connect(m, getattr(wr, name), wiring.flipped(getattr(self.mem, name)))
         wiring.connect(m, wiring.flipped(self.mem.wr_resp), wr.wr_resp)
@@ -189,16 +194,55 @@ class NmsUnit(wiring.Component):
         sa, sb, common = Signal(16), Signal(16), Signal(16)
         m.d.sync += sa.eq(stride[a])
         m.d.comb += common.eq(Mux(sa > sb, sa, sb))
-        rho = lambda s: _log2_ratio(m, s, common)
+        (rho_a, ok_a), (rho_b, ok_b) = _log2_ratio(m, sa, common), _log2_ratio(m, sb, common)
         slot, slot_we = Signal.like(back.slot_data), Signal()
-        m.d.comb += [slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho(sa)), slot.rho_b.eq(rho(sb))]
+        m.d.comb += [slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho_a), slot.rho_b.eq(rho_b)]
         m.d.sync += [back.slot_we.eq(slot_we), back.slot_addr.eq(a * zn + z), back.slot_data.eq(slot)]
         scanning = Signal()  # (not "process": a SystemVerilog class name Verilator reserves)
         with m.If(scanning & vd & (kk != 0) & (z < zn)):
             m.d.comb += [slot_we.eq(1), slot.valid.eq(1)]
             m.d.sync += z.eq(z + 1)
 
-        busy, take = Signal(), Signal()
+        # --- the table's check (ir.nms.NmsParams.fault; docs/nms_core.md "A table the core
+        # cannot run"): sticky ``tbad``, decided after the slot table, before any map word ---
+        tbad = Signal()
+        # A competing pair: not on the diagonal, a slot left, K and the stride ratio within
+        # the slot's fields (a power of two: s << rho == the coarser stride), K_s < K.
+        with m.If(scanning & vd & (kk != 0) & ((a == bd) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS) | (ks >= kk)
+                                                | ~ok_a | ~ok_b)):
+            m.d.sync += tbad.eq(1)
+        # Per level (its entry in ``lv`` the cycle after STRIDE_WR, ``chk``): an anchor, a
+        # stride, the width, the keys' bits; its channels [f0, f0 + A) each a kernel in
+        # 1..min(max_kernel, H, W) above its shift; then (``chk2``, registered products) its box
+        # indices start + H·W·A within 2**index_bits (W narrowed to max_width's bits: a wider
+        # map is flagged anyway).
+        chk, chk2, f0, asum = Signal(), Signal(), Signal(8), Signal(12)
+        mkb = core.max_kernel.bit_length()
+        clip = lambda v: Mux(v >= core.max_kernel, core.max_kernel, v[:mkb])
+        hk, wk, mk = Signal(mkb), Signal(mkb), Signal(mkb)
+        m.d.comb += [hk.eq(clip(lv.height)), wk.eq(clip(lv.width)), mk.eq(Mux(hk < wk, hk, wk))]
+        fa = Signal(12)
+        m.d.comb += fa.eq(f0 + lv.anchors)
+        code = Mux(f.planes == 0, min(8, core.code_bits), Mux(f.planes == 1, min(16, core.code_bits),
+                                                               min(32, core.code_bits)))
+        bits = Mux(lv.bits == 0, 32, lv.bits)
+        wide = (lv.width > core.max_width) | (lv.anchors == 0) | (lv.stride == 0) \
+            | ((code + lv.shift > core.key_bits) & (bits + lv.shift > core.key_bits))  # min(code, bits) + shift
+        kbad = Signal(nmax)
+        for c in range(nmax):
+            k4, s4 = kreg[c][:mkb], sreg[c][:mkb]
+            ok = (kreg[c][mkb:] == 0) & (sreg[c][mkb:] == 0) & (k4 != 0) & (k4 <= mk) & (s4 < k4)
+            m.d.comb += kbad[c].eq((c >= f0) & (c < fa) & ~ok)
+        wa, hh, st = Signal(8 + core.max_width.bit_length()), Signal(16), Signal(32)
+        m.d.sync += [chk2.eq(chk), wa.eq(lv.width[:core.max_width.bit_length()] * lv.anchors), hh.eq(lv.height),
+                     st.eq(lv.start)]
+        with m.If(chk & (wide | kbad.any())):
+            m.d.sync += tbad.eq(1)
+        with m.If(chk2 & (st + wa * hh > 1 << core.index_bits)):
+            m.d.sync += tbad.eq(1)
+        m.d.sync += chk.eq(0)
+
+        busy, take, fbad = Signal(), Signal(), Signal()  # fbad: ir.nms.field_fault
         m.d.comb += [self.instr.ready.eq(~busy | self.done), take.eq(self.instr.valid & self.instr.ready)]
         with m.If(take):
             m.d.sync += [f.eq(self.instr.payload.body.nms), busy.eq(1)]
@@ -210,9 +254,11 @@ class NmsUnit(wiring.Component):
                 with m.If(take):
                     m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
                                  a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
-                                 cbeat.eq(0), pbeat.eq(0)]
+                                 cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"
             with m.State("TSIZE"), m.If(~mul.busy):
+                m.d.sync += fbad.eq((f.levels == 0) | (f.channels < f.levels) | (f.channels > nmax) | (f.classes == 0)
+                                    | (f.planes == 3) | (f.patches > core.patches) | (f.capacity > core.survivors))
                 m.d.comb += [rd.start.eq(1), rd.addr.eq(f.table_addr), rd.nbytes.eq(tlen_c)]
                 m.d.sync += [cbase.eq(f.levels << 5), pbase.eq((f.levels << 5) + (((n << 1) + 15) & ~15)),
                              tlen.eq(tlen_c)]
@@ -222,7 +268,10 @@ class NmsUnit(wiring.Component):
                 m.next = "HREQ"
             with m.State("HREQ"), m.If(off == tlen + 16):
                 m.d.sync += linear.eq(0)
-                with m.If(count > f.patches):
+                with m.If(fbad):
+                    m.d.sync += tflag.eq(1)
+                    m.next = "FIN"
+                with m.Elif(count > f.patches):
                     m.d.sync += over.eq(1)
                     m.next = "STRIDE_RD"
                 with m.Elif(count == 0):
@@ -245,7 +294,8 @@ class NmsUnit(wiring.Component):
                 for c in range(nmax):
                     with m.If((c >= first) & (c < first + e.anchors)):
                         m.d.sync += stride[c].eq(e.stride)
-                m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1)]
+                m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1), lv.eq(e), chk.eq(1), f0.eq(first),
+                             asum.eq(asum + e.anchors)]
                 m.next = "STRIDE_RD"
                 with m.If(li == f.levels - 1):
                     m.d.sync += li.eq(0)
@@ -268,6 +318,9 @@ class NmsUnit(wiring.Component):
                     m.next = "SCAN"
                     with m.If(a == n - 1):
                         m.next = "LV_RD"
+                        with m.If(tbad | (asum != n)):
+                            m.d.sync += tflag.eq(1)
+                            m.next = "FIN"
             with m.State("LV_RD"):
                 m.next = "LV_LATCH"
             with m.State("LV_LATCH"):
@@ -315,7 +368,7 @@ class NmsUnit(wiring.Component):
                     m.d.sync += mapping.eq(0)
                     m.next = "FIN"
             with m.State("FIN"):
-                m.d.comb += [back.finish.eq(1), back.bad.eq(over | cells.bad)]
+                m.d.comb += [back.finish.eq(1), back.bad.eq(over | cells.bad | tflag)]
                 m.next = "BACK"
             with m.State("BACK"), m.If(back.done):
                 m.next = "DRAIN"
@@ -326,15 +379,16 @@ class NmsUnit(wiring.Component):
                 with m.If(take):
                     m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
                                  a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
-                                 cbeat.eq(0), pbeat.eq(0)]
+                                 cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"
         return m
 
 
 def _log2_ratio(m: Module, s, common):
-    """``r`` with ``s << r == common`` (0 when none: the loader refuses such pairs)."""
-    r = Signal(3)
+    """``r`` with ``s << r == common`` (0 when none), and whether there is one (a pair with
+    none is flagged: ``ir.nms.NmsParams.fault``)."""
+    r, ok = Signal(3), Signal()
     for i in reversed(range(8)):
-        with m.If((s << i)[:16] == common):
-            m.d.comb += r.eq(i)
-    return r
+        with m.If(s << i == common):
+            m.d.comb += [r.eq(i), ok.eq(1)]
+    return r, ok

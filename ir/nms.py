@@ -37,10 +37,13 @@ assert LEVEL_DTYPE.itemsize == 32
 
 #: Header flags: more survivors than ``capacity`` (the first ``capacity`` are written); the
 #: spatial survivors overflowed the core's buffer, or a patch is out of stream order or out
-#: of its map (then the result is invalid and no entry is written).
+#: of its map, or the instruction's fields or parameter table are ones the core cannot run
+#: (``field_fault``, ``NmsParams.fault``: then count 0, this flag alone, nothing pooled);
+#: with any of the last three the result is invalid and no entry is written.
 FLAG_LIST_FULL = 1
 FLAG_SPATIAL_FULL = 2
 FLAG_BAD_PATCH = 4
+FLAG_BAD_TABLE = 8
 
 
 class NmsError(ShiftflowError):
@@ -136,51 +139,75 @@ class NmsParams:
         return sum(lv.anchors for lv in self.levels[:level])
 
     def check(self, core: NmsCore) -> None:
-        """Refuse, with one line, an instruction the core cannot run: a kernel larger than its
-        map or than the core's line buffers, a map wider than them, a survivor list larger than
-        its 16-bit count field allows, keys or box indices wider than the core's, strides of
-        competing channels that are not a power-of-two ratio."""
-        n = self.channels
-        if not self.levels:
-            raise NmsError("NMS needs at least one level, found 0")
-        if len(self.kernels) != n or len(self.shifts) != n or len(self.pair_k) != n or len(self.pair_s) != n:
-            raise NmsError(f"NMS parameter table must have one kernel, shift and pair row per channel ({n}), "
-                           f"found {len(self.kernels)}, {len(self.shifts)}, {len(self.pair_k)}, {len(self.pair_s)}")
-        if self.planes not in (1, 2, 4):
-            raise NmsError(f"NMS planes must be 1, 2 or 4 bytes a code, found {self.planes}")
-        if self.classes < 1:
-            raise NmsError(f"NMS needs at least one class, found {self.classes}")
+        """Refuse, with one line, an instruction the core cannot run: ``fault`` (what the
+        hardware flags too), a survivor list larger than its 16-bit count field allows, a pair
+        table that is not symmetric (the hardware reads each pair once and does not check it)."""
+        fault = self.fault(core)
+        if fault:
+            raise NmsError(fault)
         if not 0 <= self.capacity < 1 << 16:
             raise NmsError(f"NMS survivor capacity must be in [0, 65535], found {self.capacity}")
+        n = self.channels
+        for a in range(n):
+            for b in range(a):
+                if self.pair_k[a][b] != self.pair_k[b][a] or self.pair_s[a][b] != self.pair_s[b][a]:
+                    raise NmsError(f"NMS pair table must be symmetric with a zero diagonal, found ({a}, {b})")
+
+    def fault(self, core: NmsCore) -> str:
+        """Why the core cannot run this table ('' when it can): exactly what ``NmsUnit``
+        checks as the table streams in and flags (FLAG_BAD_TABLE, docs/nms_core.md "A table
+        the core cannot run"): per level, an anchor, a stride, its map no wider than the core,
+        its keys within the core's bits, its box indices below ``2**index_bits``; the anchors
+        summing to the channels; per channel a kernel in 1..min(core, map) above its shift;
+        per competing pair (``K > 0``) not on the diagonal, ``K`` and the stride ratio (a power
+        of two) within the slot's fields, ``K_s < K``, at most ``core.partners`` a channel."""
+        n = self.channels
+        if not self.levels:
+            return "NMS needs at least one level, found 0"
+        if len(self.kernels) != n or len(self.shifts) != n or len(self.pair_k) != n or len(self.pair_s) != n:
+            return (f"NMS parameter table must have one kernel, shift and pair row per channel ({n}), "
+                    f"found {len(self.kernels)}, {len(self.shifts)}, {len(self.pair_k)}, {len(self.pair_s)}")
+        if self.planes not in (1, 2, 4):
+            return f"NMS planes must be 1, 2 or 4 bytes a code, found {self.planes}"
+        if self.classes < 1:
+            return f"NMS needs at least one class, found {self.classes}"
+        for i, lv in enumerate(self.levels):
+            if lv.anchors < 1 or lv.stride < 1:
+                return f"NMS level {i}: needs an anchor and a stride, found {lv.anchors} and {lv.stride}"
+            if lv.width > core.max_width:
+                return f"NMS level {i}: map width {lv.width} exceeds the core's {core.max_width}"
+            bits = min(8 * self.planes, core.code_bits, lv.bits or 32)
+            if bits + lv.shift > core.key_bits:
+                return (f"NMS level {i}: {bits}-bit codes shifted by {lv.shift} do not fit "
+                        f"the core's {core.key_bits}-bit keys")
+            if lv.start + lv.height * lv.width * lv.anchors > 1 << core.index_bits:
+                return (f"NMS box indices must fit the core's {core.index_bits} bits, found "
+                        f"{lv.start + lv.height * lv.width * lv.anchors} boxes")
         level = self.level_of()
         for j, (k, s) in enumerate(zip(self.kernels, self.shifts)):
             lv = self.levels[level[j]]
             if not (1 <= k <= min(core.max_kernel, lv.height, lv.width) and 0 <= s < k):
-                raise NmsError(f"NMS channel {j}: kernel {k} (shift {s}) must be in 1..min(core {core.max_kernel}, "
-                               f"map {lv.height}x{lv.width}) with 0 <= shift < kernel")
-        for i, lv in enumerate(self.levels):
-            if lv.width > core.max_width:
-                raise NmsError(f"NMS level {i}: map width {lv.width} exceeds the core's {core.max_width}")
-            bits = min(8 * self.planes, core.code_bits, lv.bits or 32)
-            if bits + lv.shift > core.key_bits:
-                raise NmsError(f"NMS level {i}: {bits}-bit codes shifted by {lv.shift} do not fit "
-                               f"the core's {core.key_bits}-bit keys")
-        last = self.levels[-1]
-        if last.start + last.height * last.width * last.anchors > 1 << core.index_bits:
-            raise NmsError(f"NMS box indices must fit the core's {core.index_bits} bits, found "
-                           f"{last.start + last.height * last.width * last.anchors} boxes")
+                return (f"NMS channel {j}: kernel {k} (shift {s}) must be in 1..min(core {core.max_kernel}, "
+                        f"map {lv.height}x{lv.width}) with 0 <= shift < kernel")
         strides = [self.levels[level[j]].stride for j in range(n)]
         for a in range(n):
+            if sum(1 for kk in self.pair_k[a] if kk) > core.partners:
+                return (f"NMS channel {a} competes with {sum(1 for kk in self.pair_k[a] if kk)} channels, "
+                        f"more than the core's {core.partners}")
             for b in range(n):
                 kk, ks = self.pair_k[a][b], self.pair_s[a][b]
-                if kk != self.pair_k[b][a] or ks != self.pair_s[b][a] or (a == b and kk):
-                    raise NmsError(f"NMS pair table must be symmetric with a zero diagonal, found ({a}, {b})")
-                ratio = max(strides[a], strides[b]) // min(strides[a], strides[b])
-                if kk and (max(strides[a], strides[b]) % min(strides[a], strides[b]) or ratio & (ratio - 1)):
-                    raise NmsError(f"NMS channels {a} and {b} compete but their strides {strides[a]} and "
-                                   f"{strides[b]} are not a power-of-two ratio")
-                if kk and not 0 <= ks < kk:
-                    raise NmsError(f"NMS pair ({a}, {b}): shift {ks} must be below its kernel {kk}")
+                if not kk:
+                    continue
+                hi, lo = max(strides[a], strides[b]), min(strides[a], strides[b])
+                if a == b:
+                    return f"NMS pair table must be symmetric with a zero diagonal, found ({a}, {b})"
+                if hi % lo or (hi // lo) & (hi // lo - 1) or hi // lo >= 1 << (1 << SLOT_RATIO_BITS):
+                    return (f"NMS channels {a} and {b} compete but their strides {strides[a]} and "
+                            f"{strides[b]} are not a power-of-two ratio below 2**{1 << SLOT_RATIO_BITS}")
+                if kk >= 1 << SLOT_KERNEL_BITS or not 0 <= ks < kk:
+                    return (f"NMS pair ({a}, {b}): kernel {kk} must be below {1 << SLOT_KERNEL_BITS} and its "
+                            f"shift {ks} below it")
+        return ""
 
 
 def _pad16(n: int) -> int:
@@ -293,6 +320,24 @@ def field_rules() -> list[tuple]:
     ]
 
 
+def field_fault(fields: dict, core: NmsCore) -> str:
+    """Why the core cannot run an instruction with these fields ('' when it can): what
+    ``NmsUnit`` checks on the fields and flags (FLAG_BAD_TABLE, with only the table and the
+    patch list's header read): ``field_rules``' levels, channels, classes, planes, patches and
+    capacity, and no more channels than the core's. (The addresses' alignment stays the
+    loader's alone: the flag itself is written at ``out_addr``.)"""
+    f = fields
+    if not 1 <= f["levels"] <= f["channels"] <= core.max_channels:
+        return (f"NMS needs 1 <= levels <= channels <= the core's {core.max_channels}, found {f['levels']} levels, "
+                f"{f['channels']} channels")
+    if f["classes"] < 1 or f["planes"] > 2:
+        return f"NMS needs classes >= 1 and planes <= 2, found {f['classes']} and {f['planes']}"
+    if f["patches"] > core.patches or f["capacity"] > core.survivors:
+        return (f"NMS patches {f['patches']} and capacity {f['capacity']} must fit the core's {core.patches} "
+                f"and {core.survivors}")
+    return ""
+
+
 # The pyramid stage's slot table (hw/nms_pyramid.py): per channel, ``partners`` slots, each
 # a competing channel with the pair's kernel K, its shift K_s and the two channels' stride
 # ratios to the coarser stride (as shifts); coordinates up to COORD_BITS, divided by K in
@@ -397,20 +442,10 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     their number; more than the entries when the list was over ``patches``: then none read)."""
     bw, lat, lanes = cfg.dram_bytes_per_cycle, cfg.dram_latency, core.lanes
     beats = lambda nbytes: -(-nbytes // bw)
-    n, planes = params.channels, params.planes
+    planes = params.planes
     patches = np.asarray(patches, PATCH_DTYPE)
     count = len(patches) if count is None else count
-    # Table and header: requests from UNIT_START, data back to back from UNIT_START + lat.
-    tlen = table_bytes(len(params.levels), n)
-    r1 = _bursts(table_addr, tlen, bw)
-    first = max(UNIT_START + 1 + r1 + lat, UNIT_START + lat + beats(tlen))
-    t = first + beats(16) - 1 + 2  # the header's last beat, its count seen, the next state
-    if 0 < count == len(patches):
-        t += 1 + lat + beats(16 * count)
-    t += 2 * len(params.levels)
-    for a in range(n):
-        found = sum(1 for b in range(n) if params.pair_k[a][b])
-        t += n + SCAN_FIXED + core.partners - min(found, core.partners)
+    t = _front_cycles(cfg, core, len(params.levels), params.pair_k, table_addr, count, len(patches))
     # The levels' blocks.
     merged = {}
     for p in patches:
@@ -440,6 +475,45 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     header_only = bad or spatial == 0 or spatial > core.survivors
     t += 1 if header_only else PYRAMID_TAIL + pyramid_cycles(spatial, core)
     return t + 2 + beats(16) + lat
+
+
+def _front_cycles(cfg: AcceleratorConfig, core: NmsCore, levels: int, pair_k, table_addr: int, count: int,
+                  read: int | None, *, fields_bad: bool = False) -> int:
+    """``NmsUnit``'s cycle at which its first level's setup begins (``nms_cycles``), or with
+    ``fields_bad`` its FIN (right after the patch list's header): the table (``levels``, the
+    ``n × n`` pairs ``pair_k``) and the header read, the ``read`` patch entries when the
+    header's ``count`` is in 1..``patches`` (``read == count``), the strides, the slot table."""
+    bw, lat = cfg.dram_bytes_per_cycle, cfg.dram_latency
+    beats = lambda nbytes: -(-nbytes // bw)
+    n = len(pair_k)
+    # Table and header: requests from UNIT_START, data back to back from UNIT_START + lat.
+    tlen = table_bytes(levels, n)
+    r1 = _bursts(table_addr, tlen, bw)
+    first = max(UNIT_START + 1 + r1 + lat, UNIT_START + lat + beats(tlen))
+    t = first + beats(16) - 1 + 2  # the header's last beat, its count seen, the next state
+    if fields_bad:
+        return t
+    if 0 < count == read:
+        t += 1 + lat + beats(16 * count)
+    t += 2 * levels
+    for a in range(n):
+        found = sum(1 for b in range(n) if pair_k[a][b])
+        t += n + SCAN_FIXED + core.partners - min(found, core.partners)
+    return t
+
+
+def fault_cycles(cfg: AcceleratorConfig, core: NmsCore, fields: dict, pair_k, count: int) -> int:
+    """``NmsUnit``'s cycles for an instruction it flags FLAG_BAD_TABLE: fields the core cannot
+    run (``field_fault``: ``pair_k`` unused) end right after the patch list's header; a table it
+    cannot run (``NmsParams.fault``, ``pair_k`` its ``n × n`` pair kernels) after the strides
+    and the slot table, with the patch entries read before them when ``count`` is in
+    1..``patches``; then only the header is written (``nms_cycles``' header-only tail)."""
+    fields_bad = bool(field_fault(fields, core))
+    n = fields["channels"]
+    t = _front_cycles(cfg, core, fields["levels"], pair_k if not fields_bad else [[0] * n] * n,
+                      fields["table_addr"], count, count if count <= fields["patches"] else None,
+                      fields_bad=fields_bad)
+    return t + 1 + 2 + -(-16 // cfg.dram_bytes_per_cycle) + cfg.dram_latency
 
 
 #: Cycles from ``finish`` to the header's write beyond ``pyramid_cycles``.

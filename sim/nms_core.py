@@ -21,6 +21,7 @@ from ..errors import ProgramError
 from ..ir.config import AcceleratorConfig
 from ..ir.nms import (
     FLAG_BAD_PATCH,
+    FLAG_BAD_TABLE,
     FLAG_LIST_FULL,
     FLAG_SPATIAL_FULL,
     HEADER_DTYPE,
@@ -30,6 +31,8 @@ from ..ir.nms import (
     NmsError,
     NmsParams,
     decode_table,
+    fault_cycles,
+    field_fault,
     nms_cycles,
     table_bytes,
 )
@@ -111,6 +114,7 @@ class NmsResult:
     spatial: np.ndarray
     decided: list[np.ndarray]
     cycles: int = 0  # the cycle model's (set by ``run_instruction``)
+    fault: str = ""  # why the table or the fields were flagged FLAG_BAD_TABLE
 
 
 def _lanes(a: np.ndarray, lanes: int) -> np.ndarray:
@@ -230,19 +234,36 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
 
 
 def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: AcceleratorConfig) -> NmsResult:
-    """One NMS instruction from its body's fields (``ir.isa.Nms`` names, ints) and DRAM: the
-    parameter table is read and checked (``NmsParams.check``: ``NmsError``), then the patch
-    list — a 16-byte header whose ``count`` must not exceed the field ``patches`` (else the
-    result is flagged ``FLAG_BAD_PATCH``), then its entries — then ``execute`` with DRAM words
-    of ``cfg.tn`` channels; ``cycles`` of the result is ``ir.nms.nms_cycles``."""
+    """One NMS instruction from its body's fields (``ir.isa.Nms`` names, ints) and DRAM, as
+    ``NmsUnit`` runs it: fields or a parameter table the core cannot run (``field_fault``,
+    ``NmsParams.fault``) give a header alone, count 0 and ``FLAG_BAD_TABLE``, in
+    ``fault_cycles``; else the patch list — a 16-byte header whose ``count`` must not exceed
+    the field ``patches`` (else the result is flagged ``FLAG_BAD_PATCH``), then its entries —
+    then ``execute`` with DRAM words of ``cfg.tn`` channels; ``cycles`` of the result is
+    ``ir.nms.nms_cycles``. ``NmsError`` when a DRAM range it reads or writes is outside
+    ``dram`` (the table, the patch list, the list; the maps of a table it runs)."""
     levels, channels = fields["levels"], fields["channels"]
-    at = fields["table_addr"]
-    params = decode_table(dram[at:at + table_bytes(levels, channels)].tobytes(), levels, channels,
-                          fields["classes"], fields["thr"], fields["capacity"], 1 << fields["planes"])
-    params.check(core)
+    at, pat = fields["table_addr"], fields["patch_addr"]
+    for what, addr, n in (("parameter table", at, table_bytes(levels, channels)), ("patch list", pat, 16),
+                          ("survivor list", fields["out_addr"], 16)):
+        if addr + n > dram.size:
+            raise NmsError(f"the {what} at {addr}..{addr + n - 1} is outside the DRAM of {dram.size} bytes")
+    count = int(np.frombuffer(dram[pat:pat + 16].tobytes(), HEADER_DTYPE)[0]["count"])
+    fault = field_fault(fields, core)
+    if not fault:
+        params = decode_table(dram[at:at + table_bytes(levels, channels)].tobytes(), levels, channels,
+                              fields["classes"], fields["thr"], fields["capacity"], 1 << fields["planes"])
+        fault = params.fault(core)
+    if fault:
+        header = np.zeros(1, HEADER_DTYPE)
+        header["flags"] = FLAG_BAD_TABLE
+        dram[fields["out_addr"]:fields["out_addr"] + 16] = np.frombuffer(header.tobytes(), np.uint8)
+        none = np.zeros(0, SURVIVOR_DTYPE)
+        pair_k = None if field_fault(fields, core) else params.pair_k
+        return NmsResult(0, FLAG_BAD_TABLE, none, none, [],
+                         fault_cycles(cfg, core, fields, pair_k, count), fault=fault)
     _check_dram(dram.size, fields, params, cfg.tn)
-    at = fields["patch_addr"]
-    count = int(np.frombuffer(dram[at:at + 16].tobytes(), HEADER_DTYPE)[0]["count"])
+    at = pat
     over = count > fields["patches"]
     n = 0 if over else count
     patches = np.frombuffer(dram[at + 16:at + 16 * (1 + n)].tobytes(), PATCH_DTYPE)
@@ -291,6 +312,6 @@ def read_list(dram: np.ndarray, out_addr: int, capacity: int) -> tuple[int, int,
     flags and the entries written (none when the result is invalid)."""
     header = np.frombuffer(dram[out_addr:out_addr + 16].tobytes(), HEADER_DTYPE)[0]
     count, flags = int(header["count"]), int(header["flags"])
-    n = 0 if flags & (FLAG_SPATIAL_FULL | FLAG_BAD_PATCH) else min(count, capacity)
+    n = 0 if flags & (FLAG_SPATIAL_FULL | FLAG_BAD_PATCH | FLAG_BAD_TABLE) else min(count, capacity)
     entries = np.frombuffer(dram[out_addr + 16:out_addr + 16 * (1 + n)].tobytes(), SURVIVOR_DTYPE)
     return count, flags, entries

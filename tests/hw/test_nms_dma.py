@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 from shiftflow.hw.nms_dma import NmsUnit
 from shiftflow.ir.config import TINY
 from shiftflow.ir.isa import Opcode
-from shiftflow.ir.nms import FLAG_BAD_PATCH, FLAG_LIST_FULL, NmsError, core_of, encode_table, slot_table
+from shiftflow.ir.nms import (
+    FLAG_BAD_PATCH,
+    FLAG_BAD_TABLE,
+    FLAG_LIST_FULL,
+    LEVEL_DTYPE,
+    NmsError,
+    core_of,
+    encode_table,
+    slot_table,
+)
 from shiftflow.sim.nms_core import run_instruction, write_patches
 
 from tests.hw.memmodel import Dram
@@ -138,3 +147,107 @@ def test_an_illegal_patch_list_is_flagged_without_a_hang(bad):
                 "past_map": np.concatenate([patches, last])}[bad]
     res = check(all_equal_scene(maps="random", seed=11), patched=wrong)
     assert res.flags == FLAG_BAD_PATCH
+
+
+# --- fields and parameter tables the core cannot run, written past the loader ----------
+
+def _level_at(fields, i, name):
+    """The DRAM byte offset of level ``i``'s field ``name`` in the table, and its size."""
+    return fields["table_addr"] + 32 * i + LEVEL_DTYPE.fields[name][1], LEVEL_DTYPE[name].itemsize
+
+
+def _poke(mem, at, size, value):
+    mem[at:at + size] = np.frombuffer(int(value).to_bytes(size, "little"), np.uint8)
+
+
+def _malformed(mem, fields, kind, pick, core):
+    """Apply a malformation ``kind`` to the instruction (``fields``, returned) or its table in
+    ``mem`` (in place); ``pick(k)`` draws an int below ``k`` (which level, channel...)."""
+    levels, n = fields["levels"], fields["channels"]
+    ch_at = fields["table_addr"] + 32 * levels
+    pair_at = ch_at + -(-2 * n // 16) * 16
+    lv, c, a, b = pick(levels), pick(n), pick(n), pick(n)
+    entry = lambda i, name: int.from_bytes(mem[slice(*(lambda at, k: (at, at + k))(*_level_at(fields, i, name)))],
+                                           "little")
+    poke_level = lambda name, v, i=lv: _poke(mem, *_level_at(fields, i, name), v)
+    first = [sum(entry(i, "anchors") for i in range(j)) for j in range(levels + 1)]
+    if kind in ("levels", "channels", "classes", "planes", "patches", "capacity"):
+        return dict(fields, **{kind: {"levels": 0, "channels": core.max_channels + 1, "classes": 0, "planes": 3,
+                                      "patches": core.patches + 1, "capacity": core.survivors + 1}[kind]})
+    if kind == "kernel_over_core":
+        mem[ch_at + 2 * c] = core.max_kernel + 1 + pick(200)
+    elif kind == "kernel_over_map":  # every kernel 2 (shift 0), one level's map one row high
+        mem[ch_at:ch_at + 2 * n] = np.tile(np.array([2, 0], np.uint8), n)
+        poke_level("height", 1)
+    elif kind == "kernel_zero":
+        mem[ch_at + 2 * c] = 0
+    elif kind == "shift_over_kernel":
+        mem[ch_at + 2 * c + 1] = mem[ch_at + 2 * c] + pick(3)
+    elif kind == "wide_map":
+        poke_level("width", core.max_width + 1 + pick(100))
+    elif kind == "no_anchor":
+        poke_level("anchors", 0)
+    elif kind == "anchors_sum":
+        poke_level("anchors", entry(lv, "anchors") + 1 + pick(3))
+    elif kind == "no_stride":
+        poke_level("stride", 0)
+    elif kind == "key_edge":  # whole codes shifted to fill the keys exactly: runs
+        poke_level("shift", core.key_bits - 8 * (1 << fields["planes"]))
+        poke_level("bits", 0)
+    elif kind == "key_bits":
+        poke_level("shift", core.key_bits - 7 + pick(40))
+        poke_level("bits", 8 + pick(30))
+    elif kind in ("index_bits", "index_edge"):  # start + H·W·A just over 2**index_bits, or exactly it
+        boxes = entry(lv, "height") * entry(lv, "width") * entry(lv, "anchors")
+        poke_level("start", (1 << core.index_bits) - boxes + (1 + pick(3) if kind == "index_bits" else 0))
+    elif kind == "pair_diagonal":
+        mem[pair_at + 2 * (a * n + a)] = 1 + pick(3)
+    elif kind == "pair_kernel":
+        mem[pair_at + 2 * (a * n + b)] = 16 + pick(240)
+    elif kind == "pair_shift":
+        mem[pair_at + 2 * (a * n + b)], mem[pair_at + 2 * (a * n + b) + 1] = 2, 2 + pick(10)
+    elif kind == "pair_stride":  # channels of levels 0 and 1 compete at a ratio 3 or >= 256
+        assume(levels >= 2)
+        a, b = first[0] + pick(first[1]), first[1] + pick(first[2] - first[1])
+        mem[pair_at + 2 * (a * n + b)] = mem[pair_at + 2 * (b * n + a)] = 2
+        poke_level("stride", entry(0, "stride") * (3 if pick(2) else 256 << pick(4)), 1)
+    elif kind == "partners":  # (run on a core with one partner slot)
+        assume(n >= 3)
+        for j in range(n):
+            mem[pair_at + 2 * (a * n + j)] = 0 if j == a else 1 + pick(4)
+    elif kind == "byte":
+        mem[fields["table_addr"] + pick(pair_at + 2 * n * n - fields["table_addr"])] = pick(256)
+    return fields
+
+
+MALFORMED = ["levels", "channels", "classes", "planes", "patches", "capacity", "kernel_over_core",
+             "kernel_over_map", "kernel_zero", "shift_over_kernel", "wide_map", "no_anchor", "anchors_sum",
+             "no_stride", "key_bits", "index_bits", "pair_diagonal", "pair_kernel", "pair_shift", "pair_stride",
+             "partners", "index_edge", "key_edge", "byte"]
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sc=scenes(), rnd=st.randoms(use_true_random=False))
+def test_a_malformed_table_is_flagged_in_the_models_bytes_and_cycles(kind, sc, rnd):
+    """Fields or a parameter table the core cannot run (each of what ``field_fault`` and
+    ``NmsParams.fault`` refuse, or a random byte), written past the loader: the unit writes
+    the model's header (count 0, FLAG_BAD_TABLE; or, for a random byte that leaves a table it
+    can run, the model's list), ``done`` in exactly the model's cycles, no hang."""
+    cfg = dataclasses.replace(CFG, nms_partners=1) if kind == "partners" else CFG
+    core = core_of(cfg)
+    mem, fields = setup(sc)
+    fields = _malformed(mem, fields, kind, lambda k: rnd.randrange(max(k, 1)), core)
+    model = mem.copy()
+    try:
+        res = run_instruction(model, fields, core, cfg)
+    except NmsError:
+        assume(False)  # a random byte moved a map outside the DRAM
+    if kind not in ("byte", "index_edge", "key_edge"):
+        assert res.flags == FLAG_BAD_TABLE and res.count == 0 and res.fault, kind
+    elif kind != "byte":
+        assert not res.flags & FLAG_BAD_TABLE, res.fault
+    after, cycles = run_unit(cfg, mem, fields)
+    np.testing.assert_array_equal(after, model)
+    if not res.flags & FLAG_BAD_PATCH:
+        assert cycles == res.cycles

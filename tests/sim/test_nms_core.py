@@ -11,12 +11,14 @@ from shiftflow.ir.config import TINY, ZU3EG
 from shiftflow.ir.isa import Opcode, encode, to_dict
 from shiftflow.ir.nms import (
     FLAG_BAD_PATCH,
+    FLAG_BAD_TABLE,
     FLAG_LIST_FULL,
     FLAG_SPATIAL_FULL,
     NmsCore,
     NmsError,
     decode_table,
     encode_table,
+    fault_cycles,
     field_rules,
     nms_cycles,
     pyramid_cycles,
@@ -191,14 +193,20 @@ def test_an_encoded_instruction_runs_from_dram_like_its_parameters():
             "classes": params.classes, "planes": 0, "thr": params.thr, "patch_addr": pat,
             "patches": len(patches), "out_addr": out, "capacity": params.capacity}
     fields = to_dict(encode(Opcode.NMS, body))["nms"]
-    core = NmsCore(lanes=4, max_width=16)
+    core = NmsCore(lanes=4, max_width=16, survivors=4096)
     got = run_instruction(dram, fields, core, TINY)
     assert TINY.tn == 4 and got.count == res.count > 0 and got.entries.tobytes() == res.entries.tobytes()
     assert read_list(dram, out, params.capacity)[2].tobytes() == res.entries.tobytes()
     assert got.cycles == nms_cycles(TINY, params, core, res.decided, patches, len(res.spatial), res.count,
                                     table_addr=at)
-    with pytest.raises(NmsError, match="kernel .* must be in 1..min"):
-        run_instruction(dram, fields, NmsCore(lanes=4, max_width=16, max_kernel=1), TINY)
+    # A table the core cannot run (kernels over its max_kernel), past the loader: flagged as
+    # NmsUnit flags it, header alone, in fault_cycles.
+    small = NmsCore(lanes=4, max_width=16, max_kernel=1, survivors=4096)
+    before = read_list(dram, out, params.capacity)
+    bad = run_instruction(dram, fields, small, TINY)
+    assert bad.flags == FLAG_BAD_TABLE and bad.count == 0 and "kernel" in bad.fault
+    assert read_list(dram, out, params.capacity)[:2] == (0, FLAG_BAD_TABLE) != before[:2]
+    assert bad.cycles == fault_cycles(TINY, small, fields, params.pair_k, len(patches))
     # A patch list longer than the instruction allows: flagged, nothing pooled from it.
     over = run_instruction(dram, dict(fields, patches=len(patches) - 1), core, TINY)
     assert over.flags == FLAG_BAD_PATCH and len(read_list(dram, out, params.capacity)[2]) == 0
