@@ -83,6 +83,15 @@ class AcceleratorConfig:
     #: empties (``ir.timeline.chain_window``). A what-if of the cycle model today: no target's
     #: RTL does it, and the RTL bench refuses a target with it on (docs/backend.md "Chaining")
     compute_chain: bool = False
+    #: with ``compute_chain``: cycles the next instruction waits past the point where the
+    #: sequencer would start one more group of the previous one — an RTL that lets the front
+    #: pipeline (line-buffer read to the MAC array's sums) empty first, so the operand router
+    #: and the array need no second instruction's fields
+    chain_front: int = 0
+    #: with ``compute_chain``: the retire stage holds one instruction at a time — the next
+    #: one's first drain starts in the cycle after the previous one's end (else right after
+    #: its last drain, each chunk carrying its own instruction's fields through the PPU)
+    chain_retire_single: bool = False
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30
     #: the NMS core (docs/nms_core.md, ``ir.nms.NmsCore``): channels pooled a cycle (0: the
@@ -209,7 +218,7 @@ MAX_PSUM_ENTRIES = 1 << 20
 
 
 #: Integer fields that may be 0 (all others must be positive)
-_NON_NEGATIVE = ("dram_latency", "nms_lanes")
+_NON_NEGATIVE = ("dram_latency", "nms_lanes", "chain_front")
 
 
 def _field_problems(cfg: AcceleratorConfig) -> list[str]:

@@ -66,7 +66,10 @@ def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
     start to its first group's drain (start cycles and one group's steps); the retire stage
     drains groups in order, so no first drain begins before the previous instruction's last
     drain ends (its end less ``pe_latency``). Under that rule a chained CONV's groups follow
-    the previous instruction's at the same cadence as its own (docs/backend.md "Chaining")."""
+    the previous instruction's at the same cadence as its own (docs/backend.md "Chaining").
+    A cheaper RTL shortens the overlap: ``cfg.chain_front`` cycles off ``tail``, and with
+    ``cfg.chain_retire_single`` ``pe_latency + 1`` off ``lead`` (the first drain waits for
+    the previous instruction's end, and one cycle more)."""
     f, op = ins.f, ins.opcode
     if op == Opcode.CONV or op == Opcode.SPCONV:
         kept = f.get("kept")
@@ -74,11 +77,14 @@ def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
                                       f["win.kw"], f["win.sw"], kept)
         drain = cost.conv_slots(cfg, bool(f["dataflow"]), 1 << f["wide"])
         start = cost.COMPUTE_START + (cost.SPCONV_START if kept is not None else 0)
-        return min(steps, drain) + cfg.pe_latency, start + steps
-    if op == Opcode.VEC:
+        last, lead = min(steps, drain), start + steps
+    elif op == Opcode.VEC:
         taps = cost.vec_taps(cfg, f["op"] in _POOLS, f["op"] == VecOp.ADD.value, f["win.kh"], f["win.kw"])
-        return 1 + cfg.pe_latency, cost.COMPUTE_START + max(1, taps)
-    return None
+        last, lead = 1, cost.COMPUTE_START + max(1, taps)
+    else:
+        return None
+    return (last + cfg.pe_latency - cfg.chain_front,
+            lead - (cfg.pe_latency + 1 if cfg.chain_retire_single else 0))
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,14 @@ def test_chained_tokens_still_follow_ends():
     tl = chained(conv(rows=4, push_prev=1), conv(rows=4), wgt(64, pop_next=1), encode(Opcode.FINISH))
     assert tl.start[:2] == [25, 34]
     assert tl.start[2] == 46
+
+
+def test_cheaper_chaining_rules():
+    # chain_front 3: the second CONV starts 3 cycles later than fully chained (34 + 3); with
+    # chain_retire_single its first drain (1 + 1 cycles after its start) waits for the first
+    # one's end, 46, and one cycle more: a start at 45.
+    words = (conv(rows=4), conv(rows=4), encode(Opcode.FINISH))
+    tiny = dataclasses.replace(TINY, compute_chain=True, chain_front=3)
+    assert schedule(tiny, decode_program(b"".join(words))).start[:2] == [25, 37]
+    single = dataclasses.replace(tiny, chain_retire_single=True)
+    assert schedule(single, decode_program(b"".join(words))).start[:2] == [25, 45]
