@@ -419,7 +419,7 @@ def _bursts(addr: int, nbytes: int, bw: int) -> int:
 
 def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks: list[np.ndarray],
                patches: np.ndarray, spatial: int, kept: int, *, table_addr: int = 0,
-               count: int | None = None, bad: bool = False) -> int:
+               count: int | None = None, bad: bool = False, merged: np.ndarray | None = None) -> int:
     """``NmsUnit``'s cycles from taking the instruction to ``done`` (docs/nms_core.md, "Cycle
     model"), with a memory that answers a read's first beat ``dram_latency`` cycles after its
     request and a write's response as long after its last beat, and never stalls:
@@ -438,8 +438,10 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
       more than ``core.survivors``), its ``kept`` survivors' writes overlapped, then the header
       written and its response.
 
-    ``patches``: the entries read and merged (PATCH_DTYPE), ``count`` the header's (default
-    their number; more than the entries when the list was over ``patches``: then none read)."""
+    ``patches``: the entries read (PATCH_DTYPE), ``count`` the header's (default their number;
+    more than the entries when the list was over ``patches``: then none read), ``merged`` those
+    of them the cell former merges (default all; of an illegal list its prefix
+    ``sim.nms_core.merged_patches``, with ``blocks`` decided on the stream it patched)."""
     bw, lat, lanes = cfg.dram_bytes_per_cycle, cfg.dram_latency, core.lanes
     beats = lambda nbytes: -(-nbytes // bw)
     planes = params.planes
@@ -447,10 +449,10 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     count = len(patches) if count is None else count
     t = _front_cycles(cfg, core, len(params.levels), params.pair_k, table_addr, count, len(patches))
     # The levels' blocks.
-    merged = {}
-    for p in patches:
+    at = {}
+    for p in np.asarray(patches if merged is None else merged, PATCH_DTYPE):
         key = (int(p["level"]), int(p["channel"]) // lanes)
-        merged.setdefault(key, []).append((int(p["y"]), int(p["x"])))
+        at.setdefault(key, []).append((int(p["y"]), int(p["x"])))
     it = iter(blocks)
     for li, lv in enumerate(params.levels):
         lanes_at = t + LEVEL_SETUP
@@ -459,8 +461,8 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
             decided = np.asarray(next(it)).reshape(-1)
             hw = lv.height * lv.width
             npq = np.zeros(hw, np.int64)
-            for y, x in merged.get((li, bi), ()):
-                if y < lv.height and x < lv.width:  # (an illegal list's cycles are not the model's)
+            for y, x in at.get((li, bi), ()):
+                if y < lv.height and x < lv.width:  # (``merged`` holds only positions in the stream)
                     npq[y * lv.width + x] += 1
             if x_end is None:
                 s0 = lanes_at + lanes

@@ -115,6 +115,7 @@ class NmsResult:
     decided: list[np.ndarray]
     cycles: int = 0  # the cycle model's (set by ``run_instruction``)
     fault: str = ""  # why the table or the fields were flagged FLAG_BAD_TABLE
+    merged: np.ndarray | None = None  # the patches merged into the stream (``merged_patches``)
 
 
 def _lanes(a: np.ndarray, lanes: int) -> np.ndarray:
@@ -206,8 +207,14 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     lanes = core.lanes
     parts, decided = [], []
     bad = patch_overflow or not _patches_ok(params, patches, lanes)
+    merged = patches[:0] if patch_overflow else merged_patches(params, patches, lanes) if bad else patches
     blocks = stream_blocks(dram, params, lanes, patches[:0] if bad else patches, tn or lanes)
     for li, b0, valid, key, index, ks, ss in blocks:
+        if bad:  # the part of an illegal list the cell former merges (the result is flagged)
+            for p in merged[(merged["level"] == li) & (merged["channel"] // lanes == b0 // lanes)]:
+                y, x, lane = int(p["y"]), int(p["x"]), int(p["channel"]) - b0
+                key[y, x, lane], index[y, x, lane] = int(p["key"]), int(p["index"])
+                valid[y, x, lane] = not p["empty"] and int(p["key"]) > params.thr
         y, x, lane, dec = spatial_block(valid, key, index, ks, ss)
         decided.append(dec)
         rec = np.zeros(len(y), SURVIVOR_DTYPE)
@@ -230,7 +237,26 @@ def execute(dram: np.ndarray, params: NmsParams, core: NmsCore, patches: np.ndar
     header["count"], header["flags"] = len(final), flags
     blob = header.tobytes() + entries.tobytes()
     dram[out_addr:out_addr + len(blob)] = np.frombuffer(blob, np.uint8)
-    return NmsResult(len(final), flags, entries, spatial, decided)
+    return NmsResult(len(final), flags, entries, spatial, decided, merged=merged)
+
+
+def merged_patches(params: NmsParams, patches: np.ndarray, lanes: int) -> np.ndarray:
+    """The patches of a list the cell former (``NmsCells``) merges into the stream, in order:
+    a patch merges at its position (level, block, y, x) when that position is in the stream
+    and not before the previous patch's (the position in front of the cell former only moves
+    on); the first that does not merge blocks all after it. All of a legal list."""
+    prev, n = None, 0
+    for p in patches:
+        li = int(p["level"])
+        if li >= len(params.levels):
+            break
+        lv, blk = params.levels[li], int(p["channel"]) // lanes
+        pos = (li, blk, int(p["y"]), int(p["x"]))
+        if blk >= -(-lv.anchors * params.classes // lanes) or pos[2] >= lv.height or pos[3] >= lv.width \
+                or (prev is not None and pos < prev):
+            break
+        prev, n = pos, n + 1
+    return patches[:n]
 
 
 def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: AcceleratorConfig) -> NmsResult:
@@ -270,7 +296,7 @@ def run_instruction(dram: np.ndarray, fields: dict, core: NmsCore, cfg: Accelera
     res = execute(dram, params, core, patches, fields["out_addr"], cfg.tn, patch_overflow=over)
     bad = bool(res.flags & FLAG_BAD_PATCH)
     res.cycles = nms_cycles(cfg, params, core, res.decided, patches[:0] if over else patches, len(res.spatial),
-                            res.count, table_addr=fields["table_addr"], count=count, bad=bad)
+                            res.count, table_addr=fields["table_addr"], count=count, bad=bad, merged=res.merged)
     return res
 
 

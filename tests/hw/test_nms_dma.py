@@ -97,7 +97,7 @@ def check(sc, cfg=CFG, stall=0.0, capacity=60, patched=None, fields_of=None):
     res = run_instruction(model, fields, core_of(cfg), cfg)
     after, cycles = run_unit(cfg, mem, fields, stall)
     np.testing.assert_array_equal(after, model)
-    if not stall and not res.flags & FLAG_BAD_PATCH:
+    if not stall:
         assert cycles == res.cycles
     return res
 
@@ -147,6 +147,40 @@ def test_an_illegal_patch_list_is_flagged_without_a_hang(bad):
                 "past_map": np.concatenate([patches, last])}[bad]
     res = check(all_equal_scene(maps="random", seed=11), patched=wrong)
     assert res.flags == FLAG_BAD_PATCH
+
+
+ILLEGAL = ["shuffled", "swapped", "duplicate", "past_map", "inactive_lane", "bad_level"]
+
+
+@pytest.mark.parametrize("kind", ILLEGAL)
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sc=scenes(), rnd=st.randoms(use_true_random=False))
+def test_an_illegal_patch_list_in_the_models_bytes_and_cycles(kind, sc, rnd):
+    """An illegal patch list (hypothesis: shuffled, two swapped, a duplicate, a patch outside
+    its map, on an inactive lane or of a level past the last): the model's flag and bytes,
+    and its cycles (the cell former merges the list up to its first patch that cannot merge:
+    ``sim.nms_core.merged_patches``)."""
+    def wrong(patches, params):
+        assume(len(patches) >= 2)
+        p, i, j = patches.copy(), rnd.randrange(len(patches)), rnd.randrange(len(patches))
+        lv = params.levels[int(p["level"][i])]
+        if kind == "shuffled":
+            rnd.shuffle(p)
+        elif kind == "swapped":
+            p[i], p[j] = patches[j], patches[i]
+        elif kind == "duplicate":
+            p = np.insert(p, i, p[i])
+        elif kind == "past_map":
+            p["x"][i] += lv.width
+        elif kind == "inactive_lane":
+            lanes, nch = core_of(CFG).lanes, lv.anchors * params.classes
+            assume(nch % lanes)
+            p["channel"][i] = -(-nch // lanes) * lanes - 1
+        else:
+            p["level"][i] = len(params.levels) + rnd.randrange(3)
+        return p
+    res = check(sc, patched=wrong)
+    assert kind in ("shuffled", "swapped") or res.flags == FLAG_BAD_PATCH
 
 
 # --- fields and parameter tables the core cannot run, written past the loader ----------
