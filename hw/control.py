@@ -29,13 +29,18 @@ stalls and has latency ``dram_latency``, and every executor obeys its contract):
 - dispatch: the buffer's head goes to its unit's queue in the first cycle in which it is
   valid and that queue has room; a queue entry is freed by its instruction's start, visible
   the next cycle (``D_k = max(F_k, D_{k-1} + 1, S_j + 1)``).
-- start: a queue's head is visible the cycle after its dispatch; it starts (is offered to
+- dispatch stage (``cfg.dispatch_stage`` = 1, tiny): a dispatched word spends the cycle
+  after its dispatch in a register beside its queue (``staged``) and is written into the
+  queue then; room counts it (entries from dispatch to start), so ``D_k`` is as above.
+- start: a queue's head is visible ``1 + dispatch_stage`` cycles after its dispatch
+  (``ready = D + 1 + dispatch_stage``); it starts (is offered to
   the executor with ``valid``, accepted with ``ready = ~busy | done``) when every token it
   pops is available. An executor pulses ``done`` in cycle ``E = S + C``; its pushes count
   in that cycle and a pop in the same cycle sees them. FINISH is never sent to the compute
   unit: it starts when it heads the compute queue, its pops are available and every unit is
-  idle (its queue empty and no instruction in flight, or its ``done`` this cycle); it costs
-  one cycle.
+  idle (its queue empty and no instruction in flight, or its ``done`` this cycle; a staged
+  word is never missed: every earlier word was dispatched before the FINISH, so it is in its
+  queue by the FINISH's first possible start); it costs one cycle.
 - STATUS.done (and the ``done`` port) rises in cycle ``E_FINISH``, busy falls then, and
   CYCLES reads ``E_FINISH`` = ``Timeline.cycles`` from then on (during a segment it reads
   the current cycle number). ``UNIT_BUSY`` counts the cycles in which the unit runs an
@@ -54,7 +59,8 @@ Tokens left at FINISH are dropped (the counters are cleared at start).
 
 NMS (only with ``nms``: a target with the NMS core; else it is an illegal opcode): the
 fourth executor, ``nms`` / ``nms_done``, run as a barrier exactly as ``ir.timeline.schedule``
-models it. Its queue is one register (an NMS is never dispatched while another is pending).
+models it. Its queue is one register (an NMS is never dispatched while another is pending;
+with the dispatch stage it is queued the cycle after its dispatch, as the other units' words).
 It starts (is offered) when it heads that register, the segment runs and every other unit is
 idle (queue empty, nothing in flight or its ``done`` this cycle), as FINISH; from its dispatch
 until its ``done`` (that cycle included: ``D_next >= E_NMS``) nothing else is dispatched. Its
@@ -214,7 +220,7 @@ class Controller(wiring.Component):
             is_nms = fetch.cls[len(UNITS) + 1]
             extra = [is_nms]
             nms_word = Signal(used_bits([Opcode.NMS]))
-            nms_queued, nms_inflight = Signal(), Signal()
+            nms_queued, nms_inflight, nms_staged = Signal(), Signal(), Signal()
             nms_head = Signal(INSTR)
             m.d.comb += nms_head.as_value().eq(nms_word)
             # As FINISH: every other unit idle (the queues hold only instructions before the NMS).
@@ -222,7 +228,7 @@ class Controller(wiring.Component):
             nms_accept = nms_go & self.nms.ready
             # Dispatch holds while an NMS is pending or runs, up to its done cycle.
             barrier = Signal()
-            m.d.comb += [barrier.eq(nms_queued | nms_inflight & ~self.nms_done), self.nms.valid.eq(nms_go),
+            m.d.comb += [barrier.eq((nms_staged if cfg.dispatch_stage else 0) | nms_queued | nms_inflight & ~self.nms_done), self.nms.valid.eq(nms_go),
                          self.nms.payload.eq(nms_head), self.nms_busy.eq(nms_inflight)]
             with m.If(nms_accept):
                 m.d.sync += nms_inflight.eq(1)
@@ -231,7 +237,20 @@ class Controller(wiring.Component):
             inflight[Unit.NMS] = nms_inflight  # in STATUS.busy
         # -- dispatch ---------------------------------------------------------------------------
         legal = Cat(*to.values(), *extra).any()
-        room = Cat(*(to[u] & queue[u].w_rdy for u in UNITS), *extra).any()
+        if cfg.dispatch_stage:
+            # The dispatch stage (docs/microarchitecture.md, "Timing closure"): the word waits a
+            # cycle in ``staged_word`` (sampled every cycle, no enable) while ``staged`` (set by
+            # dispatch) writes it into the queue, so dispatch drives a few flip-flops and each
+            # queue's write enable starts at a register. ``occupied`` counts the words from
+            # dispatch to start (the staged one too), ``full`` is its registered ``== depth``:
+            # room is one flip-flop, and the staged word always finds the queue not full.
+            staged = {u: Signal(name=f"{u.name.lower()}_staged") for u in UNITS}
+            staged_word = {u: Signal(len(queue[u].w_data), name=f"{u.name.lower()}_staged_word") for u in UNITS}
+            occupied = {u: Signal(range(cfg.queue_depth + 1), name=f"{u.name.lower()}_occupied") for u in UNITS}
+            full = {u: Signal(name=f"{u.name.lower()}_full") for u in UNITS}
+            room = Cat(*(to[u] & ~full[u] for u in UNITS), *extra).any()
+        else:
+            room = Cat(*(to[u] & queue[u].w_rdy for u in UNITS), *extra).any()
         # ``dleft`` == 1 and == 0, registered with it (no wide comparison after dispatch).
         dleft_one, dleft_zero = Signal(), Signal()
         misplaced = dleft_one & ~is_finish  # the segment's last word must be FINISH
@@ -239,16 +258,36 @@ class Controller(wiring.Component):
         dispatch = offered & legal & room & ~misplaced
         if self.has_nms:
             dispatch = dispatch & ~barrier
+            if cfg.dispatch_stage:
+                # The word is sampled while no NMS is pending (registers only: no enable from
+                # dispatch) and held from its dispatch to its accept (the unit registers it
+                # then); ``nms_staged`` delays its head by the stage, as every queue's.
+                m.d.sync += nms_staged.eq(dispatch & is_nms)
+                with m.If(~(nms_staged | nms_queued)):
+                    m.d.sync += nms_word.eq(fetch.word.payload)
+                enqueue, nms_load = nms_staged, []
+            else:
+                enqueue, nms_load = dispatch & is_nms, [nms_word.eq(fetch.word.payload)]
             with m.If(start):
                 m.d.sync += nms_queued.eq(0)
-            with m.Elif(dispatch & is_nms):
-                m.d.sync += [nms_queued.eq(1), nms_word.eq(fetch.word.payload)]
+            with m.Elif(enqueue):
+                m.d.sync += [nms_queued.eq(1), *nms_load]
             with m.Elif(nms_accept):
                 m.d.sync += nms_queued.eq(0)
         m.d.comb += [fetch.word.ready.eq(dispatch), fetch.start.eq(start), fetch.seg_addr.eq(seg_addr),
                      fetch.seg_len.eq(seg_len), fetch.run.eq(running & ~finishing)]
         for u in UNITS:
-            m.d.comb += [queue[u].w_en.eq(dispatch & to[u]), queue[u].w_data.eq(fetch.word.payload)]
+            if cfg.dispatch_stage:
+                m.d.comb += [queue[u].w_en.eq(staged[u]), queue[u].w_data.eq(staged_word[u])]
+                m.d.sync += [staged[u].eq(dispatch & to[u]), staged_word[u].eq(fetch.word.payload)]
+                with m.If(start):
+                    m.d.sync += [occupied[u].eq(0), full[u].eq(0)]
+                with m.Elif(dispatch & to[u] & ~started[u]):
+                    m.d.sync += [occupied[u].eq(occupied[u] + 1), full[u].eq(occupied[u] == cfg.queue_depth - 1)]
+                with m.Elif(started[u] & ~(dispatch & to[u])):
+                    m.d.sync += [occupied[u].eq(occupied[u] - 1), full[u].eq(0)]
+            else:
+                m.d.comb += [queue[u].w_en.eq(dispatch & to[u]), queue[u].w_data.eq(fetch.word.payload)]
 
         # -- segment state, errors --------------------------------------------------------------
         fault = Signal(2)

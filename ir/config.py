@@ -63,6 +63,11 @@ class AcceleratorConfig:
     #: (hw/fetch.py ``HeadFifo``), so dispatch decides from flip-flops, not through a LUT-RAM
     #: read — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~29)
     fetch_head_reg: bool = False
+    #: cycles (0 or 1) of the controller's dispatch stage: with 1 a dispatched word waits a
+    #: cycle in a register beside its queue, so a queue's head is visible two cycles after its
+    #: dispatch, not one (``ir.timeline.schedule``: ``ready = D + 1 + dispatch_stage``;
+    #: hw/control.py) — 1 for tiny's ECP5 Fmax (dispatch and the queues sit apart), 0 for zu3eg
+    dispatch_stage: int = 0
     #: timing only, no cycle: products wider than an ECP5 multiplier block (18 x 18) cut into
     #: block-sized products joined without an adder — the MAC array's two 9 x 9 products of a
     #: DSP pair in their own multipliers, the VEC shifts' factor in two halves (hw/pe.py,
@@ -127,6 +132,8 @@ class AcceleratorConfig:
             problems.append(f"instr_bytes ({self.instr_bytes}) must be whole DRAM beats ({bw} bytes)")
         if not set(self.weight_encodings) <= {"int", "pow2"}:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
+        if self.dispatch_stage not in (0, 1):
+            problems.append(f"dispatch_stage ({self.dispatch_stage}) must be 0 or 1")
         if self.lb_copies not in (1, 2):
             problems.append(f"lb_copies ({self.lb_copies}) must be 1 or 2")
         elif self.lb_copies == 1 and self.tm > 2 * self.tn:
@@ -218,7 +225,7 @@ MAX_PSUM_ENTRIES = 1 << 20
 
 
 #: Integer fields that may be 0 (all others must be positive)
-_NON_NEGATIVE = ("dram_latency", "nms_lanes", "chain_front")
+_NON_NEGATIVE = ("dram_latency", "nms_lanes", "chain_front", "dispatch_stage")
 
 
 def _field_problems(cfg: AcceleratorConfig) -> list[str]:
@@ -256,7 +263,8 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, split_products=True,
+    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, dispatch_stage=1,
+    split_products=True,
     # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
     nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
     nms_max_channels=16, nms_partners=4,

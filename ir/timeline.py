@@ -90,8 +90,9 @@ def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class Timeline:
     """Per-instruction times of one segment (lists indexed by position in the segment).
-    ``stall[i] = start[i] - max(dispatch[i] + 1, end of the unit's previous instruction)``:
-    cycles the instruction waited for tokens (or, for FINISH, for the other units)."""
+    ``stall[i] = start[i] - max(dispatch[i] + 1 + dispatch_stage, end of the unit's previous
+    instruction)``: cycles the instruction waited for tokens (or, for FINISH, for the other
+    units)."""
 
     instrs: list[Instr]
     fetch: list[int]
@@ -145,7 +146,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
         if len(queue) >= cfg.queue_depth:
             d = max(d, queue[-cfg.queue_depth] + 1)
         window = chain_window(cfg, ins) if cfg.compute_chain and u == Unit.COMPUTE.value else None
-        ready = max(d + 1, free[u], drained - window[1]) if window else max(d + 1, last_end[u])
+        head = d + 1 + cfg.dispatch_stage  # the queue shows the word then
+        ready = max(head, free[u], drained - window[1]) if window else max(head, last_end[u])
         s = ready
         for flag, other in ((ins.pop_prev, _PREV.get(u)), (ins.pop_next, _NEXT.get(u))):
             if flag:

@@ -33,7 +33,8 @@ def event_driven(cfg, instrs) -> tuple[list[int], list[int]]:
     """Start and end cycle of every instruction of one segment, found by running the machine
     from event to event: a fetch port that requests one word a cycle while its buffer of
     ``fetch_depth`` words has room and returns beats in order, an in-order dispatcher, three
-    in-order units each behind a queue of ``queue_depth``, and token FIFOs whose tokens exist
+    in-order units each behind a queue of ``queue_depth`` (a head visible ``1 + dispatch_stage``
+    cycles after its dispatch), and token FIFOs whose tokens exist
     from the end of the pushing instruction. Only the per-instruction costs come from
     ``ir.timeline`` (the cost table); no recurrence of the cycle model is used."""
     n, nb, lat = len(instrs), cfg.instr_bytes // cfg.dram_bytes_per_cycle, cfg.dram_latency
@@ -50,7 +51,7 @@ def event_driven(cfg, instrs) -> tuple[list[int], list[int]]:
         busy, now = False, set()  # units that started an instruction in cycle t
         for u, q in queue.items():
             i = q[0] if q else None
-            if i is None or disp[i] + 1 > t or free_at[u] > t:
+            if i is None or disp[i] + 1 + cfg.dispatch_stage > t or free_at[u] > t:  # head visible from then
                 continue
             ins, fifos = instrs[i], []
             for flag, other in ((ins.pop_prev, NEIGHBOURS[u][0]), (ins.pop_next, NEIGHBOURS[u][1])):
@@ -86,6 +87,8 @@ def event_driven(cfg, instrs) -> tuple[list[int], list[int]]:
             t += 1
             continue
         later = [e for e in free_at.values() if e > t] + [last_end] * (last_end > t)
+        later += [disp[q[0]] + 1 + cfg.dispatch_stage for q in queue.values() if q]  # a staged head
+        later = [e for e in later if e > t]
         if dispatched < n and ready[dispatched] is not None and ready[dispatched] > t:
             later.append(ready[dispatched])
         assert later, f"the machine stops at cycle {t} with instruction {start.index(None)} not started"

@@ -146,7 +146,7 @@ def test_fetch_stalls_keep_order(cfg, stall, tmp_path):
                 s, e = obs.start[u][i], obs.end[u][i]
                 assert obs.words[u][i] == int.from_bytes(prog.instruction(first + k), "little")
                 assert e - s == tl.cost[k]
-            ready = max(obs.dispatch[k] + 1, ends[u])
+            ready = max(obs.dispatch[k] + 1 + cfg.dispatch_stage, ends[u])
             assert s >= ready
             busy[u] += e - s
             stall_cycles[u] += s - ready

@@ -23,7 +23,7 @@ def test_nms_is_a_barrier_with_its_measured_cost():
     tl = schedule(TINY, instrs, {1: 500})
     assert tl.cost[1] == 500
     assert tl.start[1] == tl.end[0]  # waits for the load unit's long transfer
-    assert tl.dispatch[2] == tl.end[1] and tl.start[2] == tl.end[1] + 1  # dispatched when NMS ends
+    assert tl.dispatch[2] == tl.end[1] and tl.start[2] == tl.end[1] + 1 + TINY.dispatch_stage  # dispatched when NMS ends
     assert tl.unit_totals()["nms"] == {"busy": 500, "stall": tl.stall[1]} and tl.stall[1] > 0
     # Without a measurement (before the data exists) NMS costs one cycle.
     assert schedule(TINY, instrs).cost[1] == 1

@@ -10,8 +10,10 @@ from shiftflow.ir.isa import Dataflow, Opcode, WgtTarget, encode
 from shiftflow.ir.program import ProgramError
 from shiftflow.ir.timeline import schedule
 
-# TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1).
-assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency) == (16, 8, 4, 11)
+# TINY: dram_latency 16, 8 bytes/cycle, so instruction k is fetched at 16 + 8*(k+1); with its
+# dispatch stage a queue's head is visible two cycles after its dispatch.
+assert (TINY.dram_latency, TINY.dram_bytes_per_cycle, TINY.queue_depth, TINY.pe_latency, TINY.dispatch_stage) == (
+    16, 8, 4, 11, 1)
 
 
 def wgt(nbytes, **flags):
@@ -34,41 +36,42 @@ def test_three_instructions_with_a_token():
     tl = timeline(wgt(64, push_next=1), conv_1x4(pop_prev=1), encode(Opcode.FINISH))
     assert tl.fetch == [24, 32, 40]
     assert tl.dispatch == [24, 32, 40]
-    # LOAD_WGT: 2 + 16 + 64/8 = 26 cycles from 25. CONV waits for its token (end of the load, 51).
-    assert tl.start == [25, 51, 66]
-    assert tl.end == [51, 66, 67]
+    # LOAD_WGT: 2 + 16 + 64/8 = 26 cycles from 26. CONV waits for its token (end of the load, 52).
+    assert tl.start == [26, 52, 67]
+    assert tl.end == [52, 67, 68]
     assert tl.cost == [26, 15, 1]
-    assert tl.stall == [0, 51 - 33, 0]
-    assert tl.cycles == 67
+    assert tl.stall == [0, 52 - 34, 0]
+    assert tl.cycles == 68
     assert tl.unit_totals() == {"load": {"busy": 26, "stall": 0}, "compute": {"busy": 16, "stall": 18},
                                 "store": {"busy": 0, "stall": 0}, "nms": {"busy": 0, "stall": 0}}
 
 
 def test_queue_depth_delays_dispatch():
     # Six 118-cycle loads: with 4 queue entries, load 5 dispatches only once load 1 has
-    # started (143 + 1), and the FINISH behind it dispatches one cycle later.
+    # started (144 + 1), and the FINISH behind it dispatches one cycle later.
     tl = timeline(*[wgt(800)] * 6, encode(Opcode.FINISH))
     assert tl.fetch == [24, 32, 40, 48, 56, 64, 72]
-    assert tl.dispatch == [24, 32, 40, 48, 56, 144, 145]
-    assert tl.start == [25, 143, 261, 379, 497, 615, 733]
-    assert tl.end == [143, 261, 379, 497, 615, 733, 734]
-    assert tl.stall == [0, 0, 0, 0, 0, 0, 733 - 146]
+    assert tl.dispatch == [24, 32, 40, 48, 56, 145, 146]
+    assert tl.start == [26, 144, 262, 380, 498, 616, 734]
+    assert tl.end == [144, 262, 380, 498, 616, 734, 735]
+    assert tl.stall == [0, 0, 0, 0, 0, 0, 734 - 148]
 
 
 def test_fetch_bound_program():
+    # Each NOP starts two cycles after its dispatch (the stage), at its fetch + 2.
     tl = timeline(*[encode(Opcode.NOP)] * 3, encode(Opcode.FINISH))
-    assert tl.start == [25, 33, 41, 49]
-    assert tl.cycles == 50
+    assert tl.start == [26, 34, 42, 50]
+    assert tl.cycles == 51
 
 
 def test_fetch_buffer_bound():
     # fetch_depth 2: instruction k's request waits for instruction k-2's dispatch, and its word
-    # arrives 1 + latency 16 + 8 beats after it; the queue (depth 4) holds dispatch 5 to 144,
+    # arrives 1 + latency 16 + 8 beats after it; the queue (depth 4) holds dispatch 5 to 145,
     # so the FINISH's word is requested only then.
     tl = schedule(dataclasses.replace(TINY, fetch_depth=2),
                   decode_program(b"".join([wgt(800)] * 7 + [encode(Opcode.FINISH)])))
-    assert tl.fetch == [24, 32, 49, 57, 74, 82, 99, 144 + 25]
-    assert tl.dispatch[:6] == [24, 32, 49, 57, 74, 144]
+    assert tl.fetch == [24, 32, 49, 57, 74, 82, 99, 145 + 25]
+    assert tl.dispatch[:6] == [24, 32, 49, 57, 74, 145]
     assert all(tl.fetch[k] == max(tl.fetch[k - 1] + 8, tl.dispatch[k - 2] + 25) for k in range(2, 8))
 
 
@@ -86,8 +89,8 @@ def test_token_fifo_depth_is_enforced():
 def test_kth_pop_takes_kth_push():
     tl = timeline(wgt(8, push_next=1), wgt(80, push_next=1), conv_1x4(pop_prev=1), conv_1x4(pop_prev=1),
                   encode(Opcode.FINISH))
-    assert tl.end[:2] == [44, 44 + 28]
-    assert tl.start[2:4] == [44, 72]
+    assert tl.end[:2] == [45, 45 + 28]
+    assert tl.start[2:4] == [45, 73]
 
 
 def test_pop_without_push_is_a_deadlock():
