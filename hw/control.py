@@ -220,7 +220,8 @@ class Controller(wiring.Component):
             is_nms = fetch.cls[len(UNITS) + 1]
             extra = [is_nms]
             nms_word = Signal(used_bits([Opcode.NMS]))
-            nms_queued, nms_inflight, nms_staged = Signal(), Signal(), Signal()
+            nms_queued, nms_inflight = Signal(), Signal()
+            nms_staged = Signal() if cfg.dispatch_stage else None
             nms_head = Signal(INSTR)
             m.d.comb += nms_head.as_value().eq(nms_word)
             # As FINISH: every other unit idle (the queues hold only instructions before the NMS).
@@ -228,7 +229,8 @@ class Controller(wiring.Component):
             nms_accept = nms_go & self.nms.ready
             # Dispatch holds while an NMS is pending or runs, up to its done cycle.
             barrier = Signal()
-            m.d.comb += [barrier.eq((nms_staged if cfg.dispatch_stage else 0) | nms_queued | nms_inflight & ~self.nms_done), self.nms.valid.eq(nms_go),
+            pending = nms_queued | nms_inflight & ~self.nms_done
+            m.d.comb += [barrier.eq(nms_staged | pending if cfg.dispatch_stage else pending), self.nms.valid.eq(nms_go),
                          self.nms.payload.eq(nms_head), self.nms_busy.eq(nms_inflight)]
             with m.If(nms_accept):
                 m.d.sync += nms_inflight.eq(1)
