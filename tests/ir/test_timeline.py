@@ -121,37 +121,37 @@ def chained(*words):
 def test_chained_compute_starts_the_next_conv_during_the_last_drain():
     words = (conv(rows=4), conv(rows=4), encode(Opcode.NOP), encode(Opcode.FINISH))
     # Each CONV: 1 + 4 groups * max(1, 2) + min(1, 2) + 11 = 21 cycles.
-    assert timeline(*words).start == [25, 46, 67, 68]
+    assert timeline(*words).start == [26, 47, 68, 69]
     tl = chained(*words)
     # The second CONV starts 21 - (min(1, 2) + 11) = 9 cycles after the first, when a fifth
     # group would have; the NOP (not chained) waits for its end, FINISH for every end.
-    assert tl.start == [25, 34, 55, 56]
-    assert tl.end == [46, 55, 56, 57]
+    assert tl.start == [26, 35, 56, 57]
+    assert tl.end == [47, 56, 57, 58]
     assert tl.cost == [21, 21, 1, 1]
 
 
 def test_chained_conv_waits_for_the_previous_last_drain():
     # The first CONV: 8 steps, a drain of 2 * 4 planes = 8 slots: 1 + 8 + 8 + 11 = 28 cycles
-    # from 25; its unit is free at 53 - 19 = 34, its last drain ends at 53 - 11 = 42. The second
-    # (1 step) would start its first drain 1 + 1 cycles after its start: not before 42.
+    # from 26; its unit is free at 54 - 19 = 35, its last drain ends at 54 - 11 = 43. The second
+    # (1 step) would start its first drain 1 + 1 cycles after its start: not before 43.
     tl = chained(conv(chans=8, wide=2), conv(), encode(Opcode.FINISH))
-    assert tl.start[:2] == [25, 40]
-    assert tl.end[:2] == [53, 55]
+    assert tl.start[:2] == [26, 41]
+    assert tl.end[:2] == [54, 56]
 
 
 def test_chained_tokens_still_follow_ends():
     # A token pushed by a chained CONV is pushed at its end, as without chaining.
     tl = chained(conv(rows=4, push_prev=1), conv(rows=4), wgt(64, pop_next=1), encode(Opcode.FINISH))
-    assert tl.start[:2] == [25, 34]
-    assert tl.start[2] == 46
+    assert tl.start[:2] == [26, 35]
+    assert tl.start[2] == 47
 
 
 def test_cheaper_chaining_rules():
-    # chain_front 3: the second CONV starts 3 cycles later than fully chained (34 + 3); with
+    # chain_front 3: the second CONV starts 3 cycles later than fully chained (35 + 3); with
     # chain_retire_single its first drain (1 + 1 cycles after its start) waits for the first
-    # one's end, 46, and one cycle more: a start at 45.
+    # one's end, 47, and one cycle more: a start at 46.
     words = (conv(rows=4), conv(rows=4), encode(Opcode.FINISH))
     tiny = dataclasses.replace(TINY, compute_chain=True, chain_front=3)
-    assert schedule(tiny, decode_program(b"".join(words))).start[:2] == [25, 37]
+    assert schedule(tiny, decode_program(b"".join(words))).start[:2] == [26, 38]
     single = dataclasses.replace(tiny, chain_retire_single=True)
-    assert schedule(single, decode_program(b"".join(words))).start[:2] == [25, 45]
+    assert schedule(single, decode_program(b"".join(words))).start[:2] == [26, 46]
