@@ -18,6 +18,13 @@ the cell former (``NmsCells``) and the core behind it (``NmsBack``) (docs/nms_co
           ─▶ finish (bad: the patch list's count over ``patches``, or NmsCells' flag)
           ─▶ NmsBack's pyramid and list writes ─▶ ListWriter ─▶ the last response ─▶ done
 
+Fields or a parameter table the core cannot run (``ir.nms.field_fault``,
+``NmsParams.fault``; docs/nms_core.md "A table the core cannot run") are checked as they come
+in — the fields once, the channels' (k, s) as they arrive, each level the cycle after its
+stride step, each pair in the slot scan — and go to ``finish`` without a map word: fields
+right after the patch list's header, a table after the slot table (``ir.nms.fault_cycles``);
+``bad`` then, and the header's flags word becomes FLAG_BAD_TABLE.
+
 Executor contract (hw/control.py): ``instr`` is taken with ``ready = ~busy | done``; ``done``
 pulses in cycle ``S + ir.nms.nms_cycles(...)`` when the memory answers a read's first beat
 ``dram_latency`` cycles after the request, beats back to back, a write's response
@@ -103,6 +110,7 @@ class NmsUnit(wiring.Component):
         off = Signal(20)  # bytes of the linear read received
         cbeat, pbeat = Signal(8), Signal(16)  # beats of the channel part, of the pair part
         count, over = Signal(32), Signal()  # the patch list's header
+        tbad = Signal()  # the table is one the core cannot run (below)
         beat = self.mem.rd_resp.payload
         linear, patching = Signal(), Signal()  # a linear read's beats are arriving (else map words)
         lin = linear & self.mem.rd_resp.valid  # rd_resp.ready is 1 in these phases
@@ -113,6 +121,13 @@ class NmsUnit(wiring.Component):
                              lvl_w.en.eq(1 << off[lg:5])]
             with m.Elif(off < pbase):
                 m.d.sync += cbeat.eq(cbeat + 1)
+                # Each channel's kernel in 1..max_kernel above its shift, checked as it arrives
+                # (a beat's channels at once; the part's padding past ``n`` is not a channel).
+                for i in range(bw // 2):
+                    k, s = beat[16 * i:16 * i + 8], beat[16 * i + 8:16 * i + 16]
+                    ok = (k != 0) & (k <= core.max_kernel) & (s < k)
+                    with m.If(((cbeat << (bw // 2 - 1).bit_length()) + i < n) & ~ok):
+                        m.d.sync += tbad.eq(1)
                 for c in range(nmax):
                     group, i = c // (bw // 2), c % (bw // 2)
                     with m.If(cbeat == group):
@@ -176,7 +191,7 @@ class NmsUnit(wiring.Component):
         tflag = Signal()  # the fields or the table are ones the core cannot run
         m.d.comb += [wr.w.valid.eq(back.w.valid), back.w.ready.eq(wr.w.ready), wr.w.payload.eq(back.w.payload)]
         with m.If(tflag):
-            m.d.comb += wr.w.payload.data[32:64].eq(FLAG_BAD_TABLE)
+            m.d.comb += wr.w.payload.data[32:36].eq(FLAG_BAD_TABLE)  # (NmsBack's flags are bits 32..34)
         for name in ("wr_req", "wr_data"):
             wiring.connect(m, getattr(wr, name), wiring.flipped(getattr(self.mem, name)))
         wiring.connect(m, wiring.flipped(self.mem.wr_resp), wr.wr_resp)
@@ -205,42 +220,40 @@ class NmsUnit(wiring.Component):
 
         # --- the table's check (ir.nms.NmsParams.fault; docs/nms_core.md "A table the core
         # cannot run"): sticky ``tbad``, decided after the slot table, before any map word ---
-        tbad = Signal()
         # A competing pair: not on the diagonal, a slot left, K and the stride ratio within
         # the slot's fields (a power of two: s << rho == the coarser stride), K_s < K.
         with m.If(scanning & vd & (kk != 0) & ((a == bd) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS) | (ks >= kk)
                                                 | ~ok_a | ~ok_b)):
             m.d.sync += tbad.eq(1)
         # Per level (its entry in ``lv`` the cycle after STRIDE_WR, ``chk``): an anchor, a
-        # stride, the width, the keys' bits; its channels [f0, f0 + A) each a kernel in
-        # 1..min(max_kernel, H, W) above its shift; then (``chk2``, registered products) its box
-        # indices start + H·W·A within 2**index_bits (W narrowed to max_width's bits: a wider
-        # map is flagged anyway).
-        chk, chk2, f0, asum = Signal(), Signal(), Signal(8), Signal(12)
-        mkb = core.max_kernel.bit_length()
+        # stride, the width, the keys' bits; its channels (``inr``: the stride writes' range,
+        # registered) each a kernel at most min(H, W) (1..max_kernel and the shift were checked
+        # as they arrived); then (``chk2``, registered products) its box indices start + H·W·A
+        # within 2**index_bits (W narrowed to max_width's bits: a wider map is flagged anyway;
+        # H·W·A >= 1 here, else a kernel or the anchors are flagged).
+        chk, chk2, asum, inr = Signal(), Signal(), Signal(12), Signal(nmax)
+        mkb, ib = core.max_kernel.bit_length(), core.index_bits
         clip = lambda v: Mux(v >= core.max_kernel, core.max_kernel, v[:mkb])
         hk, wk, mk = Signal(mkb), Signal(mkb), Signal(mkb)
         m.d.comb += [hk.eq(clip(lv.height)), wk.eq(clip(lv.width)), mk.eq(Mux(hk < wk, hk, wk))]
-        fa = Signal(12)
-        m.d.comb += fa.eq(f0 + lv.anchors)
         code = Mux(f.planes == 0, min(8, core.code_bits), Mux(f.planes == 1, min(16, core.code_bits),
                                                                min(32, core.code_bits)))
         bits = Mux(lv.bits == 0, 32, lv.bits)
-        wide = (lv.width > core.max_width) | (lv.anchors == 0) | (lv.stride == 0) \
-            | ((code + lv.shift > core.key_bits) & (bits + lv.shift > core.key_bits))  # min(code, bits) + shift
-        kbad = Signal(nmax)
-        for c in range(nmax):
-            k4, s4 = kreg[c][:mkb], sreg[c][:mkb]
-            ok = (kreg[c][mkb:] == 0) & (sreg[c][mkb:] == 0) & (k4 != 0) & (k4 <= mk) & (s4 < k4)
-            m.d.comb += kbad[c].eq((c >= f0) & (c < fa) & ~ok)
+        assert core.key_bits < 64
+        # min(code, bits) + shift > key_bits, on 6-bit sums (a bits or shift of 64 or more is over)
+        keys = (code + lv.shift[:6] > core.key_bits) & ((bits[6:] != 0) | (bits[:6] + lv.shift[:6] > core.key_bits))
+        wide = (lv.width > core.max_width) | (lv.anchors == 0) | (lv.stride == 0) | keys | (lv.shift[6:] != 0)
+        kbad = Cat(inr[c] & (kreg[c][:mkb] > mk) for c in range(nmax))
         wa, hh, st = Signal(8 + core.max_width.bit_length()), Signal(16), Signal(32)
         m.d.sync += [chk2.eq(chk), wa.eq(lv.width[:core.max_width.bit_length()] * lv.anchors), hh.eq(lv.height),
                      st.eq(lv.start)]
         with m.If(chk & (wide | kbad.any())):
             m.d.sync += tbad.eq(1)
-        with m.If(chk2 & (st + wa * hh > 1 << core.index_bits)):
+        boxes = Signal(32)
+        m.d.comb += boxes.eq(wa * hh)
+        with m.If(chk2 & ((st[ib:] != 0) | (boxes[ib + 1:] != 0) | (st[:ib] + boxes[:ib + 1] > 1 << ib))):
             m.d.sync += tbad.eq(1)
-        m.d.sync += chk.eq(0)
+        m.d.sync += [chk.eq(0), inr.eq(0)]
 
         busy, take, fbad = Signal(), Signal(), Signal()  # fbad: ir.nms.field_fault
         m.d.comb += [self.instr.ready.eq(~busy | self.done), take.eq(self.instr.valid & self.instr.ready)]
@@ -293,8 +306,8 @@ class NmsUnit(wiring.Component):
                 m.d.comb += e.eq(lvl_r.data)
                 for c in range(nmax):
                     with m.If((c >= first) & (c < first + e.anchors)):
-                        m.d.sync += stride[c].eq(e.stride)
-                m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1), lv.eq(e), chk.eq(1), f0.eq(first),
+                        m.d.sync += [stride[c].eq(e.stride), inr[c].eq(1)]
+                m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1), lv.eq(e), chk.eq(1),
                              asum.eq(asum + e.anchors)]
                 m.next = "STRIDE_RD"
                 with m.If(li == f.levels - 1):

@@ -234,6 +234,11 @@ def _malformed(mem, fields, kind, pick, core):
     elif kind in ("index_bits", "index_edge"):  # start + H·W·A just over 2**index_bits, or exactly it
         boxes = entry(lv, "height") * entry(lv, "width") * entry(lv, "anchors")
         poke_level("start", (1 << core.index_bits) - boxes + (1 + pick(3) if kind == "index_bits" else 0))
+    elif kind == "index_start":  # a start past 2**index_bits
+        poke_level("start", (1 << (core.index_bits + pick(16))) + pick(1000))
+    elif kind == "pair_asymmetric":  # one direction of a pair only (the loader's rule): runs as the model
+        assume(a != b)
+        mem[pair_at + 2 * (a * n + b)], mem[pair_at + 2 * (a * n + b) + 1] = 1 + pick(3), 0
     elif kind == "pair_diagonal":
         mem[pair_at + 2 * (a * n + a)] = 1 + pick(3)
     elif kind == "pair_kernel":
@@ -256,8 +261,8 @@ def _malformed(mem, fields, kind, pick, core):
 
 MALFORMED = ["levels", "channels", "classes", "planes", "patches", "capacity", "kernel_over_core",
              "kernel_over_map", "kernel_zero", "shift_over_kernel", "wide_map", "no_anchor", "anchors_sum",
-             "no_stride", "key_bits", "index_bits", "pair_diagonal", "pair_kernel", "pair_shift", "pair_stride",
-             "partners", "index_edge", "key_edge", "byte"]
+             "no_stride", "key_bits", "index_bits", "index_start", "pair_diagonal", "pair_kernel", "pair_shift",
+             "pair_stride", "partners", "index_edge", "key_edge", "pair_asymmetric", "byte"]
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
@@ -266,8 +271,9 @@ MALFORMED = ["levels", "channels", "classes", "planes", "patches", "capacity", "
 def test_a_malformed_table_is_flagged_in_the_models_bytes_and_cycles(kind, sc, rnd):
     """Fields or a parameter table the core cannot run (each of what ``field_fault`` and
     ``NmsParams.fault`` refuse, or a random byte), written past the loader: the unit writes
-    the model's header (count 0, FLAG_BAD_TABLE; or, for a random byte that leaves a table it
-    can run, the model's list), ``done`` in exactly the model's cycles, no hang."""
+    the model's header (count 0, FLAG_BAD_TABLE; or, for a random byte or a one-way pair that
+    leave a table it can run, and at the limits of the box indices and keys, the model's
+    list), ``done`` in exactly the model's cycles, no hang."""
     cfg = dataclasses.replace(CFG, nms_partners=1) if kind == "partners" else CFG
     core = core_of(cfg)
     mem, fields = setup(sc)
@@ -277,9 +283,9 @@ def test_a_malformed_table_is_flagged_in_the_models_bytes_and_cycles(kind, sc, r
         res = run_instruction(model, fields, core, cfg)
     except NmsError:
         assume(False)  # a random byte moved a map outside the DRAM
-    if kind not in ("byte", "index_edge", "key_edge"):
+    if kind not in ("byte", "index_edge", "key_edge", "pair_asymmetric"):
         assert res.flags == FLAG_BAD_TABLE and res.count == 0 and res.fault, kind
-    elif kind != "byte":
+    elif kind in ("index_edge", "key_edge"):
         assert not res.flags & FLAG_BAD_TABLE, res.fault
     after, cycles = run_unit(cfg, mem, fields)
     np.testing.assert_array_equal(after, model)

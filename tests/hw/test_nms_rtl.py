@@ -7,11 +7,12 @@ compiled for tiny with ``--nms psrr``:
   bit-exact, every segment's cycles equal, the core's result used (no CPU fallback);
 - the NMS part alone on the RTL, its DRAM copied from the simulator after the model (a
   model run on the RTL costs a minute): another frame exact; random DRAM stalls bit-exact;
-  a patch list longer than the instruction allows flagged in the list's header as the
-  model flags it, the segment completing.
+  a patch list longer than the instruction allows, and a parameter table the core cannot
+  run, each flagged in the list's header as the model flags it, in the model's cycles.
 
 One Verilator build of tiny serves these and every other tiny RTL test."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 
 from shiftflow.cli import main
 from shiftflow.hw.tb.rtl_accel import RtlAccelerator
-from shiftflow.ir.nms import FLAG_BAD_PATCH, HEADER_DTYPE
+from shiftflow.ir.nms import FLAG_BAD_PATCH, FLAG_BAD_TABLE, HEADER_DTYPE, encode_table
 from shiftflow.runtime.detect import load_detector
 from shiftflow.runtime.nms_core import CoreNms
 from shiftflow.runtime.stages import PreStage
@@ -78,11 +79,11 @@ def test_whole_program_with_nms_exact(tmp_path_factory, tmp_path, detector, caps
     assert r["rtl_cycles"] == r["sim_cycles"] == sum(s["sim_cycles"] for s in r["segments"])
 
 
-def nms_part(program, spec, i: int, acc, patch_count: int | None = None) -> dict:
+def nms_part(program, spec, i: int, acc, patch_count: int | None = None, table: bytes | None = None) -> dict:
     """The model on the simulator for frame ``i``; then ``acc`` (the simulator itself, or the
     RTL given the simulator's DRAM) runs the NMS part (``CoreNms``; with ``patch_count``, the
-    patch list's header says that many instead). The survivor list's bytes, the rows, the
-    NMS part's cycles."""
+    patch list's header says that many instead, and ``table`` replaces the parameter table).
+    The survivor list's bytes, the rows, the NMS part's cycles."""
     sim = SimAccelerator()
     simulate(program, PreStage(spec)(val_image(i))["x"], accelerator=sim)
     if acc is not sim:
@@ -97,7 +98,7 @@ def nms_part(program, spec, i: int, acc, patch_count: int | None = None) -> dict
     else:
         header = np.zeros(1, HEADER_DTYPE)
         header["count"] = patch_count
-        acc.write_dram(nms["table_addr"], core.table)
+        acc.write_dram(nms["table_addr"], core.table if table is None else table)
         acc.write_dram(nms["patch_addr"], header.tobytes())
         dets, cycles = None, acc.run_segment(nms["start"], nms["count"])
     return {"list": acc.read_dram(nms["out_addr"], 16 * (1 + core.params.capacity)), "cycles": cycles,
@@ -133,26 +134,16 @@ def test_bad_patch_list_is_flagged_not_hung(rtl, detector):
     assert got["list"] == want["list"] and got["cycles"] == want["cycles"] > 0
 
 
-def test_table_the_loader_refuses_completes_on_the_rtl(rtl, detector):
+def test_a_table_the_core_cannot_run_is_flagged_not_hung(rtl, detector):
     """Kernels over the core's ``max_kernel`` and larger than every map, written past the
-    loader (which refuses them, tests/runtime/test_nms_core_detect.py; so does the simulator,
-    hence the bench's raw ``run``): the RTL completes the segment without an error or a hang.
-    (It writes a list but no flag: ``NmsUnit`` does not check the table.)"""
-    import dataclasses
-
-    from shiftflow.ir.isa import INSTR_BYTES
-    from shiftflow.ir.nms import encode_table
-
+    loader (which refuses them, tests/runtime/test_nms_core_detect.py): the RTL writes the
+    header the model writes (count 0, FLAG_BAD_TABLE, no entry), in the model's cycles."""
     program, spec = detector
-    nms = program.manifest["nms"]
-    sim = SimAccelerator()
-    simulate(program, PreStage(spec)(val_image(FRAMES[0]))["x"], accelerator=sim)
-    params = CoreNms(program, spec, nms["score"]).params
+    params = CoreNms(program, spec, program.manifest["nms"]["score"]).params
     n = params.channels
-    bad = dataclasses.replace(params, kernels=(7,) * n, shifts=(3,) * n)
-    rtl.load_program(program)
-    rtl.write_dram(0, sim.read_dram(0, dram_size(program)))
-    rtl.write_dram(nms["table_addr"], encode_table(bad))
-    rtl.write_dram(nms["patch_addr"], np.zeros(1, HEADER_DTYPE).tobytes())
-    r = rtl._session.call("run", rtl._base + nms["start"] * INSTR_BYTES, nms["count"], 0, 1, 100_000)
-    assert not r["timeout"] and r["done"] and r["error"] == 0 and 0 < r["cycles"] < 100_000
+    table = encode_table(dataclasses.replace(params, kernels=(7,) * n, shifts=(3,) * n))
+    want = nms_part(program, spec, FRAMES[0], SimAccelerator(), patch_count=0, table=table)
+    got = nms_part(program, spec, FRAMES[0], rtl, patch_count=0, table=table)
+    head = np.frombuffer(got["list"][:16], HEADER_DTYPE)[0]
+    assert head["flags"] == FLAG_BAD_TABLE and head["count"] == 0
+    assert got["list"] == want["list"] and got["cycles"] == want["cycles"] > 0
