@@ -97,21 +97,66 @@ class NmsPyramid(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += n.eq(n + 1)
 
-        # Per slot: the partner, its coordinate shift, and s's two tiles as bounds.
+        # Per slot: the partner and s's two tiles as bounds on t's own coordinates (the
+        # stride ratio folded in: (t >> r) in [lo, hi] <=> t in [lo << r, ((hi + 1) << r) - 1]),
+        # so the scan's comparators take t's coordinates straight from the bank.
+        cb = COORD_BITS + 1
         bound = data.StructLayout({"valid": 1, "partner": self.slot["partner"].shape,
-                                   "rho_b": unsigned(SLOT_RATIO_BITS),
-                                   **{f"{e}_{g_}{d}": unsigned(COORD_BITS + 1)
+                                   **{f"{e}_{g_}{d}": unsigned(cb)
                                       for e in ("lo", "hi") for g_ in ("a", "s") for d in ("y", "x")}})
         bounds = [Signal(bound, name=f"bound{j}") for j in range(z_n)]
         cur = Signal(self.slot)
-        # Four restoring dividers: y and x, aligned and shifted (dividend + ks).
+        # Four restoring dividers: y and x, aligned and shifted (dividend + ks); num keeps the
+        # dividends: a tile's first coordinate is num - rem (no multiplier).
         dividend = [Signal(DIV_STEPS, name=f"dividend{j}") for j in range(4)]
+        num = [Signal(DIV_STEPS, name=f"num{j}") for j in range(4)]
         rem = [Signal(SLOT_KERNEL_BITS, name=f"rem{j}") for j in range(4)]
-        quo = [Signal(DIV_STEPS, name=f"quo{j}") for j in range(4)]
         s_sel = Signal(self.entry)
         for b in range(lanes):
             with m.If(i % lanes == b):
                 m.d.comb += s_sel.eq(scan_data[b])
+        # BOUNDS computes a slot's bounds at the pair's stride into ``raw``; the cycle after,
+        # they are shifted to t's stride and pushed into ``bounds`` (a shift register: after
+        # the last slot, bounds[z] holds slot z). Timing: no multiplier, no shifter after an
+        # adder in one cycle.
+        raw = Signal(bound)
+        raw_rho, push = Signal(SLOT_RATIO_BITS), Signal()
+        m.d.sync += push.eq(0)
+        with m.If(push):
+            pushed = Signal(bound)
+            m.d.comb += [pushed.valid.eq(raw.valid), pushed.partner.eq(raw.partner)]
+            for e in ("a", "s"):
+                for d in ("y", "x"):
+                    lo, hi = getattr(raw, f"lo_{e}{d}"), getattr(raw, f"hi_{e}{d}")
+                    m.d.comb += [getattr(pushed, f"lo_{e}{d}").eq(_sat(lo << raw_rho, cb)),
+                                 getattr(pushed, f"hi_{e}{d}").eq(_sat(((hi + 1) << raw_rho) - 1, cb))]
+            m.d.sync += [bounds[-1].eq(pushed)] + [a_.eq(b_) for a_, b_ in zip(bounds, bounds[1:])]
+
+        # The scan, three stages a group: (1) the banks' words (the read lands), (2) t and
+        # which slot holds t's channel (one-hot) registered, (3) each lane's hit registered
+        # (t against its slot's bounds, the class, the key/index order), then or-ed into
+        # ``beaten``. SCAN_END drains the last group's two stages.
+        t_reg = [Signal(self.entry, name=f"t{lane}") for lane in range(lanes)]
+        t_ok = Signal(lanes)  # stage 2 holds a buffered entry in that lane
+        onehot = [Signal(z_n, name=f"onehot{lane}") for lane in range(lanes)]
+        hits = Signal(lanes)
+        scan_live = Signal()  # the banks' words of a group land this cycle
+        m.d.sync += t_ok.eq(0)
+        with m.If(scan_live):
+            for lane in range(lanes):
+                t = scan_data[lane]
+                m.d.sync += [t_reg[lane].eq(t), t_ok[lane].eq((g - 1) * lanes + lane < n),
+                             onehot[lane].eq(Cat(bz.valid & (bz.partner == t.channel) for bz in bounds))]
+        for lane in range(lanes):
+            t = t_reg[lane]
+            b = Signal(bound, name=f"slot_of_t{lane}")
+            m.d.comb += b.eq(_or([Mux(onehot[lane][zz], bz.as_value(), 0) for zz, bz in enumerate(bounds)]))
+            inside = (((b.lo_ay <= t.y) & (t.y <= b.hi_ay) & (b.lo_ax <= t.x) & (t.x <= b.hi_ax))
+                      | ((b.lo_sy <= t.y) & (t.y <= b.hi_sy) & (b.lo_sx <= t.x) & (t.x <= b.hi_sx)))
+            beats = (t.key > s.key) | ((t.key == s.key) & (t.index < s.index))
+            m.d.sync += hits[lane].eq(t_ok[lane] & (t.cls == s.cls) & beats & onehot[lane].any() & inside)
+        m.d.sync += beaten.eq(beaten | hits.any())
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -132,29 +177,31 @@ class NmsPyramid(wiring.Component):
                 u, v = s.y >> sr.data.rho_a, s.x >> sr.data.rho_a
                 m.d.sync += [cur.eq(sr.data), step.eq(0),
                              dividend[0].eq(u), dividend[1].eq(v),
-                             dividend[2].eq(u + sr.data.ks), dividend[3].eq(v + sr.data.ks)]
-                m.d.sync += [r.eq(0) for r in rem] + [q.eq(0) for q in quo]
+                             dividend[2].eq(u + sr.data.ks), dividend[3].eq(v + sr.data.ks),
+                             num[0].eq(u), num[1].eq(v), num[2].eq(u), num[3].eq(v)]
+                m.d.sync += [r.eq(0) for r in rem]
                 m.next = "DIV"
             with m.State("DIV"):
                 for j in range(4):
                     trial = Signal(SLOT_KERNEL_BITS + 1, name=f"trial{j}")
                     m.d.comb += trial.eq(Cat(dividend[j][-1], rem[j]))
                     fits = trial >= cur.k
-                    m.d.sync += [rem[j].eq(Mux(fits, trial - cur.k, trial)),
-                                 quo[j].eq(Cat(fits, quo[j])), dividend[j].eq(dividend[j] << 1)]
+                    m.d.sync += [rem[j].eq(Mux(fits, trial - cur.k, trial)), dividend[j].eq(dividend[j] << 1)]
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == DIV_STEPS - 1):
                     m.next = "BOUNDS"
             with m.State("BOUNDS"):
-                k, ks = cur.k, cur.ks
-                for zz, b in enumerate(bounds):
-                    with m.If(z == zz):
-                        m.d.sync += [b.valid.eq(cur.valid), b.partner.eq(cur.partner), b.rho_b.eq(cur.rho_b)]
-                        for j, (grid, d) in enumerate((("a", "y"), ("a", "x"), ("s", "y"), ("s", "x"))):
-                            first = quo[j] * k
-                            lo = Mux(first > ks, first - ks, 0) if grid == "s" else first
-                            hi = (first + k - 1 - ks) if grid == "s" else first + k - 1
-                            m.d.sync += [getattr(b, f"lo_{grid}{d}").eq(lo), getattr(b, f"hi_{grid}{d}").eq(hi)]
+                # Aligned: the tile starts at u - u mod k. Shifted (dividend u + ks): at
+                # u + ks - rem - ks = u - rem, clipped at 0; it ends k - 1 later.
+                km1 = Signal(SLOT_KERNEL_BITS)
+                m.d.comb += km1.eq(cur.k - 1)
+                m.d.sync += [raw.valid.eq(cur.valid), raw.partner.eq(cur.partner), raw_rho.eq(cur.rho_b), push.eq(1)]
+                for j, (grid, d) in enumerate((("a", "y"), ("a", "x"), ("s", "y"), ("s", "x"))):
+                    first = Signal(signed(DIV_STEPS + 1), name=f"first{j}")
+                    m.d.comb += first.eq(num[j] - rem[j])
+                    lo = Mux(first[-1], 0, first) if grid == "s" else first
+                    m.d.sync += [getattr(raw, f"lo_{grid}{d}").eq(lo),
+                                 getattr(raw, f"hi_{grid}{d}").eq(num[j] + (km1 - rem[j]))]
                 m.d.sync += z.eq(z + 1)
                 m.d.comb += sr.addr.eq(s.channel * z_n + z + 1)
                 with m.If(z == z_n - 1):
@@ -162,28 +209,18 @@ class NmsPyramid(wiring.Component):
                     m.next = "SCAN_FIRST"
                 with m.Else():
                     m.next = "SLOT"
-            with m.State("SCAN_FIRST"):  # group 0's read lands next cycle
+            with m.State("SCAN_FIRST"):  # group 0's read lands next cycle (the last push now)
                 m.d.sync += g.eq(1)
                 m.next = "SCAN"
             with m.State("SCAN"):
-                hit = []
-                for lane in range(lanes):
-                    t = scan_data[lane]
-                    j = (g - 1) * lanes + lane
-                    # t's slot (its channel among s's partners), then t against its bounds.
-                    b = Signal(bound, name=f"slot_of_t{lane}")
-                    for bz in bounds:
-                        with m.If(bz.valid & (bz.partner == t.channel)):
-                            m.d.comb += b.eq(bz)
-                    ut, vt = t.y >> b.rho_b, t.x >> b.rho_b
-                    inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
-                              | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
-                    beats = (t.key > s.key) | ((t.key == s.key) & (t.index < s.index))
-                    hit.append((j < n) & (t.cls == s.cls) & beats & b.valid & inside)
-                m.d.sync += beaten.eq(beaten | _any(hit))
+                m.d.comb += scan_live.eq(1)
                 m.d.sync += g.eq(g + 1)
                 with m.If(g == (n + lanes - 1) // lanes):
-                    m.next = "RESULT"
+                    m.next = "SCAN_END"
+            with m.State("SCAN_END"):  # the last group's hits register
+                m.next = "SCAN_OR"
+            with m.State("SCAN_OR"):  # and are or-ed into beaten
+                m.next = "RESULT"
             with m.State("RESULT"):
                 m.d.comb += [kw.addr.eq(i), kw.data.eq(~beaten), kw.en.eq(1)]
                 m.d.sync += i.eq(i + 1)
@@ -207,5 +244,14 @@ class NmsPyramid(wiring.Component):
         return m
 
 
-def _any(bits: list):
-    return Cat(*bits).any()
+def _or(values: list):
+    """The bitwise or of ``values`` (a one-hot selection's and-or)."""
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
+
+
+def _sat(v, width: int):
+    """``v`` (unsigned) saturated to ``width`` bits."""
+    return Mux(v >> width != 0, (1 << width) - 1, v[:width])

@@ -77,7 +77,15 @@ class NmsBack(wiring.Component):
         # table (channel, class) is held by the caller for the block.
         m.d.comb += [sp.start.eq(self.block_start), sp.height.eq(self.height), sp.width.eq(self.width),
                      sp.kernel.eq(self.kernel), sp.shift.eq(self.shift), self.block_busy.eq(sp.busy)]
-        wiring.connect(m, wiring.flipped(self.i), sp.i)
+        # A register between the cell former and the spatial stage (timing: the spatial
+        # stage's ``advance``, whose fan-out is every lane's memories and counters, sees a
+        # register's valid, not the cell former's patch-merge decision). Full throughput (its
+        # ready passes the spatial stage's through); a position reaches the stage a cycle
+        # later, and the cell former may run one position ahead of it (ir.nms.nms_cycles).
+        r_valid, r_data = Signal(), Signal.like(self.i.payload)
+        m.d.comb += [self.i.ready.eq(~r_valid | sp.i.ready), sp.i.valid.eq(r_valid), sp.i.payload.eq(r_data)]
+        with m.If(self.i.ready):
+            m.d.sync += [r_valid.eq(self.i.valid), r_data.eq(self.i.payload)]
 
         abits = max(1, (core.survivors - 1).bit_length())
         entries = Memory(shape=entry_layout(core), depth=core.survivors, init=[])

@@ -346,6 +346,9 @@ SLOT_KERNEL_BITS = 4
 SLOT_RATIO_BITS = 3
 COORD_BITS = 16
 DIV_STEPS = COORD_BITS + 1
+#: ``NmsPyramid``'s scan pipeline beyond the banks' read: t and its slot registered, then
+#: each lane's hit registered, before the or into ``beaten`` (timing, hw/nms_pyramid.py).
+SCAN_PIPE = 2
 
 
 def slot_table(params: NmsParams, core: NmsCore) -> list[dict]:
@@ -376,9 +379,10 @@ def slot_table(params: NmsParams, core: NmsCore) -> list[dict]:
 def pyramid_cycles(n: int, core: NmsCore) -> int:
     """``NmsPyramid``'s cycles from ``start`` to ``done`` for ``n`` buffered survivors (its
     output always ready): per survivor, its read (2), per slot the slot read, the divisions
-    and the bounds (``DIV_STEPS + 2``), the scan (1 + ``ceil(n / lanes)``) and the result
-    (1); then two cycles a survivor to send the kept ones; 4 cycles of start and end."""
-    per = 2 + core.partners * (DIV_STEPS + 2) + 1 + -(-n // core.lanes) + 1
+    and the bounds (``DIV_STEPS + 2``), the scan (1 + ``ceil(n / lanes)`` + ``SCAN_PIPE``)
+    and the result (1); then two cycles a survivor to send the kept ones; 4 cycles of start
+    and end."""
+    per = 2 + core.partners * (DIV_STEPS + 2) + 1 + -(-n // core.lanes) + SCAN_PIPE + 1
     return 4 + n * (per + 2)
 
 
@@ -430,9 +434,11 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
       partner slots (the pyramid's slot table);
     - per level ``LEVEL_SETUP``, the first word ``dram_latency`` after its walker starts; per
       block ``lanes`` cycles (its lanes' fields), ``block_start``, then position ``q`` of the
-      ``H·W`` leaves the cell former ``max(planes + patches merged at q, survivors decided at
-      q - 1)`` after ``q - 1`` (the spatial stage holds a position one cycle a survivor), the
-      drain positions ``max(survivors, 1)`` each (``blocks``: the survivors decided at each
+      ``H·W`` leaves the cell former ``planes + patches merged at q`` after ``q - 1`` did, but
+      not before the spatial stage takes ``q - 1`` from the register between them, which it
+      does a cycle after ``q - 1`` left the cell former and ``max(survivors decided at q - 2,
+      1)`` after it took ``q - 2`` (the spatial stage holds a position one cycle a survivor),
+      the drain positions ``max(survivors, 1)`` each (``blocks``: the survivors decided at each
       position, as ``spatial_cycles`` takes), and a cycle for the stage's end;
     - the pyramid stage on the ``spatial`` survivors (none when ``bad``, when there are none or
       more than ``core.survivors``), its ``kept`` survivors' writes overlapped, then the header
@@ -470,8 +476,17 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
             else:
                 s0 = x_end + 1 + lanes
                 e = s0 + 1 + planes + int(npq[0])
-            e += int(np.maximum(planes + npq[1:], decided[:hw - 1]).sum())
-            x_end = e + int(np.maximum(decided[hw - 1:], 1).sum()) + 1
+            # e: position 0 leaves the cell former (into NmsBack's input register); from
+            # there, position q leaves it (a) once its planes and patches are in, and the
+            # register is free (b: the spatial stage takes q - 1 then), and the spatial stage
+            # takes it (b) a cycle after (a), once done with q - 1 (a cycle, or one a survivor).
+            p_q = (planes + npq).tolist()
+            d_q = np.maximum(decided, 1).tolist()
+            a, b = e, e + 1
+            for q in range(1, hw):
+                a = max(a + p_q[q], b)
+                b = max(a + 1, b + d_q[q - 1])
+            x_end = b + int(sum(d_q[hw - 1:])) + 1
         t = x_end + 1
     # FIN at t; the back end, the header's write and its response.
     header_only = bad or spatial == 0 or spatial > core.survivors
