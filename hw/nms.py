@@ -103,7 +103,7 @@ class NmsSpatial(wiring.Component):
         # The next position may be decided when the bank empties this cycle.
         one_left = (pending & (pending - 1)) == 0
         bank_free = (pending == 0) | (one_left & self.o.ready)
-        drain = y >= height
+        drain = Signal()  # y >= height, kept in a register (timing: it gates ``advance``)
         advance = streaming & bank_free & (drain | self.i.valid)
         row_end = x == width - 1
         m.d.comb += [self.busy.eq(active), self.i.ready.eq(streaming & bank_free & ~drain)]
@@ -116,9 +116,12 @@ class NmsSpatial(wiring.Component):
         m.d.sync += kmax.eq(level[0])
         with m.If(self.start & ~self.busy):
             m.d.sync += [height.eq(self.height), width.eq(self.width), kernel.eq(self.kernel),
-                         shift.eq(self.shift), y.eq(0), x.eq(0), drow.eq(0), streaming.eq(1), active.eq(1)]
+                         shift.eq(self.shift), y.eq(0), x.eq(0), drow.eq(0), streaming.eq(1), active.eq(1),
+                         drain.eq(self.height == 0)]
         with m.Elif(advance):
             m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end)]
+            with m.If(row_end & (y + 1 >= height)):
+                m.d.sync += drain.eq(1)
             with m.If(row_end & drain):
                 m.d.sync += drow.eq(drow + 1)
                 with m.If(drow == kmax - 1):

@@ -149,10 +149,11 @@ class NmsUnit(wiring.Component):
         preg = Signal(PATCH)
         prime = Signal()  # (STRIDE_RD) read patch 0 into the register
         take_p = cells.p.valid & cells.p.ready
-        m.d.comb += [cells.p.valid.eq(pidx < pcount), cells.p.payload.eq(preg), cells.p_end.eq(pidx >= pcount),
+        pvalid = Signal()  # pidx < pcount, kept in a register (timing: the merge decision)
+        m.d.comb += [cells.p.valid.eq(pvalid), cells.p.payload.eq(preg), cells.p_end.eq(~pvalid),
                      patch_r.addr.eq(Mux(prime, 0, Mux(take_p, pidx + 2, pidx + 1)))]
         with m.If(take_p):
-            m.d.sync += [pidx.eq(pidx + 1), preg.eq(patch_r.data)]
+            m.d.sync += [pidx.eq(pidx + 1), preg.eq(patch_r.data), pvalid.eq(pidx + 1 < pcount)]
 
         # --- level, block and lane state ---
         li, first = Signal(4), Signal(8)
@@ -265,7 +266,7 @@ class NmsUnit(wiring.Component):
         with m.FSM(name="nms_dma"):
             with m.State("IDLE"):
                 with m.If(take):
-                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
+                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
                                  a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
                                  cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"
@@ -295,7 +296,7 @@ class NmsUnit(wiring.Component):
             with m.State("PREQ"):
                 m.d.comb += patching.eq(1)
                 with m.If(poff == count << 4):
-                    m.d.sync += pcount.eq(count)
+                    m.d.sync += [pcount.eq(count), pvalid.eq(1)]  # count >= 1 here
                     m.next = "STRIDE_RD"
             with m.State("STRIDE_RD"):
                 m.d.comb += prime.eq(1)
@@ -390,7 +391,7 @@ class NmsUnit(wiring.Component):
                 m.d.sync += busy.eq(take)
                 m.next = "IDLE"
                 with m.If(take):
-                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), li.eq(0), first.eq(0),
+                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
                                  a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
                                  cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"

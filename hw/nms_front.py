@@ -116,8 +116,29 @@ class NmsCells(wiring.Component):
         last = plane == nplanes - 1
         with m.If(leaving):
             m.d.sync += cur_valid.eq(0)
+        # The position's cells, formed whether or not a word is taken (so the take is only
+        # the registers' enable, not an input of the compare: timing).
+        byte = lambda lane: self.i.payload[8 * lane:8 * lane + 8]
+        formed = []
+        for lane in range(lanes):
+            code = Signal(signed(32), name=f"code{lane}")
+            raw = Signal(32, name=f"raw{lane}")
+            m.d.comb += raw.eq(Cat(acc[lane], byte(lane)))  # planes 0..2, then this one's byte
+            # The last plane's byte is the top byte; the sign is its top bit.
+            with m.Switch(self.planes_log2):
+                with m.Case(0):
+                    m.d.comb += code.eq(byte(lane).as_signed())
+                with m.Case(1):
+                    m.d.comb += code.eq(Cat(acc[lane][:8], byte(lane)).as_signed())
+                with m.Default():
+                    m.d.comb += code.eq(raw.as_signed())
+            key = Signal(signed(kb + 32), name=f"key{lane}")
+            m.d.comb += key.eq(code << self.shift)
+            act = self.active[lane]
+            # key > thr  <=>  code > floor(thr / 2**shift) (key is code · 2**shift): the
+            # compare needs no shifter in front of it (timing).
+            formed.append((Mux(act, key, 0), Mux(act, base + self.anchor[lane], 0), act & (code > thr_s)))
         with m.If(self.i.valid & self.i.ready):
-            byte = lambda lane: self.i.payload[8 * lane:8 * lane + 8]
             with m.If(~last):
                 for lane in range(lanes):
                     for k in range(3):
@@ -125,26 +146,8 @@ class NmsCells(wiring.Component):
                             m.d.sync += acc[lane][8 * k:8 * k + 8].eq(byte(lane))
                 m.d.sync += plane.eq(plane + 1)
             with m.Else():
-                for lane in range(lanes):
-                    code = Signal(signed(32), name=f"code{lane}")
-                    raw = Signal(32, name=f"raw{lane}")
-                    m.d.comb += raw.eq(Cat(acc[lane], byte(lane)))  # planes 0..2, then this one's byte
-                    # The last plane's byte is the top byte; the sign is its top bit.
-                    with m.Switch(self.planes_log2):
-                        with m.Case(0):
-                            m.d.comb += code.eq(byte(lane).as_signed())
-                        with m.Case(1):
-                            m.d.comb += code.eq(Cat(acc[lane][:8], byte(lane)).as_signed())
-                        with m.Default():
-                            m.d.comb += code.eq(raw.as_signed())
-                    key = Signal(signed(kb + 32), name=f"key{lane}")
-                    m.d.comb += key.eq(code << self.shift)
-                    act = self.active[lane]
-                    # key > thr  <=>  code > floor(thr / 2**shift) (key is code · 2**shift): the
-                    # compare needs no shifter in front of it (timing).
-                    m.d.sync += [cur[lane].key.eq(Mux(act, key, 0)),
-                                 cur[lane].index.eq(Mux(act, base + self.anchor[lane], 0)),
-                                 cur[lane].valid.eq(act & (code > thr_s))]
+                for lane, (key, index, valid) in enumerate(formed):
+                    m.d.sync += [cur[lane].key.eq(key), cur[lane].index.eq(index), cur[lane].valid.eq(valid)]
                 m.d.sync += [cur_valid.eq(1), plane.eq(0), cy.eq(y), cx.eq(x), base.eq(base + self.anchors),
                              merged.eq(0)]
                 with m.If(x == self.width - 1):

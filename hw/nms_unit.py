@@ -77,15 +77,26 @@ class NmsBack(wiring.Component):
         # table (channel, class) is held by the caller for the block.
         m.d.comb += [sp.start.eq(self.block_start), sp.height.eq(self.height), sp.width.eq(self.width),
                      sp.kernel.eq(self.kernel), sp.shift.eq(self.shift), self.block_busy.eq(sp.busy)]
-        # A register between the cell former and the spatial stage (timing: the spatial
-        # stage's ``advance``, whose fan-out is every lane's memories and counters, sees a
-        # register's valid, not the cell former's patch-merge decision). Full throughput (its
-        # ready passes the spatial stage's through); a position reaches the stage a cycle
-        # later, and the cell former may run one position ahead of it (ir.nms.nms_cycles).
-        r_valid, r_data = Signal(), Signal.like(self.i.payload)
-        m.d.comb += [self.i.ready.eq(~r_valid | sp.i.ready), sp.i.valid.eq(r_valid), sp.i.payload.eq(r_data)]
-        with m.If(self.i.ready):
-            m.d.sync += [r_valid.eq(self.i.valid), r_data.eq(self.i.payload)]
+        # A two-entry skid buffer between the cell former and the spatial stage (timing:
+        # the spatial stage's ``advance``, whose fan-out is every lane's memories and
+        # counters, sees a register's valid, not the cell former's patch-merge decision, and
+        # the cell former's ``ready`` is a register, not the spatial stage's ready chain).
+        # Full throughput; a position reaches the stage a cycle after it left the cell
+        # former, which may run up to two positions ahead (ir.nms.nms_cycles).
+        main_v, skid_v = Signal(), Signal()
+        main_d, skid_d = Signal.like(self.i.payload), Signal.like(self.i.payload)
+        m.d.comb += [self.i.ready.eq(~skid_v), sp.i.valid.eq(main_v), sp.i.payload.eq(main_d)]
+        take_up = self.i.valid & ~skid_v
+        with m.If(main_v & sp.i.ready):
+            with m.If(skid_v):
+                m.d.sync += [main_d.eq(skid_d), skid_v.eq(0)]
+            with m.Else():
+                m.d.sync += [main_v.eq(take_up), main_d.eq(self.i.payload)]
+        with m.Elif(take_up):
+            with m.If(main_v):
+                m.d.sync += [skid_v.eq(1), skid_d.eq(self.i.payload)]
+            with m.Else():
+                m.d.sync += [main_v.eq(1), main_d.eq(self.i.payload)]
 
         abits = max(1, (core.survivors - 1).bit_length())
         entries = Memory(shape=entry_layout(core), depth=core.survivors, init=[])

@@ -435,9 +435,10 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
     - per level ``LEVEL_SETUP``, the first word ``dram_latency`` after its walker starts; per
       block ``lanes`` cycles (its lanes' fields), ``block_start``, then position ``q`` of the
       ``H·W`` leaves the cell former ``planes + patches merged at q`` after ``q - 1`` did, but
-      not before the spatial stage takes ``q - 1`` from the register between them, which it
-      does a cycle after ``q - 1`` left the cell former and ``max(survivors decided at q - 2,
-      1)`` after it took ``q - 2`` (the spatial stage holds a position one cycle a survivor),
+      not before the cycle after the spatial stage took ``q - 2`` from the two-entry buffer
+      between them; the stage takes ``q`` a cycle after it left the cell former and
+      ``max(survivors decided at q - 1, 1)`` after it took ``q - 1`` (the spatial stage holds
+      a position one cycle a survivor),
       the drain positions ``max(survivors, 1)`` each (``blocks``: the survivors decided at each
       position, as ``spatial_cycles`` takes), and a cycle for the stage's end;
     - the pyramid stage on the ``spatial`` survivors (none when ``bad``, when there are none or
@@ -476,16 +477,17 @@ def nms_cycles(cfg: AcceleratorConfig, params: NmsParams, core: NmsCore, blocks:
             else:
                 s0 = x_end + 1 + lanes
                 e = s0 + 1 + planes + int(npq[0])
-            # e: position 0 leaves the cell former (into NmsBack's input register); from
-            # there, position q leaves it (a) once its planes and patches are in, and the
-            # register is free (b: the spatial stage takes q - 1 then), and the spatial stage
-            # takes it (b) a cycle after (a), once done with q - 1 (a cycle, or one a survivor).
+            # e: position 0 leaves the cell former (into NmsBack's two-entry buffer); from
+            # there, position q leaves it (a) once its planes and patches are in and the
+            # buffer has room (the spatial stage took q - 2 in an earlier cycle), and the
+            # spatial stage takes it (b) a cycle after (a), once done with q - 1 (a cycle, or
+            # one a survivor).
             p_q = (planes + npq).tolist()
             d_q = np.maximum(decided, 1).tolist()
-            a, b = e, e + 1
+            a, b, b2 = e, e + 1, -1
             for q in range(1, hw):
-                a = max(a + p_q[q], b)
-                b = max(a + 1, b + d_q[q - 1])
+                a = max(a + p_q[q], b2 + 1)
+                b2, b = b, max(a + 1, b + d_q[q - 1])
             x_end = b + int(sum(d_q[hw - 1:])) + 1
         t = x_end + 1
     # FIN at t; the back end, the header's write and its response.
