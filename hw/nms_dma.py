@@ -201,21 +201,25 @@ class NmsUnit(wiring.Component):
         a, b, q, z = Signal(8), Signal(8), Signal(16), Signal(range(zn + 1))
         vd, bd, qd = Signal(), Signal(8), Signal(16)
         m.d.comb += pair_r.addr.eq(q[lg:])
+        # The pair memory's block-RAM output registered, and the pair's fields with it (a
+        # cycle a channel: ir.nms.SCAN_FIXED; timing: the RAM's clock-to-output is ~5.6 ns of
+        # tiny's ECP5 budget).
+        pdata, vd2, bd2, qd2 = Signal.like(pair_r.data), Signal(), Signal(8), Signal(16)
         kk, ks = Signal(8), Signal(8)
-        m.d.comb += [kk.eq(pair_r.data.bit_select(qd[:lg] * 8, 8)),
-                     ks.eq(pair_r.data.bit_select(qd[:lg] * 8 + 8, 8))]
+        m.d.comb += [kk.eq(pdata.bit_select(qd2[:lg] * 8, 8)),
+                     ks.eq(pdata.bit_select(qd2[:lg] * 8 + 8, 8))]
         # The two strides from registers (a is held through its scan, b's is taken as it is
         # issued), and the slot's write registered (timing: the pyramid reads the slots long
         # after; the last write lands in LV_RD).
-        sa, sb, common = Signal(16), Signal(16), Signal(16)
-        m.d.sync += sa.eq(stride[a])
-        m.d.comb += common.eq(Mux(sa > sb, sa, sb))
-        (rho_a, ok_a), (rho_b, ok_b) = _log2_ratio(m, sa, common), _log2_ratio(m, sb, common)
+        sa, sb, sb2, common = Signal(16), Signal(16), Signal(16), Signal(16)
+        m.d.sync += [sa.eq(stride[a]), pdata.eq(pair_r.data), vd2.eq(vd), bd2.eq(bd), qd2.eq(qd), sb2.eq(sb)]
+        m.d.comb += common.eq(Mux(sa > sb2, sa, sb2))
+        (rho_a, ok_a), (rho_b, ok_b) = _log2_ratio(m, sa, common), _log2_ratio(m, sb2, common)
         slot, slot_we = Signal.like(back.slot_data), Signal()
-        m.d.comb += [slot.partner.eq(bd), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho_a), slot.rho_b.eq(rho_b)]
+        m.d.comb += [slot.partner.eq(bd2), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho_a), slot.rho_b.eq(rho_b)]
         m.d.sync += [back.slot_we.eq(slot_we), back.slot_addr.eq(a * zn + z), back.slot_data.eq(slot)]
         scanning = Signal()  # (not "process": a SystemVerilog class name Verilator reserves)
-        with m.If(scanning & vd & (kk != 0) & (z < zn)):
+        with m.If(scanning & vd2 & (kk != 0) & (z < zn)):
             m.d.comb += [slot_we.eq(1), slot.valid.eq(1)]
             m.d.sync += z.eq(z + 1)
 
@@ -223,7 +227,7 @@ class NmsUnit(wiring.Component):
         # cannot run"): sticky ``tbad``, decided after the slot table, before any map word ---
         # A competing pair: not on the diagonal, a slot left, K and the stride ratio within
         # the slot's fields (a power of two: s << rho == the coarser stride), K_s < K.
-        with m.If(scanning & vd & (kk != 0) & ((a == bd) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS) | (ks >= kk)
+        with m.If(scanning & vd2 & (kk != 0) & ((a == bd2) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS) | (ks >= kk)
                                                 | ~ok_a | ~ok_b)):
             m.d.sync += tbad.eq(1)
         # Per level (its entry in ``lv`` the cycle after STRIDE_WR, ``chk``): an anchor, a
@@ -322,6 +326,9 @@ class NmsUnit(wiring.Component):
             with m.State("TAIL"):
                 m.d.comb += scanning.eq(1)
                 m.d.sync += [vd.eq(0), b.eq(0)]
+                m.next = "TAIL2"
+            with m.State("TAIL2"):  # the last pair, from the registered RAM output
+                m.d.comb += scanning.eq(1)
                 m.next = "FILL"
             with m.State("FILL"):
                 with m.If(z < zn):

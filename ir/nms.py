@@ -408,7 +408,7 @@ def spatial_cycles(decided: np.ndarray) -> int:
 MUL_STEPS = 16  # a product's steps (hw/nms_walk.py ``Multiplier``: a 16-bit multiplier)
 UNIT_START = MUL_STEPS + 2  # accept, the product, the table read's start
 LEVEL_SETUP = 2 * (MUL_STEPS + 1) + 2  # read, latch, A·C, the plane step (the walkers start with the last)
-SCAN_FIXED = 2
+SCAN_FIXED = 3  # the pair memory read, its registered output, the last pair
 MAX_BURST = 16  # beats of one read request (hw/nms_walk.py ``LinearReader``)
 
 
