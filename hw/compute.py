@@ -82,10 +82,23 @@ def check_config(cfg: AcceleratorConfig) -> None:
          f"output_half_words ({cfg.output_half_words}) must be a power of two of at least ppu_lanes/tn"),
         (lambda: cfg.pe_latency >= BASE_LATENCY,
          f"pe_latency ({cfg.pe_latency}) must be at least {BASE_LATENCY}, the compute pipeline's depth"),
+        (lambda: not cfg.compute_chain or (cfg.chain_retire_single and cfg.chain_front == cfg.pe_latency - PPU.LATENCY),
+         f"compute_chain is built with chain_retire_single and chain_front = pe_latency - {PPU.LATENCY} "
+         f"({cfg.pe_latency - PPU.LATENCY})"),
     ]
     for ok, message in rules:
         if not ok():
             raise ShiftflowError(f"compute unit for target {cfg.name!r}: {message}")
+
+
+class _JobAt:
+    """A job's fields from ``now`` in the cycle ``sel`` holds, else from ``later``."""
+
+    def __init__(self, sel, now, later):
+        self._sel, self._now, self._later = sel, now, later
+
+    def __getattr__(self, name):
+        return Mux(self._sel, getattr(self._now, name), getattr(self._later, name))
 
 
 def _stage(m: Module, value, name: str):
@@ -140,13 +153,18 @@ class ComputeUnit(wiring.Component):
         busy, accept, go = Signal(), Signal(), Signal()
         ins = Signal(INSTR)
         opcode = self.instr.payload.header.opcode
-        m.d.comb += [self.instr.ready.eq(~busy | self.done), accept.eq(self.instr.valid & self.instr.ready)]
         job_next, job = Signal(self.job_shape), Signal(self.job_shape)
         decode_job(m, cfg, ins, job_next)
         nop_done = Signal()
         runs = (opcode == Opcode.CONV) | (opcode == Opcode.VEC) | (opcode == Opcode.SPCONV)
         m.d.sync += [nop_done.eq(accept & ~runs), go.eq(accept & runs)]
         m.d.comb += self.done.eq(nop_done | retire.done)
+        # ``fire``: the sequencer (or an SPCONV's walker) starts; ``go`` unless chaining holds it.
+        fire, final_in = Signal(), Signal()  # final_in: the front's last group reaches retire
+        chain = self._chain(m, retire, accept, go, runs, fire, final_in) if cfg.compute_chain else None
+        if chain is None:
+            m.d.comb += [self.instr.ready.eq(~busy | self.done), fire.eq(go)]
+        m.d.comb += accept.eq(self.instr.valid & self.instr.ready)
         # ``ins`` is used only in the cycle after an accept, so it samples the payload every
         # cycle: no enable fanning out from the issue decision to its hundreds of bits.
         m.d.sync += ins.eq(self.instr.payload)
@@ -160,17 +178,20 @@ class ComputeUnit(wiring.Component):
         # first step has reached its offset stage (ir.cost.SPCONV_START cycles later).
         m.submodules.walk = walk = SpconvWalk(cfg)
         sp_wait = Signal()
-        sp_go = go & job_next.sparse
-        m.d.comb += [walk.start.eq(sp_go), walk.kept.eq(job_next.kept), walk.kh.eq(job_next.n_y),
-                     walk.kw.eq(job_next.n_x),
-                     walk.base.eq(job_next.w_row + ((job_next.kept + tn - 1) >> (tn - 1).bit_length())),
+        # A start in ``go`` takes the decoded job's fields (the job register loads then); a
+        # held one (chaining) the registered job's.
+        start_job = job_next if chain is None else _JobAt(go, job_next, job)
+        sp_go = fire & start_job.sparse
+        m.d.comb += [walk.start.eq(sp_go), walk.kept.eq(start_job.kept), walk.kh.eq(start_job.n_y),
+                     walk.kw.eq(start_job.n_x),
+                     walk.base.eq(start_job.w_row + ((start_job.kept + tn - 1) >> (tn - 1).bit_length())),
                      seq.sp.payload.eq(walk.o.payload), seq.sp.valid.eq(walk.o.valid), walk.o.ready.eq(seq.sp.ready),
-                     seq.sp_flush.eq(go), seq.sp_start.eq(sp_wait & seq.sp_primed)]
+                     seq.sp_flush.eq(fire), seq.sp_start.eq(sp_wait & seq.sp_primed)]
         with m.If(sp_go):
             m.d.sync += sp_wait.eq(1)
         with m.Elif(seq.sp_start):
             m.d.sync += sp_wait.eq(0)
-        m.d.comb += [seq.start.eq((go & ~job_next.sparse) | seq.sp_start), seq.job.eq(job)]
+        m.d.comb += [seq.start.eq((fire & ~start_job.sparse) | seq.sp_start), seq.job.eq(job)]
         # The sequencer's loop-end flags at a start: the decoded job's in ``go`` (the job
         # register loads then), the registered job's at an SPCONV's later start.
         for name, now, later in zip(LOOP_FLAGS, loop_ones(job_next).values(), loop_ones(job).values()):
@@ -246,11 +267,50 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [staged.eq(meta), staged_valid.eq(meta_valid)]
             meta_soon = meta_valid
             meta, meta_valid = staged, staged_valid
-        m.d.comb += [retire.job.eq(job), retire.params.eq(params), retire.sums.eq(mac.o.payload),
+        # Chaining: retire keeps its own job and parameters, taken from the front's with each
+        # group a cycle before its sums arrive (the previous instruction has ended by then).
+        rjob, rparams = job, params
+        if chain is not None:
+            rjob, rparams = Signal(self.job_shape, name="retire_job"), Signal.like(params, name="retire_params")
+            with m.If(meta_soon):
+                m.d.sync += [rjob.eq(job), rparams.eq(params)]
+            m.d.comb += [final_in.eq(meta_valid & meta.final), chain.eq(rjob.slots)]
+        m.d.comb += [retire.job.eq(rjob), retire.params.eq(rparams), retire.sums.eq(mac.o.payload),
                      retire.vsums.eq(vec.o.payload), retire.meta.eq(meta), retire.meta_valid.eq(meta_valid),
                      retire.meta_soon.eq(meta_soon),
-                     ob.wr.eq(retire.wr), ob.wr_half.eq(job.half)]
+                     ob.wr.eq(retire.wr), ob.wr_half.eq(rjob.half)]
         return m
+
+    def _chain(self, m, retire, accept, go, runs, fire, final_in):
+        """The chaining controls (``cfg.compute_chain``; ir.timeline.chain_back / chain_start):
+        the next CONV/SPCONV/VEC is taken once the front pipeline is empty (the previous one's
+        final group reaches retire: ``final_in``), a NOP only with nothing in flight; a taken
+        instruction's start (``fire``) waits until ``chain_front + 1`` cycles before the
+        previous one's end, so its first sums reach retire after that end (retire holds one
+        instruction at a time). Returns the signal to drive with retire's job's slots."""
+        cfg = self.cfg
+        front_busy, pending = Signal(), Signal()
+        n = Signal(range(3))  # instructions in flight
+        slots = Signal(self.job_shape["slots"].shape)
+        # wait: cycles until a start may fire, loaded when the final group arrives (then the
+        # previous end is slots + back cycles ahead; ir.timeline.chain_back).
+        back = cfg.pe_latency - cfg.chain_front
+        wait = Signal(range(max(2, (1 << len(slots)) + back)))
+        load = Signal(signed(len(wait) + 2))
+        m.d.comb += load.eq(slots + (back - cfg.chain_front - 1))
+        with m.If(final_in):
+            m.d.sync += wait.eq(Mux(load < 0, 0, load))
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        can = wait == 0
+        m.d.comb += [self.instr.ready.eq(Mux(runs, ~front_busy | final_in, (n == 0) | ((n == 1) & self.done))),
+                     fire.eq((go | pending) & can)]
+        with m.If(accept & runs):
+            m.d.sync += front_busy.eq(1)
+        with m.Elif(final_in):
+            m.d.sync += front_busy.eq(0)
+        m.d.sync += [pending.eq((go | pending) & ~can), n.eq(n + accept - self.done)]
+        return slots
 
     def _route(self, m, job, rd, words, wgt, beat, dw_masked):
         """The operand router: each DSP's decoded operands (``hw.pe.dsp_pairs``) with one level

@@ -85,8 +85,9 @@ class AcceleratorConfig:
     lb_copies: int = 2
     #: the compute unit chains its instructions: it starts the next CONV/VEC when the sequencer
     #: has issued the previous one's last pixel group, while that group drains and the pipeline
-    #: empties (``ir.timeline.chain_window``). A what-if of the cycle model today: no target's
-    #: RTL does it, and the RTL bench refuses a target with it on (docs/backend.md "Chaining")
+    #: empties (``ir.timeline.chain_window``). With ``chain_retire_single`` (and ``chain_front =
+    #: pe_latency - 4``) the rule hw/compute.py builds (``ir.timeline.chain_back``); the
+    #: controller does not yet, so the RTL bench refuses it (docs/backend.md "Chaining")
     compute_chain: bool = False
     #: with ``compute_chain``: cycles the next instruction waits past the point where the
     #: sequencer would start one more group of the previous one — an RTL that lets the front
@@ -94,8 +95,9 @@ class AcceleratorConfig:
     #: and the array need no second instruction's fields
     chain_front: int = 0
     #: with ``compute_chain``: the retire stage holds one instruction at a time — the next
-    #: one's first drain starts in the cycle after the previous one's end (else right after
-    #: its last drain, each chunk carrying its own instruction's fields through the PPU)
+    #: one's first sums reach retire after the previous one's end (``ir.timeline.chain_back``,
+    #: ``chain_start``; else right after its last drain, each chunk carrying its own
+    #: instruction's fields through the PPU)
     chain_retire_single: bool = False
     #: DRAM size the program may use, bytes
     dram_bytes: int = 1 << 30

@@ -67,9 +67,9 @@ def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
     drains groups in order, so no first drain begins before the previous instruction's last
     drain ends (its end less ``pe_latency``). Under that rule a chained CONV's groups follow
     the previous instruction's at the same cadence as its own (docs/backend.md "Chaining").
-    A cheaper RTL shortens the overlap: ``cfg.chain_front`` cycles off ``tail``, and with
-    ``cfg.chain_retire_single`` ``pe_latency + 1`` off ``lead`` (the first drain waits for
-    the previous instruction's end, and one cycle more)."""
+    ``cfg.chain_front`` cycles come off ``tail`` (the next one waits for a front pipeline to
+    empty). This full rule is a what-if (no RTL); with ``cfg.chain_retire_single`` the
+    schedule uses the built rule, ``chain_back``."""
     f, op = ins.f, ins.opcode
     if op == Opcode.CONV or op == Opcode.SPCONV:
         kept = f.get("kept")
@@ -83,8 +83,32 @@ def chain_window(cfg: AcceleratorConfig, ins: Instr) -> tuple[int, int] | None:
         last, lead = 1, cost.COMPUTE_START + max(1, taps)
     else:
         return None
-    return (last + cfg.pe_latency - cfg.chain_front,
-            lead - (cfg.pe_latency + 1 if cfg.chain_retire_single else 0))
+    return last + cfg.pe_latency - cfg.chain_front, lead
+
+
+def chain_back(cfg: AcceleratorConfig, ins: Instr) -> int | None:
+    """The built chaining compute unit (``cfg.compute_chain`` with ``cfg.chain_retire_single``;
+    hw/compute.py): cycles from its final group's sums reaching retire to its end — its slots
+    (``ir.cost.conv_slots``; a VEC's: 1) and the back pipeline, ``pe_latency - chain_front``.
+    The unit takes the next CONV/SPCONV/VEC that many cycles before an instruction's end (its
+    front pipeline is then empty), and starts it no earlier than ``chain_front + 1`` cycles
+    before that end (``chain_start``), so its first sums reach retire after the end. ``None``
+    for the other opcodes."""
+    f, op = ins.f, ins.opcode
+    if op == Opcode.CONV or op == Opcode.SPCONV:
+        slots = cost.conv_slots(cfg, bool(f["dataflow"]), 1 << f["wide"])
+    elif op == Opcode.VEC:
+        slots = 1
+    else:
+        return None
+    return slots + cfg.pe_latency - cfg.chain_front
+
+
+def chain_start(cfg: AcceleratorConfig, accept: int, prev_end: int) -> int:
+    """The built chaining unit: an instruction accepted in ``accept`` behaves as if accepted
+    in the returned cycle (its sequencer start is held), ``prev_end`` the end of the unit's
+    previous instruction; its end is that cycle plus its cost."""
+    return max(accept, prev_end - cfg.chain_front - 1)
 
 
 @dataclass(frozen=True)
@@ -145,9 +169,14 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
         queue = starts[u]
         if len(queue) >= cfg.queue_depth:
             d = max(d, queue[-cfg.queue_depth] + 1)
-        window = chain_window(cfg, ins) if cfg.compute_chain and u == Unit.COMPUTE.value else None
+        built = cfg.compute_chain and cfg.chain_retire_single and u == Unit.COMPUTE.value
+        back = chain_back(cfg, ins) if built else None
+        window = chain_window(cfg, ins) if cfg.compute_chain and not built and u == Unit.COMPUTE.value else None
         head = d + 1 + cfg.dispatch_stage  # the queue shows the word then
-        ready = max(head, free[u], drained - window[1]) if window else max(head, last_end[u])
+        if back is not None:
+            ready = max(head, free[u])
+        else:
+            ready = max(head, free[u], drained - window[1]) if window else max(head, last_end[u])
         s = ready
         for flag, other in ((ins.pop_prev, _PREV.get(u)), (ins.pop_next, _NEXT.get(u))):
             if flag:
@@ -159,6 +188,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
         if ins.opcode == Opcode.FINISH or ins.opcode == Opcode.NMS:
             s = max(s, *last_end.values())
         c = instruction_cycles(cfg, ins, measured)
+        if back is not None:  # the held sequencer start counts as the instruction's cycles
+            c += chain_start(cfg, s, last_end[u]) - s
         e = s + c
         if ins.opcode == Opcode.NMS:
             barrier = e
@@ -169,6 +200,8 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
         last_end[u] = free[u] = e
         if window:
             free[u], drained = e - window[0], e - cfg.pe_latency
+        elif back is not None:
+            free[u] = e - back
         fetch.append(f)
         dispatch.append(d)
         start.append(s)
