@@ -9,10 +9,10 @@ docs/backend.md "Layer overlap"), and with it but without the space-to-depth ste
 cycle model alone reschedule the default program (same instructions): ``chained``, a compute
 unit that starts the next CONV/VEC while the previous one's last group drains
 (``compute_chain``, ``ir.timeline.chain_window``; docs/backend.md "Chaining"; no RTL builds
-it yet); ``chained_cheap``, the cheaper RTL of that section (the next instruction waits for
-the front pipeline — the line-buffer read to the MAC array's sums, ``pe_latency -
-PPU.LATENCY`` cycles — to empty, and retire takes one instruction at a time:
-``chain_front``, ``chain_retire_single``); and ``chained_two_lb_copies``, full chaining with a
+it); ``chained_cheap``, the rule hw/compute.py builds (the next instruction is taken when the
+front pipeline — the line-buffer read to the MAC array's sums, ``pe_latency - PPU.LATENCY``
+cycles — has emptied, and retire takes one instruction at a time: ``chain_front``,
+``chain_retire_single``; ``ir.timeline.chain_back``); and ``chained_two_lb_copies``, full chaining with a
 second line-buffer copy too (a depthwise group's two channel blocks read together: 9 steps
 instead of 18). Per
 accelerator layer (each instruction counted for the layer the compiler emitted it for):

@@ -147,11 +147,21 @@ def test_chained_tokens_still_follow_ends():
 
 
 def test_cheaper_chaining_rules():
-    # chain_front 3: the second CONV starts 3 cycles later than fully chained (35 + 3); with
-    # chain_retire_single its first drain (1 + 1 cycles after its start) waits for the first
-    # one's end, 47, and one cycle more: a start at 46.
+    # chain_front 3: the second CONV starts 3 cycles later than fully chained (35 + 3).
     words = (conv(rows=4), conv(rows=4), encode(Opcode.FINISH))
     tiny = dataclasses.replace(TINY, compute_chain=True, chain_front=3)
     assert schedule(tiny, decode_program(b"".join(words))).start[:2] == [26, 38]
-    single = dataclasses.replace(tiny, chain_retire_single=True)
-    assert schedule(single, decode_program(b"".join(words))).start[:2] == [26, 46]
+
+
+def test_built_chaining_rule():
+    # chain_retire_single (hw/compute.py; ir.timeline.chain_back): the second CONV is taken
+    # slots + pe_latency - chain_front cycles before the first one's end (47), and its start
+    # is held until chain_front + 1 cycles before that end. Built front (11 - 4 = 7): taken
+    # at 47 - (2 + 4) = 41, no hold (39 < 41). Front 3: taken at 47 - 10 = 37, held to 43,
+    # its 21 cycles then end at 64.
+    words = (conv(rows=4), conv(rows=4), encode(Opcode.FINISH))
+    built = dataclasses.replace(TINY, compute_chain=True, chain_front=7, chain_retire_single=True)
+    tl = schedule(built, decode_program(b"".join(words)))
+    assert (tl.start[:2], tl.end[:2], tl.cost[:2]) == ([26, 41], [47, 62], [21, 21])
+    tl = schedule(dataclasses.replace(built, chain_front=3), decode_program(b"".join(words)))
+    assert (tl.start[:2], tl.end[:2], tl.cost[:2]) == ([26, 37], [47, 64], [21, 27])
