@@ -71,7 +71,7 @@ select; by the barrier no other unit has a DRAM transfer then). It has no busy/s
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -181,6 +181,10 @@ class Controller(wiring.Component):
             inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
             started[u] = Signal(name=f"{u.name.lower()}_start")
             free[u] = ~inflight[u] | unit_done
+            chain = u == Unit.COMPUTE and cfg.compute_chain
+            if chain:  # up to two instructions in flight, their push flags in order
+                flags, n_in = self._chained(m, head, port, unit_done, started[u], inflight[u])
+                free[u] = (n_in == 0) | ((n_in == 1) & unit_done)
             idle[u] = ~q.r_rdy & free[u]
             tokens_ok = 1
             for flag, ch in _channels(u):
@@ -202,10 +206,11 @@ class Controller(wiring.Component):
             accept = port.valid & port.ready
             if u != Unit.COMPUTE:  # the compute unit's also counts FINISH (below)
                 m.d.comb += started[u].eq(accept)
-            with m.If(accept):
-                m.d.sync += [inflight[u].eq(1), flags.eq(Cat(head.header.push_prev, head.header.push_next))]
-            with m.Elif(unit_done):
-                m.d.sync += inflight[u].eq(0)
+            if not chain:
+                with m.If(accept):
+                    m.d.sync += [inflight[u].eq(1), flags.eq(Cat(head.header.push_prev, head.header.push_next))]
+                with m.Elif(unit_done):
+                    m.d.sync += inflight[u].eq(0)
         # FINISH: when every unit is idle (the compute unit: free, its queue holding the FINISH).
         m.d.comb += [
             finish_start.eq(compute_go & compute_finish & free[Unit.COMPUTE] & idle[Unit.LOAD] & idle[Unit.STORE]),
@@ -334,9 +339,15 @@ class Controller(wiring.Component):
             with m.If(start):
                 m.d.sync += [busy_n.eq(0), stall_n.eq(0)]
             with m.Elif(running):
-                with m.If(started[u] | inflight[u] & ~unit_done):
-                    m.d.sync += busy_n.eq(busy_n + 1)
-                with m.If(queue[u].r_rdy & free[u] & ~started[u]):
+                if u == Unit.COMPUTE and cfg.compute_chain:  # each instruction's cycles, overlaps too
+                    m.d.sync += busy_n.eq(busy_n + started[u] + n_in - unit_done)
+                else:
+                    with m.If(started[u] | inflight[u] & ~unit_done):
+                        m.d.sync += busy_n.eq(busy_n + 1)
+                # Chaining: the unit takes a CONV/VEC before it is free (its ``ready`` is the
+                # cycle model's rule for the head, FINISH included).
+                takes = self.compute.ready if u == Unit.COMPUTE and cfg.compute_chain else free[u]
+                with m.If(queue[u].r_rdy & takes & ~started[u]):
                     m.d.sync += stall_n.eq(stall_n + 1)
             regs[busy_reg], regs[stall_reg] = busy_n, stall_n
         assert STATUS_BUSY == 1 and STATUS_DONE == 2 and STATUS_ERROR == 4  # the Cat above
@@ -347,3 +358,28 @@ class Controller(wiring.Component):
             with m.Default():  # CTRL and unused words read 0
                 m.d.comb += csr.rdata.eq(0)
         return m
+
+    @staticmethod
+    def _chained(m, head, port, unit_done, started, inflight):
+        """The compute unit's in-flight count (0-2) and the push flags of its instructions in
+        order, with ``cfg.compute_chain`` (hw/compute.py takes the next CONV/VEC before the
+        previous one's done; each done pushes the oldest one's tokens). Returns the oldest's
+        flags and the count; drives ``inflight`` (count != 0)."""
+        n_in = Signal(range(3), name="compute_count")
+        f0, f1 = Signal(2, name="compute_push_flags"), Signal(2, name="compute_push_flags1")
+        accept = port.valid & port.ready
+        new = Cat(head.header.push_prev, head.header.push_next)
+        leaves = unit_done & (n_in != 0)
+        m.d.sync += n_in.eq(n_in + accept - leaves)
+        m.d.comb += inflight.eq(n_in != 0)
+        # After the oldest leaves, entry 0 is the next one (f1) or, with none, the accepted one.
+        with m.If(leaves):
+            m.d.sync += f0.eq(Mux(n_in == 2, f1, new))
+            with m.If(accept & (n_in == 2)):
+                m.d.sync += f1.eq(new)
+        with m.Elif(accept):
+            with m.If(n_in == 0):
+                m.d.sync += f0.eq(new)
+            with m.Else():
+                m.d.sync += f1.eq(new)
+        return f0, n_in

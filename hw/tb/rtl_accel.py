@@ -62,10 +62,15 @@ def bench_model(cfg: AcceleratorConfig, dram_bytes: int = 1 << 24,
     """The Verilator model of the bench for ``cfg`` (built once, then from the cache; the
     Verilog is generated once per process). ``progress`` is told ``Verilog`` and
     ``Verilator build`` as they start. A target whose cycle model chains compute
-    instructions (``compute_chain``, a what-if the RTL does not build) is refused."""
+    instructions by a rule the RTL does not build (``compute_chain`` without
+    ``chain_retire_single`` and ``chain_front = pe_latency - 4``: a what-if) is refused."""
     if cfg.compute_chain:
-        raise UnsupportedError(f"target {cfg.name!r}: the RTL does not chain compute instructions (compute_chain); "
-                               f"its cycles would not equal the cycle model's")
+        from ..compute import check_config  # the chaining rule the compute unit builds
+        try:
+            check_config(cfg)
+        except ShiftflowError as exc:
+            raise UnsupportedError(f"target {cfg.name!r}: the RTL does not build this compute_chain rule; its "
+                                   f"cycles would not equal the cycle model's ({exc})") from None
     key = repr((cfg, dram_bytes))
     if key not in _MODELS:
         out = cache_root() / "verilog" / f"bench-{cfg.name}-{dram_bytes}"

@@ -39,8 +39,9 @@ def test_axi_dma_under_cocotb(tmp_path):
 
 
 def test_a_chaining_target_is_refused():
-    # compute_chain is a what-if of the cycle model (ir/timeline.chain_window): the RTL bench
-    # refuses it before building anything rather than report unequal cycles.
+    # compute_chain's full rule is a what-if of the cycle model (ir/timeline.chain_window): the
+    # RTL bench refuses it before building anything rather than report unequal cycles (the
+    # built rule: tests/hw/test_compute_chain.py).
     import dataclasses
 
     from shiftflow.errors import UnsupportedError
