@@ -183,7 +183,7 @@ class Controller(wiring.Component):
             free[u] = ~inflight[u] | unit_done
             chain = u == Unit.COMPUTE and cfg.compute_chain
             if chain:  # up to two instructions in flight, their push flags in order
-                flags, n_in = self._chained(m, head, port, unit_done, started[u], inflight[u])
+                flags, n_in = self._chained(m, head, port, unit_done, inflight[u])
                 free[u] = (n_in == 0) | ((n_in == 1) & unit_done)
             idle[u] = ~q.r_rdy & free[u]
             tokens_ok = 1
@@ -360,7 +360,7 @@ class Controller(wiring.Component):
         return m
 
     @staticmethod
-    def _chained(m, head, port, unit_done, started, inflight):
+    def _chained(m, head, port, unit_done, inflight):
         """The compute unit's in-flight count (0-2) and the push flags of its instructions in
         order, with ``cfg.compute_chain`` (hw/compute.py takes the next CONV/VEC before the
         previous one's done; each done pushes the oldest one's tokens). Returns the oldest's
