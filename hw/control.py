@@ -81,7 +81,7 @@ from ..ir.config import AcceleratorConfig
 from ..ir.isa import INSTR, UNIT_OF, Opcode, Unit
 from .csr import DATA_BITS, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg, csr_signature
 from .dma import mem_signature
-from .fetch import Fetch, check_fetch_config, used_bits
+from .fetch import Fetch, HeadFifo, check_fetch_config, used_bits
 
 __all__ = ["Controller", "csr_signature", "LEGAL"]
 
@@ -89,6 +89,9 @@ __all__ = ["Controller", "csr_signature", "LEGAL"]
 LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH,
          Opcode.SPCONV)
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with queues and tokens (NMS: ``nms``)
+#: With the dispatch stage, what a queue keeps of its head in a register (``HeadFifo``'s tag):
+#: the bits the issue decision reads, so it starts at flip-flops, not at a LUT-RAM read.
+_TAG = ("pop_prev", "pop_next", "finish")
 _PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
 _NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
 
@@ -172,11 +175,19 @@ class Controller(wiring.Component):
         queue, started, free, idle, inflight = {}, {}, {}, {}, {}
         for u in UNITS:
             ops = [op for op in LEGAL if UNIT_OF[op] == u]
-            q = queue[u] = SyncFIFO(width=used_bits(ops), depth=cfg.queue_depth)
+            if cfg.dispatch_stage:  # the head's pop flags and FINISH from a register (HeadFifo's tag)
+                q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth)
+            else:
+                q = queue[u] = SyncFIFO(width=used_bits(ops), depth=cfg.queue_depth)
             m.submodules[f"{u.name.lower()}_queue"] = ResetInserter(start)(q)
             port, unit_done = ports[u]
             head = Signal(INSTR, name=f"{u.name.lower()}_head")
             m.d.comb += head.as_value().eq(q.r_data)
+            if cfg.dispatch_stage:
+                hflag = dict(zip(_TAG, q.r_tag))
+            else:
+                hflag = {"pop_prev": head.header.pop_prev, "pop_next": head.header.pop_next,
+                         "finish": head.header.opcode == Opcode.FINISH}
             flags = Signal(2, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
             inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
             started[u] = Signal(name=f"{u.name.lower()}_start")
@@ -189,15 +200,15 @@ class Controller(wiring.Component):
             tokens_ok = 1
             for flag, ch in _channels(u):
                 if flag.startswith("pop"):
-                    tokens_ok = tokens_ok & (~getattr(head.header, flag) | avail[ch])
-                    m.d.comb += pop[ch].eq(started[u] & getattr(head.header, flag))
+                    tokens_ok = tokens_ok & (~hflag[flag] | avail[ch])
+                    m.d.comb += pop[ch].eq(started[u] & hflag[flag])
                 else:
                     bit = ["push_prev", "push_next"].index(flag)
                     m.d.comb += push[ch].eq(unit_done & inflight[u] & flags[bit])
             go = running & q.r_rdy & tokens_ok
             m.d.comb += [port.payload.eq(head), q.r_en.eq(started[u])]
             if u == Unit.COMPUTE:
-                finish = head.header.opcode == Opcode.FINISH
+                finish = hflag["finish"]
                 m.d.comb += port.valid.eq(go & ~finish)
                 finish_start = Signal()
                 compute_go, compute_finish = go, finish
@@ -285,7 +296,11 @@ class Controller(wiring.Component):
                      fetch.seg_len.eq(seg_len), fetch.run.eq(running & ~finishing)]
         for u in UNITS:
             if cfg.dispatch_stage:
-                m.d.comb += [queue[u].w_en.eq(staged[u]), queue[u].w_data.eq(staged_word[u])]
+                word = Signal(INSTR, name=f"{u.name.lower()}_staged_instr")
+                m.d.comb += [word.as_value().eq(staged_word[u]), queue[u].w_en.eq(staged[u]),
+                             queue[u].w_data.eq(staged_word[u]),
+                             queue[u].w_tag.eq(Cat(word.header.pop_prev, word.header.pop_next,
+                                                   word.header.opcode == Opcode.FINISH))]
                 m.d.sync += [staged[u].eq(dispatch & to[u]), staged_word[u].eq(fetch.word.payload)]
                 with m.If(start):
                     m.d.sync += [occupied[u].eq(0), full[u].eq(0)]
