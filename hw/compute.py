@@ -161,7 +161,9 @@ class ComputeUnit(wiring.Component):
         m.d.comb += self.done.eq(nop_done | retire.done)
         # ``fire``: the sequencer (or an SPCONV's walker) starts; ``go`` unless chaining holds it.
         fire, final_in = Signal(), Signal()  # final_in: the front's last group reaches retire
-        chain = self._chain(m, retire, accept, go, runs, fire, final_in) if cfg.compute_chain else None
+        lead = Signal.like(job.lead, name="start_lead")  # the job being started's (a held one: registered)
+        m.d.comb += lead.eq(Mux(go, job_next.lead, job.lead))
+        chain = self._chain(m, retire, accept, go, runs, fire, final_in, lead) if cfg.compute_chain else None
         if chain is None:
             m.d.comb += [self.instr.ready.eq(~busy | self.done), fire.eq(go)]
         m.d.comb += accept.eq(self.instr.valid & self.instr.ready)
@@ -281,28 +283,28 @@ class ComputeUnit(wiring.Component):
                      ob.wr.eq(retire.wr), ob.wr_half.eq(rjob.half)]
         return m
 
-    def _chain(self, m, retire, accept, go, runs, fire, final_in):
+    def _chain(self, m, retire, accept, go, runs, fire, final_in, lead):
         """The chaining controls (``cfg.compute_chain``; ir.timeline.chain_back / chain_start):
         the next CONV/SPCONV/VEC is taken once the front pipeline is empty (the previous one's
         final group reaches retire: ``final_in``), a NOP only with nothing in flight; a taken
-        instruction's start (``fire``) waits until ``chain_front + 1`` cycles before the
-        previous one's end, so its first sums reach retire after that end (retire holds one
+        instruction's start (``fire``) waits until its first sums (``lead``, the job's, then
+        the front) would reach retire after the previous one's end (retire holds one
         instruction at a time). Returns the signal to drive with retire's job's slots."""
         cfg = self.cfg
         front_busy, pending = Signal(), Signal()
         n = Signal(range(3))  # instructions in flight
         slots = Signal(self.job_shape["slots"].shape)
-        # wait: cycles until a start may fire, loaded when the final group arrives (then the
-        # previous end is slots + back cycles ahead; ir.timeline.chain_back).
+        # toend: cycles to the previous instruction's end, loaded when its final group arrives
+        # (the end is then slots + back cycles ahead; ir.timeline.chain_back), saturating at
+        # 0. A start may fire when its first sums, lead + chain_front - 1 cycles after it,
+        # reach retire after that end (ir.timeline.chain_start).
         back = cfg.pe_latency - cfg.chain_front
-        wait = Signal(range(max(2, (1 << len(slots)) + back)))
-        load = Signal(signed(len(wait) + 2))
-        m.d.comb += load.eq(slots + (back - cfg.chain_front - 1))
+        toend = Signal(range((1 << len(slots)) + back))
         with m.If(final_in):
-            m.d.sync += wait.eq(Mux(load < 0, 0, load))
-        with m.Elif(wait != 0):
-            m.d.sync += wait.eq(wait - 1)
-        can = wait == 0
+            m.d.sync += toend.eq(slots + back - 1)
+        with m.Elif(toend != 0):
+            m.d.sync += toend.eq(toend - 1)
+        can = toend <= lead + (cfg.chain_front - 2)
         m.d.comb += [self.instr.ready.eq(Mux(runs, ~front_busy | final_in, (n == 0) | ((n == 1) & self.done))),
                      fire.eq((go | pending) & can)]
         with m.If(accept & runs):

@@ -24,7 +24,7 @@ from amaranth import Array, Mux, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import conv_drain, conv_slots
+from ..ir.cost import COMPUTE_START, SPCONV_START, conv_drain, conv_slots
 from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, SpConv, Tile, Vec, VecOp, Window, field_max, field_shape
 from .buffers import OBUF_ADDR_BITS
 
@@ -84,7 +84,16 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
         # buffer, and the slots a group's results take to retire (``ir.cost.conv_slots``).
         "planes_m1": unsigned(2), "plane_words": Conv["plane_words"].shape,
         "slots": unsigned(conv_slots(cfg, True, 4).bit_length()),
+        # Cycles from the start to the first group's drain in the cycle model
+        # (``ir.timeline.chain_window``'s lead; a chaining unit holds its start by it).
+        "lead": unsigned(LEAD_BITS),
     })
+
+
+#: Bits of ``lead``: start cycles and a group's steps at the fields' largest values (a dense
+#: product of channels and taps, or an SPCONV's list, doubled twice).
+LEAD_BITS = (COMPUTE_START + SPCONV_START + 4 * max(field_max(InGeom, "chans") * field_max(Window, "kh")
+                                                    * field_max(Window, "kw"), field_max(SpConv, "kept"))).bit_length()
 
 
 def _at_least_one(v):
@@ -156,6 +165,17 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     (tn_mod, tn_div), (one_mod, one_div) = _by_pool(tn, post.pool), _by_pool(1, post.pool)
     npc_mod, npc_div = _by_pool(lanes // tm, post.pool)
     blk = Mux(is_conv, tm // tn, tile.obuf_blk)
+    # ``lead`` exactly as ir.cost.conv_inner_steps / vec_taps compute it from the fields (raw
+    # counts, no ``_at_least_one``): the cycle model's rule, not the beats the sequencer runs.
+    taps = win.kh * win.kw
+    dense = Mux(depthwise, 1, inp.chans) * taps
+    px_steps = Mux(sparse, instr.body.spconv.kept, dense)
+    px_steps = Mux(win.sw >= 2, px_steps << 1, px_steps)
+    if cfg.lb_copies == 1:
+        px_steps = Mux(depthwise & (inp.chans > tn), px_steps << 1, px_steps)
+    steps = Mux(pixel, px_steps, nblk * taps)
+    vec_taps = Mux(pooling, taps, Mux(v.op == VecOp.ADD, 2, 1) if cfg.lb_copies == 1 else 1)
+    lead = Mux(is_conv, COMPUTE_START + Mux(sparse, SPCONV_START, 0) + steps, COMPUTE_START + _at_least_one(vec_taps))
     _assign(m, job, {
         "kind": Mux(is_conv, Kind.CONV, Mux(op == Opcode.VEC, Kind.VEC, Kind.NOP)),
         "pixel": pixel, "depthwise": depthwise, "pow2": is_conv & c.pow2, "op": v.op,
@@ -175,5 +195,5 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "pool": pool, "qstep": Mux(pixel, tn, 1), "qstep_mod": Mux(pixel, tn_mod, one_mod),
         "qstep_div": Mux(pixel, tn_div, one_div), "npc_mod": npc_mod, "npc_div": npc_div, "cols": tile.cols,
         "drain": drain,
-        "planes_m1": planes_m1, "plane_words": c.plane_words, "slots": slots,
+        "planes_m1": planes_m1, "plane_words": c.plane_words, "slots": slots, "lead": lead,
     })

@@ -91,9 +91,8 @@ def chain_back(cfg: AcceleratorConfig, ins: Instr) -> int | None:
     hw/compute.py): cycles from its final group's sums reaching retire to its end — its slots
     (``ir.cost.conv_slots``; a VEC's: 1) and the back pipeline, ``pe_latency - chain_front``.
     The unit takes the next CONV/SPCONV/VEC that many cycles before an instruction's end (its
-    front pipeline is then empty), and starts it no earlier than ``chain_front + 1`` cycles
-    before that end (``chain_start``), so its first sums reach retire after the end. ``None``
-    for the other opcodes."""
+    front pipeline is then empty), and holds its start so that its first sums reach retire
+    after the end (``chain_start``). ``None`` for the other opcodes."""
     f, op = ins.f, ins.opcode
     if op == Opcode.CONV or op == Opcode.SPCONV:
         slots = cost.conv_slots(cfg, bool(f["dataflow"]), 1 << f["wide"])
@@ -104,11 +103,12 @@ def chain_back(cfg: AcceleratorConfig, ins: Instr) -> int | None:
     return slots + cfg.pe_latency - cfg.chain_front
 
 
-def chain_start(cfg: AcceleratorConfig, accept: int, prev_end: int) -> int:
-    """The built chaining unit: an instruction accepted in ``accept`` behaves as if accepted
-    in the returned cycle (its sequencer start is held), ``prev_end`` the end of the unit's
-    previous instruction; its end is that cycle plus its cost."""
-    return max(accept, prev_end - cfg.chain_front - 1)
+def chain_start(cfg: AcceleratorConfig, ins: Instr, accept: int, prev_end: int) -> int:
+    """The built chaining unit: ``ins`` accepted in ``accept`` behaves as if accepted in the
+    returned cycle (its sequencer start is held), ``prev_end`` the end of the unit's previous
+    instruction: its first sums (``lead + chain_front`` cycles after that cycle; ``lead`` of
+    ``chain_window``) reach retire after ``prev_end``. Its end is that cycle plus its cost."""
+    return max(accept, prev_end + 1 - chain_window(cfg, ins)[1] - cfg.chain_front)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
             s = max(s, *last_end.values())
         c = instruction_cycles(cfg, ins, measured)
         if back is not None:  # the held sequencer start counts as the instruction's cycles
-            c += chain_start(cfg, s, last_end[u]) - s
+            c += chain_start(cfg, ins, s, last_end[u]) - s
         e = s + c
         if ins.opcode == Opcode.NMS:
             barrier = e

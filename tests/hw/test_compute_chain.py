@@ -40,7 +40,8 @@ def chaining(cfg, **change):
 
 CHAIN = chaining(TINY)
 #: the shortest pipeline: no extra register stage (hw/compute.py's unstaged paths), and a
-#: back pipeline longer than the front, so every chained start is held (``chain_start``).
+#: back pipeline as long as the front: a start is held when a group has fewer steps than
+#: slots (``chain_start``).
 SHORT = chaining(TINY, pe_latency=8)
 
 
@@ -54,8 +55,8 @@ def model_times(cfg, instrs):
         s = max(accepts[-1] + 1 if accepts else 0, free if back is not None else last_end)  # NOP: nothing in flight
         c = instruction_cycles(cfg, ins)
         if back is not None:
-            c += chain_start(cfg, s, last_end) - s
-            held += chain_start(cfg, s, last_end) > s
+            c += chain_start(cfg, ins, s, last_end) - s
+            held += chain_start(cfg, ins, s, last_end) > s
         e = s + c
         free, last_end = (e - back if back is not None else e), e
         accepts.append(s)
@@ -147,6 +148,8 @@ CASES = {
     "channel-3x3": (lambda: conv_layer_model(cin=6, cout=8, hw=(4, 5)), "channel"),
     "channel-wide32": (lambda: conv_layer_model(cin=6, cout=9, hw=(4, 5), act="none", out_quant=False), "channel"),
     "pixel-wide32": (lambda: conv_layer_model(cin=3, cout=8, hw=(4, 6), out_quant=False), "pixel"),
+    # 3 steps a group, 4 slots (16-bit): SHORT holds the next start
+    "pixel-wide32-1x1": (lambda: conv_layer_model(cin=3, cout=8, hw=(4, 6), k=1, pad=0, out_quant=False), "pixel"),
     "pool2-channel": (lambda: vec_model(kind="maxpool", k=2, s=2, p=0, c=8), "channel"),
     "pool3-pixel": (lambda: vec_model(kind="maxpool", k=3, s=3, p=0, c=8, hw=(9, 15)), "pixel"),
     "pixel-3x3": (lambda: conv_layer_model(cin=3, cout=8, hw=(5, 6)), "pixel"),
@@ -165,7 +168,8 @@ def test_back_to_back(case, cfg, tmp_path):
     run = runs_of(snaps, 2)
     accepts, dones, held = check_chain(cfg, run)
     assert accepts[1] < dones[0], "the second instruction must be taken before the first ends"
-    assert held or cfg is CHAIN, "SHORT holds every chained start"
+    if cfg is SHORT and case in ("pixel-wide32-1x1", "channel-1x1-one-step"):
+        assert held, "a group of fewer steps than slots: the start is held"
 
 
 def test_nop_between(tmp_path):
@@ -190,11 +194,12 @@ def test_split_reduction(dataflow, tmp_path):
 
 @pytest.mark.parametrize("cfg", [CHAIN, SHORT], ids=lambda c: c.name)
 def test_spconv(cfg, tmp_path):
+    """SPCONV back to back (a held SPCONV start, the walker's too, needs a list shorter than
+    slots - SPCONV_START: none on tiny; the held path is the CONV's, tested above)."""
     snaps = trace(pruned_program(tmp_path, TINY, 0.5, cin=6, cout=8, hw=(5, 7)))
     run = runs_of(snaps, 2)
     assert all(s.ins.opcode == Opcode.SPCONV for s in run)
-    _, _, held = check_chain(cfg, run)
-    assert held or cfg is CHAIN
+    check_chain(cfg, run)
 
 
 @settings(max_examples=8, deadline=None, derandomize=True, database=None,

@@ -156,9 +156,10 @@ def test_cheaper_chaining_rules():
 def test_built_chaining_rule():
     # chain_retire_single (hw/compute.py; ir.timeline.chain_back): the second CONV is taken
     # slots + pe_latency - chain_front cycles before the first one's end (47), and its start
-    # is held until chain_front + 1 cycles before that end. Built front (11 - 4 = 7): taken
-    # at 47 - (2 + 4) = 41, no hold (39 < 41). Front 3: taken at 47 - 10 = 37, held to 43,
-    # its 21 cycles then end at 64.
+    # is held until its first sums (lead 1 + 1 step, then chain_front cycles) reach retire
+    # after that end: not before 47 + 1 - 2 - chain_front. Built front (11 - 4 = 7): taken at
+    # 47 - (2 + 4) = 41, no hold (39 < 41). Front 3: taken at 47 - 10 = 37, held to 43, its
+    # 21 cycles then end at 64.
     words = (conv(rows=4), conv(rows=4), encode(Opcode.FINISH))
     built = dataclasses.replace(TINY, compute_chain=True, chain_front=7, chain_retire_single=True)
     tl = schedule(built, decode_program(b"".join(words)))
