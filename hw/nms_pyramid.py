@@ -46,7 +46,8 @@ class NmsPyramid(wiring.Component):
     """Pyramid stage of an ``NmsCore`` (see the module docstring). While idle: write the
     slot table (``slot_we``, ``slot_addr`` = channel · partners + slot, ``slot_data``) and
     push the survivors on ``i``; raise ``start`` for a cycle; the kept survivors' buffer
-    addresses come out on ``o``; ``done`` for one cycle at the end (the buffer empties)."""
+    addresses come out on ``o``; ``done`` for one cycle at the end (the buffer empties);
+    ``clear`` (while idle) empties the buffer without a run."""
 
     def __init__(self, core: NmsCore):
         if core.lanes < 1 or core.partners < 1 or core.survivors < 1:
@@ -56,7 +57,7 @@ class NmsPyramid(wiring.Component):
         self.entry, self.slot = entry_layout(core), slot_layout(core)
         self.abits = max(1, (core.survivors - 1).bit_length())
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1),
+            "start": In(1), "clear": In(1), "busy": Out(1), "done": Out(1),
             "slot_we": In(1), "slot_addr": In(range(core.max_channels * core.partners)), "slot_data": In(self.slot),
             "i": In(stream.Signature(self.entry)),
             "o": Out(stream.Signature(unsigned(self.abits + 1))),
@@ -96,6 +97,8 @@ class NmsPyramid(wiring.Component):
         m.d.comb += self.i.ready.eq(~self.busy & (n < core.survivors))
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += n.eq(n + 1)
+        with m.If(self.clear & ~self.busy):  # survivors buffered but never run (a flagged list)
+            m.d.sync += n.eq(0)
 
         # Per slot: the partner and s's two tiles as bounds on t's own coordinates (the
         # stride ratio folded in: (t >> r) in [lo, hi] <=> t in [lo << r, ((hi + 1) << r) - 1]),

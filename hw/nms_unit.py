@@ -111,8 +111,12 @@ class NmsBack(wiring.Component):
         m.d.comb += [entry.channel.eq(self.chan[s.lane]), entry.cls.eq(self.cls[s.lane]), entry.y.eq(s.y),
                      entry.x.eq(s.x), entry.key.eq(s.key), entry.index.eq(s.index)]
         room = n < core.survivors
+        # The spatial stage's output is always taken while its blocks run (the pyramid is
+        # idle then and its buffer has room while ``room``), so its ready is the state
+        # register's (timing: the ready gates the spatial stage's ``advance``).
+        spatial_phase = Signal()
         m.d.comb += [py.i.payload.eq(entry), py.i.valid.eq(sp.o.valid & room),
-                     sp.o.ready.eq(py.i.ready | ~room),
+                     sp.o.ready.eq(spatial_phase),
                      ew.addr.eq(n), ew.data.eq(entry), ew.en.eq(sp.o.valid & py.i.ready & room)]
         with m.If(sp.o.valid & sp.o.ready & (n <= core.survivors)):
             m.d.sync += n.eq(n + 1)
@@ -164,10 +168,10 @@ class NmsBack(wiring.Component):
                 with m.If(self.w.ready):
                     m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
+                m.d.comb += [self.done.eq(1), py.clear.eq(1)]
                 m.d.sync += n.eq(0)
                 m.next = "SPATIAL"
-        m.d.comb += self.busy.eq(~fsm.ongoing("SPATIAL") | sp.busy)
+        m.d.comb += [self.busy.eq(~fsm.ongoing("SPATIAL") | sp.busy), spatial_phase.eq(fsm.ongoing("SPATIAL"))]
         return m
 
 

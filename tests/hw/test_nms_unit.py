@@ -4,7 +4,8 @@ amaranth.sim against the functional model: fed the model's front-end stream of a
 hypothesis-drawn NMS instruction (every block of every level, patches applied), it writes
 exactly the survivor list ``sim.nms_core.execute`` writes — header and entries, byte for
 byte — also with a short list (FLAG_LIST_FULL), an overflowing survivor buffer
-(FLAG_SPATIAL_FULL), no survivors, and a stalling writer."""
+(FLAG_SPATIAL_FULL), no survivors, a stalling writer, and an instruction after an
+overflowing one."""
 
 import random
 
@@ -31,38 +32,46 @@ def core_for(lanes: int, survivors: int = 64) -> NmsCore:
 
 def run_rtl(core: NmsCore, dram, params, patches, tn, out_addr, stall=0.0):
     """The list ``NmsBack`` writes, as {byte address: 16 bytes}, for the instruction's blocks."""
+    return run_rtl_jobs(core, [(dram, params, patches, out_addr)], tn, stall)[0]
+
+
+def run_rtl_jobs(core: NmsCore, jobs, tn, stall=0.0):
+    """``run_rtl`` of instructions ``(dram, params, patches, out_addr)`` run one after the other
+    on one ``NmsBack``: each one's writes."""
     dut = NmsBack(core)
     rng = random.Random(7)
-    slots = slot_table(params, core)
-    writes = {}
+    out = []
 
     async def bench(ctx):
-        await load_slots(ctx, dut, slots)
-        ctx.set(dut.out_addr, out_addr)
-        ctx.set(dut.capacity, params.capacity)
-        for li, b0, valid, key, index, ks, ss in stream_blocks(dram, params, core.lanes, patches, tn):
-            h, w = key.shape[:2]
-            first, nch = params.first_channel(li), params.levels[li].anchors * params.classes
-            p = [b0 + lane for lane in range(core.lanes)]
-            await ctx.tick().until(~dut.block_busy)
-            for name, v in (("height", h), ("width", w), ("kernel", ks), ("shift", ss),
-                            ("chan", [first + q // params.classes if q < nch else 0 for q in p]),
-                            ("cls", [q % params.classes for q in p])):
-                ctx.set(getattr(dut, name), v)
-            ctx.set(dut.block_start, 1)
-            await ctx.tick()
-            ctx.set(dut.block_start, 0)
-            for y in range(h):
-                for x in range(w):
-                    ctx.set(dut.i.valid, 1)
-                    ctx.set(dut.i.payload, [{"valid": int(valid[y, x, lane]), "key": int(key[y, x, lane]),
-                                             "index": int(index[y, x, lane])} for lane in range(core.lanes)])
-                    await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-        await finish_and_collect(ctx, dut, writes, rng, stall)
+        for dram, params, patches, out_addr in jobs:
+            writes = {}
+            await load_slots(ctx, dut, slot_table(params, core))
+            ctx.set(dut.out_addr, out_addr)
+            ctx.set(dut.capacity, params.capacity)
+            for li, b0, valid, key, index, ks, ss in stream_blocks(dram, params, core.lanes, patches, tn):
+                h, w = key.shape[:2]
+                first, nch = params.first_channel(li), params.levels[li].anchors * params.classes
+                p = [b0 + lane for lane in range(core.lanes)]
+                await ctx.tick().until(~dut.block_busy)
+                for name, v in (("height", h), ("width", w), ("kernel", ks), ("shift", ss),
+                                ("chan", [first + q // params.classes if q < nch else 0 for q in p]),
+                                ("cls", [q % params.classes for q in p])):
+                    ctx.set(getattr(dut, name), v)
+                ctx.set(dut.block_start, 1)
+                await ctx.tick()
+                ctx.set(dut.block_start, 0)
+                for y in range(h):
+                    for x in range(w):
+                        ctx.set(dut.i.valid, 1)
+                        ctx.set(dut.i.payload, [{"valid": int(valid[y, x, lane]), "key": int(key[y, x, lane]),
+                                                 "index": int(index[y, x, lane])} for lane in range(core.lanes)])
+                        await ctx.tick().until(dut.i.ready)
+                ctx.set(dut.i.valid, 0)
+            await finish_and_collect(ctx, dut, writes, rng, stall)
+            out.append(writes)
 
-    simulate(dut, bench, deadline=200_000)
-    return writes
+    simulate(dut, bench, deadline=200_000 * len(jobs))
+    return out
 
 
 async def finish_and_collect(ctx, back, writes: dict, rng: random.Random, stall: float) -> None:
@@ -120,3 +129,22 @@ def test_no_survivors_writes_only_the_header():
     _, dram, params, patches, _, _ = run_scene(sc)
     res = check(core_for(sc["lanes"]), dram, params, patches, sc["tn"])
     assert res.count == 0 and res.flags == 0
+
+
+def test_a_list_after_an_overflowing_one_equals_the_model():
+    """The pyramid's buffer is emptied after an instruction that flagged FLAG_SPATIAL_FULL
+    (its survivors buffered but never run): the next instruction's list is the model's."""
+    sa, sb = all_equal_scene(maps="equal"), all_equal_scene(maps="random", seed=5)
+    _, dram_a, params_a, patches_a, _, res_a = run_scene(sa)
+    _, dram_b, params_b, patches_b, _, res_b = run_scene(sb)
+    core = core_for(sa["lanes"], len(res_b.spatial))
+    assert len(res_a.spatial) > core.survivors >= 1
+    jobs, want = [], []
+    for dram, params, patches in ((dram_a, params_a, patches_a), (dram_b, params_b, patches_b)):
+        out = -(-dram.size // 2)
+        model = dram.copy()
+        res = execute(model, params, core, patches, out, sa["tn"])
+        n = 0 if res.flags & FLAG_SPATIAL_FULL else min(res.count, params.capacity)
+        want.append({out + 16 * k: model[out + 16 * k:out + 16 * (k + 1)].tobytes() for k in range(n + 1)})
+        jobs.append((dram, params, patches, out))
+    assert run_rtl_jobs(core, jobs, sa["tn"]) == want
