@@ -100,11 +100,11 @@ class NmsPyramid(wiring.Component):
         with m.If(self.clear & ~self.busy):  # survivors buffered but never run (a flagged list)
             m.d.sync += n.eq(0)
 
-        # Per slot: the partner and s's two tiles as bounds on t's own coordinates (the
-        # stride ratio folded in: (t >> r) in [lo, hi] <=> t in [lo << r, ((hi + 1) << r) - 1]),
-        # so the scan's comparators take t's coordinates straight from the bank.
+        # Per slot: the partner, its coordinate shift, and s's two tiles as bounds (a shift
+        # register: BOUNDS pushes a slot's bounds, so after the last slot bounds[z] holds slot z).
         cb = COORD_BITS + 1
         bound = data.StructLayout({"valid": 1, "partner": self.slot["partner"].shape,
+                                   "rho_b": unsigned(SLOT_RATIO_BITS),
                                    **{f"{e}_{g_}{d}": unsigned(cb)
                                       for e in ("lo", "hi") for g_ in ("a", "s") for d in ("y", "x")}})
         bounds = [Signal(bound, name=f"bound{j}") for j in range(z_n)]
@@ -118,44 +118,32 @@ class NmsPyramid(wiring.Component):
         for b in range(lanes):
             with m.If(i % lanes == b):
                 m.d.comb += s_sel.eq(scan_data[b])
-        # BOUNDS computes a slot's bounds at the pair's stride into ``raw``; the cycle after,
-        # they are shifted to t's stride and pushed into ``bounds`` (a shift register: after
-        # the last slot, bounds[z] holds slot z). Timing: no multiplier, no shifter after an
-        # adder in one cycle.
-        raw = Signal(bound)
-        raw_rho, push = Signal(SLOT_RATIO_BITS), Signal()
-        m.d.sync += push.eq(0)
-        with m.If(push):
-            pushed = Signal(bound)
-            m.d.comb += [pushed.valid.eq(raw.valid), pushed.partner.eq(raw.partner)]
-            for e in ("a", "s"):
-                for d in ("y", "x"):
-                    lo, hi = getattr(raw, f"lo_{e}{d}"), getattr(raw, f"hi_{e}{d}")
-                    m.d.comb += [getattr(pushed, f"lo_{e}{d}").eq(_sat(lo << raw_rho, cb)),
-                                 getattr(pushed, f"hi_{e}{d}").eq(_sat(((hi + 1) << raw_rho) - 1, cb))]
-            m.d.sync += [bounds[-1].eq(pushed)] + [a_.eq(b_) for a_, b_ in zip(bounds, bounds[1:])]
-
-        # The scan, three stages a group: (1) the banks' words (the read lands), (2) t and
-        # which slot holds t's channel (one-hot) registered, (3) each lane's hit registered
-        # (t against its slot's bounds, the class, the key/index order), then or-ed into
-        # ``beaten``. SCAN_END drains the last group's two stages.
+        # The scan, three stages a group: (1) the banks' words (the read lands), (2) t, which
+        # slot holds t's channel (one-hot) and that slot's stride shift, registered, (3) each
+        # lane's hit registered (t's coordinates shifted against its slot's bounds, the class,
+        # the key/index order), then or-ed into ``beaten``. SCAN_END drains the last group's
+        # two stages. (Timing: no slot match, selection, shift and compare in one cycle.)
         t_reg = [Signal(self.entry, name=f"t{lane}") for lane in range(lanes)]
         t_ok = Signal(lanes)  # stage 2 holds a buffered entry in that lane
         onehot = [Signal(z_n, name=f"onehot{lane}") for lane in range(lanes)]
+        rho_t = [Signal(SLOT_RATIO_BITS, name=f"rho_t{lane}") for lane in range(lanes)]
         hits = Signal(lanes)
         scan_live = Signal()  # the banks' words of a group land this cycle
         m.d.sync += t_ok.eq(0)
         with m.If(scan_live):
             for lane in range(lanes):
                 t = scan_data[lane]
+                match = [bz.valid & (bz.partner == t.channel) for bz in bounds]
                 m.d.sync += [t_reg[lane].eq(t), t_ok[lane].eq((g - 1) * lanes + lane < n),
-                             onehot[lane].eq(Cat(bz.valid & (bz.partner == t.channel) for bz in bounds))]
+                             onehot[lane].eq(Cat(match)),
+                             rho_t[lane].eq(_or([Mux(hz, bz.rho_b, 0) for hz, bz in zip(match, bounds)]))]
         for lane in range(lanes):
             t = t_reg[lane]
             b = Signal(bound, name=f"slot_of_t{lane}")
             m.d.comb += b.eq(_or([Mux(onehot[lane][zz], bz.as_value(), 0) for zz, bz in enumerate(bounds)]))
-            inside = (((b.lo_ay <= t.y) & (t.y <= b.hi_ay) & (b.lo_ax <= t.x) & (t.x <= b.hi_ax))
-                      | ((b.lo_sy <= t.y) & (t.y <= b.hi_sy) & (b.lo_sx <= t.x) & (t.x <= b.hi_sx)))
+            ut, vt = t.y >> rho_t[lane], t.x >> rho_t[lane]
+            inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
+                      | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
             beats = (t.key > s.key) | ((t.key == s.key) & (t.index < s.index))
             m.d.sync += hits[lane].eq(t_ok[lane] & (t.cls == s.cls) & beats & onehot[lane].any() & inside)
         m.d.sync += beaten.eq(beaten | hits.any())
@@ -198,13 +186,15 @@ class NmsPyramid(wiring.Component):
                 # u + ks - rem - ks = u - rem, clipped at 0; it ends k - 1 later.
                 km1 = Signal(SLOT_KERNEL_BITS)
                 m.d.comb += km1.eq(cur.k - 1)
-                m.d.sync += [raw.valid.eq(cur.valid), raw.partner.eq(cur.partner), raw_rho.eq(cur.rho_b), push.eq(1)]
+                new = Signal(bound)
+                m.d.comb += [new.valid.eq(cur.valid), new.partner.eq(cur.partner), new.rho_b.eq(cur.rho_b)]
                 for j, (grid, d) in enumerate((("a", "y"), ("a", "x"), ("s", "y"), ("s", "x"))):
                     first = Signal(signed(DIV_STEPS + 1), name=f"first{j}")
                     m.d.comb += first.eq(num[j] - rem[j])
                     lo = Mux(first[-1], 0, first) if grid == "s" else first
-                    m.d.sync += [getattr(raw, f"lo_{grid}{d}").eq(lo),
-                                 getattr(raw, f"hi_{grid}{d}").eq(num[j] + (km1 - rem[j]))]
+                    m.d.comb += [getattr(new, f"lo_{grid}{d}").eq(lo),
+                                 getattr(new, f"hi_{grid}{d}").eq(num[j] + (km1 - rem[j]))]
+                m.d.sync += [bounds[-1].eq(new)] + [a_.eq(b_) for a_, b_ in zip(bounds, bounds[1:])]
                 m.d.sync += z.eq(z + 1)
                 m.d.comb += sr.addr.eq(s.channel * z_n + z + 1)
                 with m.If(z == z_n - 1):
@@ -212,7 +202,7 @@ class NmsPyramid(wiring.Component):
                     m.next = "SCAN_FIRST"
                 with m.Else():
                     m.next = "SLOT"
-            with m.State("SCAN_FIRST"):  # group 0's read lands next cycle (the last push now)
+            with m.State("SCAN_FIRST"):  # group 0's read lands next cycle
                 m.d.sync += g.eq(1)
                 m.next = "SCAN"
             with m.State("SCAN"):
@@ -254,7 +244,3 @@ def _or(values: list):
         out = out | v
     return out
 
-
-def _sat(v, width: int):
-    """``v`` (unsigned) saturated to ``width`` bits."""
-    return Mux(v >> width != 0, (1 << width) - 1, v[:width])
