@@ -73,6 +73,11 @@ class AcceleratorConfig:
     #: DSP pair in their own multipliers, the VEC shifts' factor in two halves (hw/pe.py,
     #: hw/vecalu.py) — on for tiny, off for zu3eg (its DSP48E2s take the packed 27 x 18 forms)
     split_products: bool = False
+    #: timing only, no cycle: the SPCONV index walker (hw/spconv_walk.py) makes its steps into
+    #: a one-step spare register when its output is held, so the sequencer's ``ready`` reaches
+    #: only the output registers, not the walker's state — on for tiny, off for zu3eg (its
+    #: LUTs: ~38)
+    spconv_spare: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -266,7 +271,7 @@ TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, dispatch_stage=1,
-    split_products=True,
+    split_products=True, spconv_spare=True,
     # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
     nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
     nms_max_channels=16, nms_partners=4,

@@ -1,8 +1,9 @@
 """hw/spconv_walk.py against ir/sparse.py's decoding, in amaranth.sim: random kernels, channel
 counts and kept lists (length 1, random, and every dense step), random port grants and
-consumer stalls; the stream repeats the list, a new ``start`` drops the old one; under the
-sequencer's schedule (kept steps a pixel group of ``max(kept, drain)`` slots, the port taken
-by the weight stream once a weight word), every step on time from ``PRIMING`` on."""
+consumer stalls, with and without the spare step register; the stream repeats the list, a
+new ``start`` drops the old one; under the sequencer's schedule (kept steps a pixel group of
+``max(kept, drain)`` slots, the port taken by the weight stream once a weight word), every
+step on time from ``PRIMING`` on."""
 
 import numpy as np
 import pytest
@@ -35,11 +36,11 @@ def _expected(job, n):
     return [(int(c[i % k]), int(y[i % k]), int(x[i % k]), int(i % k == k - 1)) for i in range(n)]
 
 
-def _run(cfg, jobs, outs, grant, ready, depth=4, limit=None):
+def _run(cfg, jobs, outs, grant, ready, depth=4, limit=None, spare=None):
     """Start each job in turn, the next one once ``outs[i]`` steps were accepted; per job the
     steps accepted, the cycle (from its start) of its first valid step, the cycles it ran and
     its bubbles (cycles from ``PRIMING`` on with ``ready`` and no step)."""
-    dut = SpconvWalk(cfg, depth)
+    dut = SpconvWalk(cfg, depth, spare)
     got = [[] for _ in jobs]
     first, ran, bubbles = [None] * len(jobs), [0] * len(jobs), [0] * len(jobs)
     limit = limit or 20 * sum(outs) + 100
@@ -86,8 +87,9 @@ def _run(cfg, jobs, outs, grant, ready, depth=4, limit=None):
 @given(target=st.sampled_from(sorted(CFGS)), kh=st.integers(1, 4), kw=st.integers(1, 4), chans=st.integers(1, 12),
        depthwise=st.booleans(), length=st.sampled_from(["one", "all", "some"]), seed=st.integers(0, 2 ** 31),
        p_grant=st.sampled_from([1.0, 0.6, 0.3]), p_ready=st.sampled_from([1.0, 0.7, 0.3]),
-       depth=st.sampled_from([2, 4]), cut=st.integers(0, 30))
-def test_the_stream_is_the_decoded_list(target, kh, kw, chans, depthwise, length, seed, p_grant, p_ready, depth, cut):
+       depth=st.sampled_from([2, 4]), cut=st.integers(0, 30), spare=st.booleans())
+def test_the_stream_is_the_decoded_list(target, kh, kw, chans, depthwise, length, seed, p_grant, p_ready, depth, cut,
+                                        spare):
     cfg = CFGS[target]
     rng = np.random.default_rng(seed)
     dense = int(sparse.dense_steps(depthwise, chans, kh, kw))
@@ -100,7 +102,8 @@ def test_the_stream_is_the_decoded_list(target, kh, kw, chans, depthwise, length
     grants = rng.random(100_000) < p_grant
     readies = rng.random(100_000) < p_ready
     n = 2 * kept + 3
-    got, _, _, _ = _run(cfg, jobs, [cut, n], lambda c: bool(grants[c]), lambda c: bool(readies[c]), depth)
+    got, _, _, _ = _run(cfg, jobs, [cut, n], lambda c: bool(grants[c]), lambda c: bool(readies[c]), depth,
+                        spare=spare)
     assert got[0] == _expected(jobs[0], cut)
     assert got[1] == _expected(jobs[1], n)[:len(got[1])] and len(got[1]) == n
 
@@ -123,16 +126,18 @@ def _sequencer(cfg, kept):
     return grant, ready
 
 
+@pytest.mark.parametrize("spare", [False, True])
 @pytest.mark.parametrize("target", sorted(CFGS))
-def test_no_bubble_under_the_sequencer(target):
+def test_no_bubble_under_the_sequencer(target, spare):
     """Lists of 1 entry, around a chunk and two, and longer, each run for three pixel groups
-    against the sequencer's schedule: every step on time, the first at PRIMING."""
+    against the sequencer's schedule, with and without the spare step register: every step
+    on time, the first at PRIMING."""
     cfg = CFGS[target]
     per = chunk_entries(cfg)
     for kept in (1, 2, per - 1, per, per + 1, 2 * per + 1, 3 * per - 1, 37, 300):
         job = _list(cfg, 3, 3, 64, False, kept, 5, kept)
         grant, ready = _sequencer(cfg, kept)
-        got, first, _, bubbles = _run(cfg, [job], [3 * kept], grant, ready)
+        got, first, _, bubbles = _run(cfg, [job], [3 * kept], grant, ready, spare=spare)
         assert got[0] == _expected(job, 3 * kept) and first[0] == PRIMING and bubbles[0] == 0, kept
 
 
