@@ -24,6 +24,13 @@ max(steps, drain)`` slots per group (exactly ``ir.cost.conv_cycles`` / ``vec_cyc
 The leading 1 (``ir.cost.COMPUTE_START``) is the accept register: a CONV or VEC is decoded
 from the registered instruction in the cycle after its accept, and starts then.
 
+With ``cfg.compute_chain`` (off on both targets; ``_chain``) the unit takes the next
+CONV/SPCONV/VEC before ``done``, when the previous one's final group reaches retire, and holds
+its start so its first sums reach retire after the previous end (``ir.timeline.chain_back``,
+``chain_start``); ``instr.ready`` then depends on the offered opcode (a NOP or FINISH waits for
+nothing in flight): a target turning it on for Fmax would take that class bit from the
+controller's fetch head instead.
+
 Every group's drain overlaps the next group's beats; the last group's, ``min(steps, drain)``,
 has nothing to overlap. The fixed part, 8 cycles, is the line-buffer read (1), the MAC array (3),
 the PPU (4: an input register and three stages) and the output-buffer write register (1) after
