@@ -21,35 +21,11 @@ from pathlib import Path
 
 from guard import write_result
 from shiftflow.backend.compile import compile_model
+from shiftflow.backend.estimate import conv_utilization
 from shiftflow.frontend.interpreter import Interpreter
 from shiftflow.sim.check import compare_outputs
 from shiftflow.sim.run import make_feeds, simulate
 from shiftflow.zoo import zoo_model
-
-
-def conv_utilization(layers: list[dict], macs_per_cycle: int, manifest_layers: list[dict]) -> dict:
-    """Mean MAC utilization over conv layers: the plain mean of per-layer figures, and the
-    cycle-weighted one (conv MACs / (tm*tn * conv cycles)). A layer run overlapped with the one
-    before (manifest ``overlap``, docs/backend.md "Layer overlap") counts together with it in
-    the plain mean: the completion-front rule gives the pair's cycles to the two in no
-    meaningful split."""
-    runs: list[list[dict]] = []
-    for layer, entry in zip(layers, manifest_layers):
-        if layer["op"] != "conv":
-            continue
-        if entry.get("overlap") and runs and runs[-1][-1]["name"] == entry["overlap"]:
-            runs[-1].append(layer)
-        else:
-            runs.append([layer])
-    if not runs:
-        return {"plain_mean": 0.0, "cycle_weighted": 0.0, "layers": 0, "runs": 0}
-    plain = statistics.mean(sum(x["macs"] for x in run) / (macs_per_cycle * max(1, sum(x["cycles"] for x in run)))
-                            for run in runs)
-    convs = [x for run in runs for x in run]
-    cycles = sum(layer["cycles"] for layer in convs)
-    weighted = sum(layer["macs"] for layer in convs) / (macs_per_cycle * cycles) if cycles else 0.0
-    return {"plain_mean": round(plain, 4), "cycle_weighted": round(weighted, 4), "layers": len(convs),
-            "runs": len(runs)}
 
 
 def run(path: Path, target: str, dataflow: str, repeats: int, reference: dict) -> dict:
