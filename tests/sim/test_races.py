@@ -54,9 +54,10 @@ def test_ordered_programs_have_no_race():
 
 def test_load_then_compute_without_token():
     message = race(copy_program(load_push=0, vec_pop=0))
-    end = 33 + DMA_START + 16  # the load starts at 33 too: DMA_START, dram_latency 16, its beat
+    start = 33 + TINY.dispatch_stage  # both leave their queues then; the staged word adds a cycle
+    end = start + DMA_START + 16  # the load starts then too: DMA_START, dram_latency 16, its beat
     assert message.startswith("instruction 0 (LOAD_ACT) and instruction 1 (VEC) race on line buffer 0..3: "
-                              f"the later one starts at cycle 33, before the earlier one ends at cycle {end}")
+                              f"the later one starts at cycle {start}, before the earlier one ends at cycle {end}")
 
 
 def test_compute_then_store_without_token():
