@@ -12,11 +12,13 @@ from ..ir.program import Program
 from ..ir.timeline import layer_cycles, schedule
 
 
-def segment_timelines(program: Program):
-    """The cycle model's ``Timeline`` of every accelerator segment, in order."""
+def segment_timelines(program: Program, costs: dict[int, int] | None = None):
+    """The cycle model's ``Timeline`` of every accelerator segment, in order (``costs``: a
+    what-if's replaced instruction costs, ``ir.timeline.schedule``)."""
     for seg in program.manifest["segments"]:
         if seg["kind"] == "accel":
-            yield schedule(program.config, decode_program(program.instructions, seg["start"], seg["count"]))
+            yield schedule(program.config, decode_program(program.instructions, seg["start"], seg["count"]),
+                           what_if=costs)
 
 
 def estimate_program(program: Program) -> dict:

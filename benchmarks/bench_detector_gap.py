@@ -14,7 +14,15 @@ front pipeline — the line-buffer read to the MAC array's sums, ``pe_latency - 
 cycles — has emptied, and retire takes one instruction at a time: ``chain_front``,
 ``chain_retire_single``; ``ir.timeline.chain_back``); and ``chained_two_lb_copies``, full chaining with a
 second line-buffer copy too (a depthwise group's two channel blocks read together: 9 steps
-instead of 18). Per
+instead of 18). Then the SPCONV program (``sparse``, compiled with ``sparse=True``), rescheduled
+with the built chaining rule (``sparse_chained_cheap``), both simulated; and on that one,
+what-ifs of instruction *costs* (``ir.timeline.schedule``'s ``what_if``; machines not built, so
+not simulated; docs/backend.md "Reaching 29.5 fps"): ``sparse_chained_dma_free`` (every
+DMA one cycle: the compute unit's floor), ``*_stride2`` (a stride-2 depthwise step in one
+cycle, ``stride2_costs``), ``*_handoff_r<r>`` (every tensor between a depthwise layer and its
+neighbour kept on chip, moved from the output buffer into the line buffer at ``r`` words a
+cycle, ``handoff_costs``), ``*_two_lb_copies_*``; ``goal`` says which runs reach 29.5 fps and
+0.90. Per
 accelerator layer (each instruction counted for the layer the compiler emitted it for):
 
 - ``cycles`` (the simulator's completion-front attribution) and the ideal ``macs / (tm*tn)``;
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
 from guard import write_result
 from shiftflow.backend.assemble import manifest
@@ -52,6 +61,7 @@ from shiftflow.ir.config import load_target
 from shiftflow.ir.program import Program
 from shiftflow.ir.isa import Opcode
 from shiftflow.ir import cost
+from shiftflow.ir.decode import decode_program
 from shiftflow.ir.timeline import instruction_cycles, layer_cycles
 from shiftflow.sim.check import compare_outputs
 from shiftflow.sim.run import make_feeds, simulate
@@ -90,10 +100,10 @@ def _box_bytes(f: dict, p: str, tn: int) -> int:
     return f[p + "nblk"] * f[p + "nrows"] * f[p + "ncols"] * tn
 
 
-def compile_detector(variant: str, target: str, overlap: bool, s2d: bool = True):
+def compile_detector(variant: str, target: str, overlap: bool, s2d: bool = True, sparse: bool = False):
     """The compiled detector and, per instruction, the index of its manifest layer."""
     graph = import_onnx(zoo_model("detector", variant, "qcdq"))
-    plan = run_backend(graph, load_target(target), overlap=overlap, s2d=s2d)
+    plan = run_backend(graph, load_target(target), overlap=overlap, s2d=s2d, sparse=sparse)
     program = Program(plan.config, plan.program.code, plan.weights, plan.graph, manifest(plan, PASS_NAMES))
     owner, base = [], 0
     for seg in plan.program.segments:
@@ -105,9 +115,91 @@ def compile_detector(variant: str, target: str, overlap: bool, s2d: bool = True)
     return program, owner
 
 
-def analyse(program, owner: list[int]) -> dict:
+#: cycles from a handoff move's accept to its first word (the store unit's start and its output
+#: buffer read, as a STORE's ``DMA_START + 1``, without DRAM latency): a what-if figure
+MOVE_START = 3
+
+
+def _decoded(program):
+    for seg in program.manifest["segments"]:
+        if seg["kind"] == "accel":
+            yield from decode_program(program.instructions, seg["start"], seg["count"])
+
+
+def depthwise_links(program) -> list[tuple[int, int, bool]]:
+    """``(producer, consumer, only)`` manifest-layer indices of every accelerator layer that
+    reads another's output where either one is a depthwise conv; ``only``: the consumer is
+    the tensor's only reader (and it is no graph output), so it need not reach DRAM."""
+    layers, g = program.manifest["layers"], program.graph
+    idx = {x["name"]: i for i, x in enumerate(layers)}
+    writer = {t: op for op in g.ops for t in op.outputs}
+    readers: dict[str, list[str]] = {}
+    for op in g.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.name)
+    dw = lambda op: op.kind == "conv" and op.attrs["groups"] > 1  # noqa: E731
+    out = []
+    for c, x in enumerate(layers):
+        b = next((op for op in g.ops if op.name == x["name"]), None)
+        for t in b.inputs if b else ():
+            a = writer.get(t)
+            if a is not None and a.name in idx and (dw(a) or dw(b)):
+                out.append((idx[a.name], c, readers.get(t) == [b.name] and t not in g.outputs))
+    return out
+
+
+def handoff_costs(program, owner: list[int], links, rate: int) -> dict[int, int]:
+    """What-if costs of handing each link's tensor on chip (docs/backend.md "Reaching 29.5
+    fps"): the consumer's LOAD_ACTs of it take one cycle (the words are already in its ring);
+    the producer's STOREs of it become moves from the output buffer into the line buffer at
+    ``rate`` words a cycle (``MOVE_START`` + words/rate) when the consumer is its only
+    reader, else stay DRAM stores that also copy into the ring (cost unchanged). Program
+    order, tiles and tokens are the compiled program's: the line-buffer room such a schedule
+    needs is not checked here (the design section sizes it)."""
+    tensors, layers, g = program.manifest["tensors"], program.manifest["layers"], program.graph
+    out_of = {op.name: op.outputs[0] for op in g.ops}
+    costs, code = {}, list(_decoded(program))
+    for p, c, only in links:
+        t = tensors[out_of[layers[p]["name"]]]
+        lo, hi = t["addr"], t["addr"] + t["blocks"] * t["blk_stride"]
+        for ins in code:
+            f, k = ins.f, owner[ins.index]
+            if only and k == p and ins.opcode == Opcode.STORE and lo <= f["dst.dram_addr"] < hi:
+                costs[ins.index] = MOVE_START + cost.ceil_div(f["dst.nblk"] * f["dst.nrows"] * f["dst.ncols"], rate)
+            elif k == c and ins.opcode == Opcode.LOAD_ACT and lo <= f["src.dram_addr"] < hi:
+                costs[ins.index] = 1
+    return costs
+
+
+def dma_free_costs(program) -> dict[int, int]:
+    """What-if: every LOAD_ACT, LOAD_WGT and STORE takes one cycle (the compute unit's floor)."""
+    return {ins.index: 1 for ins in _decoded(program)
+            if ins.opcode in (Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.STORE)}
+
+
+def stride2_costs(program) -> dict[int, int]:
+    """What-if: a pixel-parallel depthwise CONV/SPCONV at column stride 2 takes one cycle a
+    step, not two (a column-phase ring layout: the ring row's even columns, then its odd
+    ones, so the ``tn`` pixels of a stride-2 group lie in ``tn`` banks); every other term of
+    ``ir.cost.conv_cycles`` as built (one line-buffer copy: two channel blocks a step)."""
+    cfg, costs = program.config, {}
+    for ins in _decoded(program):
+        f = ins.f
+        if ins.opcode in (Opcode.CONV, Opcode.SPCONV) and f["depthwise"] and f["dataflow"] and f["win.sw"] >= 2:
+            kept = f.get("kept")
+            inner = (f["win.kh"] * f["win.kw"] if kept is None else kept) * (
+                2 if cfg.lb_copies == 1 and f["inp.chans"] > cfg.tn else 1)
+            drain = cost.conv_slots(cfg, True, 1 << f["wide"])
+            start = cost.COMPUTE_START + (cost.SPCONV_START if kept is not None else 0)
+            costs[ins.index] = (start + f["tile.rows"] * cost.ceil_div(f["tile.cols"], cfg.tn) * max(inner, drain)
+                                + min(inner, drain) + cfg.pe_latency)
+    return costs
+
+
+def analyse(program, owner: list[int], costs: dict[int, int] | None = None) -> dict:
     """Per-layer bounds and the per-class gap table of one compiled program; ``owner[k]`` is
-    instruction ``k``'s manifest layer."""
+    instruction ``k``'s manifest layer; ``costs``: a what-if's replaced instruction costs
+    (``ir.timeline.schedule``)."""
     cfg = program.config
     layers = program.manifest["layers"]
     ops = {op.name: op for op in program.graph.ops}
@@ -116,7 +208,7 @@ def analyse(program, owner: list[int]) -> dict:
              "read_bytes": 0, "weight_bytes": 0, "write_bytes": 0, "compute_fixed_cycles": 0,
              "compute_instructions": 0} for x in layers]
     total = 0
-    for tl in segment_timelines(program):
+    for tl in segment_timelines(program, costs):
         total += tl.cycles
         for i, c in layer_cycles(layers, tl).items():
             rows[i]["cycles"] += c
@@ -195,6 +287,18 @@ def show(res: dict) -> None:
     print("unit busy cycles over the frame: " + ", ".join(f"{k} {v}" for k, v in units.items()) + "\n")
 
 
+#: issue 13's goal for the detector on zu3eg: frames a second at the nominal clock, and the
+#: conv layers' MAC-weighted utilization
+GOAL_FPS, GOAL_UTIL = 29.5, 0.90
+
+
+def _report(key: str, res: dict, args) -> None:
+    res["busy"] = {k: sum(r[k] for r in res["layers"]) for k in (
+        "read_cycles", "write_cycles", "compute_cycles", "compute_fixed_cycles", "compute_instructions")}
+    print(f"detector {args.variant} on {args.target}, {key.replace('_', ' ')}:")
+    show(res)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", default="zu3eg")
@@ -202,36 +306,64 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     runs, checks = {}, {}
     base = None
-    front = load_target(args.target).pe_latency - PPU.LATENCY  # the compute pipeline before the PPU
+    cfg0 = load_target(args.target)
+    front = cfg0.pe_latency - PPU.LATENCY  # the compute pipeline before the PPU
+    built_chain = {"compute_chain": True, "chain_front": front, "chain_retire_single": True}
     for key, overlap, s2d, what_if in (("without_overlap", False, True, {}), ("with_overlap", True, True, {}),
                                        ("without_s2d", True, False, {}),
                                        ("chained", True, True, {"compute_chain": True}),
-                                       ("chained_cheap", True, True, {"compute_chain": True, "chain_front": front,
-                                                                      "chain_retire_single": True}),
-                                       ("chained_two_lb_copies", True, True, {"compute_chain": True, "lb_copies": 2})):
+                                       ("chained_cheap", True, True, built_chain),
+                                       ("chained_two_lb_copies", True, True, {"compute_chain": True, "lb_copies": 2}),
+                                       ("sparse", True, True, None),
+                                       ("sparse_chained_cheap", True, True, built_chain)):
         if what_if:  # the default program rescheduled on a changed target (cycle model only)
             program, owner = base
             program = dataclasses.replace(program, config=dataclasses.replace(program.config, **what_if))
         else:
-            program, owner = compile_detector(args.variant, args.target, overlap, s2d)
-            base = (program, owner) if key == "with_overlap" else base
+            program, owner = compile_detector(args.variant, args.target, overlap, s2d, sparse=what_if is None)
+            base = (program, owner) if key in ("with_overlap", "sparse") else base
         runs[key] = res = analyse(program, owner)
-        res["what_if"] = what_if
+        res["what_if"] = what_if if what_if is not None else {"compiled": "sparse (SPCONV where faster)"}
         sim = simulate(program, seed=0)
         reference = Interpreter(program.graph).run(make_feeds(program, None, 0))
         checks[f"{key}: simulator bit-exact with the interpreter"] = \
             compare_outputs(program, sim.outputs, reference)["bit_exact"]
         checks[f"{key}: simulator cycles equal the cycle model's"] = sim.total_cycles == res["total_cycles"]
-        res["busy"] = {k: sum(r[k] for r in res["layers"]) for k in (
-            "read_cycles", "write_cycles", "compute_cycles", "compute_fixed_cycles", "compute_instructions")}
-        print(f"detector {args.variant} on {args.target}, {key.replace('_', ' ')}:")
-        show(res)
+        _report(key, res, args)
+    # what-ifs of instruction costs on the SPCONV program with the built chaining rule:
+    # machines not built, so not simulated (docs/backend.md "Reaching 29.5 fps")
+    program, owner = base
+    chained = dataclasses.replace(program, config=dataclasses.replace(program.config, **built_chain))
+    two = dataclasses.replace(program, config=dataclasses.replace(chained.config, lb_copies=2))
+    links = depthwise_links(program)
+    s2 = stride2_costs(chained)
+    for key, prog, costs in (("sparse_chained_dma_free", chained, dma_free_costs(chained)),
+                             ("sparse_chained_stride2_dma_free", chained, {**dma_free_costs(chained), **s2}),
+                             ("sparse_chained_stride2", chained, s2),
+                             ("sparse_chained_handoff_r1", chained, handoff_costs(chained, owner, links, 1)),
+                             ("sparse_chained_handoff_r2", chained, handoff_costs(chained, owner, links, 2)),
+                             ("sparse_chained_handoff_r1_stride2", chained,
+                              {**handoff_costs(chained, owner, links, 1), **s2}),
+                             ("sparse_chained_handoff_r2_stride2", chained,
+                              {**handoff_costs(chained, owner, links, 2), **s2}),
+                             ("sparse_chained_two_lb_copies_handoff_r2", two, handoff_costs(two, owner, links, 2))):
+        runs[key] = res = analyse(prog, owner, costs)
+        res["what_if"] = {"compiled": "sparse", **built_chain, "lb_copies": prog.config.lb_copies,
+                          "replaced_costs": len(costs)}
+        _report(key, res, args)
+    goal = math.floor(cfg0.clock_mhz * 1e6 / GOAL_FPS)
+    result_goal = {"fps": GOAL_FPS, "cycles": goal, "conv_utilization_weighted": GOAL_UTIL,
+                   "handoff_links": [[program.manifest["layers"][p]["name"], program.manifest["layers"][c]["name"], only]
+                                     for p, c, only in links],
+                   "meets": {k: r["total_cycles"] <= goal and r["conv_utilization_weighted"] >= GOAL_UTIL
+                             for k, r in runs.items()}}
     result = {"model": "detector", "variant": args.variant, "target": args.target, "statistic": "cycle model (exact)",
               "runs": runs, "speedup": round(runs["without_overlap"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4),
               "s2d_speedup": round(runs["without_s2d"]["total_cycles"] / runs["with_overlap"]["total_cycles"], 4),
               "chain_speedup": round(runs["with_overlap"]["total_cycles"] / runs["chained"]["total_cycles"], 4),
               "chain_cheap_speedup": round(runs["with_overlap"]["total_cycles"] / runs["chained_cheap"]["total_cycles"],
-                                           4)}
+                                           4),
+              "goal": result_goal}
     write_result(f"detector_gap_{load_target(args.target).name}.json", result, checks)
     return result
 

@@ -141,14 +141,17 @@ class Timeline:
         return out
 
 
-def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, int] | None = None) -> Timeline:
+def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, int] | None = None,
+             what_if: dict[int, int] | None = None) -> Timeline:
     """The timeline of one segment (``instrs`` ends with its only FINISH). Raises
     ``ProgramError`` for a segment without that FINISH and for a token deadlock. NMS is a
     barrier: it starts when every unit has ended, like FINISH, and the next instruction is
     dispatched no earlier than its end; its cost comes from ``measured``
     (``instruction_cycles``). With ``cfg.compute_chain`` a CONV/SPCONV/VEC may start before
     the previous compute instruction ends (``chain_window``); every other instruction, and
-    the tokens, still wait for ends."""
+    the tokens, still wait for ends. ``what_if`` (instruction index -> cycles) replaces the cost
+    of those instructions: a what-if of the cycle model for benchmarks (a machine whose units
+    would take that long; docs/backend.md "Reaching 29.5 fps"), never a built one."""
     if not instrs or instrs[-1].opcode != Opcode.FINISH:
         where = f"instructions {instrs[0].index}..{instrs[-1].index}" if instrs else "an empty segment"
         raise ProgramError(f"accelerator segment ({where}) must end with FINISH")
@@ -187,7 +190,7 @@ def schedule(cfg: AcceleratorConfig, instrs: list[Instr], measured: dict[int, in
                 s = max(s, fifo.popleft())
         if ins.opcode == Opcode.FINISH or ins.opcode == Opcode.NMS:
             s = max(s, *last_end.values())
-        c = instruction_cycles(cfg, ins, measured)
+        c = instruction_cycles(cfg, ins, measured) if what_if is None or ins.index not in what_if else what_if[ins.index]
         if back is not None:  # the held sequencer start counts as the instruction's cycles
             c += chain_start(cfg, ins, s, last_end[u]) - s
         e = s + c
