@@ -159,10 +159,12 @@ def _compute_part(name: str):
         import importlib as il
 
         unit = ComputeUnit(cfg)
-        seq_staged = cfg.pe_latency - il.import_module("shiftflow.hw.compute").BASE_LATENCY >= 3
+        unit_extra = cfg.pe_latency - il.import_module("shiftflow.hw.compute").BASE_LATENCY
+        seq_staged = unit_extra >= 3
         hw = {k: il.import_module(f"shiftflow.hw.{k}") for k in ("pe", "vecalu", "retire", "seq", "spconv_walk")}
         return {"MACArray": lambda: hw["pe"].MACArray(cfg.tm, cfg.tn, cfg.acc_bits, packed=not cfg.split_products),
-                "VecALU": lambda: hw["vecalu"].VecALU(cfg.tn, cfg.acc_bits, cfg.split_products),
+                "VecALU": lambda: hw["vecalu"].VecALU(cfg.tn, cfg.acc_bits, cfg.split_products,
+                                                      operand_reg=unit_extra >= 2),
                 "Retire": lambda: hw["retire"].Retire(cfg, unit.job_shape),
                 "Sequencer": lambda: hw["seq"].Sequencer(cfg.tn, unit.lb.copies, unit.lb.addr_bits, unit.wb.row_bits,
                                                          unit.job_shape, seq_staged),

@@ -150,7 +150,10 @@ class ComputeUnit(wiring.Component):
         seq_staged = cfg.pe_latency - BASE_LATENCY >= 3
         m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape, seq_staged)
         m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits, packed=not cfg.split_products)
-        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits, cfg.split_products)
+        # With a beat register stage (``extra >= 2``, below) the vector ALU's own operand register
+        # takes its place: the multipliers' inputs from flip-flops, the same cycles.
+        vec_reg = cfg.pe_latency - BASE_LATENCY >= 2
+        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits, cfg.split_products, operand_reg=vec_reg)
         m.submodules.retire = retire = Retire(cfg, self.job_shape)
 
         # -- accept, decode, done ------------------------------------------------------------------
@@ -261,11 +264,12 @@ class ComputeUnit(wiring.Component):
                      vb.a.eq(words[0][0]), vb.b.eq(words[min(1, lb.copies - 1)][0]),  # one copy: b a cycle after a
                      vb.a_ok.eq(rd.lane_ok), vb.b_ok.eq(rd.b_ok),
                      vb.tap_ok.eq(rd.tap_ok), vb.first.eq(rd.first), vb.last.eq(rd.last)]
+        m.d.comb += [vec.i.payload.eq(vb), vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC))]
+        assert vec.operand_reg == (extra >= 2)
         if extra >= 2:
-            rd, beat, vb = _stage(m, rd, "beat_desc"), _stage(m, beat, "beat_reg"), _stage(m, vb, "vec_beat_reg")
+            rd, beat = _stage(m, rd, "beat_desc"), _stage(m, beat, "beat_reg")
         m.d.comb += [mac.i.payload.eq(beat), mac.i.valid.eq(rd.valid & (job.kind == Kind.CONV)),
                      mac.mode.depthwise.eq(job.depthwise),
-                     vec.i.payload.eq(vb), vec.i.valid.eq(rd.valid & (job.kind == Kind.VEC)),
                      vec.mode.op.eq(job.op), vec.mode.a_signed.eq(job.a.signed_), vec.mode.b_signed.eq(job.b.signed_),
                      vec.mode.shift_a.eq(job.shift_a), vec.mode.shift_b.eq(job.shift_b)]
 

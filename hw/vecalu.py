@@ -15,6 +15,12 @@ single tap for the others) or max (MAXPOOL). Timing is the MAC array's, so both 
 retire stage alike: ``LATENCY`` = 3 cycles from the last beat to the word on ``o`` (valid one
 cycle; the payload holds until the next word). Stage 1 extends and shifts (a multiply by
 ``2**shift`` in a DSP), stage 2 combines the operands, stage 3 reduces over taps.
+
+``operand_reg``: a stage 0 registers the extended, masked operands (and the beat's flags), so
+the multiplier's input comes straight from flip-flops (``latency`` 4). The compute unit then
+feeds the beat one register earlier (it drops its own beat register for the vector ALU), so
+the cycles are unchanged: the extension and masks move from in front of the multiplier to in
+front of that register.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ class VecALU(wiring.Component):
     #: ``split``: where the factor is cut in two (below: a product of at most 18 × 18 bits)
     SPLIT = 17
 
-    def __init__(self, lanes: int, acc_bits: int = 32, split: bool = False):
+    def __init__(self, lanes: int, acc_bits: int = 32, split: bool = False, operand_reg: bool = False):
         self.lanes, self.acc_bits, self.split = lanes, acc_bits, split and acc_bits > self.SPLIT
+        self.operand_reg = operand_reg
+        self.latency = self.LATENCY + operand_reg  # last beat in -> word on ``o``
         beat = data.StructLayout({
             "a": data.ArrayLayout(unsigned(8), lanes), "b": data.ArrayLayout(unsigned(8), lanes),
             "a_ok": unsigned(lanes), "b_ok": unsigned(lanes), "tap_ok": unsigned(1),
@@ -54,9 +62,18 @@ class VecALU(wiring.Component):
         acc_bits, p, md = self.acc_bits, self.i.payload, self.mode
         pad = -(1 << (acc_bits - 1))
         m.d.comb += self.i.ready.eq(1)
+        ext = Signal(data.StructLayout({"a": data.ArrayLayout(signed(9), self.lanes),
+                                        "b": data.ArrayLayout(signed(9), self.lanes)}))
+        for lane in range(self.lanes):
+            a = Mux(md.a_signed, p.a[lane].as_signed(), p.a[lane].as_unsigned())
+            b = Mux(md.b_signed, p.b[lane].as_signed(), p.b[lane].as_unsigned())
+            m.d.comb += [ext.a[lane].eq(Mux(p.a_ok[lane], a, 0)), ext.b[lane].eq(Mux(p.b_ok[lane], b, 0))]
+        valid = self.i.valid
+        if self.operand_reg:  # stage 0: the multipliers' inputs from flip-flops
+            ext, p, valid = self._reg(m, ext, "ext0"), self._reg(m, p, "beat0"), self._reg(m, valid, "valid0")
         v1, v2 = Signal(), Signal()
         first1, last1, first2, last2, tap1 = Signal(), Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(self.i.valid), first1.eq(p.first), last1.eq(p.last), tap1.eq(p.tap_ok),
+        m.d.sync += [v1.eq(valid), first1.eq(p.first), last1.eq(p.last), tap1.eq(p.tap_ok),
                      v2.eq(v1), first2.eq(first1), last2.eq(last1)]
         m.d.sync += self.o.valid.eq(v2 & last2)
         # The shifts as multiplies by 2**shift (mod 2**acc_bits: 0 from acc_bits on), one DSP
@@ -76,11 +93,9 @@ class VecALU(wiring.Component):
             lo, hi = f[:self.SPLIT], f[self.SPLIT:]
             return (x * lo) | ((x * hi) << self.SPLIT)
         for lane in range(self.lanes):
-            a = Mux(md.a_signed, p.a[lane].as_signed(), p.a[lane].as_unsigned())
-            b = Mux(md.b_signed, p.b[lane].as_signed(), p.b[lane].as_unsigned())
             # Stage 1: masked operands, shifted for ADD.
             a1, b1 = Signal(signed(acc_bits), name=f"a1_{lane}"), Signal(signed(acc_bits), name=f"b1_{lane}")
-            m.d.sync += [a1.eq(shifted(Mux(p.a_ok[lane], a, 0), fa)), b1.eq(shifted(Mux(p.b_ok[lane], b, 0), fb))]
+            m.d.sync += [a1.eq(shifted(ext.a[lane], fa)), b1.eq(shifted(ext.b[lane], fb))]
             # Stage 2: the lane's value for this tap.
             v = Signal(signed(acc_bits), name=f"v2_{lane}")
             with m.Switch(md.op):
@@ -103,3 +118,9 @@ class VecALU(wiring.Component):
                 with m.If(last2):
                     m.d.sync += self.o.payload[lane].eq(nxt)
         return m
+
+    @staticmethod
+    def _reg(m, value, name):
+        reg = Signal.like(value, name=name)
+        m.d.sync += reg.eq(value)
+        return reg

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """hw/vecalu.py's ADD shifts against integers, the whole shift range, with and without
-``split`` (the shift factor in two ECP5-sized products, AcceleratorConfig.split_products)."""
+``split`` (the shift factor in two ECP5-sized products, AcceleratorConfig.split_products), and
+with ``operand_reg`` (the operands registered in front of the multipliers; one cycle more)."""
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ def wrap(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-@pytest.mark.parametrize("split", [False, True])
-@pytest.mark.parametrize("acc_bits", [32, 24])
-def test_add_shifts(split, acc_bits):
+@pytest.mark.parametrize("split,acc_bits,operand_reg", [(False, 32, False), (True, 32, False), (False, 24, False),
+                                                        (True, 24, False), (True, 32, True), (False, 24, True)])
+def test_add_shifts(split, acc_bits, operand_reg):
     """Every shift 0..31 of both operands, signed and unsigned bytes, one tap a word: each
     lane gives ``(a << shift_a) + (b << shift_b)`` wrapped to ``acc_bits``."""
     lanes, rng = 4, np.random.default_rng(acc_bits + split)
@@ -25,7 +26,7 @@ def test_add_shifts(split, acc_bits):
              for sa in range(32) for sb in (rng.integers(32), 31 - sa)]
     cases += [(sa, sa, True, True, np.array([0x80, 0x7F, 0xFF, 0x01]), np.array([0x80, 0x80, 0x7F, 0xFF]))
               for sa in (0, 7, 16, 17, 18, 23, 24, 31)]
-    dut = VecALU(lanes, acc_bits, split)
+    dut = VecALU(lanes, acc_bits, split, operand_reg)
     got = []
 
     async def drive(ctx):
@@ -38,7 +39,7 @@ def test_add_shifts(split, acc_bits):
             ctx.set(dut.i.valid, 1)
             await ctx.tick()
             ctx.set(dut.i.valid, 0)
-            await ctx.tick().repeat(VecALU.LATENCY)
+            await ctx.tick().repeat(dut.latency)
 
     async def collect(ctx):
         async for _clk, _rst, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
