@@ -245,10 +245,13 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += wgt_reg.eq(wgt)
             # Depthwise: a lane's words are zeroed as they are registered (a synchronous reset
             # of the flip-flops), so the router's tm*tn depthwise operands need no lane mask.
+            # Which lanes, registered beside ``rd``: the reset comes straight from a register.
+            dw_zero = Signal(tn, name="dw_zero")
+            m.d.sync += dw_zero.eq(Mux(job.depthwise, ~desc.lane_ok, 0))
             words_reg = Signal.like(words, name="words_reg")
             for c in range(lb.copies):
                 for lane in range(tn):
-                    with m.If(job.depthwise & ~rd.lane_ok[lane]):
+                    with m.If(dw_zero[lane]):
                         m.d.sync += words_reg[c][lane].eq(0)
                     with m.Else():
                         m.d.sync += words_reg[c][lane].eq(words[c][lane])

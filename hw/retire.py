@@ -223,36 +223,10 @@ class Retire(wiring.Component):
         planes = self._wide_bytes(m, s1.valid, s2.valid, ppu.sum, wph)
 
         # -- scratch read (stage 1, registered) and read-modify-write (stage 3) -----------------
-        # The read is addressed two stages early and its data registered, so the max at stage
-        # 3 starts from flip-flops, not from a block RAM's slow output (nor from the fabric
-        # logic a transparent port would need there). It misses the writes of its own cycle
-        # and of the cycle between (the chunks two and one stages ahead, then at stage 3):
-        # both are forwarded from registers.
-        lg = (nw - 1).bit_length()
-        partials, writes = [], []
-        for b, mem in enumerate(self.scratch):
-            m.submodules[f"scratch{b}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(transparent_for=())
-            for w in range(nw):
-                with m.If(s1.words[w].en & (s1.words[w].pidx % nw == b)):
-                    m.d.comb += rp.addr.eq(s1.words[w].pidx >> lg)
-            raddr = Signal.like(rp.addr, name=f"scratch_raddr{b}")
-            rdata = Signal.like(rp.data, name=f"scratch_rd{b}")
-            # ``fwd``: the last cycle's write; ``match0`` (for the read of the last cycle, taken
-            # into ``rdata`` now) and ``match1`` (for the read of the cycle before: its data is
-            # in ``rdata``) say whether it wrote the row read.
-            fwd, match0, match1 = Signal.like(wp.data, name=f"scratch_fwd{b}"), Signal(), Signal()
-            m.d.sync += [raddr.eq(rp.addr), fwd.eq(wp.data), rdata.eq(Mux(match0, fwd, rp.data)),
-                         match0.eq(wp.en & (wp.addr == rp.addr)), match1.eq(wp.en & (wp.addr == raddr))]
-            partials.append(Mux(match1, fwd, rdata))
-            writes.append(wp)
-        results = [self._pool(m, w, ppu.o.payload, s3.words, partials) for w in range(nw)]
-        for b, wp in enumerate(writes):
-            for w in range(nw):
-                ww = s3.words[w]
-                with m.If(s3.valid & ww.en & ~ww.last & (ww.pidx % nw == b)):
-                    m.d.comb += [wp.en.eq(1), wp.addr.eq(ww.pidx >> lg), wp.data.eq(Cat(*results[w]))]
+        if self.cfg.pool_loop_reg:
+            results = self._scratch_registered(m, s1, s2, s3, whold, ppu.o.payload)
+        else:
+            results = self._scratch(m, s1, s3, ppu.o.payload)
         # The output-buffer writes and ``done`` leave from registers (``LATENCY``): the pooled
         # maxima reach a register, not the output buffer's banking and block RAM inputs.
         for w in range(nw):
@@ -263,6 +237,122 @@ class Retire(wiring.Component):
                                                 Cat(*[v[:8] for v in results[w]])))]
         m.d.sync += self.done.eq(s3.done & ~whold)
         return m
+
+    def _scratch(self, m, s1, s3, values):
+        """The pool's scratch read (stage 1, registered) and read-modify-write (stage 3, the
+        write in that cycle); returns each word's pooled lanes."""
+        nw = self.words
+        # The read is addressed two stages early and its data registered, so the max at stage
+        # 3 starts from flip-flops, not from a block RAM's slow output (nor from the fabric
+        # logic a transparent port would need there). It misses the writes of its own cycle
+        # and of the cycle between (the chunks two and one stages ahead, then at stage 3):
+        # both are forwarded from registers.
+        lg = (nw - 1).bit_length()
+        partials, writes = [], []
+        for b, mem in enumerate(self.scratch):
+            wp, rp, raddr = self._scratch_ports(m, b, mem, s1)
+            rdata = Signal.like(rp.data, name=f"scratch_rd{b}")
+            # ``fwd``: the last cycle's write; ``match0`` (for the read of the last cycle, taken
+            # into ``rdata`` now) and ``match1`` (for the read of the cycle before: its data is
+            # in ``rdata``) say whether it wrote the row read.
+            fwd, match0, match1 = Signal.like(wp.data, name=f"scratch_fwd{b}"), Signal(), Signal()
+            m.d.sync += [fwd.eq(wp.data), rdata.eq(Mux(match0, fwd, rp.data)),
+                         match0.eq(wp.en & (wp.addr == rp.addr)), match1.eq(wp.en & (wp.addr == raddr))]
+            partials.append(Mux(match1, fwd, rdata))
+            writes.append(wp)
+        results = [self._pool(m, w, values, s3.words, self._bank_pick(m, s3.words[w], partials, f"partial{w}"))
+                   for w in range(nw)]
+        for b, wp in enumerate(writes):
+            for w in range(nw):
+                ww = s3.words[w]
+                with m.If(s3.valid & ww.en & ~ww.last & (ww.pidx % nw == b)):
+                    m.d.comb += [wp.en.eq(1), wp.addr.eq(ww.pidx >> lg), wp.data.eq(Cat(*results[w]))]
+        return results
+
+    def _scratch_ports(self, m, b, mem, s1):
+        """Bank ``b``'s write port, its read port (no transparency: block RAM) addressed by the
+        word of the chunk in s1 that falls in it, and that address registered."""
+        nw, lg = self.words, (self.words - 1).bit_length()
+        m.submodules[f"scratch{b}"] = mem
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=())
+        for w in range(nw):
+            with m.If(s1.words[w].en & (s1.words[w].pidx % nw == b)):
+                m.d.comb += rp.addr.eq(s1.words[w].pidx >> lg)
+        raddr = Signal.like(rp.addr, name=f"scratch_raddr{b}")
+        m.d.sync += raddr.eq(rp.addr)
+        return wp, rp, raddr
+
+    def _bank_pick(self, m, word, per_bank, name):
+        """``per_bank[word.pidx % nw]``."""
+        out = Signal.like(per_bank[0], name=name)
+        for b, d in enumerate(per_bank):
+            with m.If(word.pidx % self.words == b):
+                m.d.comb += out.eq(d)
+        return out
+
+    def _scratch_registered(self, m, s1, s2, s3, whold, values):
+        """``cfg.pool_loop_reg``: :meth:`_scratch` with its loop cut short. The recurrence (a
+        window's row written by one chunk and read back by the next) runs from a register of
+        the row's last result (``fwd``, taken when the registered ``use_fwd`` says so) or of
+        the word's read data, through the comparisons, back into ``fwd``: no bank
+        multiplexer and no write-enable logic inside it. The scratch is written from a
+        register a cycle later, so a read misses three writes: the one of its own cycle and
+        the one before are forwarded into the read data register, the next one through
+        ``fwd``."""
+        nw, tn = self.words, self.tn
+        lg = (nw - 1).bit_length()
+        # s3's value next cycle: the registered selects are computed for it.
+        s3n = Signal.like(s3, name="s3_next")
+        m.d.comb += s3n.eq(Mux(whold, s3.as_value(), s2.as_value()))
+        # wsel[b][w]: word w of the chunk in s3 writes a partial maximum to bank b.
+        wsel = [[Signal(name=f"wsel{b}_{w}") for w in range(nw)] for b in range(nw)]
+        for b in range(nw):
+            for w in range(nw):
+                ww = s3n.words[w]
+                m.d.sync += wsel[b][w].eq(s3n.valid & ww.en & ~ww.last & (ww.pidx % nw == b))
+        layout = data.StructLayout({"en": unsigned(1), "addr": unsigned(OBUF_ADDR_BITS - lg),
+                                    "data": unsigned(OUT_BITS * tn)})
+        results = [Signal(data.ArrayLayout(signed(OUT_BITS), tn), name=f"pooled{w}") for w in range(nw)]
+        rdb, m1n = [], []
+        for b, mem in enumerate(self.scratch):
+            wp, rp, raddr = self._scratch_ports(m, b, mem, s1)
+            # wcur: this cycle's write (the chunk in s3); wreg: last cycle's, written to the block
+            # RAM now; wreg2: the one before.
+            wcur, wreg, wreg2 = (Signal(layout, name=f"scratch_{n}{b}") for n in ("wcur", "wreg", "wreg2"))
+            m.d.comb += [wcur.en.eq(_or([wsel[b][w] for w in range(nw)])),
+                         wcur.addr.eq(_or([Mux(wsel[b][w], s3.words[w].pidx >> lg, 0) for w in range(nw)])),
+                         wcur.data.eq(_or([Mux(wsel[b][w], Cat(*results[w]), 0) for w in range(nw)])),
+                         wp.en.eq(wreg.en), wp.addr.eq(wreg.addr), wp.data.eq(wreg.data)]
+            m.d.sync += [wreg.eq(wcur), wreg2.eq(wreg)]
+            # This cycle's read misses the writes in wcur (the block RAM takes it next cycle) and
+            # in wreg (written now): ``hit_a`` / ``hit_b`` pick them when its data arrives.
+            hit_a, hit_b = Signal(name=f"scratch_hita{b}"), Signal(name=f"scratch_hitb{b}")
+            m.d.sync += [hit_a.eq(wcur.en & (wcur.addr == rp.addr)), hit_b.eq(wreg.en & (wreg.addr == rp.addr))]
+            rd = Signal.like(rp.data, name=f"scratch_rdb{b}")
+            m.d.comb += rd.eq(Mux(hit_a, wreg.data, Mux(hit_b, wreg2.data, rp.data)))
+            rdb.append(rd)
+            # This cycle's write against the last cycle's read (its data reaches s3 next cycle).
+            hit = Signal(name=f"scratch_hitc{b}")
+            m.d.comb += hit.eq(wcur.en & (wcur.addr == raddr))
+            m1n.append(hit)
+        olds = []
+        for w in range(nw):
+            rdata, fwd, use = (Signal(OUT_BITS * tn, name=f"scratch_rdw{w}"), Signal(OUT_BITS * tn, name=f"fwd{w}"),
+                               Signal(name=f"use_fwd{w}"))
+            # Word w's bank next cycle, and which word of this cycle's chunk writes that bank.
+            bank = [Signal(name=f"bank{w}_{b}") for b in range(nw)]
+            m.d.comb += [bank[b].eq(s3n.words[w].pidx % nw == b) for b in range(nw)]
+            writer = [_or([bank[b] & wsel[b][v] for b in range(nw)]) for v in range(nw)]
+            m.d.sync += [rdata.eq(_or([Mux(bank[b], rdb[b], 0) for b in range(nw)])),
+                         use.eq(_or([bank[b] & m1n[b] for b in range(nw)])),
+                         fwd.eq(_or([Mux(writer[v], Cat(*results[v]), 0) for v in range(nw)]))]
+            old = Signal(OUT_BITS * tn, name=f"partial{w}")
+            m.d.comb += old.eq(Mux(use, fwd, rdata))
+            olds.append(old)
+        for w in range(nw):
+            m.d.comb += Cat(*results[w]).eq(Cat(*self._pool(m, w, values, s3.words, olds[w])))
+        return results
 
     def _wide_bytes(self, m, s1_valid, s2_valid, stage1, wph):
         """Byte ``wph`` of each lane's wide result (docs/isa.md "Wide outputs": the sum after
@@ -303,7 +393,7 @@ class Retire(wiring.Component):
         m.d.comb += wp.en.eq(written_valid2 & self.job.psum_out)
         return rp.data
 
-    def _pool(self, m, w, values, words, partials):
+    def _pool(self, m, w, values, words, old):
         """Word ``w``'s 16-bit lanes: the maximum of the PPU's result, the chunk's other pixels
         in the same window, and the window's partial maximum unless first. All candidates
         are compared pairwise at once (one comparator deep, not a chain of maxima); a
@@ -312,10 +402,6 @@ class Retire(wiring.Component):
         tn, nw, bpp = self.tn, self.words, self.bpp
         p, kb = w // bpp, w % bpp
         ww = words[w]
-        old = Signal(OUT_BITS * tn, name=f"partial{w}")
-        for b, d in enumerate(partials):
-            with m.If(ww.pidx % nw == b):
-                m.d.comb += old.eq(d)
         res = []
         for lane in range(tn):
             cands = [(values[w * tn + lane], 1)]

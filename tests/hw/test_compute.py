@@ -20,11 +20,11 @@ from shiftflow.ir.cost import conv_cycles, conv_inner_steps
 from shiftflow.ir.isa import INSTR, Opcode, encode
 from shiftflow.sim.machine import Machine
 from shiftflow.zoo import zoo_model
-from tests.backend.models import vec_model
+from tests.backend.models import _conv, vec_model
 from tests.hw.replay import expected_cycles, replay
 from tests.hw.streams import simulate
 from tests.hw.trace import trace, variant
-from tests.modelgen import conv_layer_model
+from tests.modelgen import QDQBuilder, conv_layer_model
 from tests.strategies import conv_layers
 
 
@@ -112,10 +112,30 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
 #: drain 4), pe_latency 11 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
 #: WIDE1: the same with one line-buffer copy (as zu3eg): depthwise reads its two channel
-#: blocks one after the other, VEC ADD its operand b after a.
-WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1)
+#: blocks one after the other, VEC ADD its operand b after a; its pool loop as zu3eg's
+#: (``pool_loop_reg`` off).
+WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1, pool_loop_reg=False)
 #: ... and with zu3eg's pe_latency 10: the sequencer's address sums not staged.
 WIDE1_UNSTAGED = dataclasses.replace(WIDE1, name="wide-1copy-unstaged", pe_latency=10)
+
+
+def pool_1x1_model(cin, hw, k):
+    """``conv 1x1 (cin -> 6) -> MaxPool k x k, stride k``: groups one step long, so chunks
+    that write and read one pooled row come 1-3 cycles apart (every scratch forwarding)."""
+    b = QDQBuilder((1, cin) + tuple(hw), seed=cin)
+    x = _conv(b, b.cur, cin, 6, k=1, pad=0)
+    y = b.op("MaxPool", [x], kernel_shape=[k, k], strides=[k, k], pads=[0] * 4)
+    return b.model(b.quant(y, 3, 8, signed=False))
+
+
+@pytest.mark.parametrize("cfg", [TINY, WIDE1], ids=lambda c: c.name)
+@pytest.mark.parametrize("cin,hw,k,dataflow", [(3, (4, 4), 2, "channel"), (3, (6, 6), 3, "channel"),
+                                               (3, (6, 8), 2, "pixel"), (3, (4, 6), 2, "pixel")])
+def test_fused_pool_back_to_back(cfg, cin, hw, k, dataflow, tmp_path):
+    """The pool's scratch rows read back 1, 2 and 3 cycles after they are written (the writes
+    the read misses are forwarded: hw/retire.py, both ``pool_loop_reg`` forms)."""
+    check_replay(compiled(tmp_path, pool_1x1_model(cin, hw, k), dataflow, cfg), {Opcode.CONV: 2}, cfg,
+                 feature=lambda f: f["post.pool"] == k)
 
 
 @pytest.mark.parametrize("cfg", [WIDE, WIDE1], ids=lambda c: c.name)
