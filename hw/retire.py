@@ -382,12 +382,29 @@ class Retire(wiring.Component):
         m.submodules.psum = mem = self.psum
         wp = mem.write_port()
         rp = mem.read_port()
-        count = Signal(range(self.cfg.psum_entries + 1))
+        entries = self.cfg.psum_entries
+        count = Signal(range(entries + 1))
         written, written2 = Signal.like(rp.addr), Signal.like(rp.addr)
         nxt = count + valid
         m.d.sync += [count.eq(Mux(self.done, 0, nxt)), written.eq(count), written2.eq(written)]
-        m.d.comb += [rp.addr.eq(Mux(self.done | (nxt >= self.cfg.psum_entries), 0, nxt)),
-                     wp.addr.eq(written2), wp.data.eq(stage1)]
+        m.d.comb += [wp.addr.eq(written2), wp.data.eq(stage1)]
+        if not self.cfg.psum_addr_reg:
+            m.d.comb += rp.addr.eq(Mux(self.done | (nxt >= entries), 0, nxt))
+            return rp.data
+        # ``psum_addr_reg``: the same address, both candidates in registers (``at0``: the count,
+        # ``at1``: the count + 1, each 0 from ``entries`` on, as the count's width wraps), so
+        # the drain's ``valid`` only picks one.
+
+        def wrapped(v):
+            v = v[:len(count)]
+            return Mux(v >= entries, 0, v)
+        at0 = Signal.like(rp.addr, name="psum_at0")
+        at1 = Signal.like(rp.addr, name="psum_at1", init=1 if entries > 1 else 0)
+        with m.If(self.done):
+            m.d.sync += [at0.eq(0), at1.eq(wrapped(Const(1, len(count))))]
+        with m.Elif(valid):
+            m.d.sync += [at0.eq(at1), at1.eq(wrapped(count + 2))]
+        m.d.comb += rp.addr.eq(Mux(self.done, 0, Mux(valid, at1, at0)))
         written_valid, written_valid2 = Signal(), Signal()
         m.d.sync += [written_valid.eq(valid), written_valid2.eq(written_valid)]
         m.d.comb += wp.en.eq(written_valid2 & self.job.psum_out)

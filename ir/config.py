@@ -84,6 +84,10 @@ class AcceleratorConfig:
     #: more write forwarded into the read) — on for tiny, off for zu3eg (a multiplexer more
     #: a scratch bit)
     pool_loop_reg: bool = False
+    #: timing only, no cycle: the partial-sum buffer's read address (hw/retire.py) picked by
+    #: the drain's ``valid`` from two registered candidates (the chunk count, and one more),
+    #: not summed after it — on for tiny, off for zu3eg (~30 LUTs)
+    psum_addr_reg: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -277,7 +281,7 @@ TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, dispatch_stage=1,
-    split_products=True, spconv_spare=True, pool_loop_reg=True,
+    split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True,
     # A core small enough for CI's RTL tests: 2 lanes, 16-wide maps, 64 survivors, 128 patches.
     nms_lanes=2, nms_max_width=16, nms_max_kernel=4, nms_survivors=64, nms_patches=128, nms_index_bits=16,
     nms_max_channels=16, nms_partners=4,
