@@ -305,7 +305,7 @@ def main(argv=None) -> dict:
     p.add_argument("--variant", default="w8a8")
     args = p.parse_args(argv)
     runs, checks = {}, {}
-    base = None
+    base = dense = None
     cfg0 = load_target(args.target)
     front = cfg0.pe_latency - PPU.LATENCY  # the compute pipeline before the PPU
     built_chain = {"compute_chain": True, "chain_front": front, "chain_retire_single": True}
@@ -322,6 +322,7 @@ def main(argv=None) -> dict:
         else:
             program, owner = compile_detector(args.variant, args.target, overlap, s2d, sparse=what_if is None)
             base = (program, owner) if key in ("with_overlap", "sparse") else base
+            dense = base if key == "with_overlap" else dense
         runs[key] = res = analyse(program, owner)
         res["what_if"] = what_if if what_if is not None else {"compiled": "sparse (SPCONV where faster)"}
         sim = simulate(program, seed=0)
@@ -337,18 +338,25 @@ def main(argv=None) -> dict:
     two = dataclasses.replace(program, config=dataclasses.replace(chained.config, lb_copies=2))
     links = depthwise_links(program)
     s2 = stride2_costs(chained)
-    for key, prog, costs in (("sparse_chained_dma_free", chained, dma_free_costs(chained)),
-                             ("sparse_chained_stride2_dma_free", chained, {**dma_free_costs(chained), **s2}),
-                             ("sparse_chained_stride2", chained, s2),
-                             ("sparse_chained_handoff_r1", chained, handoff_costs(chained, owner, links, 1)),
-                             ("sparse_chained_handoff_r2", chained, handoff_costs(chained, owner, links, 2)),
-                             ("sparse_chained_handoff_r1_stride2", chained,
-                              {**handoff_costs(chained, owner, links, 1), **s2}),
-                             ("sparse_chained_handoff_r2_stride2", chained,
-                              {**handoff_costs(chained, owner, links, 2), **s2}),
-                             ("sparse_chained_two_lb_copies_handoff_r2", two, handoff_costs(two, owner, links, 2))):
-        runs[key] = res = analyse(prog, owner, costs)
-        res["what_if"] = {"compiled": "sparse", **built_chain, "lb_copies": prog.config.lb_copies,
+    dense_chained = dataclasses.replace(dense[0], config=chained.config)
+    whatifs = [("sparse_chained_dma_free", chained, dma_free_costs(chained)),
+               ("sparse_chained_stride2_dma_free", chained, {**dma_free_costs(chained), **s2}),
+               ("sparse_chained_stride2", chained, s2),
+               ("sparse_chained_handoff_r1", chained, handoff_costs(chained, owner, links, 1)),
+               ("sparse_chained_handoff_r2", chained, handoff_costs(chained, owner, links, 2)),
+               ("sparse_chained_handoff_r1_stride2", chained, {**handoff_costs(chained, owner, links, 1), **s2}),
+               ("sparse_chained_handoff_r2_stride2", chained, {**handoff_costs(chained, owner, links, 2), **s2}),
+               ("sparse_chained_two_lb_copies_handoff_r2", two, handoff_costs(two, owner, links, 2)),
+               # the winning set less one of its parts: chaining, then SPCONV
+               ("sparse_handoff_r2_stride2", program,
+                {**handoff_costs(program, owner, links, 2), **stride2_costs(program)}),
+               ("chained_handoff_r2_stride2", dense_chained,
+                {**handoff_costs(dense_chained, dense[1], depthwise_links(dense[0]), 2),
+                 **stride2_costs(dense_chained)})]
+    for key, prog, costs in whatifs:
+        runs[key] = res = analyse(prog, dense[1] if prog is dense_chained else owner, costs)
+        res["what_if"] = {"compiled": "dense" if prog is dense_chained else "sparse",
+                          **{k: getattr(prog.config, k) for k in (*built_chain, "lb_copies")},
                           "replaced_costs": len(costs)}
         _report(key, res, args)
     goal = math.floor(cfg0.clock_mhz * 1e6 / GOAL_FPS)
