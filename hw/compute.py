@@ -52,7 +52,7 @@ from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
 from ..ir.isa import INSTR, PARAM_BYTES, Opcode
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
-from .job import Kind, decode_job, job_layout
+from .job import Kind, decode_job, job_layout, job_products
 from .linebuf import LineBuffer, beat_write_layout
 from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
@@ -164,7 +164,13 @@ class ComputeUnit(wiring.Component):
         ins = Signal(INSTR)
         opcode = self.instr.payload.header.opcode
         job_next, job = Signal(self.job_shape), Signal(self.job_shape)
-        decode_job(m, cfg, ins, job_next)
+        # The decoder's products, from the payload and registered beside ``ins`` (sampled every
+        # cycle too): the multipliers sit in front of a register, not between two.
+        products = {}
+        for name, value in job_products(cfg, self.instr.payload).items():
+            products[name] = Signal(value.shape(), name=f"job_{name}")
+            m.d.sync += products[name].eq(value)
+        decode_job(m, cfg, ins, job_next, products)
         nop_done = Signal()
         runs = (opcode == Opcode.CONV) | (opcode == Opcode.VEC) | (opcode == Opcode.SPCONV)
         m.d.sync += [nop_done.eq(accept & ~runs), go.eq(accept & runs)]

@@ -2,8 +2,11 @@
 
 :func:`decode_job` turns the ``ir.isa.INSTR`` view of an instruction into a :data:`Job`
 (``job_layout(cfg)``): loop counts, address steps and bounds with every product the
-sequencer needs precomputed (one multiplier each, used once per instruction in the cycle the
-instruction is accepted), so that the sequencer only adds. All offsets the sequencer keeps
+sequencer needs precomputed, so that the sequencer only adds. The products themselves come
+from :func:`job_products`, computed from the instruction stream's payload in the cycle of its
+accept and registered (no cycle: the decoder runs in the cycle after the accept anyway), so that
+no multiplier lies between the decoder's input register and the job register (the whole tiny
+design's critical path on the ECP5 was ``ins`` -> ``chans * kh * kw`` -> ``lead``). All offsets the sequencer keeps
 start at zero; the job's constants fold in where the tile starts (ring row of its first
 output row, first image column, weight row, ...).
 
@@ -107,11 +110,11 @@ def _by_pool(n: int, window):
     return Array(n % p for p in ps)[window], Array(n // p for p in ps)[window]
 
 
-def _operand(geom, sh, dh) -> dict:
+def _operand(geom, prod: dict) -> dict:
     ring = geom.ring
     return {
-        "k": ring.base + geom.slot_first * ring.slot_words + geom.x_first - geom.x0,
-        "dra_y": dh * ring.slot_words, "dra_r": sh * ring.slot_words, "ss": ring.slots * ring.slot_words,
+        "k": ring.base + prod["first"] + geom.x_first - geom.x0,
+        "dra_y": prod["dra_y"], "dra_r": prod["dra_r"], "ss": prod["ss"],
         "cols": ring.cols, "wrap_at": ring.slots - geom.slot_first,
         "row_lo": -geom.y_first, "row_hi": geom.height - geom.y_first,
         "col_lo": -geom.x_first, "col_hi": geom.width - geom.x_first,
@@ -127,26 +130,55 @@ def _assign(m, view, values: dict) -> None:
             m.d.comb += getattr(view, name).eq(value)
 
 
-def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
+class _Fields:
+    """The fields of an ``INSTR`` view that the decoder reads, the CONV and VEC bodies' ``win``,
+    ``inp``, ``tile``, ``post`` picked by the opcode (the bodies place them at different offsets
+    of the union)."""
+
+    def __init__(self, instr):
+        op = instr.header.opcode
+        self.c, self.v = c, v = instr.body.conv, instr.body.vec
+        self.sparse = op == Opcode.SPCONV  # a CONV's fields at the same offsets, then ``kept``
+        self.is_conv = is_conv = (op == Opcode.CONV) | self.sparse
+        self.win, self.inp, self.tile, self.post = (
+            layout(Mux(is_conv, getattr(c, name).as_value(), getattr(v, name).as_value()))
+            for name, layout in (("win", Window), ("inp", InGeom), ("tile", Tile), ("post", Post)))
+        self.pixel = is_conv & (c.dataflow == Dataflow.PIXEL)
+        self.depthwise = self.pixel & c.depthwise
+        self.resize = ~is_conv & (v.op == VecOp.RESIZE)
+
+
+def job_products(cfg: AcceleratorConfig, instr) -> dict:
+    """Every product :func:`decode_job` needs, as values of ``instr`` (an ``INSTR`` view), by
+    name; the caller registers them (each a multiplier, or two for ``dense``)."""
+    f = _Fields(instr)
+    win, inp, tile = f.win, f.inp, f.tile
+    lg_tn = (cfg.tn - 1).bit_length()
+    taps = win.kh * win.kw
+    nblk = (inp.chans + cfg.tn - 1) >> lg_tn
+    sh = Mux(f.resize, 1, win.sh)
+    out = {"taps": taps, "dense": Mux(f.depthwise, 1, inp.chans) * taps, "blk_taps": nblk * taps,
+           "d_prow": tile.obuf_cols * Mux(f.is_conv, cfg.tm // cfg.tn, tile.obuf_blk)}
+    for side, geom in (("a", inp), ("b", f.v.inp_b)):
+        ring = geom.ring
+        out.update({f"{side}_first": geom.slot_first * ring.slot_words, f"{side}_dra_y": win.dh * ring.slot_words,
+                    f"{side}_dra_r": sh * ring.slot_words, f"{side}_ss": ring.slots * ring.slot_words})
+    return out
+
+
+def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
     """Drive ``job`` (a ``job_layout`` view) combinationally from ``instr`` (an ``INSTR``
-    view) in module ``m``."""
+    view) in module ``m``, with ``products`` :func:`job_products` of the same instruction
+    (registered beside ``instr``)."""
     tm, tn, lanes = cfg.tm, cfg.tn, cfg.ppu_lanes
     lg_tn = (tn - 1).bit_length()
-    op = instr.header.opcode
-    c, v = instr.body.conv, instr.body.vec
-    sparse = op == Opcode.SPCONV  # a CONV's fields at the same offsets, then ``kept``
-    is_conv = (op == Opcode.CONV) | sparse
-
-    def pick(conv_value, vec_value):
-        return Mux(is_conv, conv_value, vec_value)
-
-    # The CONV and VEC bodies place these at different offsets of the union.
-    win, inp, tile, post = (layout(pick(getattr(c, name).as_value(), getattr(v, name).as_value()))
-                            for name, layout in (("win", Window), ("inp", InGeom), ("tile", Tile), ("post", Post)))
-    pixel = is_conv & (c.dataflow == Dataflow.PIXEL)
+    f = _Fields(instr)
+    op, c, v, sparse, is_conv = instr.header.opcode, f.c, f.v, f.sparse, f.is_conv
+    win, inp, tile, post = f.win, f.inp, f.tile, f.post
+    pixel = f.pixel
     depthwise = pixel & c.depthwise
     nblk = (inp.chans + tn - 1) >> lg_tn
-    resize = ~is_conv & (v.op == VecOp.RESIZE)
+    resize = f.resize
     pooling = ~is_conv & ((v.op == VecOp.MAXPOOL) | (v.op == VecOp.AVGPOOL))
     taps_used = is_conv | pooling  # ADD/REQUANT/RESIZE read one tap
 
@@ -167,13 +199,12 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
     blk = Mux(is_conv, tm // tn, tile.obuf_blk)
     # ``lead`` exactly as ir.cost.conv_inner_steps / vec_taps compute it from the fields (raw
     # counts, no ``_at_least_one``): the cycle model's rule, not the beats the sequencer runs.
-    taps = win.kh * win.kw
-    dense = Mux(depthwise, 1, inp.chans) * taps
-    px_steps = Mux(sparse, instr.body.spconv.kept, dense)
+    taps = products["taps"]
+    px_steps = Mux(sparse, instr.body.spconv.kept, products["dense"])
     px_steps = Mux(win.sw >= 2, px_steps << 1, px_steps)
     if cfg.lb_copies == 1:
         px_steps = Mux(depthwise & (inp.chans > tn), px_steps << 1, px_steps)
-    steps = Mux(pixel, px_steps, nblk * taps)
+    steps = Mux(pixel, px_steps, products["blk_taps"])
     vec_taps = Mux(pooling, taps, Mux(v.op == VecOp.ADD, 2, 1) if cfg.lb_copies == 1 else 1)
     lead = Mux(is_conv, COMPUTE_START + Mux(sparse, SPCONV_START, 0) + steps, COMPUTE_START + _at_least_one(vec_taps))
     _assign(m, job, {
@@ -187,11 +218,12 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job) -> None:
         "nowrite": (tile.rows == 0) | (n_q == 0) | (n_bo == 0) | (is_conv & c.psum_out),
         "psum_in": is_conv & c.psum_in, "psum_out": is_conv & c.psum_out,
         "dh": win.dh, "sh": sh, "dcol": win.dw, "csw": Mux(pixel, sw << lg_tn, sw), "lsw": Mux(pixel, sw, 0),
-        "a": _operand(inp, sh, win.dh), "b": _operand(v.inp_b, sh, win.dh),
+        "a": _operand(inp, {k[2:]: p for k, p in products.items() if k.startswith("a_")}),
+        "b": _operand(v.inp_b, {k[2:]: p for k, p in products.items() if k.startswith("b_")}),
         "w_row": Mux(c.wbank, cfg.weight_bank_words, 0) + c.w_addr,
         "wl_wrap": Mux(pixel, tn - 1, 0),
         "chans": inp.chans, "post": post, "rshift": v.rshift, "shift_a": v.shift_a, "shift_b": v.shift_b,
-        "obuf_addr": tile.obuf_addr, "d_prow": tile.obuf_cols * blk, "blk": blk, "half": tile.half,
+        "obuf_addr": tile.obuf_addr, "d_prow": products["d_prow"], "blk": blk, "half": tile.half,
         "pool": pool, "qstep": Mux(pixel, tn, 1), "qstep_mod": Mux(pixel, tn_mod, one_mod),
         "qstep_div": Mux(pixel, tn_div, one_div), "npc_mod": npc_mod, "npc_div": npc_div, "cols": tile.cols,
         "drain": drain,
