@@ -35,7 +35,8 @@ beat of a request ``L >= 1`` cycles after accepting it (later beats back to back
   an on-chip read latency of 1 its write beats go out in cycles ``3 .. B+2``, the memory
   answers the last burst ``L`` cycles after its last beat (cycle ``B + 2 + L``) and ``done``
   pulses in cycle ``3 + L + B``;
-- an empty command (no segment, or empty segments) pulses ``done`` in cycle 1.
+- an empty command (no segment, or empty segments) pulses ``done`` in cycle 2 (it is
+  recognised from the registered command, as the walkers load it).
 
 Requests run ahead of data, so the latency is paid once per command. ``ir.cost``'s
 ``dma_box_cycles`` / ``dma_linear_cycles`` / ``dma_store_cycles`` are these numbers.
@@ -244,22 +245,25 @@ class DMA(wiring.Component):
         cmd_reg, cmd = Signal(DmaCmd), Signal(DmaCmd)
         busy, req_done, data_done = Signal(), Signal(), Signal()
         start, req_left, data_left = Signal(), Signal(), Signal()
-        p = self.cmd.payload
-        empty = (p.nblk == 0) | (p.nrows == 0) | (p.seg_bytes == 0)
         # The incoming command is sampled every cycle (``pre``: no enable fanning out from the
         # accept) and acted on from the cycle after an accept (``launch``), when the walkers
         # load it from ``pre``; requests and on-chip reads start the cycle after that
-        # (``ir.cost.DMA_START`` = 2). So nothing combinational runs from the controller's
-        # issue decision into the DMA beyond ``busy`` and these two registers.
+        # (``ir.cost.DMA_START`` = 2). An empty command is recognised in ``launch`` too, from
+        # ``pre``, and ends there (``done`` in cycle 2, ``ir.cost.DMA_EMPTY``; its walkers load
+        # and stay unused). So nothing combinational runs from the controller's issue decision
+        # and the queue's word into the DMA beyond ``busy`` and these two registers.
         pre, launch = Signal(DmaCmd), Signal()
+        empty = (pre.nblk == 0) | (pre.nrows == 0) | (pre.seg_bytes == 0)
         dcmd = cmd
         m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & ~busy), cmd.eq(cmd_reg),
                      req_left.eq(busy & ~req_done & ~launch), data_left.eq(busy & ~data_done & ~launch)]
-        m.d.sync += [self.done.eq(0), pre.eq(p), launch.eq(start & ~empty)]
+        m.d.sync += [self.done.eq(0), pre.eq(self.cmd.payload), launch.eq(start)]
         with m.If(start):
-            m.d.sync += [busy.eq(~empty), req_done.eq(0), data_done.eq(0), self.done.eq(empty)]
+            m.d.sync += [busy.eq(1), req_done.eq(0), data_done.eq(0)]
         with m.If(launch):
             m.d.sync += cmd_reg.eq(pre)
+            with m.If(empty):
+                m.d.sync += [busy.eq(0), self.done.eq(1)]
 
         walk_req, walk_data = _Walker(bb, requests=True, max_burst=self.max_burst), _Walker(bb, requests=False)
         m.submodules.walk_req, m.submodules.walk_data = walk_req, walk_data

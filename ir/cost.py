@@ -50,15 +50,18 @@ def dma_box_beats(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride
 #: on-chip read too) goes out the cycle after, so no combinational path runs from the
 #: controller's issue decision into the walkers' address arithmetic or the request logic.
 DMA_START = 2
+#: Accept to done of a DMA command without beats: it is recognised from the registered command
+#: in the cycle after the accept (hw/dma.py), and done follows.
+DMA_EMPTY = 2
 
 
 def _dma_cycles(cfg: AcceleratorConfig, beats: int, extra: int) -> int:
     """Accept to done of a DMA transfer of ``beats`` beats (``hw/dma.py``): the first request
     goes out ``DMA_START`` cycles after the accept and later ones run ahead of the data, so
     the latency is paid once and the beats stream back to back; ``extra`` cycles on top (a
-    store's on-chip read). A transfer without beats completes in the cycle after its
+    store's on-chip read). A transfer without beats completes ``DMA_EMPTY`` cycles after its
     acceptance."""
-    return DMA_START + cfg.dram_latency + beats + extra if beats else 1
+    return DMA_START + cfg.dram_latency + beats + extra if beats else DMA_EMPTY
 
 
 def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,

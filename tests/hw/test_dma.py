@@ -9,7 +9,7 @@ import pytest
 
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.dma import DMA, DmaCmd
-from shiftflow.ir.cost import DMA_START
+from shiftflow.ir.cost import DMA_EMPTY, DMA_START
 from tests.hw.memmodel import Dram, Sram
 from tests.hw.streams import put, simulate
 
@@ -134,9 +134,17 @@ def test_cycles_without_stalls():
 
 
 def test_empty_command_completes():
-    _, sram, took = run([box_cmd(dram_addr=0, ncols=0, nblk=1, nrows=1, row_stride=0, blk_stride=0,
-                                 sram_addr=0, row_step=0, blk_step=0)])
-    assert took == [1] and sram.mem == {}
+    """An empty command ends DMA_EMPTY cycles after its accept, moving nothing; the command
+    after it runs as usual (its walkers were loaded with the empty one and left unused)."""
+    empty = [box_cmd(dram_addr=0, ncols=0, nblk=1, nrows=1, row_stride=0, blk_stride=0, sram_addr=0, row_step=0,
+                     blk_step=0),
+             box_cmd(store=True, dram_addr=64, ncols=2, nblk=0, nrows=1, row_stride=0, blk_stride=0, sram_addr=0,
+                     row_step=0, blk_step=0)]
+    _, sram, took = run(empty)
+    assert took == [DMA_EMPTY, DMA_EMPTY] and sram.mem == {}
+    _, sram, took = run(empty[:1] + [linear_cmd(dram_addr=5, nbytes=1, sram_addr=5)], dram_bytes=dram_pattern(64),
+                        latency=7)
+    assert took == [DMA_EMPTY, DMA_START + 7 + 1] and len(sram.mem) == 1
 
 
 def test_command_layout_fits_the_isa():

@@ -1,12 +1,12 @@
 """DMA costs (docs/isa.md, "Cycle model"): every segment pays for the beats it touches, so an
 unaligned one pays one more; the box sum's closed form equals the segment-by-segment sum; loads
-take latency + beats, stores one cycle more (the output buffer's read), empty transfers 1."""
+take latency + beats, stores one cycle more (the output buffer's read), empty transfers DMA_EMPTY (2)."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shiftflow.ir.config import TINY, ZU3EG
-from shiftflow.ir.cost import dma_box_beats, dma_box_cycles, dma_linear_cycles, dma_segment_beats, dma_store_cycles
+from shiftflow.ir.cost import DMA_EMPTY, dma_box_beats, dma_box_cycles, dma_linear_cycles, dma_segment_beats, dma_store_cycles
 
 assert (TINY.tn, TINY.dram_bytes_per_cycle, TINY.dram_latency) == (4, 8, 16)
 
@@ -25,13 +25,13 @@ def test_box_of_odd_width_rows():
     assert dma_box_cycles(TINY, 0, 36, 12, 2, 3, 3) == 2 + 16 + 12
     # a 1-pixel strip at column 1 of 4-pixel rows: 4 bytes at offset 4 of each beat, 1 beat each
     assert dma_box_cycles(TINY, 4, 64, 16, 1, 5, 1) == 2 + 16 + 5
-    assert dma_box_cycles(TINY, 4, 64, 16, 0, 5, 1) == 1  # an empty box completes the cycle after accept
+    assert dma_box_cycles(TINY, 4, 64, 16, 0, 5, 1) == DMA_EMPTY  # an empty box: recognised from the registered command
 
 
 def test_store_pays_the_output_buffer_read():
     assert dma_store_cycles(TINY, 0, 36, 12, 2, 3, 3) == 3 + 16 + 12
-    assert dma_store_cycles(TINY, 4, 64, 16, 1, 5, 0) == 1
-    assert dma_linear_cycles(TINY, 0, 0) == 1
+    assert dma_store_cycles(TINY, 4, 64, 16, 1, 5, 0) == DMA_EMPTY
+    assert dma_linear_cycles(TINY, 0, 0) == DMA_EMPTY
 
 
 @settings(max_examples=200, deadline=None)

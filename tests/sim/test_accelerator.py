@@ -161,6 +161,6 @@ def test_zero_sized_boxes_are_no_ops():
     acc, cycles = run(encode(Opcode.LOAD_ACT, {"src": dram_box(DRAM_SIZE + 5, 0, 3, 3, 1, 1)}),
                       encode(Opcode.STORE, {"dst": dram_box(0, 1, 0, 1, 1, 1)}), FINISH)
     assert acc.read_dram(0, 4) == bytes(4)
-    # empty DMAs take one cycle: LOAD_ACT 26..27, STORE 34..35 (another unit; tiny's heads start
+    # empty DMAs take two cycles: LOAD_ACT 26..28, STORE 34..36 (another unit; tiny's heads start
     # two cycles after their dispatch); FINISH waits for its fetch (F = 16 + 3*8 = 40): 42..43
     assert cycles == 42 + TINY.dispatch_stage
