@@ -25,7 +25,8 @@ stride step, each pair in the slot scan — and go to ``finish`` without a map w
 right after the patch list's header, a table after the slot table (``ir.nms.fault_cycles``);
 ``bad`` then, and the header's flags word becomes FLAG_BAD_TABLE.
 
-Executor contract (hw/control.py): ``instr`` is taken with ``ready = ~busy | done``; ``done``
+Executor contract (hw/control.py): ``instr`` is taken with ``ready = ~busy`` (the cycle after
+``done`` at the earliest: an NMS is a barrier, never offered sooner); ``done``
 pulses in cycle ``S + ir.nms.nms_cycles(...)`` when the memory answers a read's first beat
 ``dram_latency`` cycles after the request, beats back to back, a write's response
 ``dram_latency`` cycles after its last beat and never stalls. Reads and writes share ``mem``
@@ -261,7 +262,10 @@ class NmsUnit(wiring.Component):
         m.d.sync += [chk.eq(0), inr.eq(0)]
 
         busy, take, fbad = Signal(), Signal(), Signal()  # fbad: ir.nms.field_fault
-        m.d.comb += [self.instr.ready.eq(~busy | self.done), take.eq(self.instr.valid & self.instr.ready)]
+        # ``ready`` is ``~busy`` alone: an NMS is a barrier (hw/control.py), so the next one is
+        # offered two cycles after this one's ``done`` at the earliest, and nothing runs from
+        # ``done`` (the list writer's state) through the controller back into this FSM.
+        m.d.comb += [self.instr.ready.eq(~busy), take.eq(self.instr.valid & self.instr.ready)]
         with m.If(take):
             m.d.sync += [f.eq(self.instr.payload.body.nms), busy.eq(1)]
         m.d.comb += [mul.a.eq(self.instr.payload.body.nms.channels),
@@ -395,13 +399,8 @@ class NmsUnit(wiring.Component):
                 m.next = "DRAIN"
             with m.State("DRAIN"), m.If(wr.idle):
                 m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(take)
+                m.d.sync += busy.eq(0)
                 m.next = "IDLE"
-                with m.If(take):
-                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
-                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
-                                 cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
-                    m.next = "TSIZE"
         return m
 
 
