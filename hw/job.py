@@ -148,21 +148,32 @@ class _Fields:
         self.resize = ~is_conv & (v.op == VecOp.RESIZE)
 
 
+def _ring_products(prefix: str, geom, dh, sh) -> dict:
+    ring = geom.ring
+    return {f"{prefix}_first": geom.slot_first * ring.slot_words, f"{prefix}_dra_y": dh * ring.slot_words,
+            f"{prefix}_dra_r": sh * ring.slot_words, f"{prefix}_ss": ring.slots * ring.slot_words}
+
+
+#: The products :func:`decode_job` picks by the opcode (a CONV's or a VEC's, ``conv_*`` / ``vec_*``).
+PICKED = ("taps", "blk_taps", "d_prow", "a_first", "a_dra_y", "a_dra_r", "a_ss")
+
+
 def job_products(cfg: AcceleratorConfig, instr) -> dict:
     """Every product :func:`decode_job` needs, as values of ``instr`` (an ``INSTR`` view), by
-    name; the caller registers them (each a multiplier, or two for ``dense``)."""
-    f = _Fields(instr)
-    win, inp, tile = f.win, f.inp, f.tile
+    name; the caller registers them. Each body's are formed from its own fields (``conv_*``,
+    ``vec_*``; operand b's, ``b_*``, a VEC's alone), so that no opcode decode sits in front of
+    a multiplier: :func:`decode_job` picks after the register."""
+    c, v = instr.body.conv, instr.body.vec
     lg_tn = (cfg.tn - 1).bit_length()
-    taps = win.kh * win.kw
-    nblk = (inp.chans + cfg.tn - 1) >> lg_tn
-    sh = Mux(f.resize, 1, win.sh)
-    out = {"taps": taps, "dense": Mux(f.depthwise, 1, inp.chans) * taps, "blk_taps": nblk * taps,
-           "d_prow": tile.obuf_cols * Mux(f.is_conv, cfg.tm // cfg.tn, tile.obuf_blk)}
-    for side, geom in (("a", inp), ("b", f.v.inp_b)):
-        ring = geom.ring
-        out.update({f"{side}_first": geom.slot_first * ring.slot_words, f"{side}_dra_y": win.dh * ring.slot_words,
-                    f"{side}_dra_r": sh * ring.slot_words, f"{side}_ss": ring.slots * ring.slot_words})
+    out = {}
+    for body, name in ((c, "conv"), (v, "vec")):
+        taps = body.win.kh * body.win.kw
+        out.update({f"{name}_taps": taps, f"{name}_blk_taps": ((body.inp.chans + cfg.tn - 1) >> lg_tn) * taps})
+    vec_sh = Mux(v.op == VecOp.RESIZE, 1, v.win.sh)
+    out.update({"conv_chans_taps": c.inp.chans * out["conv_taps"], "conv_d_prow": c.tile.obuf_cols * (cfg.tm // cfg.tn),
+                "vec_d_prow": v.tile.obuf_cols * v.tile.obuf_blk,
+                **_ring_products("conv_a", c.inp, c.win.dh, c.win.sh), **_ring_products("vec_a", v.inp, v.win.dh, vec_sh),
+                **_ring_products("b", v.inp_b, v.win.dh, vec_sh)})
     return out
 
 
@@ -174,6 +185,9 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
     lg_tn = (tn - 1).bit_length()
     f = _Fields(instr)
     op, c, v, sparse, is_conv = instr.header.opcode, f.c, f.v, f.sparse, f.is_conv
+    products = {**{name: Mux(is_conv, products[f"conv_{name}"], products[f"vec_{name}"]) for name in PICKED},
+                "dense": Mux(f.depthwise, products["conv_taps"], products["conv_chans_taps"]),
+                **{name: p for name, p in products.items() if name.startswith("b_")}}
     win, inp, tile, post = f.win, f.inp, f.tile, f.post
     pixel = f.pixel
     depthwise = pixel & c.depthwise
