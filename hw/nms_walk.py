@@ -47,27 +47,32 @@ class MapWalker(wiring.Component):
         blk, row, pos, plane = (Signal(w, name=n) for n in ("blk", "row", "pos", "plane"))
         b0, doff = Signal(20), Signal(range(self.tn))
         k, x, y = Signal(2), Signal(Y_BITS), Signal(Y_BITS)
-        m.d.comb += self.addr.eq(pos + plane)
+        # ``addr`` (= pos + plane) is a register of its own, stepped beside them (timing: on
+        # the data side it selects the lanes' bytes of a beat in front of the cell former; no
+        # adder before that select).
+        addr = Signal(w, name="addr")
+        m.d.comb += self.addr.eq(addr)
         last_k = k == (1 << self.planes_log2) - 1
         last_x, last_y = x == self.width - 1, y == self.height - 1
         m.d.comb += self.block_end.eq(last_k & last_x & last_y)
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), b0.eq(0), doff.eq(0), k.eq(0), x.eq(0), y.eq(0), plane.eq(0),
-                         blk.eq(self.dram_addr), row.eq(self.dram_addr), pos.eq(self.dram_addr)]
+                         blk.eq(self.dram_addr), row.eq(self.dram_addr), pos.eq(self.dram_addr),
+                         addr.eq(self.dram_addr)]
         with m.Elif(self.step & self.busy):
-            m.d.sync += [k.eq(k + 1), plane.eq(plane + self.plane_step[:w])]
+            m.d.sync += [k.eq(k + 1), plane.eq(plane + self.plane_step[:w]), addr.eq(addr + self.plane_step[:w])]
             with m.If(last_k):
-                m.d.sync += [k.eq(0), plane.eq(0), x.eq(x + 1), pos.eq(pos + self.tn)]
+                m.d.sync += [k.eq(0), plane.eq(0), x.eq(x + 1), pos.eq(pos + self.tn), addr.eq(pos + self.tn)]
                 with m.If(last_x):
                     m.d.sync += [x.eq(0), y.eq(y + 1), row.eq(row + self.row_stride[:w]),
-                                 pos.eq(row + self.row_stride[:w])]
+                                 pos.eq(row + self.row_stride[:w]), addr.eq(row + self.row_stride[:w])]
                     with m.If(last_y):
                         # The next block: ``lanes`` channels on, in the same DRAM word or the next.
                         nblk = Signal(w)
                         wrap = doff == self.tn - self.lanes
                         m.d.comb += nblk.eq(Mux(wrap, blk - doff + self.blk_stride[:w], blk + self.lanes))
                         m.d.sync += [y.eq(0), b0.eq(b0 + self.lanes), doff.eq(Mux(wrap, 0, doff + self.lanes)),
-                                     blk.eq(nblk), row.eq(nblk), pos.eq(nblk)]
+                                     blk.eq(nblk), row.eq(nblk), pos.eq(nblk), addr.eq(nblk)]
                         with m.If(b0 + self.lanes >= self.nch):
                             m.d.sync += self.busy.eq(0)
         return m
