@@ -163,6 +163,13 @@ class NmsUnit(wiring.Component):
         m.d.comb += lvl_r.addr.eq(li)
         lvl_next = Signal(LEVEL)  # the level memory's output, registered (STRIDE_WR)
         m.d.sync += lvl_next.eq(lvl_r.data)
+        # Which channels are the level's, decided with the read (STRIDE_RD: ``first`` is the
+        # level's then) and registered, one flag a channel: STRIDE_WR's stride enables come
+        # from a flip-flop each, not from a sum and compares fanned out to every channel.
+        in_level = Signal(nmax)
+        rd_level = Signal(LEVEL)
+        m.d.comb += rd_level.eq(lvl_r.data)
+        m.d.sync += in_level.eq(Cat((c >= first) & (c < first + rd_level.anchors) for c in range(nmax)))
         k_of = lambda c: kreg[c][:len(back.kernel[0])]
         s_of = lambda c: sreg[c][:len(back.shift[0])]
         m.d.comb += [cells.level.eq(li), cells.planes_log2.eq(f.planes), cells.shift.eq(lv.shift),
@@ -323,7 +330,7 @@ class NmsUnit(wiring.Component):
                 e = Signal(LEVEL, name="stride_e")
                 m.d.comb += [e.eq(lvl_next), lvl_r.addr.eq(li + 1)]
                 for c in range(nmax):
-                    with m.If((c >= first) & (c < first + e.anchors)):
+                    with m.If(in_level[c]):
                         m.d.sync += [stride[c].eq(e.stride), inr[c].eq(1)]
                 m.d.sync += [first.eq(first + e.anchors), li.eq(li + 1), lv.eq(e), chk.eq(1),
                              asum.eq(asum + e.anchors)]
