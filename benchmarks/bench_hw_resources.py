@@ -57,6 +57,7 @@ from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
 from shiftflow.hw.fmax import ACCEL_DEVICE, ACCEL_DEVICE_NAME, ACCEL_TARGET_MHZ, fmax_ecp5_report
 from shiftflow.hw.synth import synthesize
+from shiftflow.hw.tools import SynthError
 from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
 
@@ -145,10 +146,20 @@ def measure_fmax_seeds(design: str, timeout: float, log_dir: Path, seeds: list[i
     if len(seeds) == 1:
         return measure_fmax(design, timeout, log_dir, seeds[0])
     with ProcessPoolExecutor(max_workers=len(seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = list(pool.map(measure_fmax, [design] * len(seeds), [timeout] * len(seeds),
-                             [log_dir / f"seed{s}" for s in seeds], seeds))
+        futures = {s: pool.submit(measure_fmax, design, timeout, log_dir / f"seed{s}", s) for s in seeds}
+        runs, failed = [], {}
+        for s, f in futures.items():  # a seed past the time limit is reported, the others kept
+            try:
+                runs.append(f.result())
+            except SynthError as exc:
+                failed[str(s)] = str(exc)
+                print(f"seed {s}: {exc}")
+    if not runs:
+        raise SynthError(f"no seed of {seeds} finished: {failed}")
     entry = dict(sorted(runs, key=lambda r: r["mhz"])[(len(runs) - 1) // 2])
     entry["seeds"] = {str(r["seed"]): r["mhz"] for r in runs}
+    if failed:
+        entry["seeds_failed"] = failed
     print(f"\ntiny on ECP5, {len(runs)} seeds: " + ", ".join(f"seed {s} {m:.2f}" for s, m in entry["seeds"].items())
           + f" MHz; median {entry['mhz']:.2f} MHz (seed {entry['seed']})")
     return entry
