@@ -42,6 +42,7 @@ leaves the JSON as it was.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -136,7 +137,7 @@ def show(name: str, r: dict) -> None:
               f"levels: {d['path'][0]} -> {d['path'][1]}")
 
 
-def measure_fmax_seeds(design: str, timeout: float, log_dir: Path, seeds: list[int]) -> dict:
+def measure_fmax_seeds(design: str, timeout: float, log_dir: Path, seeds: list[int], nms: bool = True) -> dict:
     """tiny's ECP5 Fmax over nextpnr ``seeds`` (placement alone moves the whole design's figure
     by several MHz): the entry of the median run (the lower middle one: a run that happened, with
     its critical path), ``mhz`` its figure, and ``seeds`` every run's MHz. The runs go in
@@ -144,9 +145,9 @@ def measure_fmax_seeds(design: str, timeout: float, log_dir: Path, seeds: list[i
     still ends sooner than running the last ones alone); each keeps its nextpnr log and report in
     ``log_dir/seed<N>``."""
     if len(seeds) == 1:
-        return measure_fmax(design, timeout, log_dir, seeds[0])
+        return measure_fmax(design, timeout, log_dir, seeds[0], nms)
     with ProcessPoolExecutor(max_workers=len(seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {s: pool.submit(measure_fmax, design, timeout, log_dir / f"seed{s}", s) for s in seeds}
+        futures = {s: pool.submit(measure_fmax, design, timeout, log_dir / f"seed{s}", s, nms) for s in seeds}
         runs, failed = [], {}
         for s, f in futures.items():  # a seed past the time limit is reported, the others kept
             try:
@@ -165,11 +166,13 @@ def measure_fmax_seeds(design: str, timeout: float, log_dir: Path, seeds: list[i
     return entry
 
 
-def measure_fmax(design: str, timeout: float, log_dir: Path, seed: int = 1) -> dict:
-    """tiny's ECP5 Fmax as the JSON's ``fmax_ecp5_tiny`` entry; nextpnr's log in ``log_dir``."""
-    components, label = build(TARGETS["tiny"], design)
+def measure_fmax(design: str, timeout: float, log_dir: Path, seed: int = 1, nms: bool = True) -> dict:
+    """tiny's ECP5 Fmax as the JSON's ``fmax_ecp5_tiny`` entry; nextpnr's log in ``log_dir``.
+    ``nms=False``: tiny without its NMS core (``nms_lanes = 0``), what the core costs."""
+    cfg = TARGETS["tiny"] if nms else dataclasses.replace(TARGETS["tiny"], nms_lanes=0)
+    components, label = build(cfg, design)
     # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
-    label = label if design == "top" else "ComputeUnit"
+    label = (label if design == "top" else "ComputeUnit") + ("" if nms else " without the NMS core")
     r = fmax_ecp5_report(components[0][1], "accel_tiny_fmax", device=FMAX_DEVICE[0], package=FMAX_DEVICE[1],
                          seed=seed, freq=FMAX_TARGET, timeout=timeout, log_dir=log_dir)
     cp = r.critical_path
@@ -260,13 +263,17 @@ def main(argv=None) -> dict:
     p.add_argument("--fmax-timeout", type=float, default=1200.0, help="seconds (yosys + nextpnr)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
                    help="nextpnr seeds for tiny's whole-design Fmax (the median run is recorded)")
+    p.add_argument("--without-nms", action="store_true",
+                   help="with --only-fmax: tiny without its NMS core, as fmax_ecp5_tiny_without_nms")
     args = p.parse_args(argv)
     design = args.design or ("top" if importlib.util.find_spec("shiftflow.hw.top") else "units")
     name = "hw_resources.json"
     if args.only_fmax or args.parts_fmax:
         out = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
         if args.only_fmax:
-            out["fmax_ecp5_tiny"] = measure_fmax_seeds(design, args.fmax_timeout, args.cache / "fmax", args.seeds)
+            key, sub_dir = ("fmax_ecp5_tiny_without_nms", "fmax_no_nms") if args.without_nms else ("fmax_ecp5_tiny", "fmax")
+            out[key] = measure_fmax_seeds(design, args.fmax_timeout, args.cache / sub_dir, args.seeds,
+                                          nms=not args.without_nms)
         else:
             out["fmax_ecp5_tiny_parts"] = measure_parts_fmax(args.fmax_timeout, args.cache / "fmax_parts", args.parts,
                                                              out.get("fmax_ecp5_tiny_parts"))
@@ -280,7 +287,7 @@ def main(argv=None) -> dict:
     previous = json.loads((RESULTS / name).read_text()) if (RESULTS / name).exists() else {}
     # Targets not re-measured (--targets) are kept as they were.
     out["targets"] = {**{t: r for t, r in previous.get("targets", {}).items() if t not in results}, **results}
-    for key in ("fmax_ecp5_tiny", "fmax_ecp5_tiny_parts"):  # kept (with their own dates) if not re-measured
+    for key in ("fmax_ecp5_tiny", "fmax_ecp5_tiny_without_nms", "fmax_ecp5_tiny_parts"):  # kept (with their own dates) if not re-measured
         if key in previous:
             out[key] = previous[key]
     write_result(name, out, {})  # kept if the Fmax run fails
