@@ -130,24 +130,6 @@ def _assign(m, view, values: dict) -> None:
             m.d.comb += getattr(view, name).eq(value)
 
 
-class _Fields:
-    """The fields of an ``INSTR`` view that the decoder reads, the CONV and VEC bodies' ``win``,
-    ``inp``, ``tile``, ``post`` picked by the opcode (the bodies place them at different offsets
-    of the union)."""
-
-    def __init__(self, instr):
-        op = instr.header.opcode
-        self.c, self.v = c, v = instr.body.conv, instr.body.vec
-        self.sparse = op == Opcode.SPCONV  # a CONV's fields at the same offsets, then ``kept``
-        self.is_conv = is_conv = (op == Opcode.CONV) | self.sparse
-        self.win, self.inp, self.tile, self.post = (
-            layout(Mux(is_conv, getattr(c, name).as_value(), getattr(v, name).as_value()))
-            for name, layout in (("win", Window), ("inp", InGeom), ("tile", Tile), ("post", Post)))
-        self.pixel = is_conv & (c.dataflow == Dataflow.PIXEL)
-        self.depthwise = self.pixel & c.depthwise
-        self.resize = ~is_conv & (v.op == VecOp.RESIZE)
-
-
 def _ring_products(prefix: str, geom, dh, sh) -> dict:
     ring = geom.ring
     return {f"{prefix}_first": geom.slot_first * ring.slot_words, f"{prefix}_dra_y": dh * ring.slot_words,
@@ -183,16 +165,24 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
     (registered beside ``instr``)."""
     tm, tn, lanes = cfg.tm, cfg.tn, cfg.ppu_lanes
     lg_tn = (tn - 1).bit_length()
-    f = _Fields(instr)
-    op, c, v, sparse, is_conv = instr.header.opcode, f.c, f.v, f.sparse, f.is_conv
-    products = {**{name: Mux(is_conv, products[f"conv_{name}"], products[f"vec_{name}"]) for name in PICKED},
-                "dense": Mux(f.depthwise, products["conv_taps"], products["conv_chans_taps"]),
-                **{name: p for name, p in products.items() if name.startswith("b_")}}
-    win, inp, tile, post = f.win, f.inp, f.tile, f.post
-    pixel = f.pixel
+    op = instr.header.opcode
+    c, v = instr.body.conv, instr.body.vec
+    sparse = op == Opcode.SPCONV  # a CONV's fields at the same offsets, then ``kept``
+    is_conv = (op == Opcode.CONV) | sparse
+
+    def pick(conv_value, vec_value):
+        return Mux(is_conv, conv_value, vec_value)
+
+    # The CONV and VEC bodies place these at different offsets of the union.
+    win, inp, tile, post = (layout(pick(getattr(c, name).as_value(), getattr(v, name).as_value()))
+                            for name, layout in (("win", Window), ("inp", InGeom), ("tile", Tile), ("post", Post)))
+    pixel = is_conv & (c.dataflow == Dataflow.PIXEL)
     depthwise = pixel & c.depthwise
+    prod = {**{name: pick(products[f"conv_{name}"], products[f"vec_{name}"]) for name in PICKED},
+            "dense": Mux(depthwise, products["conv_taps"], products["conv_chans_taps"]),
+            **{name: p for name, p in products.items() if name.startswith("b_")}}
     nblk = (inp.chans + tn - 1) >> lg_tn
-    resize = f.resize
+    resize = ~is_conv & (v.op == VecOp.RESIZE)
     pooling = ~is_conv & ((v.op == VecOp.MAXPOOL) | (v.op == VecOp.AVGPOOL))
     taps_used = is_conv | pooling  # ADD/REQUANT/RESIZE read one tap
 
@@ -213,12 +203,12 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
     blk = Mux(is_conv, tm // tn, tile.obuf_blk)
     # ``lead`` exactly as ir.cost.conv_inner_steps / vec_taps compute it from the fields (raw
     # counts, no ``_at_least_one``): the cycle model's rule, not the beats the sequencer runs.
-    taps = products["taps"]
-    px_steps = Mux(sparse, instr.body.spconv.kept, products["dense"])
+    taps = prod["taps"]
+    px_steps = Mux(sparse, instr.body.spconv.kept, prod["dense"])
     px_steps = Mux(win.sw >= 2, px_steps << 1, px_steps)
     if cfg.lb_copies == 1:
         px_steps = Mux(depthwise & (inp.chans > tn), px_steps << 1, px_steps)
-    steps = Mux(pixel, px_steps, products["blk_taps"])
+    steps = Mux(pixel, px_steps, prod["blk_taps"])
     vec_taps = Mux(pooling, taps, Mux(v.op == VecOp.ADD, 2, 1) if cfg.lb_copies == 1 else 1)
     lead = Mux(is_conv, COMPUTE_START + Mux(sparse, SPCONV_START, 0) + steps, COMPUTE_START + _at_least_one(vec_taps))
     _assign(m, job, {
@@ -232,12 +222,12 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
         "nowrite": (tile.rows == 0) | (n_q == 0) | (n_bo == 0) | (is_conv & c.psum_out),
         "psum_in": is_conv & c.psum_in, "psum_out": is_conv & c.psum_out,
         "dh": win.dh, "sh": sh, "dcol": win.dw, "csw": Mux(pixel, sw << lg_tn, sw), "lsw": Mux(pixel, sw, 0),
-        "a": _operand(inp, {k[2:]: p for k, p in products.items() if k.startswith("a_")}),
-        "b": _operand(v.inp_b, {k[2:]: p for k, p in products.items() if k.startswith("b_")}),
+        "a": _operand(inp, {k[2:]: p for k, p in prod.items() if k.startswith("a_")}),
+        "b": _operand(v.inp_b, {k[2:]: p for k, p in prod.items() if k.startswith("b_")}),
         "w_row": Mux(c.wbank, cfg.weight_bank_words, 0) + c.w_addr,
         "wl_wrap": Mux(pixel, tn - 1, 0),
         "chans": inp.chans, "post": post, "rshift": v.rshift, "shift_a": v.shift_a, "shift_b": v.shift_b,
-        "obuf_addr": tile.obuf_addr, "d_prow": products["d_prow"], "blk": blk, "half": tile.half,
+        "obuf_addr": tile.obuf_addr, "d_prow": prod["d_prow"], "blk": blk, "half": tile.half,
         "pool": pool, "qstep": Mux(pixel, tn, 1), "qstep_mod": Mux(pixel, tn_mod, one_mod),
         "qstep_div": Mux(pixel, tn_div, one_div), "npc_mod": npc_mod, "npc_div": npc_div, "cols": tile.cols,
         "drain": drain,
