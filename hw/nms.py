@@ -80,8 +80,11 @@ class NmsSpatial(wiring.Component):
     @staticmethod
     def _better(a, b):
         """``a`` beats ``b``: a candidate, and ``b`` none, or a higher key, or an equal key
-        and a lower box index."""
-        return a.valid & (~b.valid | (a.key > b.key) | ((a.key == b.key) & (a.index < b.index)))
+        and a lower box index — one unsigned compare of (key with its sign bit flipped, the
+        index's complement), as the model's ``(key << 32) | (LOW32 - index)`` (timing: one
+        carry chain, no equality and second compare beside it)."""
+        order = lambda c: Cat(~c.index, c.key.as_unsigned() ^ (1 << (len(c.key) - 1)))
+        return a.valid & (~b.valid | (order(a) > order(b)))
 
     def elaborate(self, platform):
         m = Module()
@@ -105,7 +108,9 @@ class NmsSpatial(wiring.Component):
         bank_free = (pending == 0) | (one_left & self.o.ready)
         drain = Signal()  # y >= height, kept in a register (timing: it gates ``advance``)
         advance = streaming & bank_free & (drain | self.i.valid)
-        row_end = x == width - 1
+        # ``x == width - 1`` and ``y + 1 >= height`` kept in registers, stepped with x and y
+        # (timing: ``row_end`` fans out to every lane's counters, ``advance`` gates both).
+        row_end, last_row = Signal(), Signal()
         m.d.comb += [self.busy.eq(active), self.i.ready.eq(streaming & bank_free & ~drain)]
 
         # A balanced tree from the latched kernels, registered: first needed at the end of
@@ -117,10 +122,13 @@ class NmsSpatial(wiring.Component):
         with m.If(self.start & ~self.busy):
             m.d.sync += [height.eq(self.height), width.eq(self.width), kernel.eq(self.kernel),
                          shift.eq(self.shift), y.eq(0), x.eq(0), drow.eq(0), streaming.eq(1), active.eq(1),
-                         drain.eq(self.height == 0)]
+                         drain.eq(self.height == 0), row_end.eq(self.width == 1), last_row.eq(self.height <= 1)]
         with m.Elif(advance):
-            m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end)]
-            with m.If(row_end & (y + 1 >= height)):
+            m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end),
+                         row_end.eq(Mux(row_end, width == 1, x + 2 == width))]
+            with m.If(row_end):
+                m.d.sync += last_row.eq(y + 2 >= height)
+            with m.If(row_end & last_row):
                 m.d.sync += drain.eq(1)
             with m.If(row_end & drain):
                 m.d.sync += drow.eq(drow + 1)
@@ -208,9 +216,17 @@ class NmsSpatial(wiring.Component):
                 m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last.eq(best), last_p.eq(p)]
             m.d.comb += [rd.addr.eq(Mux(accept, 0, nxt[name][1])), rd.en.eq(accept | advance),
                          running.eq(Mux(fwd, last, rd.data[p]))]
-            with m.If(row0 & col0):
+            fresh = row0 & col0  # the tile's first cell: nothing running
+            with m.If(fresh):
                 m.d.comb += running.valid.eq(0)
-            m.d.comb += [best.eq(Mux(self._better(cell, running), cell, running)),
+            # The cell against each source of ``running`` at once, the verdict selected after
+            # (timing: no multiplexer in front of the key compare; the same verdict as
+            # ``_better(cell, running)``).
+            wins = Signal()
+            m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, self._better(cell, last),
+                                                           Mux(p, self._better(cell, rd.data[1]),
+                                                               self._better(cell, rd.data[0])))))
+            m.d.comb += [best.eq(Mux(wins, cell, running)),
                          wr.addr.eq(col), wr.data[0].eq(best), wr.data[1].eq(best),
                          wr.en.eq(Mux(advance, Mux(p, 0b10, 0b01), 0))]
             # The decided half misses a write only at a band's first position in a map one

@@ -115,13 +115,23 @@ class NmsUnit(wiring.Component):
         beat = self.mem.rd_resp.payload
         linear, patching = Signal(), Signal()  # a linear read's beats are arriving (else map words)
         lin = linear & self.mem.rd_resp.valid  # rd_resp.ready is 1 in these phases
+        # Which part the next beat is in, kept in registers beside ``off`` (timing: the
+        # compares of ``off`` fanned out to every channel's kernel and shift enables), and the
+        # channel beat one-hot (``chot[g]``: ``cbeat == g``).
+        in_lv, in_ch, in_pr, at_hd = Signal(), Signal(), Signal(), Signal()
+        ngroups = -(-nmax // (bw // 2))
+        chot = Signal(ngroups)
+
+        def parts(at, c, p, t):  # the flags of the beat at offset ``at``
+            return [in_lv.eq(at < c), in_ch.eq(at < p), in_pr.eq(at < t), at_hd.eq(at == t)]
+
         with m.If(lin):
-            m.d.sync += off.eq(off + bw)
-            with m.If(off < cbase):
+            m.d.sync += [off.eq(off + bw), *parts(off + bw, cbase, pbase, tlen)]
+            with m.If(in_lv):
                 m.d.comb += [lvl_w.addr.eq(off[5:]), lvl_w.data.eq(beat.replicate(32 // bw)),
                              lvl_w.en.eq(1 << off[lg:5])]
-            with m.Elif(off < pbase):
-                m.d.sync += cbeat.eq(cbeat + 1)
+            with m.Elif(in_ch):
+                m.d.sync += [cbeat.eq(cbeat + 1), chot.eq(chot << 1)]
                 # Each channel's kernel in 1..max_kernel above its shift, checked as it arrives
                 # (a beat's channels at once; the part's padding past ``n`` is not a channel).
                 for i in range(bw // 2):
@@ -131,12 +141,12 @@ class NmsUnit(wiring.Component):
                         m.d.sync += tbad.eq(1)
                 for c in range(nmax):
                     group, i = c // (bw // 2), c % (bw // 2)
-                    with m.If(cbeat == group):
+                    with m.If(chot[group]):
                         m.d.sync += [kreg[c].eq(beat[16 * i:16 * i + 8]), sreg[c].eq(beat[16 * i + 8:16 * i + 16])]
-            with m.Elif(off < tlen):
+            with m.Elif(in_pr):
                 m.d.sync += pbeat.eq(pbeat + 1)
                 m.d.comb += [pair_w.addr.eq(pbeat), pair_w.data.eq(beat), pair_w.en.eq(1)]
-            with m.Elif(off == tlen):
+            with m.Elif(at_hd):
                 m.d.sync += count.eq(beat[:32])
         poff = Signal(32)
         with m.If(patching & self.mem.rd_resp.valid):  # the patch entries
@@ -221,10 +231,9 @@ class NmsUnit(wiring.Component):
         # The two strides from registers (a is held through its scan, b's is taken as it is
         # issued), and the slot's write registered (timing: the pyramid reads the slots long
         # after; the last write lands in LV_RD).
-        sa, sb, sb2, common = Signal(16), Signal(16), Signal(16), Signal(16)
+        sa, sb, sb2 = Signal(16), Signal(16), Signal(16)
         m.d.sync += [sa.eq(stride[a]), pdata.eq(pair_r.data), vd2.eq(vd), bd2.eq(bd), qd2.eq(qd), sb2.eq(sb)]
-        m.d.comb += common.eq(Mux(sa > sb2, sa, sb2))
-        (rho_a, ok_a), (rho_b, ok_b) = _log2_ratio(m, sa, common), _log2_ratio(m, sb2, common)
+        (rho_a, ok_a), (rho_b, ok_b) = _log2_ratios(m, sa, sb2)
         slot, slot_we = Signal.like(back.slot_data), Signal()
         m.d.comb += [slot.partner.eq(bd2), slot.k.eq(kk), slot.ks.eq(ks), slot.rho_a.eq(rho_a), slot.rho_b.eq(rho_b)]
         m.d.sync += [back.slot_we.eq(slot_we), back.slot_addr.eq(a * zn + z), back.slot_data.eq(slot)]
@@ -237,8 +246,14 @@ class NmsUnit(wiring.Component):
         # cannot run"): sticky ``tbad``, decided after the slot table, before any map word ---
         # A competing pair: not on the diagonal, a slot left, K and the stride ratio within
         # the slot's fields (a power of two: s << rho == the coarser stride), K_s < K.
-        with m.If(scanning & vd2 & (kk != 0) & ((a == bd2) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS) | (ks >= kk)
-                                                | ~ok_a | ~ok_b)):
+        # The pair's verdict is registered (``pbad``; timing: the ratio compares -> ``tbad``'s
+        # OR was tiny's NMS unit's slowest path, 17.7 ns alone): it lands in ``tbad`` a cycle
+        # later, and FILL, which reads ``tbad`` as soon as the last pair is in, reads ``pbad``
+        # beside it (no cycle).
+        pbad = Signal()
+        m.d.sync += pbad.eq(scanning & vd2 & (kk != 0) & ((a == bd2) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS)
+                                                          | (ks >= kk) | ~ok_a | ~ok_b))
+        with m.If(pbad):
             m.d.sync += tbad.eq(1)
         # Per level (its entry in ``lv`` the cycle after STRIDE_WR, ``chk``): an anchor, a
         # stride, the width, the keys' bits; its channels (``inr``: the stride writes' range,
@@ -288,14 +303,14 @@ class NmsUnit(wiring.Component):
                 with m.If(take):
                     m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
                                  a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
-                                 cbeat.eq(0), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
+                                 cbeat.eq(0), chot.eq(1), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"
             with m.State("TSIZE"), m.If(~mul.busy):
                 m.d.sync += fbad.eq((f.levels == 0) | (f.channels < f.levels) | (f.channels > nmax) | (f.classes == 0)
                                     | (f.planes == 3) | (f.patches > core.patches) | (f.capacity > core.survivors))
                 m.d.comb += [rd.start.eq(1), rd.addr.eq(f.table_addr), rd.nbytes.eq(tlen_c)]
-                m.d.sync += [cbase.eq(f.levels << 5), pbase.eq((f.levels << 5) + (((n << 1) + 15) & ~15)),
-                             tlen.eq(tlen_c)]
+                cbase_c, pbase_c = f.levels << 5, (f.levels << 5) + (((n << 1) + 15) & ~15)
+                m.d.sync += [cbase.eq(cbase_c), pbase.eq(pbase_c), tlen.eq(tlen_c), *parts(0, cbase_c, pbase_c, tlen_c)]
                 m.next = "TREQ"
             with m.State("TREQ"), m.If(~rd.busy):
                 m.d.comb += [rd.start.eq(1), rd.addr.eq(f.patch_addr), rd.nbytes.eq(16)]
@@ -359,7 +374,7 @@ class NmsUnit(wiring.Component):
                     m.next = "SCAN"
                     with m.If(a == n - 1):
                         m.next = "LV_RD"
-                        with m.If(tbad | (asum != n)):
+                        with m.If(tbad | pbad | (asum != n)):
                             m.d.sync += tflag.eq(1)
                             m.next = "FIN"
             with m.State("LV_RD"):
@@ -420,11 +435,21 @@ class NmsUnit(wiring.Component):
         return m
 
 
-def _log2_ratio(m: Module, s, common):
-    """``r`` with ``s << r == common`` (0 when none), and whether there is one (a pair with
-    none is flagged: ``ir.nms.NmsParams.fault``)."""
-    r, ok = Signal(3), Signal()
-    for i in reversed(range(8)):
-        with m.If(s << i == common):
-            m.d.comb += [r.eq(i), ok.eq(1)]
-    return r, ok
+def _log2_ratios(m: Module, sa, sb):
+    """``(rho_a, ok_a), (rho_b, ok_b)``: ``sa << rho_a == sb << rho_b == max(sa, sb)`` (a rho
+    is 0 when there is none, and its ``ok`` low: a pair with none is flagged,
+    ``ir.nms.NmsParams.fault``). The finer stride's shifted compares run beside ``sa > sb``
+    and are selected after it (timing: no max() in front of sixteen compares); the coarser
+    stride's ratio is 0 (``s << 0 == s``)."""
+    a_over = Signal()
+    m.d.comb += a_over.eq(sa > sb)
+    out = []
+    for fine, coarse, below in ((sa, sb, ~a_over), (sb, sa, a_over)):  # below: fine <= coarse
+        r, found = Signal(3), Signal()
+        for i in reversed(range(8)):  # the smallest i wins (several only when both are 0)
+            with m.If(fine << i == coarse):
+                m.d.comb += [r.eq(i), found.eq(1)]
+        rho, ok = Signal(3), Signal()
+        m.d.comb += [rho.eq(Mux(below, r, 0)), ok.eq(~below | found)]
+        out.append((rho, ok))
+    return out

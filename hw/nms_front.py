@@ -37,7 +37,7 @@ class NmsCells(wiring.Component):
     """The cell former of an ``NmsCore`` (module docstring). Protocol: with the level's
     ``level``, ``planes_log2``, ``shift``, ``start``, ``anchors``, ``thr`` and the block's
     ``width``, ``b0`` (its first channel in the level), ``anchor`` and ``active`` (per lane)
-    held (``thr`` and ``shift`` from the cycle before), raise ``block_start`` for a cycle before the block's first plane word; ``i`` takes
+    held, raise ``block_start`` for a cycle before the block's first plane word; ``i`` takes
     ``planes`` words a position in raster order; ``p`` offers the patches in stream order
     (a patch of a later position waits; the caller drops none) and raises ``p_end`` once the
     list has no more (a cell leaves only when ``p`` shows a later patch or ``p_end``).
@@ -101,16 +101,22 @@ class NmsCells(wiring.Component):
             for lane in range(lanes):
                 with m.If(lane_of == lane):
                     m.d.sync += [cur[lane].key.eq(pp.key), cur[lane].index.eq(pp.index),
-                                 cur[lane].valid.eq(~pp.empty.any() & (pp.key > self.thr))]
+                                 cur[lane].valid.eq(~pp.empty.any())]
 
         # cur leaves only when the next patch is known to be later (or there is none left): a
         # patch that is late on ``p`` is never passed by.
-        m.d.comb += [self.o.valid.eq(cur_valid & ~match & (self.p.valid | self.p_end)), self.o.payload.eq(cur)]
+        # The threshold is applied on the way out: ``cur``'s valid holds whether the lane has a
+        # cell at all (an active lane, a patch not empty), the compare ``key > thr`` follows the
+        # register (timing: the map word's byte select, sign extension and shift were followed
+        # by a 33-bit compare before ``cur``; a formed key is code·2**shift exactly, a table the
+        # core runs never overflows it: ``keys`` in hw/nms_dma.py's check).
+        m.d.comb += self.o.valid.eq(cur_valid & ~match & (self.p.valid | self.p_end))
+        for lane in range(lanes):
+            m.d.comb += [self.o.payload[lane].key.eq(cur[lane].key), self.o.payload[lane].index.eq(cur[lane].index),
+                         self.o.payload[lane].valid.eq(cur[lane].valid & (cur[lane].key > self.thr))]
         leaving = self.o.valid & self.o.ready
         m.d.comb += self.i.ready.eq(~cur_valid | leaving)
 
-        thr_s = Signal(signed(33))  # thr >> shift, the level's threshold on codes (held inputs)
-        m.d.sync += thr_s.eq(self.thr >> self.shift)
         nplanes = Signal(3)
         m.d.comb += nplanes.eq(Mux(self.planes_log2 == 0, 1, Mux(self.planes_log2 == 1, 2, 4)))
         last = plane == nplanes - 1
@@ -135,9 +141,7 @@ class NmsCells(wiring.Component):
             key = Signal(signed(kb + 32), name=f"key{lane}")
             m.d.comb += key.eq(code << self.shift)
             act = self.active[lane]
-            # key > thr  <=>  code > floor(thr / 2**shift) (key is code · 2**shift): the
-            # compare needs no shifter in front of it (timing).
-            formed.append((Mux(act, key, 0), Mux(act, base + self.anchor[lane], 0), act & (code > thr_s)))
+            formed.append((Mux(act, key, 0), Mux(act, base + self.anchor[lane], 0), act))
         with m.If(self.i.valid & self.i.ready):
             with m.If(~last):
                 for lane in range(lanes):

@@ -63,9 +63,14 @@ class MemMux(wiring.Component):
     """One :func:`hw.dma.mem_signature` port (``mem``) from ``a`` (``sel`` low) or ``b``
     (``sel`` high), every channel by ``sel``, combinationally: the deselected port's requests
     and write data are not accepted and it is presented no response. ``sel`` may change only
-    while neither port has a transfer open (the barrier above guarantees it)."""
+    while neither port has a transfer open (the barrier above guarantees it).
 
-    def __init__(self, data_bytes: int):
+    ``b_gates_reads``: ``b`` takes read beats only while it has reads open (it ignores
+    ``rd_resp.valid`` otherwise: the NMS unit's read phases are its own registers), so its
+    ``rd_resp.valid`` is the memory's, not gated by ``sel``."""
+
+    def __init__(self, data_bytes: int, *, b_gates_reads: bool = False):
+        self.b_gates_reads = b_gates_reads
         sig = mem_signature(data_bytes)
         super().__init__({"a": In(sig), "b": In(sig), "sel": In(1), "mem": Out(sig)})
 
@@ -78,7 +83,10 @@ class MemMux(wiring.Component):
                          pa.ready.eq(out.ready & ~sel), pb.ready.eq(out.ready & sel)]
         for name in ("rd_resp", "wr_resp"):  # memory to initiator
             src, pa, pb = getattr(mem, name), getattr(a, name), getattr(b, name)
-            m.d.comb += [pa.valid.eq(src.valid & ~sel), pb.valid.eq(src.valid & sel), pa.payload.eq(src.payload),
+            # ``b``'s read beats ungated when ``b_gates_reads`` (timing: ``sel``'s fan-out is
+            # then not in front of the NMS unit's cell former).
+            b_valid = src.valid if name == "rd_resp" and self.b_gates_reads else src.valid & sel
+            m.d.comb += [pa.valid.eq(src.valid & ~sel), pb.valid.eq(b_valid), pa.payload.eq(src.payload),
                          pb.payload.eq(src.payload), src.ready.eq(Mux(sel, pb.ready, pa.ready))]
         return m
 
@@ -99,7 +107,7 @@ class AcceleratorTop(wiring.Component):
         if nms:
             from .nms_dma import NmsUnit
 
-            self.nms, self.mux = NmsUnit(cfg), MemMux(beat)
+            self.nms, self.mux = NmsUnit(cfg), MemMux(beat, b_gates_reads=True)
         self.load = LoadUnit(cfg)
         self.compute = ComputeUnit(cfg)
         self.store = StoreUnit(cfg)

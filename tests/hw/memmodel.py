@@ -20,6 +20,9 @@ class Dram:
         self.bursts: deque = deque()  # [address, beats left] of accepted write bursts
         self.responses: deque = deque()  # ready cycles of write responses
         self.requests: list[tuple[str, int, int]] = []  # every (kind, addr, beats) accepted
+        # While set: in cycles with no beat due, a read beat nobody asked for (junk data), as
+        # another initiator's beats show on a port whose read valid is not gated for this one.
+        self.stray = False
 
     def read(self, addr: int, n: int) -> bytes:
         return bytes(self.mem.get(addr + i, 0) for i in range(n))
@@ -38,10 +41,13 @@ class Dram:
             ctx.set(p.wr_req.ready, self._go())
             ctx.set(p.wr_data.ready, bool(self.bursts) and self._go())
             rd_valid = bool(self.beats) and self.beats[0][0] <= cycle and self._go()
-            ctx.set(p.rd_resp.valid, rd_valid)
+            stray = not rd_valid and self.stray and self.rng.random() < 0.5
+            ctx.set(p.rd_resp.valid, rd_valid or stray)
             if rd_valid:
                 addr = self.beats[0][1]
                 ctx.set(p.rd_resp.payload, int.from_bytes(self.read(addr, self.bb), "little"))
+            elif stray:
+                ctx.set(p.rd_resp.payload, self.rng.getrandbits(8 * self.bb))
             wr_resp_valid = bool(self.responses) and self.responses[0] <= cycle and self._go()
             ctx.set(p.wr_resp.valid, wr_resp_valid)
             sampled = await ctx.tick().sample(

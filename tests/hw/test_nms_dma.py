@@ -64,14 +64,20 @@ def setup(sc, cfg=CFG, capacity=60, patched=None):
     return mem, fields
 
 
-def run_unit(cfg, mem, fields, stall=0.0, seed=0, deadline=300_000):
-    """The DRAM after the unit ran the instruction, and its cycles from accept to ``done``."""
+def run_unit(cfg, mem, fields, stall=0.0, seed=0, deadline=300_000, stray_before=0):
+    """The DRAM after the unit ran the instruction, and its cycles from accept to ``done``.
+    ``stray_before``: cycles of read beats nobody asked for (``Dram.stray``) while the unit
+    is idle, before the instruction is offered."""
     dut = NmsUnit(cfg)
     dram = Dram(dut.mem, cfg.dram_bytes_per_cycle, latency=cfg.dram_latency, stall=stall, seed=seed)
     dram.write(0, mem.tobytes())
     got = {}
 
     async def bench(ctx):
+        if stray_before:
+            dram.stray = True
+            await ctx.tick().repeat(stray_before)
+            dram.stray = False
         ctx.set(dut.instr.valid, 1)
         ctx.set(dut.instr.payload, {"header": {"opcode": Opcode.NMS}, "body": {"nms": fields}})
         cycle, start = 0, None
@@ -120,6 +126,19 @@ def test_random_stalls_on_every_channel(sc, seed):
 @pytest.mark.parametrize(("maps", "planes"), [("equal", 1), ("empty", 2), ("random", 2)])
 def test_all_equal_empty_and_crowded_maps(maps, planes):
     check(all_equal_scene(maps=maps, planes=planes, seed=5))
+
+
+def test_read_beats_it_did_not_ask_for_are_ignored_while_idle():
+    """The top's data-port multiplexer does not gate the NMS unit's read valid (hw/top.py
+    ``MemMux``, ``b_gates_reads``): the loads' beats reach the idle unit, which must ignore
+    them. Junk beats for 40 cycles before the instruction; then the same bytes and cycles."""
+    sc = all_equal_scene()
+    mem, fields = setup(sc)
+    model = mem.copy()
+    res = run_instruction(model, fields, core_of(CFG), CFG)
+    after, cycles = run_unit(CFG, mem, fields, stray_before=40)
+    np.testing.assert_array_equal(after, model)
+    assert cycles == res.cycles
 
 
 def test_a_full_survivor_list():
