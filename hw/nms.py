@@ -26,7 +26,7 @@ are unique within a map, so "is the winner" is "has the winner's box index".
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -203,8 +203,24 @@ class NmsSpatial(wiring.Component):
 
         decided = []
         pair = data.ArrayLayout(self.cell, 2)
-        for name, col, row0, col0, p in (("a", tcx, oy == 0, ox == 0, par),
-                                         ("s", stcx, (soy == 0) | (y == 0), (sox == 0) | (x == 0), spar)):
+        # Whether the position is its tile's first (nothing running), in a register each,
+        # decided for the next position as it is taken (timing: not a compare of y in front of
+        # the best's select). The next x is 0 exactly at a row's end (x < width <= 2**xbits).
+        y0 = Signal(name=f"y0_{lane}")  # y == 0
+        with m.If(accept):
+            m.d.sync += y0.eq(1)
+        with m.Elif(advance):
+            m.d.sync += y0.eq(y0 & ~row_end)
+        firsts = {}
+        for name, row_n0 in (("a", Const(0)), ("s", y0 & ~row_end)):
+            off_n, _, roff_n, _ = nxt[name]
+            first = Signal(name=f"fresh_{name}{lane}")
+            with m.If(accept):
+                m.d.sync += first.eq(1)
+            with m.Elif(advance):
+                m.d.sync += first.eq(((roff_n == 0) | row_n0) & ((off_n == 0) | (row_end if name == "s" else 0)))
+            firsts[name] = first
+        for name, col, p in (("a", tcx, par), ("s", stcx, spar)):
             # One word a tile column: the half of the band accumulating (parity p), written
             # alone, and the half of the band being decided.
             mem = Memory(shape=pair, depth=wm, init=[])
@@ -216,7 +232,7 @@ class NmsSpatial(wiring.Component):
                 m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last.eq(best), last_p.eq(p)]
             m.d.comb += [rd.addr.eq(Mux(accept, 0, nxt[name][1])), rd.en.eq(accept | advance),
                          running.eq(Mux(fwd, last, rd.data[p]))]
-            fresh = row0 & col0  # the tile's first cell: nothing running
+            fresh = firsts[name]  # the tile's first cell: nothing running
             with m.If(fresh):
                 m.d.comb += running.valid.eq(0)
             # The cell against each source of ``running`` at once, the verdict selected after

@@ -65,9 +65,10 @@ class MemMux(wiring.Component):
     and write data are not accepted and it is presented no response. ``sel`` may change only
     while neither port has a transfer open (the barrier above guarantees it).
 
-    ``b_gates_reads``: ``b`` takes read beats only while it has reads open (it ignores
-    ``rd_resp.valid`` otherwise: the NMS unit's read phases are its own registers), so its
-    ``rd_resp.valid`` is the memory's, not gated by ``sel``."""
+    ``b_gates_reads``: ``b`` requests reads only while ``sel`` is high and takes read beats
+    only while it has reads open (it ignores ``rd_resp.valid`` otherwise: the NMS unit's read
+    phases are its own registers), so its ``rd_req.ready`` and ``rd_resp.valid`` are the
+    memory's, not gated by ``sel``."""
 
     def __init__(self, data_bytes: int, *, b_gates_reads: bool = False):
         self.b_gates_reads = b_gates_reads
@@ -79,12 +80,14 @@ class MemMux(wiring.Component):
         sel, a, b, mem = self.sel, self.a, self.b, self.mem
         for name in ("rd_req", "wr_req", "wr_data"):  # initiator to memory
             out, pa, pb = getattr(mem, name), getattr(a, name), getattr(b, name)
+            # ``b``'s read requests' ready not gated by ``sel`` when ``b_gates_reads`` (timing:
+            # ``sel``'s fan-out is then not in front of the NMS unit's map walker).
+            b_ready = out.ready if name == "rd_req" and self.b_gates_reads else out.ready & sel
             m.d.comb += [out.valid.eq(Mux(sel, pb.valid, pa.valid)), out.payload.eq(Mux(sel, pb.payload, pa.payload)),
-                         pa.ready.eq(out.ready & ~sel), pb.ready.eq(out.ready & sel)]
+                         pa.ready.eq(out.ready & ~sel), pb.ready.eq(b_ready)]
         for name in ("rd_resp", "wr_resp"):  # memory to initiator
             src, pa, pb = getattr(mem, name), getattr(a, name), getattr(b, name)
-            # ``b``'s read beats ungated when ``b_gates_reads`` (timing: ``sel``'s fan-out is
-            # then not in front of the NMS unit's cell former).
+            # Likewise ``b``'s read beats (not in front of the cell former).
             b_valid = src.valid if name == "rd_resp" and self.b_gates_reads else src.valid & sel
             m.d.comb += [pa.valid.eq(src.valid & ~sel), pb.valid.eq(b_valid), pa.payload.eq(src.payload),
                          pb.payload.eq(src.payload), src.ready.eq(Mux(sel, pb.ready, pa.ready))]
