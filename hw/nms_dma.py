@@ -112,6 +112,10 @@ class NmsUnit(wiring.Component):
         cbeat, pbeat = Signal(8), Signal(16)  # beats of the channel part, of the pair part
         count, over = Signal(32), Signal()  # the patch list's header
         tbad = Signal()  # the table is one the core cannot run (below)
+        cbad = Signal()  # the last beat had a channel whose (k, s) the core cannot run
+        m.d.sync += cbad.eq(0)
+        with m.If(cbad):
+            m.d.sync += tbad.eq(1)
         beat = self.mem.rd_resp.payload
         linear, patching = Signal(), Signal()  # a linear read's beats are arriving (else map words)
         lin = linear & self.mem.rd_resp.valid  # rd_resp.ready is 1 in these phases
@@ -134,11 +138,13 @@ class NmsUnit(wiring.Component):
                 m.d.sync += [cbeat.eq(cbeat + 1), chot.eq(chot << 1)]
                 # Each channel's kernel in 1..max_kernel above its shift, checked as it arrives
                 # (a beat's channels at once; the part's padding past ``n`` is not a channel).
+                # (The verdict is registered, ``cbad``, and lands in ``tbad`` a cycle later:
+                # timing, the beat comes from the memory's read data.)
                 for i in range(bw // 2):
                     k, s = beat[16 * i:16 * i + 8], beat[16 * i + 8:16 * i + 16]
                     ok = (k != 0) & (k <= core.max_kernel) & (s < k)
                     with m.If(((cbeat << (bw // 2 - 1).bit_length()) + i < n) & ~ok):
-                        m.d.sync += tbad.eq(1)
+                        m.d.sync += cbad.eq(1)
                 for c in range(nmax):
                     group, i = c // (bw // 2), c % (bw // 2)
                     with m.If(chot[group]):

@@ -60,7 +60,6 @@ class NmsCells(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         core, lanes = self.core, self.core.lanes
-        kb = core.key_bits
 
         plane = Signal(2)  # the plane the next word of ``i`` is
         acc = Signal(data.ArrayLayout(unsigned(24), lanes))  # planes 0..2 of the position's codes
@@ -68,6 +67,7 @@ class NmsCells(wiring.Component):
         base = Signal(core.index_bits)  # start + (y·W + x)·A of that position
         cur = Signal(data.ArrayLayout(self.cell, lanes))
         cur_valid = Signal()
+        coded = Signal(lanes)  # cur's key is a formed cell's code, not yet shifted
         cy, cx = Signal(Y_BITS), Signal(Y_BITS)  # cur's position
 
         # Patch merge: a patch of cur's position replaces its lane's cell, one a cycle.
@@ -101,19 +101,24 @@ class NmsCells(wiring.Component):
             for lane in range(lanes):
                 with m.If(lane_of == lane):
                     m.d.sync += [cur[lane].key.eq(pp.key), cur[lane].index.eq(pp.index),
-                                 cur[lane].valid.eq(~pp.empty.any())]
+                                 cur[lane].valid.eq(~pp.empty.any()), coded[lane].eq(0)]
 
         # cur leaves only when the next patch is known to be later (or there is none left): a
         # patch that is late on ``p`` is never passed by.
-        # The threshold is applied on the way out: ``cur``'s valid holds whether the lane has a
-        # cell at all (an active lane, a patch not empty), the compare ``key > thr`` follows the
-        # register (timing: the map word's byte select, sign extension and shift were followed
-        # by a 33-bit compare before ``cur``; a formed key is code·2**shift exactly, a table the
-        # core runs never overflows it: ``keys`` in hw/nms_dma.py's check).
+        # The level's shift and the threshold are applied on the way out (timing: the map
+        # word's byte select and sign extension were followed by a shifter and a 33-bit compare
+        # before ``cur``): ``cur``'s valid holds whether the lane has a cell at all (an active
+        # lane, a patch not empty); its key is the code of a formed cell (``coded``), whose key
+        # is code·2**shift and which passes when code > floor(thr / 2**shift) (a table the core
+        # runs never overflows the key: ``keys`` in hw/nms_dma.py's check), or a patch's key.
         m.d.comb += self.o.valid.eq(cur_valid & ~match & (self.p.valid | self.p_end))
+        thr_s = Signal(signed(33))  # thr >> shift (held inputs)
+        m.d.sync += thr_s.eq(self.thr >> self.shift)
         for lane in range(lanes):
-            m.d.comb += [self.o.payload[lane].key.eq(cur[lane].key), self.o.payload[lane].index.eq(cur[lane].index),
-                         self.o.payload[lane].valid.eq(cur[lane].valid & (cur[lane].key > self.thr))]
+            c = cur[lane]
+            m.d.comb += [self.o.payload[lane].key.eq(Mux(coded[lane], c.key << self.shift, c.key)),
+                         self.o.payload[lane].index.eq(c.index),
+                         self.o.payload[lane].valid.eq(c.valid & Mux(coded[lane], c.key > thr_s, c.key > self.thr))]
         leaving = self.o.valid & self.o.ready
         m.d.comb += self.i.ready.eq(~cur_valid | leaving)
 
@@ -138,10 +143,8 @@ class NmsCells(wiring.Component):
                     m.d.comb += code.eq(Cat(acc[lane][:8], byte(lane)).as_signed())
                 with m.Default():
                     m.d.comb += code.eq(raw.as_signed())
-            key = Signal(signed(kb + 32), name=f"key{lane}")
-            m.d.comb += key.eq(code << self.shift)
             act = self.active[lane]
-            formed.append((Mux(act, key, 0), Mux(act, base + self.anchor[lane], 0), act))
+            formed.append((Mux(act, code, 0), Mux(act, base + self.anchor[lane], 0), act))
         with m.If(self.i.valid & self.i.ready):
             with m.If(~last):
                 for lane in range(lanes):
@@ -151,7 +154,8 @@ class NmsCells(wiring.Component):
                 m.d.sync += plane.eq(plane + 1)
             with m.Else():
                 for lane, (key, index, valid) in enumerate(formed):
-                    m.d.sync += [cur[lane].key.eq(key), cur[lane].index.eq(index), cur[lane].valid.eq(valid)]
+                    m.d.sync += [cur[lane].key.eq(key), cur[lane].index.eq(index), cur[lane].valid.eq(valid),
+                                 coded[lane].eq(1)]
                 m.d.sync += [cur_valid.eq(1), plane.eq(0), cy.eq(y), cx.eq(x), base.eq(base + self.anchors),
                              merged.eq(0)]
                 with m.If(x == self.width - 1):
