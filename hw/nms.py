@@ -242,9 +242,14 @@ class NmsSpatial(wiring.Component):
             m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, self._better(cell, last),
                                                            Mux(p, self._better(cell, rd.data[1]),
                                                                self._better(cell, rd.data[0])))))
+            # The memory is written only when the cell becomes the best (or starts the tile):
+            # otherwise it already holds ``running`` (its own word, or ``last``, written at the
+            # same address and parity by the position before). A word whose valid is 0 is
+            # never compared by its key or index. (Timing: the write data is the cell register,
+            # not the best's select, whose verdict fans out to a hundred RAM inputs.)
             m.d.comb += [best.eq(Mux(wins, cell, running)),
-                         wr.addr.eq(col), wr.data[0].eq(best), wr.data[1].eq(best),
-                         wr.en.eq(Mux(advance, Mux(p, 0b10, 0b01), 0))]
+                         wr.addr.eq(col), wr.data[0].eq(cell), wr.data[1].eq(cell),
+                         wr.en.eq(Mux(advance & (wins | fresh), Mux(p, 0b10, 0b01), 0))]
             # The decided half misses a write only at a band's first position in a map one
             # tile column wide; then it is the best just written.
             win = Signal(self.cell)

@@ -127,6 +127,9 @@ class NmsPyramid(wiring.Component):
         t_ok = Signal(lanes)  # stage 2 holds a buffered entry in that lane
         onehot = [Signal(z_n, name=f"onehot{lane}") for lane in range(lanes)]
         rho_t = [Signal(SLOT_RATIO_BITS, name=f"rho_t{lane}") for lane in range(lanes)]
+        # The slot's bounds picked in stage 2 too (timing: the one-hot select is not in front
+        # of stage 3's shift and compares).
+        b_t = [Signal(bound, name=f"slot_of_t{lane}") for lane in range(lanes)]
         hits = Signal(lanes)
         scan_live = Signal()  # the banks' words of a group land this cycle
         m.d.sync += t_ok.eq(0)
@@ -136,15 +139,17 @@ class NmsPyramid(wiring.Component):
                 match = [bz.valid & (bz.partner == t.channel) for bz in bounds]
                 m.d.sync += [t_reg[lane].eq(t), t_ok[lane].eq((g - 1) * lanes + lane < n),
                              onehot[lane].eq(Cat(match)),
-                             rho_t[lane].eq(_or([Mux(hz, bz.rho_b, 0) for hz, bz in zip(match, bounds)]))]
+                             rho_t[lane].eq(_or([Mux(hz, bz.rho_b, 0) for hz, bz in zip(match, bounds)])),
+                             b_t[lane].eq(_or([Mux(hz, bz.as_value(), 0) for hz, bz in zip(match, bounds)]))]
         for lane in range(lanes):
-            t = t_reg[lane]
-            b = Signal(bound, name=f"slot_of_t{lane}")
-            m.d.comb += b.eq(_or([Mux(onehot[lane][zz], bz.as_value(), 0) for zz, bz in enumerate(bounds)]))
+            t, b = t_reg[lane], b_t[lane]
             ut, vt = t.y >> rho_t[lane], t.x >> rho_t[lane]
             inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
                       | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
-            beats = (t.key > s.key) | ((t.key == s.key) & (t.index < s.index))
+            # t beats s: a higher key, or an equal key and a lower index (one unsigned compare
+            # of (key with its sign flipped, the index's complement), as the spatial stage's)
+            order = lambda e: Cat(~e.index, e.key.as_unsigned() ^ (1 << (len(e.key) - 1)))
+            beats = order(t) > order(s)
             m.d.sync += hits[lane].eq(t_ok[lane] & (t.cls == s.cls) & beats & onehot[lane].any() & inside)
         m.d.sync += beaten.eq(beaten | hits.any())
 
