@@ -26,7 +26,7 @@ are unique within a map, so "is the winner" is "has the winner's box index".
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -35,6 +35,14 @@ from ..errors import ShiftflowError
 from ..ir.nms import NmsCore
 
 Y_BITS = 16
+
+
+def rank(c):
+    """``c``'s order as one unsigned value (its key with the sign bit flipped, then its box
+    index's complement): a higher key, or an equal key and a lower index, ranks higher — the
+    model's ``(key << 32) | (LOW32 - index)`` (timing: one carry chain, not a compare, an
+    equality and a second compare)."""
+    return Cat(~c.index, c.key.as_unsigned() ^ (1 << (len(c.key) - 1)))
 
 
 def cell_layout(core: NmsCore) -> data.StructLayout:
@@ -80,11 +88,8 @@ class NmsSpatial(wiring.Component):
     @staticmethod
     def _better(a, b):
         """``a`` beats ``b``: a candidate, and ``b`` none, or a higher key, or an equal key
-        and a lower box index — one unsigned compare of (key with its sign bit flipped, the
-        index's complement), as the model's ``(key << 32) | (LOW32 - index)`` (timing: one
-        carry chain, no equality and second compare beside it)."""
-        order = lambda c: Cat(~c.index, c.key.as_unsigned() ^ (1 << (len(c.key) - 1)))
-        return a.valid & (~b.valid | (order(a) > order(b)))
+        and a lower box index (:func:`rank`)."""
+        return a.valid & (~b.valid | (rank(a) > rank(b)))
 
     def elaborate(self, platform):
         m = Module()
@@ -211,14 +216,14 @@ class NmsSpatial(wiring.Component):
             m.d.sync += y0.eq(1)
         with m.Elif(advance):
             m.d.sync += y0.eq(y0 & ~row_end)
-        firsts = {}
-        for name, row_n0 in (("a", Const(0)), ("s", y0 & ~row_end)):
+        firsts = {}  # the shifted grid's first row and column also start its tiles
+        for name, row_n0, col_n0 in (("a", 0, 0), ("s", y0 & ~row_end, row_end)):
             off_n, _, roff_n, _ = nxt[name]
             first = Signal(name=f"fresh_{name}{lane}")
             with m.If(accept):
                 m.d.sync += first.eq(1)
             with m.Elif(advance):
-                m.d.sync += first.eq(((roff_n == 0) | row_n0) & ((off_n == 0) | (row_end if name == "s" else 0)))
+                m.d.sync += first.eq(((roff_n == 0) | row_n0) & ((off_n == 0) | col_n0))
             firsts[name] = first
         for name, col, p in (("a", tcx, par), ("s", stcx, spar)):
             # One word a tile column: the half of the band accumulating (parity p), written

@@ -114,8 +114,6 @@ class NmsUnit(wiring.Component):
         tbad = Signal()  # the table is one the core cannot run (below)
         cbad = Signal()  # the last beat had a channel whose (k, s) the core cannot run
         m.d.sync += cbad.eq(0)
-        with m.If(cbad):
-            m.d.sync += tbad.eq(1)
         beat = self.mem.rd_resp.payload
         linear, patching = Signal(), Signal()  # a linear read's beats are arriving (else map words)
         lin = linear & self.mem.rd_resp.valid  # rd_resp.ready is 1 in these phases
@@ -259,8 +257,6 @@ class NmsUnit(wiring.Component):
         pbad = Signal()
         m.d.sync += pbad.eq(scanning & vd2 & (kk != 0) & ((a == bd2) | (z >= zn) | (kk >= 1 << SLOT_KERNEL_BITS)
                                                           | (ks >= kk) | ~ok_a | ~ok_b))
-        with m.If(pbad):
-            m.d.sync += tbad.eq(1)
         # Per level (its entry in ``lv`` the cycle after STRIDE_WR, ``chk``): an anchor, a
         # stride, the width, the keys' bits; its channels (``inr``: the stride writes' range,
         # registered) each a kernel at most min(H, W) (1..max_kernel and the shift were checked
@@ -300,7 +296,7 @@ class NmsUnit(wiring.Component):
         # ``tbad`` has it three cycles after ``chk``, as ``chk3``'s: before FILL reads it.
         wbad = Signal()
         m.d.sync += wbad.eq(chk2 & (wide | kbad.any()))
-        with m.If(wbad):
+        with m.If(cbad | pbad | wbad):  # the registered verdicts (above)
             m.d.sync += tbad.eq(1)
         chk3, boxes, st3 = Signal(), Signal(32), Signal(32)
         m.d.sync += [chk3.eq(chk2), boxes.eq(wa * hh), st3.eq(st)]

@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import ShiftflowError
 from ..ir.nms import COORD_BITS, DIV_STEPS, SLOT_KERNEL_BITS, SLOT_RATIO_BITS, NmsCore
+from .nms import rank
 
 
 def entry_layout(core: NmsCore) -> data.StructLayout:
@@ -118,17 +119,17 @@ class NmsPyramid(wiring.Component):
         for b in range(lanes):
             with m.If(i % lanes == b):
                 m.d.comb += s_sel.eq(scan_data[b])
-        # The scan, three stages a group: (1) the banks' words (the read lands), (2) t, which
-        # slot holds t's channel (one-hot) and that slot's stride shift, registered, (3) each
+        # The scan, three stages a group: (1) the banks' words (the read lands), (2) t, the
+        # bounds and stride shift of the slot holding t's channel (picked one-hot; its valid:
+        # one matched), registered, (3) each
         # lane's hit registered (t's coordinates shifted against its slot's bounds, the class,
         # the key/index order), then or-ed into ``beaten``. SCAN_END drains the last group's
         # two stages. (Timing: no slot match, selection, shift and compare in one cycle.)
         t_reg = [Signal(self.entry, name=f"t{lane}") for lane in range(lanes)]
         t_ok = Signal(lanes)  # stage 2 holds a buffered entry in that lane
-        onehot = [Signal(z_n, name=f"onehot{lane}") for lane in range(lanes)]
         rho_t = [Signal(SLOT_RATIO_BITS, name=f"rho_t{lane}") for lane in range(lanes)]
-        # The slot's bounds picked in stage 2 too (timing: the one-hot select is not in front
-        # of stage 3's shift and compares).
+        # (The bounds picked in stage 2, not 3: timing, the one-hot select is not in front of
+        # stage 3's shift and compares.)
         b_t = [Signal(bound, name=f"slot_of_t{lane}") for lane in range(lanes)]
         hits = Signal(lanes)
         scan_live = Signal()  # the banks' words of a group land this cycle
@@ -138,7 +139,6 @@ class NmsPyramid(wiring.Component):
                 t = scan_data[lane]
                 match = [bz.valid & (bz.partner == t.channel) for bz in bounds]
                 m.d.sync += [t_reg[lane].eq(t), t_ok[lane].eq((g - 1) * lanes + lane < n),
-                             onehot[lane].eq(Cat(match)),
                              rho_t[lane].eq(_or([Mux(hz, bz.rho_b, 0) for hz, bz in zip(match, bounds)])),
                              b_t[lane].eq(_or([Mux(hz, bz.as_value(), 0) for hz, bz in zip(match, bounds)]))]
         for lane in range(lanes):
@@ -146,11 +146,9 @@ class NmsPyramid(wiring.Component):
             ut, vt = t.y >> rho_t[lane], t.x >> rho_t[lane]
             inside = (((b.lo_ay <= ut) & (ut <= b.hi_ay) & (b.lo_ax <= vt) & (vt <= b.hi_ax))
                       | ((b.lo_sy <= ut) & (ut <= b.hi_sy) & (b.lo_sx <= vt) & (vt <= b.hi_sx)))
-            # t beats s: a higher key, or an equal key and a lower index (one unsigned compare
-            # of (key with its sign flipped, the index's complement), as the spatial stage's)
-            order = lambda e: Cat(~e.index, e.key.as_unsigned() ^ (1 << (len(e.key) - 1)))
-            beats = order(t) > order(s)
-            m.d.sync += hits[lane].eq(t_ok[lane] & (t.cls == s.cls) & beats & onehot[lane].any() & inside)
+            beats = rank(t) > rank(s)  # a higher key, or an equal key and a lower index
+            # (``b.valid``: t's channel is a partner of s's, one of its slots matched)
+            m.d.sync += hits[lane].eq(t_ok[lane] & (t.cls == s.cls) & beats & b.valid & inside)
         m.d.sync += beaten.eq(beaten | hits.any())
 
         with m.FSM() as fsm:
