@@ -178,7 +178,7 @@ def measure_fmax(design: str, timeout: float, log_dir: Path, seed: int = 1, nms:
     # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
     label = (label if design == "top" else "ComputeUnit") + ("" if nms else " without the NMS core")
     # The run kept for this seed is reused when it placed the same Verilog (module docstring).
-    sha = hashlib.sha256(to_verilog(FmaxHarness(build(cfg, design)[0][0][1]), "accel_tiny_fmax").encode()).hexdigest()
+    sha = hashlib.sha256(to_verilog(FmaxHarness(components[0][1]), "accel_tiny_fmax").encode()).hexdigest()
     kept = log_dir / "entry.json"
     if kept.exists():
         old = json.loads(kept.read_text())
