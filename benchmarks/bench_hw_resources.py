@@ -12,9 +12,10 @@ Only tiny's ECP5 Fmax (no UltraScale+ synthesis), merged into the existing JSON
 Placement alone moves the whole design's figure by several MHz from one seed to the next
 (48.7 to 58.5 MHz on trees a few cuts apart): ``--seeds`` places and routes it once a seed, in
 parallel, and records the median run (``seeds`` holds every run's
-figure). Each run is kept in ``<cache>/fmax/seed<N>/entry.json`` with the SHA-256 of the Verilog
-it placed: a seed whose design is unchanged is not run again (nextpnr on one thread with a
-fixed seed gives the same placement), so ``--seeds 1 2 3 4`` after ``--seeds 1 2`` runs 3 and 4.
+figure). Each run is kept in ``<cache>/fmax/seed<N>/run.json`` with the SHA-256 of the Verilog
+it placed and the nextpnr options (``hw.fmax.fmax_ecp5_report``'s ``log_dir``): a seed whose
+design is unchanged is not run again (nextpnr on one thread with a fixed seed gives the same
+placement), so ``--seeds 1 2 3 4`` after ``--seeds 1 2`` runs 3 and 4.
 
 Each part of tiny alone (controller, load unit, store unit, and the compute unit's sub-parts:
 MAC array, vector ALU, retire stage with the PPU, sequencer, SPCONV walker; a LFE5U-25F, ~1-4
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -60,10 +60,9 @@ from guard import RESULTS, write_result
 from shiftflow.hw.axi import AxiDma
 from shiftflow.hw.compute import ComputeUnit
 from shiftflow.hw.fmax import ACCEL_DEVICE, ACCEL_DEVICE_NAME, ACCEL_TARGET_MHZ, fmax_ecp5_report
-from shiftflow.hw.fmax_harness import FmaxHarness
 from shiftflow.hw.synth import synthesize
 from shiftflow.hw.tools import SynthError
-from shiftflow.hw.verilog import to_verilog, write_verilog
+from shiftflow.hw.verilog import write_verilog
 from shiftflow.ir.config import TARGETS, AcceleratorConfig
 
 #: Synthesis counts resources and compares no outputs or cycles: its results are written with
@@ -177,14 +176,6 @@ def measure_fmax(design: str, timeout: float, log_dir: Path, seed: int = 1, nms:
     components, label = build(cfg, design)
     # The compute unit alone when there is no top (the DMA's own Fmax is in docs/hardware.md).
     label = (label if design == "top" else "ComputeUnit") + ("" if nms else " without the NMS core")
-    # The run kept for this seed is reused when it placed the same Verilog (module docstring).
-    sha = hashlib.sha256(to_verilog(FmaxHarness(components[0][1]), "accel_tiny_fmax").encode()).hexdigest()
-    kept = log_dir / "entry.json"
-    if kept.exists():
-        old = json.loads(kept.read_text())
-        if old.get("verilog_sha256") == sha and old["entry"]["seed"] == seed:
-            print(f"\nseed {seed}: {old['entry']['mhz']:.2f} MHz, kept from {old['entry']['measured']} (same Verilog)")
-            return old["entry"]
     r = fmax_ecp5_report(components[0][1], "accel_tiny_fmax", device=FMAX_DEVICE[0], package=FMAX_DEVICE[1],
                          seed=seed, freq=FMAX_TARGET, timeout=timeout, log_dir=log_dir)
     cp = r.critical_path
@@ -195,13 +186,15 @@ def measure_fmax(design: str, timeout: float, log_dir: Path, seed: int = 1, nms:
              "utilisation": r.utilisation,
              "critical_path": None if cp is None else {"from": cp.start, "to": cp.end, "ns": cp.ns,
                                                        "logic_ns": cp.logic_ns, "routing_ns": cp.routing_ns},
-             "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+             "measured": r.measured}
+    if r.kept:  # the seed's run kept in log_dir (hw.fmax.fmax_ecp5_report): the same Verilog and options
+        print(f"\nseed {seed}: {r.mhz:.2f} MHz, kept from {r.measured} (the same Verilog and options)")
+        return entry
     print(f"\ntiny on ECP5 {FMAX_DEVICE_NAME}: Fmax {r.mhz:.2f} MHz ({label}); {r.seconds:.0f} s "
           f"(yosys {r.synth_seconds:.0f} s, nextpnr {r.pnr_seconds:.0f} s)")
     if cp is not None:
         print(f"critical path {cp.ns} ns ({cp.logic_ns} logic, {cp.routing_ns} routing): {cp.start} -> {cp.end}")
     print(f"nextpnr log: {log_dir / 'nextpnr.log'}")
-    kept.write_text(json.dumps({"verilog_sha256": sha, "entry": entry}, indent=1))
     return entry
 
 

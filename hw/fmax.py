@@ -4,6 +4,9 @@ and route, and the figures read from nextpnr's log — the post-route "Max frequ
 critical path, the utilisation. The options and why: :func:`fmax_ecp5`'s docstring.
 """
 
+import dataclasses
+import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -55,6 +58,9 @@ class FmaxReport:
     synth_seconds: float
     pnr_seconds: float
     utilisation: dict[str, str] = field(default_factory=dict)
+    #: when the run was made (UTC), and whether this report is a kept run's (``log_dir``)
+    measured: str = ""
+    kept: bool = False
 
     @property
     def seconds(self) -> float:
@@ -89,19 +95,28 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
 
     ``log_dir`` (optional) keeps ``nextpnr.log`` there and nextpnr's JSON timing report
     (``--report --detailed-timing-report``: every net's arrival time at each of its sinks, so
-    all the failing endpoints can be listed, not just the worst one) as ``report.json``."""
+    all the failing endpoints can be listed, not just the worst one) as ``report.json``, and the
+    report itself as ``run.json`` with the SHA-256 of the Verilog and the nextpnr options: a
+    later call with the same Verilog, device, package and options (seed included) returns that
+    report (``kept``) without placing again — nextpnr on one thread with a fixed seed places a
+    design the same way every time."""
     deadline = time.monotonic() + timeout
+    options = (*FMAX_NEXTPNR_OPTIONS, "--seed", str(seed), "--freq", f"{freq:g}")
     with tempfile.TemporaryDirectory(prefix="shiftflow-fmax-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
         design = write_verilog(FmaxHarness(component), name, work)
+        key = hashlib.sha256("\0".join([*(f.read_text() for f in design.files), device, package, *options])
+                             .encode()).hexdigest()
+        kept = _kept_run(log_dir, key)
+        if kept is not None:
+            return kept
         script = [c.format(top=name) for c in FAMILIES["ecp5"].script]
         script[-1] += " -json netlist.json"
         reads = [f"read_verilog {f.name}" for f in design.files]
         run_tool([*yosys_command(), "-q", "-p", "; ".join(reads + script)], f"yosys on {name}", work,
              deadline, timeout)
         t1 = time.perf_counter()
-        options = (*FMAX_NEXTPNR_OPTIONS, "--seed", str(seed), "--freq", f"{freq:g}")
         report = () if log_dir is None else ("--report", "report.json", "--detailed-timing-report")
         log = run_tool([*nextpnr_ecp5_command(), device, "--package", package, "--json", "netlist.json",
                     *options, *report], f"nextpnr-ecp5 on {name}", work, deadline, timeout)
@@ -113,10 +128,29 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
     found = _FMAX.findall(log)
     if not found:
         raise SynthError(f"nextpnr-ecp5 on {name} printed no 'Max frequency' line")
-    return FmaxReport(mhz=float(found[-1][1]), device=device, package=package, options=options,
-                      critical_path=parse_critical_path(log), synth_seconds=round(t1 - t0, 1),
-                      pnr_seconds=round(t2 - t1, 1),
-                      utilisation={k: "".join(v.split()) for k, v in _UTIL.findall(log)})
+    result = FmaxReport(mhz=float(found[-1][1]), device=device, package=package, options=options,
+                        critical_path=parse_critical_path(log), synth_seconds=round(t1 - t0, 1),
+                        pnr_seconds=round(t2 - t1, 1),
+                        utilisation={k: "".join(v.split()) for k, v in _UTIL.findall(log)},
+                        measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    if log_dir is not None:
+        (Path(log_dir) / "run.json").write_text(json.dumps({"key": key, "report": dataclasses.asdict(result)},
+                                                           indent=1))
+    return result
+
+
+def _kept_run(log_dir: str | Path | None, key: str) -> FmaxReport | None:
+    """The report kept in ``log_dir/run.json`` if it was made for ``key`` (else None)."""
+    kept = None if log_dir is None else Path(log_dir) / "run.json"
+    if kept is None or not kept.exists():
+        return None
+    saved = json.loads(kept.read_text())
+    if saved.get("key") != key:
+        return None
+    r = saved["report"]
+    cp = r["critical_path"] and CriticalPath(**{**r["critical_path"],
+                                                "steps": tuple(tuple(s) for s in r["critical_path"]["steps"])})
+    return FmaxReport(**{**r, "options": tuple(r["options"]), "critical_path": cp, "kept": True})
 
 
 def fmax_ecp5(component: wiring.Component, name: str, *, device: str = "--25k",

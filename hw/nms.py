@@ -149,7 +149,7 @@ class NmsSpatial(wiring.Component):
             m.d.sync += pending.eq(pending & (pending - 1))
 
         # The lowest pending lane leaves first.
-        first = Signal(range(lanes))
+        first = Signal(range(max(2, lanes)))  # (one bit at one lane: a zero-width wire fails Verilator's lint)
         for lane in reversed(range(lanes)):
             with m.If(pending[lane]):
                 m.d.comb += first.eq(lane)

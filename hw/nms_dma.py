@@ -177,7 +177,8 @@ class NmsUnit(wiring.Component):
 
         # --- level, block and lane state ---
         li, first = Signal(4), Signal(8)
-        arun, crun, b0, lane = Signal(8), Signal(12), Signal(16), Signal(range(lanes))
+        # (``lane`` one bit at one lane: a zero-width wire fails Verilator's lint)
+        arun, crun, b0, lane = Signal(8), Signal(12), Signal(16), Signal(range(max(2, lanes)), name="lane")
         nch, plane_step = Signal(20), Signal(32)
         m.d.comb += lvl_r.addr.eq(li)
         lvl_next = Signal(LEVEL)  # the level memory's output, registered (STRIDE_WR)

@@ -91,12 +91,21 @@ class NmsCells(wiring.Component):
         # lane not above the previous patch's at the same position, or patches left at the
         # end (``p_end`` low: an out-of-order or out-of-map patch is never matched and blocks
         # the rest), make the result invalid. Cleared by the instruction's first block.
-        sticky, prev, merged = Signal(), Signal(range(lanes)), Signal()
+        sticky, merged = Signal(), Signal()
         m.d.comb += self.bad.eq(sticky | ~self.p_end)
+        # The previous patch's lane (at one lane every patch is lane 0, so a second one at a
+        # position is never above the first: no register, and no constant compare, which
+        # Verilator's lint refuses).
+        not_above = 1
+        if lanes > 1:
+            prev = Signal(range(lanes))
+            with m.If(match):
+                m.d.sync += prev.eq(lane_of)
+            not_above = lane_of <= prev
         with m.If(match):
-            m.d.sync += [prev.eq(lane_of), merged.eq(1)]
+            m.d.sync += merged.eq(1)
             with m.If(~self.active.bit_select(lane_of[:max(1, (lanes - 1).bit_length())], 1)
-                      | (merged & (lane_of <= prev))):
+                      | (merged & not_above)):
                 m.d.sync += sticky.eq(1)
             for lane in range(lanes):
                 with m.If(lane_of == lane):

