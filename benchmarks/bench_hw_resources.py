@@ -13,7 +13,7 @@ Placement alone moves the whole design's figure by several MHz from one seed to 
 (48.7 to 58.5 MHz on trees a few cuts apart): ``--seeds`` places and routes it once a seed, in
 parallel, and records the median run (``seeds`` holds every run's
 figure). Each run is kept in ``<cache>/fmax/seed<N>/run.json`` with the SHA-256 of the Verilog
-it placed and the nextpnr options (``hw.fmax.fmax_ecp5_report``'s ``log_dir``): a seed whose
+it placed, the nextpnr options and the tools' versions (``hw.fmax.fmax_ecp5_report``'s ``log_dir``): a seed whose
 design is unchanged is not run again (nextpnr on one thread with a fixed seed gives the same
 placement), so ``--seeds 1 2 3 4`` after ``--seeds 1 2`` runs 3 and 4.
 

