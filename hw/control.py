@@ -12,7 +12,7 @@
                  │ to UNIT_OF[opcode]'s queue (FINISH: the compute queue)
         ┌────────┼─────────────────┐
         ▼        ▼                 ▼
-    load queue  compute queue    store queue        SyncFIFO(queue_depth) each, keeping only
+    load queue  compute queue    store queue        HeadFifo(queue_depth) each, keeping only
         │        │                 │                the bits its opcodes use (hw.fetch.used_bits)
       issue    issue / FINISH    issue       ◀──── token counters (token_depth):
         │        │                 │                load→compute, compute→load,
@@ -71,10 +71,9 @@ select; by the barrier no other unit has a DRAM transfer then). It has no busy/s
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
@@ -89,9 +88,16 @@ __all__ = ["Controller", "csr_signature", "LEGAL"]
 LEGAL = (Opcode.NOP, Opcode.LOAD_ACT, Opcode.LOAD_WGT, Opcode.CONV, Opcode.VEC, Opcode.STORE, Opcode.FINISH,
          Opcode.SPCONV)
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)  # the units with queues and tokens (NMS: ``nms``)
-#: With the dispatch stage, what a queue keeps of its head in a register (``HeadFifo``'s tag):
+#: What a queue keeps of its head in a register (``HeadFifo``'s tag):
 #: the bits the issue decision reads, so it starts at flip-flops, not at a LUT-RAM read.
 _TAG = ("pop_prev", "pop_next", "finish")
+
+
+def _tag(word) -> Value:
+    """A queue entry's tag (``_TAG``'s fields) from its instruction ``word``."""
+    return Cat(word.header.pop_prev, word.header.pop_next, word.header.opcode == Opcode.FINISH)
+
+
 _PREV = {Unit.COMPUTE: Unit.LOAD, Unit.STORE: Unit.COMPUTE}
 _NEXT = {Unit.LOAD: Unit.COMPUTE, Unit.COMPUTE: Unit.STORE}
 
@@ -175,19 +181,15 @@ class Controller(wiring.Component):
         queue, started, free, idle, inflight = {}, {}, {}, {}, {}
         for u in UNITS:
             ops = [op for op in LEGAL if UNIT_OF[op] == u]
-            if cfg.dispatch_stage:  # the head's pop flags and FINISH from a register (HeadFifo's tag)
-                q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth)
-            else:
-                q = queue[u] = SyncFIFO(width=used_bits(ops), depth=cfg.queue_depth)
+            # SyncFIFO's timing, with the head's pop flags and FINISH (its tag) and ``r_rdy`` from
+            # registers: issue and the barriers (FINISH, NMS) decide one register deep, not from
+            # the queue's level and memory read (zu3eg's deepest path ran from a queue's level).
+            q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth)
             m.submodules[f"{u.name.lower()}_queue"] = ResetInserter(start)(q)
             port, unit_done = ports[u]
             head = Signal(INSTR, name=f"{u.name.lower()}_head")
             m.d.comb += head.as_value().eq(q.r_data)
-            if cfg.dispatch_stage:
-                hflag = dict(zip(_TAG, q.r_tag))
-            else:
-                hflag = {"pop_prev": head.header.pop_prev, "pop_next": head.header.pop_next,
-                         "finish": head.header.opcode == Opcode.FINISH}
+            hflag = dict(zip(_TAG, q.r_tag))
             flags = Signal(2, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
             inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
             started[u] = Signal(name=f"{u.name.lower()}_start")
@@ -304,8 +306,7 @@ class Controller(wiring.Component):
                 word = Signal(INSTR, name=f"{u.name.lower()}_staged_instr")
                 m.d.comb += [word.as_value().eq(staged_word[u]), queue[u].w_en.eq(staged[u]),
                              queue[u].w_data.eq(staged_word[u]),
-                             queue[u].w_tag.eq(Cat(word.header.pop_prev, word.header.pop_next,
-                                                   word.header.opcode == Opcode.FINISH))]
+                             queue[u].w_tag.eq(_tag(word))]
                 m.d.sync += staged[u].eq(dispatch & to[u])
                 with m.If(start):
                     m.d.sync += [occupied[u].eq(0), full[u].eq(0)]
@@ -314,7 +315,9 @@ class Controller(wiring.Component):
                 with m.Elif(started[u] & ~(dispatch & to[u])):
                     m.d.sync += [occupied[u].eq(occupied[u] - 1), full[u].eq(0)]
             else:
-                m.d.comb += [queue[u].w_en.eq(dispatch & to[u]), queue[u].w_data.eq(fetch.word.payload)]
+                word = Signal(INSTR, name=f"{u.name.lower()}_dispatched_instr")
+                m.d.comb += [word.as_value().eq(fetch.word.payload), queue[u].w_en.eq(dispatch & to[u]),
+                             queue[u].w_data.eq(fetch.word.payload), queue[u].w_tag.eq(_tag(word))]
 
         # -- segment state, errors --------------------------------------------------------------
         fault = Signal(2)
