@@ -111,7 +111,7 @@ class _Walker(wiring.Component):
     ``addr``/``beats``/``to_boundary`` its first beat-aligned DRAM address, its beat count
     (``ir.cost.dma_segment_beats``) and the beats from ``addr`` to the next 4 KiB boundary,
     ``whole`` whether one burst of at most ``max_burst`` beats, not crossing the boundary,
-    carries the segment. Only with ``requests`` (the request side's walker); the data side's
+    carries the segment, ``near`` whether ``to_boundary <= max_burst``. Only with ``requests`` (the request side's walker); the data side's
     has ``rem0`` (the segment's bytes counted from its first beat's byte 0:
     ``dram % beat_bytes + seg_bytes``) and ``fits0`` (``rem0 <= beat_bytes``: one beat).
     ``next`` moves on to the following segment; every one of these fields is computed as the
@@ -123,7 +123,7 @@ class _Walker(wiring.Component):
             "cmd": In(DmaCmd), "start": In(1), "next": In(1),
             "dram": Out(ADDR_BITS), "sram": Out(SRAM_ADDR_BITS), "last": Out(1),
             "addr": Out(ADDR_BITS), "beats": Out(DmaCmd["seg_bytes"].width),
-            "to_boundary": Out(range(BOUNDARY // beat_bytes + 1)), "whole": Out(1),
+            "to_boundary": Out(range(BOUNDARY // beat_bytes + 1)), "whole": Out(1), "near": Out(1),
             "rem0": Out(DmaCmd["seg_bytes"].width + 1), "fits0": Out(1),
         })
 
@@ -175,9 +175,9 @@ class _Walker(wiring.Component):
                        Mux(last_r, low(next_blk) <= kept, low(next_row) <= kept))
 
         addr, beats, tb = Signal(ADDR_BITS), Signal.like(self.beats), Signal.like(self.to_boundary)
-        whole, rem0, fits0 = Signal(), Signal.like(self.rem0), Signal()
+        whole, near, rem0, fits0 = Signal(), Signal(), Signal.like(self.rem0), Signal()
         m.d.comb += [self.addr.eq(addr), self.beats.eq(beats), self.to_boundary.eq(tb), self.whole.eq(whole),
-                     self.rem0.eq(rem0), self.fits0.eq(fits0)]
+                     self.near.eq(near), self.rem0.eq(rem0), self.fits0.eq(fits0)]
         with m.If(first):  # before the stepping below, which overrides it (a store: slot0 = 0)
             product = k["slot0"] * k["sram_row_step"]
             m.d.sync += [first_off.eq(product), cur["row_off"].eq(product)]
@@ -189,6 +189,7 @@ class _Walker(wiring.Component):
                 # through ``beats`` and ``tb``): the span ends by max_burst beats / the boundary.
                 m.d.sync += [addr.eq(new_dram - offset), beats.eq((offset + seg_bytes + (1 << lg) - 1) >> lg),
                              tb.eq((BOUNDARY >> lg) - new_dram[lg:12]),
+                             near.eq(new_dram[lg:12] >= (BOUNDARY >> lg) - self.max_burst),
                              whole.eq(fits(self.max_burst * self.bb, lg) & fits(BOUNDARY, 12))]
             else:
                 m.d.sync += [rem0.eq(offset + seg_bytes), fits0.eq(fits(self.bb, lg))]
@@ -276,7 +277,7 @@ class DMA(wiring.Component):
         # a split segment, with its distance to the boundary computed as it was split), so
         # the request and the decision to step are one comparison deep.
         seg_bits = DmaCmd["seg_bytes"].width
-        in_seg_reg, cur_addr, cur_rem, cur_ends = Signal(), Signal(ADDR_BITS), Signal(seg_bits), Signal()
+        in_seg_reg, cur_addr, cur_rem, cur_ends, cur_near = Signal(), Signal(ADDR_BITS), Signal(seg_bits), Signal(), Signal()
         cur_tb = Signal.like(walk_req.to_boundary)
         in_seg = Signal()
         m.d.comb += in_seg.eq(in_seg_reg & busy)
@@ -289,7 +290,9 @@ class DMA(wiring.Component):
         # ``ends`` = (rem <= max_burst) & (rem <= tb), registered: the walker's ``whole``, or
         # computed as the segment was split.
         ends = Mux(in_seg, cur_ends, walk_req.whole)
-        at_boundary = tb <= self.max_burst  # a split burst ends at the boundary
+        # A split burst ends at the boundary when ``tb <= max_burst``: that comparison is made
+        # as ``tb`` is registered (``near``), not on the way to the request (its beat count).
+        at_boundary = Mux(in_seg, cur_near, walk_req.near)
         split_len = Mux(at_boundary, tb, self.max_burst)
         burst_len = Mux(ends, rem, split_len)
         for port, is_store in ((self.mem.rd_req, 0), (self.mem.wr_req, 1)):
@@ -309,6 +312,7 @@ class DMA(wiring.Component):
                 mb = self.max_burst
                 m.d.sync += [in_seg_reg.eq(1), cur_addr.eq(addr + (split_len << lg)), cur_rem.eq(rem - split_len),
                              cur_tb.eq(Mux(at_boundary, BOUNDARY >> lg, tb - mb)),
+                             cur_near.eq(Mux(at_boundary, (BOUNDARY >> lg) <= mb, tb <= 2 * mb)),
                              cur_ends.eq(Mux(at_boundary, rem <= tb + mb, (rem <= 2 * mb) & (rem <= tb)))]
 
         # Data side: per beat, the on-chip address of byte 0 and the byte strobes.
