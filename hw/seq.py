@@ -145,7 +145,11 @@ class Sequencer(wiring.Component):
         nx_valid, nx_last, nx_cl = Signal(), Signal(), Signal(lane_bits)
         nx_co, nx_ro, nx_ra, nx_bof = Signal(OFF_BITS, name="nx_co"), Signal(OFF_BITS, name="nx_ro"), \
             Signal(aw, name="nx_ra"), Signal(aw, name="nx_bof")
-        inner_last = Mux(j.sparse, s_last, x_last & y_last & bi_last) & step_done
+        # ``x_last & y_last & bi_last`` in a register of its own (``xyb_last``, set wherever
+        # the three are): the group end, whose enables fan out over the whole state, is then
+        # one flag less deep (tiny's ECP5 critical path ran x_last -> co_q's enable).
+        xyb_last = Signal()
+        inner_last = Mux(j.sparse, s_last, xyb_last) & step_done
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
@@ -230,6 +234,7 @@ class Sequencer(wiring.Component):
 
         def restart_inner(new_co, new_ro, new_ra):
             clear(("x", x), ("y", y), ("bi", bi))
+            m.d.sync += xyb_last.eq(ones["x"] & ones["y"] & ones["bi"])
             m.d.sync += [cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
             with m.If(j.sparse):
@@ -258,6 +263,7 @@ class Sequencer(wiring.Component):
                       rpm, qm, prow, pcol, q0, qd, s_last):
                 m.d.sync += s.eq(0)
             m.d.sync += [lf[name].eq(getattr(self.ones, name)) for name in LOOP_FLAGS]
+            m.d.sync += xyb_last.eq(self.ones.x & self.ones.y & self.ones.bi)
             with m.If(self.sp_start):
                 m.d.comb += take.eq(1)
                 load_step(0, 0, 0)
@@ -323,14 +329,16 @@ class Sequencer(wiring.Component):
                     load_step(co_q, ro_r, ra_r[0])
                 with m.Elif(~x_last):
                     step("x", x, j.n_x)
-                    m.d.sync += co.eq(co + j.dcol)
+                    m.d.sync += [co.eq(co + j.dcol), xyb_last.eq((x + 2 == j.n_x) & y_last & bi_last)]
                 with m.Elif(~y_last):
                     clear(("x", x))
                     step("y", y, j.n_y)
+                    m.d.sync += xyb_last.eq(ones["x"] & (y + 2 == j.n_y) & bi_last)
                     m.d.sync += [co.eq(co_q), ro.eq(ro + j.dh), *[ra[o].eq(ra[o] + ops[o].dra_y) for o in range(2)]]
                 with m.Else():  # next input block (channel-parallel) or channel (pixel-parallel)
                     clear(("x", x), ("y", y))
                     step("bi", bi, j.n_bi)
+                    m.d.sync += xyb_last.eq(ones["x"] & ones["y"] & (bi + 2 == j.n_bi))
                     m.d.sync += [co.eq(co_q), ro.eq(ro_r), *[ra[o].eq(ra_r[o]) for o in range(2)]]
                     with m.If(~j.pixel):
                         m.d.sync += [bof[0].eq(bof[0] + j.a.cols), cbase.eq(cbase + tn)]
