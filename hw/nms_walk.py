@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir.nms import MAX_BURST, MUL_STEPS
 from .dma import BOUNDARY
+from .fetch import HeadFifo
 from .nms import Y_BITS
 from .nms_unit import WRITE
 
@@ -123,9 +123,13 @@ class ListWriter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.reqs = reqs = SyncFIFO(width=32, depth=4)
-        m.submodules.recs = recs = SyncFIFO(width=128, depth=4)
-        m.d.comb += [self.w.ready.eq(reqs.w_rdy & recs.w_rdy),
+        # SyncFIFO's timing with ``r_rdy`` from a register (HeadFifo, its tag unused), and
+        # ``owed == 0`` registered: ``idle`` is three flip-flops, it ends the NMS instruction
+        # and the controller's barrier decides from it (zu3eg's deepest path ran from a queue's
+        # level through it into dispatch).
+        m.submodules.reqs = reqs = HeadFifo(32, 1, 4)
+        m.submodules.recs = recs = HeadFifo(128, 1, 4)
+        m.d.comb += [self.w.ready.eq(reqs.w_rdy & recs.w_rdy), reqs.w_tag.eq(0), recs.w_tag.eq(0),
                      reqs.w_en.eq(self.w.valid & self.w.ready), reqs.w_data.eq(self.w.payload.addr),
                      recs.w_en.eq(self.w.valid & self.w.ready), recs.w_data.eq(self.w.payload.data)]
         m.d.comb += [self.wr_req.valid.eq(reqs.r_rdy), self.wr_req.payload.addr.eq(reqs.r_data),
@@ -142,8 +146,9 @@ class ListWriter(wiring.Component):
         owed = Signal(16)  # bursts requested whose response has not come
         m.d.comb += self.wr_resp.ready.eq(1)
         up, down = self.wr_req.valid & self.wr_req.ready, self.wr_resp.valid
-        m.d.sync += owed.eq(owed + up - down)
-        m.d.comb += self.idle.eq(~reqs.r_rdy & ~recs.r_rdy & (owed == 0))
+        owed_zero = Signal(init=1)
+        m.d.sync += [owed.eq(owed + up - down), owed_zero.eq(owed + up - down == 0)]
+        m.d.comb += self.idle.eq(~reqs.r_rdy & ~recs.r_rdy & owed_zero)
         return m
 
 
