@@ -317,18 +317,24 @@ class NmsUnit(wiring.Component):
         # ``ready`` is ``~busy`` alone: an NMS is a barrier (hw/control.py), so the next one is
         # offered two cycles after this one's ``done`` at the earliest, and nothing runs from
         # ``done`` (the list writer's state) through the controller back into this FSM.
+        # ``take`` (the controller's barrier decision: every other unit idle) reaches only
+        # ``busy``, the state and the multiplier's start: the fields follow the offered word
+        # while idle and are held from the take on, and the run's registers are cleared in
+        # every idle cycle (zu3eg's deepest path ran that decision into their enables).
         m.d.comb += [self.instr.ready.eq(~busy), take.eq(self.instr.valid & self.instr.ready)]
+        with m.If(~busy):
+            m.d.sync += f.eq(self.instr.payload.body.nms)
         with m.If(take):
-            m.d.sync += [f.eq(self.instr.payload.body.nms), busy.eq(1)]
+            m.d.sync += busy.eq(1)
         m.d.comb += [mul.a.eq(self.instr.payload.body.nms.channels),
                      mul.b.eq(self.instr.payload.body.nms.channels), mul.start.eq(take)]
 
         with m.FSM(name="nms_dma"):
             with m.State("IDLE"):
+                m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
+                             a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
+                             cbeat.eq(0), chot.eq(1), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                 with m.If(take):
-                    m.d.sync += [off.eq(0), poff.eq(0), pidx.eq(0), pcount.eq(0), pvalid.eq(0), li.eq(0), first.eq(0),
-                                 a.eq(0), b.eq(0), q.eq(0), z.eq(0), vd.eq(0), linear.eq(1), over.eq(0),
-                                 cbeat.eq(0), chot.eq(1), pbeat.eq(0), tbad.eq(0), tflag.eq(0), asum.eq(0)]
                     m.next = "TSIZE"
             with m.State("TSIZE"), m.If(~mul.busy):
                 m.d.sync += fbad.eq((f.levels == 0) | (f.channels < f.levels) | (f.channels > nmax) | (f.classes == 0)
