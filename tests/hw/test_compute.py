@@ -110,12 +110,13 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 
 
 #: tm = 2*tn (depthwise reads two line-buffer copies), ppu_lanes = tm (one pixel per chunk,
-#: drain 4), pe_latency 11 (every kind of extra register stage), 24-bit accumulators (as zu3eg).
+#: drain 4), pe_latency 11 (every kind of extra register stage, as zu3eg), 24-bit accumulators (as zu3eg).
 #: WIDE1: the same with one line-buffer copy (as zu3eg): depthwise reads its two channel
 #: blocks one after the other, VEC ADD its operand b after a; its pool loop as zu3eg's
 #: (``pool_loop_reg`` off).
 WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1, pool_loop_reg=False)
-#: ... and with zu3eg's pe_latency 10: the sequencer's address sums not staged.
+#: ... and with pe_latency 10 (zu3eg's before it staged them): the sequencer's address sums
+#: not staged.
 WIDE1_UNSTAGED = dataclasses.replace(WIDE1, name="wide-1copy-unstaged", pe_latency=10)
 
 
@@ -166,7 +167,7 @@ def test_one_copy_depthwise(model, feature, cfg, tmp_path):
 
 
 def test_one_copy_vec_add_unstaged(tmp_path):
-    """VEC ADD reading b a slot after a, with the unstaged sequencer (as zu3eg)."""
+    """VEC ADD reading b a slot after a, with the unstaged sequencer (one copy, pe_latency 10)."""
     check_replay(compiled(tmp_path, vec_model("add"), cfg=WIDE1_UNSTAGED), {Opcode.VEC: 2}, WIDE1_UNSTAGED)
 
 
