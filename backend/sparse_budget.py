@@ -201,13 +201,17 @@ def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable
     # are off either way. Search the solver's target t for the largest one whose compiled
     # allocation meets the budget: ok/over bracket it; each round steps by the miss (a secant
     # step) until a bracket exists, then bisects it. The best feasible allocation is kept.
+    # The sparsest choice everywhere: a budget below it is refused. At or just above it the
+    # solver may still find nothing (its costs rounded up, at most a unit a layer): it then
+    # aims that rounding higher.
+    floor = rest + costs[:, -1].sum()
     t, ok, over, best, measured = float(budget), None, None, None, 0
     for rounds in range(1, ROUNDS + 1):
         chosen = solve(costs, errors, t - rest)
         if chosen is None:
-            if best is None and ok is None and rounds == 1:
+            if best is None and ok is None and rounds == 1 and budget < floor:
                 raise UsageError(f"--latency-budget {budget} cycles is below what density {CHOICES[-1]} "
-                                 f"everywhere reaches (about {int(rest + costs[:, -1].sum()):,} cycles on {target})")
+                                 f"everywhere reaches (about {int(floor):,} cycles on {target})")
             ok = t if ok is None else max(ok, t)  # too low for the solver: aim higher
         else:
             densities = {n: float(CHOICES[j]) for n, j in zip(names, chosen)}
@@ -231,7 +235,12 @@ def allocate(model: onnx.ModelProto, budget: int, target: str, tm: int, prunable
                 break
             t = (ok + over) / 2
         else:
-            t += miss if chosen is not None else abs(t) / 2 + 1
+            if chosen is not None:
+                t += miss
+            elif t >= floor:  # the rounding's loss, at most a unit a layer
+                t += len(names) * (t - rest) / RESOLUTION + 1
+            else:
+                t += abs(t) / 2 + 1
     if best is None:
         raise UsageError(f"--latency-budget {budget} cycles: no allocation met it in {rounds} rounds (the last "
                          f"compiled to {measured:,} cycles); give a larger budget")

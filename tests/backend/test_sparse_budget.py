@@ -84,3 +84,29 @@ def test_cli_prune_to_a_budget_then_compile_sparse_and_check(chain, tmp_path, ca
     one_line_exit_2(["prune", str(chain), "-o", out], capsys, "give one of --density D and --latency-budget")
     one_line_exit_2(["prune", str(chain), "-o", out, "--density", "0.5", "--latency-budget", "9"], capsys,
                     "give one of")
+
+
+def test_a_budget_at_the_sparsest_is_not_refused_as_below_it(chain, monkeypatch):
+    """A budget at (not below) the sparsest choice's estimate: the knapsack's rounding (costs
+    rounded up, a unit a layer) may find nothing at the first target — here it is made to —
+    which is no reason to call the budget below that estimate: the search aims higher."""
+    import shiftflow.backend.sparse_budget as sb
+
+    with pytest.raises(UsageError) as info:
+        prune_to_budget(chain, 100, "tiny")
+    floor = int(str(info.value).split("about ")[1].split(" cycles")[0].replace(",", ""))
+    calls = []
+
+    def first_finds_nothing(costs, errors, budget):
+        calls.append(budget)
+        return None if len(calls) == 1 else knapsack(costs, errors, budget)
+
+    monkeypatch.setattr(sb, "knapsack", first_finds_nothing)
+    budget = floor + 10
+    try:
+        _, _, alloc = prune_to_budget(chain, budget, "tiny")
+    except UsageError as e:  # the compiled program may still miss an estimate's floor
+        assert "is below" not in str(e) and "no allocation met it" in str(e)
+    else:
+        assert alloc.measured <= budget
+    assert len(calls) >= 2 and calls[1] > calls[0]
