@@ -147,7 +147,12 @@ class ListWriter(wiring.Component):
         m.d.comb += self.wr_resp.ready.eq(1)
         up, down = self.wr_req.valid & self.wr_req.ready, self.wr_resp.valid
         owed_zero = Signal(init=1)
-        m.d.sync += [owed.eq(owed + up - down), owed_zero.eq(owed + up - down == 0)]
+        # ``owed + up - down == 0`` without ``up`` in the sum: a response only answers a burst
+        # requested in an earlier cycle, so with ``up`` the count stays above zero, and
+        # without it it is zero when ``owed == down``. ``up`` (the data port's handshake, from
+        # the controller's select) meets one AND gate (tiny's ECP5 path nms_inflight ->
+        # owed_zero ran it through the 16-bit sum).
+        m.d.sync += [owed.eq(owed + up - down), owed_zero.eq(~up & (owed == down))]
         m.d.comb += self.idle.eq(~reqs.r_rdy & ~recs.r_rdy & owed_zero)
         return m
 
