@@ -8,7 +8,10 @@ reaches a clocked sink (flip-flop, LUT-RAM write port, block RAM), the arrival t
 flip-flop's cell name without yosys's ``_TRELLIS_FF_Q...`` suffix (the bits of one Amaranth signal
 are one row), a LUT RAM's or block RAM's without its slice/bank index. The report lists no
 LUT-to-LUT arrivals, so a row names its endpoint, not where its path starts (only the worst
-path's start is known: nextpnr's log, :func:`hw.fmax.parse_critical_path`).
+path's start is known: nextpnr's log, :func:`hw.fmax.parse_critical_path`). Nets that nextpnr
+times from no clock edge (``"event": "<async>"``: the harness's ``rst`` pin, whose fan-out
+reaches every flip-flop's LSR) are left out: their arrivals are not register-to-register
+paths and do not bound the clock's Fmax.
 
     python -m shiftflow.hw.fmax_paths /tmp/hwcache/fmax/report.json [--top 20] [--over 13.33]
 """
@@ -46,6 +49,8 @@ def slow_endpoints(report: dict, over_ns: float = 0.0) -> list[Endpoint]:
     """Every register with an input arriving later than ``over_ns``, slowest first."""
     worst = defaultdict(lambda: (0.0, "", ""))            # cell -> (arrival, port)
     for n in report["detailed_net_timings"]:
+        if n.get("event") == "<async>":  # launched by no clock (an input pin)
+            continue
         for e in n["endpoints"]:
             worst[e["cell"]] = max(worst[e["cell"]], (e["delay"][1], e["port"]))
     rows, cells = {}, defaultdict(int)
