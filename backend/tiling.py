@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from ..errors import ResourceError
 from ..ir.config import AcceleratorConfig
-from ..ir.cost import DMA_START, ceil_div, dma_box_beats, dma_linear_cycles
+from ..ir.cost import DMA_START, ceil_div, dma_box_beats, dma_linear_cycles, store_read_cycles
 from ..ir.isa import PARAM_BYTES
 from .geometry import LayerShape, kib, layer_shape
 from .plan import Layer, Plan, Tiling
@@ -156,8 +156,8 @@ def estimate(shape: LayerShape, t: Tiling, cfg: AcceleratorConfig) -> dict:
             else:
                 comp += (n_bands - 1) * shape.compute(t.br, cols, obuf_blk) + shape.compute(last_br, cols, obuf_blk)
             addr = group[0] * shape.unit_blocks * out_blk + q0 // p * tn
-            # a STORE pays one output-buffer read cycle before its latency (ir.cost.dma_store_cycles)
-            store += per_band * shape.planes * n_bands * (1 + lat) + dma_box_beats(cfg, addr, out_blk, out_row, per_band * obuf_blk,
+            # a STORE pays its on-chip read before its latency (ir.cost.dma_store_cycles)
+            store += per_band * shape.planes * n_bands * (store_read_cycles(cfg) + lat) + dma_box_beats(cfg, addr, out_blk, out_row, per_band * obuf_blk,
                                                               shape.out_h // p, cols // p * tn)
             n_instr += n_bands * (shape.rings + (1 + shape.planes) * per_band)
     steps = max(1, len(t.groups) * t.strips * n_bands)

@@ -22,6 +22,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.config import AcceleratorConfig
+from ..ir.cost import DMA_START
 from ..ir.isa import PARAM_BYTES, PARAM_ENTRY, PARAM_KEPT, Conv, Store, Tile, field_shape
 from .linebuf import beat_write_layout, words_to_ints
 
@@ -178,10 +179,18 @@ class OutputBuffer(wiring.Component):
     ``wr[s]`` (``en``, ``addr``, ``data``) of ``wr_half``: the enabled slots must address
     distinct banks (the retire stage writes consecutive words). ``rd``: stream of
     :data:`ObufRead`; ``rd_data``: stream of the words read (word ``i`` at bytes
-    ``i*tn ..``), one cycle after the request, held while not taken.
+    ``i*tn ..``), one cycle after the request, held while not taken. The read port is not
+    transparent: a word written in cycle ``t`` is read from cycle ``t + 1`` on, or ``t + 2``
+    with ``cfg.obuf_write_reg`` (each copy's writes from registers of its own); a STORE's
+    first read comes ``ir.cost.DMA_START`` cycles after its accept, at the earliest in the
+    cycle of the CONV's done, in which its last words are offered.
     """
 
     def __init__(self, cfg: AcceleratorConfig):
+        # The compute unit's last words are offered in its done cycle, a STORE may be accepted
+        # in it (token bypass), and its reads must find them.
+        assert DMA_START >= 1 + cfg.obuf_write_reg, "a STORE would read before the last write lands"
+        self.write_reg = cfg.obuf_write_reg
         self.tn, self.half_words = cfg.tn, cfg.output_half_words
         self.banks = cfg.ppu_lanes // cfg.tn
         self.copies = cfg.dram_bytes_per_cycle // cfg.tn
@@ -218,20 +227,24 @@ class OutputBuffer(wiring.Component):
             outs = []
             for b, mem in enumerate(banks):
                 m.submodules[f"c{c}_b{b}"] = mem
-                # The read is transparent for the write of the same cycle: the compute unit's
-                # done pulses in the cycle its last words are written, and a STORE started then
-                # (token bypass) reads its first words in that same cycle.
+                # Not transparent: a read never meets a write of its own cycle at its row (the
+                # class docstring). A transparent port would put an address compare and a data
+                # bypass beside every bank's read.
                 wp = mem.write_port()
-                rp = mem.read_port(transparent_for=(wp,))
+                rp = mem.read_port(transparent_for=())
                 m.d.comb += [rp.addr.eq(self._row(self.rd.payload.half, addr)), rp.en.eq(fire)]
                 outs.append(rp.data)
                 # The one enabled slot whose address falls in this bank (later slots win ties,
-                # which never happen).
+                # which never happen), straight or through this copy's write register.
+                w_en, w_addr = Signal(name=f"w{c}_{b}_en"), Signal.like(wp.addr, name=f"w{c}_{b}_addr")
+                w_data = Signal.like(wp.data, name=f"w{c}_{b}_data")
                 for s in range(nb):
                     slot = self.wr[s]
                     with m.If(slot.en & (slot.addr % nb == b)):
-                        m.d.comb += [wp.en.eq(1), wp.addr.eq(self._row(self.wr_half, slot.addr)),
-                                     wp.data.eq(slot.data)]
+                        m.d.comb += [w_en.eq(1), w_addr.eq(self._row(self.wr_half, slot.addr)),
+                                     w_data.eq(slot.data)]
+                dom = m.d.sync if self.write_reg else m.d.comb
+                dom += [wp.en.eq(w_en), wp.addr.eq(w_addr), wp.data.eq(w_data)]
             word = Signal(8 * self.tn, name=f"rword{c}")
             m.d.comb += word.eq(outs[0])
             for b in range(1, nb):

@@ -38,6 +38,11 @@ the last beat's slot, less the first drain cycle that the drain term counts; ``p
 extra register stages (block-RAM output registers, then the
 operand router's output, then the descriptor) make it ``pe_latency``.
 
+The last words are offered to the output buffer in the ``done`` cycle and read back through
+``ob_r`` from the cycle after, or two after with ``cfg.obuf_write_reg`` (each buffer copy's
+write register); a STORE accepted in the ``done`` cycle reads from ``ir.cost.DMA_START``
+cycles later (:class:`hw.buffers.OutputBuffer`).
+
 Ports: ``instr`` (stream of ``ir.isa.INSTR``), ``done``, ``lb_w``/``wb_w``/``pb_w`` (load unit
 writes, :mod:`hw.buffers`), ``ob_r``/``ob_rdata`` (store unit reads).
 """

@@ -23,7 +23,8 @@ accepts a request a cycle and answers ``dram_latency`` cycles after a request (r
 a burst's last beat (write responses) — ``ir.cost.dma_box_cycles`` / ``dma_linear_cycles``
 (``2 + dram_latency + beats``: the DMA registers the command, its first request goes out two
 cycles after the accept) and
-``dma_store_cycles`` (one more: the output buffer's read). Memory stalls only add cycles.
+``dma_store_cycles`` (``ir.cost.store_read_cycles`` more: the output buffer's read, and the
+register slice of ``cfg.store_read_slice`` in front of it). Memory stalls only add cycles.
 
 What the on-chip memories require, and compiled programs satisfy: LOAD_ACT DRAM addresses
 and strides are multiples of ``tn`` (line-buffer writes are word aligned); a LOAD_WGT's
@@ -44,6 +45,7 @@ from ..ir.isa import INSTR, Opcode, WgtTarget
 from .buffers import ObufRead
 from .dma import BOX_FIELDS, DMA, mem_signature
 from .linebuf import beat_write_layout
+from .skid import RegisterSlice
 
 #: ``DmaCmd.sel`` of a load: the target memory in bits 0..1, the weight/parameter bank in bit 2.
 SEL_LINE, SEL_WEIGHTS, SEL_PARAMS = 0, 1, 2
@@ -190,9 +192,14 @@ class StoreUnit(_DmaExecutor):
         m.d.comb += [dma.mem.rd_req.ready.eq(0), dma.mem.rd_resp.valid.eq(0)]
         # On-chip reads: byte addresses and strides to words (a STORE's are whole words; a
         # masked leading word may sit below word 0 and wraps, as the output buffer's halves do).
-        r = dma.sram_rd
-        m.d.comb += [self.ob_r.valid.eq(r.valid), r.ready.eq(self.ob_r.ready),
-                     self.ob_r.payload.half.eq(r.payload.sel[0]), self.ob_r.payload.addr.eq(r.payload.addr >> lg_tn),
-                     self.ob_r.payload.stride.eq(r.payload.stride >> lg_tn)]
+        # With ``store_read_slice`` they pass a register slice (one cycle: ``ir.cost.store_read_cycles``).
+        r, ob_r = dma.sram_rd, self.ob_r
+        if self.cfg.store_read_slice:
+            m.submodules.read_slice = read_slice = RegisterSlice(ObufRead)
+            wiring.connect(m, read_slice.o, wiring.flipped(self.ob_r))
+            ob_r = read_slice.i
+        m.d.comb += [ob_r.valid.eq(r.valid), r.ready.eq(ob_r.ready),
+                     ob_r.payload.half.eq(r.payload.sel[0]), ob_r.payload.addr.eq(r.payload.addr >> lg_tn),
+                     ob_r.payload.stride.eq(r.payload.stride >> lg_tn)]
         wiring.connect(m, wiring.flipped(self.ob_rdata), dma.sram_rdata)
         return m

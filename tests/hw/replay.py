@@ -51,7 +51,8 @@ def replay(cfg: AcceleratorConfig, snapshots: list[Snapshot], dut: ComputeUnit |
             while not ctx.get(dut.done):
                 await ctx.tick()
                 cycles += 1
-            await ctx.tick()
+            for _ in range(1 + dut.ob.write_reg):  # the last words land (a cycle later through the write register)
+                await ctx.tick()
             out.append(Outcome(cycles, dut.ob.sim_dump(ctx)))
             loaded["ob"] = out[-1].obuf
 

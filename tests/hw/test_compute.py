@@ -16,7 +16,7 @@ from shiftflow.backend.compile import compile_model
 from shiftflow.errors import ShiftflowError
 from shiftflow.hw.compute import ComputeUnit, check_config
 from shiftflow.ir.config import TINY, ZU3EG
-from shiftflow.ir.cost import conv_cycles, conv_inner_steps
+from shiftflow.ir.cost import DMA_START, conv_cycles, conv_inner_steps
 from shiftflow.ir.isa import INSTR, Opcode, encode
 from shiftflow.sim.machine import Machine
 from shiftflow.zoo import zoo_model
@@ -252,7 +252,8 @@ def test_back_to_back_and_nop(tmp_path):
         ctx.set(dut.instr.valid, 0)
         while len(dones) < len(words):
             await ctx.tick()
-        await ctx.tick()
+        for _ in range(1 + dut.ob.write_reg):
+            await ctx.tick()
         np.testing.assert_array_equal(dut.ob.sim_dump(ctx), b.obuf_after)
 
     async def monitor(ctx):
@@ -267,11 +268,13 @@ def test_back_to_back_and_nop(tmp_path):
     assert dones == [ca, ca + 1, ca + 1 + cb]
 
 
-def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
+def test_store_reads_the_last_words_after_the_done_cycle(tmp_path):
     """A STORE started in the compute unit's done cycle (the controller's token bypass) reads
-    its first output-buffer words in that cycle, the cycle the CONV's last words are written:
-    the read must see them, not the buffer's old contents (a 1x1 layer stored the previous
-    program's word: tests/hw/test_top.py test_onchip_state_of_a_previous_program_does_not_leak)."""
+    its first output-buffer words ``ir.cost.DMA_START`` cycles later, at the earliest (no
+    read slice); the CONV offers its last words in the done cycle and, through tiny's
+    per-copy write registers, they land a cycle later: the read must see them, not the
+    buffer's old contents (a 1x1 layer stored the previous program's word:
+    tests/hw/test_top.py test_onchip_state_of_a_previous_program_does_not_leak)."""
     model = conv_layer_model(cin=1, cout=1, hw=(1, 1), k=1, pad=0, wbits=2, abits=2, in_bits=2, act="none",
                              bias=False)
     snap = trace(compiled(tmp_path, model, "channel"), first_of_each({Opcode.CONV: 1}))[0]
@@ -295,7 +298,8 @@ def test_store_reads_the_last_words_in_the_done_cycle(tmp_path):
         ctx.set(dut.instr.valid, 0)
         while not ctx.get(dut.done):
             await ctx.tick()
-        # The done cycle: the STORE's first read.
+        for _ in range(DMA_START):  # from the done cycle (the STORE's accept) to its first read
+            await ctx.tick()
         ctx.set(dut.ob_r.payload, {"half": half, "addr": addr, "stride": 1})
         ctx.set(dut.ob_r.valid, 1)
         ctx.set(dut.ob_rdata.ready, 1)

@@ -119,7 +119,8 @@ def run_chain(cfg, run, nops=(), prefix=()):
                 dones.append(cycle)
             await ctx.tick()
             cycle += 1
-        await ctx.tick()
+        for _ in range(1 + dut.ob.write_reg):
+            await ctx.tick()
         out.append(dut.ob.sim_dump(ctx))
 
     deadline = sum(instruction_cycles(cfg, s.ins) + 100 for s in [*run, *prefix]) + 100 * len(words)

@@ -213,8 +213,9 @@ def test_mnist_with_stalls_completes(fresh_rtl):
 
 def test_onchip_state_of_a_previous_program_does_not_leak(rtl, tmp_path):
     """Programs in one simulator process: the 1x1 layer's STORE starts in its CONV's done
-    cycle and reads the word written in that cycle (the output buffer's read is transparent
-    for it); it once stored what the previous program had left there."""
+    cycle, in which the CONV writes its last word, and reads that word (from a non-transparent
+    port, ``ir.cost.DMA_START`` cycles later); it once stored what the previous program had
+    left there."""
     def program(**kw):
         onnx.save(conv_layer_model(**kw), tmp_path / "m.onnx")
         return compile_model(tmp_path / "m.onnx", "tiny", dataflow="channel")
