@@ -149,7 +149,12 @@ class Sequencer(wiring.Component):
         # the three are): the group end, whose enables fan out over the whole state, is then
         # one flag less deep (tiny's ECP5 critical path ran x_last -> co_q's enable).
         xyb_last = Signal()
-        inner_last = Mux(j.sparse, s_last, xyb_last) & step_done
+        # Whether the job is an SPCONV (its start was the walker's, ``sp_start``), in a flag of
+        # the sequencer's own loaded at the start: the job register's ``sparse`` fanned out
+        # from the compute unit into the group end (tiny's ECP5 median-seed path on 9804e9b,
+        # ``job.sparse`` -> ``co_q``'s enable, 17.48 ns, 15.54 of it routing).
+        sparse = Signal()
+        inner_last = Mux(sparse, s_last, xyb_last) & step_done
         beat = Signal()
         group_end = Signal()
         m.d.comb += [beat.eq(active & ~padding),
@@ -237,7 +242,7 @@ class Sequencer(wiring.Component):
             m.d.sync += xyb_last.eq(ones["x"] & ones["y"] & ones["bi"])
             m.d.sync += [cl.eq(0), wl.eq(0), wrow.eq(0), co.eq(new_co), ro.eq(new_ro)]
             m.d.sync += [ra[o].eq(new_ra[o]) for o in range(2)]
-            with m.If(j.sparse):
+            with m.If(sparse):
                 m.d.comb += take.eq(1)
                 load_step(new_co, new_ro, new_ra[0])
 
@@ -255,15 +260,23 @@ class Sequencer(wiring.Component):
         with m.If(self.sp_flush):
             m.d.sync += nx_valid.eq(0)
 
-        with m.If(self.start):
-            m.d.sync += [active.eq(1), fresh.eq(1), phase.eq(0)]
+        # While idle the state is held at a start's values, so a start enables only a few
+        # registers (timing: ``start`` comes from the compute unit's ``go`` and the decoded
+        # job, and as the enable of the whole state it was tiny's slowest seed's critical path
+        # on 9804e9b, ``go`` -> ``bofa``'s enable, 18.47 ns, 16.52 of it routing). A start
+        # never finds the sequencer active (the compute unit takes an instruction when the
+        # last one is done or, chaining, when its final group has reached retire).
+        with m.If(~active):
+            m.d.sync += phase.eq(0)
             if self.copies == 1:
                 m.d.sync += bphase.eq(0)
-            for s in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof, cbase, wrow,
-                      rpm, qm, prow, pcol, q0, qd, s_last):
-                m.d.sync += s.eq(0)
+            for sig in (r, q, bo, bi, rsub, qsub, y, x, cl, wl, gs, padding, ro_r, ro, co_q, co, *ra_r, *ra, *bof,
+                        cbase, wrow, rpm, qm, prow, pcol, q0, qd, s_last):
+                m.d.sync += sig.eq(0)
             m.d.sync += [lf[name].eq(getattr(self.ones, name)) for name in LOOP_FLAGS]
             m.d.sync += xyb_last.eq(self.ones.x & self.ones.y & self.ones.bi)
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), fresh.eq(1), sparse.eq(self.sp_start)]
             with m.If(self.sp_start):
                 m.d.comb += take.eq(1)
                 load_step(0, 0, 0)
@@ -324,7 +337,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [wl.eq(0), wrow.eq(wrow + 1)]
                 with m.Else():
                     m.d.sync += wl.eq(wl + 1)
-                with m.If(j.sparse):  # the list's next step
+                with m.If(sparse):  # the list's next step
                     m.d.comb += take.eq(1)
                     load_step(co_q, ro_r, ra_r[0])
                 with m.Elif(~x_last):
