@@ -210,7 +210,8 @@ def _compute_part(name: str):
         hw = {k: il.import_module(f"shiftflow.hw.{k}") for k in ("pe", "vecalu", "retire", "seq", "spconv_walk")}
         return {"MACArray": lambda: hw["pe"].MACArray(cfg.tm, cfg.tn, cfg.acc_bits, packed=not cfg.split_products),
                 "VecALU": lambda: hw["vecalu"].VecALU(cfg.tn, cfg.acc_bits, cfg.split_products,
-                                                      operand_reg=unit_extra >= 2),
+                                                      operand_reg=unit_extra >= 2,
+                                                      shift_luts=cfg.vec_shift_luts),
                 "Retire": lambda: hw["retire"].Retire(cfg, unit.job_shape),
                 "Sequencer": lambda: hw["seq"].Sequencer(cfg.tn, unit.lb.copies, unit.lb.addr_bits, unit.wb.row_bits,
                                                          unit.job_shape, seq_staged),

@@ -158,7 +158,8 @@ class ComputeUnit(wiring.Component):
         # With a beat register stage (``extra >= 2``, below) the vector ALU's own operand register
         # takes its place: the multipliers' inputs from flip-flops, the same cycles.
         vec_reg = cfg.pe_latency - BASE_LATENCY >= 2
-        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits, cfg.split_products, operand_reg=vec_reg)
+        m.submodules.vec = vec = VecALU(tn, cfg.acc_bits, cfg.split_products, operand_reg=vec_reg,
+                                        shift_luts=cfg.vec_shift_luts)
         m.submodules.retire = retire = Retire(cfg, self.job_shape)
 
         # -- accept, decode, done ------------------------------------------------------------------

@@ -233,32 +233,51 @@ class NmsSpatial(wiring.Component):
             wr, rd = mem.write_port(granularity=1), mem.read_port()
             running, best = Signal(self.cell), Signal(self.cell)
             fwd, last, last_p = Signal(), Signal(self.cell), Signal()
+            raddr = Mux(accept, 0, nxt[name][1])
             with m.If(accept | advance):
                 m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last.eq(best), last_p.eq(p)]
-            m.d.comb += [rd.addr.eq(Mux(accept, 0, nxt[name][1])), rd.en.eq(accept | advance),
-                         running.eq(Mux(fwd, last, rd.data[p]))]
+            # The write this position makes (``wen``: one bit a half), and what the memory
+            # holds once it has landed: with ``write_reg`` it lands a cycle later, from a
+            # register (timing: the verdict below reached every LUT-RAM cell's write enable,
+            # tiny's ECP5 critical path on 3a4cdce, 17.41 ns), so a read issued in that cycle
+            # misses it too and takes it from ``held``/``pend`` instead.
+            wen = Signal(2, name=f"wen_{name}{lane}")
+            words = [rd.data[0], rd.data[1]]
+            if self.core.write_reg:
+                wq = Signal(data.StructLayout({"en": unsigned(2), "addr": unsigned(self.xbits), "data": self.cell}),
+                            name=f"wq_{name}{lane}")
+                pend, held = Signal(2, name=f"pend_{name}{lane}"), Signal(self.cell, name=f"held_{name}{lane}")
+                m.d.sync += [wq.en.eq(wen), wq.addr.eq(col), wq.data.eq(cell)]
+                with m.If(accept | advance):
+                    m.d.sync += [pend.eq(Mux(~accept & (wq.addr == raddr), wq.en, 0)), held.eq(wq.data)]
+                m.d.comb += [wr.addr.eq(wq.addr), wr.data[0].eq(wq.data), wr.data[1].eq(wq.data), wr.en.eq(wq.en)]
+                words = [Mux(pend[h], held, rd.data[h]) for h in range(2)]
+            else:
+                m.d.comb += [wr.addr.eq(col), wr.data[0].eq(cell), wr.data[1].eq(cell), wr.en.eq(wen)]
+            m.d.comb += [rd.addr.eq(raddr), rd.en.eq(accept | advance),
+                         running.eq(Mux(fwd, last, Mux(p, words[1], words[0])))]
             fresh = firsts[name]  # the tile's first cell: nothing running
             with m.If(fresh):
                 m.d.comb += running.valid.eq(0)
             # The cell against each source of ``running`` at once, the verdict selected after
             # (timing: no multiplexer in front of the key compare; the same verdict as
             # ``_better(cell, running)``).
+            from_mem = Mux(p, self._better(cell, rd.data[1]), self._better(cell, rd.data[0]))
+            if self.core.write_reg:
+                from_mem = Mux(Mux(p, pend[1], pend[0]), self._better(cell, held), from_mem)
             wins = Signal()
-            m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, self._better(cell, last),
-                                                           Mux(p, self._better(cell, rd.data[1]),
-                                                               self._better(cell, rd.data[0])))))
+            m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, self._better(cell, last), from_mem)))
             # The memory is written only when the cell becomes the best (or starts the tile):
             # otherwise it already holds ``running`` (its own word, or ``last``, written at the
             # same address and parity by the position before). A word whose valid is 0 is
             # never compared by its key or index. (Timing: the write data is the cell register,
             # not the best's select, whose verdict fans out to a hundred RAM inputs.)
             m.d.comb += [best.eq(Mux(wins, cell, running)),
-                         wr.addr.eq(col), wr.data[0].eq(cell), wr.data[1].eq(cell),
-                         wr.en.eq(Mux(advance & (wins | fresh), Mux(p, 0b10, 0b01), 0))]
+                         wen.eq(Mux(advance & (wins | fresh), Mux(p, 0b10, 0b01), 0))]
             # The decided half misses a write only at a band's first position in a map one
             # tile column wide; then it is the best just written.
             win = Signal(self.cell)
-            m.d.comb += win.eq(Mux(fwd & (last_p != p), last, rd.data[~p]))
+            m.d.comb += win.eq(Mux(fwd & (last_p != p), last, Mux(p, words[0], words[1])))
             decided.append(win)
         win_a, win_s = decided
         m.d.comb += survive[lane].eq(old.valid & (y >= k) & win_a.valid & win_s.valid

@@ -16,6 +16,10 @@ retire stage alike: ``LATENCY`` = 3 cycles from the last beat to the word on ``o
 cycle; the payload holds until the next word). Stage 1 extends and shifts (a multiply by
 ``2**shift`` in a DSP), stage 2 combines the operands, stage 3 reduces over taps.
 
+``shift_luts``: the shifts as shifters in the fabric (a few LUT levels from the operand and
+shift registers), not multiplier blocks: on ECP5 a multiplier block's delay and its fixed site
+put the block's input → output path among the whole design's slowest.
+
 ``operand_reg``: a stage 0 registers the extended, masked operands (and the beat's flags), so
 the multiplier's input comes straight from flip-flops (``latency`` 4). The compute unit then
 feeds the beat one register earlier (it drops its own beat register for the vector ALU), so
@@ -45,9 +49,10 @@ class VecALU(wiring.Component):
     #: ``split``: where the factor is cut in two (below: a product of at most 18 × 18 bits)
     SPLIT = 17
 
-    def __init__(self, lanes: int, acc_bits: int = 32, split: bool = False, operand_reg: bool = False):
+    def __init__(self, lanes: int, acc_bits: int = 32, split: bool = False, operand_reg: bool = False,
+                 shift_luts: bool = False):
         self.lanes, self.acc_bits, self.split = lanes, acc_bits, split and acc_bits > self.SPLIT
-        self.operand_reg = operand_reg
+        self.operand_reg, self.shift_luts = operand_reg, shift_luts
         self.latency = self.LATENCY + operand_reg  # last beat in -> word on ``o``
         beat = data.StructLayout({
             "a": data.ArrayLayout(unsigned(8), lanes), "b": data.ArrayLayout(unsigned(8), lanes),
@@ -80,14 +85,22 @@ class VecALU(wiring.Component):
         # per operand and lane instead of two barrel shifters; the factors are per
         # instruction (mode is constant while one runs; the first beat comes two cycles after
         # the unit accepts it), so they are registered.
-        fa, fb = Signal(acc_bits), Signal(acc_bits)
-        m.d.sync += [fa.eq((1 << Mux(md.op == VecOp.ADD, md.shift_a, 0))[:acc_bits]),
-                     fb.eq((1 << md.shift_b)[:acc_bits])]
+        # ``shift_luts``: the shift amounts registered instead, and the shifts made in the fabric.
+        shape = md.shift_a.shape() if self.shift_luts else acc_bits
+        fa, fb = Signal(shape, name="fa"), Signal(shape, name="fb")
+        sa = Mux(md.op == VecOp.ADD, md.shift_a, 0)
+        if self.shift_luts:
+            m.d.sync += [fa.eq(sa), fb.eq(md.shift_b)]
+        else:
+            m.d.sync += [fa.eq((1 << sa)[:acc_bits]), fb.eq((1 << md.shift_b)[:acc_bits])]
 
         def shifted(x, f):
-            """``x * f`` for a power of two ``f`` (or 0). ``split`` (for ECP5, whose multiplier
+            """``x * f`` for a power of two ``f`` (or 0), or ``x << f`` (``shift_luts``: the
+            same bits once cut to ``acc_bits``). ``split`` (for ECP5, whose multiplier
             blocks are 18 × 18): the factor's low and high bits as two products, one of them
             zero, so an OR joins them, not the adder a single wide product would need."""
+            if self.shift_luts:
+                return (x << f)[:acc_bits]
             if not self.split:
                 return x * f
             lo, hi = f[:self.SPLIT], f[self.SPLIT:]

@@ -73,6 +73,11 @@ class AcceleratorConfig:
     #: DSP pair in their own multipliers, the VEC shifts' factor in two halves (hw/pe.py,
     #: hw/vecalu.py) — on for tiny, off for zu3eg (its DSP48E2s take the packed 27 x 18 forms)
     split_products: bool = False
+    #: timing only, no cycle: the vector ALU's ADD shifts (hw/vecalu.py) made in the fabric,
+    #: not as multiplies by ``2**shift`` in multiplier blocks — on for tiny (an ECP5
+    #: multiplier block's input → output path was among the whole design's slowest), off for
+    #: zu3eg (its DSP48E2s take them; the shifters would cost LUTs)
+    vec_shift_luts: bool = False
     #: timing only, no cycle: the SPCONV index walker (hw/spconv_walk.py) makes its steps into
     #: a one-step spare register when its output is held, so the sequencer's ``ready`` reaches
     #: only the output registers, not the walker's state — on for tiny, off for zu3eg (its
@@ -99,6 +104,12 @@ class AcceleratorConfig:
     #: RAM's data input. A STORE accepted in a CONV's done cycle reads from ``ir.cost.DMA_START``
     #: cycles later, after the last write has landed — on for tiny, off for zu3eg
     obuf_write_reg: bool = False
+    #: timing only, no cycle: the NMS spatial stage's tile-best memories (hw/nms.py) are
+    #: written from a register a cycle after the compare that decides the write, the write in
+    #: flight forwarded into the next read, so the compare's verdict reaches a register, not
+    #: every LUT-RAM cell's write enable — on for tiny, off for zu3eg (a key compare more a
+    #: grid: ~60 LUTs)
+    nms_write_reg: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -293,7 +304,7 @@ TINY = AcceleratorConfig(
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
-    obuf_write_reg=True,
+    obuf_write_reg=True, nms_write_reg=True, vec_shift_luts=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

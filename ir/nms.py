@@ -92,6 +92,8 @@ class NmsCore:
     max_channels: int = 32
     partners: int = 8
     code_bits: int = 32
+    #: the spatial stage writes its tile-best memories from a register (``nms_write_reg``)
+    write_reg: bool = False
 
     @staticmethod
     def for_config(cfg: AcceleratorConfig) -> NmsCore:
@@ -110,7 +112,7 @@ def core_of(cfg: AcceleratorConfig) -> NmsCore | None:
     return NmsCore(lanes=cfg.nms_lanes, max_width=cfg.nms_max_width, max_kernel=cfg.nms_max_kernel,
                    survivors=cfg.nms_survivors, patches=cfg.nms_patches, key_bits=cfg.nms_key_bits,
                    index_bits=cfg.nms_index_bits, max_channels=cfg.nms_max_channels, partners=cfg.nms_partners,
-                   code_bits=cfg.acc_bits)
+                   code_bits=cfg.acc_bits, write_reg=cfg.nms_write_reg)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ exactly ``ir.nms.spatial_cycles`` — over hypothesis-drawn map sizes, per-lane 
 shifts, ties, all-equal and empty maps, several maps one after another, and every block of
 a whole instruction; with random stalls on both streams the same survivors."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -21,6 +22,8 @@ from tests.hw.streams import simulate
 from tests.sim.nms_host import core_setup, head, outputs
 
 CORE = NmsCore(lanes=3, max_width=8, max_kernel=4, index_bits=12)
+#: the same core writing its tile-best memories from a register (``nms_write_reg``)
+CORE_WREG = dataclasses.replace(CORE, write_reg=True)
 
 
 def draw_block(rng, h, w, lanes, kind, kernels=None):
@@ -36,10 +39,10 @@ def draw_block(rng, h, w, lanes, kind, kernels=None):
     return valid, key, index
 
 
-def run(blocks, stall=0.0, seed=0):
+def run(blocks, stall=0.0, seed=0, core=CORE):
     """Run the blocks (valid, key, index, kernels, shifts) one after another; per block the
     survivors (lane, y, x, key, index) and the cycles from ``start`` to ``done``."""
-    dut = NmsSpatial(CORE)
+    dut = NmsSpatial(core)
     rng = random.Random(seed)
     results = []
 
@@ -98,19 +101,34 @@ def blocks(draw):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(blocks(), min_size=1, max_size=3))
-def test_survivors_and_cycles_equal_the_model(bs):
-    for (got, cycles), b in zip(run(bs), bs):
+@given(st.lists(blocks(), min_size=1, max_size=3), st.sampled_from([CORE, CORE_WREG]))
+def test_survivors_and_cycles_equal_the_model(bs, core):
+    for (got, cycles), b in zip(run(bs, core=core), bs):
         want, want_cycles = expected(*b)
         assert got == want
         assert cycles == want_cycles
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.lists(blocks(), min_size=1, max_size=2), st.integers(0, 1000))
-def test_random_stalls_keep_the_survivors(bs, seed):
-    for (got, _), b in zip(run(bs, stall=0.3, seed=seed), bs):
+@given(st.lists(blocks(), min_size=1, max_size=2), st.integers(0, 1000), st.sampled_from([CORE, CORE_WREG]))
+def test_random_stalls_keep_the_survivors(bs, seed, core):
+    for (got, _), b in zip(run(bs, stall=0.3, seed=seed, core=core), bs):
         assert got == expected(*b)[0]
+
+
+@pytest.mark.parametrize("core", [CORE, CORE_WREG], ids=["write", "write_reg"])
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_a_tile_column_two_positions_back_sees_its_write(core, stall):
+    """Kernel 1 on a map two columns wide: tile columns 0, 1, 0, 1, ... so a position's column
+    was last written two positions before (with ``write_reg``, a write still in flight when
+    the position's read was issued, back to back)."""
+    rng = np.random.default_rng(7)
+    for kind in ("random", "ties", "equal"):
+        b = draw_block(rng, 5, 2, 3, kind) + ([1, 1, 2], [0, 0, 1])
+        (got, cycles), = run([b], stall=stall, seed=3, core=core)
+        want, want_cycles = expected(*b)
+        assert got == want
+        assert stall or cycles == want_cycles
 
 
 def test_all_equal_map_keeps_the_lowest_index_of_each_tile_pair():

@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """hw/vecalu.py's ADD shifts against integers, the whole shift range, with and without
 ``split`` (the shift factor in two ECP5-sized products, AcceleratorConfig.split_products), and
-with ``operand_reg`` (the operands registered in front of the multipliers; one cycle more)."""
+with ``operand_reg`` (the operands registered in front of the multipliers; one cycle more),
+and with ``shift_luts`` (the shifts in the fabric, AcceleratorConfig.vec_shift_luts)."""
 
 import numpy as np
 import pytest
@@ -16,9 +17,10 @@ def wrap(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-@pytest.mark.parametrize("split,acc_bits,operand_reg", [(False, 32, False), (True, 32, False), (False, 24, False),
-                                                        (True, 24, False), (True, 32, True), (False, 24, True)])
-def test_add_shifts(split, acc_bits, operand_reg):
+@pytest.mark.parametrize("split,acc_bits,operand_reg,shift_luts", [
+    (False, 32, False, False), (True, 32, False, False), (False, 24, False, False), (True, 24, False, False),
+    (True, 32, True, False), (False, 24, True, False), (True, 32, True, True), (False, 24, False, True)])
+def test_add_shifts(split, acc_bits, operand_reg, shift_luts):
     """Every shift 0..31 of both operands, signed and unsigned bytes, one tap a word: each
     lane gives ``(a << shift_a) + (b << shift_b)`` wrapped to ``acc_bits``."""
     lanes, rng = 4, np.random.default_rng(acc_bits + split)
@@ -26,7 +28,7 @@ def test_add_shifts(split, acc_bits, operand_reg):
              for sa in range(32) for sb in (rng.integers(32), 31 - sa)]
     cases += [(sa, sa, True, True, np.array([0x80, 0x7F, 0xFF, 0x01]), np.array([0x80, 0x80, 0x7F, 0xFF]))
               for sa in (0, 7, 16, 17, 18, 23, 24, 31)]
-    dut = VecALU(lanes, acc_bits, split, operand_reg)
+    dut = VecALU(lanes, acc_bits, split, operand_reg, shift_luts)
     got = []
 
     async def drive(ctx):
