@@ -13,7 +13,8 @@
         ┌────────┼─────────────────┐
         ▼        ▼                 ▼
     load queue  compute queue    store queue        HeadFifo(queue_depth) each, keeping only
-        │        │                 │                the bits its opcodes use (hw.fetch.used_bits)
+        │        │                 │                the bits its opcodes use (hw.fetch.used_bits);
+        │        │                 │                the head's word in a register with queue_head_reg
       issue    issue / FINISH    issue       ◀──── token counters (token_depth):
         │        │                 │                load→compute, compute→load,
         ▼        ▼                 ▼                compute→store, store→compute
@@ -184,7 +185,9 @@ class Controller(wiring.Component):
             # SyncFIFO's timing, with the head's pop flags and FINISH (its tag) and ``r_rdy`` from
             # registers: issue and the barriers (FINISH, NMS) decide one register deep, not from
             # the queue's level and memory read (zu3eg's deepest path ran from a queue's level).
-            q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth)
+            # ``queue_head_reg``: the head's word from a register too (the units' decoders and the
+            # compute unit's multipliers start at flip-flops, not at the queue's LUT-RAM read).
+            q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth, head_word=cfg.queue_head_reg)
             m.submodules[f"{u.name.lower()}_queue"] = ResetInserter(start)(q)
             port, unit_done = ports[u]
             head = Signal(INSTR, name=f"{u.name.lower()}_head")

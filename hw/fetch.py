@@ -61,11 +61,15 @@ class HeadFifo(wiring.Component):
     the word itself is still read from the memory, it only feeds data inputs). The register
     is loaded with the next head's tag in the cycle before: the entry after the head (a
     second, tag-only memory read one slot ahead) when the head is read, else the incoming
-    tag when the queue is (or becomes) empty of others."""
+    tag when the queue is (or becomes) empty of others.
 
-    def __init__(self, width: int, tag_width: int, depth: int):
+    ``head_word``: the word is kept so too (``r_data`` from a register loaded like the tag's,
+    the memory read one slot ahead instead of at the head), so whatever the head's word feeds
+    starts at flip-flops; the same ports and timing."""
+
+    def __init__(self, width: int, tag_width: int, depth: int, head_word: bool = False):
         assert depth >= 1
-        self.depth = depth
+        self.depth, self.head_word = depth, head_word
         super().__init__({"w_en": In(1), "w_data": In(width), "w_tag": In(tag_width), "w_rdy": Out(1),
                           "r_en": In(1), "r_data": Out(width), "r_tag": Out(tag_width), "r_rdy": Out(1)})
 
@@ -91,8 +95,15 @@ class HeadFifo(wiring.Component):
             self.w_rdy.eq(level != d), self.r_rdy.eq(nonempty), self.r_tag.eq(head_tag),
             w_words.addr.eq(produce), w_words.data.eq(self.w_data), w_words.en.eq(do_write),
             w_tags.addr.eq(produce), w_tags.data.eq(self.w_tag), w_tags.en.eq(do_write),
-            r_words.addr.eq(consume), self.r_data.eq(r_words.data), r_tags.addr.eq(after),
+            r_words.addr.eq(after if self.head_word else consume), r_tags.addr.eq(after),
         ]
+        heads = [(head_tag, r_tags.data, self.w_tag)]
+        if self.head_word:
+            head_word = Signal.like(self.w_data, name="head_word")
+            heads.append((head_word, r_words.data, self.w_data))
+            m.d.comb += self.r_data.eq(head_word)
+        else:
+            m.d.comb += self.r_data.eq(r_words.data)
         with m.If(do_write):
             m.d.sync += produce.eq(incr(produce))
         with m.If(do_read):
@@ -103,10 +114,11 @@ class HeadFifo(wiring.Component):
             m.d.sync += [level.eq(level - 1), nonempty.eq(level != 1)]
         # The next head: after a read, the entry behind it (stored if level >= 2, else the one
         # written now); without a read, the same head, or the one written now into an empty queue.
-        with m.If(do_read):
-            m.d.sync += head_tag.eq(Mux(level >= 2, r_tags.data, self.w_tag))
-        with m.Elif(~nonempty):
-            m.d.sync += head_tag.eq(self.w_tag)
+        for reg, stored, incoming in heads:
+            with m.If(do_read):
+                m.d.sync += reg.eq(Mux(level >= 2, stored, incoming))
+            with m.Elif(~nonempty):
+                m.d.sync += reg.eq(incoming)
         return m
 
 

@@ -207,18 +207,20 @@ def test_lint_clean(tmp_path):
         lint(write_verilog(Controller(cfg), f"controller_{cfg.name}", tmp_path))
 
 
+@pytest.mark.parametrize("head_word", [False, True], ids=["word_read", "head_word"])
 @pytest.mark.parametrize("depth", [1, 2, 3, 5])
-def test_head_fifo_against_a_queue(depth):
-    """hw.fetch.HeadFifo (the fetch buffer with ``fetch_head_reg``) behaves as a SyncFIFO with
-    the tag beside the word: random writes and reads, checked cycle by cycle against a Python
-    queue (``r_rdy``, ``w_rdy``, the head's word and its registered tag)."""
+def test_head_fifo_against_a_queue(depth, head_word):
+    """hw.fetch.HeadFifo (the fetch buffer with ``fetch_head_reg``; the unit queues, with
+    ``head_word`` under ``queue_head_reg``) behaves as a SyncFIFO with the tag beside the word:
+    random writes and reads, checked cycle by cycle against a Python queue (``r_rdy``,
+    ``w_rdy``, the head's word and its registered tag)."""
     from collections import deque
 
     from amaranth.sim import Simulator
 
     from shiftflow.hw.fetch import HeadFifo
 
-    dut = HeadFifo(8, 3, depth)
+    dut = HeadFifo(8, 3, depth, head_word=head_word)
     rng = random.Random(depth)
     model: deque = deque()
     seen = {"reads": 0}
