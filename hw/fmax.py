@@ -29,8 +29,8 @@ _CRIT_SPLIT = re.compile(r"([0-9.]+) ns logic, ([0-9.]+) ns routing")
 
 #: nextpnr-ecp5 options of :func:`fmax_ecp5` besides device, package, seed and ``--freq``
 #: (the reasons are in its docstring).
-FMAX_NEXTPNR_OPTIONS = ("--placer", "heap", "--router", "router2", "--threads", "1",
-                        "--timing-allow-fail", "--lpf-allow-unconstrained")
+FMAX_NEXTPNR_OPTIONS = ("--placer", "heap", "--placer-heap-timingweight", "40", "--router", "router2",
+                        "--threads", "1", "--timing-allow-fail", "--lpf-allow-unconstrained")
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,10 @@ def fmax_ecp5(component: wiring.Component, name: str, *, device: str = "--25k",
       from a random placement, far slower at this size. HeAP ends with a zero-temperature SA
       refinement that runs until a pass brings no wirelength gain; on ``tiny`` that is
       most of placement (85F: HeAP 56-104 s, refinement 117-201 s, depending on the load).
+    - ``--placer-heap-timingweight 40`` (default 10): how strongly HeAP pulls the nets of
+      critical paths together. ``tiny``'s whole accelerator (one netlist, 3a4cdce, 85F), seeds
+      1-4: 60.72 / 55.47 / 56.19 / 56.57 MHz at 10, 60.30 / 62.15 / 61.85 / 59.75 at 40; seed
+      3 alone: 59.46 at 100; the ``static`` placer 56.97 (docs/hardware.md, "Placement").
     - ``--threads 1``: the machine is shared; one core is the budget.
     - ``--timing-allow-fail``, ``--lpf-allow-unconstrained``: the harness's two pins are left
       unconstrained and a missed target is a result, not an error.
