@@ -66,8 +66,9 @@ class AcceleratorConfig:
     #: timing only, no cycle: each unit queue (hw/control.py, ``HeadFifo(head_word=True)``)
     #: keeps its head's whole word in a register, loaded a cycle ahead like its tag, so what
     #: the word feeds (the units' decoders, the compute unit's product multipliers) starts at
-    #: flip-flops, not at a LUT-RAM read — on for tiny's ECP5 Fmax, off for zu3eg (a
-    #: register and a multiplexer a word bit)
+    #: flip-flops, not at a LUT-RAM read — off on both targets: on tiny the word register's
+    #: load (the issue decision, from the units' ``done`` through the tokens) became the
+    #: slowest path of 3 seeds of 3 (docs/microarchitecture.md, "Timing closure")
     queue_head_reg: bool = False
     #: cycles (0 or 1) of the controller's dispatch stage: with 1 a dispatched word waits a
     #: cycle in a register beside its queue, so a queue's head is visible two cycles after its
@@ -308,7 +309,7 @@ def _field_problems(cfg: AcceleratorConfig) -> list[str]:
 TINY = AcceleratorConfig(
     name="tiny", tm=4, tn=4, clock_mhz=100.0, line_buffer_bytes=16 * 1024, weight_bank_bytes=8 * 1024,
     output_buffer_bytes=4 * 1024, param_entries=256, dram_bytes_per_cycle=8, dram_latency=16, ppu_lanes=8,
-    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True, queue_head_reg=True,
+    pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True,
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
     obuf_write_reg=True, nms_write_reg=True, vec_shift_luts=True,
