@@ -130,10 +130,21 @@ def _assign(m, view, values: dict) -> None:
             m.d.comb += getattr(view, name).eq(value)
 
 
-def _ring_products(prefix: str, geom, dh, sh) -> dict:
+def shift_add(factor, x):
+    """``factor * x`` as a sum of ``x`` shifted by each set bit of ``factor`` (a narrow
+    field): adders in the fabric, not a multiplier block."""
+    terms = [Mux(factor[i], x << i, 0) for i in range(len(factor))]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def _ring_products(prefix: str, geom, dh, sh, small_luts: bool) -> dict:
     ring = geom.ring
-    return {f"{prefix}_first": geom.slot_first * ring.slot_words, f"{prefix}_dra_y": dh * ring.slot_words,
-            f"{prefix}_dra_r": sh * ring.slot_words, f"{prefix}_ss": ring.slots * ring.slot_words}
+    times = shift_add if small_luts else (lambda f, x: f * x)
+    return {f"{prefix}_first": geom.slot_first * ring.slot_words, f"{prefix}_dra_y": times(dh, ring.slot_words),
+            f"{prefix}_dra_r": times(sh, ring.slot_words), f"{prefix}_ss": ring.slots * ring.slot_words}
 
 
 #: The products :func:`decode_job` picks by the opcode (a CONV's or a VEC's, ``conv_*`` / ``vec_*``).
@@ -147,6 +158,7 @@ def job_products(cfg: AcceleratorConfig, instr) -> dict:
     a multiplier: :func:`decode_job` picks after the register."""
     c, v = instr.body.conv, instr.body.vec
     lg_tn = (cfg.tn - 1).bit_length()
+    small = cfg.decode_shift_add  # the row steps' factors, dh and sh: 3 and 2 bits
     out = {}
     for body, name in ((c, "conv"), (v, "vec")):
         taps = body.win.kh * body.win.kw
@@ -154,8 +166,8 @@ def job_products(cfg: AcceleratorConfig, instr) -> dict:
     vec_sh = Mux(v.op == VecOp.RESIZE, 1, v.win.sh)
     out.update({"conv_chans_taps": c.inp.chans * out["conv_taps"], "conv_d_prow": c.tile.obuf_cols * (cfg.tm // cfg.tn),
                 "vec_d_prow": v.tile.obuf_cols * v.tile.obuf_blk,
-                **_ring_products("conv_a", c.inp, c.win.dh, c.win.sh), **_ring_products("vec_a", v.inp, v.win.dh, vec_sh),
-                **_ring_products("b", v.inp_b, v.win.dh, vec_sh)})
+                **_ring_products("conv_a", c.inp, c.win.dh, c.win.sh, small),
+                **_ring_products("vec_a", v.inp, v.win.dh, vec_sh, small), **_ring_products("b", v.inp_b, v.win.dh, vec_sh, small)})
     return out
 
 

@@ -235,7 +235,23 @@ class NmsSpatial(wiring.Component):
             fwd, last, last_p = Signal(), Signal(self.cell), Signal()
             raddr = Mux(accept, 0, nxt[name][1])
             with m.If(accept | advance):
-                m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last.eq(best), last_p.eq(p)]
+                m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last_p.eq(p)]
+            wins = Signal()
+            if self.core.write_reg:
+                # The position before's best kept as its two candidates and its verdict, the
+                # select made a cycle later (timing: ``last <= best`` put the verdict on all of
+                # ``last``'s enables -- yosys folds the kept value into them -- 19.31 ns on
+                # f69e106's third seed); the next cell is compared with both candidates.
+                l_cell, l_run = Signal(self.cell, name=f"lcell_{name}{lane}"), Signal(self.cell, name=f"lrun_{name}{lane}")
+                l_wins = Signal(name=f"lwins_{name}{lane}")
+                with m.If(accept | advance):
+                    m.d.sync += [l_cell.eq(cell), l_run.eq(running), l_wins.eq(wins)]
+                m.d.comb += last.eq(Mux(l_wins, l_cell, l_run))
+                beats_last = Mux(l_wins, self._better(cell, l_cell), self._better(cell, l_run))
+            else:
+                with m.If(accept | advance):
+                    m.d.sync += last.eq(best)
+                beats_last = self._better(cell, last)
             # The write this position makes (``wen``: one bit a half), and what the memory
             # holds once it has landed: with ``write_reg`` it lands a cycle later, from a
             # register (timing: the verdict below reached every LUT-RAM cell's write enable,
@@ -265,8 +281,7 @@ class NmsSpatial(wiring.Component):
             from_mem = Mux(p, self._better(cell, rd.data[1]), self._better(cell, rd.data[0]))
             if self.core.write_reg:
                 from_mem = Mux(Mux(p, pend[1], pend[0]), self._better(cell, held), from_mem)
-            wins = Signal()
-            m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, self._better(cell, last), from_mem)))
+            m.d.comb += wins.eq(Mux(fresh, cell.valid, Mux(fwd, beats_last, from_mem)))
             # The memory is written only when the cell becomes the best (or starts the tile):
             # otherwise it already holds ``running`` (its own word, or ``last``, written at the
             # same address and parity by the position before). A word whose valid is 0 is

@@ -133,11 +133,16 @@ class NmsPyramid(wiring.Component):
         b_t = [Signal(bound, name=f"slot_of_t{lane}") for lane in range(lanes)]
         hits = Signal(lanes)
         scan_live = Signal()  # the banks' words of a group land this cycle
+        scan_next = Signal()  # the next cycle's group is a scan's (SCAN_FIRST and SCAN)
+        matches = self._matches_ahead(m, n, g, scan_next, bounds) if core.scan_ahead else None
         m.d.sync += t_ok.eq(0)
         with m.If(scan_live):
             for lane in range(lanes):
                 t = scan_data[lane]
-                match = [bz.valid & (bz.partner == t.channel) for bz in bounds]
+                if matches is None:
+                    match = [bz.valid & (bz.partner == t.channel) for bz in bounds]
+                else:
+                    match = list(matches[lane])
                 m.d.sync += [t_reg[lane].eq(t), t_ok[lane].eq((g - 1) * lanes + lane < n),
                              rho_t[lane].eq(_or([Mux(hz, bz.rho_b, 0) for hz, bz in zip(match, bounds)])),
                              b_t[lane].eq(_or([Mux(hz, bz.as_value(), 0) for hz, bz in zip(match, bounds)]))]
@@ -206,10 +211,11 @@ class NmsPyramid(wiring.Component):
                 with m.Else():
                     m.next = "SLOT"
             with m.State("SCAN_FIRST"):  # group 0's read lands next cycle
+                m.d.comb += scan_next.eq(1)
                 m.d.sync += g.eq(1)
                 m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += scan_live.eq(1)
+                m.d.comb += [scan_live.eq(1), scan_next.eq(1)]
                 m.d.sync += g.eq(g + 1)
                 with m.If(g == (n + lanes - 1) // lanes):
                     m.next = "SCAN_END"
@@ -238,6 +244,28 @@ class NmsPyramid(wiring.Component):
                 m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
+
+    def _matches_ahead(self, m, n, g, scan_next, bounds):
+        """``scan_ahead``: per lane, which slots hold the channel of the entry whose word lands
+        next cycle, in a register — from a copy of the banks' channels read a cycle ahead of
+        the words (address ``g + 1`` while scanning, group 0 before: the last BOUNDS cycle,
+        when the bounds' partners are final at the cycle's end). Timing: the word's channel
+        compared with every slot's partner, the one-hot select of ~100 bound bits and its
+        register were one cycle (16 ns in tiny's whole design on f69e106); now two."""
+        core, lanes = self.core, self.core.lanes
+        depth = -(-core.survivors // lanes)
+        matches = []
+        for b in range(lanes):
+            mem = Memory(shape=self.entry["channel"].shape, depth=depth, init=[])
+            m.submodules[f"chan{b}"] = mem
+            w, r = mem.write_port(), mem.read_port()
+            m.d.comb += [w.addr.eq(n // lanes), w.data.eq(self.i.payload.channel),
+                         w.en.eq(self.i.valid & self.i.ready & (n % lanes == b)),
+                         r.addr.eq(Mux(scan_next, g + 1, 0))]
+            match = Signal(len(bounds), name=f"match_ahead{b}")
+            m.d.sync += match.eq(Cat(bz.valid & (bz.partner == r.data) for bz in bounds))
+            matches.append(match)
+        return matches
 
 
 def _or(values: list):

@@ -85,6 +85,11 @@ class AcceleratorConfig:
     #: multiplier block's input → output path was among the whole design's slowest), off for
     #: zu3eg (its DSP48E2s take them; the shifters would cost LUTs)
     vec_shift_luts: bool = False
+    #: timing only, no cycle: the compute decoder's row steps (``dh`` and ``sh`` times a ring
+    #: slot's words, hw/job.py) as shifted adds in the fabric, not multiplier blocks, whose
+    #: paths from the compute queue's LUT-RAM word were tiny's slowest — on for tiny, off for
+    #: zu3eg (its DSP48E2s take them; six adders of ~20 bits)
+    decode_shift_add: bool = False
     #: timing only, no cycle: the SPCONV index walker (hw/spconv_walk.py) makes its steps into
     #: a one-step spare register when its output is held, so the sequencer's ``ready`` reaches
     #: only the output registers, not the walker's state — on for tiny, off for zu3eg (its
@@ -114,9 +119,16 @@ class AcceleratorConfig:
     #: timing only, no cycle: the NMS spatial stage's tile-best memories (hw/nms.py) are
     #: written from a register a cycle after the compare that decides the write, the write in
     #: flight forwarded into the next read, so the compare's verdict reaches a register, not
-    #: every LUT-RAM cell's write enable — on for tiny, off for zu3eg (a key compare more a
-    #: grid: ~60 LUTs)
+    #: every LUT-RAM cell's write enable; likewise the position before's best is kept as its
+    #: two candidates and the verdict, selected a cycle later — on for tiny, off for zu3eg (two
+    #: key compares more a grid: ~120 LUTs)
     nms_write_reg: bool = False
+    #: timing only, no cycle: the NMS pyramid stage (hw/nms_pyramid.py) keeps a copy of its
+    #: survivors' channels, read a cycle ahead of their words, and registers which partner
+    #: slot each matches, so a word's channel is not compared and its slot's bounds selected
+    #: in one cycle — on for tiny, off for zu3eg (a copy of the channels: ``nms_survivors`` ×
+    #: 5 bits)
+    nms_scan_ahead: bool = False
     #: entries of the partial-sum buffer, each ``ppu_lanes`` accumulators: the most result
     #: chunks one CONV tile may have when its reduction is split over several CONVs (docs/isa.md
     #: "Partial sums")
@@ -312,7 +324,8 @@ TINY = AcceleratorConfig(
     pe_latency=11, queue_depth=4, psum_entries=64, ppu_early_shift=True, fetch_head_reg=True,
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
-    obuf_write_reg=True, nms_write_reg=True, vec_shift_luts=True,
+    obuf_write_reg=True, nms_write_reg=True, nms_scan_ahead=True, vec_shift_luts=True,
+    decode_shift_add=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

@@ -92,8 +92,11 @@ class NmsCore:
     max_channels: int = 32
     partners: int = 8
     code_bits: int = 32
-    #: the spatial stage writes its tile-best memories from a register (``nms_write_reg``)
+    #: the spatial stage's verdicts registered: tile-best memories written from a register, the
+    #: position before's best kept as its candidates and verdict (``nms_write_reg``)
     write_reg: bool = False
+    #: the pyramid stage reads its entries' channels a cycle ahead of their words (``nms_scan_ahead``)
+    scan_ahead: bool = False
 
     @staticmethod
     def for_config(cfg: AcceleratorConfig) -> NmsCore:
@@ -112,7 +115,8 @@ def core_of(cfg: AcceleratorConfig) -> NmsCore | None:
     return NmsCore(lanes=cfg.nms_lanes, max_width=cfg.nms_max_width, max_kernel=cfg.nms_max_kernel,
                    survivors=cfg.nms_survivors, patches=cfg.nms_patches, key_bits=cfg.nms_key_bits,
                    index_bits=cfg.nms_index_bits, max_channels=cfg.nms_max_channels, partners=cfg.nms_partners,
-                   code_bits=cfg.acc_bits, write_reg=cfg.nms_write_reg)
+                   code_bits=cfg.acc_bits, write_reg=cfg.nms_write_reg,
+                   scan_ahead=cfg.nms_scan_ahead)
 
 
 @dataclass(frozen=True)

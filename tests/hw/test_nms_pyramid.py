@@ -4,6 +4,7 @@
 the same survivors kept, in order, in exactly ``ir.nms.pyramid_cycles`` (output always
 ready); with a stalling output the same survivors."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -27,6 +28,9 @@ from tests.hw.streams import simulate
 from tests.sim.test_nms_core import run_scene, scenes
 
 CORE = NmsCore(lanes=3, survivors=64, max_channels=8, partners=5)
+#: the same core reading its entries' channels a cycle ahead (``nms_scan_ahead``)
+CORE_AHEAD = dataclasses.replace(CORE, scan_ahead=True)
+BOTH = pytest.mark.parametrize("core", [CORE, CORE_AHEAD], ids=["plain", "scan_ahead"])
 
 
 async def load_slots(ctx, dut, slots) -> None:
@@ -39,10 +43,10 @@ async def load_slots(ctx, dut, slots) -> None:
     ctx.set(dut.slot_we, 0)
 
 
-def run(slots, entries, stall=0.0, seed=0):
+def run(slots, entries, stall=0.0, seed=0, core=CORE):
     """Load the slot table and the survivors, run; the kept buffer addresses and the cycles
     from ``start`` to ``done``."""
-    dut = NmsPyramid(CORE)
+    dut = NmsPyramid(core)
     rng = random.Random(seed)
     out = {}
 
@@ -83,20 +87,22 @@ def case(sc):
     return slots, res.spatial, np.flatnonzero(~_pyramid(params, res.spatial)).tolist()
 
 
+@BOTH
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenes())
-def test_kept_survivors_and_cycles_equal_the_model(sc):
+def test_kept_survivors_and_cycles_equal_the_model(core, sc):
     slots, spatial, want = case(sc)
-    kept, cycles = run(slots, spatial)
+    kept, cycles = run(slots, spatial, core=core)
     assert kept == want
     assert cycles == pyramid_cycles(len(spatial), CORE)
 
 
+@BOTH
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenes())
-def test_a_stalling_output_keeps_the_same_survivors(sc):
+def test_a_stalling_output_keeps_the_same_survivors(core, sc):
     slots, spatial, want = case(sc)
-    assert run(slots, spatial, stall=0.4, seed=len(spatial))[0] == want
+    assert run(slots, spatial, stall=0.4, seed=len(spatial), core=core)[0] == want
 
 
 @st.composite
@@ -121,12 +127,13 @@ def crowds(draw):
     return params, sv
 
 
+@BOTH
 @settings(max_examples=25, deadline=None)
 @given(crowds())
-def test_crowded_survivors_equal_the_model(crowd):
+def test_crowded_survivors_equal_the_model(core, crowd):
     params, sv = crowd
     want = np.flatnonzero(~_pyramid(params, sv)).tolist()
-    kept, cycles = run(slot_table(params, CORE), sv)
+    kept, cycles = run(slot_table(params, CORE), sv, core=core)
     assert kept == want
     assert cycles == pyramid_cycles(len(sv), CORE)
 
