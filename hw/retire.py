@@ -355,9 +355,7 @@ class Retire(wiring.Component):
             m.d.sync += [rdata.eq(_or([Mux(bank[b], rdb[b], 0) for b in range(nw)])),
                          use.eq(_or([bank[b] & m1n[b] for b in range(nw)])),
                          fwd.eq(_or([Mux(writer[v], Cat(*results[v]), 0) for v in range(nw)]))]
-            old = Signal(OUT_BITS * tn, name=f"partial{w}")
-            m.d.comb += old.eq(Mux(use, fwd, rdata))
-            olds.append(old)
+            olds.append((use, fwd, rdata))
         for w in range(nw):
             m.d.comb += Cat(*results[w]).eq(Cat(*self._pool(m, w, values, s3.words, olds[w])))
         return results
@@ -423,22 +421,40 @@ class Retire(wiring.Component):
         in the same window, and the window's partial maximum unless first. All candidates
         are compared pairwise at once (one comparator deep, not a chain of maxima); a
         candidate at least as large as every other one present is taken (several are taken
-        only when equal, so OR-ing them gives that value)."""
+        only when equal, so OR-ing them gives that value).
+
+        ``old``, the partial maximum: a value, or ``(use, a, b)`` for ``Mux(use, a, b)``, whose
+        comparisons are then made with ``a`` and with ``b`` and the verdicts selected by
+        ``use`` (timing: no multiplexer in front of the comparators inside ``pool_loop_reg``'s
+        loop, the retire stage's slowest path)."""
         tn, nw, bpp = self.tn, self.words, self.bpp
         p, kb = w // bpp, w % bpp
         ww = words[w]
         res = []
+
+        def ge(v, u):  # v >= u, either side possibly a (use, a, b) choice
+            for side, pick in ((v, lambda c: ge(c, u)), (u, lambda c: ge(v, c))):
+                if isinstance(side, tuple):
+                    use, a, b = side
+                    return Mux(use, pick(a), pick(b))
+            return v >= u
+
         for lane in range(tn):
             cands = [(values[w * tn + lane], 1)]
             cands += [(values[(t * bpp + kb) * tn + lane], ww.merge[t]) for t in range(p + 1, self.npc)]
-            cands.append((old.word_select(lane, OUT_BITS).as_signed(), ~ww.first))
+            if isinstance(old, tuple):
+                use, a, b = old
+                cands.append(((use, a.word_select(lane, OUT_BITS).as_signed(), b.word_select(lane, OUT_BITS).as_signed()),
+                              ~ww.first))
+            else:
+                cands.append((old.word_select(lane, OUT_BITS).as_signed(), ~ww.first))
             taken = []
             for i, (v, present) in enumerate(cands):
                 wins = present
                 for k, (u, there) in enumerate(cands):
                     if k != i:
-                        wins = wins & (~there | (v >= u))
-                taken.append(Mux(wins, v, 0))
+                        wins = wins & (~there | ge(v, u))
+                taken.append(Mux(wins, Mux(v[0], v[1], v[2]) if isinstance(v, tuple) else v, 0))
             r = Signal(signed(OUT_BITS), name=f"res{w}_{lane}")
             m.d.comb += r.eq(_or(taken))
             res.append(r)
