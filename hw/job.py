@@ -90,7 +90,22 @@ def job_layout(cfg: AcceleratorConfig, addr_bits: int, wrow_bits: int) -> data.S
         # Cycles from the start to the first group's drain in the cycle model
         # (``ir.timeline.chain_window``'s lead; a chaining unit holds its start by it).
         "lead": unsigned(LEAD_BITS),
+        # ``cfg.seq_lane_bounds``: operand a's column bounds less each lane's column offset
+        # (``lane * lsw``), so the sequencer compares its column with them directly.
+        **({"lane_col": data.ArrayLayout(data.StructLayout({"lo": LANE_BOUND, "hi": LANE_BOUND}), cfg.tn)}
+           if cfg.seq_lane_bounds else {}),
     })
+
+
+#: A lane's column bound: a column bound (``signed(OFF_BITS + 1)``) less at most
+#: ``(tn - 1) * 3`` (a 2-bit stride), far less than ``2**OFF_BITS``.
+LANE_BOUND = signed(OFF_BITS + 2)
+
+
+def lane_offset(lane: int, lsw):
+    """``lane * lsw`` for the 2-bit ``lsw``, by a table of constants (a product here became
+    a multiplier block on ECP5)."""
+    return Array(lane * s for s in range(1 << len(lsw)))[lsw]
 
 
 #: Bits of ``lead``: start cycles and a group's steps at the fields' largest values (a dense
@@ -245,3 +260,7 @@ def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:
         "drain": drain,
         "planes_m1": planes_m1, "plane_words": c.plane_words, "slots": slots, "lead": lead,
     })
+    if cfg.seq_lane_bounds:  # from the bounds and stride as the job holds them
+        for lane in range(tn):
+            off = lane_offset(lane, job.lsw)
+            m.d.comb += [job.lane_col[lane].lo.eq(job.a.col_lo - off), job.lane_col[lane].hi.eq(job.a.col_hi - off)]

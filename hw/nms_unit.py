@@ -114,7 +114,10 @@ class NmsBack(wiring.Component):
         # The spatial stage's output is always taken while its blocks run (the pyramid is
         # idle then and its buffer has room while ``room``), so its ready is the state
         # register's (timing: the ready gates the spatial stage's ``advance``).
-        spatial_phase = Signal()
+        # (A register of its own, cleared and set with the state's moves out of and into
+        # SPATIAL: timing, the FSM's state decode reached every enable of the spatial stage
+        # through ``advance``, 17.17 ns, 15.7 of it routing, on 7e65929's third seed.)
+        spatial_phase = Signal(init=1)
         m.d.comb += [py.i.payload.eq(entry), py.i.valid.eq(sp.o.valid & room),
                      sp.o.ready.eq(spatial_phase),
                      ew.addr.eq(n), ew.data.eq(entry), ew.en.eq(sp.o.valid & py.i.ready & room)]
@@ -133,7 +136,7 @@ class NmsBack(wiring.Component):
 
         with m.FSM(name="nms_back") as fsm:
             with m.State("SPATIAL"), m.If(self.finish):
-                m.d.sync += [kept.eq(0), py_done.eq(0)]
+                m.d.sync += [kept.eq(0), py_done.eq(0), spatial_phase.eq(0)]
                 with m.If(self.bad):
                     m.d.sync += flags.eq(FLAG_BAD_PATCH)
                     m.next = "HEADER"
@@ -169,9 +172,9 @@ class NmsBack(wiring.Component):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), py.clear.eq(1)]
-                m.d.sync += n.eq(0)
+                m.d.sync += [n.eq(0), spatial_phase.eq(1)]
                 m.next = "SPATIAL"
-        m.d.comb += [self.busy.eq(~fsm.ongoing("SPATIAL") | sp.busy), spatial_phase.eq(fsm.ongoing("SPATIAL"))]
+        m.d.comb += self.busy.eq(~spatial_phase | sp.busy)
         return m
 
 

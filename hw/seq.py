@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.isa import InGeom, Post, Tile, VecOp, Window
 from .buffers import OBUF_ADDR_BITS
 from .arith import csa_sum
-from .job import OFF_BITS, STEP_BITS, Kind
+from .job import OFF_BITS, STEP_BITS, Kind, lane_offset
 from .spconv_walk import Step
 
 #: Output position of a group, for pooling and output-buffer addresses.
@@ -166,10 +166,13 @@ class Sequencer(wiring.Component):
         row_ok = [(ro >= op.row_lo) & (ro < op.row_hi) for op in ops]
         col_ok = []
         for lane in range(tn):
+            if "lane_col" in j.shape().members:
+                # The job's bounds less the lane's offset (``seq_lane_bounds``; timing: no adder
+                # between ``co`` and the compares, the sequencer's slowest path alone).
+                col_ok.append((co >= j.lane_col[lane].lo) & (co < j.lane_col[lane].hi))
+                continue
             c = Signal(OFF_BITS + 2, name=f"col{lane}")
-            # lane * lsw by a 4-entry table of constants: a product here became a multiplier
-            # block on ECP5, the head of tiny's critical path.
-            m.d.comb += c.eq(co + Array(lane * s for s in range(1 << len(j.lsw)))[j.lsw])
+            m.d.comb += c.eq(co + lane_offset(lane, j.lsw))
             col_ok.append((c >= j.a.col_lo) & (c < j.a.col_hi))
         b_tap = row_ok[1] & (co >= j.b.col_lo) & (co < j.b.col_hi)
         cleft = Signal(signed(cbase.shape().width + 1))

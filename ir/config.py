@@ -90,6 +90,11 @@ class AcceleratorConfig:
     #: paths from the compute queue's LUT-RAM word were tiny's slowest — on for tiny, off for
     #: zu3eg (its DSP48E2s take them; six adders of ~20 bits)
     decode_shift_add: bool = False
+    #: timing only, no cycle: the decoded job carries operand a's column bounds less each
+    #: lane's column offset, so the sequencer's lane mask compares its column register with
+    #: them, with no adder in front (hw/seq.py; the sequencer's slowest path alone) — on for
+    #: tiny, off for zu3eg (two bounds a lane in the job register: ~32 subtractors at tn 16)
+    seq_lane_bounds: bool = False
     #: timing only, no cycle: the SPCONV index walker (hw/spconv_walk.py) makes its steps into
     #: a one-step spare register when its output is held, so the sequencer's ``ready`` reaches
     #: only the output registers, not the walker's state — on for tiny, off for zu3eg (its
@@ -325,7 +330,7 @@ TINY = AcceleratorConfig(
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
     obuf_write_reg=True, nms_write_reg=True, nms_scan_ahead=True, vec_shift_luts=True,
-    decode_shift_add=True,
+    decode_shift_add=True, seq_lane_bounds=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.
