@@ -14,7 +14,7 @@ The beats of one output word (its taps; ``first`` … ``last``) are reduced: sum
 single tap for the others) or max (MAXPOOL). Timing is the MAC array's, so both feed the
 retire stage alike: ``LATENCY`` = 3 cycles from the last beat to the word on ``o`` (valid one
 cycle; the payload holds until the next word). Stage 1 extends and shifts (a multiply by
-``2**shift`` in a DSP), stage 2 combines the operands, stage 3 reduces over taps.
+``2**shift`` in a DSP, or a shifter with ``shift_luts``), stage 2 combines the operands, stage 3 reduces over taps.
 
 ``shift_luts``: the shifts as shifters in the fabric (a few LUT levels from the operand and
 shift registers), not multiplier blocks: on ECP5 a multiplier block's delay and its fixed site
