@@ -214,7 +214,7 @@ def _compute_part(name: str):
                                                       shift_luts=cfg.vec_shift_luts),
                 "Retire": lambda: hw["retire"].Retire(cfg, unit.job_shape),
                 "Sequencer": lambda: hw["seq"].Sequencer(cfg.tn, unit.lb.copies, unit.lb.addr_bits, unit.wb.row_bits,
-                                                         unit.job_shape, seq_staged),
+                                                         unit.job_shape, seq_staged, cfg.seq_idle_hold),
                 "SpconvWalk": lambda: hw["spconv_walk"].SpconvWalk(cfg)}[name]()
     return make
 

@@ -153,7 +153,8 @@ class ComputeUnit(wiring.Component):
         # The first extra stage beyond the block-RAM output and router registers goes inside
         # the sequencer, between its address sums' terms and their offsets.
         seq_staged = cfg.pe_latency - BASE_LATENCY >= 3
-        m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape, seq_staged)
+        m.submodules.seq = seq = Sequencer(tn, lb.copies, lb.addr_bits, wb.row_bits, self.job_shape, seq_staged,
+                                                  cfg.seq_idle_hold)
         m.submodules.mac = mac = MACArray(tm, tn, cfg.acc_bits, packed=not cfg.split_products)
         # With a beat register stage (``extra >= 2``, below) the vector ALU's own operand register
         # takes its place: the multipliers' inputs from flip-flops, the same cycles.

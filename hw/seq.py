@@ -79,8 +79,9 @@ class Sequencer(wiring.Component):
     the descriptor of the slot before, from a register that cuts the line-buffer address sums
     in two: the state's terms summed in front of it, the copy and wrap offsets after)."""
 
-    def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape, staged: bool = False):
-        self.tn, self.copies, self.addr_bits, self.staged = tn, copies, addr_bits, staged
+    def __init__(self, tn: int, copies: int, addr_bits: int, wrow_bits: int, job_shape, staged: bool = False,
+                 idle_hold: bool = True):
+        self.tn, self.copies, self.addr_bits, self.staged, self.idle_hold = tn, copies, addr_bits, staged, idle_hold
         super().__init__({"start": In(1), "job": In(job_shape), "ones": In(Ones),
                           "desc": Out(desc_layout(tn, copies, addr_bits, wrow_bits)),
                           # SPCONV: the index walker's steps (hw/spconv_walk.py); ``sp_flush``
@@ -269,7 +270,7 @@ class Sequencer(wiring.Component):
         # on 9804e9b, ``go`` -> ``bofa``'s enable, 18.47 ns, 16.52 of it routing). A start
         # never finds the sequencer active (the compute unit takes an instruction when the
         # last one is done or, chaining, when its final group has reached retire).
-        with m.If(~active):
+        def hold_start_values():
             m.d.sync += phase.eq(0)
             if self.copies == 1:
                 m.d.sync += bphase.eq(0)
@@ -278,7 +279,15 @@ class Sequencer(wiring.Component):
                 m.d.sync += sig.eq(0)
             m.d.sync += [lf[name].eq(getattr(self.ones, name)) for name in LOOP_FLAGS]
             m.d.sync += xyb_last.eq(self.ones.x & self.ones.y & self.ones.bi)
+
+        # (``idle_hold`` off, zu3eg: the start loads them, in the start's branch; holding them
+        # while idle cost zu3eg's sequencer 364 LUTs and a ninth LUT level, its depth goal 8.)
+        if self.idle_hold:
+            with m.If(~active):
+                hold_start_values()
         with m.If(self.start):
+            if not self.idle_hold:
+                hold_start_values()
             m.d.sync += [active.eq(1), fresh.eq(1), sparse.eq(self.sp_start)]
             with m.If(self.sp_start):
                 m.d.comb += take.eq(1)

@@ -95,6 +95,11 @@ class AcceleratorConfig:
     #: them, with no adder in front (hw/seq.py; the sequencer's slowest path alone) — on for
     #: tiny, off for zu3eg (two bounds a lane in the job register: ~32 subtractors at tn 16)
     seq_lane_bounds: bool = False
+    #: timing only, no cycle: the sequencer (hw/seq.py) holds its state at a start's values
+    #: while idle, so a start enables only a few registers (the start was the whole state's
+    #: enable, tiny's slowest path on 9804e9b) — on for tiny, off for zu3eg, where it cost
+    #: the sequencer 364 LUTs and a ninth LUT level (its depth goal is 8)
+    seq_idle_hold: bool = False
     #: timing only, no cycle: the SPCONV index walker (hw/spconv_walk.py) makes its steps into
     #: a one-step spare register when its output is held, so the sequencer's ``ready`` reaches
     #: only the output registers, not the walker's state — on for tiny, off for zu3eg (its
@@ -330,7 +335,7 @@ TINY = AcceleratorConfig(
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
     obuf_write_reg=True, nms_write_reg=True, nms_scan_ahead=True, vec_shift_luts=True,
-    decode_shift_add=True, seq_lane_bounds=True,
+    decode_shift_add=True, seq_lane_bounds=True, seq_idle_hold=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

@@ -113,10 +113,10 @@ def test_fused_pool(model, dataflow, pool, tmp_path):
 #: drain 4), pe_latency 11 (every kind of extra register stage, as zu3eg), 24-bit accumulators (as zu3eg).
 #: WIDE1: the same with one line-buffer copy (as zu3eg): depthwise reads its two channel
 #: blocks one after the other, VEC ADD its operand b after a; its pool loop, its decoder's
-#: row-step products and its lane mask as zu3eg's (``pool_loop_reg``, ``decode_shift_add``,
-#: ``seq_lane_bounds`` off).
+#: row-step products, its lane mask and its sequencer's start as zu3eg's (``pool_loop_reg``,
+#: ``decode_shift_add``, ``seq_lane_bounds``, ``seq_idle_hold`` off).
 WIDE1 = dataclasses.replace(WIDE, name="wide-1copy", lb_copies=1, pool_loop_reg=False, decode_shift_add=False,
-                            seq_lane_bounds=False)
+                            seq_lane_bounds=False, seq_idle_hold=False)
 #: ... and with pe_latency 10 (zu3eg's before it staged them): the sequencer's address sums
 #: not staged.
 WIDE1_UNSTAGED = dataclasses.replace(WIDE1, name="wide-1copy-unstaged", pe_latency=10)
