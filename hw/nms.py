@@ -53,14 +53,20 @@ class NmsSpatial(wiring.Component):
     """Spatial stage of an ``NmsCore`` (see the module docstring). Set ``height``, ``width``,
     ``kernel`` and ``shift`` (per lane; an unused lane: kernel 1) and raise ``start`` for one
     cycle while not ``busy``; send ``height · width`` words on ``i``; survivors come out on
-    ``o``; ``done`` is high for one cycle when the last has left."""
+    ``o``; ``done`` is high for one cycle when the last has left.
 
-    def __init__(self, core: NmsCore):
+    With ``grid_copy``, ``i_s`` must carry the same payload as ``i`` (from a register of its
+    own): the shifted grid compares it, the aligned grid and the delay line ``i``'s (timing:
+    one register drove all ten key compares of a lane, 11.3 ns of routing to one of them on
+    77d956e's fourth seed)."""
+
+    def __init__(self, core: NmsCore, grid_copy: bool = False):
         if core.max_width < 1 or core.max_width & (core.max_width - 1):
             raise ShiftflowError(f"NMS core max_width must be a power of two, found {core.max_width}")
         if core.lanes < 1 or core.max_kernel < 1:
             raise ShiftflowError(f"NMS core needs lanes and max_kernel >= 1, found {core.lanes}, {core.max_kernel}")
         self.core = core
+        self.grid_copy = grid_copy
         self.xbits = max(1, (core.max_width - 1).bit_length())
         self.kbits = core.max_kernel.bit_length()
         self.cell = cell_layout(core)
@@ -74,6 +80,7 @@ class NmsSpatial(wiring.Component):
             "shift": In(data.ArrayLayout(unsigned(self.kbits), core.lanes)),
             "i": In(stream.Signature(data.ArrayLayout(self.cell, core.lanes))),
             "o": Out(stream.Signature(self.survivor)),
+            **({"i_s": In(data.ArrayLayout(self.cell, core.lanes))} if grid_copy else {}),
         })
 
     def _forwarded(self, m, accept, advance, rd, waddr, raddr_next, wdata):
@@ -189,10 +196,13 @@ class NmsSpatial(wiring.Component):
             m.d.sync += [reg.eq(val) for regs, name in (((ox, tcx, oy, par), "a"), ((sox, stcx, soy, spar), "s"))
                          for reg, val in zip(regs, nxt[name])]
 
-        cell = Signal(self.cell, name=f"cell{lane}")
-        m.d.comb += cell.eq(self.i.payload[lane])
-        with m.If(drain):
-            m.d.comb += cell.valid.eq(0)
+        cells = {}
+        for name, payload in (("a", self.i.payload), ("s", self.i_s if self.grid_copy else self.i.payload)):
+            cells[name] = Signal(self.cell, name=f"cell_{name}{lane}")
+            m.d.comb += cells[name].eq(payload[lane])
+            with m.If(drain):
+                m.d.comb += cells[name].valid.eq(0)
+        cell = cells["a"]
 
         # Memories are read a position ahead, non-transparently: the only write the read can
         # miss is the current position's, to the same address; then the written value is
@@ -226,6 +236,7 @@ class NmsSpatial(wiring.Component):
                 m.d.sync += first.eq(((roff_n == 0) | row_n0) & ((off_n == 0) | col_n0))
             firsts[name] = first
         for name, col, p in (("a", tcx, par), ("s", stcx, spar)):
+            cell = cells[name]
             # One word a tile column: the half of the band accumulating (parity p), written
             # alone, and the half of the band being decided.
             mem = Memory(shape=pair, depth=wm, init=[])

@@ -49,7 +49,7 @@ class NmsBack(wiring.Component):
 
     def __init__(self, core: NmsCore):
         self.core = core
-        self.spatial, self.pyramid = NmsSpatial(core), NmsPyramid(core)
+        self.spatial, self.pyramid = NmsSpatial(core, grid_copy=core.write_reg), NmsPyramid(core)
         chan_shape = self.pyramid.entry["channel"].shape
         super().__init__({
             "slot_we": In(1), "slot_addr": In(range(core.max_channels * core.partners)),
@@ -105,6 +105,15 @@ class NmsBack(wiring.Component):
             m.d.sync += skid_d.eq(self.i.payload)
         with m.If(~main_v | sp.i.ready):
             m.d.sync += main_d.eq(Mux(skid_v, skid_d, self.i.payload))
+        if sp.grid_copy:
+            # The shifted grid's copy of main_d (NmsSpatial's ``grid_copy``). Its initial value
+            # differs so that yosys does not merge the two registers (equal D, enable and init
+            # make one flip-flop; ``keep`` on the wire does not stop it); neither is read
+            # before its first load (``main_v`` is low until then).
+            main_s = Signal.like(self.i.payload, init=[{"valid": 1, "key": -1, "index": (1 << core.index_bits) - 1}] * core.lanes)
+            with m.If(~main_v | sp.i.ready):
+                m.d.sync += main_s.eq(Mux(skid_v, skid_d, self.i.payload))
+            m.d.comb += sp.i_s.eq(main_s)
 
         abits = max(1, (core.survivors - 1).bit_length())
         entries = Memory(shape=entry_layout(core), depth=core.survivors, init=[])

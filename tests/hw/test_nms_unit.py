@@ -11,6 +11,7 @@ import random
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from shiftflow.hw.nms_unit import NmsBack
 from shiftflow.ir.nms import (
     FLAG_LIST_FULL,
@@ -26,8 +27,10 @@ from tests.hw.test_nms_pyramid import load_slots
 from tests.sim.test_nms_core import all_equal_scene, run_scene, scenes
 
 
-def core_for(lanes: int, survivors: int = 64) -> NmsCore:
-    return NmsCore(lanes=lanes, max_width=16, survivors=survivors, max_channels=8, partners=5)
+def core_for(lanes: int, survivors: int = 64, write_reg: bool = False) -> NmsCore:
+    """A small core; ``write_reg`` also gives the spatial stage's shifted grid its own input
+    register (``NmsSpatial``'s ``grid_copy``)."""
+    return NmsCore(lanes=lanes, max_width=16, survivors=survivors, max_channels=8, partners=5, write_reg=write_reg)
 
 
 def run_rtl(core: NmsCore, dram, params, patches, tn, out_addr, stall=0.0):
@@ -103,10 +106,10 @@ def check(core, dram, params, patches, tn, stall=0.0):
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
-@given(scenes())
-def test_the_list_equals_the_model(sc):
+@given(scenes(), st.booleans())
+def test_the_list_equals_the_model(sc, write_reg):
     _, dram, params, patches, _, _ = run_scene(sc, capacity=60)
-    core = core_for(sc["lanes"])
+    core = core_for(sc["lanes"], write_reg=write_reg)
     try:
         slot_table(params, core)
         params.check(core)
@@ -116,11 +119,12 @@ def test_the_list_equals_the_model(sc):
     assume(res.flags == 0)
 
 
+@pytest.mark.parametrize("write_reg", [False, True], ids=["write", "write_reg"])
 @pytest.mark.parametrize("capacity, survivors, flag", [(3, 64, FLAG_LIST_FULL), (60, 5, FLAG_SPATIAL_FULL)])
-def test_flags_and_short_lists(capacity, survivors, flag):
+def test_flags_and_short_lists(capacity, survivors, flag, write_reg):
     sc = all_equal_scene(maps="random", seed=5)
     _, dram, params, patches, _, _ = run_scene(sc, capacity=capacity)
-    res = check(core_for(sc["lanes"], survivors), dram, params, patches, sc["tn"], stall=0.3)
+    res = check(core_for(sc["lanes"], survivors, write_reg), dram, params, patches, sc["tn"], stall=0.3)
     assert res.flags == flag and res.count >= (4 if flag == FLAG_LIST_FULL else 0)
 
 
