@@ -57,7 +57,7 @@ from ..errors import ShiftflowError
 from ..ir.config import AcceleratorConfig
 from ..ir.isa import INSTR, PARAM_BYTES, Opcode
 from .buffers import ObufRead, OutputBuffer, ParamBuffer, ParamEntry, WeightBuffer
-from .job import Kind, decode_job, job_layout, job_products
+from .job import Kind, decode_job, job_layout, job_products, products_layout
 from .linebuf import LineBuffer, beat_write_layout
 from .pe import MACArray, act_operand, dsp_pairs, weight_operand
 from .ppu import PPU
@@ -122,11 +122,15 @@ def _stage(m: Module, value, name: str):
 
 class ComputeUnit(wiring.Component):
     """The compute unit for ``cfg`` (see the module docstring). The memories are attributes
-    (``lb``, ``wb``, ``pb``, ``ob``) with ``sim_load``/``sim_dump`` helpers for testbenches."""
+    (``lb``, ``wb``, ``pb``, ``ob``) with ``sim_load``/``sim_dump`` helpers for testbenches.
 
-    def __init__(self, cfg: AcceleratorConfig):
+    ``products_in``: the decoder's products (``hw.job.job_products`` of the ``instr`` payload)
+    come in on ``products``, beside the payload, from the controller's compute queue
+    (``cfg.queue_products``), instead of being formed here."""
+
+    def __init__(self, cfg: AcceleratorConfig, products_in: bool = False):
         check_config(cfg)
-        self.cfg = cfg
+        self.cfg, self.products_in = cfg, products_in
         self.lb, self.wb, self.pb, self.ob = LineBuffer(cfg), WeightBuffer(cfg), ParamBuffer(cfg), OutputBuffer(cfg)
         self.job_shape = job_layout(cfg, self.lb.addr_bits, self.wb.row_bits)
         beat = cfg.dram_bytes_per_cycle
@@ -138,6 +142,7 @@ class ComputeUnit(wiring.Component):
             "pb_w": In(stream.Signature(beat_write_layout(beat, banked=True))),
             "ob_r": In(stream.Signature(ObufRead)),
             "ob_rdata": Out(stream.Signature(unsigned(8 * beat))),
+            **({"products": In(products_layout(cfg))} if products_in else {}),
         })
 
     def elaborate(self, platform):
@@ -171,12 +176,14 @@ class ComputeUnit(wiring.Component):
         ins = Signal(INSTR)
         opcode = self.instr.payload.header.opcode
         job_next, job = Signal(self.job_shape), Signal(self.job_shape)
-        # The decoder's products, from the payload and registered beside ``ins`` (sampled every
-        # cycle too): the multipliers sit in front of a register, not between two.
+        # The decoder's products, from the payload (or, ``products_in``, from the queue beside
+        # it) and registered beside ``ins`` (sampled every cycle too): the multipliers sit in
+        # front of a register, not between two.
         products = {}
-        for name, value in job_products(cfg, self.instr.payload).items():
+        formed = job_products(cfg, self.instr.payload)
+        for name, value in formed.items():
             products[name] = Signal(value.shape(), name=f"job_{name}")
-            m.d.sync += products[name].eq(value)
+            m.d.sync += products[name].eq(getattr(self.products, name) if self.products_in else value)
         decode_job(m, cfg, ins, job_next, products)
         nop_done = Signal()
         runs = (opcode == Opcode.CONV) | (opcode == Opcode.VEC) | (opcode == Opcode.SPCONV)

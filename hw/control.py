@@ -33,6 +33,9 @@ stalls and has latency ``dram_latency``, and every executor obeys its contract):
 - dispatch stage (``cfg.dispatch_stage`` = 1, tiny): a dispatched word spends the cycle
   after its dispatch in a register beside its queue (``staged``) and is written into the
   queue then; room counts it (entries from dispatch to start), so ``D_k`` is as above.
+  With ``cfg.queue_products`` the compute queue also stores the compute unit's decoder
+  products (``hw.job.job_products``) formed from that register, out on ``compute_products``
+  with the head (timing only).
 - start: a queue's head is visible ``1 + dispatch_stage`` cycles after its dispatch
   (``ready = D + 1 + dispatch_stage``); it starts (is offered to
   the executor with ``valid``, accepted with ``ready = ~busy | done``) when every token it
@@ -82,6 +85,7 @@ from ..ir.isa import INSTR, UNIT_OF, Opcode, Unit
 from .csr import DATA_BITS, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg, csr_signature
 from .dma import mem_signature
 from .fetch import Fetch, HeadFifo, check_fetch_config, used_bits
+from .job import job_products, products_layout
 
 __all__ = ["Controller", "csr_signature", "LEGAL"]
 
@@ -127,6 +131,8 @@ class Controller(wiring.Component):
         self.fetcher = Fetch(cfg, [[op for op in LEGAL if UNIT_OF[op] == u] for u in UNITS] + [[Opcode.FINISH]]
                              + ([[Opcode.NMS]] if self.has_nms else []))
         nms_ports = {"nms": Out(stream.Signature(INSTR)), "nms_done": In(1), "nms_busy": Out(1)} if nms else {}
+        # ``cfg.queue_products``: the compute head's decoder products, valid with ``compute``.
+        product_ports = {"compute_products": Out(products_layout(cfg))} if cfg.queue_products else {}
         super().__init__({
             "fetch": Out(mem_signature(cfg.dram_bytes_per_cycle)),
             "load": Out(stream.Signature(INSTR)),
@@ -140,6 +146,7 @@ class Controller(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             **nms_ports,
+            **product_ports,
         })
 
     def elaborate(self, platform):
@@ -187,11 +194,16 @@ class Controller(wiring.Component):
             # the queue's level and memory read (zu3eg's deepest path ran from a queue's level).
             # ``queue_head_reg``: the head's word from a register too (the units' decoders and the
             # compute unit's multipliers start at flip-flops, not at the queue's LUT-RAM read).
-            q = queue[u] = HeadFifo(used_bits(ops), len(_TAG), cfg.queue_depth, head_word=cfg.queue_head_reg)
+            # ``cfg.queue_products``: the compute queue stores the decoder's products above the
+            # word (formed from the dispatch stage's register, below).
+            side = len(self.compute_products.as_value()) if u == Unit.COMPUTE and cfg.queue_products else 0
+            q = queue[u] = HeadFifo(used_bits(ops) + side, len(_TAG), cfg.queue_depth, head_word=cfg.queue_head_reg)
             m.submodules[f"{u.name.lower()}_queue"] = ResetInserter(start)(q)
             port, unit_done = ports[u]
             head = Signal(INSTR, name=f"{u.name.lower()}_head")
-            m.d.comb += head.as_value().eq(q.r_data)
+            m.d.comb += head.as_value().eq(q.r_data[:used_bits(ops)])
+            if side:
+                m.d.comb += self.compute_products.as_value().eq(q.r_data[used_bits(ops):])
             hflag = dict(zip(_TAG, q.r_tag))
             flags = Signal(2, name=f"{u.name.lower()}_push_flags")  # of the instruction in flight
             inflight[u] = Signal(name=f"{u.name.lower()}_inflight")
@@ -310,6 +322,12 @@ class Controller(wiring.Component):
                 m.d.comb += [word.as_value().eq(staged_word[u]), queue[u].w_en.eq(staged[u]),
                              queue[u].w_data.eq(staged_word[u]),
                              queue[u].w_tag.eq(_tag(word))]
+                if u == Unit.COMPUTE and cfg.queue_products:
+                    # The products from the staged word's register, written beside it (timing:
+                    # the multipliers between two registers, not behind the queue's read).
+                    prods = job_products(cfg, word)
+                    m.d.comb += queue[u].w_data[len(staged_word[u]):].eq(
+                        Cat(*(prods[name] for name, _ in products_layout(cfg))))
                 m.d.sync += staged[u].eq(dispatch & to[u])
                 with m.If(start):
                     m.d.sync += [occupied[u].eq(0), full[u].eq(0)]

@@ -23,12 +23,12 @@ partial-sum buffer (``psum_out``, see :mod:`hw.retire`).
 
 from __future__ import annotations
 
-from amaranth import Array, Mux, signed, unsigned
+from amaranth import Array, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
 from ..ir.cost import COMPUTE_START, SPCONV_START, conv_drain, conv_slots
-from ..ir.isa import Conv, Dataflow, InGeom, Opcode, Post, SpConv, Tile, Vec, VecOp, Window, field_max, field_shape
+from ..ir.isa import INSTR, Conv, Dataflow, InGeom, Opcode, Post, SpConv, Tile, Vec, VecOp, Window, field_max, field_shape
 from .buffers import OBUF_ADDR_BITS
 
 #: Bits of the row/column offsets and their bounds (rows*sh + kh*dh and cols*sw + kw*dw at
@@ -184,6 +184,12 @@ def job_products(cfg: AcceleratorConfig, instr) -> dict:
                 **_ring_products("conv_a", c.inp, c.win.dh, c.win.sh, small),
                 **_ring_products("vec_a", v.inp, v.win.dh, vec_sh, small), **_ring_products("b", v.inp_b, v.win.dh, vec_sh, small)})
     return out
+
+
+def products_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The shapes of :func:`job_products`' values, by name: what the compute queue carries
+    beside a word with ``cfg.queue_products``."""
+    return data.StructLayout({name: v.shape() for name, v in job_products(cfg, Signal(INSTR)).items()})
 
 
 def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:

@@ -112,7 +112,7 @@ class AcceleratorTop(wiring.Component):
 
             self.nms, self.mux = NmsUnit(cfg), MemMux(beat, b_gates_reads=True)
         self.load = LoadUnit(cfg)
-        self.compute = ComputeUnit(cfg)
+        self.compute = ComputeUnit(cfg, products_in=cfg.queue_products)
         self.store = StoreUnit(cfg)
         self.join = MemJoin(beat)
         self.data_master = AXI4Master(beat)
@@ -141,6 +141,8 @@ class AcceleratorTop(wiring.Component):
         # instruction streams and completions
         wiring.connect(m, ctl.load, load.instr)
         wiring.connect(m, ctl.compute, comp.instr)
+        if self.cfg.queue_products:
+            m.d.comb += comp.products.eq(ctl.compute_products)
         wiring.connect(m, ctl.store, store.instr)
         m.d.comb += [ctl.load_done.eq(load.done), ctl.compute_done.eq(comp.done), ctl.store_done.eq(store.done)]
         # on-chip memories: the load unit writes them, the store unit reads the output buffer

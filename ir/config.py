@@ -70,6 +70,13 @@ class AcceleratorConfig:
     #: load (the issue decision, from the units' ``done`` through the tokens) became the
     #: slowest path of 3 seeds of 3 (docs/microarchitecture.md, "Timing closure")
     queue_head_reg: bool = False
+    #: timing only, no cycle: the compute unit's decoder products (``hw.job.job_products``:
+    #: the ring's sizes and offsets in words, multiplier blocks on ECP5) are formed from the
+    #: dispatch stage's word register and stored beside the word in the compute queue, so
+    #: they reach the compute unit from the queue's read, not through a multiplier behind it
+    #: (needs ``dispatch_stage`` 1) — on for tiny, off for zu3eg (the queue's width: its
+    #: LUT-RAM)
+    queue_products: bool = False
     #: cycles (0 or 1) of the controller's dispatch stage: with 1 a dispatched word waits a
     #: cycle in a register beside its queue, so a queue's head is visible two cycles after its
     #: dispatch, not one (``ir.timeline.schedule``: ``ready = D + 1 + dispatch_stage``;
@@ -202,6 +209,8 @@ class AcceleratorConfig:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
         if self.dispatch_stage not in (0, 1):
             problems.append(f"dispatch_stage ({self.dispatch_stage}) must be 0 or 1")
+        if self.queue_products and self.dispatch_stage != 1:
+            problems.append("queue_products needs dispatch_stage 1 (the products are formed from its register)")
         if self.lb_copies not in (1, 2):
             problems.append(f"lb_copies ({self.lb_copies}) must be 1 or 2")
         elif self.lb_copies == 1 and self.tm > 2 * self.tn:
@@ -335,7 +344,7 @@ TINY = AcceleratorConfig(
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
     obuf_write_reg=True, nms_write_reg=True, nms_scan_ahead=True, vec_shift_luts=True,
-    decode_shift_add=True, seq_lane_bounds=True, seq_idle_hold=True,
+    decode_shift_add=True, seq_lane_bounds=True, seq_idle_hold=True, queue_products=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

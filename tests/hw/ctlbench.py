@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amaranth import Cat, Module, Signal
+
 from shiftflow.hw.control import UNITS, Controller
+from shiftflow.hw.job import job_products, products_layout
 from shiftflow.hw.csr import Reg
 from shiftflow.ir.config import AcceleratorConfig
 from shiftflow.ir.cost import fetch_beats
@@ -61,6 +64,15 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
     ``meddle``: in that cycle of every segment, write SEG_ADDR, SEG_LEN and CTRL.start again
     (they must be ignored while busy)."""
     dut = Controller(cfg)
+    top = dut
+    if cfg.queue_products:
+        # The products the compute queue carries beside its head, against the decoder's
+        # products of the head word itself (checked at every compute accept).
+        top = Module()
+        top.submodules.ctl = dut
+        reference = Signal(products_layout(cfg))
+        prods = job_products(cfg, dut.compute.payload)
+        top.d.comb += reference.eq(Cat(*(prods[name] for name, _ in products_layout(cfg))))
     dram = Dram(dut.fetch, cfg.dram_bytes_per_cycle, latency=cfg.dram_latency, stall=stall, seed=seed)
     dram.write(base, program)
     costs = _costs(cfg, program)
@@ -79,6 +91,13 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
 
         return fake_executor(getattr(dut, UNIT_NAMES[unit]), getattr(dut, UNIT_NAMES[unit] + "_done"),
                              costs.__getitem__, started, log["end"].append)
+
+    async def products_check(ctx):
+        while True:
+            _clk, _rst, valid, ready, got, want = await ctx.tick().sample(
+                dut.compute.valid, dut.compute.ready, dut.compute_products.as_value(), reference.as_value())
+            if valid and ready:
+                assert got == want, "the compute queue's products are not its head word's"
 
     async def monitor(ctx):
         cycle, f = 0, dut.fetcher
@@ -142,7 +161,8 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
                     getattr(obs, k)[u] = vals if k == "words" else [t - zero for t in vals]
             out.append(obs)
 
-    simulate(dut, host, background=[executor(u) for u in UNITS] + [monitor, dram.run], deadline=deadline)
+    checks = [products_check] if cfg.queue_products else []
+    simulate(top, host, background=[executor(u) for u in UNITS] + [monitor, dram.run] + checks, deadline=deadline)
     return out
 
 
