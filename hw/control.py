@@ -34,8 +34,8 @@ stalls and has latency ``dram_latency``, and every executor obeys its contract):
   after its dispatch in a register beside its queue (``staged``) and is written into the
   queue then; room counts it (entries from dispatch to start), so ``D_k`` is as above.
   With ``cfg.queue_products`` the compute queue also stores the compute unit's decoder
-  products (``hw.job.job_products``) of that word, formed from the fetch buffer's head and
-  registered beside it, out on ``compute_products`` with the head (timing only).
+  products (``hw.job.job_products``) formed from that register, out on ``compute_products``
+  with the head (timing only).
 - start: a queue's head is visible ``1 + dispatch_stage`` cycles after its dispatch
   (``ready = D + 1 + dispatch_stage``); it starts (is offered to
   the executor with ``valid``, accepted with ``ready = ~busy | done``) when every token it
@@ -323,17 +323,11 @@ class Controller(wiring.Component):
                              queue[u].w_data.eq(staged_word[u]),
                              queue[u].w_tag.eq(_tag(word))]
                 if u == Unit.COMPUTE and cfg.queue_products:
-                    # The products of the fetch buffer's head, registered with it (sampled every
-                    # cycle too, so they are the staged word's) and written beside it (timing:
-                    # the multipliers between the head's register, ``fetch_head_word``, and
-                    # this one; formed from the staged word they ran into the queue's LUT-RAM
-                    # write data, 14.8-15.4 ns on three seeds of 965dec4).
-                    head_instr = Signal(INSTR, name="fetch_head_instr")
-                    m.d.comb += head_instr.as_value().eq(fetch.word.payload)
-                    prods = job_products(cfg, head_instr)
-                    staged_products = Signal(products_layout(cfg), name="staged_products")
-                    m.d.sync += staged_products.as_value().eq(Cat(*(prods[name] for name, _ in products_layout(cfg))))
-                    m.d.comb += queue[u].w_data[len(staged_word[u]):].eq(staged_products.as_value())
+                    # The products from the staged word's register, written beside it (timing:
+                    # the multipliers between two registers, not behind the queue's read).
+                    prods = job_products(cfg, word)
+                    m.d.comb += queue[u].w_data[len(staged_word[u]):].eq(
+                        Cat(*(prods[name] for name, _ in products_layout(cfg))))
                 m.d.sync += staged[u].eq(dispatch & to[u])
                 with m.If(start):
                     m.d.sync += [occupied[u].eq(0), full[u].eq(0)]

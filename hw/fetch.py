@@ -156,12 +156,10 @@ class Fetch(wiring.Component):
         # The buffer starts empty at every segment (a stopped segment may leave words in it).
         # With cfg.fetch_head_reg the classes travel beside the word with a registered head
         # (timing only); otherwise they are stored with it, read through the same memory.
-        # With cfg.fetch_head_word as well, the head's word too comes from a register.
         ncls = len(self.cls)
         whole_word, cls_in = Signal(WORD_BITS), Signal(ncls)
         if cfg.fetch_head_reg:
-            # ``fetch_head_word``: the head's word from a register too (HeadFifo's head_word).
-            buf = HeadFifo(WORD_BITS, ncls, depth, head_word=cfg.fetch_head_word)
+            buf = HeadFifo(WORD_BITS, ncls, depth)
             m.d.comb += [buf.w_data.eq(whole_word), buf.w_tag.eq(cls_in), self.word.payload.eq(buf.r_data),
                          self.cls.eq(buf.r_tag)]
         else:

@@ -63,12 +63,6 @@ class AcceleratorConfig:
     #: (hw/fetch.py ``HeadFifo``), so dispatch decides from flip-flops, not through a LUT-RAM
     #: read — on for tiny's ECP5 Fmax, off for zu3eg (its LUTs: ~29)
     fetch_head_reg: bool = False
-    #: timing only, no cycle: with ``fetch_head_reg``, the fetch buffer keeps its head's whole
-    #: word in a register as well (``HeadFifo(head_word=True)``, loaded a cycle ahead), so the
-    #: dispatch stage's word register and the NMS word take it from flip-flops, not through
-    #: the buffer's LUT-RAM read, whose address fans out to every bit of the word (a 13.1 ns
-    #: route into it on 5c57a98's seed 2) — on for tiny, off for zu3eg
-    fetch_head_word: bool = False
     #: timing only, no cycle: each unit queue (hw/control.py, ``HeadFifo(head_word=True)``)
     #: keeps its head's whole word in a register, loaded a cycle ahead like its tag, so what
     #: the word feeds (the units' decoders, the compute unit's product multipliers) starts at
@@ -215,8 +209,6 @@ class AcceleratorConfig:
             problems.append(f"weight_encodings must be a subset of ('int', 'pow2'), got {self.weight_encodings}")
         if self.dispatch_stage not in (0, 1):
             problems.append(f"dispatch_stage ({self.dispatch_stage}) must be 0 or 1")
-        if self.fetch_head_word and not self.fetch_head_reg:
-            problems.append("fetch_head_word needs fetch_head_reg")
         if self.queue_products and self.dispatch_stage != 1:
             problems.append("queue_products needs dispatch_stage 1 (the products are formed from its register)")
         if self.lb_copies not in (1, 2):
@@ -352,7 +344,7 @@ TINY = AcceleratorConfig(
     dispatch_stage=1,
     split_products=True, spconv_spare=True, pool_loop_reg=True, psum_addr_reg=True, store_read_slice=True,
     obuf_write_reg=True, nms_write_reg=True, nms_scan_ahead=True, vec_shift_luts=True,
-    decode_shift_add=True, seq_lane_bounds=True, seq_idle_hold=True, queue_products=True, fetch_head_word=True,
+    decode_shift_add=True, seq_lane_bounds=True, seq_idle_hold=True, queue_products=True,
     # A core small enough for CI's RTL tests: 1 lane (zu3eg's count; 2 lanes cost the whole
     # design ~6 MHz on ECP5, docs/nms_core.md; tests/hw/test_nms_dma.py runs 2 and 4), 16-wide
     # maps, 64 survivors, 128 patches.

@@ -59,7 +59,6 @@ def test_a_target_with_another_instruction_size_is_refused(tmp_path):
     ({"psum_entries": 1 << 21}, r"psum_entries \(2097152\) must be at most 1048576 \(the simulator holds them"),
     ({"lb_copies": 3}, r"lb_copies \(3\) must be 1 or 2"),
     ({"dispatch_stage": 0}, r"queue_products needs dispatch_stage 1"),
-    ({"fetch_head_reg": False, "fetch_head_word": True}, r"fetch_head_word needs fetch_head_reg"),
     ({"lb_copies": 1, "tm": 16, "ppu_lanes": 16}, r"one line-buffer copy \(lb_copies 1\) serves at most two channel "
                                                   r"blocks: tm \(16\) must be at most 2\*tn \(8\)"),
 ])
