@@ -98,38 +98,17 @@ class LinearReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lg, full = self.lg, BOUNDARY // self.bw
         addr, left = Signal(32), Signal(32)  # left: beats
-        to_b = Signal(range(full + 1))  # beats to the next 4 KiB boundary
-        # The request's size, min(left, to_b, MAX_BURST), picked by two flags of the state
-        # kept in registers (timing: the boundary's distance, the compares with it and the
-        # subtraction of the request from ``left`` were one chain, 15.6 ns on 5c57a98's seed 1).
-        takes_all, near = Signal(), Signal()  # left <= MAX_BURST and left <= to_b; to_b < MAX_BURST
+        to_b = Signal(range(BOUNDARY // self.bw + 1))
+        m.d.comb += to_b.eq((BOUNDARY - addr[:12]) >> self.lg)
         beats = Signal(9)
-        m.d.comb += beats.eq(Mux(takes_all, left, Mux(near, to_b, MAX_BURST)))
+        m.d.comb += beats.eq(Mux((left <= MAX_BURST) & (left <= to_b), left, Mux(to_b < MAX_BURST, to_b, MAX_BURST)))
         m.d.comb += [self.busy.eq(left != 0), self.req.valid.eq(left != 0),
                      self.req.payload.addr.eq(addr), self.req.payload.beats.eq(beats)]
-
-        def flags(l, t):
-            return [takes_all.eq((l <= MAX_BURST) & (l <= t)), near.eq(t < MAX_BURST)]
-
         with m.If(self.start):
-            left0, to_b0 = self.nbytes >> lg, (BOUNDARY - self.addr[:12]) >> lg
-            m.d.sync += [addr.eq(self.addr), left.eq(left0), to_b.eq(to_b0), *flags(left0, to_b0)]
+            m.d.sync += [addr.eq(self.addr), left.eq(self.nbytes >> self.lg)]
         with m.Elif(self.req.valid & self.req.ready):
-            m.d.sync += addr.eq(addr + (beats << lg))
-            # The next state of each kind of request, formed from the registers side by side:
-            # all that is left (nothing remains), up to the boundary (a whole page follows),
-            # or MAX_BURST beats (the boundary that much nearer; at it, a whole page).
-            with m.If(takes_all):
-                m.d.sync += left.eq(0)
-            with m.Elif(near):
-                rest = left - to_b
-                m.d.sync += [left.eq(rest), to_b.eq(full), *flags(rest, full)]
-            with m.Else():
-                rest, dist = left - MAX_BURST, to_b - MAX_BURST
-                dist = Mux(dist == 0, full, dist)
-                m.d.sync += [left.eq(rest), to_b.eq(dist), *flags(rest, dist)]
+            m.d.sync += [addr.eq(addr + (beats << self.lg)), left.eq(left - beats)]
         return m
 
 
