@@ -180,10 +180,11 @@ class ComputeUnit(wiring.Component):
         # it) and registered beside ``ins`` (sampled every cycle too): the multipliers sit in
         # front of a register, not between two.
         products = {}
-        formed = job_products(cfg, self.instr.payload)
+        formed = ({name: getattr(self.products, name) for name, _ in products_layout(cfg)} if self.products_in
+                  else job_products(cfg, self.instr.payload))
         for name, value in formed.items():
             products[name] = Signal(value.shape(), name=f"job_{name}")
-            m.d.sync += products[name].eq(getattr(self.products, name) if self.products_in else value)
+            m.d.sync += products[name].eq(value)
         decode_job(m, cfg, ins, job_next, products)
         nop_done = Signal()
         runs = (opcode == Opcode.CONV) | (opcode == Opcode.VEC) | (opcode == Opcode.SPCONV)

@@ -85,7 +85,7 @@ from ..ir.isa import INSTR, UNIT_OF, Opcode, Unit
 from .csr import DATA_BITS, STATUS_BUSY, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, ErrorCode, Reg, csr_signature
 from .dma import mem_signature
 from .fetch import Fetch, HeadFifo, check_fetch_config, used_bits
-from .job import job_products, products_layout
+from .job import packed_products, products_layout
 
 __all__ = ["Controller", "csr_signature", "LEGAL"]
 
@@ -325,9 +325,7 @@ class Controller(wiring.Component):
                 if u == Unit.COMPUTE and cfg.queue_products:
                     # The products from the staged word's register, written beside it (timing:
                     # the multipliers between two registers, not behind the queue's read).
-                    prods = job_products(cfg, word)
-                    m.d.comb += queue[u].w_data[len(staged_word[u]):].eq(
-                        Cat(*(prods[name] for name, _ in products_layout(cfg))))
+                    m.d.comb += queue[u].w_data[len(staged_word[u]):].eq(packed_products(cfg, word))
                 m.d.sync += staged[u].eq(dispatch & to[u])
                 with m.If(start):
                     m.d.sync += [occupied[u].eq(0), full[u].eq(0)]

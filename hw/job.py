@@ -23,7 +23,7 @@ partial-sum buffer (``psum_out``, see :mod:`hw.retire`).
 
 from __future__ import annotations
 
-from amaranth import Array, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
@@ -190,6 +190,12 @@ def products_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """The shapes of :func:`job_products`' values, by name: what the compute queue carries
     beside a word with ``cfg.queue_products``."""
     return data.StructLayout({name: v.shape() for name, v in job_products(cfg, Signal(INSTR)).items()})
+
+
+def packed_products(cfg: AcceleratorConfig, instr):
+    """:func:`job_products` of ``instr`` as one value laid out as :func:`products_layout`."""
+    prods = job_products(cfg, instr)
+    return Cat(*(prods[name] for name, _ in products_layout(cfg)))
 
 
 def decode_job(m, cfg: AcceleratorConfig, instr, job, products: dict) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Cat, Module, Signal
+from amaranth import Module, Signal
 
 from shiftflow.hw.control import UNITS, Controller
-from shiftflow.hw.job import job_products, products_layout
+from shiftflow.hw.job import packed_products, products_layout
 from shiftflow.hw.csr import Reg
 from shiftflow.ir.config import AcceleratorConfig
 from shiftflow.ir.cost import fetch_beats
@@ -71,8 +71,7 @@ def run_segments(cfg: AcceleratorConfig, program: bytes, segments: list[tuple[in
         top = Module()
         top.submodules.ctl = dut
         reference = Signal(products_layout(cfg))
-        prods = job_products(cfg, dut.compute.payload)
-        top.d.comb += reference.eq(Cat(*(prods[name] for name, _ in products_layout(cfg))))
+        top.d.comb += reference.eq(packed_products(cfg, dut.compute.payload))
     dram = Dram(dut.fetch, cfg.dram_bytes_per_cycle, latency=cfg.dram_latency, stall=stall, seed=seed)
     dram.write(base, program)
     costs = _costs(cfg, program)
