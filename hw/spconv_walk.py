@@ -92,7 +92,12 @@ class SpconvWalk(wiring.Component):
         last_k = Signal(kept_bits)  # chunks - 1
         base = Signal(self.row_bits)
         xb, yb = Signal(range(ebits)), Signal(range(ebits))
+        # The fields' masks and the channel's shift, made at start (timing: the entry's
+        # decode was an adder and a mask generator in front of the shifters, the walker's
+        # path into ``spare``, 16.9 ns on b448768's first seed).
+        xmask, ymask, cb = Signal(ebits), Signal(ebits), Signal(range(2 * ebits))
         bits = Array(max(0, (k - 1).bit_length()) for k in range(1 << self.kh.shape().width))
+        masks = Array((1 << max(0, (k - 1).bit_length())) - 1 for k in range(1 << self.kh.shape().width))
 
         # -- reads: chunk rk at word rword, chunk rsel of the word; the word comes the cycle
         # after the grant. A list in one chunk is read once and stays at the queue's head.
@@ -150,8 +155,8 @@ class SpconvWalk(wiring.Component):
         end = j == last_j
         m.d.comb += pop.eq(load & ~single & (end | (e == per - 1)))
         made = Signal(Step)
-        m.d.comb += [made.x.eq(entry & ((1 << xb) - 1)), made.y.eq((entry >> xb) & ((1 << yb) - 1)),
-                     made.c.eq(entry >> (xb + yb)), made.last.eq(end)]
+        m.d.comb += [made.x.eq(entry & xmask), made.y.eq((entry >> xb) & ymask),
+                     made.c.eq(entry >> cb), made.last.eq(end)]
         if self.spare:
             with m.If(~spare_valid):
                 m.d.sync += spare.eq(made)
@@ -172,7 +177,8 @@ class SpconvWalk(wiring.Component):
             nchunks_m1 = ((self.kept + per - 1) >> (per - 1).bit_length()) - 1
             m.d.sync += [active.eq(1), last_j.eq(self.kept - 1), last_k.eq(nchunks_m1), base.eq(self.base),
                          single.eq(nchunks_m1 == 0),
-                         xb.eq(bits[self.kw]), yb.eq(bits[self.kh]), rk.eq(0), rword.eq(self.base), rsel.eq(0),
+                         xb.eq(bits[self.kw]), yb.eq(bits[self.kh]), cb.eq(bits[self.kw] + bits[self.kh]),
+                         xmask.eq(masks[self.kw]), ymask.eq(masks[self.kh]), rk.eq(0), rword.eq(self.base), rsel.eq(0),
                          inflight.eq(0), head.eq(0), tail.eq(0), level.eq(0), e.eq(0), j.eq(0), self.o.valid.eq(0),
                          spare_valid.eq(0)]
         return m

@@ -1,13 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """hw/job.py's helpers on their own: ``shift_add`` (the decoder's row steps made of shifted
 adds, ``AcceleratorConfig.decode_shift_add``) equals the product for every factor of the
-narrow fields it takes and drawn words."""
+narrow fields it takes and drawn words; ``_taps_table`` (the same flag's ``kh * kw``) equals
+the product for every pair of fields."""
 
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shiftflow.hw.job import shift_add
+from shiftflow.hw.job import _taps_table, shift_add
+from shiftflow.ir.isa import Window
 
 
 @settings(max_examples=5, deadline=None)
@@ -31,3 +33,23 @@ def test_shift_add_equals_the_product(bits, words):
     sim.run()
     assert all(want == have for want, have in got)
     assert len(got) == len(words) << bits
+
+
+def test_taps_table_equals_the_product():
+    win = Signal(Window)
+    out = Signal(8)
+    m = Module()
+    m.d.comb += out.eq(_taps_table(win))
+    sim = Simulator(m)
+    got = []
+
+    async def bench(ctx):
+        for kh in range(16):
+            for kw in range(16):
+                ctx.set(win.kh, kh)
+                ctx.set(win.kw, kw)
+                got.append((kh * kw, ctx.get(out)))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(got) == 256 and all(want == have for want, have in got)
