@@ -120,6 +120,21 @@ class NmsSpatial(wiring.Component):
         bank_free = (pending == 0) | (one_left & self.o.ready)
         drain = Signal()  # y >= height, kept in a register (timing: it gates ``advance``)
         advance = streaming & bank_free & (drain | self.i.valid)
+        # With ``grid_copy`` each grid's registers take ``advance`` from its own copy of it,
+        # made from its own copy of ``streaming`` or ``drain`` (timing: the one ``advance``
+        # reached every enable of both grids and the delay line, 14.5 of its 16.0 ns routing
+        # on b448768's third seed). A copy's initial value differs so that yosys keeps it
+        # (see NmsUnit's grid copy); before the first start ``streaming`` is low (grid a's
+        # copy is 0) and grid s's copy is at most the input's valid, which is low until the
+        # unit starts, and every register a grid's copy enables is loaded at start.
+        adv = {"a": advance, "s": advance}
+        drains = {"a": drain, "s": drain}
+        if self.grid_copy:
+            streaming_s, drain_a = Signal(init=1, name="streaming_s"), Signal(init=1, name="drain_a")
+            drains["a"] = drain_a
+            adv = {"a": streaming & bank_free & (drain_a | self.i.valid),
+                   "s": streaming_s & bank_free & (drain | self.i.valid)}
+        self.advance_copies = (advance, adv["a"], adv["s"])  # for tests: equal in every cycle
         # ``x == width - 1`` and ``y + 1 >= height`` kept in registers, stepped with x and y
         # (timing: ``row_end`` fans out to every lane's counters, ``advance`` gates both).
         row_end, last_row = Signal(), Signal()
@@ -135,6 +150,8 @@ class NmsSpatial(wiring.Component):
             m.d.sync += [height.eq(self.height), width.eq(self.width), kernel.eq(self.kernel),
                          shift.eq(self.shift), y.eq(0), x.eq(0), drow.eq(0), streaming.eq(1), active.eq(1),
                          drain.eq(self.height == 0), row_end.eq(self.width == 1), last_row.eq(self.height <= 1)]
+            if self.grid_copy:
+                m.d.sync += [streaming_s.eq(1), drain_a.eq(self.height == 0)]
         with m.Elif(advance):
             m.d.sync += [x.eq(Mux(row_end, 0, x + 1)), y.eq(y + row_end),
                          row_end.eq(Mux(row_end, width == 1, x + 2 == width))]
@@ -142,14 +159,18 @@ class NmsSpatial(wiring.Component):
                 m.d.sync += last_row.eq(y + 2 >= height)
             with m.If(row_end & last_row):
                 m.d.sync += drain.eq(1)
+                if self.grid_copy:
+                    m.d.sync += drain_a.eq(1)
             with m.If(row_end & drain):
                 m.d.sync += drow.eq(drow + 1)
                 with m.If(drow == kmax - 1):
                     m.d.sync += streaming.eq(0)
+                    if self.grid_copy:
+                        m.d.sync += streaming_s.eq(0)
 
         survive = Signal(lanes)
         for lane in range(lanes):
-            self._lane(m, lane, wm, kernel[lane], shift[lane], y, x, row_end, drain, advance, survive, bank)
+            self._lane(m, lane, wm, kernel[lane], shift[lane], y, x, row_end, drains, advance, adv, survive, bank)
         with m.If(advance):
             m.d.sync += [pending.eq(survive), bank_y.eq(y), bank_x.eq(x)]
         with m.Elif(self.o.valid & self.o.ready):
@@ -172,8 +193,10 @@ class NmsSpatial(wiring.Component):
             m.d.sync += active.eq(0)
         return m
 
-    def _lane(self, m, lane, wm, k, s, y, x, row_end, drain, advance, survive, bank):
+    def _lane(self, m, lane, wm, k, s, y, x, row_end, drains, advance, adv, survive, bank):
         """One lane: its counters, delay line and tile-best memories, and its decision.
+        ``advance`` steps the delay line, ``adv[grid]`` and ``drains[grid]`` (equal to
+        ``advance`` and the drain flag) each grid's registers.
 
         Every memory is read a position ahead (synchronous, so block RAM or LUT RAM with an
         output register): at the edge a position is taken, the next position's word is read.
@@ -192,15 +215,15 @@ class NmsSpatial(wiring.Component):
         with m.If(accept):
             m.d.sync += [ox.eq(0), tcx.eq(0), oy.eq(0), par.eq(0),
                          sox.eq(self.shift[lane]), stcx.eq(0), soy.eq(self.shift[lane]), spar.eq(0)]
-        with m.Elif(advance):
-            m.d.sync += [reg.eq(val) for regs, name in (((ox, tcx, oy, par), "a"), ((sox, stcx, soy, spar), "s"))
-                         for reg, val in zip(regs, nxt[name])]
+        for regs, name in (((ox, tcx, oy, par), "a"), ((sox, stcx, soy, spar), "s")):
+            with m.If(~accept & adv[name]):
+                m.d.sync += [reg.eq(val) for reg, val in zip(regs, nxt[name])]
 
         cells = {}
         for name, payload in (("a", self.i.payload), ("s", self.i_s if self.grid_copy else self.i.payload)):
             cells[name] = Signal(self.cell, name=f"cell_{name}{lane}")
             m.d.comb += cells[name].eq(payload[lane])
-            with m.If(drain):
+            with m.If(drains[name]):
                 m.d.comb += cells[name].valid.eq(0)
         cell = cells["a"]
 
@@ -232,11 +255,11 @@ class NmsSpatial(wiring.Component):
             first = Signal(name=f"fresh_{name}{lane}")
             with m.If(accept):
                 m.d.sync += first.eq(1)
-            with m.Elif(advance):
+            with m.Elif(adv[name]):
                 m.d.sync += first.eq(((roff_n == 0) | row_n0) & ((off_n == 0) | col_n0))
             firsts[name] = first
         for name, col, p in (("a", tcx, par), ("s", stcx, spar)):
-            cell = cells[name]
+            cell, step = cells[name], adv[name]
             # One word a tile column: the half of the band accumulating (parity p), written
             # alone, and the half of the band being decided.
             mem = Memory(shape=pair, depth=wm, init=[])
@@ -245,7 +268,7 @@ class NmsSpatial(wiring.Component):
             running, best = Signal(self.cell), Signal(self.cell)
             fwd, last, last_p = Signal(), Signal(self.cell), Signal()
             raddr = Mux(accept, 0, nxt[name][1])
-            with m.If(accept | advance):
+            with m.If(accept | step):
                 m.d.sync += [fwd.eq(~accept & (nxt[name][1] == col)), last_p.eq(p)]
             wins = Signal()
             if self.core.write_reg:
@@ -255,12 +278,12 @@ class NmsSpatial(wiring.Component):
                 # f69e106's third seed); the next cell is compared with both candidates.
                 l_cell, l_run = Signal(self.cell, name=f"lcell_{name}{lane}"), Signal(self.cell, name=f"lrun_{name}{lane}")
                 l_wins = Signal(name=f"lwins_{name}{lane}")
-                with m.If(accept | advance):
+                with m.If(accept | step):
                     m.d.sync += [l_cell.eq(cell), l_run.eq(running), l_wins.eq(wins)]
                 m.d.comb += last.eq(Mux(l_wins, l_cell, l_run))
                 beats_last = Mux(l_wins, self._better(cell, l_cell), self._better(cell, l_run))
             else:
-                with m.If(accept | advance):
+                with m.If(accept | step):
                     m.d.sync += last.eq(best)
                 beats_last = self._better(cell, last)
             # The write this position makes (``wen``: one bit a half), and what the memory
@@ -275,13 +298,13 @@ class NmsSpatial(wiring.Component):
                             name=f"wq_{name}{lane}")
                 pend, held = Signal(2, name=f"pend_{name}{lane}"), Signal(self.cell, name=f"held_{name}{lane}")
                 m.d.sync += [wq.en.eq(wen), wq.addr.eq(col), wq.data.eq(cell)]
-                with m.If(accept | advance):
+                with m.If(accept | step):
                     m.d.sync += [pend.eq(Mux(~accept & (wq.addr == raddr), wq.en, 0)), held.eq(wq.data)]
                 m.d.comb += [wr.addr.eq(wq.addr), wr.data[0].eq(wq.data), wr.data[1].eq(wq.data), wr.en.eq(wq.en)]
                 words = [Mux(pend[h], held, rd.data[h]) for h in range(2)]
             else:
                 m.d.comb += [wr.addr.eq(col), wr.data[0].eq(cell), wr.data[1].eq(cell), wr.en.eq(wen)]
-            m.d.comb += [rd.addr.eq(raddr), rd.en.eq(accept | advance),
+            m.d.comb += [rd.addr.eq(raddr), rd.en.eq(accept | step),
                          running.eq(Mux(fwd, last, Mux(p, words[1], words[0])))]
             fresh = firsts[name]  # the tile's first cell: nothing running
             with m.If(fresh):
@@ -299,7 +322,7 @@ class NmsSpatial(wiring.Component):
             # never compared by its key or index. (Timing: the write data is the cell register,
             # not the best's select, whose verdict fans out to a hundred RAM inputs.)
             m.d.comb += [best.eq(Mux(wins, cell, running)),
-                         wen.eq(Mux(advance & (wins | fresh), Mux(p, 0b10, 0b01), 0))]
+                         wen.eq(Mux(step & (wins | fresh), Mux(p, 0b10, 0b01), 0))]
             # The decided half misses a write only at a band's first position in a map one
             # tile column wide; then it is the best just written.
             win = Signal(self.cell)

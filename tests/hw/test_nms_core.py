@@ -3,7 +3,9 @@
 (``sim.nms_core.spatial_block``): the same survivors in the same order, and, with no stalls,
 exactly ``ir.nms.spatial_cycles`` — over hypothesis-drawn map sizes, per-lane kernels and
 shifts, ties, all-equal and empty maps, several maps one after another, and every block of
-a whole instruction; with random stalls on both streams the same survivors."""
+a whole instruction; with random stalls on both streams the same survivors. With
+``write_reg`` the stage is built as NmsUnit builds it (``grid_copy``), and each grid's copy of
+``advance`` must equal it in every cycle."""
 
 import dataclasses
 import random
@@ -42,9 +44,10 @@ def draw_block(rng, h, w, lanes, kind, kernels=None):
 def run(blocks, stall=0.0, seed=0, core=CORE):
     """Run the blocks (valid, key, index, kernels, shifts) one after another; per block the
     survivors (lane, y, x, key, index) and the cycles from ``start`` to ``done``."""
-    dut = NmsSpatial(core)
+    dut = NmsSpatial(core, grid_copy=core.write_reg)  # as NmsUnit builds it
     rng = random.Random(seed)
     results = []
+    copies_differ = []
 
     async def bench(ctx):
         for valid, key, index, kernels, shifts in blocks:
@@ -63,8 +66,11 @@ def run(blocks, stall=0.0, seed=0, core=CORE):
                 ctx.set(dut.i.valid, offer)
                 if offer:
                     yy, xx = divmod(sent, w)
-                    ctx.set(dut.i.payload, [{"valid": int(valid[yy, xx, ln]), "key": int(key[yy, xx, ln]),
-                                             "index": int(index[yy, xx, ln])} for ln in range(lanes)])
+                    cells = [{"valid": int(valid[yy, xx, ln]), "key": int(key[yy, xx, ln]),
+                              "index": int(index[yy, xx, ln])} for ln in range(lanes)]
+                    ctx.set(dut.i.payload, cells)
+                    if dut.grid_copy:
+                        ctx.set(dut.i_s, cells)
                 ready = rng.random() >= stall
                 ctx.set(dut.o.ready, ready)
                 if offer and ctx.get(dut.i.ready):
@@ -73,6 +79,8 @@ def run(blocks, stall=0.0, seed=0, core=CORE):
                     p = ctx.get(dut.o.payload)
                     got.append((int(p.lane), int(p.y), int(p.x), int(p.key), int(p.index)))
                 done = ctx.get(dut.done)
+                if dut.grid_copy and len({ctx.get(a) for a in dut.advance_copies}) > 1:
+                    copies_differ.append(cycles)
                 await ctx.tick()
                 cycles += 1
                 if done:
@@ -81,6 +89,9 @@ def run(blocks, stall=0.0, seed=0, core=CORE):
             results.append((got, cycles))
 
     simulate(dut, bench, deadline=sum(4 * (b[0].shape[0] + 4) * b[0].shape[1] * 4 + 50 for b in blocks))
+    # grid_copy: each grid's copy of ``advance`` equals it (a copy left stepping after the end
+    # would not change the survivors: every register it enables is loaded at start).
+    assert not copies_differ, f"advance copies differ at cycles {copies_differ[:5]}"
     return results
 
 
