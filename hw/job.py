@@ -23,7 +23,7 @@ partial-sum buffer (``psum_out``, see :mod:`hw.retire`).
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from ..ir.config import AcceleratorConfig
@@ -149,19 +149,17 @@ def shift_add(factor, x):
     """``factor * x`` as a sum of ``x`` shifted by each set bit of ``factor`` (a narrow
     field): adders in the fabric, not a multiplier block."""
     terms = [Mux(factor[i], x << i, 0) for i in range(len(factor))]
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
+    while len(terms) > 1:  # a balanced tree: two adders deep for four bits, not three
+        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
+    return terms[0]
 
 
-def _taps_table(win):
-    """``kh * kw`` (two 4-bit fields) as a table of constants: fabric logic of the 8 field
-    bits, not a multiplier block (timing: with ``decode_shift_add`` the taps fed the channel
-    products' multiplier from another one, two ECP5 multiplier blocks in series, 16.4 ns on
-    b448768's fourth seed)."""
-    kh, kw = win.kh, win.kw
-    return Array(Const(h * w, len(kh) + len(kw)) for h in range(1 << len(kh)) for w in range(1 << len(kw)))[Cat(kw, kh)]
+def _taps(win):
+    """``kh * kw`` (two 4-bit fields) as shifted adds in the fabric, not a multiplier block
+    (timing: with ``decode_shift_add`` the taps fed the channel products' multiplier from
+    another one, two ECP5 multiplier blocks in series, 16.4 ns on b448768's fourth seed; as
+    a table of constants abc made seven LUT levels of it, 15.9 ns on 568dfeb)."""
+    return shift_add(win.kw, win.kh)[:len(win.kh) + len(win.kw)]
 
 
 def _ring_products(prefix: str, geom, dh, sh, small_luts: bool) -> dict:
@@ -185,7 +183,7 @@ def job_products(cfg: AcceleratorConfig, instr) -> dict:
     small = cfg.decode_shift_add  # the row steps' factors, dh and sh: 3 and 2 bits
     out = {}
     for body, name in ((c, "conv"), (v, "vec")):
-        taps = _taps_table(body.win) if small else body.win.kh * body.win.kw
+        taps = _taps(body.win) if small else body.win.kh * body.win.kw
         out.update({f"{name}_taps": taps, f"{name}_blk_taps": ((body.inp.chans + cfg.tn - 1) >> lg_tn) * taps})
     vec_sh = Mux(v.op == VecOp.RESIZE, 1, v.win.sh)
     out.update({"conv_chans_taps": c.inp.chans * out["conv_taps"], "conv_d_prow": c.tile.obuf_cols * (cfg.tm // cfg.tn),

@@ -1,14 +1,14 @@
 # amaranth: UnusedElaboratable=no
 """hw/job.py's helpers on their own: ``shift_add`` (the decoder's row steps made of shifted
 adds, ``AcceleratorConfig.decode_shift_add``) equals the product for every factor of the
-narrow fields it takes and drawn words; ``_taps_table`` (the same flag's ``kh * kw``) equals
+narrow fields it takes and drawn words; ``_taps`` (the same flag's ``kh * kw``) equals
 the product for every pair of fields."""
 
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shiftflow.hw.job import _taps_table, shift_add
+from shiftflow.hw.job import _taps, shift_add
 from shiftflow.ir.isa import Window
 
 
@@ -35,11 +35,11 @@ def test_shift_add_equals_the_product(bits, words):
     assert len(got) == len(words) << bits
 
 
-def test_taps_table_equals_the_product():
+def test_taps_equals_the_product():
     win = Signal(Window)
     out = Signal(8)
     m = Module()
-    m.d.comb += out.eq(_taps_table(win))
+    m.d.comb += out.eq(_taps(win))
     sim = Simulator(m)
     got = []
 
