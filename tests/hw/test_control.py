@@ -184,6 +184,20 @@ def test_token_overflow():
     assert obs.regs[Reg.ERROR] == ErrorCode.TOKEN_OVERFLOW and obs.regs[Reg.STATUS] == STATUS_ERROR
 
 
+def test_a_segment_after_an_overflow_starts_with_empty_queues():
+    """The overflow stops the segment with words still queued (the NOPs wait for tokens):
+    the queues and counters are held empty from then on, so the next segment runs exactly
+    as if alone."""
+    cfg = dataclasses.replace(TINY, token_depth=1)
+    seg = [load_wgt(push_next=1), load_wgt(push_next=1), store(nrows=8, push_prev=1),
+           word(Opcode.NOP, pop_prev=1, pop_next=1), word(Opcode.NOP, pop_prev=1), word(Opcode.FINISH)]
+    good = [load_wgt(), word(Opcode.NOP), store(nrows=8), word(Opcode.FINISH)]
+    program = b"".join(seg + good)
+    bad_run, good_run = run_segments(cfg, program, [(0, len(seg)), (len(seg), len(good))])
+    assert bad_run.regs[Reg.ERROR] == ErrorCode.TOKEN_OVERFLOW
+    check_exact(cfg, program, [(len(seg), len(good))], [good_run])
+
+
 def test_empty_segment_is_an_error():
     (obs,) = run_segments(TINY, word(Opcode.FINISH), [(0, 0)])
     assert obs.error == 1 and obs.regs[Reg.ERROR] == ErrorCode.NO_FINISH
