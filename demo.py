@@ -67,7 +67,7 @@ def _run(out_dir: str, phase: Phases) -> int:
             ok &= bool(result.bit_exact)
             phase.echo(f"== shiftflow compile -o {build} --target {target.name}: {program.n_instructions} "
                        f"instructions; simulate --check: {result.total_cycles} cycles, {result.fps:.0f} fps at "
-                       f"{target.clock_mhz:g} MHz, MAC utilization {result.mac_utilization:.2f}, "
+                       f"the nominal {target.clock_mhz:g} MHz, MAC utilization {result.mac_utilization:.2f}, "
                        f"{'bit-exact (L2 = L1 = L0)' if result.bit_exact else 'MISMATCH'}")
         phase.echo()
     rtl = write_rtl("tiny", os.path.join(out_dir, "rtl_tiny"), progress=phase)
