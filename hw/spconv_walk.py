@@ -96,8 +96,8 @@ class SpconvWalk(wiring.Component):
         # decode was an adder and a mask generator in front of the shifters, the walker's
         # path into ``spare``, 16.9 ns on b448768's first seed).
         xmask, ymask, cb = Signal(ebits), Signal(ebits), Signal(range(2 * ebits))
-        bits = Array(max(0, (k - 1).bit_length()) for k in range(1 << self.kh.shape().width))
-        masks = Array((1 << max(0, (k - 1).bit_length())) - 1 for k in range(1 << self.kh.shape().width))
+        widths = [max(0, (k - 1).bit_length()) for k in range(1 << self.kh.shape().width)]  # a field's bits
+        bits, masks = Array(widths), Array((1 << w) - 1 for w in widths)
 
         # -- reads: chunk rk at word rword, chunk rsel of the word; the word comes the cycle
         # after the grant. A list in one chunk is read once and stays at the queue's head.

@@ -95,8 +95,8 @@ class AcceleratorConfig:
     #: timing only, no cycle: the compute decoder's row steps (``dh`` and ``sh`` times a ring
     #: slot's words, hw/job.py) as shifted adds in the fabric, not multiplier blocks, whose
     #: paths from the compute queue's LUT-RAM word were tiny's slowest, and the taps ``kh *
-    #: kw`` as a table of constants (not a multiplier in front of the channel products') — on
-    #: for tiny, off for zu3eg (its DSP48E2s take them; six adders of ~20 bits)
+    #: kw`` likewise (not a multiplier in front of the channel products') — on for tiny, off
+    #: for zu3eg (its DSP48E2s take them; six adders of ~20 bits)
     decode_shift_add: bool = False
     #: timing only, no cycle: the decoded job carries operand a's column bounds less each
     #: lane's column offset, so the sequencer's lane mask compares its column register with

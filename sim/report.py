@@ -82,5 +82,6 @@ def format_layers(rows: list[dict], total_cycles: int, clock_mhz: float) -> str:
     lines.append(fmt.format("total", "", "", total_cycles, "100.0", f"{macs / 1e6:.2f}", "",
                             f"{sum(r['dram_bytes'] for r in rows) / 1024:.1f}",
                             sum(r["stall_cycles"] for r in rows)))
-    lines.append(f"{total_cycles} cycles = {ms:.3f} ms at the nominal {clock_mhz:g} MHz (the target's clock, not a measured one)")
+    lines.append(f"{total_cycles} cycles = {ms:.3f} ms at the nominal {clock_mhz:g} MHz "
+                 "(the target's clock, not a measured one)")
     return "\n".join(lines)
